@@ -1,0 +1,1 @@
+"""AllMySMS connector: a Flask service between no-code platforms and AllMySMS."""

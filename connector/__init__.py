@@ -1,1 +1,70 @@
 """AllMySMS connector: a Flask service between no-code platforms and AllMySMS."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import Flask, g
+
+from . import api, config, errors, manifest as manifest_module
+from .actions import HANDLERS
+from .errors import ConfigError
+from .messages import Rules
+from .upstream import AllMySMS, new_session
+
+
+@dataclass(frozen=True)
+class Services:
+    """What request handlers share, built once at start-up."""
+
+    manifest: manifest_module.Manifest
+    upstream: AllMySMS
+    rules: Rules
+    feed_format: str
+    recipients_per_feed: int
+    credits_per_sms_fr: int
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Config, then manifest, then services, then blueprints, then error handlers."""
+    settings = config.load(overrides=test_config)
+    if not settings["ALLMYSMS_BASE_URL"]:
+        raise ConfigError("The configuration is not complete", [
+            "ALLMYSMS_BASE_URL is not set. `connector serve` starts the built-in sandbox and sets it; "
+            "to send real messages set it to https://api.allmysms.com"])
+    manifest = manifest_module.load()
+    problems = manifest_module.check_handlers(manifest, HANDLERS)
+    if problems:
+        raise ConfigError("The manifest and the code disagree", problems)
+
+    app = Flask(__name__)
+    app.config.update(settings, MAX_CONTENT_LENGTH=settings["CONNECTOR_MAX_BODY_BYTES"])
+    logging.getLogger("connector").setLevel(settings["CONNECTOR_LOG_LEVEL"])
+    app.extensions["connector"] = Services(
+        manifest=manifest,
+        upstream=AllMySMS(settings["ALLMYSMS_BASE_URL"], session=new_session(settings["CONNECTOR_THREADS"] * 2),
+                          connect_timeout=settings["ALLMYSMS_CONNECT_TIMEOUT"],
+                          read_timeout=settings["ALLMYSMS_READ_TIMEOUT"],
+                          connect_retries=settings["ALLMYSMS_CONNECT_RETRIES"],
+                          max_reply_bytes=settings["ALLMYSMS_MAX_REPLY_BYTES"]),
+        rules=Rules(region=settings["CONNECTOR_DEFAULT_COUNTRY"], zone=settings["ALLMYSMS_TIMEZONE"],
+                    stop_mention=settings["CONNECTOR_STOP_MENTION"],
+                    max_recipients=settings["CONNECTOR_MAX_RECIPIENTS"]),
+        feed_format=settings["ALLMYSMS_FEED_FORMAT"],
+        recipients_per_feed=settings["ALLMYSMS_RECIPIENTS_PER_FEED"],
+        credits_per_sms_fr=settings["ALLMYSMS_CREDITS_PER_SMS_FR"],
+    )
+
+    @app.before_request
+    def _request_id():
+        g.request_id = api.new_request_id()
+
+    @app.after_request
+    def _echo_request_id(response):
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response
+
+    app.register_blueprint(api.blueprint(manifest, HANDLERS))
+    errors.register(app)
+    return app

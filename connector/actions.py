@@ -1,0 +1,100 @@
+"""What each action does: read the input, call AllMySMS through the upstream client, shape the result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from . import feeds, messages
+from .errors import ConnectorError
+from .upstream import AllMySMS, Credentials
+
+
+@dataclass(frozen=True)
+class Context:
+    upstream: AllMySMS
+    credentials: Credentials
+    rules: messages.Rules
+    feed_format: str
+    recipients_per_feed: int
+    credits_per_sms_fr: int
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+
+
+Handler = Callable[[Context, dict], dict]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handler(key: str):
+    def register(func: Handler) -> Handler:
+        HANDLERS[key] = func
+        return func
+    return register
+
+
+def _chunks(ctx: Context, request: messages.SmsRequest):
+    size = ctx.recipients_per_feed
+    for start in range(0, len(request.recipients), size):
+        yield feeds.sms_data(request, start, start + size, ctx.feed_format)
+
+
+def _send(ctx: Context, request: messages.SmsRequest) -> dict:
+    replies: list[tuple[str, dict]] = []
+    for feed in _chunks(ctx, request):
+        try:
+            replies.append(ctx.upstream.send_sms(ctx.credentials, feed))
+        except ConnectorError as error:
+            if replies:
+                raise _partial(error, replies, len(request.recipients)) from None
+            raise
+    return feeds.sms_result(request, replies)
+
+
+def _partial(error: ConnectorError, replies, total: int) -> ConnectorError:
+    """A later chunk failed after earlier ones went out: say exactly what was sent."""
+    sent = [m for _, reply in replies for m in feeds.sent_messages(reply)]
+    campaigns = [str(reply.get("campaignId", "")) for _, reply in replies]
+    error.message = (f"Only part of this send went out: {len(sent)} of {total} recipients, in campaign(s) "
+                     f"{', '.join(campaigns)}. The rest was not sent because: {error.message}")
+    error.extra.update(partially_sent={"campaign_ids": campaigns, "recipients": len(sent)})
+    return error.with_disposition("check_before_retry")
+
+
+@handler("send_sms")
+def send_sms(ctx: Context, payload: dict) -> dict:
+    return _send(ctx, messages.sms_request(payload, ctx.rules, ctx.now()))
+
+
+@handler("schedule_sms")
+def schedule_sms(ctx: Context, payload: dict) -> dict:
+    return _send(ctx, messages.sms_request(payload, ctx.rules, ctx.now(), schedule=True))
+
+
+@handler("estimate_sms")
+def estimate_sms(ctx: Context, payload: dict) -> dict:
+    request = messages.sms_request(payload, ctx.rules, ctx.now())
+    fed = list(_chunks(ctx, request))
+    replies = [ctx.upstream.simulate(ctx.credentials, feed) for feed in fed]
+    return feeds.estimate_result(request, feeds.digest(*fed), replies)
+
+
+@handler("cancel_scheduled")
+def cancel_scheduled(ctx: Context, payload: dict) -> dict:
+    ids = messages.campaign_ids(payload["campaign_id"])
+    for campaign in ids:
+        ctx.upstream.delete_campaign(ctx.credentials, campaign)
+    return {"id": ids[0], "campaign_ids": ids, "status": "cancelled"}
+
+
+@handler("send_voice")
+def send_voice(ctx: Context, payload: dict) -> dict:
+    request = messages.voice_request(payload, ctx.rules, ctx.now())
+    word, reply = ctx.upstream.send_voice(ctx.credentials, feeds.voice_body(request, request.recipients))
+    return feeds.voice_result(request, word, reply)
+
+
+@handler("get_account")
+def get_account(ctx: Context, payload: dict) -> dict:
+    reply = ctx.upstream.account(ctx.credentials)
+    return feeds.account_result(ctx.credentials.login, reply, ctx.credits_per_sms_fr)

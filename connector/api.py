@@ -1,0 +1,150 @@
+"""The HTTP API, built by looping over the manifest: one route per action, plus /v1/me and /v1/manifest."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import secrets
+import time
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from . import feeds
+from .actions import Context
+from .errors import AuthenticationFailed, ConnectorError, MalformedRequest
+from .manifest import Action, Manifest
+from .upstream import Credentials
+from .validation import check, invalid_input
+
+log = logging.getLogger(__name__)
+
+
+def blueprint(manifest: Manifest, handlers: dict) -> Blueprint:
+    bp = Blueprint("api", __name__)
+    described = manifest.describe()
+
+    for action in manifest.actions:
+        bp.add_url_rule(action.path, endpoint=f"action_{action.key}",
+                        view_func=_action_view(manifest, action, handlers[action.key]), methods=["POST"])
+
+    @bp.get("/v1/me")
+    def me():
+        ctx = _context()
+        account = feeds.account_result(ctx.credentials.login, ctx.upstream.account(ctx.credentials),
+                                       ctx.credits_per_sms_fr)
+        account["label"] = manifest.auth["connection_label"].format(**account)
+        return jsonify(account)
+
+    @bp.get("/v1/manifest")
+    def manifest_view():
+        return jsonify(described)
+
+    return bp
+
+
+def _action_view(manifest: Manifest, action: Action, handle):
+    validator = manifest.catalog.validator(action.input)
+    resolved_input = manifest.catalog.resolved(action.input)
+    output_validator = manifest.catalog.validator(action.output)
+
+    def view():
+        ctx = _context()
+        payload = _json_body()
+        problems = check(validator, payload, resolved_input)
+        if problems:
+            raise invalid_input(problems)
+        started = time.perf_counter()
+        result = handle(ctx, payload)
+        log.info("action %s done in %.0f ms", action.key, (time.perf_counter() - started) * 1000)
+        if current_app.config["CONNECTOR_VALIDATE_OUTPUT"]:
+            errors = [f"{e.json_path}: {e.message}" for e in output_validator.iter_errors(result)]
+            if errors:
+                raise RuntimeError(f"{action.key} result does not match {action.output}: {errors[:5]}")
+        return jsonify(result), 200
+
+    view.__name__ = f"action_{action.key}"
+    return view
+
+
+def _context() -> Context:
+    services = current_app.extensions["connector"]
+    return Context(upstream=services.upstream, credentials=_credentials(), rules=services.rules,
+                   feed_format=services.feed_format, recipients_per_feed=services.recipients_per_feed,
+                   credits_per_sms_fr=services.credits_per_sms_fr)
+
+
+def _credentials() -> Credentials:
+    header = request.headers.get("Authorization", "")
+    if not header:
+        raise AuthenticationFailed("Connect with your AllMySMS login and API key (HTTP Basic authentication: "
+                                   "the login as user name, the API key as password).", code="missing_credentials")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise AuthenticationFailed("Use HTTP Basic authentication: the AllMySMS login as user name and the API key "
+                                   "as password.", code="unsupported_authentication")
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True)
+        text = decoded.decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise AuthenticationFailed("The Authorization header could not be read: it must be 'Basic ' followed by "
+                                   "base64 of login:apiKey.", code="malformed_credentials") from None
+    login, colon, api_key = text.partition(":")
+    if not colon or not login.strip() or not api_key.strip():
+        raise AuthenticationFailed("Both the AllMySMS login and the API key are needed.", code="missing_credentials")
+    return Credentials(login.strip(), api_key.strip())
+
+
+def _json_body():
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        return {}
+    mimetype = request.mimetype or ""
+    if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise MalformedRequest(f"The body must be JSON (Content-Type: application/json), not {mimetype}.",
+                               code="unsupported_media_type", status=415)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedRequest(f"The body is not valid UTF-8 (byte {exc.start + 1}).") from None
+    try:
+        payload = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:
+        raise MalformedRequest(f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") \
+            from None
+    except (ValueError, RecursionError) as exc:
+        raise MalformedRequest(f"The body cannot be accepted: {_short(exc)}") from None
+    if not isinstance(payload, dict):
+        raise MalformedRequest("The body must be a JSON object ({...}) with the action's fields.")
+    return payload
+
+
+def _no_duplicates(pairs):
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"the field {key!r} appears twice")
+        seen[key] = value
+    return seen
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply."
+    text = str(exc)
+    return text if len(text) < 200 else "a number is too large."
+
+
+def new_request_id() -> str:
+    incoming = request.headers.get("X-Request-Id", "")
+    if 8 <= len(incoming) <= 64 and incoming.replace("-", "").isalnum():
+        return incoming
+    return secrets.token_hex(8)
+
+
+__all__ = ["blueprint", "new_request_id", "ConnectorError"]

@@ -1,0 +1,59 @@
+"""The `connector` command: serve, check, sandbox."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from . import config
+from .errors import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="connector", description="AllMySMS connector for no-code platforms.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the service under gunicorn (with the sandbox unless "
+                                              "ALLMYSMS_BASE_URL is set)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1, or CONNECTOR_HOST)")
+    serve.add_argument("--port", type=int, help="port (default 8000, or PORT)")
+    serve.add_argument("--workers", type=int, help="worker processes (default 2, or CONNECTOR_WORKERS)")
+    commands.add_parser("check", help="check the configuration and the manifest, then exit")
+    sandbox = commands.add_parser("sandbox", help="run only the built-in AllMySMS sandbox")
+    sandbox.add_argument("--port", type=int, default=8100)
+    sandbox.add_argument("--host", default="127.0.0.1")
+    commands.add_parser("manifest", help="print the resolved manifest as JSON")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    try:
+        overrides = {k: v for k, v in {"CONNECTOR_HOST": getattr(args, "host", None),
+                                       "PORT": getattr(args, "port", None),
+                                       "CONNECTOR_WORKERS": getattr(args, "workers", None)}.items()
+                     if v is not None and args.command == "serve"}
+        settings = config.load(overrides=overrides)
+        if args.command == "serve":
+            from .serving import serve as run
+            run(settings)
+        elif args.command == "check":
+            from . import manifest
+            loaded = manifest.load()
+            print(f"ok: {len(loaded.actions)} actions, {len(loaded.triggers)} triggers, configuration valid")
+        elif args.command == "manifest":
+            from . import manifest
+            json.dump(manifest.load().describe(), sys.stdout, indent=2, ensure_ascii=False)
+            print()
+        elif args.command == "sandbox":
+            from werkzeug.serving import run_simple
+
+            from .sandbox import create_sandbox_app
+            run_simple(args.host, args.port, create_sandbox_app(), threaded=True)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

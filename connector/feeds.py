@@ -1,0 +1,256 @@
+"""Pure: send requests written as AllMySMS feeds (smsData, JSON or XML), and replies read into results."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+
+from defusedxml import ElementTree as SafeET
+from defusedxml.common import DefusedXmlException
+from lxml import etree
+
+from . import phones
+from .errors import UpstreamFailed
+from .messages import SmsRequest, VoiceRequest
+
+FORMATS = ("json", "xml")
+
+
+def sms_data(request: SmsRequest, start: int, stop: int, fmt: str) -> str:
+    """The smsData feed for recipients[start:stop] of ``request``."""
+    head = _head(request)
+    if fmt == "json":
+        recipients = request.recipients[start:stop]
+        if request.dynamic:
+            sms = [{"MOBILEPHONE": phones.upstream(r.e164),
+                    **{f"PARAM_{i + 1}": p for i, p in enumerate(r.params)}} for r in recipients]
+        else:
+            sms = [{"MOBILEPHONE": phones.upstream(r.e164)} for r in recipients]
+        return json.dumps({"DATA": {**head, "SMS": sms}}, ensure_ascii=False, separators=(",", ":"))
+    if fmt == "xml":
+        return _xml(head, request, start, stop)
+    raise ValueError(f"unknown feed format {fmt!r}")
+
+
+def _head(request: SmsRequest) -> dict:
+    head = {"MESSAGE": request.message}
+    if request.sender:
+        head["TPOA"] = request.sender
+    if request.dynamic:
+        head["DYNAMIC"] = str(request.dynamic)
+    if request.send_at:
+        head["DATE"] = request.send_at.local_text
+    if request.campaign_name:
+        head["CAMPAIGN_NAME"] = request.campaign_name
+    if request.flash:
+        head["FLASH"] = "1"
+    if request.client_reference:
+        head["CLIMSGID"] = request.client_reference
+    return head
+
+
+def _xml(head: dict, request: SmsRequest, start: int, stop: int) -> str:
+    out = io.BytesIO()
+    with etree.xmlfile(out, encoding="utf-8") as xf:
+        with xf.element("DATA"):
+            for key, value in head.items():
+                with xf.element(key):
+                    if key == "MESSAGE":
+                        # ']]>' cannot stand inside one CDATA section: close it between ']]' and '>'.
+                        for piece in value.replace("]]>", "]]\0>").split("\0"):
+                            xf.write(etree.CDATA(piece))
+                    else:
+                        xf.write(value)
+            for recipient in request.recipients[start:stop]:
+                with xf.element("SMS"):
+                    with xf.element("MOBILEPHONE"):
+                        xf.write(phones.upstream(recipient.e164))
+                    for i, param in enumerate(recipient.params):
+                        with xf.element(f"PARAM_{i + 1}"):
+                            xf.write(param)
+    return out.getvalue().decode("utf-8")
+
+
+def voice_body(request: VoiceRequest, recipients: tuple, *, simulate: bool = False) -> dict:
+    """The REST voice request. Only `to`, `from`, `type`, `url`, `campaignName`, `date` and `simulate`
+    are attested; the text-to-speech field name (`text`) is an assumption kept here alone."""
+    body: dict = {"to": [phones.upstream(r.e164) for r in recipients]}
+    if request.audio_url:
+        body.update(type="directdeposit", url=request.audio_url)
+    else:
+        body.update(type="tts", text=request.text)
+    if request.sender:
+        body["from"] = phones.upstream(request.sender)
+    if request.campaign_name:
+        body["campaignName"] = request.campaign_name
+    if request.send_at:
+        body["date"] = request.send_at.local_text
+    if simulate:
+        body["simulate"] = True
+    return body
+
+
+def read_reply(body: bytes, content_type: str = "") -> dict:
+    """An AllMySMS reply (JSON, or XML when it ignores returnformat) as a dict; garbage raises."""
+    text = body.lstrip()
+    if text.startswith((b"{", b"[")):
+        try:
+            reply = json.loads(body)
+        except ValueError as exc:
+            raise _garbage(f"invalid JSON: {exc}") from None
+        if not isinstance(reply, dict):
+            raise _garbage("a JSON reply that is not an object")
+        return reply
+    if text.startswith(b"<"):
+        try:
+            root = SafeET.fromstring(body, forbid_dtd=True)
+        except (SafeET.ParseError, DefusedXmlException, ValueError) as exc:
+            raise _garbage(f"unreadable XML: {type(exc).__name__}") from None
+        reply = _xml_value(root)
+        return reply if isinstance(reply, dict) else {"value": reply}
+    raise _garbage(f"neither JSON nor XML ({content_type or 'no content type'})")
+
+
+def _xml_value(element):
+    children = list(element)
+    if not children:
+        return (element.text or "").strip()
+    tags = [c.tag for c in children]
+    if len(children) > 1 and len(set(tags)) == 1:
+        return [_xml_value(c) for c in children]
+    value: dict = {}
+    for child in children:
+        item = _xml_value(child)
+        if child.tag in value:
+            if not isinstance(value[child.tag], list):
+                value[child.tag] = [value[child.tag]]
+            value[child.tag].append(item)
+        else:
+            value[child.tag] = item
+    return value
+
+
+def _garbage(detail: str) -> UpstreamFailed:
+    return UpstreamFailed("AllMySMS answered with something that is not a valid reply. Nothing tells whether "
+                          "the request was carried out; check the AllMySMS customer area before trying again.",
+                          log_detail=detail)
+
+
+def integer(value, default: int = 0) -> int:
+    """AllMySMS writes numbers sometimes as numbers, sometimes as text."""
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def as_list(value) -> list:
+    if value is None or value == "":
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value.values())), list):
+        return next(iter(value.values()))  # XML: <smsIds><smsId>…</smsId></smsIds>
+    return [value]
+
+
+def sent_messages(reply: dict, key: str = "smsIds") -> list[dict]:
+    out = []
+    for item in as_list(reply.get(key)):
+        if isinstance(item, dict):
+            out.append({"phone_number": phones.from_upstream(item.get("phoneNumber", "")),
+                        "sms_id": str(item.get("smsId", ""))})
+    return out
+
+
+def upstream_invalid_numbers(reply: dict) -> list[dict]:
+    return [{"input": str(n), "reason": "refused by AllMySMS"} for n in as_list(reply.get("invalidNumbers"))]
+
+
+def sms_result(request: SmsRequest, replies: list[tuple[str, dict]]) -> dict:
+    """The send result from every chunk's (success word, reply)."""
+    campaigns = [str(reply.get("campaignId", "")) for _, reply in replies]
+    sent = [m for _, reply in replies for m in sent_messages(reply)]
+    invalid = [n.as_json() for n in request.invalid] + [n for _, r in replies for n in upstream_invalid_numbers(r)]
+    status = "scheduled" if request.send_at else "sent"
+    last = replies[-1][1]
+    return {
+        "id": campaigns[0],
+        "campaign_id": campaigns[0],
+        "campaign_ids": campaigns,
+        "status": status,
+        "status_text": str(last.get("statusText", "")),
+        "recipients": sum(integer(r.get("nbContacts"), len(sent_messages(r))) for _, r in replies),
+        "sms_ids": sent,
+        "invalid_numbers": invalid,
+        "sms_parts": sum(integer(r.get("nbSms")) for _, r in replies),
+        "credits_used": sum(integer(r.get("creditsUsed")) for _, r in replies),
+        "credits_left": integer(last.get("credits")),
+        "scheduled_at": request.send_at.utc_text if request.send_at else None,
+        "scheduled_at_local": request.send_at.local_text if request.send_at else None,
+        "text": _analysis(request),
+        "parts_max": request.parts_max,
+    }
+
+
+def estimate_result(request: SmsRequest, feeds_digest: str, replies: list[dict]) -> dict:
+    invalid = [n.as_json() for n in request.invalid] + [n for r in replies for n in upstream_invalid_numbers(r)]
+    return {
+        "id": "est-" + feeds_digest[:16],
+        "recipients": sum(integer(r.get("nbContacts")) for r in replies),
+        "sms_parts": sum(integer(r.get("nbSms")) for r in replies),
+        "credits": sum(integer(r.get("nbCredits")) for r in replies),
+        "invalid_numbers": invalid,
+        "text": _analysis(request),
+        "parts_max": request.parts_max,
+    }
+
+
+def digest(*feeds: str) -> str:
+    h = hashlib.sha256()
+    for feed in feeds:
+        h.update(feed.encode("utf-8"))
+    return h.hexdigest()
+
+
+def voice_result(request: VoiceRequest, word: str, reply: dict) -> dict:
+    campaign = str(reply.get("campaignId", ""))
+    balance = reply.get("balance")
+    return {
+        "id": campaign,
+        "campaign_id": campaign,
+        "status": word,
+        "recipients": len(as_list(reply.get("smsIds"))) or len(request.recipients),
+        "message_ids": sent_messages(reply),
+        "invalid_numbers": [n.as_json() for n in request.invalid] + upstream_invalid_numbers(reply),
+        "credits_used": integer(reply.get("cost")),
+        "credits_left": integer(balance) if balance not in (None, "") else None,
+        "scheduled_at": request.send_at.utc_text if request.send_at else None,
+        "scheduled_at_local": request.send_at.local_text if request.send_at else None,
+    }
+
+
+def account_result(login: str, reply: dict, credits_per_sms_fr: int) -> dict:
+    credits = integer(reply.get("credits"))
+    return {
+        "id": login,
+        "login": login,
+        "status": str(reply.get("status", "")),
+        "credits": credits,
+        "sms_left_france": credits // credits_per_sms_fr,
+        "first_name": _text_or_none(reply.get("firstName")),
+        "last_name": _text_or_none(reply.get("lastName")),
+        "company": _text_or_none(reply.get("society")),
+        "email": _text_or_none(reply.get("email")),
+    }
+
+
+def _text_or_none(value) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _analysis(request: SmsRequest) -> dict:
+    t = request.text
+    return {"encoding": t.encoding, "characters": t.characters, "units": t.units, "parts": t.parts,
+            "unit_limit": t.unit_limit, "remaining": t.remaining}

@@ -1,0 +1,54 @@
+"""Phone numbers as people type them, read into E.164 and into the form AllMySMS expects."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+from phonenumbers import NumberParseException, ValidationResult
+
+_SEPARATORS = re.compile(r"[,;\r\n]+")
+
+_POSSIBLE_REASONS = {
+    ValidationResult.TOO_SHORT: "too short to be a phone number",
+    ValidationResult.TOO_LONG: "too long to be a phone number",
+    ValidationResult.INVALID_COUNTRY_CODE: "the country code is not valid",
+    ValidationResult.INVALID_LENGTH: "the number of digits does not fit this country",
+}
+
+
+def split(text: str) -> list[str]:
+    """One pasted text of numbers, separated by commas, semicolons or new lines, as a list."""
+    return [part.strip() for part in _SEPARATORS.split(text) if part.strip()]
+
+
+def parse(raw: str, region: str) -> tuple[str | None, str | None]:
+    """``(e164, None)`` for a valid number, ``(None, reason)`` otherwise."""
+    text = raw.strip()
+    if text.startswith("00"):
+        # 0033… is how French people write an international number; the library wants +33….
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, region)
+    except NumberParseException:
+        return None, "not a phone number"
+    if not phonenumbers.is_valid_number(number):
+        reason = _POSSIBLE_REASONS.get(phonenumbers.is_possible_number_with_reason(number))
+        return None, reason or "not a number in use in that country"
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
+
+
+def upstream(e164: str) -> str:
+    """AllMySMS writes numbers as international digits without the plus: 33612345678."""
+    return e164[1:]
+
+
+def from_upstream(value) -> str:
+    """A number as AllMySMS returns it (336…, sometimes with a plus), as E.164."""
+    digits = re.sub(r"\D", "", str(value))
+    return "+" + digits if digits else ""
+
+
+def mask(e164: str) -> str:
+    """A number fit for logs: country code and the last two digits."""
+    return e164[:3] + "…" + e164[-2:] if len(e164) > 6 else "…"

@@ -137,7 +137,9 @@ def _short(exc: Exception) -> str:
     if isinstance(exc, RecursionError):
         return "it is nested too deeply."
     text = str(exc)
-    return text if len(text) < 200 else "a number is too large."
+    if "digits" in text and "limit" in text:
+        return "a number is too large."
+    return text if len(text) < 200 else "a value is too large."
 
 
 def new_request_id() -> str:

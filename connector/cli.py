@@ -45,10 +45,11 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(manifest.load().describe(), sys.stdout, indent=2, ensure_ascii=False)
             print()
         elif args.command == "sandbox":
-            from werkzeug.serving import run_simple
-
-            from .sandbox import create_sandbox_app
-            run_simple(args.host, args.port, create_sandbox_app(), threaded=True)
+            from .sandbox import create_sandbox_app, make_sandbox_server
+            server = make_sandbox_server(create_sandbox_app(), args.host, args.port)
+            print(f"Sandbox on http://{args.host}:{server.server_port} (demo login 'demo', API key "
+                  "'demo-api-key')", flush=True)
+            server.serve_forever()
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+from xml.etree import ElementTree
 
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
-from lxml import etree
 
 from . import phones
 from .errors import UpstreamFailed
@@ -51,25 +50,23 @@ def _head(request: SmsRequest) -> dict:
 
 
 def _xml(head: dict, request: SmsRequest, start: int, stop: int) -> str:
-    out = io.BytesIO()
-    with etree.xmlfile(out, encoding="utf-8") as xf:
-        with xf.element("DATA"):
-            for key, value in head.items():
-                with xf.element(key):
-                    if key == "MESSAGE":
-                        # ']]>' cannot stand inside one CDATA section: close it between ']]' and '>'.
-                        for piece in value.replace("]]>", "]]\0>").split("\0"):
-                            xf.write(etree.CDATA(piece))
-                    else:
-                        xf.write(value)
-            for recipient in request.recipients[start:stop]:
-                with xf.element("SMS"):
-                    with xf.element("MOBILEPHONE"):
-                        xf.write(phones.upstream(recipient.e164))
-                    for i, param in enumerate(recipient.params):
-                        with xf.element(f"PARAM_{i + 1}"):
-                            xf.write(param)
-    return out.getvalue().decode("utf-8")
+    root = ElementTree.Element("DATA")
+    for key, value in head.items():
+        # MESSAGE stays empty here and receives its CDATA sections below.
+        ElementTree.SubElement(root, key).text = None if key == "MESSAGE" else value
+    for recipient in request.recipients[start:stop]:
+        sms = ElementTree.SubElement(root, "SMS")
+        ElementTree.SubElement(sms, "MOBILEPHONE").text = phones.upstream(recipient.e164)
+        for i, param in enumerate(recipient.params):
+            ElementTree.SubElement(sms, f"PARAM_{i + 1}").text = param
+    text = ElementTree.tostring(root, encoding="unicode", short_empty_elements=True)
+    # ElementTree writes no CDATA; MESSAGE is DATA's first child, so its empty tag is the first one.
+    return text.replace("<MESSAGE />", f"<MESSAGE>{cdata(head['MESSAGE'])}</MESSAGE>", 1)
+
+
+def cdata(text: str) -> str:
+    """``text`` as CDATA sections; ']]>' cannot stand inside one, so it is split between two."""
+    return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
 
 
 def voice_body(request: VoiceRequest, recipients: tuple, *, simulate: bool = False) -> dict:

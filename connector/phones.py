@@ -8,6 +8,9 @@ import phonenumbers
 from phonenumbers import NumberParseException, ValidationResult
 
 _SEPARATORS = re.compile(r"[,;\r\n]+")
+# Digits and the separators people type. Letters are refused: the library would read them as
+# keypad digits and turn a typo into somebody else's number.
+_TYPED = re.compile(r"\+?[0-9\s().\-/]+")
 
 _POSSIBLE_REASONS = {
     ValidationResult.TOO_SHORT: "too short to be a phone number",
@@ -25,12 +28,16 @@ def split(text: str) -> list[str]:
 def parse(raw: str, region: str) -> tuple[str | None, str | None]:
     """``(e164, None)`` for a valid number, ``(None, reason)`` otherwise."""
     text = raw.strip()
+    if not _TYPED.fullmatch(text):
+        return None, "not a phone number: only digits, spaces, + . - ( ) / are allowed"
     if text.startswith("00"):
         # 0033… is how French people write an international number; the library wants +33….
         text = "+" + text[2:]
     try:
         number = phonenumbers.parse(text, region)
-    except NumberParseException:
+    except NumberParseException as exc:
+        if exc.error_type == NumberParseException.INVALID_COUNTRY_CODE:
+            return None, "the country code is not valid"
         return None, "not a phone number"
     if not phonenumbers.is_valid_number(number):
         reason = _POSSIBLE_REASONS.get(phonenumbers.is_possible_number_with_reason(number))

@@ -7,7 +7,6 @@ import os
 import threading
 
 from gunicorn.app.base import BaseApplication
-from werkzeug.serving import make_server
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +28,11 @@ class _Gunicorn(BaseApplication):
 
 def start_sandbox(port: int = 0, host: str = "127.0.0.1") -> tuple[str, callable]:
     """The built-in sandbox on a real loopback port in a background thread: (base URL, stop)."""
-    from .sandbox import create_sandbox_app
+    from .sandbox import create_sandbox_app, make_sandbox_server
 
-    server = make_server(host, port, create_sandbox_app(), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="sandbox", daemon=True)
+    server = make_sandbox_server(create_sandbox_app(), host, port)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox",
+                              daemon=True)
     thread.start()
     return f"http://{host}:{server.server_port}", server.shutdown
 

@@ -1,0 +1,198 @@
+"""Validation and costing of an SMS send, as pure functions: a parsed feed dict in, a Plan out.
+
+Checks run in the order AllMySMS documents its status codes and the first failing one is raised
+as an ApiError: 110 empty message, 111 too long, 115 bad date, 117 long link, 107 no recipient,
+114 no valid number. Credit checks (103/104) need the account, so state.py does them.
+"""
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from . import phones, statuses
+from ..segments import analyse
+from .statuses import ApiError, invalid_feed
+
+PARIS = ZoneInfo("Europe/Paris")
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+MAX_MESSAGE_LENGTH = 640
+MAX_LINK_LENGTH = 80
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", re.ASCII)
+_LINK = re.compile(r"https?://\S+", re.IGNORECASE)
+_PLACEHOLDER = re.compile(r"#param_(\d+)#", re.IGNORECASE | re.ASCII)
+_WHOLE_NUMBER = re.compile(r"\d{1,6}", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything needed to launch (or simulate) a campaign, already validated and priced.
+
+    `numbers` holds one normalised number per message to send, in feed order; duplicates are
+    kept because the real API documents no de-duplication.
+    """
+
+    kind: str
+    message: str
+    numbers: tuple
+    invalid_numbers: tuple
+    credits_needed: int
+    nb_sms: int
+    scheduled_at: datetime | None = None
+    sender: str = ""
+    name: str = ""
+    client_msg_id: str = ""
+    flash: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def plan_sms(data, now):
+    """Validate a parsed feed (see feeds.parse_feed) and price it; `now` is an aware datetime."""
+    message = _message(data.get("MESSAGE"))
+    scheduled_at = parse_schedule(data.get("DATE"), now)
+    if has_long_link(message):
+        raise ApiError(statuses.LINK_TOO_LONG)
+    recipients = data.get("SMS")
+    if recipients is None or recipients == [] or recipients == "":
+        raise ApiError(statuses.NO_RECIPIENTS)
+    if not isinstance(recipients, list):
+        raise invalid_feed("SMS must be a list of recipients")
+    template, keys = _compile_template(message, _dynamic(data.get("DYNAMIC")))
+    numbers, invalid, credits, nb_sms = _price_recipients(recipients, template, keys)
+    if not numbers:
+        raise ApiError(statuses.NO_VALID_NUMBER)
+    return Plan(
+        kind="sms",
+        message=message,
+        numbers=tuple(numbers),
+        invalid_numbers=tuple(invalid),
+        credits_needed=credits,
+        nb_sms=nb_sms,
+        scheduled_at=scheduled_at,
+        sender=as_text(data.get("TPOA")),
+        name=as_text(data.get("CAMPAIGN_NAME")),
+        client_msg_id=as_text(data.get("CLIMSGID")),
+        flash=_flag(data.get("FLASH")),
+    )
+
+
+def parse_schedule(value, now):
+    """Return a DATE value as an aware Europe/Paris datetime, None when absent; raise 115 if bad.
+
+    A date not strictly in the future is refused, and so is a wall-clock time that does not exist
+    because the clocks jump forward that night.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or _DATE.fullmatch(value.strip()) is None:
+        raise ApiError(statuses.INVALID_DATE)
+    try:
+        naive = datetime.strptime(value.strip(), DATE_FORMAT)
+    except ValueError:
+        raise ApiError(statuses.INVALID_DATE) from None
+    local = naive.replace(tzinfo=PARIS)
+    round_trip = local.astimezone(timezone.utc).astimezone(PARIS).replace(tzinfo=None)
+    if round_trip != naive or local <= now:
+        raise ApiError(statuses.INVALID_DATE)
+    return local
+
+
+def has_long_link(text):
+    """True when an http(s) link in `text` is longer than AllMySMS's 80-character limit."""
+    return "://" in text and any(len(link) > MAX_LINK_LENGTH for link in _LINK.findall(text))
+
+
+def _message(value):
+    if value is None:
+        raise ApiError(statuses.EMPTY_MESSAGE)
+    if not isinstance(value, str):
+        raise invalid_feed("MESSAGE must be text")
+    if not value.strip():
+        raise ApiError(statuses.EMPTY_MESSAGE)
+    # The documented limit applies to the template; personalised texts are priced, not refused.
+    if len(value) > MAX_MESSAGE_LENGTH:
+        raise ApiError(statuses.MESSAGE_TOO_LONG)
+    return value
+
+
+def _dynamic(value):
+    if value is None or value == "":
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip()):
+        return int(value)
+    raise invalid_feed("DYNAMIC must be a whole number")
+
+
+def _compile_template(message, dynamic):
+    """Turn `#param_n#` (n <= DYNAMIC) into str.format fields: one C-level call per recipient.
+
+    Returns the format string and the recipient keys (PARAM_n) feeding its fields in order;
+    no keys means every recipient gets the same text.
+    """
+    pieces, keys, position = [], [], 0
+    for match in _PLACEHOLDER.finditer(message):
+        index = int(match.group(1))
+        if 1 <= index <= dynamic:
+            pieces.append(_escape_braces(message[position : match.start()]))
+            pieces.append("{%d}" % len(keys))
+            keys.append(f"PARAM_{index}")
+            position = match.end()
+    if not keys:
+        return message, ()
+    pieces.append(_escape_braces(message[position:]))
+    return "".join(pieces), tuple(keys)
+
+
+def _escape_braces(text):
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _price_recipients(recipients, template, keys):
+    # The hot loop of a 100,000-recipient feed: names are bound locally and the text of a
+    # non-personalised message is measured once.
+    normalise = phones.normalise_number
+    france = phones.FRANCE_PREFIX
+    per_part_france, per_part_abroad = phones.SMS_CREDITS_FRANCE, phones.SMS_CREDITS_ABROAD
+    fixed_parts = None if keys else analyse(template).parts
+    numbers, invalid = [], []
+    append_number, append_invalid = numbers.append, invalid.append
+    credits = nb_sms = 0
+    for entry in recipients:
+        if not isinstance(entry, dict):
+            raise invalid_feed("each SMS entry must be an object")
+        raw = entry.get("MOBILEPHONE")
+        if type(raw) is int:
+            raw = str(raw)
+        number = normalise(raw)
+        if number is None:
+            append_invalid(as_text(raw))
+            continue
+        if fixed_parts is None:
+            text = template.format(*[as_text(entry.get(key)) for key in keys])
+            if has_long_link(text):
+                raise ApiError(statuses.LINK_TOO_LONG)
+            parts = analyse(text).parts
+        else:
+            parts = fixed_parts
+        append_number(number)
+        nb_sms += parts
+        credits += parts * (per_part_france if number.startswith(france) else per_part_abroad)
+    return numbers, invalid, credits, nb_sms
+
+
+def _flag(value):
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true")
+    return value is True or (type(value) is int and value == 1)
+
+
+def as_text(value):
+    """Text of a feed value: JSON numbers become text, absent or structured values become ""."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return ""

@@ -1,0 +1,146 @@
+"""Shared fixtures: the sandbox and the connector as real HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+from werkzeug.wrappers import Request, Response
+
+from connector import create_app
+from connector.sandbox import SandboxState, create_sandbox_app, make_sandbox_server
+
+DEMO = ("demo", "demo-api-key")
+
+
+class LoopbackServer:
+    """A WSGI app served on a free port of 127.0.0.1 by a background thread."""
+
+    def __init__(self, wsgi_app):
+        self._server = make_sandbox_server(wsgi_app)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        # A short poll interval keeps shutdown, and so every test's teardown, quick.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@dataclass
+class Sandbox:
+    url: str
+    state: SandboxState
+
+
+@pytest.fixture
+def sandbox():
+    state = SandboxState()
+    server = LoopbackServer(create_sandbox_app(state))
+    yield Sandbox(server.url, state)
+    server.stop()
+
+
+def connector_settings(upstream_url: str, **overrides) -> dict:
+    return {"ALLMYSMS_BASE_URL": upstream_url, "CONNECTOR_VALIDATE_OUTPUT": True, **overrides}
+
+
+@pytest.fixture
+def app(sandbox):
+    return create_app(connector_settings(sandbox.url))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class Api:
+    """The connector as a platform calls it: a real server, a requests session with Basic auth."""
+
+    def __init__(self, url: str, auth=DEMO):
+        self.url = url
+        self.session = requests.Session()
+        self.session.auth = auth
+
+    def action(self, key: str, body=None, **kwargs):
+        return self.session.post(f"{self.url}/v1/actions/{key}", json=body, timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs):
+        return self.session.get(self.url + path, timeout=30, **kwargs)
+
+
+@pytest.fixture
+def serve():
+    """Start a connector app as a real server; every server is stopped at the end of the test."""
+    servers = []
+
+    def start(app) -> Api:
+        server = LoopbackServer(app)
+        servers.append(server)
+        return Api(server.url)
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def api(app, serve):
+    return serve(app)
+
+
+@dataclass
+class Scripted:
+    """A canned reply of the scripted upstream."""
+
+    status: int = 200
+    body: bytes | str | dict = b""
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class ScriptedUpstream:
+    """A stand-in for the outside world that answers what a test scripts, and records what it was asked."""
+
+    def __init__(self):
+        self.replies: deque[Scripted] = deque()
+        self.default = Scripted(body={"status": 100, "statusText": "ok"})
+        self.requests: list[dict] = []
+        self.server = LoopbackServer(self._wsgi)
+        self.url = self.server.url
+
+    def script(self, *replies: Scripted):
+        self.replies.extend(replies)
+
+    def _wsgi(self, environ, start_response):
+        request = Request(environ)
+        self.requests.append({"path": request.path, "form": request.form.to_dict(), "json": request.get_json(silent=True)})
+        reply = self.replies.popleft() if self.replies else self.default
+        if reply.delay:
+            time.sleep(reply.delay)  # the upstream being slow is the behaviour under test
+        body = json.dumps(reply.body) if isinstance(reply.body, dict) else reply.body
+        response = Response(body, status=reply.status, headers=reply.headers,
+                            content_type=reply.headers.get("Content-Type", "application/json"))
+        return response(environ, start_response)
+
+
+@pytest.fixture
+def scripted():
+    upstream = ScriptedUpstream()
+    yield upstream
+    upstream.server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.add_argument("--port", type=int, default=8100)
     sandbox.add_argument("--host", default="127.0.0.1")
     commands.add_parser("manifest", help="print the resolved manifest as JSON")
+    docs = commands.add_parser("docs", help="rewrite the README's generated sections")
+    docs.add_argument("--readme", default="README.md")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -44,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
             from . import manifest
             json.dump(manifest.load().describe(), sys.stdout, indent=2, ensure_ascii=False)
             print()
+        elif args.command == "docs":
+            from pathlib import Path
+
+            from . import docs as docs_module, manifest
+            path = Path(args.readme)
+            path.write_text(docs_module.update_readme(path.read_text(encoding="utf-8"), manifest.load()),
+                            encoding="utf-8")
+            print(f"updated {path}")
         elif args.command == "sandbox":
             from .sandbox import create_sandbox_app, make_sandbox_server
             server = make_sandbox_server(create_sandbox_app(), args.host, args.port)

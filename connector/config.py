@@ -87,3 +87,13 @@ def _check_country(values: dict) -> list[str]:
     if code not in phonenumbers.SUPPORTED_REGIONS:
         return [f"CONNECTOR_DEFAULT_COUNTRY: {code!r} is not a country code phone numbers can be read in"]
     return []
+
+
+def markdown_table() -> str:
+    """The settings as a Markdown table, for the README (a test keeps the README current)."""
+    rows = ["| Setting | Default | What it does |", "|---|---|---|"]
+    for name, prop in schema()["properties"].items():
+        default = prop["default"]
+        shown = "(unset)" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
+        rows.append(f"| `{name}` | `{shown}` | {prop['description']} |")
+    return "\n".join(rows)

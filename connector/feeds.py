@@ -59,14 +59,16 @@ def _xml(head: dict, request: SmsRequest, start: int, stop: int) -> str:
         ElementTree.SubElement(sms, "MOBILEPHONE").text = phones.upstream(recipient.e164)
         for i, param in enumerate(recipient.params):
             ElementTree.SubElement(sms, f"PARAM_{i + 1}").text = param
-    text = ElementTree.tostring(root, encoding="unicode", short_empty_elements=True)
+    # XML parsers turn a raw carriage return into a line feed; a character reference keeps it.
+    text = ElementTree.tostring(root, encoding="unicode", short_empty_elements=True).replace("\r", "&#13;")
     # ElementTree writes no CDATA; MESSAGE is DATA's first child, so its empty tag is the first one.
     return text.replace("<MESSAGE />", f"<MESSAGE>{cdata(head['MESSAGE'])}</MESSAGE>", 1)
 
 
 def cdata(text: str) -> str:
-    """``text`` as CDATA sections; ']]>' cannot stand inside one, so it is split between two."""
-    return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+    """``text`` as CDATA sections: ']]>' cannot stand inside one, so it is split between two, and a
+    carriage return goes between sections as a character reference."""
+    return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>").replace("\r", "]]>&#13;<![CDATA[") + "]]>"
 
 
 def voice_body(request: VoiceRequest, recipients: tuple, *, simulate: bool = False) -> dict:
@@ -147,15 +149,20 @@ def as_list(value) -> list:
         return []
     if isinstance(value, list):
         return value
-    if isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value.values())), list):
-        return next(iter(value.values()))  # XML: <smsIds><smsId>…</smsId></smsIds>
+    if isinstance(value, dict) and len(value) == 1:
+        # XML wraps items: <smsIds><sms>…</sms><sms>…</sms></smsIds>, or a single <sms>.
+        inner = next(iter(value.values()))
+        if isinstance(inner, list):
+            return inner
+        if isinstance(inner, dict):
+            return [inner]
     return [value]
 
 
 def sent_messages(reply: dict, key: str = "smsIds") -> list[dict]:
     out = []
     for item in as_list(reply.get(key)):
-        if isinstance(item, dict):
+        if isinstance(item, dict) and item.get("phoneNumber"):
             out.append({"phone_number": phones.from_upstream(item.get("phoneNumber", "")),
                         "sms_id": str(item.get("smsId", ""))})
     return out

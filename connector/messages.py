@@ -90,6 +90,7 @@ def sms_request(payload: dict, rules: Rules, now: datetime, *, schedule: bool = 
     if payload.get("add_stop_mention") and rules.stop_mention.lower() not in message.lower():
         message = f"{message}\n{rules.stop_mention}"
     problems += _text_problems("message", message)
+    problems += _text_problems("campaign_name", payload.get("campaign_name", ""))
     if len(message) > MAX_MESSAGE_CHARACTERS:
         problems.append(FieldError("message", f"With the STOP mention the message has {len(message)} characters; "
                                               f"the most AllMySMS accepts is {MAX_MESSAGE_CHARACTERS}."))
@@ -132,6 +133,7 @@ def voice_request(payload: dict, rules: Rules, now: datetime) -> VoiceRequest:
     problems += _invalid_number_problems(invalid, payload.get("invalid_numbers", "reject"), len(recipients))
     text = payload.get("text", "")
     problems += _text_problems("text", text)
+    problems += _text_problems("campaign_name", payload.get("campaign_name", ""))
     sender = ""
     if payload.get("sender"):
         sender, reason = phones.parse(payload["sender"], rules.region)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import AuthenticationFailed, ConnectorError, CreditExhausted, FieldError, InvalidInput
+from .errors import AuthenticationFailed, ConnectorError, CreditExhausted, FieldError, InvalidInput, UpstreamFailed
 
 SUCCESS = {100: "sent", 101: "scheduled", 113: "sent"}
 
@@ -66,8 +66,12 @@ def raise_for_status(reply: dict, *, field_names: dict[str, str] | None = None, 
     status = status_of(reply)
     if status in SUCCESS:
         return SUCCESS[status]
-    if status is None and textual_ok and str(reply.get("status", "")).strip():
-        return "ok"
+    if status is None:
+        if textual_ok and str(reply.get("status", "")).strip():
+            return "ok"
+        raise UpstreamFailed("AllMySMS answered without a status, so nothing tells whether the request was carried "
+                             "out; check the AllMySMS customer area before trying again.",
+                             log_detail=f"reply without status, keys {sorted(reply)[:10]}")
     outcome = STATUSES.get(status, UNKNOWN)
     text = str(reply.get("statusText") or reply.get("description") or "").strip()
     message = outcome.message + (f" AllMySMS says: {text}" if text else "")

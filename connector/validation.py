@@ -150,7 +150,8 @@ def _object_branch(node: dict) -> dict:
 
 def _sort_key(path: str):
     # recipients[10] after recipients[9]: compare numbers as numbers.
-    return [int(p) if p.isdigit() else p for p in re.split(r"\[(\d+)\]", path)]
+    # Every part of the key is a (kind, value) pair so numbers and names never meet in a comparison.
+    return [(0, int(p), "") if i % 2 else (1, 0, p) for i, p in enumerate(re.split(r"\[(\d+)\]", path))]
 
 
 def invalid_input(problems: list[FieldError]) -> InvalidInput:

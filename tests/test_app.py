@@ -1,0 +1,73 @@
+"""The application factory and the settings it is built from."""
+
+from __future__ import annotations
+
+import pytest
+
+from connector import config, create_app
+from connector.errors import ConfigError
+from connector.manifest import load
+
+
+def test_the_factory_builds_an_app_from_test_settings(sandbox):
+    app = create_app({"ALLMYSMS_BASE_URL": sandbox.url})
+    assert app.config["ALLMYSMS_BASE_URL"] == sandbox.url
+    assert app.config["MAX_CONTENT_LENGTH"] == config.schema()["properties"]["CONNECTOR_MAX_BODY_BYTES"]["default"]
+
+
+def test_the_factory_refuses_to_start_without_an_allmysms_url(monkeypatch):
+    monkeypatch.delenv("ALLMYSMS_BASE_URL", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        create_app()
+    assert "connector serve" in str(caught.value)
+
+
+def test_routes_are_exactly_the_manifests_actions_plus_me_and_manifest(app):
+    rules = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
+    expected = {a.path for a in load().actions} | {"/v1/me", "/v1/manifest"}
+    assert rules == expected
+
+
+def test_settings_default_when_the_environment_is_empty():
+    settings = config.load({})
+    assert settings["ALLMYSMS_TIMEZONE"] == "Europe/Paris"
+    assert settings["CONNECTOR_DEFAULT_COUNTRY"] == "FR"
+    assert settings["ALLMYSMS_FEED_FORMAT"] == "json"
+
+
+def test_settings_are_converted_from_environment_text():
+    settings = config.load({"PORT": "9000", "CONNECTOR_SANDBOX": "no", "ALLMYSMS_READ_TIMEOUT": "2.5"})
+    assert settings["PORT"] == 9000 and settings["CONNECTOR_SANDBOX"] is False
+    assert settings["ALLMYSMS_READ_TIMEOUT"] == 2.5
+
+
+def test_every_settings_problem_is_listed_at_once():
+    with pytest.raises(ConfigError) as caught:
+        config.load({"PORT": "eighty", "ALLMYSMS_FEED_FORMAT": "csv", "ALLMYSMS_TIMEZONE": "Mars/Olympus",
+                     "CONNECTOR_DEFAULT_COUNTRY": "ZZ", "CONNECTOR_SANDBOX": "maybe",
+                     "ALLMYSMS_BASE_URL": "ftp://x"})
+    problems = caught.value.problems
+    assert len(problems) == 6
+    assert any(p.startswith("PORT:") for p in problems)
+    assert any(p.startswith("ALLMYSMS_TIMEZONE:") and "Mars/Olympus" in p for p in problems)
+
+
+def test_an_unknown_override_is_refused():
+    with pytest.raises(ConfigError) as caught:
+        config.load({}, {"ALLMYSMS_BASEURL": "http://x"})
+    assert caught.value.problems == ["ALLMYSMS_BASEURL: not a setting this service knows"]
+
+
+def test_the_readme_reference_sections_are_current():
+    from pathlib import Path
+
+    from connector import docs
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert docs.update_readme(readme, load()) == readme, "run `connector docs` to regenerate README sections"
+
+
+def test_the_readme_test_command_is_the_one_ci_runs():
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    command = "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"
+    assert command in (root / "README.md").read_text() and command in (root / ".ci" / "run").read_text()

@@ -1,0 +1,74 @@
+"""`connector serve`, the README's first command: gunicorn, the app factory and the sandbox, for real."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def served(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALLMYSMS_", "CONNECTOR_"))}
+    env.update(PORT=str(port), CONNECTOR_WORKERS="2", CONNECTOR_THREADS="4")
+    log = (tmp_path / "serve.log").open("w+")
+    process = subprocess.Popen([sys.executable, "-m", "connector.cli", "serve"], cwd=tmp_path, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(url + "/v1/manifest", timeout=1)
+            break
+        except requests.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"connector serve did not start:\n{log.read()}")
+            time.sleep(0.05)  # polling for the port to open
+    yield url, log
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_serve_runs_the_whole_loop_on_the_sandbox_with_no_configuration(served):
+    url, _ = served
+    auth = ("demo", "demo-api-key")
+    me = requests.get(url + "/v1/me", auth=auth, timeout=10)
+    assert me.status_code == 200 and me.json()["credits"] == 100000
+    sent = requests.post(url + "/v1/actions/send_sms", auth=auth, timeout=10,
+                         json={"message": "Hello from the sandbox", "recipients": "06 11 11 11 11"})
+    assert sent.status_code == 200 and sent.json()["status"] == "sent"
+    # Both workers talk to the one sandbox started before they forked: every answer agrees on credits.
+    credits = {requests.get(url + "/v1/me", auth=auth, timeout=10).json()["credits"] for _ in range(8)}
+    assert credits == {100000 - 15}
+
+
+def test_serve_logs_neither_keys_nor_phone_numbers(served):
+    url, log = served
+    auth = ("demo", "demo-api-key")
+    requests.post(url + "/v1/actions/send_sms", auth=auth, timeout=10,
+                  json={"message": "Secret text", "recipients": ["0611111111"]})
+    requests.get(url + "/v1/me?apiKey=demo-api-key", auth=("demo", "wrong-key-123"), timeout=10)
+    log.seek(0)
+    text = log.read()
+    assert "POST /v1/actions/send_sms" in text
+    # The demo key is public and printed once, in the start-up banner; never again.
+    assert text.count("demo-api-key") == 1 and "Sandbox mode" in text.split("demo-api-key")[0]
+    for secret in ("wrong-key-123", "0611111111", "33611111111", "Secret text",
+                   "ZGVtbzpkZW1vLWFwaS1rZXk="):
+        assert secret not in text

@@ -1,0 +1,172 @@
+"""How AllMySMS's answers and failures reach the caller: every status code, and faults on loopback."""
+
+from __future__ import annotations
+
+import pytest
+
+from connector import create_app
+from tests.conftest import Scripted, connector_settings, free_port
+
+SEND = {"message": "Hi", "recipients": ["0611111111"]}
+SUCCESS_FIELDS = {"campaignId": "42", "credits": "985", "creditsUsed": 15, "nbContacts": "1", "nbSms": "1",
+                  "invalidNumbers": [], "smsIds": [{"phoneNumber": "33611111111", "smsId": "s1"}]}
+
+# status → (HTTP status the caller gets, error code or None on success, field blamed or None)
+EXPECTED = {
+    100: (200, None, None), 101: (200, None, None), 113: (200, None, None),
+    102: (401, "invalid_credentials", None),
+    103: (402, "no_credit", None), 104: (402, "insufficient_credit", None),
+    105: (422, "empty_feed", "recipients"), 106: (422, "invalid_feed", None), 107: (422, "invalid_feed", "recipients"),
+    108: (422, "invalid_client_code", "client_reference"), 109: (422, "invalid_feed", None),
+    110: (422, "empty_message", "message"), 111: (422, "message_too_long", "message"),
+    112: (422, "invalid_feed", None), 114: (422, "no_valid_number", "recipients"),
+    115: (422, "invalid_date", "send_at"), 116: (422, "refused_by_allmysms", None),
+    117: (422, "link_too_long", "message"), 118: (422, "unknown_master_account", None),
+}
+
+
+@pytest.fixture
+def through(scripted, serve):
+    """The connector, as a real server, in front of the scripted upstream."""
+    def build(**settings):
+        return serve(create_app(connector_settings(scripted.url, **settings)))
+    return build
+
+
+@pytest.mark.parametrize("status", sorted(EXPECTED))
+def test_every_allmysms_status_reaches_the_caller_as_documented(scripted, through, status):
+    http, code, field = EXPECTED[status]
+    body = {"status": status, "statusText": "Texte de AllMySMS 45 20"}
+    if code is None:
+        body |= SUCCESS_FIELDS
+    scripted.script(Scripted(body=body))
+    response = through().action("send_sms", SEND)
+    assert response.status_code == http, response.text
+    if code is None:
+        assert response.json()["campaign_id"] == "42" and response.json()["credits_left"] == 985
+        return
+    error = response.json()["error"]
+    assert error["code"] == code and error["allmysms_status"] == status
+    assert "Texte de AllMySMS" in error["message"]
+    assert [f["path"] for f in error.get("fields", [])] == ([field] if field else [])
+
+
+def test_a_status_written_as_text_is_read_as_a_number(scripted, through):
+    scripted.script(Scripted(body={"status": "101", "statusText": "scheduled"} | SUCCESS_FIELDS))
+    assert through().action("send_sms", SEND).status_code == 200
+
+
+def test_an_xml_reply_is_read_when_allmysms_ignores_returnformat(scripted, through):
+    scripted.script(Scripted(body=b"<response><status>100</status><statusText>ok</statusText>"
+                                  b"<campaignId>7</campaignId><credits>10</credits><creditsUsed>15</creditsUsed>"
+                                  b"<nbContacts>1</nbContacts><nbSms>1</nbSms><smsIds><sms><phoneNumber>33611111111"
+                                  b"</phoneNumber><smsId>x1</smsId></sms></smsIds></response>",
+                             headers={"Content-Type": "application/xml"}))
+    response = through().action("send_sms", SEND)
+    assert response.status_code == 200, response.text
+    assert response.json()["sms_ids"] == [{"phone_number": "+33611111111", "sms_id": "x1"}]
+
+
+def test_connection_refused_is_retried_then_reported_as_safe_to_retry(serve):
+    api = serve(create_app(connector_settings(f"http://127.0.0.1:{free_port()}", ALLMYSMS_CONNECT_RETRIES=1)))
+    response = api.action("send_sms", SEND)
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "upstream_unavailable" and error["retryable"] is True
+    assert "Nothing was sent" in error["message"]
+
+
+def test_a_send_whose_answer_times_out_may_have_gone_out_and_is_not_retried(scripted, through):
+    scripted.script(Scripted(body={"status": 100} | SUCCESS_FIELDS, delay=1.0))
+    response = through(ALLMYSMS_READ_TIMEOUT=0.3).action("send_sms", SEND)
+    assert response.status_code == 504
+    error = response.json()["error"]
+    assert error["code"] == "outcome_unknown" and error["disposition"] == "check_before_retry"
+    assert "MAY have been sent" in error["message"]
+    assert len([r for r in scripted.requests if r["path"].endswith("/sendSms/")]) == 1
+
+
+def test_a_read_that_times_out_is_safe_to_retry(scripted, through):
+    scripted.script(Scripted(body={"status": "Active Account", "credits": "1"}, delay=1.0))
+    response = through(ALLMYSMS_READ_TIMEOUT=0.3).get("/v1/me")
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "upstream_timeout"
+    assert response.json()["error"]["retryable"] is True
+
+
+def test_a_server_error_on_a_send_asks_to_check_before_retrying(scripted, through):
+    scripted.script(Scripted(status=500, body=b"<html>Internal Server Error</html>",
+                             headers={"Content-Type": "text/html"}))
+    response = through().action("send_sms", SEND)
+    assert response.status_code == 502
+    assert response.json()["error"]["disposition"] == "check_before_retry"
+
+
+def test_a_server_error_on_a_read_is_safe_to_retry(scripted, through):
+    scripted.script(Scripted(status=503, body=b"busy"))
+    response = through().get("/v1/me")
+    assert response.status_code == 502 and response.json()["error"]["retryable"] is True
+
+
+@pytest.mark.parametrize("body", [
+    b"<html><body>Maintenance</body></html>",
+    b'{"status": 100, "campaignId": "4',
+    b"[1, 2, 3]",
+    b"",
+    b"<!DOCTYPE x [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;&a;&a;\">]><response>&b;</response>",
+], ids=["html page", "truncated json", "json list", "empty", "entity expansion"])
+def test_a_garbage_reply_is_a_502_that_never_claims_success(scripted, through, body):
+    scripted.script(Scripted(body=body, headers={"Content-Type": "text/html"}))
+    response = through().action("send_sms", SEND)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_error"
+
+
+def test_429_is_passed_on_with_retry_after(scripted, through):
+    scripted.script(Scripted(status=429, body=b"slow down", headers={"Retry-After": "120"}))
+    response = through().action("send_sms", SEND)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "120"
+    assert response.json()["error"]["retryable"] is True
+
+
+def test_a_redirect_is_not_followed(scripted, through):
+    scripted.script(Scripted(status=302, headers={"Location": scripted.url + "/elsewhere"}))
+    response = through().action("send_sms", SEND)
+    assert response.status_code == 502
+    assert [r["path"] for r in scripted.requests] == ["/http/9.0/sendSms/"]
+
+
+def test_an_oversized_reply_is_cut_off(scripted, through):
+    scripted.script(Scripted(body={"status": 100, "padding": "x" * 5000} | SUCCESS_FIELDS))
+    response = through(ALLMYSMS_MAX_REPLY_BYTES=2048).action("send_sms", SEND)
+    assert response.status_code == 502
+
+
+def test_the_feed_carries_credentials_and_asks_for_json(scripted, through):
+    scripted.script(Scripted(body={"status": 100} | SUCCESS_FIELDS))
+    through().action("send_sms", SEND | {"sender": "MyShop", "flash": True, "client_reference": "order-7",
+                                         "campaign_name": "Orders"})
+    form = scripted.requests[-1]["form"]
+    assert form["login"] == "demo" and form["apiKey"] == "demo-api-key" and form["returnformat"] == "json"
+    assert '"TPOA":"MyShop"' in form["smsData"] and '"FLASH":"1"' in form["smsData"]
+    assert '"CLIMSGID":"order-7"' in form["smsData"] and '"CAMPAIGN_NAME":"Orders"' in form["smsData"]
+
+
+def test_the_voice_request_uses_the_documented_field_names(scripted, through):
+    scripted.script(Scripted(status=201, body={"code": 100, "campaignId": "9", "cost": 30, "balance": 70,
+                                               "smsIds": [{"phoneNumber": "33611111111", "smsId": "v1"}]}))
+    response = through().action("send_voice", {"recipients": ["0611111111"], "audio_url": "https://e.x/a.mp3",
+                                               "sender": "0123456789", "campaign_name": "Recall"})
+    assert response.status_code == 200, response.text
+    sent = scripted.requests[-1]
+    assert sent["path"] == "/voice/send/bulk"
+    assert sent["json"] == {"to": ["33611111111"], "type": "directdeposit", "url": "https://e.x/a.mp3",
+                            "from": "33123456789", "campaignName": "Recall"}
+    assert response.json()["credits_left"] == 70
+
+
+def test_a_voice_call_refused_for_credentials_is_a_401(scripted, through):
+    scripted.script(Scripted(status=401, body={"code": 102, "description": "bad"}))
+    response = through().action("send_voice", {"recipients": ["0611111111"], "text": "Bonjour"})
+    assert response.status_code == 401

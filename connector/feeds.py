@@ -106,6 +106,8 @@ def read_reply(body: bytes, content_type: str = "") -> dict:
             root = SafeET.fromstring(body, forbid_dtd=True)
         except (SafeET.ParseError, DefusedXmlException, ValueError) as exc:
             raise _garbage(f"unreadable XML: {type(exc).__name__}") from None
+        if root.tag.rpartition("}")[2].lower() == "html":
+            raise _garbage("an HTML page")
         reply = _xml_value(root)
         return reply if isinstance(reply, dict) else {"value": reply}
     raise _garbage(f"neither JSON nor XML ({content_type or 'no content type'})")

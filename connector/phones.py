@@ -28,6 +28,8 @@ def split(text: str) -> list[str]:
 def parse(raw: str, region: str) -> tuple[str | None, str | None]:
     """``(e164, None)`` for a valid number, ``(None, reason)`` otherwise."""
     text = raw.strip()
+    if not text:
+        return None, "not a phone number: it is empty"
     if not _TYPED.fullmatch(text):
         return None, "not a phone number: only digits, spaces, + . - ( ) / are allowed"
     if text.startswith("00"):

@@ -45,6 +45,9 @@ def serve(settings: dict) -> None:
         os.environ["ALLMYSMS_BASE_URL"] = url
         log.warning("Sandbox mode: no message leaves this machine. Sandbox at %s; demo login 'demo', "
                     "API key 'demo-api-key'.", url)
+    # Fail here, once and readably, rather than in every worker as it boots.
+    from . import create_app
+    create_app()
     options = {
         "bind": f"{settings['CONNECTOR_HOST']}:{settings['PORT']}",
         "workers": settings["CONNECTOR_WORKERS"],

@@ -300,11 +300,6 @@ def test_a_reply_that_is_not_a_json_object_or_readable_xml_raises_upstream_faile
     assert "customer area" in caught.value.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="read_reply accepts any well-formed XML, so an HTML page without a DOCTYPE comes back as the "
-           "reply {'body': '502 Bad Gateway'} instead of raising",
-)
 def test_a_well_formed_html_page_is_not_taken_for_a_reply():
     with pytest.raises(UpstreamFailed):
         feeds.read_reply(b"<html><body>502 Bad Gateway</body></html>", "text/html")

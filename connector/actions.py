@@ -40,24 +40,25 @@ def _chunks(ctx: Context, request: messages.SmsRequest):
 
 
 def _send(ctx: Context, request: messages.SmsRequest) -> dict:
-    replies: list[tuple[str, dict]] = []
+    chunks: list[dict] = []
     for feed in _chunks(ctx, request):
         try:
-            replies.append(ctx.upstream.send_sms(ctx.credentials, feed))
+            _, reply = ctx.upstream.send_sms(ctx.credentials, feed)
         except ConnectorError as error:
-            if replies:
-                raise _partial(error, replies, len(request.recipients)) from None
+            if chunks:
+                raise _partial(error, chunks, len(request.recipients)) from None
             raise
-    return feeds.sms_result(request, replies)
+        chunks.append(feeds.sent_chunk(reply))
+    return feeds.sms_result(request, chunks)
 
 
-def _partial(error: ConnectorError, replies, total: int) -> ConnectorError:
+def _partial(error: ConnectorError, chunks: list[dict], total: int) -> ConnectorError:
     """A later chunk failed after earlier ones went out: say exactly what was sent."""
-    sent = [m for _, reply in replies for m in feeds.sent_messages(reply)]
-    campaigns = [str(reply.get("campaignId", "")) for _, reply in replies]
-    error.message = (f"Only part of this send went out: {len(sent)} of {total} recipients, in campaign(s) "
+    sent = sum(len(c["sms_ids"]) for c in chunks)
+    campaigns = [c["campaign_id"] for c in chunks]
+    error.message = (f"Only part of this send went out: {sent} of {total} recipients, in campaign(s) "
                      f"{', '.join(campaigns)}. The rest was not sent because: {error.message}")
-    error.extra.update(partially_sent={"campaign_ids": campaigns, "recipients": len(sent)})
+    error.extra.update(partially_sent={"campaign_ids": campaigns, "recipients": sent})
     return error.with_disposition("check_before_retry")
 
 

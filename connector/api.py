@@ -16,7 +16,7 @@ from .actions import Context
 from .errors import AuthenticationFailed, ConnectorError, MalformedRequest
 from .manifest import Action, Manifest
 from .upstream import Credentials
-from .validation import check, invalid_input
+from .validation import invalid_input
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +45,14 @@ def blueprint(manifest: Manifest, handlers: dict) -> Blueprint:
 
 
 def _action_view(manifest: Manifest, action: Action, handle):
-    validator = manifest.catalog.validator(action.input)
-    resolved_input = manifest.catalog.resolved(action.input)
+    catalog = manifest.catalog
+    catalog.fast_validator(action.input)  # compiled at start-up, not on the first request
     output_validator = manifest.catalog.validator(action.output)
 
     def view():
         ctx = _context()
         payload = _json_body()
-        problems = check(validator, payload, resolved_input)
+        problems = catalog.check(action.input, payload)
         if problems:
             raise invalid_input(problems)
         started = time.perf_counter()

@@ -9,8 +9,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from jsonschema import Draft202012Validator
 
+from .catalog import Validator
 from .errors import ConfigError
 from .validation import check
 
@@ -43,7 +43,7 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping | None = N
             values[name] = prop["default"]
     unknown = sorted(set(overrides or {}) - set(spec["properties"]))
     problems += [f"{name}: not a setting this service knows" for name in unknown]
-    problems += [f"{f.path}: {f.message}" for f in check(Draft202012Validator(spec), values, spec)]
+    problems += [f"{f.path}: {f.message}" for f in check(Validator(spec), values, spec)]
     problems += _check_timezone(values) + _check_country(values)
     if problems:
         raise ConfigError("The configuration is not valid", problems)

@@ -174,25 +174,37 @@ def upstream_invalid_numbers(reply: dict) -> list[dict]:
     return [{"input": str(n), "reason": "refused by AllMySMS"} for n in as_list(reply.get("invalidNumbers"))]
 
 
-def sms_result(request: SmsRequest, replies: list[tuple[str, dict]]) -> dict:
-    """The send result from every chunk's (success word, reply)."""
-    campaigns = [str(reply.get("campaignId", "")) for _, reply in replies]
-    sent = [m for _, reply in replies for m in sent_messages(reply)]
-    invalid = [n.as_json() for n in request.invalid] + [n for _, r in replies for n in upstream_invalid_numbers(r)]
-    status = "scheduled" if request.send_at else "sent"
-    last = replies[-1][1]
+def sent_chunk(reply: dict) -> dict:
+    """What one sendSms reply says, in our terms; the raw reply (its 2,000 smsIds as AllMySMS wrote
+    them) can then be let go before the next chunk is sent."""
+    sent = sent_messages(reply)
+    return {
+        "campaign_id": str(reply.get("campaignId", "")),
+        "sms_ids": sent,
+        "invalid_numbers": upstream_invalid_numbers(reply),
+        "recipients": integer(reply.get("nbContacts"), len(sent)),
+        "sms_parts": integer(reply.get("nbSms")),
+        "credits_used": integer(reply.get("creditsUsed")),
+        "credits_left": integer(reply.get("credits")),
+        "status_text": str(reply.get("statusText", "")),
+    }
+
+
+def sms_result(request: SmsRequest, chunks: list[dict]) -> dict:
+    """The send result from every chunk's ``sent_chunk``."""
+    campaigns = [c["campaign_id"] for c in chunks]
     return {
         "id": campaigns[0],
         "campaign_id": campaigns[0],
         "campaign_ids": campaigns,
-        "status": status,
-        "status_text": str(last.get("statusText", "")),
-        "recipients": sum(integer(r.get("nbContacts"), len(sent_messages(r))) for _, r in replies),
-        "sms_ids": sent,
-        "invalid_numbers": invalid,
-        "sms_parts": sum(integer(r.get("nbSms")) for _, r in replies),
-        "credits_used": sum(integer(r.get("creditsUsed")) for _, r in replies),
-        "credits_left": integer(last.get("credits")),
+        "status": "scheduled" if request.send_at else "sent",
+        "status_text": chunks[-1]["status_text"],
+        "recipients": sum(c["recipients"] for c in chunks),
+        "sms_ids": [m for c in chunks for m in c["sms_ids"]],
+        "invalid_numbers": [n.as_json() for n in request.invalid] + [n for c in chunks for n in c["invalid_numbers"]],
+        "sms_parts": sum(c["sms_parts"] for c in chunks),
+        "credits_used": sum(c["credits_used"] for c in chunks),
+        "credits_left": chunks[-1]["credits_left"],
         "scheduled_at": request.send_at.utc_text if request.send_at else None,
         "scheduled_at_local": request.send_at.local_text if request.send_at else None,
         "text": _analysis(request),

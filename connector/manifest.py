@@ -8,9 +8,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 import yaml
-from jsonschema import Draft202012Validator
 
-from .catalog import Catalog
+from .catalog import Catalog, Validator
 from .errors import ConfigError
 from .validation import check
 
@@ -96,7 +95,7 @@ def load(path: Path | None = None, schemas: Path | None = None) -> Manifest:
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"The manifest {path} cannot be read", [str(exc)]) from None
     meta = json.loads(META_SCHEMA_PATH.read_text(encoding="utf-8"))
-    problems = [f"manifest.yaml {f.path}: {f.message}" for f in check(Draft202012Validator(meta), raw, meta)]
+    problems = [f"manifest.yaml {f.path}: {f.message}" for f in check(Validator(meta), raw, meta)]
     if problems:
         raise ConfigError("The manifest is not valid", problems)
     catalog = Catalog(schemas)
@@ -150,16 +149,17 @@ def trigger_samples_carry_their_type(raw: dict, catalog: Catalog) -> list[str]:
 
 
 def schema_examples_hold(raw: dict, catalog: Catalog) -> list[str]:
-    """Every schema's `examples` validate and every `x-counterexamples` entry does not."""
+    """Every schema's `examples` validate and every `x-counterexamples` entry does not, for both the
+    validator that explains errors and the fast one that screens requests."""
     problems = []
     for name in catalog.names:
         document = catalog.documents[name]
-        validator = catalog.validator(name)
+        validators = (catalog.validator(name), catalog.fast_validator(name))
         for i, example in enumerate(document.get("examples", [])):
-            if not validator.is_valid(example):
+            if not all(v.is_valid(example) for v in validators):
                 problems.append(f"schemas/{name}: examples[{i}] does not validate")
         for i, counter in enumerate(document.get("x-counterexamples", [])):
-            if validator.is_valid(counter):
+            if any(v.is_valid(counter) for v in validators):
                 problems.append(f"schemas/{name}: x-counterexamples[{i}] validates but should not")
     return problems
 

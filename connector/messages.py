@@ -17,7 +17,7 @@ _PLACEHOLDER = re.compile(r"#param_(\d+)#")
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Recipient:
     e164: str
     params: tuple[str, ...] = ()

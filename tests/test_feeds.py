@@ -375,7 +375,7 @@ SEND_REPLY = {
 
 def test_sms_result_reads_a_reply_with_numbers_as_text_and_matches_its_schema(catalog):
     request = _plain("Hi", ("0611111111", "0622222222", "0612"), invalid_numbers="skip")
-    result = feeds.sms_result(request, [("sent", SEND_REPLY)])
+    result = feeds.sms_result(request, [feeds.sent_chunk(SEND_REPLY)])
     _assert_valid(catalog, "actions/send_sms.output.json", result)
     assert result == {
         "id": "5012874", "campaign_id": "5012874", "campaign_ids": ["5012874"], "status": "sent",
@@ -396,7 +396,7 @@ def test_sms_result_adds_up_every_chunk_and_keeps_the_last_credit_balance(catalo
     second = {"status": "101", "campaignId": "12", "credits": "955", "creditsUsed": "15", "nbContacts": "1",
               "nbSms": "1", "statusText": "Scheduled later", "invalidNumbers": ["33699999999"],
               "smsIds": [{"phoneNumber": "33633333333", "smsId": "c"}]}
-    result = feeds.sms_result(request, [("scheduled", first), ("scheduled", second)])
+    result = feeds.sms_result(request, [feeds.sent_chunk(first), feeds.sent_chunk(second)])
     _assert_valid(catalog, "actions/send_sms.output.json", result)
     assert result["id"] == result["campaign_id"] == "11"
     assert result["campaign_ids"] == ["11", "12"]
@@ -412,7 +412,7 @@ def test_sms_result_adds_up_every_chunk_and_keeps_the_last_credit_balance(catalo
 
 def test_sms_result_counts_the_sent_messages_when_the_reply_has_no_contact_count():
     reply = {k: v for k, v in SEND_REPLY.items() if k != "nbContacts"}
-    assert feeds.sms_result(_plain(), [("sent", reply)])["recipients"] == 2
+    assert feeds.sms_result(_plain(), [feeds.sent_chunk(reply)])["recipients"] == 2
 
 
 def test_estimate_result_matches_its_schema_and_is_named_after_the_feeds(catalog):

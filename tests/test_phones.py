@@ -142,3 +142,32 @@ def test_mask_keeps_only_the_country_code_and_the_last_two_digits():
 @pytest.mark.parametrize("value", ["", "+33", "+3361"])
 def test_mask_of_a_very_short_value_shows_nothing_of_it(value):
     assert phones.mask(value) == "…"
+
+
+def test_the_shortcut_for_plainly_written_numbers_agrees_with_the_full_parser():
+    import random
+
+    import phonenumbers
+    rng = random.Random(1234)
+
+    def full_parser(raw, region):
+        text = raw.strip()
+        text = "+" + text[2:] if text.startswith("00") else text
+        try:
+            number = phonenumbers.parse(text, region)
+        except phonenumbers.NumberParseException:
+            return None
+        if not phonenumbers.is_valid_number(number):
+            return None
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    checked = 0
+    for region in ("FR", "DE", "BE", "CH", "GB", "IT", "US"):
+        for _ in range(3000):
+            digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(6, 13)))
+            raw = rng.choice(["0", "+33", "0033", "+49", "+", "", "+33 0", "06", "07"]) + digits
+            if rng.random() < 0.3:
+                raw = " ".join(raw[i:i + 2] for i in range(0, len(raw), 2))
+            assert phones.parse(raw, region)[0] == full_parser(raw, region), (region, raw)
+            checked += 1
+    assert checked == 21000

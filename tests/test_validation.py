@@ -230,3 +230,42 @@ def test_every_action_sample_in_the_manifest_validates_against_its_output_schema
     assert samples
     for sample in samples:
         assert _problems(name, sample) == {}
+
+
+def test_the_fast_screen_and_the_explaining_validator_agree_on_bad_and_good_inputs():
+    from connector.manifest import load
+    catalog = load().catalog
+    name = "actions/send_sms.input.json"
+    cases = [
+        {"message": "Hi", "recipients": ["0611111111"]},
+        {"message": "Hi", "recipients": "0611111111"},
+        {"message": "Hi", "recipients": [{"phone_number": "06", "params": ["a", 1, 2.5]}]},
+        {"message": "Hi", "recipients": [{"phone_number": "06", "params": [None]}]},
+        {"message": "Hi", "recipients": [{"phone_number": "06", "params": [True]}]},
+        {"message": "Hi", "recipients": [["0611111111"]]},
+        {"message": "Hi", "recipients": ["0611111111"], "sender": "Ab"},
+        {"message": "Hi", "recipients": ["0611111111"], "sender": "Abc"},
+        {"message": "Hi", "recipients": ["0611111111"], "sender": "Abcdefghijkl"},
+        {"message": "Hi", "recipients": ["0611111111"], "sender": "1abc"},
+        {"message": "Hi", "recipients": ["0611111111"], "sender": "Shop\n"},
+        {"message": "Hi", "recipients": ["0611111111"], "client_reference": "a b"},
+        {"message": "x" * 640, "recipients": ["1"]},
+        {"message": "x" * 641, "recipients": ["1"]},
+        {"message": "😀" * 640, "recipients": ["1"]},
+        {"message": "Hi", "recipients": ["0611111111"], "flash": 1},
+        {"message": "Hi", "recipients": ["0611111111"], "invalid_numbers": "ignore"},
+    ]
+    for case in cases:
+        explained = catalog.check(name, case) == [] if catalog.fast_validator(name).is_valid(case) else None
+        assert catalog.fast_validator(name).is_valid(case) == catalog.validator(name).is_valid(case), case
+        assert explained in (True, None)
+
+
+def test_when_the_explaining_validator_finds_nothing_the_fast_screens_words_are_used():
+    from connector.catalog import Validator
+    from connector.manifest import load
+    catalog = load().catalog
+    name = "actions/send_sms.input.json"
+    catalog._validators[name] = Validator({})  # an explainer that accepts everything
+    problems = catalog.check(name, {"message": "Hi", "recipients": ["0611111111"], "sender": "Way too long"})
+    assert [p.path for p in problems] == ["sender"] and problems[0].message

@@ -108,6 +108,7 @@ def _json_body():
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedRequest(f"The body is not valid UTF-8 (byte {exc.start + 1}).") from None
+    del raw  # a large send's body need not stay in memory twice while it is parsed
     try:
         payload = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:

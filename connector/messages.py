@@ -99,7 +99,7 @@ def sms_request(payload: dict, rules: Rules, now: datetime, *, schedule: bool = 
     if used and used[0] < 1:
         problems.append(FieldError("message", "Placeholders start at #param_1#."))
     entries = _entries(payload["recipients"])
-    if not used and any(params for _, _, params in entries):
+    if not used and any(params for _, params in entries):
         problems.append(FieldError("message", "Recipients carry personalisation values but the message has no "
                                               "#param_1# placeholder to put them in."))
     recipients, invalid, recipient_problems = _read_recipients(entries, rules, dynamic)
@@ -126,7 +126,7 @@ def sms_request(payload: dict, rules: Rules, now: datetime, *, schedule: bool = 
 def voice_request(payload: dict, rules: Rules, now: datetime) -> VoiceRequest:
     problems: list[FieldError] = []
     entries = _entries(payload["recipients"])
-    if any(params for _, _, params in entries):
+    if any(params for _, params in entries):
         problems.append(FieldError("recipients", "Voice messages cannot be personalised: give phone numbers only."))
     recipients, invalid, recipient_problems = _read_recipients(entries, rules, 0)
     problems += recipient_problems
@@ -194,18 +194,14 @@ def send_time(value: str, zone_name: str, now: datetime) -> tuple[SendTime | Non
     return SendTime(utc=utc, local=utc.astimezone(zone).replace(tzinfo=None)), []
 
 
-def _entries(value) -> list[tuple[str, str, tuple]]:
-    """(path, number as given, params) per recipient, whichever of the accepted shapes was used."""
+def _entries(value) -> list[tuple[str, tuple]]:
+    """(number as given, params) per recipient, whichever of the accepted shapes was used; an entry's
+    index is its place in the input, so its field path is ``recipients[index]``."""
     if isinstance(value, str):
-        return [(f"recipients[{i}]", number, ()) for i, number in enumerate(phones.split(value))]
-    entries = []
-    for i, item in enumerate(value):
-        if isinstance(item, str):
-            entries.append((f"recipients[{i}]", item, ()))
-        else:
-            params = tuple(_param_text(p) for p in item.get("params", ()))
-            entries.append((f"recipients[{i}]", item["phone_number"], params))
-    return entries
+        return [(number, ()) for number in phones.split(value)]
+    return [(item, ()) if isinstance(item, str)
+            else (item["phone_number"], tuple(_param_text(p) for p in item.get("params", ())))
+            for item in value]
 
 
 def _param_text(value) -> str:
@@ -224,17 +220,19 @@ def _read_recipients(entries, rules: Rules, dynamic: int):
         return [], [], problems
     recipients: list[Recipient] = []
     invalid: list[InvalidNumber] = []
-    for path, raw, params in entries:
+    for i, (raw, params) in enumerate(entries):
         e164, reason = phones.parse(raw, rules.region)
         if reason:
-            invalid.append(InvalidNumber(path, raw, reason))
+            invalid.append(InvalidNumber(f"recipients[{i}]", raw, reason))
             continue
         if len(params) < dynamic:
-            problems.append(FieldError(f"{path}.params", f"The message uses #param_{dynamic}# but this recipient has "
-                                                         f"{len(params)} value(s); give {dynamic}."))
-        for j, param in enumerate(params[:dynamic]):
-            problems += _text_problems(f"{path}.params[{j}]", param)
-        recipients.append(Recipient(e164, params[:dynamic]))
+            problems.append(FieldError(f"recipients[{i}].params", f"The message uses #param_{dynamic}# but this "
+                                       f"recipient has {len(params)} value(s); give {dynamic}."))
+        params = params[:dynamic]
+        for j, param in enumerate(params):
+            if _FORBIDDEN.search(param):  # the path is written only for the rare bad value
+                problems += _text_problems(f"recipients[{i}].params[{j}]", param)
+        recipients.append(Recipient(e164, params))
     return recipients, invalid, problems
 
 

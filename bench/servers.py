@@ -1,0 +1,168 @@
+"""The benchmark's server processes on 127.0.0.1: free ports, start, readiness, RSS sampling, and a stop
+that always happens (terminate, then kill) — only for the processes started here, by their ids."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+HOST = "127.0.0.1"
+MB = 1024 * 1024
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def workers(self) -> list[psutil.Process]:
+        """The gunicorn workers: the children of the master process."""
+        try:
+            return psutil.Process(self.process.pid).children()
+        except psutil.NoSuchProcess:
+            return []
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+class Fleet:
+    """Every server the benchmark started; leaving the `with` block stops those still running."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.running: list[Server] = []
+
+    def __enter__(self) -> Fleet:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for server in reversed(list(self.running)):
+            self.stop(server)
+
+    def start(self, name: str, argv: list[str], env: dict, port: int, ready_path: str, *,
+              workers: int, timeout: float = 60) -> Server:
+        """Start `argv` and wait until GET `ready_path` answers 200 and all `workers` are up."""
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL)
+        server = Server(name, process, port, log_path)
+        self.running.append(server)
+        _wait_ready(server, ready_path, workers, timeout)
+        return server
+
+    def stop(self, server: Server, grace: float = 10) -> None:
+        # Workers are listed before the master goes, so none is left behind if it dies first.
+        workers = server.workers()
+        if server.process.poll() is None:
+            server.process.terminate()
+            try:
+                server.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait(5)
+        alive = [w for w in workers if w.is_running()]
+        for worker in alive:
+            _quietly(worker.terminate)
+        _, left = psutil.wait_procs(alive, timeout=3)
+        for worker in left:
+            _quietly(worker.kill)
+        if server in self.running:
+            self.running.remove(server)
+
+
+def _wait_ready(server: Server, path: str, workers: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited with code {server.process.returncode}:\n{server.log_tail()}")
+        if len(server.workers()) >= workers and _answers(server.port, path):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{server.name} was not ready after {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def _answers(port: int, path: str) -> bool:
+    conn = http.client.HTTPConnection(HOST, port, timeout=2)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def _quietly(action) -> None:
+    try:
+        action()
+    except psutil.NoSuchProcess:
+        pass
+
+
+class RssSampler:
+    """Sums the resident memory of `processes` every `interval` seconds in a thread, while in a `with`."""
+
+    def __init__(self, processes: list[psutil.Process], interval: float = 0.02):
+        self.processes = processes
+        self.interval = interval
+        self.baseline = 0
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self.baseline = self.peak = self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._sample())
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak - self.baseline) / MB
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self._sample())
+            self.samples += 1
+
+    def _sample(self) -> int:
+        total = 0
+        for process in self.processes:
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total

@@ -49,14 +49,17 @@ def _action_view(manifest: Manifest, action: Action, handle):
     catalog.fast_validator(action.input)  # compiled at start-up, not on the first request
     output_validator = manifest.catalog.validator(action.output)
 
-    def view():
-        ctx = _context()
+    def checked_body():
         payload = _json_body()
         problems = catalog.check(action.input, payload)
         if problems:
             raise invalid_input(problems)
+        return payload
+
+    def view():
+        ctx = _context()
         started = time.perf_counter()
-        result = handle(ctx, payload)
+        result = handle(ctx, checked_body())  # not kept here: the handler may free it early
         log.info("action %s done in %.0f ms", action.key, (time.perf_counter() - started) * 1000)
         if current_app.config["CONNECTOR_VALIDATE_OUTPUT"]:
             errors = [f"{e.json_path}: {e.message}" for e in output_validator.iter_errors(result)]

@@ -7,10 +7,14 @@ from dataclasses import dataclass
 
 from flask import Flask, g
 
-from . import api, config, errors, manifest as manifest_module
+from . import api, config, errors, inbound, manifest as manifest_module, triggers
+from .accounts import Accounts, secret_key
 from .actions import HANDLERS
+from .delivery import Policy
 from .errors import ConfigError
 from .messages import Rules
+from .store import Store, default_url
+from .targets import AllowList
 from .upstream import AllMySMS, new_session
 
 
@@ -24,6 +28,20 @@ class Services:
     feed_format: str
     recipients_per_feed: int
     credits_per_sms_fr: int
+    store: Store
+    accounts: Accounts
+    allowed_targets: AllowList
+    policy: Policy
+
+
+def policy(settings: dict) -> Policy:
+    schedule = tuple(float(part) for part in settings["CONNECTOR_RETRY_SCHEDULE"].split(","))
+    return Policy(schedule=schedule, timeout=settings["CONNECTOR_DELIVERY_TIMEOUT"],
+                  disable_after=settings["CONNECTOR_DISABLE_AFTER_HOURS"] * 3600)
+
+
+def open_store(settings: dict) -> Store:
+    return Store(settings["DATABASE_URL"] or default_url(settings["CONNECTOR_DATA_DIR"]))
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -41,19 +59,26 @@ def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(settings, MAX_CONTENT_LENGTH=settings["CONNECTOR_MAX_BODY_BYTES"])
     logging.getLogger("connector").setLevel(settings["CONNECTOR_LOG_LEVEL"])
+    upstream = AllMySMS(settings["ALLMYSMS_BASE_URL"], session=new_session(settings["CONNECTOR_THREADS"] * 2),
+                        connect_timeout=settings["ALLMYSMS_CONNECT_TIMEOUT"],
+                        read_timeout=settings["ALLMYSMS_READ_TIMEOUT"],
+                        connect_retries=settings["ALLMYSMS_CONNECT_RETRIES"],
+                        max_reply_bytes=settings["ALLMYSMS_MAX_REPLY_BYTES"])
+    store = open_store(settings)
     app.extensions["connector"] = Services(
         manifest=manifest,
-        upstream=AllMySMS(settings["ALLMYSMS_BASE_URL"], session=new_session(settings["CONNECTOR_THREADS"] * 2),
-                          connect_timeout=settings["ALLMYSMS_CONNECT_TIMEOUT"],
-                          read_timeout=settings["ALLMYSMS_READ_TIMEOUT"],
-                          connect_retries=settings["ALLMYSMS_CONNECT_RETRIES"],
-                          max_reply_bytes=settings["ALLMYSMS_MAX_REPLY_BYTES"]),
+        upstream=upstream,
         rules=Rules(region=settings["CONNECTOR_DEFAULT_COUNTRY"], zone=settings["ALLMYSMS_TIMEZONE"],
                     stop_mention=settings["CONNECTOR_STOP_MENTION"],
                     max_recipients=settings["CONNECTOR_MAX_RECIPIENTS"]),
         feed_format=settings["ALLMYSMS_FEED_FORMAT"],
         recipients_per_feed=settings["ALLMYSMS_RECIPIENTS_PER_FEED"],
         credits_per_sms_fr=settings["ALLMYSMS_CREDITS_PER_SMS_FR"],
+        store=store,
+        accounts=Accounts(store, upstream, secret_key(settings["CONNECTOR_SECRET_KEY"],
+                                                      settings["CONNECTOR_DATA_DIR"])),
+        allowed_targets=AllowList(settings["CONNECTOR_ALLOWED_TARGETS"]),
+        policy=policy(settings),
     )
 
     @app.before_request
@@ -66,5 +91,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         return response
 
     app.register_blueprint(api.blueprint(manifest, HANDLERS))
+    app.register_blueprint(inbound.blueprint())
+    app.register_blueprint(triggers.blueprint(manifest, api.verified_account))
     errors.register(app)
     return app

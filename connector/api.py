@@ -11,7 +11,7 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from . import feeds
+from . import feeds, inbound
 from .actions import Context
 from .errors import AuthenticationFailed, ConnectorError, MalformedRequest
 from .manifest import Action, Manifest
@@ -35,6 +35,8 @@ def blueprint(manifest: Manifest, handlers: dict) -> Blueprint:
         account = feeds.account_result(ctx.credentials.login, ctx.upstream.account(ctx.credentials),
                                        ctx.credits_per_sms_fr)
         account["label"] = manifest.auth["connection_label"].format(**account)
+        known = current_app.extensions["connector"].accounts.verified(ctx.credentials)
+        account["inbound_url"] = inbound_url(known.token)
         return jsonify(account)
 
     @bp.get("/v1/manifest")
@@ -60,6 +62,8 @@ def _action_view(manifest: Manifest, action: Action, handle):
         ctx = _context()
         started = time.perf_counter()
         result = handle(ctx, checked_body())  # not kept here: the handler may free it early
+        # AllMySMS just accepted these credentials: receipts for this send can find the account.
+        current_app.extensions["connector"].accounts.remember(ctx.credentials.login)
         log.info("action %s done in %.0f ms", action.key, (time.perf_counter() - started) * 1000)
         if current_app.config["CONNECTOR_VALIDATE_OUTPUT"]:
             errors = [f"{e.json_path}: {e.message}" for e in output_validator.iter_errors(result)]
@@ -69,6 +73,16 @@ def _action_view(manifest: Manifest, action: Action, handle):
 
     view.__name__ = f"action_{action.key}"
     return view
+
+
+def inbound_url(token: str) -> str:
+    base = current_app.config["CONNECTOR_PUBLIC_URL"] or request.host_url
+    return base.rstrip("/") + inbound.PATH.replace("<token>", token)
+
+
+def verified_account():
+    """The caller's account, its credentials checked with AllMySMS (401 otherwise)."""
+    return current_app.extensions["connector"].accounts.verified(_credentials())
 
 
 def _context() -> Context:

@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port (default 8000, or PORT)")
     serve.add_argument("--workers", type=int, help="worker processes (default 2, or CONNECTOR_WORKERS)")
     commands.add_parser("check", help="check the configuration and the manifest, then exit")
+    commands.add_parser("worker", help="deliver events to subscribers (run as many as needed)")
     sandbox = commands.add_parser("sandbox", help="run only the built-in AllMySMS sandbox")
     sandbox.add_argument("--port", type=int, default=8100)
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -38,6 +39,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from .serving import serve as run
             run(settings)
+        elif args.command == "worker":
+            import signal
+            import threading
+
+            from .serving import worker_for
+            worker = worker_for(settings).start()
+            stopped = threading.Event()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stopped.set())
+            print("delivering events; stop with Ctrl-C", flush=True)
+            stopped.wait()
+            worker.stop()
         elif args.command == "check":
             from . import manifest
             loaded = manifest.load()

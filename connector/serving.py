@@ -21,33 +21,67 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        # Each worker builds its own app after the fork: nothing is shared but the environment.
+        # Each worker builds its own app after the fork: nothing is shared but the environment and the
+        # database. Each also delivers events unless told not to; leases keep them from colliding.
         from . import create_app
-        return create_app()
+        app = create_app()
+        if app.config["CONNECTOR_DELIVERY_WORKER"] == "thread":
+            services = app.extensions["connector"]
+            worker_for(app.config, services.store).start()
+        return app
 
 
-def start_sandbox(port: int = 0, host: str = "127.0.0.1") -> tuple[str, callable]:
-    """The built-in sandbox on a real loopback port in a background thread: (base URL, stop)."""
-    from .sandbox import create_sandbox_app, make_sandbox_server
+def worker_for(settings, store=None):
+    """A delivery worker for these settings (over ``store``, or a store of its own)."""
+    from . import open_store, policy
+    from .delivery import Worker
+    from .targets import AllowList
+    return Worker(store or open_store(settings), policy=policy(settings),
+                  allowed=AllowList(settings["CONNECTOR_ALLOWED_TARGETS"]),
+                  concurrency=settings["CONNECTOR_DELIVERY_CONCURRENCY"],
+                  lease_seconds=settings["CONNECTOR_LEASE_SECONDS"],
+                  retention_seconds=settings["CONNECTOR_EVENT_RETENTION_DAYS"] * 86400)
 
-    server = make_sandbox_server(create_sandbox_app(), host, port)
+
+def start_sandbox(port: int = 0, host: str = "127.0.0.1"):
+    """The built-in sandbox on a real loopback port in a background thread: (base URL, stop, state)."""
+    from .sandbox import SandboxState, create_sandbox_app, make_sandbox_server
+
+    state = SandboxState()
+    server = make_sandbox_server(create_sandbox_app(state), host, port)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox",
                               daemon=True)
     thread.start()
-    return f"http://{host}:{server.server_port}", server.shutdown
+    return f"http://{host}:{server.server_port}", server.shutdown, state
+
+
+def _point_sandbox_at(app, sandbox, settings: dict) -> None:
+    """Do for the demo accounts what a customer does in the AllMySMS customer area: set the URL that
+    receipts and replies are pushed to, here this service's own inbound URL."""
+    from .accounts import inbound_token
+    from .sandbox import DEMO_ACCOUNTS
+    services = app.extensions["connector"]
+    host = "127.0.0.1" if settings["CONNECTOR_HOST"] in ("0.0.0.0", "::") else settings["CONNECTOR_HOST"]
+    for login in DEMO_ACCOUNTS:
+        services.accounts.remember(login)
+        token = inbound_token(services.accounts.secret, login)
+        sandbox.set_callback_url(login, f"http://{host}:{settings['PORT']}/v1/inbound/allmysms/{token}")
 
 
 def serve(settings: dict) -> None:
     """Start gunicorn; when no AllMySMS URL is set, first start the sandbox and point the workers at it."""
+    sandbox = None
     if not settings["ALLMYSMS_BASE_URL"] and settings["CONNECTOR_SANDBOX"]:
         # Started in the master process, before the workers fork, so every worker talks to one sandbox.
-        url, _ = start_sandbox(settings["CONNECTOR_SANDBOX_PORT"])
+        url, _, sandbox = start_sandbox(settings["CONNECTOR_SANDBOX_PORT"])
         os.environ["ALLMYSMS_BASE_URL"] = url
         log.warning("Sandbox mode: no message leaves this machine. Sandbox at %s; demo login 'demo', "
                     "API key 'demo-api-key'.", url)
     # Fail here, once and readably, rather than in every worker as it boots.
     from . import create_app
-    create_app()
+    app = create_app()
+    if sandbox is not None:
+        _point_sandbox_at(app, sandbox, settings)
     options = {
         "bind": f"{settings['CONNECTOR_HOST']}:{settings['PORT']}",
         "workers": settings["CONNECTOR_WORKERS"],

@@ -35,6 +35,14 @@ class LoopbackServer:
         self._server.server_close()
 
 
+@pytest.fixture(autouse=True)
+def _own_data_dir(tmp_path, monkeypatch):
+    """Every test gets its own SQLite database and secret key."""
+    monkeypatch.setenv("CONNECTOR_DATA_DIR", str(tmp_path / "var"))
+    for name in ("DATABASE_URL", "ALLMYSMS_BASE_URL", "CONNECTOR_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @dataclass
 class Sandbox:
     url: str
@@ -47,6 +55,7 @@ def sandbox():
     server = LoopbackServer(create_sandbox_app(state))
     yield Sandbox(server.url, state)
     server.stop()
+    state.close()
 
 
 def connector_settings(upstream_url: str, **overrides) -> dict:
@@ -144,3 +153,54 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class Subscriber:
+    """A webhook receiver on loopback: records every delivery; answers as a test scripts, per path."""
+
+    def __init__(self):
+        self.received: list[dict] = []
+        self.scripts: dict[str, deque] = {}
+        self.server = LoopbackServer(self._wsgi)
+        self.url = self.server.url
+
+    def target(self, path: str = "/hook") -> str:
+        return self.url + path
+
+    def script(self, path: str, *replies: Scripted):
+        self.scripts.setdefault(path, deque()).extend(replies)
+
+    def _wsgi(self, environ, start_response):
+        request = Request(environ)
+        body = request.get_data()
+        replies = self.scripts.get(request.path)
+        reply = replies.popleft() if replies else Scripted(status=200, body=b"ok")
+        if reply.delay:
+            time.sleep(reply.delay)  # a slow subscriber is the behaviour under test
+        self.received.append({"path": request.path, "headers": dict(request.headers), "body": body,
+                              "status": reply.status})
+        body_out = json.dumps(reply.body) if isinstance(reply.body, dict) else reply.body
+        return Response(body_out, status=reply.status, headers=reply.headers)(environ, start_response)
+
+    def deliveries(self, path: str = "/hook", ok_only: bool = True) -> list[dict]:
+        return [r for r in list(self.received)
+                if r["path"] == path and (not ok_only or 200 <= r["status"] < 300)]
+
+
+@pytest.fixture
+def subscriber():
+    receiver = Subscriber()
+    yield receiver
+    receiver.server.stop()
+
+
+def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
+    """Poll until ``condition()`` is truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)

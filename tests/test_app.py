@@ -22,9 +22,16 @@ def test_the_factory_refuses_to_start_without_an_allmysms_url(monkeypatch):
     assert "connector serve" in str(caught.value)
 
 
-def test_routes_are_exactly_the_manifests_actions_plus_me_and_manifest(app):
+def test_routes_are_exactly_those_the_manifest_describes(app):
     rules = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
-    expected = {a.path for a in load().actions} | {"/v1/me", "/v1/manifest"}
+    manifest = load()
+    expected = {a.path for a in manifest.actions} | {"/v1/me", "/v1/manifest", "/v1/inbound/allmysms/<token>",
+                                                      "/v1/inbound/rejected", "/v1/events/<event_id>/replay"}
+    for trigger in manifest.triggers:
+        base = f"/v1/triggers/{trigger.key}"
+        expected |= {f"{base}/events", f"{base}/subscriptions", f"{base}/subscriptions/<subscription_id>",
+                     f"{base}/subscriptions/<subscription_id>/deliveries",
+                     f"{base}/subscriptions/<subscription_id>/replay"}
     assert rules == expected
 
 

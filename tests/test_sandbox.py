@@ -89,6 +89,8 @@ def sandbox():
         server.shutdown()
         thread.join()
         server.server_close()
+        # Stops the receipt thread, which re-reads this frozen clock while receipts wait.
+        state.close()
 
 
 # The factory

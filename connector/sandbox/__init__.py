@@ -2,7 +2,9 @@
 
 It needs no account and no network. `create_sandbox_app()` builds a Flask app on a
 `SandboxState`; the demo logins are in `DEMO_ACCOUNTS` (demo, broke, low), and
-`make_sandbox_server()` serves an app without logging query strings.
+`make_sandbox_server()` serves an app without logging query strings. Like AllMySMS, it pushes
+delivery receipts and replies to each account's callback URL, set through
+`/sandbox/accounts/<login>/callback` (see controls.py).
 """
 
 from .app import create_sandbox_app

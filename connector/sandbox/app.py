@@ -6,7 +6,7 @@ import secrets
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from . import http_api, rest_api
+from . import controls, http_api, rest_api
 from .replies import JSON_MIMETYPE, to_json
 from .state import EXTENSION_KEY, SandboxState
 
@@ -22,7 +22,8 @@ def create_sandbox_app(state=None, *, accounts=None):
     """Build a sandbox app on `state`, or on a new SandboxState holding `accounts`.
 
     `accounts` maps login -> {"api_key": ..., "credits": ...}; without it the demo accounts of
-    state.DEMO_ACCOUNTS are used. The state is at `app.extensions["allmysms_sandbox"]`.
+    state.DEMO_ACCOUNTS are used. The state is at `app.extensions["allmysms_sandbox"]`; its
+    receipt thread starts with the first send, and `state.close()` stops it.
     """
     if state is not None and accounts is not None:
         raise TypeError("pass either a state or accounts, not both")
@@ -31,6 +32,7 @@ def create_sandbox_app(state=None, *, accounts=None):
     app.extensions[EXTENSION_KEY] = state if state is not None else SandboxState(accounts)
     app.register_blueprint(http_api.blueprint)
     app.register_blueprint(rest_api.blueprint)
+    app.register_blueprint(controls.blueprint)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app

@@ -3,6 +3,12 @@
 Every read and write goes through `SandboxState.lock`, a re-entrant lock, so the threaded
 development server and tests can hit the sandbox concurrently. Code that fills `acks` directly
 must hold that lock too; the helper methods do it for you.
+
+The state also plays AllMySMS's callbacks: every SMS that goes out gets a receipt
+`receipt_delay` seconds (on the state's clock) after it was sent or after its scheduled date,
+recorded for getAcks and pushed to the account's callback URL, if it has one; replies received
+through `receive_reply` are pushed too. A `Dispatcher` thread times the receipts and a `Pusher`
+sends them; `close()` stops both.
 """
 
 import dataclasses
@@ -11,11 +17,32 @@ import secrets
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from functools import partial
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 from . import phones, statuses
 from .campaigns import DATE_FORMAT, PARIS
+from .dispatcher import INJECTED_CLOCK_RECHECK, REAL_CLOCK_RECHECK, Dispatcher
+from .pushes import (
+    DEFAULT_FORMAT,
+    DEFAULT_RETRY_DELAYS,
+    DEFAULT_TIMEOUT,
+    DEFAULT_WORKERS,
+    FORMATS,
+    Pusher,
+)
+from .receipts import (
+    CLIENT_REFERENCE_FIELD,
+    DEFAULT_OUTCOMES,
+    PENDING,
+    RECEIPT_TEXTS,
+    OutcomePicker,
+    demo_outcome,
+    receipt_fields,
+    reply_fields,
+)
 from .statuses import ApiError
 
 DEMO_ACCOUNTS = MappingProxyType(
@@ -36,6 +63,10 @@ SCHEDULED = "scheduled"
 CANCELLED = "cancelled"
 
 DEFAULT_PULL_LIMIT = 100
+DEFAULT_RECEIPT_DELAY = 0.5
+# Receipts are made this many SMS per dispatcher job, so a 100,000-recipient campaign never holds
+# the lock (or delays other campaigns' receipts) for long.
+RECEIPT_BATCH = 1000
 
 
 def paris_timestamp(moment):
@@ -52,6 +83,8 @@ class Account:
     last_name: str = "User"
     society: str = "AllMySMS Sandbox"
     email: str = ""
+    callback_url: str | None = field(default=None, repr=False)
+    callback_format: str = DEFAULT_FORMAT
 
 
 @dataclass(frozen=True)
@@ -105,11 +138,51 @@ class SandboxState:
     `accounts` maps login -> {"api_key": str, "credits": int} (optionally "first_name",
     "last_name", "society", "email"); it defaults to DEMO_ACCOUNTS. `clock` returns the current
     aware datetime; tests pass their own to move time forward without sleeping.
+
+    Receipts and pushes (see receipts.py and pushes.py):
+    - `receipt_delay` (0.5): seconds on the clock between an SMS going out and its receipt.
+    - `outcomes` ({1: 0.9, 2: 0.05, 5: 0.05}): receipt status -> weight, drawn with a
+      `random.Random(seed)` (`seed` 0).
+    - `forced_outcomes` (receipts.demo_outcome: numbers ending in 99 -> 5, 98 -> 2, 97 -> 4):
+      None, a mapping phone number -> status, or a function number -> status or None.
+    - `pending_share` (0.0): fraction of SMS that get a pending (3) receipt first, then their
+      final one `receipt_delay` later.
+    - `push_retry_delays` ((0.5, 1.0, 2.0)): seconds before each retry of a failed push.
+    - `push_timeout` (5.0), `push_workers` (8), `push_session` (a new requests.Session).
     """
 
-    def __init__(self, accounts=None, *, clock=None):
+    def __init__(
+        self,
+        accounts=None,
+        *,
+        clock=None,
+        receipt_delay=DEFAULT_RECEIPT_DELAY,
+        outcomes=DEFAULT_OUTCOMES,
+        forced_outcomes=demo_outcome,
+        pending_share=0.0,
+        seed=0,
+        push_retry_delays=DEFAULT_RETRY_DELAYS,
+        push_timeout=DEFAULT_TIMEOUT,
+        push_workers=DEFAULT_WORKERS,
+        push_session=None,
+    ):
+        if not isinstance(receipt_delay, (int, float)) or receipt_delay < 0:
+            raise ValueError("receipt_delay must be a number of seconds >= 0")
         self.lock = threading.RLock()
         self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._receipt_delay = timedelta(seconds=receipt_delay)
+        self._outcomes = OutcomePicker(
+            outcomes, forced_outcomes, pending_share=pending_share, seed=seed
+        )
+        recheck = REAL_CLOCK_RECHECK if clock is None else INJECTED_CLOCK_RECHECK
+        self._dispatcher = Dispatcher(self._clock, recheck=recheck)
+        self._pusher = Pusher(
+            self._dispatcher,
+            retry_delays=push_retry_delays,
+            timeout=push_timeout,
+            workers=push_workers,
+            session=push_session,
+        )
         accounts = DEMO_ACCOUNTS if accounts is None else accounts
         self._accounts = {login: _build_account(login, spec) for login, spec in accounts.items()}
         # Compared against when the login is unknown, so a wrong login and a wrong key take the
@@ -123,6 +196,27 @@ class SandboxState:
 
     def now(self):
         return self._clock()
+
+    def close(self):
+        """Stop timing receipts and pushing them; idempotent. The stored data stays readable."""
+        self._dispatcher.stop()
+        self._pusher.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    @property
+    def push_failures(self):
+        """Pushes dropped after their last retry failed."""
+        return self._pusher.failures
+
+    @property
+    def pushes_delivered(self):
+        """Pushes a callback URL answered with a 2xx status."""
+        return self._pusher.delivered
 
     # Accounts
 
@@ -155,6 +249,28 @@ class SandboxState:
             raise ValueError("credits must be a whole number >= 0")
         with self.lock:
             self._account(login).credits = credits
+
+    def set_callback_url(self, login, url, callback_format=None):
+        """Set (or with None or "" remove) the account's callback URL; return callback_settings.
+
+        `callback_format` is "form", "json" or "get"; None keeps the current one. Raises
+        ValueError for a URL that is not absolute http(s) or an unknown format.
+        """
+        url = _callback_url(url)
+        if callback_format is not None and callback_format not in FORMATS:
+            raise ValueError(f"callback format must be one of {', '.join(FORMATS)}")
+        with self.lock:
+            account = self._account(login)
+            account.callback_url = url
+            if callback_format is not None:
+                account.callback_format = callback_format
+            return self.callback_settings(login)
+
+    def callback_settings(self, login):
+        """{"url": str or None, "format": "form" | "json" | "get"} of the account."""
+        with self.lock:
+            account = self._account(login)
+            return {"url": account.callback_url, "format": account.callback_format}
 
     # Campaigns
 
@@ -194,6 +310,10 @@ class SandboxState:
                 extra=dict(plan.extra),
             )
             self._campaigns[campaign.id] = campaign
+            # Voice messages get no receipts. One job per campaign, whatever its size.
+            if campaign.kind == "sms":
+                due = (campaign.scheduled_at or now) + self._receipt_delay
+                self._dispatcher.at(due, partial(self._make_receipts, campaign.id, 0, due))
             return _snapshot(campaign), account.credits
 
     def cancel(self, login, campaign_id):
@@ -250,12 +370,8 @@ class SandboxState:
             if found is None:
                 raise KeyError("unknown SMS id")
             campaign, index = found
-            ack = {
-                "phoneNumber": campaign.numbers[index],
-                "statut": statut,
-                "comment": comment,
-                "receptionDate": reception_date or paris_timestamp(self.now()),
-            }
+            date = reception_date or paris_timestamp(self.now())
+            ack = _ack(campaign, index, statut, comment, date)
             self.acks[sms_id] = ack
             return dict(ack)
 
@@ -302,6 +418,33 @@ class SandboxState:
             }
             self._replies[login].append(reply)
             return dict(reply)
+
+    def receive_reply(self, login, phone_number, message, sms_id=None):
+        """A reply from a phone to `login`: kept for getPulls, pushed to the callback URL.
+
+        Without `sms_id` the reply answers the latest SMS the account sent to that number, if
+        any. Returns the pushed fields (smsMoId, smsId, campaignId, phoneNumber, receptionDate,
+        message). Raises ValueError for a bad number or an empty message, and LookupError when
+        `sms_id` is not an SMS this account sent to that number.
+        """
+        number = _required_number(phone_number)
+        if not isinstance(message, str) or not message.strip():
+            raise ValueError("a reply needs a message")
+        with self.lock:
+            account = self._account(login)
+            if sms_id is None:
+                sms_id = self._latest_sms_to(login, number)
+            else:
+                found = self._locate_sms(sms_id)
+                owned = found is not None and found[0].login == login
+                if not owned or found[0].numbers[found[1]] != number:
+                    raise LookupError("no SMS with this id was sent to this number by this account")
+            reply = self.add_reply(login, number, message, sms_id=sms_id)
+            fields = reply_fields(reply, sms_id)
+            url, callback_format = account.callback_url, account.callback_format
+        if url is not None:
+            self._pusher.push(url, callback_format, dict(fields), "reply")
+        return fields
 
     def pull_replies(self, login, limit=DEFAULT_PULL_LIMIT):
         """Remove and return up to `limit` replies not fetched before, oldest first."""
@@ -367,6 +510,100 @@ class SandboxState:
         # A scheduled campaign has gone out once its date has passed.
         if campaign.status == SCHEDULED and campaign.scheduled_at <= self.now():
             campaign.status = SENT
+
+    def _latest_sms_to(self, login, number):
+        for campaign in reversed(self._campaigns.values()):
+            if campaign.login != login or campaign.kind != "sms":
+                continue
+            self._refresh(campaign)
+            if campaign.status != SENT:
+                continue
+            numbers = campaign.numbers
+            try:
+                # Searching a reversed copy finds the last occurrence at C speed.
+                return campaign.sms_id(len(numbers) - 1 - numbers[::-1].index(number))
+            except ValueError:
+                continue
+        return None
+
+    # Receipts: dispatcher jobs. They run on the dispatcher's thread and push after the lock.
+
+    def _make_receipts(self, campaign_id, start, due):
+        """Receipts of up to RECEIPT_BATCH SMS of a campaign from `start`; queues the rest."""
+        date = paris_timestamp(due)
+        pushes, finals = [], []
+        with self.lock:
+            campaign = self._campaigns.get(campaign_id)
+            if campaign is None:
+                return
+            self._refresh(campaign)
+            # A campaign cancelled before its date sent nothing, so nothing comes back.
+            if campaign.status != SENT:
+                return
+            account = self._account(campaign.login)
+            url, callback_format = account.callback_url, account.callback_format
+            end = min(start + RECEIPT_BATCH, len(campaign.numbers))
+            picker = self._outcomes
+            for index in range(start, end):
+                status = picker.draw(campaign.numbers[index])
+                if status != PENDING and picker.pending_first():
+                    finals.append((index, status))
+                    status = PENDING
+                fields = self._store_receipt(campaign, index, status, date)
+                if url is not None:
+                    pushes.append(fields)
+            if end < len(campaign.numbers):
+                self._dispatcher.at(due, partial(self._make_receipts, campaign_id, end, due))
+            if finals:
+                later = due + self._receipt_delay
+                job = partial(self._make_final_receipts, campaign_id, finals, later)
+                self._dispatcher.at(later, job)
+        for fields in pushes:
+            self._pusher.push(url, callback_format, fields, "receipt")
+
+    def _make_final_receipts(self, campaign_id, finals, due):
+        """Final receipts of SMS that first reported "pending"; `finals` is [(index, status)]."""
+        date = paris_timestamp(due)
+        with self.lock:
+            campaign = self._campaigns[campaign_id]
+            account = self._account(campaign.login)
+            url, callback_format = account.callback_url, account.callback_format
+            store = self._store_receipt
+            pushes = [store(campaign, index, status, date) for index, status in finals]
+        if url is not None:
+            for fields in pushes:
+                self._pusher.push(url, callback_format, fields, "receipt")
+
+    def _store_receipt(self, campaign, index, status, date):
+        """Record the receipt for getAcks and return the fields a push carries."""
+        sms_id = campaign.sms_id(index)
+        self.acks[sms_id] = _ack(campaign, index, status, RECEIPT_TEXTS[status], date)
+        number = campaign.numbers[index]
+        return receipt_fields(sms_id, campaign.id, number, date, status, campaign.client_msg_id)
+
+
+def _ack(campaign, index, statut, comment, reception_date):
+    ack = {
+        "phoneNumber": campaign.numbers[index],
+        "statut": statut,
+        "comment": comment,
+        "receptionDate": reception_date,
+    }
+    # AllMySMS echoes the client reference in acks.
+    if campaign.client_msg_id:
+        ack[CLIENT_REFERENCE_FIELD] = campaign.client_msg_id
+    return ack
+
+
+def _callback_url(url):
+    if url is None or url == "":
+        return None
+    if not isinstance(url, str):
+        raise ValueError("the callback URL must be text")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("the callback URL must be an absolute http:// or https:// URL")
+    return url.strip()
 
 
 def _snapshot(campaign):

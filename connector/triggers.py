@@ -1,0 +1,176 @@
+"""Triggers as platforms use them: REST hook subscriptions, newest-first event lists, replay and logs.
+
+Routes are built by looping over the manifest's triggers.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+
+from . import signing, targets
+from .errors import FieldError, InvalidInput, NotFound
+from .manifest import Manifest, Trigger
+
+MAX_LIMIT = 100
+
+
+def blueprint(manifest: Manifest, account_of) -> Blueprint:
+    """``account_of()`` returns the caller's verified Account (it raises 401 otherwise)."""
+    bp = Blueprint("triggers", __name__)
+    for trigger in manifest.triggers:
+        base = f"/v1/triggers/{trigger.key}"
+        bp.add_url_rule(f"{base}/events", f"events_{trigger.key}", _events_view(trigger, account_of), methods=["GET"])
+        if trigger.delivery == "push":
+            bp.add_url_rule(f"{base}/subscriptions", f"subscribe_{trigger.key}",
+                            _subscribe_view(trigger, account_of), methods=["POST"])
+            bp.add_url_rule(f"{base}/subscriptions", f"subscriptions_{trigger.key}",
+                            _list_view(trigger, account_of), methods=["GET"])
+            bp.add_url_rule(f"{base}/subscriptions/<subscription_id>", f"subscription_{trigger.key}",
+                            _one_view(trigger, account_of), methods=["GET", "DELETE"])
+            bp.add_url_rule(f"{base}/subscriptions/<subscription_id>/deliveries", f"deliveries_{trigger.key}",
+                            _deliveries_view(trigger, account_of), methods=["GET"])
+            bp.add_url_rule(f"{base}/subscriptions/<subscription_id>/replay", f"replay_{trigger.key}",
+                            _replay_failed_view(trigger, account_of), methods=["POST"])
+
+    @bp.post("/v1/events/<event_id>/replay")
+    def replay_event(event_id: str):
+        account = account_of()
+        count = _store().replay_event(account.id, event_id, time.time())
+        if count < 0:
+            raise NotFound("No event of this account has this id.")
+        return jsonify({"event_id": event_id, "subscriptions": count}), 202
+
+    @bp.get("/v1/inbound/rejected")
+    def rejected():
+        account = account_of()
+        items = _store().rejected(account.id, _limit())
+        for item in items:
+            item["received_at"] = _iso(item["received_at"])
+        return jsonify(items)
+
+    return bp
+
+
+def _store():
+    return current_app.extensions["connector"].store
+
+
+def _limit() -> int:
+    raw = request.args.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}.",
+                           fields=[FieldError("limit", f"Give a whole number from 1 to {MAX_LIMIT}.")])
+    return int(raw)
+
+
+def _events_view(trigger: Trigger, account_of):
+    def view():
+        account = account_of()
+        limit = _limit()
+        items = _store().recent_events(account.id, trigger.event_type, limit)
+        if not items and request.args.get("sample") in ("1", "true", "yes"):
+            items = [trigger.sample]
+        return jsonify(items)
+    return view
+
+
+def _subscribe_view(trigger: Trigger, account_of):
+    def view():
+        account = account_of()
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise InvalidInput("Send a JSON object with target_url.",
+                               fields=[FieldError("target_url", "This field is required.")])
+        target_url = body.get("target_url") or body.get("targetUrl") or body.get("url")
+        if not isinstance(target_url, str) or not target_url.strip():
+            raise InvalidInput("target_url: This field is required.",
+                               fields=[FieldError("target_url", "Give the URL events are to be sent to.")])
+        if len(target_url) > 2000:
+            raise InvalidInput("target_url: at most 2000 characters.",
+                               fields=[FieldError("target_url", "At most 2000 characters.")])
+        try:
+            targets.check(target_url.strip(), current_app.extensions["connector"].allowed_targets)
+        except targets.TargetRefused as refused:
+            raise InvalidInput(f"target_url: {refused}", fields=[FieldError("target_url", str(refused))]) from None
+        row = _store().subscribe(account.id, trigger.key, trigger.event_type, target_url.strip(),
+                                 signing.new_secret(), time.time())
+        response = jsonify(_public(row, with_secret=True))
+        response.status_code = 201
+        response.headers["Location"] = url_for(f"triggers.subscription_{trigger.key}", subscription_id=row["id"],
+                                               _external=True)
+        return response
+    return view
+
+
+def _list_view(trigger: Trigger, account_of):
+    def view():
+        account = account_of()
+        return jsonify([_public(row) for row in _store().subscriptions(account.id, trigger.key)])
+    return view
+
+
+def _one_view(trigger: Trigger, account_of):
+    def view(subscription_id: str):
+        account = account_of()
+        if request.method == "DELETE":
+            # Unsubscribing twice is not an error worth failing a platform's clean-up for: 404 says it is gone.
+            if not _store().unsubscribe(account.id, subscription_id):
+                raise NotFound("This subscription does not exist (or was already removed).")
+            return "", 204
+        return jsonify(_public(_owned(account, trigger, subscription_id)))
+    return view
+
+
+def _deliveries_view(trigger: Trigger, account_of):
+    def view(subscription_id: str):
+        account = account_of()
+        _owned(account, trigger, subscription_id)
+        return jsonify(_store().delivery_log(subscription_id, _limit()))
+    return view
+
+
+def _replay_failed_view(trigger: Trigger, account_of):
+    def view(subscription_id: str):
+        account = account_of()
+        _owned(account, trigger, subscription_id)
+        body = request.get_json(silent=True) or {}
+        since_text = body.get("since") if isinstance(body, dict) else None
+        since = 0.0
+        if since_text:
+            try:
+                moment = datetime.fromisoformat(str(since_text))
+            except ValueError:
+                raise InvalidInput("since: not an ISO 8601 date and time.",
+                                   fields=[FieldError("since", "Give an ISO 8601 time, e.g. 2026-12-01T08:00:00Z.")]) \
+                    from None
+            since = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+        count = _store().replay_failed(subscription_id, since, time.time())
+        return jsonify({"subscription_id": subscription_id, "replayed": count}), 202
+    return view
+
+
+def _owned(account, trigger: Trigger, subscription_id: str) -> dict:
+    row = _store().subscription(account.id, subscription_id)
+    if row is None or row["trigger"] != trigger.key:
+        raise NotFound("This subscription does not exist.")
+    return row
+
+
+def _public(row: dict, with_secret: bool = False) -> dict:
+    out = {"id": row["id"], "trigger": row["trigger"], "event": row["event_type"], "target_url": row["target_url"],
+           "status": row["status"], "created_at": _iso(row["created_at"])}
+    if row.get("status_reason"):
+        out["status_reason"] = row["status_reason"]
+    if "last_status_code" in row:
+        out.update(last_attempt_at=_iso(row.get("last_attempt_at")), last_status_code=row.get("last_status_code"),
+                   failing_since=_iso(row.get("failing_since")))
+    if with_secret:
+        out["secret"] = row["secret"]
+    return out
+
+
+def _iso(epoch) -> str | None:
+    return None if epoch is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

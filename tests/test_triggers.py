@@ -1,0 +1,252 @@
+"""Triggers end to end on loopback: inbound callbacks → store → worker → signed deliveries to subscribers."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+from standardwebhooks.webhooks import Webhook
+
+from connector import create_app
+from connector.serving import worker_for
+from tests.conftest import Api, Scripted, connector_settings, wait_for
+
+FAST = {"CONNECTOR_ALLOWED_TARGETS": "127.0.0.1", "CONNECTOR_RETRY_SCHEDULE": "0,0.2,0.2,0.2",
+        "CONNECTOR_LEASE_SECONDS": 2}
+
+
+@pytest.fixture
+def wired(sandbox, serve):
+    """The connector (with a delivery worker) in front of the sandbox; returns the demo Api."""
+    app = create_app(connector_settings(sandbox.url, **FAST))
+    worker = worker_for(app.config, app.extensions["connector"].store)
+    worker.poll_interval = 0.01
+    worker.start()
+    api = serve(app)
+    api.app = app
+    yield api
+    worker.stop()
+
+
+def receipt(sms_id="s-1", status="1", **extra) -> dict:
+    return {"smsId": sms_id, "campaignId": "c-1", "phoneNumber": "33611111111", "status": status,
+            "statusText": "Delivered", "receptionDate": "2026-12-01 09:30:03", **extra}
+
+
+def subscribe(api: Api, target: str, trigger="delivery_receipt") -> dict:
+    response = api.session.post(f"{api.url}/v1/triggers/{trigger}/subscriptions", json={"target_url": target},
+                                timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json() | {"location": response.headers["Location"]}
+
+
+def inbound(api: Api) -> str:
+    return api.get("/v1/me").json()["inbound_url"]
+
+
+def test_me_gives_each_account_its_own_unguessable_inbound_url(wired):
+    first = inbound(wired)
+    assert first == inbound(wired)
+    token = first.rsplit("/", 1)[1]
+    assert len(token) >= 22 and first.startswith(wired.url + "/v1/inbound/allmysms/")
+    other = Api(wired.url, auth=("low", "low-api-key"))
+    assert inbound(other) != first
+
+
+def test_subscribe_answers_201_with_location_and_a_signing_secret(wired, subscriber):
+    sub = subscribe(wired, subscriber.target())
+    assert sub["id"].startswith("sub_") and sub["secret"].startswith("whsec_")
+    assert sub["event"] == "sms.delivery_receipt" and sub["target_url"] == subscriber.target()
+    assert sub["location"].endswith(f"/v1/triggers/delivery_receipt/subscriptions/{sub['id']}")
+    listed = wired.get("/v1/triggers/delivery_receipt/subscriptions").json()
+    assert [s["id"] for s in listed] == [sub["id"]] and "secret" not in listed[0]
+
+
+def test_unsubscribing_is_idempotent_and_works_on_the_location(wired, subscriber):
+    sub = subscribe(wired, subscriber.target())
+    assert wired.session.delete(sub["location"], timeout=10).status_code == 204
+    assert wired.session.delete(sub["location"], timeout=10).status_code == 404
+    assert wired.get("/v1/triggers/delivery_receipt/subscriptions").json() == []
+
+
+def test_a_receipt_reaches_the_subscriber_signed_as_standard_webhooks_require(wired, subscriber):
+    sub = subscribe(wired, subscriber.target())
+    answer = requests.post(inbound(wired), data=receipt(), timeout=10)
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1
+    delivered = wait_for(subscriber.deliveries, what="the receipt delivery")[0]
+    event = Webhook(sub["secret"]).verify(delivered["body"], delivered["headers"])
+    assert event["type"] == "sms.delivery_receipt" and event["id"].startswith("evt_")
+    assert event["data"]["status"] == "delivered" and event["data"]["phone_number"] == "+33611111111"
+    assert event["data"]["received_at"] == "2026-12-01T08:30:03Z"
+    assert delivered["headers"]["Content-Type"] == "application/json"
+
+
+def test_the_same_callback_twice_is_one_event_delivered_once(wired, subscriber):
+    subscribe(wired, subscriber.target())
+    first = requests.post(inbound(wired), data=receipt(), timeout=10).json()
+    second = requests.get(inbound(wired), params=receipt(), timeout=10).json()
+    assert (first["accepted"], second["accepted"], second["duplicates"]) == (1, 0, 1)
+    wait_for(subscriber.deliveries, what="the delivery")
+    events = wired.get("/v1/triggers/delivery_receipt/events").json()
+    assert len(events) == 1
+    wait_for(lambda: wired.get(f"/v1/triggers/delivery_receipt/subscriptions/"
+                               f"{wired.get('/v1/triggers/delivery_receipt/subscriptions').json()[0]['id']}"
+                               "/deliveries").json()[0]["status"] == "succeeded", what="success recorded")
+    assert len(subscriber.deliveries()) == 1
+
+
+def test_a_json_batch_is_split_into_events_and_replies_go_to_reply_subscribers(wired, subscriber):
+    subscribe(wired, subscriber.target("/receipts"))
+    subscribe(wired, subscriber.target("/replies"), trigger="reply_received")
+    batch = [receipt("s-1"), receipt("s-2", status="2"),
+             {"smsMoId": "mo-1", "smsId": "s-1", "phoneNumber": "33611111111", "message": "Yes!",
+              "receptionDate": "2026-12-01 09:41:09"}]
+    assert requests.post(inbound(wired), json=batch, timeout=10).json()["accepted"] == 3
+    wait_for(lambda: len(subscriber.deliveries("/receipts")) == 2 and subscriber.deliveries("/replies"),
+             what="three deliveries")
+    reply = json.loads(subscriber.deliveries("/replies")[0]["body"])
+    assert reply["type"] == "sms.reply_received" and reply["data"]["message"] == "Yes!"
+
+
+def test_a_bad_callback_gets_400_and_is_kept_for_inspection(wired):
+    url = inbound(wired)
+    answer = requests.post(url, data={"campaignId": "c-1"}, timeout=10)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "callback_rejected"
+    garbage = requests.post(url, data=b"\x00\x01 not json", headers={"Content-Type": "application/json"}, timeout=10)
+    assert garbage.status_code == 400
+    rejected = wired.get("/v1/inbound/rejected").json()
+    assert len(rejected) == 2 and all(r["reason"] for r in rejected)
+
+
+def test_an_oversized_callback_gets_413_and_is_logged(sandbox, serve):
+    app = create_app(connector_settings(sandbox.url, CONNECTOR_MAX_CALLBACK_BYTES=2048))
+    api = serve(app)
+    answer = requests.post(inbound(api), data={"message": "x" * 5000}, timeout=10)
+    assert answer.status_code == 413
+    assert api.get("/v1/inbound/rejected").json()[0]["reason"] == "larger than the callback size limit"
+
+
+def test_an_unknown_token_gets_404(wired):
+    answer = requests.post(wired.url + "/v1/inbound/allmysms/not-a-real-token", data=receipt(), timeout=10)
+    assert answer.status_code == 404
+
+
+def test_a_failing_subscriber_gets_the_event_again_with_the_same_webhook_id(wired, subscriber):
+    sub = subscribe(wired, subscriber.target())
+    subscriber.script("/hook", Scripted(status=500), Scripted(status=502))
+    requests.post(inbound(wired), data=receipt(), timeout=10)
+    wait_for(subscriber.deliveries, what="the third attempt to succeed")
+    ids = {r["headers"]["Webhook-Id"] for r in subscriber.received}
+    assert len(subscriber.received) == 3 and len(ids) == 1
+    log = wait_for(lambda: [d for d in wired.get(f"/v1/triggers/delivery_receipt/subscriptions/{sub['id']}/deliveries")
+                            .json() if d["status"] == "succeeded"], what="the delivery log")
+    assert [a["status_code"] for a in log[0]["attempts"]] == [500, 502, 200]
+
+
+def test_410_gone_removes_the_subscription(wired, subscriber):
+    sub = subscribe(wired, subscriber.target())
+    subscriber.script("/hook", Scripted(status=410))
+    requests.post(inbound(wired), data=receipt(), timeout=10)
+    wait_for(lambda: wired.get("/v1/triggers/delivery_receipt/subscriptions").json() == [],
+             what="the subscription to be removed")
+    assert wired.session.get(sub["location"], timeout=10).status_code == 404
+
+
+def test_429_waits_for_retry_after(wired, subscriber):
+    subscribe(wired, subscriber.target())
+    subscriber.script("/hook", Scripted(status=429, headers={"Retry-After": "1"}))
+    requests.post(inbound(wired), data=receipt(), timeout=10)
+    wait_for(subscriber.deliveries, what="the retried delivery")
+    first, second = subscriber.received[0], subscriber.received[1]
+    gap = int(second["headers"]["Webhook-Timestamp"]) - int(first["headers"]["Webhook-Timestamp"])
+    assert first["status"] == 429 and gap >= 1
+
+
+def test_a_redirect_is_not_followed(wired, subscriber):
+    subscribe(wired, subscriber.target())
+    subscriber.script("/hook", Scripted(status=302, headers={"Location": subscriber.target("/elsewhere")}))
+    requests.post(inbound(wired), data=receipt(), timeout=10)
+    wait_for(subscriber.deliveries, what="the retry after the redirect")
+    assert [r["path"] for r in subscriber.received] == ["/hook", "/hook"]
+
+
+def test_private_targets_are_refused_unless_allowed(sandbox, serve, subscriber):
+    api = serve(create_app(connector_settings(sandbox.url)))
+    answer = api.session.post(f"{api.url}/v1/triggers/delivery_receipt/subscriptions",
+                              json={"target_url": subscriber.target()}, timeout=10)
+    assert answer.status_code == 422
+    assert answer.json()["error"]["fields"][0]["path"] == "target_url"
+    for target in ("https://169.254.169.254/latest", "file:///etc/passwd", "https://localhost/x"):
+        answer = api.session.post(f"{api.url}/v1/triggers/delivery_receipt/subscriptions",
+                                  json={"target_url": target}, timeout=10)
+        assert answer.status_code == 422, target
+
+
+def test_polling_lists_events_newest_first_and_a_sample_only_when_asked(wired):
+    assert wired.get("/v1/triggers/delivery_receipt/events").json() == []
+    sample = wired.get("/v1/triggers/delivery_receipt/events?sample=1").json()
+    assert len(sample) == 1 and sample[0]["type"] == "sms.delivery_receipt"
+    for n in range(3):
+        requests.post(inbound(wired), data=receipt(f"s-{n}"), timeout=10)
+    listed = wired.get("/v1/triggers/delivery_receipt/events?limit=2&sample=1").json()
+    assert [e["data"]["sms_id"] for e in listed] == ["s-2", "s-1"]
+    assert len({e["id"] for e in listed}) == 2
+    assert wired.get("/v1/triggers/delivery_receipt/events?limit=0").status_code == 422
+
+
+def test_replay_delivers_an_event_again(wired, subscriber):
+    subscribe(wired, subscriber.target())
+    requests.post(inbound(wired), data=receipt(), timeout=10)
+    wait_for(subscriber.deliveries, what="the first delivery")
+    event_id = wired.get("/v1/triggers/delivery_receipt/events").json()[0]["id"]
+    wait_for(lambda: wired.get("/v1/triggers/delivery_receipt/subscriptions").json()[0]["last_status_code"] == 200,
+             what="the success to be recorded")
+    replay = wired.session.post(f"{wired.url}/v1/events/{event_id}/replay", timeout=10)
+    assert replay.status_code == 202 and replay.json()["subscriptions"] == 1
+    wait_for(lambda: len(subscriber.deliveries()) == 2, what="the replayed delivery")
+    assert json.loads(subscriber.deliveries()[1]["body"])["id"] == event_id
+
+
+def test_replay_of_failed_deliveries_of_a_subscription(sandbox, serve, subscriber):
+    app = create_app(connector_settings(sandbox.url, CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
+                                        CONNECTOR_RETRY_SCHEDULE="0"))
+    worker = worker_for(app.config, app.extensions["connector"].store)
+    worker.poll_interval = 0.01
+    worker.start()
+    try:
+        api = serve(app)
+        sub = subscribe(api, subscriber.target())
+        subscriber.script("/hook", Scripted(status=500))
+        requests.post(inbound(api), data=receipt(), timeout=10)
+        log_url = f"/v1/triggers/delivery_receipt/subscriptions/{sub['id']}/deliveries"
+        wait_for(lambda: api.get(log_url).json()[0]["status"] == "failed", what="the delivery to fail for good")
+        answer = api.session.post(f"{api.url}/v1/triggers/delivery_receipt/subscriptions/{sub['id']}/replay",
+                                  json={"since": "2000-01-01T00:00:00Z"}, timeout=10)
+        assert answer.status_code == 202 and answer.json()["replayed"] == 1
+        wait_for(subscriber.deliveries, what="the replayed delivery")
+    finally:
+        worker.stop()
+
+
+def test_an_account_never_sees_or_touches_another_accounts_hooks_and_events(wired, subscriber):
+    sub = subscribe(wired, subscriber.target())
+    requests.post(inbound(wired), data=receipt(), timeout=10)
+    event_id = wired.get("/v1/triggers/delivery_receipt/events").json()[0]["id"]
+    other = Api(wired.url, auth=("low", "low-api-key"))
+    base = "/v1/triggers/delivery_receipt/subscriptions"
+    assert other.get(base).json() == []
+    assert other.get(f"{base}/{sub['id']}").status_code == 404
+    assert other.get(f"{base}/{sub['id']}/deliveries").status_code == 404
+    assert other.session.delete(f"{wired.url}{base}/{sub['id']}", timeout=10).status_code == 404
+    assert other.session.post(f"{wired.url}{base}/{sub['id']}/replay", json={}, timeout=10).status_code == 404
+    assert other.session.post(f"{wired.url}/v1/events/{event_id}/replay", timeout=10).status_code == 404
+    assert other.get("/v1/triggers/delivery_receipt/events").json() == []
+    assert wired.get(base).json()[0]["id"] == sub["id"]
+
+
+def test_trigger_routes_need_credentials_allmysms_accepts(wired):
+    bad = Api(wired.url, auth=("demo", "wrong"))
+    assert bad.get("/v1/triggers/delivery_receipt/events").status_code == 401
+    assert requests.get(wired.url + "/v1/triggers/delivery_receipt/subscriptions", timeout=10).status_code == 401

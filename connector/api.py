@@ -11,9 +11,9 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from . import feeds, inbound
+from . import feeds, inbound, phones
 from .actions import Context
-from .errors import AuthenticationFailed, ConnectorError, MalformedRequest
+from .errors import AuthenticationFailed, ConnectorError, FieldError, MalformedRequest, NotFound
 from .manifest import Action, Manifest
 from .upstream import Credentials
 from .validation import invalid_input
@@ -42,6 +42,19 @@ def blueprint(manifest: Manifest, handlers: dict) -> Blueprint:
     @bp.get("/v1/manifest")
     def manifest_view():
         return jsonify(described)
+
+    @bp.post("/v1/sandbox/replies")
+    def sandbox_reply():
+        if not current_app.config["ALLMYSMS_SANDBOX"]:
+            raise NotFound("Replies can be simulated only when the service runs on the built-in sandbox.")
+        ctx = _context()
+        body = _json_body()
+        allowed = {k: body[k] for k in ("phone_number", "message", "sms_id") if isinstance(body.get(k), str)}
+        e164, reason = phones.parse(allowed.get("phone_number", ""), ctx.rules.region)
+        if reason:
+            raise invalid_input([FieldError("phone_number", f"The number answering is {reason}.")])
+        allowed["phone_number"] = phones.upstream(e164)
+        return jsonify(ctx.upstream.sandbox_reply(ctx.credentials, allowed)), 201
 
     return bp
 

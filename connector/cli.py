@@ -25,6 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.add_argument("--port", type=int, default=8100)
     sandbox.add_argument("--host", default="127.0.0.1")
     commands.add_parser("manifest", help="print the resolved manifest as JSON")
+    reply = commands.add_parser("reply", help="sandbox: simulate a recipient answering an SMS")
+    reply.add_argument("--phone", required=True, help="the number answering, e.g. 0611111111")
+    reply.add_argument("--message", required=True)
+    reply.add_argument("--sms-id", help="the SMS answered (default: the last one sent to that number)")
+    reply.add_argument("--url", default="http://127.0.0.1:8000", help="the running service")
+    reply.add_argument("--login", default="demo")
+    reply.add_argument("--api-key", default="demo-api-key")
     docs = commands.add_parser("docs", help="rewrite the README's generated sections")
     docs.add_argument("--readme", default="README.md")
     args = parser.parse_args(argv)
@@ -39,6 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from .serving import serve as run
             run(settings)
+        elif args.command == "reply":
+            import requests
+            body = {"phone_number": args.phone, "message": args.message}
+            if args.sms_id:
+                body["sms_id"] = args.sms_id
+            answer = requests.post(args.url.rstrip("/") + "/v1/sandbox/replies", json=body,
+                                   auth=(args.login, args.api_key), timeout=30)
+            print(json.dumps(answer.json(), indent=2, ensure_ascii=False))
+            return 0 if answer.status_code == 201 else 1
         elif args.command == "worker":
             import signal
             import threading

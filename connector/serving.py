@@ -75,6 +75,7 @@ def serve(settings: dict) -> None:
         # Started in the master process, before the workers fork, so every worker talks to one sandbox.
         url, _, sandbox = start_sandbox(settings["CONNECTOR_SANDBOX_PORT"])
         os.environ["ALLMYSMS_BASE_URL"] = url
+        os.environ["ALLMYSMS_SANDBOX"] = "true"
         log.warning("Sandbox mode: no message leaves this machine. Sandbox at %s; demo login 'demo', "
                     "API key 'demo-api-key'.", url)
     # Fail here, once and readably, rather than in every worker as it boots.

@@ -11,12 +11,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from . import feeds, outcomes
-from .errors import AuthenticationFailed, OutcomeUnknown, Throttled, UpstreamFailed, UpstreamUnavailable
+from .errors import AuthenticationFailed, InvalidInput, OutcomeUnknown, Throttled, UpstreamFailed, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
 FEED_PATH = "/http/9.0/{method}/"
 VOICE_PATH = "/voice/send/bulk"
+SANDBOX_REPLY_PATH = "/sandbox/replies"
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,18 @@ class AllMySMS:
                                  auth=(credentials.login, credentials.api_key))
         reply = self._reply(response, sends=sends, rest=True)
         return outcomes.raise_for_status(reply, field_names={"message": "text"}), reply
+
+    def sandbox_reply(self, credentials: Credentials, body: dict) -> dict:
+        """The built-in sandbox only: play a phone answering an SMS."""
+        response = self._request("POST", self.base_url + SANDBOX_REPLY_PATH, sends=False, json=body,
+                                 auth=(credentials.login, credentials.api_key))
+        with response:
+            answer = feeds.read_reply(_read_bounded(response, 1 << 20), response.headers.get("Content-Type", ""))
+        if response.status_code == 201:
+            return answer
+        if response.status_code == 401:
+            raise AuthenticationFailed("The sandbox does not know this login and API key.")
+        raise InvalidInput(f"The sandbox refused the reply: {answer.get('description', 'no reason given')}")
 
     # Transport.
 

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def served(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ALLMYSMS_", "CONNECTOR_"))}
-    env.update(PORT=str(port), CONNECTOR_WORKERS="2", CONNECTOR_THREADS="4")
+    env.update(PORT=str(port), CONNECTOR_WORKERS="2", CONNECTOR_THREADS="4", CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
+               CONNECTOR_DATA_DIR=str(tmp_path / "var"))
     log = (tmp_path / "serve.log").open("w+")
     process = subprocess.Popen([sys.executable, "-m", "connector.cli", "serve"], cwd=tmp_path, env=env,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -72,3 +73,28 @@ def test_serve_logs_neither_keys_nor_phone_numbers(served):
     for secret in ("wrong-key-123", "0611111111", "33611111111", "Secret text",
                    "ZGVtbzpkZW1vLWFwaS1rZXk="):
         assert secret not in text
+
+
+def test_serve_delivers_a_receipt_and_a_reply_to_a_subscriber_with_no_configuration(served, subscriber):
+    from standardwebhooks.webhooks import Webhook
+
+    from tests.conftest import wait_for
+    url, _ = served
+    auth = ("demo", "demo-api-key")
+    hooks = {}
+    for trigger in ("delivery_receipt", "reply_received"):
+        answer = requests.post(f"{url}/v1/triggers/{trigger}/subscriptions", auth=auth, timeout=10,
+                               json={"target_url": subscriber.target(f"/{trigger}")})
+        assert answer.status_code == 201, answer.text
+        hooks[trigger] = answer.json()["secret"]
+    sent = requests.post(url + "/v1/actions/send_sms", auth=auth, timeout=10,
+                         json={"message": "Your table is ready", "recipients": ["0611111111"]}).json()
+    delivered = wait_for(lambda: subscriber.deliveries("/delivery_receipt"), what="the receipt")[0]
+    event = Webhook(hooks["delivery_receipt"]).verify(delivered["body"], delivered["headers"])
+    assert event["data"]["sms_id"] == sent["sms_ids"][0]["sms_id"]
+    reply = subprocess.run([sys.executable, "-m", "connector.cli", "reply", "--url", url, "--phone", "0611111111",
+                            "--message", "On arrive"], capture_output=True, text=True, timeout=60)
+    assert reply.returncode == 0, reply.stdout + reply.stderr
+    delivered = wait_for(lambda: subscriber.deliveries("/reply_received"), what="the reply")[0]
+    event = Webhook(hooks["reply_received"]).verify(delivered["body"], delivered["headers"])
+    assert event["data"]["message"] == "On arrive"

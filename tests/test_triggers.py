@@ -250,3 +250,38 @@ def test_trigger_routes_need_credentials_allmysms_accepts(wired):
     bad = Api(wired.url, auth=("demo", "wrong"))
     assert bad.get("/v1/triggers/delivery_receipt/events").status_code == 401
     assert requests.get(wired.url + "/v1/triggers/delivery_receipt/subscriptions", timeout=10).status_code == 401
+
+
+def test_a_sent_sms_comes_back_as_a_receipt_and_a_simulated_reply_as_a_reply(sandbox, serve, subscriber):
+    app = create_app(connector_settings(sandbox.url, ALLMYSMS_SANDBOX=True, **FAST))
+    worker = worker_for(app.config, app.extensions["connector"].store)
+    worker.poll_interval = 0.01
+    worker.start()
+    try:
+        api = serve(app)
+        sandbox.state.set_callback_url("demo", inbound(api))  # what the customer does in the customer area
+        receipts = subscribe(api, subscriber.target("/receipts"))
+        subscribe(api, subscriber.target("/replies"), trigger="reply_received")
+        sent = api.action("send_sms", {"message": "Hi", "recipients": ["0611111111", "0622222299"]}).json()
+        wait_for(lambda: len(subscriber.deliveries("/receipts")) == 2, what="both receipts")
+        events = [Webhook(receipts["secret"]).verify(d["body"], d["headers"])
+                  for d in subscriber.deliveries("/receipts")]
+        by_number = {e["data"]["phone_number"]: e["data"] for e in events}
+        assert by_number["+33611111111"]["status"] == "delivered"
+        assert by_number["+33622222299"]["status"] == "unknown_number"
+        assert {e["data"]["sms_id"] for e in events} == {m["sms_id"] for m in sent["sms_ids"]}
+        assert {e["data"]["campaign_id"] for e in events} == {sent["campaign_id"]}
+        answer = api.session.post(f"{api.url}/v1/sandbox/replies", json={"phone_number": "06 11 11 11 11",
+                                                                        "message": "Oui merci"}, timeout=10)
+        assert answer.status_code == 201, answer.text
+        reply = json.loads(wait_for(lambda: subscriber.deliveries("/replies"), what="the reply")[0]["body"])
+        assert reply["data"]["message"] == "Oui merci" and reply["data"]["sms_id"] == by_number["+33611111111"][
+            "sms_id"]
+    finally:
+        worker.stop()
+
+
+def test_replies_cannot_be_simulated_against_a_real_allmysms(wired):
+    answer = wired.session.post(f"{wired.url}/v1/sandbox/replies", json={"phone_number": "0611111111",
+                                                                         "message": "x"}, timeout=10)
+    assert answer.status_code == 404

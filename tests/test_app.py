@@ -26,7 +26,8 @@ def test_routes_are_exactly_those_the_manifest_describes(app):
     rules = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
     manifest = load()
     expected = {a.path for a in manifest.actions} | {"/v1/me", "/v1/manifest", "/v1/inbound/allmysms/<token>",
-                                                      "/v1/inbound/rejected", "/v1/events/<event_id>/replay"}
+                                                      "/v1/inbound/rejected", "/v1/events/<event_id>/replay",
+                                                      "/v1/sandbox/replies"}
     for trigger in manifest.triggers:
         base = f"/v1/triggers/{trigger.key}"
         expected |= {f"{base}/events", f"{base}/subscriptions", f"{base}/subscriptions/<subscription_id>",

@@ -30,13 +30,9 @@ bench/results/latest.json; the servers' logs are in bench/results/logs/.
 from __future__ import annotations
 
 import argparse
-import base64
 import http.client
 import json
-import os
-import platform
 import signal
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -45,10 +41,12 @@ from pathlib import Path
 # bench/ is on sys.path when this file is run as a script, so its modules import by name.
 import breakdown
 import loadgen
+import report
 import servers
 from connector import messages
 from connector.upstream import Credentials
 from passthrough import SAMPLE_BODY
+from report import say as _say
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -58,8 +56,6 @@ LOGIN, API_KEY = "bench", "bench-api-key"
 CREDITS = 10 ** 12
 SEND_PATH = "/v1/actions/send_sms"
 SERVER_WORKERS, SERVER_THREADS = 2, 8
-# The same server settings `connector serve` uses (connector/serving.py), so only the app differs.
-ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 LARGE_SEND_TIMEOUT = 300
 
 TARGETS = {"ratio": 0.8, "send_10000_s": 0.5, "send_100000_s": 4.0, "rss_growth_mb": 100.0}
@@ -80,12 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.seconds:
         plan["seconds"] = args.seconds
     # SIGTERM must unwind like Ctrl-C does, so the servers are stopped on the way out.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, report.exit_on_sigterm)
 
     started = time.perf_counter()
     results = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "plan": {k: list(v) if isinstance(v, tuple) else v for k, v in plan.items()},
-               "machine": _machine(), "targets": TARGETS}
+               "machine": report.machine(), "targets": TARGETS}
     with servers.Fleet(RESULTS / "logs") as fleet:
         sandbox = _start_sandbox(fleet)
         results["throughput"] = _throughput(fleet, sandbox, plan)
@@ -95,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = _rows(results)
     results["table"] = rows
     print()
-    print(_table(rows))
+    print(report.table(rows))
     for profiled in results["in_process"].get("profiles", []):
         print(_profile_text(profiled))
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -106,27 +102,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _exit_on_sigterm(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 # Servers
 
 
 def _start_sandbox(fleet: servers.Fleet) -> servers.Server:
-    port = servers.free_port()
-    accounts = {LOGIN: {"api_key": API_KEY, "credits": CREDITS}}
-    # gunicorn evaluates literal arguments of the factory call, so each worker builds the bench account.
-    spec = f"connector.sandbox:create_sandbox_app(accounts={accounts!r})"
-    argv = _gunicorn(port, SERVER_WORKERS, SERVER_THREADS) + [spec]
-    ready = f"/http/9.0/getInfo/?login={LOGIN}&apiKey={API_KEY}&returnformat=json"
-    _say(f"sandbox: gunicorn {SERVER_WORKERS}x{SERVER_THREADS} on port {port}")
-    return fleet.start("sandbox", argv, _env(), port, ready, workers=SERVER_WORKERS)
+    sandbox = servers.start_sandbox(fleet, {LOGIN: {"api_key": API_KEY, "credits": CREDITS}}, SERVER_WORKERS,
+                                    SERVER_THREADS, LOGIN)
+    _say(f"sandbox: gunicorn {SERVER_WORKERS}x{SERVER_THREADS} on port {sandbox.port}")
+    return sandbox
 
 
 def _start_connector(fleet: servers.Fleet, sandbox: servers.Server, name: str, workers: int) -> servers.Server:
     port = servers.free_port()
-    env = _env(ALLMYSMS_BASE_URL=sandbox.url, PORT=str(port), CONNECTOR_HOST=servers.HOST,
+    env = servers.clean_env(ALLMYSMS_BASE_URL=sandbox.url, PORT=str(port), CONNECTOR_HOST=servers.HOST,
                CONNECTOR_WORKERS=str(workers), CONNECTOR_THREADS=str(SERVER_THREADS))
     _say(f"{name}: connector serve {workers}x{SERVER_THREADS} on port {port}")
     return fleet.start(name, [sys.executable, "-m", "connector.cli", "serve"], env, port, "/v1/manifest",
@@ -135,24 +123,12 @@ def _start_connector(fleet: servers.Fleet, sandbox: servers.Server, name: str, w
 
 def _start_passthrough(fleet: servers.Fleet, sandbox: servers.Server) -> servers.Server:
     port = servers.free_port()
-    argv = _gunicorn(port, SERVER_WORKERS, SERVER_THREADS) + [
-        "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT,
+    argv = servers.gunicorn_argv(port, SERVER_WORKERS, SERVER_THREADS) + [
+        "--access-logfile", "-", "--access-logformat", servers.ACCESS_LOG_FORMAT,
         "--pythonpath", str(BENCH), f"passthrough:create_app(pool_size={SERVER_THREADS * 2})"]
     _say(f"passthrough: gunicorn {SERVER_WORKERS}x{SERVER_THREADS} on port {port}")
-    return fleet.start("passthrough", argv, _env(PASSTHROUGH_UPSTREAM=sandbox.url), port, "/v1/manifest",
-                       workers=SERVER_WORKERS)
-
-
-def _gunicorn(port: int, workers: int, threads: int) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "--bind", f"{servers.HOST}:{port}", "--worker-class", "gthread",
-            "--workers", str(workers), "--threads", str(threads), "--timeout", "90", "--graceful-timeout", "5"]
-
-
-def _env(**overrides: str) -> dict:
-    # Settings from the caller's shell must not change what is measured.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECTOR_", "ALLMYSMS_", "PASSTHROUGH_"))}
-    env.pop("PORT", None)
-    return {**env, **overrides}
+    return fleet.start("passthrough", argv, servers.clean_env(PASSTHROUGH_UPSTREAM=sandbox.url), port,
+                       "/v1/manifest", workers=SERVER_WORKERS)
 
 
 # 1. Throughput
@@ -162,7 +138,7 @@ def _throughput(fleet: servers.Fleet, sandbox: servers.Server, plan: dict) -> di
     targets = {"connector": _start_connector(fleet, sandbox, "connector", SERVER_WORKERS),
                "passthrough": _start_passthrough(fleet, sandbox)}
     body = json.dumps(SAMPLE_BODY).encode()
-    headers = {"Content-Type": "application/json", "Authorization": _basic(LOGIN, API_KEY)}
+    headers = {"Content-Type": "application/json", "Authorization": report.basic_auth(LOGIN, API_KEY)}
 
     def drive(name: str, seconds: float) -> loadgen.LoadResult:
         return loadgen.drive(targets[name].port, SEND_PATH, body, headers, clients=plan["clients"], seconds=seconds)
@@ -195,7 +171,7 @@ def _throughput(fleet: servers.Fleet, sandbox: servers.Server, plan: dict) -> di
 
 def _large_send(fleet: servers.Fleet, sandbox: servers.Server, size: int, repeats: int) -> dict:
     server = _start_connector(fleet, sandbox, f"connector-1-worker-{size}", workers=1)
-    headers = {"Content-Type": "application/json", "Authorization": _basic(LOGIN, API_KEY)}
+    headers = {"Content-Type": "application/json", "Authorization": report.basic_auth(LOGIN, API_KEY)}
     try:
         # A few small sends first: imports, pools and caches are warm before the baseline is taken.
         small = json.dumps(SAMPLE_BODY).encode()
@@ -319,20 +295,6 @@ def _rows(results: dict) -> list[dict]:
     return rows
 
 
-def _table(rows: list[dict]) -> str:
-    header = {"measure": "measure", "value": "value", "baseline_or_target": "baseline/target", "verdict": "verdict"}
-    columns = list(header)
-    widths = {c: max(len(str(r[c])) for r in [header, *rows]) for c in columns}
-    right = {"value"}
-
-    def line(r):
-        return "  ".join(str(r[c]).rjust(widths[c]) if c in right else str(r[c]).ljust(widths[c])
-                         for c in columns).rstrip()
-
-    rule = "  ".join("-" * widths[c] for c in columns)
-    return "\n".join([line(header), rule, *(line(r) for r in rows)])
-
-
 def _profile_text(profiled: dict) -> str:
     lines = [f"\ncProfile of {profiled['function']} for {profiled['recipients']:,} recipients "
              f"({profiled['profiled_s']:.2f} s under the profiler):"]
@@ -341,29 +303,6 @@ def _profile_text(profiled: dict) -> str:
         lines.append(f"  {title}:")
         lines += [f"    {r[field]:8.3f} s  {r['calls']:>9,} calls  {r['function']}" for r in profiled[key]]
     return "\n".join(lines)
-
-
-# Small helpers
-
-
-def _basic(login: str, api_key: str) -> str:
-    return "Basic " + base64.b64encode(f"{login}:{api_key}".encode()).decode()
-
-
-def _machine() -> dict:
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=5).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=5).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = "", None
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "git_commit": commit, "git_dirty": dirty}
-
-
-def _say(text: str) -> None:
-    print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

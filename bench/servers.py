@@ -1,11 +1,13 @@
-"""The benchmark's server processes on 127.0.0.1: free ports, start, readiness, RSS sampling, and a stop
-that always happens (terminate, then kill) — only for the processes started here, by their ids."""
+"""The benchmark's server processes on 127.0.0.1: free ports, start, readiness, RSS and CPU sampling, and a
+stop that always happens (terminate, then kill) — only for the processes started here, by their ids."""
 
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -15,6 +17,10 @@ import psutil
 
 HOST = "127.0.0.1"
 MB = 1024 * 1024
+
+
+# The same server settings `connector serve` uses (connector/serving.py), so only the app differs.
+ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 
 
 def free_port() -> int:
@@ -39,6 +45,14 @@ class Server:
         """The gunicorn workers: the children of the master process."""
         try:
             return psutil.Process(self.process.pid).children()
+        except psutil.NoSuchProcess:
+            return []
+
+    def processes(self) -> list[psutil.Process]:
+        """The process started and its children (a gunicorn master and its workers)."""
+        try:
+            master = psutil.Process(self.process.pid)
+            return [master, *master.children()]
         except psutil.NoSuchProcess:
             return []
 
@@ -74,6 +88,16 @@ class Fleet:
         server = Server(name, process, port, log_path)
         self.running.append(server)
         _wait_ready(server, ready_path, workers, timeout)
+        return server
+
+    def spawn(self, name: str, argv: list[str], env: dict) -> Server:
+        """Start `argv`, a process that serves no HTTP (a delivery worker): no readiness to wait for."""
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL)
+        server = Server(name, process, 0, log_path)
+        self.running.append(server)
         return server
 
     def stop(self, server: Server, grace: float = 10) -> None:
@@ -166,3 +190,59 @@ class RssSampler:
             except psutil.NoSuchProcess:
                 pass
         return total
+
+
+def gunicorn_argv(port: int, workers: int, threads: int) -> list[str]:
+    """gunicorn with the worker class and timeouts `connector serve` uses; the app spec goes last."""
+    return [sys.executable, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--worker-class", "gthread",
+            "--workers", str(workers), "--threads", str(threads), "--timeout", "90", "--graceful-timeout", "5"]
+
+
+def clean_env(**overrides: str) -> dict:
+    """This environment less every setting of the connector, the sandbox and the baselines, plus `overrides`:
+    settings from the caller's shell must not change what is measured."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECTOR_", "ALLMYSMS_", "PASSTHROUGH_"))}
+    for name in ("PORT", "DATABASE_URL"):
+        env.pop(name, None)
+    return {**env, **overrides}
+
+
+def start_sandbox(fleet: Fleet, accounts: dict, workers: int, threads: int, ready_login: str) -> Server:
+    """The AllMySMS sandbox under gunicorn; `accounts` ({login: {"api_key", "credits"}}) exist in each
+    worker's own in-memory state."""
+    port = free_port()
+    # gunicorn evaluates literal arguments of the factory call, so each worker builds the accounts.
+    spec = f"connector.sandbox:create_sandbox_app(accounts={accounts!r})"
+    key = accounts[ready_login]["api_key"]
+    ready = f"/http/9.0/getInfo/?login={ready_login}&apiKey={key}&returnformat=json"
+    return fleet.start("sandbox", gunicorn_argv(port, workers, threads) + [spec], clean_env(), port, ready,
+                       workers=workers)
+
+
+class CpuMeter:
+    """CPU time (user + system) used by `processes` between `start()` and `stop()`, in cores."""
+
+    def __init__(self, processes: list[psutil.Process]):
+        self.processes = processes
+        self.cores = 0.0
+        self._before: dict[int, float] = {}
+        self._started = 0.0
+
+    def start(self) -> CpuMeter:
+        self._before = {p.pid: _cpu(p) for p in self.processes}
+        self._started = time.perf_counter()
+        return self
+
+    def stop(self) -> float:
+        wall = time.perf_counter() - self._started
+        used = sum(max(0.0, _cpu(p) - self._before.get(p.pid, 0.0)) for p in self.processes)
+        self.cores = used / wall if wall > 0 else 0.0
+        return self.cores
+
+
+def _cpu(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+        return times.user + times.system
+    except psutil.NoSuchProcess:
+        return 0.0

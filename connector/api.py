@@ -95,17 +95,19 @@ def inbound_url(token: str) -> str:
 
 def verified_account():
     """The caller's account, its credentials checked with AllMySMS (401 otherwise)."""
-    return current_app.extensions["connector"].accounts.verified(_credentials())
+    return current_app.extensions["connector"].accounts.verified(credentials())
+
 
 
 def _context() -> Context:
     services = current_app.extensions["connector"]
-    return Context(upstream=services.upstream, credentials=_credentials(), rules=services.rules,
+    return Context(upstream=services.upstream, credentials=credentials(), rules=services.rules,
                    feed_format=services.feed_format, recipients_per_feed=services.recipients_per_feed,
                    credits_per_sms_fr=services.credits_per_sms_fr)
 
 
-def _credentials() -> Credentials:
+def credentials() -> Credentials:
+    """The caller's AllMySMS login and API key, from HTTP Basic authentication (401 when unusable)."""
     header = request.headers.get("Authorization", "")
     if not header:
         raise AuthenticationFailed("Connect with your AllMySMS login and API key (HTTP Basic authentication: "

@@ -302,3 +302,29 @@ def _as_text(value, name: str) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+# --- Events read by polling AllMySMS ----------------------------------------------------------------
+
+OPT_OUT = "sms.opt_out"
+CREDITS_LOW = "account.credits_low"
+
+
+def opt_out(record: dict, *, account: str, zone: str | tzinfo = "Europe/Paris", region: str = "FR") -> Event:
+    """One entry of AllMySMS's STOP list (getBlacklist) as an event; the same entry keeps its id."""
+    fields = _Fields(record)
+    data = {"phone_number": fields.phone(region), "reason": fields.text(_STATUS_TEXT),
+            "received_at": fields.received_at(zone)}
+    digest = hashlib.sha256(json.dumps([account, OPT_OUT, data["phone_number"], data["received_at"]],
+                                       separators=(",", ":")).encode()).hexdigest()
+    return Event(id="evt_" + digest[:24], type=OPT_OUT, timestamp=data["received_at"] or "", data=data,
+                 raw=fields.unused())
+
+
+def credits_low(*, account: str, threshold: int, credits: int, crossing: int, now: datetime) -> Event:
+    """The account's credits fell below ``threshold`` for the ``crossing``-th time: one event per crossing,
+    so a platform polling the list fires once for each."""
+    digest = hashlib.sha256(json.dumps([account, CREDITS_LOW, threshold, crossing]).encode()).hexdigest()
+    return Event(id="evt_" + digest[:24], type=CREDITS_LOW, timestamp=_utc_text(now),
+                 data={"login": account, "credits": credits, "threshold": threshold, "crossing": crossing},
+                 raw={})

@@ -42,6 +42,7 @@ class Trigger:
     delivery: str
     event: str
     sample: dict
+    input: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ class Manifest:
                 {
                     "key": t.key, "noun": t.noun, "label": t.label, "description": t.description,
                     "event_type": t.event_type, "delivery": t.delivery,
+                    "request": ({"method": "GET", "path": f"/v1/triggers/{t.key}/events"} if t.delivery == "poll"
+                                else {"method": "POST", "path": f"/v1/triggers/{t.key}/subscriptions"}),
+                    "input": self.catalog.resolved(t.input) if t.input else None,
                     "event": self.catalog.resolved(t.event),
                     "sample": t.sample,
                 }

@@ -101,6 +101,14 @@ rejected_callbacks = Table(
     Column("body_excerpt", Text),
 )
 
+credit_watch = Table(
+    "credit_watch", metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
+    Column("threshold", Integer, primary_key=True),
+    Column("below", Integer, nullable=False),
+    Column("crossings", Integer, nullable=False),
+)
+
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 ACTIVE, DISABLED = "active", "disabled"
 
@@ -244,6 +252,33 @@ class Store:
             count = db.execute(delete(events).where(events.c.received_at < older_than)).rowcount
             db.execute(delete(rejected_callbacks).where(rejected_callbacks.c.received_at < older_than))
         return count
+
+    def watch_credits(self, account_id: int, threshold: int, credits: int) -> int | None:
+        """Note the account's credits against ``threshold``: the crossing number when they have just
+        fallen below it, None otherwise. Rising back above re-arms the watch."""
+        below = credits < threshold
+        for _ in range(3):  # two first polls at once: one inserts, the other retries as an update
+            try:
+                with self.engine.begin() as db:
+                    row = db.execute(select(credit_watch).where(credit_watch.c.account_id == account_id,
+                                                                credit_watch.c.threshold == threshold)).first()
+                    if row is None:
+                        db.execute(insert(credit_watch).values(account_id=account_id, threshold=threshold,
+                                                               below=int(below), crossings=int(below)))
+                        return 1 if below else None
+                    if below and not row.below:
+                        # Only the poller whose update still finds the watch armed counts the crossing.
+                        done = db.execute(update(credit_watch).where(
+                            credit_watch.c.account_id == account_id, credit_watch.c.threshold == threshold,
+                            credit_watch.c.below == 0).values(below=1, crossings=row.crossings + 1)).rowcount
+                        return row.crossings + 1 if done else None
+                    if not below and row.below:
+                        db.execute(update(credit_watch).where(credit_watch.c.account_id == account_id,
+                                                              credit_watch.c.threshold == threshold).values(below=0))
+                    return None
+            except IntegrityError:
+                continue
+        return None
 
     # Subscriptions.
 

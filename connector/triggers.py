@@ -10,8 +10,10 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from . import signing, targets
+from . import events, feeds, signing, targets
+from .api import credentials
 from .errors import FieldError, InvalidInput, NotFound
+from .validation import invalid_input
 from .manifest import Manifest, Trigger
 
 MAX_LIMIT = 100
@@ -67,14 +69,71 @@ def _limit() -> int:
 
 
 def _events_view(trigger: Trigger, account_of):
+    source = POLLED.get(trigger.key)
+    if trigger.delivery == "poll" and source is None:
+        raise ValueError(f"trigger {trigger.key!r} is polled but nothing reads its events")
+
     def view():
         account = account_of()
         limit = _limit()
-        items = _store().recent_events(account.id, trigger.event_type, limit)
+        if source:
+            items = source(account, _trigger_input(trigger), limit)
+        else:
+            items = _store().recent_events(account.id, trigger.event_type, limit)
         if not items and request.args.get("sample") in ("1", "true", "yes"):
             items = [trigger.sample]
         return jsonify(items)
     return view
+
+
+def _trigger_input(trigger: Trigger) -> dict:
+    """The trigger's options, from the query string, checked against its input schema."""
+    if not trigger.input:
+        return {}
+    catalog = current_app.extensions["connector"].manifest.catalog
+    properties = catalog.resolved(trigger.input).get("properties", {})
+    values = {}
+    for name, prop in properties.items():
+        if name in request.args:
+            raw = request.args[name]
+            values[name] = int(raw) if prop.get("type") == "integer" and raw.lstrip("-").isdigit() else raw
+    problems = catalog.check(trigger.input, values)
+    if problems:
+        raise invalid_input(problems)
+    return values
+
+
+# Triggers AllMySMS cannot push: read from AllMySMS with the caller's credentials at each poll.
+
+def _opt_outs(account, options: dict, limit: int) -> list[dict]:
+    services = current_app.extensions["connector"]
+    reply = services.upstream.blacklist(credentials())
+    found = []
+    for entry in feeds.as_list(reply.get("blacklist")):
+        if isinstance(entry, dict):
+            try:
+                found.append(events.opt_out(entry, account=account.login, zone=services.rules.zone,
+                                            region=services.rules.region).as_json())
+            except events.CallbackRejected:
+                continue  # an entry AllMySMS wrote without a usable number cannot be acted on
+    found.sort(key=lambda e: (e["timestamp"], e["id"]), reverse=True)
+    return found[:limit]
+
+
+def _credits_low(account, options: dict, limit: int) -> list[dict]:
+    services = current_app.extensions["connector"]
+    threshold = options["threshold"]
+    credits = feeds.integer(services.upstream.account(credentials()).get("credits"))
+    crossing = services.store.watch_credits(account.id, threshold, credits)
+    if crossing:
+        event = events.credits_low(account=account.login, threshold=threshold, credits=credits, crossing=crossing,
+                                   now=datetime.now(timezone.utc))
+        services.store.add_events(account.id, [{**event.as_json(), "raw": {}}], time.time())
+    recent = services.store.recent_events(account.id, events.CREDITS_LOW, MAX_LIMIT)
+    return [e for e in recent if e["data"]["threshold"] == threshold][:limit]
+
+
+POLLED = {"opt_out_received": _opt_outs, "credits_low": _credits_low}
 
 
 def _subscribe_view(trigger: Trigger, account_of):

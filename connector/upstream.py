@@ -60,6 +60,11 @@ class AllMySMS:
         outcomes.raise_for_status(reply, textual_ok=True)
         return reply
 
+    def blacklist(self, credentials: Credentials) -> dict:
+        reply = self._feed("getBlacklist", credentials, {}, sends=False)
+        outcomes.raise_for_status(reply)
+        return reply
+
     def delete_campaign(self, credentials: Credentials, campaign_id: str) -> dict:
         # Deleting twice is harmless, so a lost answer may be retried like a read.
         reply = self._feed("deleteCampaign", credentials, {"campId": campaign_id}, sends=False)

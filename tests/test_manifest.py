@@ -20,7 +20,9 @@ def test_the_shipped_manifest_and_schemas_load_without_problems():
     loaded = manifest.load()
     assert [a.key for a in loaded.actions] == ["send_sms", "schedule_sms", "cancel_scheduled", "estimate_sms",
                                                "send_voice", "get_account"]
-    assert [t.event_type for t in loaded.triggers] == ["sms.delivery_receipt", "sms.reply_received"]
+    assert [t.event_type for t in loaded.triggers] == ["sms.delivery_receipt", "sms.reply_received", "sms.opt_out",
+                                                       "account.credits_low"]
+    assert [t.delivery for t in loaded.triggers] == ["push", "push", "poll", "poll"]
     assert loaded.secret_fields == ("apiKey",)
 
 

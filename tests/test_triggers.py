@@ -285,3 +285,34 @@ def test_replies_cannot_be_simulated_against_a_real_allmysms(wired):
     answer = wired.session.post(f"{wired.url}/v1/sandbox/replies", json={"phone_number": "0611111111",
                                                                          "message": "x"}, timeout=10)
     assert answer.status_code == 404
+
+
+def test_opt_outs_are_listed_newest_first_with_stable_ids(wired, sandbox):
+    sandbox.state.add_blacklist("demo", "33611111111", "stop", "2026-12-01 09:00:00")
+    sandbox.state.add_blacklist("demo", "33622222222", "manual unsubscribe", "2026-12-02 10:00:00")
+    first = wired.get("/v1/triggers/opt_out_received/events").json()
+    assert [e["data"]["phone_number"] for e in first] == ["+33622222222", "+33611111111"]
+    assert first[1]["data"] == {"phone_number": "+33611111111", "reason": "stop", "received_at": "2026-12-01T08:00:00Z"}
+    assert [e["id"] for e in wired.get("/v1/triggers/opt_out_received/events").json()] == [e["id"] for e in first]
+
+
+def test_credits_low_fires_once_per_crossing(wired, sandbox):
+    url = "/v1/triggers/credits_low/events?threshold=50000"
+    assert wired.get(url).json() == []
+    sandbox.state.set_credits("demo", 40000)
+    crossed = wired.get(url).json()
+    assert len(crossed) == 1 and crossed[0]["data"]["credits"] == 40000 and crossed[0]["data"]["crossing"] == 1
+    sandbox.state.set_credits("demo", 30000)
+    assert wired.get(url).json() == crossed  # still below: the same single item
+    sandbox.state.set_credits("demo", 60000)
+    assert wired.get(url).json() == crossed  # above again: re-armed, nothing new
+    sandbox.state.set_credits("demo", 10)
+    again = wired.get(url).json()
+    assert [e["data"]["crossing"] for e in again] == [2, 1] and again[1] == crossed[0]
+    assert wired.get("/v1/triggers/credits_low/events?threshold=1").json() == []
+
+
+def test_credits_low_needs_a_valid_threshold(wired):
+    for query in ("", "?threshold=0", "?threshold=lots"):
+        answer = wired.get("/v1/triggers/credits_low/events" + query)
+        assert answer.status_code == 422 and answer.json()["error"]["fields"][0]["path"] == "threshold"

@@ -22,6 +22,7 @@ from connector.sandbox.server import RedactingRequestHandler
 from connector.sandbox.campaigns import PARIS, parse_schedule
 from connector.sandbox.phones import normalise_number
 from connector.sandbox.statuses import ApiError
+from tests.conftest import Clock
 
 ACCOUNTS = {
     "alice": {"api_key": "alice-key", "credits": 100000},
@@ -32,22 +33,6 @@ ACCOUNTS = {
 KEYS = {login: spec["api_key"] for login, spec in ACCOUNTS.items()}
 FRENCH = "33612345678"
 PAST_DATE = "2000-01-01 10:00:00"
-
-
-class Clock:
-    """A clock the tests move by hand, so scheduled campaigns can come due without sleeping."""
-
-    def __init__(self):
-        self.now = datetime.now(timezone.utc).replace(microsecond=0)
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, **delta):
-        self.now += timedelta(**delta)
-
-    def paris(self, **delta):
-        return (self.now + timedelta(**delta)).astimezone(PARIS).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @dataclass

@@ -22,6 +22,7 @@ from connector.sandbox import SandboxState, create_sandbox_app, make_sandbox_ser
 from connector.sandbox.campaigns import PARIS, plan_sms
 from connector.sandbox.dispatcher import Dispatcher
 from connector.sandbox.receipts import OutcomePicker
+from tests.conftest import Clock, wait_for
 
 ACCOUNTS = {
     "alice": {"api_key": "alice-key", "credits": 10_000_000},
@@ -35,34 +36,6 @@ FAST_RETRIES = (0.01, 0.01)
 RECEIPT_FIELDS = {"smsId", "campaignId", "phoneNumber", "receptionDate", "status", "statusText"}
 REPLY_FIELDS = {"smsMoId", "smsId", "campaignId", "phoneNumber", "receptionDate", "message"}
 DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
-
-
-def eventually(check, timeout=5.0):
-    """Poll `check` until it returns something truthy, and return it; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the condition")
-        time.sleep(0.01)
-
-
-class Clock:
-    """A clock the tests move by hand; the sandbox reads it for dates and due receipts."""
-
-    def __init__(self):
-        self.now = datetime.now(timezone.utc).replace(microsecond=0)
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, **delta):
-        self.now += timedelta(**delta)
-
-    def paris(self, **delta):
-        return (self.now + timedelta(**delta)).astimezone(PARIS).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class Receiver:
@@ -101,7 +74,7 @@ class Receiver:
 
     def wait_for(self, count, replies_only=False):
         """The payloads once there are at least `count` of them."""
-        return eventually(lambda: len(found := self.payloads(replies_only)) >= count and found)
+        return wait_for(lambda: len(found := self.payloads(replies_only)) >= count and found)
 
     def stop(self):
         self._server.shutdown()
@@ -508,7 +481,7 @@ def test_a_receiver_that_fails_twice_gets_the_push_on_the_third_try(start_sandbo
     sandbox.send()
     pushed = receiver.wait_for(3)
     assert pushed[0] == pushed[1] == pushed[2]
-    eventually(lambda: sandbox.state.pushes_delivered == 1)
+    wait_for(lambda: sandbox.state.pushes_delivered == 1)
     assert sandbox.state.push_failures == 0
 
 
@@ -519,7 +492,7 @@ def test_a_push_that_keeps_failing_is_dropped_after_the_last_retry_and_counted(
     receiver.fail_with(500, 500, 500, 500)
     sandbox.set_callback(receiver.hook(), "json")
     sandbox.send()
-    eventually(lambda: sandbox.state.push_failures == 1)
+    wait_for(lambda: sandbox.state.push_failures == 1)
     # One attempt and the two retries of FAST_RETRIES; after giving up nothing is retried.
     assert len(receiver.requests) == 3
     assert sandbox.state.pushes_delivered == 0
@@ -530,7 +503,7 @@ def test_a_redirect_is_not_followed_and_counts_as_a_failure(start_sandbox, recei
     receiver.fail_with(302)
     sandbox.set_callback(receiver.hook(), "form")
     sandbox.send()
-    eventually(lambda: sandbox.state.push_failures == 1)
+    wait_for(lambda: sandbox.state.push_failures == 1)
     assert [r["path"] for r in receiver.requests] == ["/hooks/alice"]
 
 
@@ -540,7 +513,7 @@ def test_an_unreachable_callback_url_is_dropped_and_counted(start_sandbox):
         port = closed.server_port
     sandbox.set_callback(f"http://127.0.0.1:{port}/gone", "json")
     sandbox.send()
-    eventually(lambda: sandbox.state.push_failures == 1)
+    wait_for(lambda: sandbox.state.push_failures == 1)
     assert sandbox.state.pushes_delivered == 0
 
 
@@ -551,7 +524,7 @@ def test_without_a_callback_url_nothing_is_pushed_and_nothing_fails(start_sandbo
     sandbox.reply(phone_number=FRENCH, message="Hello?")
     canary = sandbox.send(login="bob")
     assert [p["campaignId"] for p in receiver.wait_for(1)] == [canary["campaignId"]]
-    assert len(eventually(lambda: sandbox.acks(silent["campaignId"]))) == 2
+    assert len(wait_for(lambda: sandbox.acks(silent["campaignId"]))) == 2
     assert len(receiver.requests) == 1
     assert sandbox.state.push_failures == 0
 
@@ -572,7 +545,7 @@ def test_a_100000_recipient_campaign_gets_its_receipts_without_a_thread_per_sms(
         campaign, _ = state.launch("alice", plan_sms(feed, clock()))
         threads_before = threading.active_count()
         clock.advance(seconds=1)
-        acks = eventually(lambda: state.campaign_acks("alice", campaign.id)
+        acks = wait_for(lambda: state.campaign_acks("alice", campaign.id)
                           if state.sms_ack("alice", campaign.sms_id(99999)) else None)
         assert len(acks) == 100000
         assert threading.active_count() <= threads_before + 1
@@ -586,7 +559,7 @@ def test_pushes_log_no_number_message_key_or_callback_token(start_sandbox, recei
     sandbox.set_callback(receiver.hook(), "get")
     sandbox.send(MESSAGE="secret words")
     sandbox.reply(phone_number=FRENCH, message="secret answer")
-    eventually(lambda: sandbox.state.push_failures >= 1)
+    wait_for(lambda: sandbox.state.push_failures >= 1)
     # Only the sandbox's own records: the receiver's access log is the test's, not the sandbox's.
     text = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("connector"))
     assert "push attempt 1 failed (HTTP 500)" in text
@@ -605,13 +578,13 @@ def test_the_dispatcher_runs_jobs_in_clock_order_on_one_thread_that_then_ends():
         dispatcher.at(clock() + timedelta(seconds=seconds),
                       lambda s=seconds: ran.append((s, threading.current_thread().name)))
     clock.advance(seconds=2)
-    eventually(lambda: len(ran) == 2)
+    wait_for(lambda: len(ran) == 2)
     assert [s for s, _ in ran] == [1, 2]
     clock.advance(seconds=1)
-    eventually(lambda: len(ran) == 3)
+    wait_for(lambda: len(ran) == 3)
     assert [s for s, _ in ran] == [1, 2, 3]
     assert len({name for _, name in ran}) == 1
-    eventually(lambda: not dispatcher.running)
+    wait_for(lambda: not dispatcher.running)
     dispatcher.stop()
 
 

@@ -1,0 +1,607 @@
+"""Benchmark of the connector's triggers on 127.0.0.1: callback ingest, end-to-end latency to subscribers,
+and the delivery throughput of one worker.
+
+Usage (from the repository root):
+
+    .venv/bin/python bench/triggers.py            # full run, at most about 3 minutes
+    .venv/bin/python bench/triggers.py --quick    # smoke run, about 20 seconds
+    .venv/bin/python bench/triggers.py --py-spy /tmp/pyspy/bin/py-spy   # also profile the delivery worker
+
+Everything runs on loopback, with servers started here and always stopped on exit (even on Ctrl-C). The
+AllMySMS sandbox runs under gunicorn (2 workers x 8 threads, an account with 10**12 credits); it only
+answers the credential checks. Subscribers are bench/receiver.py under gunicorn (one worker each, many
+threads), answering 204 at once or after `?delay_ms=N` and recording when each delivery arrived. Each
+phase gets its own `connector serve` (gunicorn through connector/serving.py) on a fresh data directory,
+so each starts on an empty SQLite database.
+
+1. Ingest. Form-encoded delivery receipts, each with its own smsId (so none is a duplicate), are POSTed
+   to the account's inbound URL by N client threads for S seconds (closed loop), with no subscription,
+   so nothing is delivered. The same load goes to bench/echo.py, a bare Flask app answering the form
+   back as JSON under gunicorn with the same workers, threads and access log. After a warm-up each is
+   driven in turn (A B A B); the better round of each counts. Target: connector >= 0.4 x echo. The
+   number of events in the database must equal the number of callbacks answered 200.
+2. End-to-end latency. 10 subscriptions on the receipt trigger point at the receivers (no delay); the
+   connector runs 2 web workers, each with its delivery thread. Receipts are POSTed open loop at 300/s
+   (each starts on schedule whether or not earlier ones were answered) for 10 s; for each of the
+   3,000 x 10 deliveries, latency = arrival at the subscriber - the moment its callback was POSTed.
+   Target: p99 <= 200 ms with nothing lost. When 300/s misses it, lower rates are tried (200, 100, 50,
+   each on a fresh connector) and the highest that meets it is reported.
+3. Delivery throughput. `connector serve` with CONNECTOR_WORKERS=1 and CONNECTOR_DELIVERY_WORKER=off
+   stores M receipts x 10 subscriptions while no worker runs; then ONE `connector worker` process starts
+   and delivers them to subscribers that take 50 ms to answer. deliveries/s = deliveries / (last arrival -
+   first arrival), so the worker's start-up is not counted (it is reported apart). Run with
+   CONNECTOR_DELIVERY_CONCURRENCY 64 (the default) and 128. Target: >= 500/s.
+
+Prints one table (measure, value, baseline/target, verdict) and writes everything measured to
+bench/results/triggers-latest.json; the servers' logs are in bench/results/logs/triggers/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import quote, urlencode, urlsplit
+
+import psutil
+import requests
+
+# bench/ is on sys.path when this file is run as a script, so its modules import by name.
+import loadgen
+import report
+import servers
+from report import say
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+LOGS = RESULTS / "logs" / "triggers"
+
+LOGIN, API_KEY = "bench", "bench-api-key"
+CREDITS = 10 ** 12
+SERVER_WORKERS, SERVER_THREADS = 2, 8
+TRIGGER = "delivery_receipt"
+RECEIVERS, RECEIVER_THREADS = 2, 100  # enough threads for 128 deliveries held 50 ms each, and more
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+# Everything of a receipt but its smsId, which makes each callback a new event.
+RECEIPT_REST = "&" + urlencode({"campaignId": "c-bench", "phoneNumber": "33611111111", "status": "1",
+                                "statusText": "Delivered", "receptionDate": "2026-12-01 09:30:03"})
+
+TARGETS = {"ingest_ratio": 0.4, "e2e_rate": 300, "e2e_p99_ms": 200.0, "deliveries_per_s": 500.0}
+
+FULL = {"clients": 16, "ingest_warmup": 2.0, "ingest_seconds": 5.0, "ingest_rounds": 2,
+        "subscribers": 10, "rate": 300, "latency_seconds": 10.0, "ladder": (200, 100, 50), "ladder_seconds": 5.0,
+        "latency_warmup_events": 100, "drain_s": 30.0,
+        "preload_events": 300, "concurrencies": (64, 128), "delay_ms": 50, "delivery_timeout_s": 40.0}
+QUICK = {"clients": 16, "ingest_warmup": 0.5, "ingest_seconds": 2.0, "ingest_rounds": 1,
+         "subscribers": 10, "rate": 300, "latency_seconds": 2.0, "ladder": (100,), "ladder_seconds": 2.0,
+         "latency_warmup_events": 30, "drain_s": 10.0,
+         "preload_events": 100, "concurrencies": (64, 128), "delay_ms": 50, "delivery_timeout_s": 15.0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: short rounds, fewer events")
+    parser.add_argument("--py-spy", metavar="PATH", help="py-spy executable: profile the delivery worker of "
+                                                         "phase 3 (what holds the GIL) into bench/results/")
+    args = parser.parse_args(argv)
+    plan = dict(QUICK if args.quick else FULL)
+    signal.signal(signal.SIGTERM, report.exit_on_sigterm)
+
+    started = time.perf_counter()
+    results = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
+               "plan": {k: list(v) if isinstance(v, tuple) else v for k, v in plan.items()},
+               "machine": report.machine(), "targets": TARGETS}
+    with servers.Fleet(LOGS) as fleet, tempfile.TemporaryDirectory(prefix="bench-triggers-") as scratch:
+        results["machine"]["data_dir_filesystem"] = _filesystem(scratch)
+        bench = _Bench(fleet, Path(scratch), plan, args.py_spy)
+        results["ingest"] = bench.ingest()
+        results["latency"] = bench.latency()
+        results["throughput"] = bench.throughput()
+    results["total_s"] = round(time.perf_counter() - started, 1)
+    rows = _rows(results)
+    results["table"] = rows
+    print()
+    print(report.table(rows))
+    for profile in results["throughput"].get("profiles", []):
+        print(_profile_text(profile))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "triggers-latest.json"
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"\n{results['total_s']} s in all; results in {out.relative_to(report.REPO)}, server logs in "
+          f"{LOGS.relative_to(report.REPO)}/")
+    return 0
+
+
+class _Bench:
+    def __init__(self, fleet: servers.Fleet, scratch: Path, plan: dict, py_spy: str | None):
+        self.fleet = fleet
+        self.scratch = scratch
+        self.plan = plan
+        self.py_spy = py_spy
+        self.phases = 0
+        accounts = {LOGIN: {"api_key": API_KEY, "credits": CREDITS}}
+        self.sandbox = servers.start_sandbox(fleet, accounts, SERVER_WORKERS, SERVER_THREADS, LOGIN)
+        say(f"sandbox: gunicorn {SERVER_WORKERS}x{SERVER_THREADS} on port {self.sandbox.port}")
+        self.receivers = _Receivers.start(fleet, RECEIVERS, RECEIVER_THREADS)
+        say(f"receivers: {RECEIVERS} x gunicorn 1x{RECEIVER_THREADS} on ports "
+            f"{', '.join(str(r.port) for r in self.receivers.servers)}")
+
+    # 1. Ingest
+
+    def ingest(self) -> dict:
+        plan = self.plan
+        connector, data_dir = self._connector("ingest", workers=SERVER_WORKERS, delivery="thread")
+        echo = self._echo()
+        hooks = _Hooks(connector)
+        path = hooks.inbound_path()
+        targets = {"connector": connector, "echo": echo}
+        counter = iter(range(10 ** 9))
+
+        def drive(name: str, seconds: float) -> tuple[loadgen.LoadResult, float]:
+            # next() on a range iterator is atomic under the GIL: every callback gets its own smsId.
+            def body() -> bytes:
+                return _receipt(f"in-{next(counter)}")
+            meter = servers.CpuMeter(targets[name].processes()).start()
+            result = loadgen.drive(targets[name].port, path, body, FORM, clients=plan["clients"], seconds=seconds)
+            return result, meter.stop()
+
+        for name in targets:
+            warm, _ = drive(name, plan["ingest_warmup"])
+            say(f"warm-up {name}: {warm.rate:.0f} callbacks/s, {warm.errors} errors")
+            if not warm.ok:
+                raise RuntimeError(f"{name} accepted no callback during warm-up ({warm.first_error}):\n"
+                                   f"{targets[name].log_tail()}")
+        rounds = []
+        for number in range(1, plan["ingest_rounds"] + 1):
+            for name in targets:
+                result, cores = drive(name, plan["ingest_seconds"])
+                say(f"round {number} {name}: {result.rate:.0f} callbacks/s, p50 {result.percentile(50) * 1000:.1f} "
+                    f"ms, p99 {result.percentile(99) * 1000:.1f} ms, {result.errors} errors, server "
+                    f"{cores:.2f} cores, client {result.client_cpu:.2f} cores")
+                rounds.append({"round": number, "target": name, **result.summary(), "server_cpu_cores": round(cores, 2)})
+        accepted = _count_requests_answered(rounds, "connector")
+        self.fleet.stop(echo)
+        self.fleet.stop(connector)
+        stored = _db_counts(data_dir)
+        best = {name: max((r for r in rounds if r["target"] == name), key=lambda r: r["requests_per_s"])
+                for name in targets}
+        echo_rate = best["echo"]["requests_per_s"]
+        return {"clients": plan["clients"], "seconds_per_round": plan["ingest_seconds"], "rounds": rounds,
+                "best": best, "ratio": round(best["connector"]["requests_per_s"] / echo_rate, 3) if echo_rate else None,
+                # Warm-up callbacks are stored too; rounds are what was counted.
+                "events_stored": stored["events"], "callbacks_accepted_in_rounds": accepted,
+                "deliveries_stored": stored["deliveries"]}
+
+    # 2. End-to-end latency
+
+    def latency(self) -> dict:
+        plan = self.plan
+        runs = [self._latency_run(plan["rate"], plan["latency_seconds"])]
+        if not runs[0]["meets_target"]:
+            for rate in plan["ladder"]:
+                runs.append(self._latency_run(rate, plan["ladder_seconds"]))
+                if runs[-1]["meets_target"]:
+                    break
+        passing = [r["rate"] for r in runs if r["meets_target"]]
+        return {"runs": runs, "highest_rate_meeting_target": max(passing) if passing else None,
+                "subscribers": plan["subscribers"]}
+
+    def _latency_run(self, rate: int, seconds: float) -> dict:
+        plan = self.plan
+        connector, _ = self._connector(f"latency-{rate}", workers=SERVER_WORKERS, delivery="thread")
+        try:
+            hooks = _Hooks(connector)
+            path = hooks.inbound_path()
+            for k in range(plan["subscribers"]):
+                hooks.subscribe(self.receivers.target(k))
+            # Warm-up: connections to the subscribers, caches and the database's first pages.
+            warm = plan["latency_warmup_events"]
+            self._paced_and_delivered(connector, path, f"w{rate}", rate=min(rate, 100), count=warm,
+                                      drain_s=plan["drain_s"])
+            count = int(rate * seconds)
+            run = self._paced_and_delivered(connector, path, f"r{rate}", rate=rate, count=count,
+                                            drain_s=plan["drain_s"])
+        finally:
+            self.fleet.stop(connector)
+        run.update(rate=rate, seconds=seconds,
+                   meets_target=run["lost"] == 0 and run["e2e"]["p99_ms"] <= TARGETS["e2e_p99_ms"])
+        e2e = run["e2e"]
+        say(f"{rate}/s for {seconds:g} s: {run['delivered']}/{run['expected']} delivered, e2e p50 "
+            f"{e2e['p50_ms']:.0f} ms, p99 {e2e['p99_ms']:.0f} ms, max {e2e['max_ms']:.0f} ms; "
+            f"{run['deliveries_per_s']:.0f} deliveries/s; callback p99 {run['callbacks']['p99_ms']:.0f} ms, "
+            f"max lag {run['callbacks']['max_lag_ms']:.0f} ms; cores: connector {run['cpu_cores']['connector']:.2f}, "
+            f"receivers {run['cpu_cores']['receivers']:.2f}, client {run['cpu_cores']['client']:.2f}")
+        return run
+
+    def _paced_and_delivered(self, connector: servers.Server, path: str, tag: str, *, rate: float, count: int,
+                             drain_s: float) -> dict:
+        """POST `count` receipts at `rate`/s, wait for every delivery, and measure what arrived."""
+        subscribers = self.plan["subscribers"]
+        starts = self.receivers.counts()
+        meters = {"connector": servers.CpuMeter(connector.processes()),
+                  "receivers": servers.CpuMeter([p for r in self.receivers.servers for p in r.processes()]),
+                  "client": servers.CpuMeter([psutil.Process()])}
+        for meter in meters.values():
+            meter.start()
+        sent = loadgen.paced(connector.port, path, lambda i: _receipt(f"{tag}-{i}"), FORM, rate=rate, count=count)
+        posted = time.time()
+        expected = count * subscribers
+        self.receivers.wait(starts, expected, deadline=time.monotonic() + drain_s)
+        cores = {name: round(meter.stop(), 2) for name, meter in meters.items()}
+        records = self.receivers.records_since(starts)
+        return {**_arrivals(records, tag, sent.ok * subscribers, sent), "callbacks": sent.summary(), "cpu_cores": cores,
+                "drain_after_last_post_s": None if not records else round(max(r[3] for r in records) - posted, 2)}
+
+    # 3. Delivery throughput of one worker
+
+    def throughput(self) -> dict:
+        runs = []
+        profiles = []
+        for concurrency in self.plan["concurrencies"]:
+            profile_to = None
+            if self.py_spy and concurrency == self.plan["concurrencies"][0]:
+                profile_to = RESULTS / f"triggers-worker-profile-{concurrency}.txt"
+            run = self._throughput_run(concurrency, profile_to)
+            if "profile" in run:
+                profiles.append(run.pop("profile"))
+            runs.append(run)
+        out = {"runs": runs, "events": self.plan["preload_events"], "subscribers": self.plan["subscribers"],
+               "delay_ms": self.plan["delay_ms"]}
+        if profiles:
+            out["profiles"] = profiles
+        return out
+
+    def _throughput_run(self, concurrency: int, profile_to: Path | None) -> dict:
+        plan = self.plan
+        events, subscribers = plan["preload_events"], plan["subscribers"]
+        expected = events * subscribers
+        connector, data_dir = self._connector(f"throughput-{concurrency}", workers=1, delivery="off")
+        hooks = _Hooks(connector)
+        path = hooks.inbound_path()
+        for k in range(subscribers):
+            hooks.subscribe(self.receivers.target(k, delay_ms=plan["delay_ms"]))
+        tag = f"t{concurrency}"
+        preload = loadgen.post_each(connector.port, path, (_receipt(f"{tag}-{i}") for i in range(events)), FORM,
+                                    clients=plan["clients"])
+        pending = _db_counts(data_dir)["by_status"].get("pending", 0)
+        say(f"preloaded {preload.ok} receipts x {subscribers} subscriptions in {preload.seconds:.1f} s "
+            f"({preload.rate:.0f}/s): {pending} deliveries pending")
+        if pending != expected:
+            raise RuntimeError(f"{pending} deliveries are pending, expected {expected} ({preload.first_error})")
+        starts = self.receivers.counts()
+        env = self._connector_env(connector.port, data_dir, workers=1, delivery="off",
+                                  CONNECTOR_DELIVERY_CONCURRENCY=str(concurrency))
+        launched = time.time()
+        worker = self.fleet.spawn(f"worker-{concurrency}", [sys.executable, "-m", "connector.cli", "worker"], env)
+        spy = _start_py_spy(self.py_spy, worker.process.pid, profile_to) if profile_to else None
+        profile = None
+        try:
+            meter = servers.CpuMeter([psutil.Process(worker.process.pid)]).start()
+            self.receivers.wait(starts, expected, deadline=time.monotonic() + plan["delivery_timeout_s"],
+                                alive=lambda: worker.process.poll() is None)
+            cores = meter.stop()
+        finally:
+            self.fleet.stop(worker)
+            self.fleet.stop(connector)
+            if spy is not None:
+                profile = _finish_py_spy(spy, profile_to, concurrency)
+        records = self.receivers.records_since(starts)
+        arrived = _arrivals(records, tag, expected)
+        final = _db_counts(data_dir)
+        first = min((r[3] for r in records), default=math.nan)
+        last = max((r[3] for r in records), default=math.nan)
+        span = last - first
+        rate = (len(records) - 1) / span if span > 0 else 0.0
+        run = {"concurrency": concurrency, "events": events, "subscribers": subscribers, "expected": expected,
+               "delivered": arrived["delivered"], "lost": arrived["lost"], "duplicates": arrived["duplicates"],
+               "deliveries_per_s": round(rate, 1), "first_to_last_arrival_s": round(span, 3),
+               "start_to_first_arrival_s": round(first - launched, 3),
+               "start_to_last_arrival_s": round(last - launched, 3),
+               "worker_cpu_cores": round(cores, 2), "statuses_after": final["by_status"],
+               "attempts_recorded": final["attempts"], "preload_per_s": round(preload.rate, 1)}
+        say(f"one worker, concurrency {concurrency}: {run['delivered']}/{expected} delivered, "
+            f"{rate:.0f} deliveries/s (first to last arrival {span:.2f} s; start-up {first - launched:.2f} s), "
+            f"worker {cores:.2f} cores")
+        if profile is not None:
+            run["profile"] = profile
+        return run
+
+    # Servers
+
+    def _connector_env(self, port: int, data_dir: Path, *, workers: int, delivery: str, **extra: str) -> dict:
+        return servers.clean_env(ALLMYSMS_BASE_URL=self.sandbox.url, PORT=str(port), CONNECTOR_HOST=servers.HOST,
+                                 CONNECTOR_WORKERS=str(workers), CONNECTOR_THREADS=str(SERVER_THREADS),
+                                 CONNECTOR_ALLOWED_TARGETS=servers.HOST, CONNECTOR_DATA_DIR=str(data_dir),
+                                 CONNECTOR_DELIVERY_WORKER=delivery, **extra)
+
+    def _connector(self, name: str, *, workers: int, delivery: str) -> tuple[servers.Server, Path]:
+        self.phases += 1
+        data_dir = self.scratch / f"{self.phases}-{name}"
+        port = servers.free_port()
+        env = self._connector_env(port, data_dir, workers=workers, delivery=delivery)
+        say(f"{name}: connector serve {workers}x{SERVER_THREADS}, delivery worker {delivery}, port {port}")
+        server = self.fleet.start(f"connector-{name}", [sys.executable, "-m", "connector.cli", "serve"], env, port,
+                                  "/v1/manifest", workers=workers)
+        return server, data_dir
+
+    def _echo(self) -> servers.Server:
+        port = servers.free_port()
+        argv = servers.gunicorn_argv(port, SERVER_WORKERS, SERVER_THREADS) + [
+            "--access-logfile", "-", "--access-logformat", servers.ACCESS_LOG_FORMAT,
+            "--pythonpath", str(BENCH), "echo:create_app()"]
+        say(f"echo: gunicorn {SERVER_WORKERS}x{SERVER_THREADS} on port {port}")
+        return self.fleet.start("echo", argv, servers.clean_env(), port, "/v1/manifest", workers=SERVER_WORKERS)
+
+
+class _Receivers:
+    """The subscribers: receiver processes, with subscription k sent to receiver k mod their number."""
+
+    def __init__(self, running: list[servers.Server]):
+        self.servers = running
+        self.session = requests.Session()
+
+    @classmethod
+    def start(cls, fleet: servers.Fleet, count: int, threads: int) -> _Receivers:
+        running = []
+        for n in range(count):
+            port = servers.free_port()
+            argv = servers.gunicorn_argv(port, 1, threads) + ["--pythonpath", str(BENCH), "receiver:create_app()"]
+            running.append(fleet.start(f"receiver-{n}", argv, servers.clean_env(), port, "/stats", workers=1))
+        return cls(running)
+
+    def target(self, k: int, delay_ms: int = 0) -> str:
+        server = self.servers[k % len(self.servers)]
+        return f"{server.url}/hook/{k}" + (f"?delay_ms={delay_ms}" if delay_ms else "")
+
+    def counts(self) -> list[int]:
+        return [self.session.get(f"{s.url}/stats", timeout=10).json()["count"] for s in self.servers]
+
+    def records_since(self, starts: list[int]) -> list[list]:
+        """Every delivery recorded since `starts`: [path, sms_id, webhook-id, arrival time]."""
+        return [record for server, start in zip(self.servers, starts)
+                for record in self.session.get(f"{server.url}/records", params={"start": start}, timeout=30).json()]
+
+    def wait(self, starts: list[int], expected: int, *, deadline: float, alive=None) -> int:
+        """Until `expected` deliveries arrived since `starts`, time is up, or `alive()` says the sender died."""
+        while True:
+            got = sum(now - before for now, before in zip(self.counts(), starts))
+            if got >= expected or time.monotonic() > deadline or (alive is not None and not alive()):
+                return got
+            time.sleep(0.05)
+
+
+class _Hooks:
+    """The connector as a platform sees it: the account's inbound URL, subscriptions."""
+
+    def __init__(self, server: servers.Server):
+        self.url = server.url
+        self.session = requests.Session()
+        self.session.auth = (LOGIN, API_KEY)
+
+    def inbound_path(self) -> str:
+        answer = self.session.get(f"{self.url}/v1/me", timeout=30)
+        answer.raise_for_status()
+        return urlsplit(answer.json()["inbound_url"]).path
+
+    def subscribe(self, target_url: str) -> dict:
+        answer = self.session.post(f"{self.url}/v1/triggers/{TRIGGER}/subscriptions",
+                                   json={"target_url": target_url}, timeout=30)
+        if answer.status_code != 201:
+            raise RuntimeError(f"subscribing {target_url} answered HTTP {answer.status_code}: {answer.text[:300]}")
+        return answer.json()
+
+
+# Measures
+
+
+def _receipt(sms_id: str) -> bytes:
+    return f"smsId={quote(sms_id)}{RECEIPT_REST}".encode()
+
+
+def _arrivals(records: list[list], tag: str, expected: int, sent: loadgen.PacedResult | None = None) -> dict:
+    """What arrived of the `expected` deliveries of events tagged `tag`: counts and, when the send times
+    are known, latencies."""
+    prefix = tag + "-"
+    mine = [r for r in records if isinstance(r[1], str) and r[1].startswith(prefix)]
+    first_arrival: dict[tuple[str, str], float] = {}
+    for path, sms_id, _, arrived in mine:
+        key = (path, sms_id)
+        first_arrival[key] = min(arrived, first_arrival.get(key, arrived))
+    out = {"expected": expected, "delivered": len(first_arrival), "lost": max(0, expected - len(first_arrival)),
+           "duplicates": len(mine) - len(first_arrival)}
+    if sent is None:
+        return out
+    latencies = sorted(arrived - sent.sent_at[int(sms_id[len(prefix):])]
+                       for (_, sms_id), arrived in first_arrival.items())
+    span = (max(first_arrival.values()) - min(sent.sent_at)) if first_arrival else 0.0
+    out["deliveries_per_s"] = round(len(first_arrival) / span, 1) if span > 0 else 0.0
+    out["e2e"] = {"p50_ms": _ms(_rank(latencies, 50)), "p90_ms": _ms(_rank(latencies, 90)),
+                  "p99_ms": _ms(_rank(latencies, 99)), "max_ms": _ms(latencies[-1] if latencies else math.nan),
+                  "per_second": _per_second(first_arrival, sent, prefix)}
+    return out
+
+
+def _per_second(first_arrival: dict, sent: loadgen.PacedResult, prefix: str) -> list[dict]:
+    """p50 and p99 by the second the callback was posted in: shows whether a backlog grows."""
+    start = min(sent.sent_at)
+    buckets: dict[int, list[float]] = collections.defaultdict(list)
+    for (_, sms_id), arrived in first_arrival.items():
+        posted = sent.sent_at[int(sms_id[len(prefix):])]
+        buckets[int(posted - start)].append(arrived - posted)
+    return [{"second": s, "deliveries": len(v), "p50_ms": _ms(_rank(sorted(v), 50)), "p99_ms": _ms(_rank(sorted(v), 99))}
+            for s, v in sorted(buckets.items())]
+
+
+def _rank(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return math.nan
+    return ordered[min(max(1, round(q / 100 * len(ordered))), len(ordered)) - 1]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def _count_requests_answered(rounds: list[dict], target: str) -> int:
+    return sum(r["ok"] for r in rounds if r["target"] == target)
+
+
+def _db_counts(data_dir: Path) -> dict:
+    """Counts in the connector's SQLite database, read after its servers stopped."""
+    db = sqlite3.connect(f"file:{data_dir / 'connector.db'}?mode=ro", uri=True, timeout=30)
+    try:
+        return {"events": db.execute("SELECT count(*) FROM events").fetchone()[0],
+                "deliveries": db.execute("SELECT count(*) FROM deliveries").fetchone()[0],
+                "attempts": db.execute("SELECT count(*) FROM attempts").fetchone()[0],
+                "by_status": dict(db.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())}
+    finally:
+        db.close()
+
+
+def _filesystem(path: str) -> str:
+    best = ("", "?")
+    for partition in psutil.disk_partitions(all=True):
+        if path.startswith(partition.mountpoint) and len(partition.mountpoint) > len(best[0]):
+            best = (partition.mountpoint, partition.fstype)
+    return best[1]
+
+
+# Profiling the worker (optional)
+
+
+def _start_py_spy(executable: str, pid: int, out: Path) -> subprocess.Popen:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    # --gil: only what holds the GIL, i.e. what one Python process can do at a time; raw = collapsed stacks.
+    return subprocess.Popen([executable, "record", "--pid", str(pid), "--rate", "200", "--gil", "--format", "raw",
+                             "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+
+
+def _finish_py_spy(spy: subprocess.Popen, out: Path, concurrency: int) -> dict:
+    # py-spy stops by itself when the worker it records has exited, and writes its file then.
+    try:
+        spy.wait(20)
+    except subprocess.TimeoutExpired:
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(10)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(5)
+    return {"concurrency": concurrency, "file": str(out.relative_to(report.REPO)), **_collapsed_summary(out)}
+
+
+def _collapsed_summary(path: Path, top: int = 12) -> dict:
+    """Top functions by own and by inclusive samples, from py-spy's collapsed stacks."""
+    own: collections.Counter = collections.Counter()
+    inclusive: collections.Counter = collections.Counter()
+    total = 0
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return {"samples": 0, "by_own": [], "by_inclusive": []}
+    for line in lines:
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_frame_name(f) for f in stack.split(";")[1:]]  # the first frame is the thread
+        if not frames:
+            continue
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+
+    def share(counter):
+        return [{"function": f, "share": round(n / total, 3)} for f, n in counter.most_common(top)]
+
+    return {"samples": total, "by_own": share(own), "by_inclusive": share(inclusive)}
+
+
+def _frame_name(frame: str) -> str:
+    # "function (path/to/module.py:123)" → "function (module.py)": lines differ, functions add up.
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    parts = where.split("/")
+    short = "/".join(parts[-2:]) if "site-packages" in where or "python3" in where else parts[-1]
+    return f"{name} ({short})" if where else name
+
+
+# The table
+
+
+def _rows(results: dict) -> list[dict]:
+    rows = report.Rows()
+    ingest = results["ingest"]
+    c, e = ingest["best"]["connector"], ingest["best"]["echo"]
+    load = f"{ingest['clients']} clients, best of {len(ingest['rounds']) // 2} x {ingest['seconds_per_round']:g} s"
+    rows.info(f"ingest: callbacks accepted/s, connector ({load})", f"{c['requests_per_s']:.0f}/s",
+              f"echo {e['requests_per_s']:.0f}/s")
+    ratio = ingest["ratio"]
+    rows.judged("ingest ratio connector/echo", f"{ratio:.2f}" if ratio is not None else "n/a",
+                f">= {TARGETS['ingest_ratio']}", ratio is not None and ratio >= TARGETS["ingest_ratio"])
+    rows.info("ingest p50 latency, connector", f"{c['p50_ms']:.1f} ms", f"echo {e['p50_ms']:.1f} ms")
+    rows.info("ingest p99 latency, connector", f"{c['p99_ms']:.1f} ms", f"echo {e['p99_ms']:.1f} ms")
+    rows.info("ingest server CPU, connector", f"{c['server_cpu_cores']:.2f} cores", f"echo {e['server_cpu_cores']:.2f}")
+    errors = sum(r["errors"] for r in ingest["rounds"])
+    rows.judged("ingest: failed callbacks", str(errors), "0", errors == 0)
+    rows.judged("ingest: events stored = callbacks accepted", f"{ingest['events_stored']}",
+                f">= {ingest['callbacks_accepted_in_rounds']} (+ warm-up)",
+                ingest["events_stored"] >= ingest["callbacks_accepted_in_rounds"])
+
+    latency = results["latency"]
+    subscribers = latency["subscribers"]
+    for run in latency["runs"]:
+        label = f"e2e {run['rate']}/s x {subscribers} subs, {run['seconds']:g} s"
+        e2e = run["e2e"]
+        p99 = e2e["p99_ms"]
+        missed = "" if p99 <= TARGETS["e2e_p99_ms"] else f" ({p99 / TARGETS['e2e_p99_ms']:.1f}x over)"
+        rows.judged(f"{label}: p99 callback -> subscriber", f"{p99:.0f} ms{missed}",
+                    f"<= {TARGETS['e2e_p99_ms']:g} ms", p99 <= TARGETS["e2e_p99_ms"])
+        rows.info(f"{label}: p50 / max", f"{e2e['p50_ms']:.0f} / {e2e['max_ms']:.0f} ms")
+        rows.judged(f"{label}: lost deliveries", f"{run['lost']} of {run['expected']}", "0", run["lost"] == 0)
+        rows.info(f"{label}: deliveries/s achieved", f"{run['deliveries_per_s']:.0f}/s",
+                  f"offered {run['rate'] * subscribers}/s")
+        rows.info(f"{label}: callback p99 / max schedule lag",
+                  f"{run['callbacks']['p99_ms']:.0f} / {run['callbacks']['max_lag_ms']:.0f} ms")
+    best = latency["highest_rate_meeting_target"]
+    rows.judged(f"e2e: highest rate tried with p99 <= {TARGETS['e2e_p99_ms']:g} ms, none lost",
+                f"{best}/s" if best else "none", f">= {TARGETS['e2e_rate']}/s",
+                best is not None and best >= TARGETS["e2e_rate"])
+
+    for run in results["throughput"]["runs"]:
+        label = (f"one worker, concurrency {run['concurrency']}, {run['events']} x {run['subscribers']} "
+                 f"deliveries, {results['throughput']['delay_ms']} ms subscribers")
+        rows.judged(f"{label}: deliveries/s", f"{run['deliveries_per_s']:.0f}/s",
+                    f">= {TARGETS['deliveries_per_s']:g}/s", run["deliveries_per_s"] >= TARGETS["deliveries_per_s"])
+        rows.judged(f"{label}: lost", f"{run['lost']} of {run['expected']}", "0", run["lost"] == 0)
+        rows.info(f"{label}: worker CPU / start-up", f"{run['worker_cpu_cores']:.2f} cores / "
+                  f"{run['start_to_first_arrival_s']:.1f} s")
+    return rows.rows
+
+
+def _profile_text(profile: dict) -> str:
+    lines = [f"\npy-spy of the delivery worker (concurrency {profile['concurrency']}, {profile['samples']} samples "
+             f"holding the GIL; {profile['file']}):"]
+    for title, key in (("top by own samples", "by_own"), ("top by inclusive samples", "by_inclusive")):
+        lines.append(f"  {title}:")
+        lines += [f"    {r['share']:6.1%}  {r['function']}" for r in profile[key]]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        say("interrupted; servers stopped")
+        sys.exit(130)

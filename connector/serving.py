@@ -83,6 +83,8 @@ def serve(settings: dict) -> None:
     app = create_app()
     if sandbox is not None:
         _point_sandbox_at(app, sandbox, settings)
+    # Workers open their own connections after the fork; none may be inherited from here.
+    app.extensions["connector"].store.close()
     options = {
         "bind": f"{settings['CONNECTOR_HOST']}:{settings['PORT']}",
         "workers": settings["CONNECTOR_WORKERS"],

@@ -22,13 +22,9 @@ class _Gunicorn(BaseApplication):
 
     def load(self):
         # Each worker builds its own app after the fork: nothing is shared but the environment and the
-        # database. Each also delivers events unless told not to; leases keep them from colliding.
+        # database.
         from . import create_app
-        app = create_app()
-        if app.config["CONNECTOR_DELIVERY_WORKER"] == "thread":
-            services = app.extensions["connector"]
-            worker_for(app.config, services.store).start()
-        return app
+        return create_app()
 
 
 def worker_for(settings, store=None):
@@ -85,6 +81,10 @@ def serve(settings: dict) -> None:
         _point_sandbox_at(app, sandbox, settings)
     # Workers open their own connections after the fork; none may be inherited from here.
     app.extensions["connector"].store.close()
+    if settings["CONNECTOR_DELIVERY_WORKER"] == "thread":
+        # Deliveries run here, in the master, beside gunicorn's mostly idle arbiter: web workers keep
+        # their CPU for requests. `connector worker` processes can add to it; leases keep them apart.
+        worker_for(settings).start()
     options = {
         "bind": f"{settings['CONNECTOR_HOST']}:{settings['PORT']}",
         "workers": settings["CONNECTOR_WORKERS"],

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import (Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint, create_engine, delete, event, func, insert, or_, select, update)
+                        UniqueConstraint, bindparam, create_engine, delete, event, func, insert, or_, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -305,16 +305,12 @@ class Store:
 
     def unsubscribe(self, account_id: int | None, subscription_id: str) -> bool:
         with self.engine.begin() as db:
-            query = delete(subscriptions).where(subscriptions.c.id == subscription_id)
+            owned = select(subscriptions.c.id).where(subscriptions.c.id == subscription_id)
             if account_id is not None:
-                query = query.where(subscriptions.c.account_id == account_id)
-            doomed = select(deliveries.c.seq).where(deliveries.c.subscription_id == subscription_id)
-            owned = db.execute(select(subscriptions.c.id).where(query.whereclause)).first() is not None
-            if not owned:
+                owned = owned.where(subscriptions.c.account_id == account_id)
+            if db.execute(owned).first() is None:
                 return False
-            db.execute(delete(attempts).where(attempts.c.delivery_seq.in_(doomed.scalar_subquery())))
-            db.execute(delete(deliveries).where(deliveries.c.subscription_id == subscription_id))
-            db.execute(query)
+            self._forget_subscription(db, subscription_id)
             return True
 
     def set_subscription_status(self, subscription_id: str, status: str, reason: str | None) -> None:
@@ -354,8 +350,9 @@ class Store:
     def finish(self, outcomes: list[dict], now: float) -> None:
         """Record attempts and move deliveries on, all in one transaction.
 
-        Each outcome: ``due`` (a Due), ``status_code``, ``latency_ms``, ``error``, and what comes next:
-        ``status`` (pending/succeeded/failed), ``next_attempt_at``, and ``subscription`` changes.
+        Each outcome: ``due`` (a Due), ``attempted_at``, ``status_code``, ``latency_ms``, ``error``, and
+        what comes next: ``status`` (pending/succeeded/failed), ``next_attempt_at``, and optionally
+        ``subscription`` ("gone" or "disable", with a ``reason``).
         """
         if not outcomes:
             return
@@ -363,29 +360,40 @@ class Store:
             db.execute(insert(attempts), [
                 {"delivery_seq": o["due"].seq, "attempted_at": o["attempted_at"], "status_code": o["status_code"],
                  "latency_ms": o["latency_ms"], "error": o["error"]} for o in outcomes])
+            # Only a worker still holding the lease may move a delivery on.
+            db.execute(update(deliveries)
+                       .where(deliveries.c.seq == bindparam("b_seq"), deliveries.c.lease == bindparam("b_lease"))
+                       .values(status=bindparam("b_status"), attempts=deliveries.c.attempts + 1,
+                               next_attempt_at=bindparam("b_next"), lease=None, lease_until=None, updated_at=now,
+                               last_status_code=bindparam("b_code"), last_error=bindparam("b_error")),
+                       [{"b_seq": o["due"].seq, "b_lease": o["due"].lease, "b_status": o["status"],
+                         "b_next": o["next_attempt_at"], "b_code": o["status_code"], "b_error": o["error"]}
+                        for o in outcomes])
+            by_subscription: dict[str, list[dict]] = {}
             for o in outcomes:
-                due = o["due"]
-                db.execute(update(deliveries)
-                           .where(deliveries.c.seq == due.seq, deliveries.c.lease == due.lease)
-                           .values(status=o["status"], attempts=deliveries.c.attempts + 1,
-                                   next_attempt_at=o["next_attempt_at"], lease=None, lease_until=None,
-                                   updated_at=now, last_status_code=o["status_code"], last_error=o["error"]))
-                change = o.get("subscription")
-                if change == "gone":
-                    db.execute(delete(attempts).where(attempts.c.delivery_seq.in_(
-                        select(deliveries.c.seq).where(deliveries.c.subscription_id == due.subscription_id)
-                        .scalar_subquery())))
-                    db.execute(delete(deliveries).where(deliveries.c.subscription_id == due.subscription_id))
-                    db.execute(delete(subscriptions).where(subscriptions.c.id == due.subscription_id))
+                by_subscription.setdefault(o["due"].subscription_id, []).append(o)
+            for subscription_id, mine in by_subscription.items():
+                if any(o.get("subscription") == "gone" for o in mine):
+                    self._forget_subscription(db, subscription_id)
                     continue
-                values = {"last_attempt_at": o["attempted_at"], "last_status_code": o["status_code"]}
-                if o["status"] == SUCCEEDED:
+                last = max(mine, key=lambda o: o["attempted_at"])
+                values = {"last_attempt_at": last["attempted_at"], "last_status_code": last["status_code"]}
+                if last["status"] == SUCCEEDED:
                     values["failing_since"] = None
                 else:
-                    values["failing_since"] = func.coalesce(subscriptions.c.failing_since, o["attempted_at"])
-                if change == "disable":
-                    values.update(status=DISABLED, status_reason=o.get("reason"))
-                db.execute(update(subscriptions).where(subscriptions.c.id == due.subscription_id).values(**values))
+                    first_failure = min(o["attempted_at"] for o in mine if o["status"] != SUCCEEDED)
+                    values["failing_since"] = func.coalesce(subscriptions.c.failing_since, first_failure)
+                disabled = [o for o in mine if o.get("subscription") == "disable"]
+                if disabled:
+                    values.update(status=DISABLED, status_reason=disabled[0].get("reason"))
+                db.execute(update(subscriptions).where(subscriptions.c.id == subscription_id).values(**values))
+
+    @staticmethod
+    def _forget_subscription(db, subscription_id: str) -> None:
+        doomed = select(deliveries.c.seq).where(deliveries.c.subscription_id == subscription_id).scalar_subquery()
+        db.execute(delete(attempts).where(attempts.c.delivery_seq.in_(doomed)))
+        db.execute(delete(deliveries).where(deliveries.c.subscription_id == subscription_id))
+        db.execute(delete(subscriptions).where(subscriptions.c.id == subscription_id))
 
     def failing_since(self, subscription_id: str) -> float | None:
         with self.engine.connect() as db:

@@ -180,10 +180,11 @@ class PacedResult:
 
 
 def paced(port: int, path: str, make_body: Callable[[int], bytes], headers: dict, *, rate: float, count: int,
-          senders: int = 32) -> PacedResult:
+          senders: int = 32, timeout: float = _TIMEOUT) -> PacedResult:
     """POST `make_body(i)` for i in range(`count`), request i starting `i / rate` seconds after the first,
     from `senders` threads. When all senders are busy a request starts late; its lag is kept, so a
-    server that cannot keep up shows as lag, not as a lower rate that looks fine."""
+    server that cannot keep up shows as lag, not as a lower rate that looks fine. A request unanswered
+    after `timeout` seconds counts as failed."""
     if not 1 <= senders <= MAX_CLIENTS:
         raise ValueError(f"senders must be between 1 and {MAX_CLIENTS}")
     if not 1 <= count <= MAX_PACED or rate <= 0:
@@ -193,7 +194,7 @@ def paced(port: int, path: str, make_body: Callable[[int], bytes], headers: dict
                          statuses=[0] * count)
     todo: queue.SimpleQueue = queue.SimpleQueue()
     errors: list[str] = []
-    threads = [threading.Thread(target=_sender, args=(port, path, bodies, headers, todo, result, errors),
+    threads = [threading.Thread(target=_sender, args=(port, path, bodies, headers, todo, result, errors, timeout),
                                 name=f"paced-{i}", daemon=True) for i in range(senders)]
     for thread in threads:
         thread.start()
@@ -207,13 +208,13 @@ def paced(port: int, path: str, make_body: Callable[[int], bytes], headers: dict
     for _ in threads:
         todo.put(None)
     for thread in threads:
-        thread.join(_TIMEOUT + 5 + count / rate)
+        thread.join(timeout + 5 + count / rate)
     result.seconds = time.perf_counter() - start
     result.first_error = errors[0] if errors else ""
     return result
 
 
-def _sender(port, path, bodies, headers, todo, result: PacedResult, errors: list[str]):
+def _sender(port, path, bodies, headers, todo, result: PacedResult, errors: list[str], timeout: float):
     conn = None
     try:
         while (item := todo.get()) is not None:
@@ -223,7 +224,7 @@ def _sender(port, path, bodies, headers, todo, result: PacedResult, errors: list
             result.lag[i] = max(0.0, started - due)
             try:
                 if conn is None:
-                    conn = http.client.HTTPConnection(HOST, port, timeout=_TIMEOUT)
+                    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
                 status, will_close = _post(conn, path, bodies[i], headers)
                 result.statuses[i] = status
                 result.latencies[i] = time.perf_counter() - started

@@ -195,7 +195,10 @@ class RssSampler:
 def gunicorn_argv(port: int, workers: int, threads: int) -> list[str]:
     """gunicorn with the worker class and timeouts `connector serve` uses; the app spec goes last."""
     return [sys.executable, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--worker-class", "gthread",
-            "--workers", str(workers), "--threads", str(threads), "--timeout", "90", "--graceful-timeout", "5"]
+            "--workers", str(workers), "--threads", str(threads), "--timeout", "90", "--graceful-timeout", "5",
+            # gunicorn 27 puts one control socket per user at ~/.gunicorn/gunicorn.ctl: servers started side
+            # by side would take it from each other.
+            "--no-control-socket"]
 
 
 def clean_env(**overrides: str) -> dict:

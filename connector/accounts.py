@@ -61,6 +61,7 @@ class Accounts:
         self.ttl = ttl
         self._verified: dict[str, tuple[float, int]] = {}
         self._remembered: set[str] = set()
+        self._tokens: dict[str, tuple[int, str]] = {}
         self._lock = threading.Lock()
 
     def verified(self, credentials: Credentials) -> Account:
@@ -89,10 +90,21 @@ class Accounts:
             self._remembered.add(login)
 
     def by_token(self, token: str) -> tuple[int, str] | None:
+        with self._lock:
+            known = self._tokens.get(token)
+        if known:
+            return known
         found = self.store.account_by_token_hash(token_hash(token))
         if found is None:
             return None
         # The row was found by hash; compare the derived token too, in constant time, so a stale row
         # (secret key changed) cannot answer for a token that is no longer valid.
         expected = inbound_token(self.secret, found[1])
-        return found if hmac.compare_digest(expected, token) else None
+        if not hmac.compare_digest(expected, token):
+            return None
+        with self._lock:
+            if len(self._tokens) > 10_000:
+                self._tokens.clear()
+            # Only tokens that matched are remembered, so the cache cannot be filled by guessing.
+            self._tokens[token] = found
+        return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import logging
 import sys
 
@@ -20,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port (default 8000, or PORT)")
     serve.add_argument("--workers", type=int, help="worker processes (default 2, or CONNECTOR_WORKERS)")
     commands.add_parser("check", help="check the configuration and the manifest, then exit")
-    commands.add_parser("worker", help="deliver events to subscribers (run as many as needed)")
+    worker = commands.add_parser("worker", help="deliver events to subscribers (run as many as needed)")
+    worker.add_argument("--parent", type=int, help="stop when this process is gone (used by `connector serve`)")
     sandbox = commands.add_parser("sandbox", help="run only the built-in AllMySMS sandbox")
     sandbox.add_argument("--port", type=int, default=8100)
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -65,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stopped.set())
             print("delivering events; stop with Ctrl-C", flush=True)
-            stopped.wait()
+            # A worker started by `connector serve` must not outlive it, even when serve is SIGKILLed.
+            while not stopped.wait(1.0):
+                if args.parent and os.getppid() != args.parent:
+                    break
             worker.stop()
         elif args.command == "check":
             from . import manifest

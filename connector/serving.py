@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import threading
 
 from gunicorn.app.base import BaseApplication
@@ -81,10 +83,12 @@ def serve(settings: dict) -> None:
         _point_sandbox_at(app, sandbox, settings)
     # Workers open their own connections after the fork; none may be inherited from here.
     app.extensions["connector"].store.close()
-    if settings["CONNECTOR_DELIVERY_WORKER"] == "thread":
-        # Deliveries run here, in the master, beside gunicorn's mostly idle arbiter: web workers keep
-        # their CPU for requests. `connector worker` processes can add to it; leases keep them apart.
-        worker_for(settings).start()
+    supervisor = None
+    if settings["CONNECTOR_DELIVERY_WORKER"] == "process":
+        # Deliveries run in a process of their own: in the web workers they would compete with
+        # callbacks for the interpreter lock, and a thread in this master would be inside SQLite
+        # transactions whenever gunicorn forks a worker, leaving the child a lock it can never release.
+        supervisor = WorkerProcess().start()
     options = {
         "bind": f"{settings['CONNECTOR_HOST']}:{settings['PORT']}",
         "workers": settings["CONNECTOR_WORKERS"],
@@ -96,4 +100,41 @@ def serve(settings: dict) -> None:
         # No query strings in the access log: AllMySMS-style callers may put keys there.
         "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
     }
-    _Gunicorn(options).run()
+    try:
+        _Gunicorn(options).run()
+    finally:
+        if supervisor:
+            supervisor.stop()
+
+
+class WorkerProcess:
+    """`connector worker` as a child of `connector serve`, started again if it dies."""
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "WorkerProcess":
+        threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True).start()
+        return self
+
+    def _supervise(self) -> None:
+        while not self._stop.is_set():
+            self.process = subprocess.Popen([sys.executable, "-m", "connector.cli", "worker",
+                                             "--parent", str(os.getpid())])
+            while self.process.poll() is None and not self._stop.wait(0.5):
+                pass
+            if self._stop.is_set():
+                return
+            log.warning("the delivery worker stopped (exit %s); starting it again", self.process.returncode)
+            self._stop.wait(1.0)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        process = self.process
+        if process and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()

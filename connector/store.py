@@ -325,6 +325,11 @@ class Store:
         """Up to ``limit`` due deliveries, leased to the caller: no other worker takes them until the
         lease ends, and a worker that dies simply lets its lease run out."""
         lease = new_id("lease")
+        with self.engine.connect() as db:
+            # A read first: an idle worker polling often must not take the write lock each time.
+            if db.execute(select(deliveries.c.seq).where(deliveries.c.status == PENDING,
+                                                         deliveries.c.next_attempt_at <= now).limit(1)).first() is None:
+                return []
         active = select(subscriptions.c.id).where(subscriptions.c.status == ACTIVE)
         due = (select(deliveries.c.seq)
                .where(deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now,

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from sqlalchemy import (Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
                         UniqueConstraint, bindparam, create_engine, delete, event, func, insert, or_, select, update)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -151,6 +153,11 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
 
+    @property
+    def _insert(self):
+        """INSERT with ON CONFLICT, which each engine spells in its own dialect."""
+        return sqlite_insert if self.sqlite else postgresql_insert
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -189,18 +196,20 @@ class Store:
         whether it was new (a duplicate callback is stored once: the unique event id decides).
         """
         fresh = []
+        # The unique event id decides, not a look-up first: two web processes receiving the same
+        # callback at the same moment still store one event.
+        add_event = (self._insert(events).on_conflict_do_nothing(index_elements=["id"])
+                     .returning(events.c.seq))
         with self.engine.begin() as db:
-            known = set(db.execute(select(events.c.id).where(events.c.id.in_([i["id"] for i in items]))).scalars())
-            active = {}
+            active: dict[str, list[str]] = {}
             for item in items:
-                if item["id"] in known:
-                    fresh.append(False)
-                    continue
-                known.add(item["id"])
-                seq = db.execute(insert(events).values(
+                seq = db.execute(add_event.values(
                     id=item["id"], account_id=account_id, type=item["type"], timestamp=item["timestamp"],
                     received_at=now, data=json.dumps(item["data"], ensure_ascii=False),
-                    raw=json.dumps(item.get("raw", {}), ensure_ascii=False))).inserted_primary_key[0]
+                    raw=json.dumps(item.get("raw", {}), ensure_ascii=False))).scalar()
+                if seq is None:
+                    fresh.append(False)
+                    continue
                 if item["type"] not in active:
                     active[item["type"]] = db.execute(select(subscriptions.c.id).where(
                         subscriptions.c.account_id == account_id, subscriptions.c.event_type == item["type"],

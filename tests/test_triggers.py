@@ -316,3 +316,13 @@ def test_credits_low_needs_a_valid_threshold(wired):
     for query in ("", "?threshold=0", "?threshold=lots"):
         answer = wired.get("/v1/triggers/credits_low/events" + query)
         assert answer.status_code == 422 and answer.json()["error"]["fields"][0]["path"] == "threshold"
+
+
+def test_the_same_callback_at_once_in_many_threads_is_one_event(wired):
+    from concurrent.futures import ThreadPoolExecutor
+    url = inbound(wired)
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: requests.post(url, data=receipt("same"), timeout=30), range(32)))
+    assert [a.status_code for a in answers] == [200] * 32
+    assert sum(a.json()["accepted"] for a in answers) == 1
+    assert len(wired.get("/v1/triggers/delivery_receipt/events").json()) == 1

@@ -97,6 +97,9 @@ def serve(settings: dict) -> None:
         "timeout": int(settings["ALLMYSMS_READ_TIMEOUT"]) + 30,
         "graceful_timeout": 20,
         "accesslog": "-",
+        # gunicorn's control socket is one path per user: two services on one host would take it from
+        # each other, and nothing here uses it.
+        "control_socket_disable": True,
         # No query strings in the access log: AllMySMS-style callers may put keys there.
         "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
     }

@@ -89,8 +89,7 @@ def _action_view(manifest: Manifest, action: Action, handle):
 
 
 def inbound_url(token: str) -> str:
-    base = current_app.config["CONNECTOR_PUBLIC_URL"] or request.host_url
-    return base.rstrip("/") + inbound.PATH.replace("<token>", token)
+    return inbound.url(current_app.config["CONNECTOR_PUBLIC_URL"] or request.host_url, token)
 
 
 def verified_account():

@@ -63,6 +63,7 @@ class Catalog:
         )
         self._validators: dict[str, Validator] = {}
         self._fast: dict[str, jsonschema_rs.Validator] = {}
+        self._resolved: dict[str, dict] = {}
         self._fast_registry = jsonschema_rs.Registry([(BASE_URI + n, d) for n, d in self.documents.items()])
 
     def __contains__(self, name: str) -> bool:
@@ -91,8 +92,14 @@ class Catalog:
         return problems or [FieldError(field_path(e.instance_path), e.message) for e in fast.iter_errors(document)]
 
     def resolved(self, name: str) -> dict:
-        """The schema with every $ref inlined and sibling keywords merged: what exports and docs read."""
-        return _inline(self.documents[name], BASE_URI + name, self.registry)
+        """The schema with every $ref inlined and sibling keywords merged: what exports and docs read.
+
+        Inlined once and kept: explaining a bad request and reading trigger options ask for it often.
+        Callers must not change what they get.
+        """
+        if name not in self._resolved:
+            self._resolved[name] = _inline(self.documents[name], BASE_URI + name, self.registry)
+        return self._resolved[name]
 
     @cached_property
     def names(self) -> tuple[str, ...]:

@@ -18,6 +18,11 @@ log = logging.getLogger(__name__)
 PATH = "/v1/inbound/allmysms/<token>"
 
 
+def url(base: str, token: str) -> str:
+    """The inbound URL of the account whose token this is, on a service reachable at ``base``."""
+    return base.rstrip("/") + PATH.replace("<token>", token)
+
+
 def blueprint() -> Blueprint:
     bp = Blueprint("inbound", __name__)
 

@@ -56,6 +56,7 @@ def start_sandbox(port: int = 0, host: str = "127.0.0.1"):
 def _point_sandbox_at(app, sandbox, settings: dict) -> None:
     """Do for the demo accounts what a customer does in the AllMySMS customer area: set the URL that
     receipts and replies are pushed to, here this service's own inbound URL."""
+    from . import inbound
     from .accounts import inbound_token
     from .sandbox import DEMO_ACCOUNTS
     services = app.extensions["connector"]
@@ -63,7 +64,7 @@ def _point_sandbox_at(app, sandbox, settings: dict) -> None:
     for login in DEMO_ACCOUNTS:
         services.accounts.remember(login)
         token = inbound_token(services.accounts.secret, login)
-        sandbox.set_callback_url(login, f"http://{host}:{settings['PORT']}/v1/inbound/allmysms/{token}")
+        sandbox.set_callback_url(login, inbound.url(f"http://{host}:{settings['PORT']}", token))
 
 
 def serve(settings: dict) -> None:

@@ -459,11 +459,11 @@ class Store:
                 for a in db.execute(select(attempts).where(attempts.c.delivery_seq.in_(seqs))
                                     .order_by(attempts.c.seq)).all():
                     tries.setdefault(a.delivery_seq, []).append(
-                        {"at": _iso(a.attempted_at), "status_code": a.status_code, "latency_ms": a.latency_ms,
+                        {"at": iso(a.attempted_at), "status_code": a.status_code, "latency_ms": a.latency_ms,
                          "error": a.error})
         return [{"id": r.id, "event_id": r.event_id, "status": r.status, "attempts": tries.get(r.seq, []),
-                 "next_attempt_at": _iso(r.next_attempt_at) if r.status == PENDING else None,
-                 "created_at": _iso(r.created_at)} for r in rows]
+                 "next_attempt_at": iso(r.next_attempt_at) if r.status == PENDING else None,
+                 "created_at": iso(r.created_at)} for r in rows]
 
     def counts(self) -> dict:
         with self.engine.connect() as db:
@@ -471,7 +471,8 @@ class Store:
                 select(deliveries.c.status, func.count()).group_by(deliveries.c.status)).all()}
 
 
-def _iso(epoch: float | None) -> str | None:
+def iso(epoch: float | None) -> str | None:
+    """Unix seconds as ISO 8601 UTC, as every API answer writes times."""
     if epoch is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from . import events, feeds, signing, targets
 from .api import credentials
 from .errors import FieldError, InvalidInput, NotFound
+from .store import iso
 from .validation import invalid_input
 from .manifest import Manifest, Trigger
 
@@ -50,7 +51,7 @@ def blueprint(manifest: Manifest, account_of) -> Blueprint:
         account = account_of()
         items = _store().rejected(account.id, _limit())
         for item in items:
-            item["received_at"] = _iso(item["received_at"])
+            item["received_at"] = iso(item["received_at"])
         return jsonify(items)
 
     return bp
@@ -220,16 +221,12 @@ def _owned(account, trigger: Trigger, subscription_id: str) -> dict:
 
 def _public(row: dict, with_secret: bool = False) -> dict:
     out = {"id": row["id"], "trigger": row["trigger"], "event": row["event_type"], "target_url": row["target_url"],
-           "status": row["status"], "created_at": _iso(row["created_at"])}
+           "status": row["status"], "created_at": iso(row["created_at"])}
     if row.get("status_reason"):
         out["status_reason"] = row["status_reason"]
     if "last_status_code" in row:
-        out.update(last_attempt_at=_iso(row.get("last_attempt_at")), last_status_code=row.get("last_status_code"),
-                   failing_since=_iso(row.get("failing_since")))
+        out.update(last_attempt_at=iso(row.get("last_attempt_at")), last_status_code=row.get("last_status_code"),
+                   failing_since=iso(row.get("failing_since")))
     if with_secret:
         out["secret"] = row["secret"]
     return out
-
-
-def _iso(epoch) -> str | None:
-    return None if epoch is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

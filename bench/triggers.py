@@ -10,8 +10,8 @@ Usage (from the repository root):
 
 Everything runs on loopback, with servers started here and always stopped on exit (even on Ctrl-C). The
 AllMySMS sandbox runs under gunicorn (2 workers x 8 threads, an account with 10**12 credits); it only
-answers the credential checks. Subscribers are bench/receiver.py under gunicorn (one worker each, many
-threads), answering 204 at once or after `?delay_ms=N` and recording when each delivery arrived. Each
+answers the credential checks. Subscribers are bench/receiver.py (one asyncio process each),
+answering 204 at once or after `?delay_ms=N` and recording when each delivery arrived. Each
 phase gets its own `connector serve` (gunicorn through connector/serving.py) on a fresh data directory,
 so each starts on an empty SQLite database.
 
@@ -73,7 +73,7 @@ LOGIN, API_KEY = "bench", "bench-api-key"
 CREDITS = 10 ** 12
 SERVER_WORKERS, SERVER_THREADS = 2, 8
 TRIGGER = "delivery_receipt"
-RECEIVERS, RECEIVER_THREADS = 2, 100  # enough threads for 128 deliveries held 50 ms each, and more
+RECEIVERS = 2
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 CALLBACK_TIMEOUT = 10.0  # a callback unanswered after this long counts as failed (and keeps runs bounded)
 # Everything of a receipt but its smsId, which makes each callback a new event.
@@ -147,8 +147,8 @@ class _Bench:
         accounts = {LOGIN: {"api_key": API_KEY, "credits": CREDITS}}
         self.sandbox = servers.start_sandbox(fleet, accounts, SERVER_WORKERS, SERVER_THREADS, LOGIN)
         say(f"sandbox: gunicorn {SERVER_WORKERS}x{SERVER_THREADS} on port {self.sandbox.port}")
-        self.receivers = _Receivers.start(fleet, RECEIVERS, RECEIVER_THREADS)
-        say(f"receivers: {RECEIVERS} x gunicorn 1x{RECEIVER_THREADS} on ports "
+        self.receivers = _Receivers.start(fleet, RECEIVERS)
+        say(f"receivers: {RECEIVERS} x asyncio (bench/receiver.py) on ports "
             f"{', '.join(str(r.port) for r in self.receivers.servers)}")
 
     # 1. Ingest
@@ -241,7 +241,8 @@ class _Bench:
             f"{run['lost']} lost), e2e p50 {_text_ms(e2e['p50_ms'])}, p99 {_text_ms(e2e['p99_ms'])}, max "
             f"{_text_ms(e2e['max_ms'])}; {run['deliveries_per_s']:.0f} deliveries/s; callbacks: "
             f"{run['callbacks']['achieved_rate']:.0f}/s, p99 {run['callbacks']['p99_ms']:.0f} ms, max lag "
-            f"{run['callbacks']['max_lag_ms']:.0f} ms; cores: connector {run['cpu_cores']['connector']:.2f}, "
+            f"{run['callbacks']['max_lag_ms']:.0f} ms; cores: connector {run['cpu_cores']['connector']:.2f} "
+            f"(web {run['cpu_cores']['web']:.2f}, worker {run['cpu_cores']['worker']:.2f}), "
             f"receivers {run['cpu_cores']['receivers']:.2f}, client {run['cpu_cores']['client']:.2f}")
         return run
 
@@ -250,7 +251,11 @@ class _Bench:
         """POST `count` receipts at `rate`/s, wait for every delivery, and measure what arrived."""
         subscribers = self.plan["subscribers"]
         starts = self.receivers.counts()
-        meters = {"connector": servers.CpuMeter(connector.processes()),
+        processes = connector.processes()
+        worker = [p for p in processes if "worker" in " ".join(_cmdline(p))]
+        meters = {"connector": servers.CpuMeter(processes),
+                  "web": servers.CpuMeter([p for p in processes if p not in worker]),
+                  "worker": servers.CpuMeter(worker),
                   "receivers": servers.CpuMeter([p for r in self.receivers.servers for p in r.processes()]),
                   "client": servers.CpuMeter([psutil.Process()])}
         for meter in meters.values():
@@ -372,12 +377,12 @@ class _Receivers:
         self.session = requests.Session()
 
     @classmethod
-    def start(cls, fleet: servers.Fleet, count: int, threads: int) -> _Receivers:
+    def start(cls, fleet: servers.Fleet, count: int) -> _Receivers:
         running = []
         for n in range(count):
             port = servers.free_port()
-            argv = servers.gunicorn_argv(port, 1, threads) + ["--pythonpath", str(BENCH), "receiver:create_app()"]
-            running.append(fleet.start(f"receiver-{n}", argv, servers.clean_env(), port, "/stats", workers=1))
+            argv = [sys.executable, str(BENCH / "receiver.py"), "--port", str(port)]
+            running.append(fleet.start(f"receiver-{n}", argv, servers.clean_env(), port, "/stats", workers=0))
         return cls(running)
 
     def target(self, k: int, delay_ms: int = 0) -> str:
@@ -522,6 +527,13 @@ def _filesystem(path: str) -> str:
 
 
 # Profiling the worker (optional)
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _start_py_spy(executable: str, pid: int, out: Path) -> subprocess.Popen:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -10,17 +11,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import requests
-from requests.adapters import HTTPAdapter
-
 from . import signing, targets
+from .retry import retry_after_seconds
+from .transport import DeliveryFailed, Transport
 from .store import FAILED, PENDING, SUCCEEDED, Due, Store
 
 log = logging.getLogger(__name__)
 
-#: How much of a subscriber's answer is read: only its status matters.
-MAX_ANSWER_BYTES = 64 * 1024
 USER_AGENT = "AllMySMS-Connector/0.1 (+webhooks)"
+#: How long outcomes are gathered before they are recorded, while deliveries are out (seconds).
+BATCH_WINDOW = 0.01
+#: How long deliveries in flight may finish when the worker is told to stop (seconds).
+STOP_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -64,139 +66,174 @@ def body_of(due: Due) -> bytes:
                        "data": json.loads(due.event_data)}, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    try:
-        return float(response.headers.get("Retry-After", ""))
-    except ValueError:
-        return None
-
-
 class Worker:
-    """Claims due deliveries, sends them concurrently, records the outcome in batches.
+    """Claims due deliveries, sends them concurrently from one event loop, records outcomes in batches.
 
-    Runs as its own process (`connector worker`) or as a thread of each web process; any number of
-    them can share one store, since a delivery is leased to one worker at a time.
+    Runs as its own process (`connector worker`) or as a thread; any number of them can share one
+    store, since a delivery is leased to one worker at a time. The database is used from one thread of
+    its own, so a slow commit never stalls the connections in flight.
     """
 
-    def __init__(self, store: Store, *, policy: Policy, allowed: targets.AllowList, concurrency: int = 32,
-                 lease_seconds: float = 60.0, poll_interval: float = 0.05, retention_seconds: float = 30 * 86400,
+    def __init__(self, store: Store, *, policy: Policy, allowed: targets.AllowList, concurrency: int = 256,
+                 lease_seconds: float = 60.0, poll_interval: float = 0.025, retention_seconds: float = 30 * 86400,
                  clock=time.time, resolve=None):
         self.store = store
         self.policy = policy
-        self.allowed = allowed
         self.concurrency = concurrency
+        # A quarter of the slots at most go to any one subscription: slow ones do not hold back the rest.
+        self.per_subscription = max(1, concurrency // 4)
         self.lease_seconds = max(lease_seconds, policy.timeout + 5)
         self.poll_interval = poll_interval
         self.retention_seconds = retention_seconds
         self.clock = clock
-        self.resolve = resolve
         self.rng = random.Random()
-        self.session = requests.Session()
-        # Proxy, netrc and CA-bundle lookups from the environment on every post cost a fifth of the
-        # worker's time; deliveries go straight to their targets.
-        self.session.trust_env = False
-        adapter = HTTPAdapter(max_retries=0, pool_connections=concurrency, pool_maxsize=concurrency)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="delivery")
+        self.transport = Transport(allowed, timeout=policy.timeout, resolve=resolve)
         self._results: list[dict] = []
-        self._lock = threading.Lock()
-        self._in_flight = 0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._sending: dict[str, int] = {}  # subscription id -> deliveries in flight
+        self._tasks: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+        self._started = threading.Event()
         self._thread: threading.Thread | None = None
         self._pruned_at = 0.0
 
     def start(self) -> "Worker":
         self._thread = threading.Thread(target=self.run, name="delivery-worker", daemon=True)
         self._thread.start()
+        self._started.wait(10)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
+        self._stopping = True
+        if self._loop is not None and self._wake is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._wake.set)
+            except RuntimeError:  # the loop has already ended
+                pass
         if self._thread:
             self._thread.join(timeout)
-        self._pool.shutdown(wait=True, cancel_futures=False)
-        self._flush()
-        self.session.close()
 
     def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self.step()
-            except Exception:  # a database hiccup must not end deliveries for good
-                log.exception("delivery loop failed; retrying")
-                busy = False
-            if not busy:
-                self._wake.wait(self.poll_interval)
-                self._wake.clear()
+        """Deliver until stop() is called (blocks)."""
+        asyncio.run(self._main())
 
-    def step(self) -> bool:
-        """One turn: record finished attempts, claim what is due, start sending it."""
-        self._flush()
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        database = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delivery-db")
+        self._started.set()
+        try:
+            while not self._stopping:
+                try:
+                    busy = await self._loop.run_in_executor(database, self._turn_in_database,
+                                                            self._take_results(), self._full())
+                    for due in busy:
+                        self._begin(due)
+                    more = len(busy) >= max(1, self.concurrency // 4)
+                except Exception:  # a database hiccup must not end deliveries for good
+                    log.exception("delivery loop failed; retrying")
+                    more = False
+                if not more:
+                    # While deliveries are out, outcomes are gathered for a short while and recorded
+                    # together: one transaction per outcome cost most of the worker's time.
+                    await self._sleep(BATCH_WINDOW if self._tasks else self.poll_interval)
+            # Stopping: what is out may finish for a moment; what does not stays leased, and is sent
+            # again (with the same webhook-id) once the lease runs out.
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=STOP_GRACE)
+            for task in list(self._tasks):
+                task.cancel()
+            await self._loop.run_in_executor(database, self._record, self._take_results())
+        finally:
+            self.transport.close()
+            database.shutdown(wait=True)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    def _take_results(self) -> list[dict]:
+        results, self._results = self._results, []
+        return results
+
+    def _full(self) -> tuple[int, list[str]]:
+        """Free slots, and the subscriptions that may not have more in flight."""
+        full = [sub for sub, sending in self._sending.items() if sending >= self.per_subscription]
+        return self.concurrency - len(self._tasks), full
+
+    def _turn_in_database(self, results: list[dict], room: tuple[int, list[str]]) -> list[Due]:
+        """In the database thread: record finished attempts and claim what is due, in one transaction;
+        prune now and then."""
         now = self.clock()
         if now - self._pruned_at > 3600:
             self._pruned_at = now
             pruned = self.store.prune(now - self.retention_seconds)
             if pruned:
                 log.info("pruned %d events older than the retention", pruned)
-        with self._lock:
-            free = self.concurrency - self._in_flight
-        if free <= 0:
-            return False
-        claimed = self.store.claim(free, now, self.lease_seconds)
-        with self._lock:
-            self._in_flight += len(claimed)
-        for due in claimed:
-            self._pool.submit(self._send, due)
-        return len(claimed) == free
+        free, full = room
+        return self.store.finish_and_claim(self._outcomes(results, now), now, free, self.lease_seconds,
+                                           skip_subscriptions=full)
 
-    def _flush(self) -> None:
-        with self._lock:
-            results, self._results = self._results, []
+    def _record(self, results: list[dict]) -> None:
+        if results:
+            now = self.clock()
+            self.store.finish(self._outcomes(results, now), now)
+
+    def _outcomes(self, results: list[dict], now: float) -> list[dict]:
+        """What follows each attempt (next_step), with what the delivery log keeps of it."""
         if not results:
-            return
-        self.store.finish(results, self.clock())
-        with self._lock:
-            self._in_flight -= len(results)
+            return []
+        failing = self.store.failing_since({r["due"].subscription_id for r in results if not _ok(r["status_code"])})
+        outcomes = []
+        for result in results:
+            due = result["due"]
+            since = None if _ok(result["status_code"]) else (failing.get(due.subscription_id) or result["attempted_at"])
+            outcome = next_step(self.policy, due.attempts, result["status_code"], result.pop("retry_after"), now,
+                                since, self.rng)
+            outcome.update(result)
+            outcomes.append(outcome)
+        return outcomes
 
-    def _send(self, due: Due) -> None:
+    def _begin(self, due: Due) -> None:
+        task = self._loop.create_task(self._send(due))
+        self._tasks.add(task)
+        self._sending[due.subscription_id] = self._sending.get(due.subscription_id, 0) + 1
+
+    async def _send(self, due: Due) -> None:
         started = self.clock()
         status_code, error, retry_after = None, None, None
         try:
-            status_code, retry_after = self._post(due, started)
-        except targets.TargetRefused as refused:
-            error = str(refused)
-        except requests.exceptions.Timeout:
-            error = f"no answer within {self.policy.timeout:g} s"
-        except requests.exceptions.SSLError:
-            error = "TLS failed (certificate or protocol)"
-        except requests.exceptions.ConnectionError:
-            error = "could not connect"
+            body = body_of(due)
+            headers = signing.headers(due.secret, due.id, int(started), body)
+            headers.update({"Content-Type": "application/json", "User-Agent": USER_AGENT})
+            status_code, retry_after_header = await self.transport.post(due.target_url, body, headers)
+            retry_after = retry_after_seconds(retry_after_header, started)
+        except (targets.TargetRefused, DeliveryFailed) as failed:
+            error = str(failed)
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:  # whatever happens, the attempt is recorded and retried
+            log.exception("delivery %s failed unexpectedly", due.id)
             error = f"failed: {type(exc).__name__}"
-        if status_code is not None and not 200 <= status_code < 300:
+        finally:
+            self._tasks.discard(asyncio.current_task())
+            left = self._sending[due.subscription_id] - 1
+            if left:
+                self._sending[due.subscription_id] = left
+            else:
+                del self._sending[due.subscription_id]
+        if status_code is not None and not _ok(status_code):
             error = "redirects are not followed" if 300 <= status_code < 400 else f"answered HTTP {status_code}"
-        now = self.clock()
-        failing_since = None if status_code and 200 <= status_code < 300 else (
-            self.store.failing_since(due.subscription_id) or started)
-        outcome = next_step(self.policy, due.attempts, status_code, retry_after, now, failing_since, self.rng)
-        outcome.update(due=due, attempted_at=started, status_code=status_code, error=error,
-                       latency_ms=int((now - started) * 1000))
-        with self._lock:
-            self._results.append(outcome)
-        self._wake.set()
+        self._results.append({"due": due, "attempted_at": started, "status_code": status_code, "error": error,
+                              "retry_after": retry_after, "latency_ms": int((self.clock() - started) * 1000)})
+        # Early only when many slots are free again: they are worth filling now.
+        if len(self._results) >= self.concurrency // 2:
+            self._wake.set()
 
-    def _post(self, due: Due, now: float) -> tuple[int, float | None]:
-        kwargs = {"resolve": self.resolve} if self.resolve else {}
-        targets.check(due.target_url, self.allowed, **kwargs)
-        body = body_of(due)
-        headers = signing.headers(due.secret, due.id, int(now), body)
-        headers.update({"Content-Type": "application/json", "User-Agent": USER_AGENT})
-        response = self.session.post(due.target_url, data=body, headers=headers, allow_redirects=False,
-                                     timeout=(min(5.0, self.policy.timeout), self.policy.timeout), stream=True)
-        with response:
-            # Read a little, never all of a huge answer: only the status is used.
-            response.raw.read(MAX_ANSWER_BYTES, decode_content=False)
-        return response.status_code, _retry_after(response)
+
+def _ok(status_code: int | None) -> bool:
+    return status_code is not None and 200 <= status_code < 300

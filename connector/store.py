@@ -7,13 +7,19 @@ one transaction: an event and its deliveries are stored at once, or not at all.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import secrets
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+from .batching import GroupWriter
 from pathlib import Path
 
-from sqlalchemy import (Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+from sqlalchemy import (Boolean, Column, Float, case, null, ForeignKey, Index, Integer, MetaData, String, Table, Text,
                         UniqueConstraint, bindparam, create_engine, delete, event, func, insert, or_, select, update)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -149,9 +155,27 @@ class Store:
         kwargs = {"connect_args": {"timeout": 30, "check_same_thread": False}} if self.sqlite else {
             "pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
         self.engine: Engine = create_engine(url, **kwargs)
+        self._gate = None
         if self.sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            database = self.engine.url.database
+            if database and database != ":memory:":
+                self._gate = WriterGate(f"{database}-writer.lock")
         metadata.create_all(self.engine)
+        self._built: dict[str, dict | tuple] = {}
+        self._event_writer = GroupWriter(self._write_events)
+
+    @contextmanager
+    def _writing(self):
+        """A write transaction. On SQLite, writers queue at the gate first: SQLite itself makes a writer
+        that finds the database locked sleep and try again (up to 100 ms a time), which under load cost
+        more than the writes; the gate hands the turn over the moment the last writer is done."""
+        if self._gate is None:
+            with self.engine.begin() as db:
+                yield db
+            return
+        with self._gate, self.engine.begin() as db:
+            yield db
 
     @property
     def _insert(self):
@@ -165,7 +189,7 @@ class Store:
 
     def account(self, login: str, token_hash: str) -> int:
         """The account's id, created on first sight; its token hash follows the current secret key."""
-        with self.engine.begin() as db:
+        with self._writing() as db:
             row = db.execute(select(accounts.c.id, accounts.c.token_hash).where(accounts.c.login == login)).first()
             if row is None:
                 try:
@@ -194,33 +218,45 @@ class Store:
 
         ``items`` are ``{"id", "type", "timestamp", "data", "raw"}``; the answer says, per item,
         whether it was new (a duplicate callback is stored once: the unique event id decides).
+        Callbacks arriving together are committed together (see batching.py).
         """
-        fresh = []
-        # The unique event id decides, not a look-up first: two web processes receiving the same
-        # callback at the same moment still store one event.
-        add_event = (self._insert(events).on_conflict_do_nothing(index_elements=["id"])
-                     .returning(events.c.seq))
-        with self.engine.begin() as db:
-            active: dict[str, list[str]] = {}
-            for item in items:
-                seq = db.execute(add_event.values(
-                    id=item["id"], account_id=account_id, type=item["type"], timestamp=item["timestamp"],
-                    received_at=now, data=json.dumps(item["data"], ensure_ascii=False),
-                    raw=json.dumps(item.get("raw", {}), ensure_ascii=False))).scalar()
-                if seq is None:
-                    fresh.append(False)
-                    continue
-                if item["type"] not in active:
-                    active[item["type"]] = db.execute(select(subscriptions.c.id).where(
-                        subscriptions.c.account_id == account_id, subscriptions.c.event_type == item["type"],
-                        subscriptions.c.status == ACTIVE)).scalars().all()
-                rows = [{"id": new_id("msg"), "event_seq": seq, "subscription_id": sub, "status": PENDING,
-                         "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now}
-                        for sub in active[item["type"]]]
-                if rows:
-                    db.execute(insert(deliveries), rows)
-                fresh.append(True)
-        return fresh
+        return self._event_writer.submit((account_id, items, now))
+
+    def _write_events(self, jobs: list[tuple[int, list[dict], float]]) -> list[list[bool]]:
+        add_event, active_subscriptions, add_deliveries = self._statements("events", lambda: (
+            # The unique event id decides, not a look-up first: two web processes receiving the same
+            # callback at the same moment still store one event.
+            self._insert(events).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.seq),
+            select(subscriptions.c.id).where(subscriptions.c.account_id == bindparam("account_id"),
+                                             subscriptions.c.event_type == bindparam("event_type"),
+                                             subscriptions.c.status == ACTIVE),
+            insert(deliveries)))
+        answers = []
+        with self._writing() as db:
+            active: dict[tuple[int, str], list[str]] = {}
+            rows = []
+            for account_id, items, now in jobs:
+                fresh = []
+                for item in items:
+                    seq = db.execute(add_event, {
+                        "id": item["id"], "account_id": account_id, "type": item["type"],
+                        "timestamp": item["timestamp"], "received_at": now,
+                        "data": json.dumps(item["data"], ensure_ascii=False),
+                        "raw": json.dumps(item.get("raw", {}), ensure_ascii=False)}).scalar()
+                    fresh.append(seq is not None)
+                    if seq is None:
+                        continue
+                    key = (account_id, item["type"])
+                    if key not in active:
+                        active[key] = db.execute(active_subscriptions, {"account_id": account_id,
+                                                                        "event_type": item["type"]}).scalars().all()
+                    rows += [{"id": new_id("msg"), "event_seq": seq, "subscription_id": sub, "status": PENDING,
+                              "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now}
+                             for sub in active[key]]
+                answers.append(fresh)
+            if rows:
+                db.execute(add_deliveries, rows)
+        return answers
 
     def recent_events(self, account_id: int, event_type: str, limit: int) -> list[dict]:
         with self.engine.connect() as db:
@@ -239,7 +275,7 @@ class Store:
 
     def reject_callback(self, account_id: int | None, method: str, content_type: str, reason: str,
                         body: bytes, now: float) -> None:
-        with self.engine.begin() as db:
+        with self._writing() as db:
             db.execute(insert(rejected_callbacks).values(
                 account_id=account_id, received_at=now, method=method, content_type=content_type[:200],
                 reason=reason, body_excerpt=body[:2048].decode("utf-8", "replace")))
@@ -253,7 +289,7 @@ class Store:
 
     def prune(self, older_than: float) -> int:
         """Forget events (and their deliveries and attempts) received before ``older_than``."""
-        with self.engine.begin() as db:
+        with self._writing() as db:
             old = select(events.c.seq).where(events.c.received_at < older_than).scalar_subquery()
             doomed = select(deliveries.c.seq).where(deliveries.c.event_seq.in_(old)).scalar_subquery()
             db.execute(delete(attempts).where(attempts.c.delivery_seq.in_(doomed)))
@@ -268,7 +304,7 @@ class Store:
         below = credits < threshold
         for _ in range(3):  # two first polls at once: one inserts, the other retries as an update
             try:
-                with self.engine.begin() as db:
+                with self._writing() as db:
                     row = db.execute(select(credit_watch).where(credit_watch.c.account_id == account_id,
                                                                 credit_watch.c.threshold == threshold)).first()
                     if row is None:
@@ -295,7 +331,7 @@ class Store:
                   now: float) -> dict:
         row = {"id": new_id("sub"), "account_id": account_id, "trigger": trigger, "event_type": event_type,
                "target_url": target_url, "secret": secret, "created_at": now, "status": ACTIVE}
-        with self.engine.begin() as db:
+        with self._writing() as db:
             db.execute(insert(subscriptions).values(**row))
         return row
 
@@ -313,7 +349,7 @@ class Store:
         return dict(row._mapping) if row else None
 
     def unsubscribe(self, account_id: int | None, subscription_id: str) -> bool:
-        with self.engine.begin() as db:
+        with self._writing() as db:
             owned = select(subscriptions.c.id).where(subscriptions.c.id == subscription_id)
             if account_id is not None:
                 owned = owned.where(subscriptions.c.account_id == account_id)
@@ -323,43 +359,52 @@ class Store:
             return True
 
     def set_subscription_status(self, subscription_id: str, status: str, reason: str | None) -> None:
-        with self.engine.begin() as db:
+        with self._writing() as db:
             db.execute(update(subscriptions).where(subscriptions.c.id == subscription_id)
                        .values(status=status, status_reason=reason,
                                failing_since=None if status == ACTIVE else subscriptions.c.failing_since))
 
     # Deliveries.
 
-    def claim(self, limit: int, now: float, lease_seconds: float) -> list[Due]:
+    def claim(self, limit: int, now: float, lease_seconds: float, skip_subscriptions=()) -> list[Due]:
         """Up to ``limit`` due deliveries, leased to the caller: no other worker takes them until the
-        lease ends, and a worker that dies simply lets its lease run out."""
+        lease ends, and a worker that dies simply lets its lease run out. Deliveries to
+        ``skip_subscriptions`` (those the caller has enough of in flight) are left for later."""
+        return self.finish_and_claim([], now, limit, lease_seconds, skip_subscriptions)
+
+    def finish_and_claim(self, outcomes: list[dict], now: float, limit: int, lease_seconds: float,
+                         skip_subscriptions=()) -> list[Due]:
+        """finish(outcomes) then claim(...), in one transaction: a worker commits once a turn."""
+        if not outcomes:
+            with self.engine.connect() as db:
+                # A read first: an idle worker polling often must not take the write lock each time.
+                if limit <= 0 or db.execute(self._statements("claim", _claim_statements)["any_due"],
+                                            {"b_now": now}).first() is None:
+                    return []
+        with self._writing() as db:
+            self._finish_in(db, outcomes, now)
+            return self._claim_in(db, limit, now, lease_seconds, skip_subscriptions) if limit > 0 else []
+
+    def _claim_in(self, db, limit: int, now: float, lease_seconds: float, skip_subscriptions) -> list[Due]:
+        statements = self._statements("claim", _claim_statements)
         lease = new_id("lease")
-        with self.engine.connect() as db:
-            # A read first: an idle worker polling often must not take the write lock each time.
-            if db.execute(select(deliveries.c.seq).where(deliveries.c.status == PENDING,
-                                                         deliveries.c.next_attempt_at <= now).limit(1)).first() is None:
-                return []
-        active = select(subscriptions.c.id).where(subscriptions.c.status == ACTIVE)
-        due = (select(deliveries.c.seq)
-               .where(deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now,
-                      deliveries.c.subscription_id.in_(active),
-                      or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now))
-               .order_by(deliveries.c.next_attempt_at).limit(limit)).scalar_subquery()
-        with self.engine.begin() as db:
-            # The conditions are checked again on each row: a row another worker took meanwhile is skipped.
-            db.execute(update(deliveries)
-                       .where(deliveries.c.seq.in_(due), deliveries.c.status == PENDING,
-                              or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now))
-                       .values(lease=lease, lease_until=now + lease_seconds))
-            rows = db.execute(
-                select(deliveries.c.seq, deliveries.c.id, deliveries.c.attempts, events.c.id.label("event_id"),
-                       events.c.type, events.c.timestamp, events.c.data, subscriptions.c.id.label("sub_id"),
-                       subscriptions.c.target_url, subscriptions.c.secret)
-                .join(events, events.c.seq == deliveries.c.event_seq)
-                .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
-                .where(deliveries.c.lease == lease)).all()
+        values = {"b_now": now, "b_limit": limit, "b_lease": lease, "b_until": now + lease_seconds}
+        # The conditions are checked again on each row: a row another worker took meanwhile is skipped.
+        if skip_subscriptions:
+            db.execute(statements["lease_skipping"], {**values, "b_skip": list(skip_subscriptions)})
+        else:
+            db.execute(statements["lease"], values)
+        rows = db.execute(statements["leased"], {"b_lease": lease}).all()
         return [Due(r.seq, r.id, lease, r.attempts, r.event_id, r.type, r.timestamp, r.data, r.sub_id,
                     r.target_url, r.secret) for r in rows]
+
+    def _statements(self, name: str, build) -> dict:
+        """Statements built once per store: SQLAlchemy then reuses their compiled form without working out
+        again that they are the same (a third of the cost of a small transaction)."""
+        built = self._built.get(name)
+        if built is None:
+            built = self._built[name] = build()
+        return built
 
     def finish(self, outcomes: list[dict], now: float) -> None:
         """Record attempts and move deliveries on, all in one transaction.
@@ -370,37 +415,37 @@ class Store:
         """
         if not outcomes:
             return
-        with self.engine.begin() as db:
-            db.execute(insert(attempts), [
-                {"delivery_seq": o["due"].seq, "attempted_at": o["attempted_at"], "status_code": o["status_code"],
-                 "latency_ms": o["latency_ms"], "error": o["error"]} for o in outcomes])
-            # Only a worker still holding the lease may move a delivery on.
-            db.execute(update(deliveries)
-                       .where(deliveries.c.seq == bindparam("b_seq"), deliveries.c.lease == bindparam("b_lease"))
-                       .values(status=bindparam("b_status"), attempts=deliveries.c.attempts + 1,
-                               next_attempt_at=bindparam("b_next"), lease=None, lease_until=None, updated_at=now,
-                               last_status_code=bindparam("b_code"), last_error=bindparam("b_error")),
-                       [{"b_seq": o["due"].seq, "b_lease": o["due"].lease, "b_status": o["status"],
-                         "b_next": o["next_attempt_at"], "b_code": o["status_code"], "b_error": o["error"]}
-                        for o in outcomes])
-            by_subscription: dict[str, list[dict]] = {}
-            for o in outcomes:
-                by_subscription.setdefault(o["due"].subscription_id, []).append(o)
-            for subscription_id, mine in by_subscription.items():
-                if any(o.get("subscription") == "gone" for o in mine):
-                    self._forget_subscription(db, subscription_id)
-                    continue
-                last = max(mine, key=lambda o: o["attempted_at"])
-                values = {"last_attempt_at": last["attempted_at"], "last_status_code": last["status_code"]}
-                if last["status"] == SUCCEEDED:
-                    values["failing_since"] = None
-                else:
-                    first_failure = min(o["attempted_at"] for o in mine if o["status"] != SUCCEEDED)
-                    values["failing_since"] = func.coalesce(subscriptions.c.failing_since, first_failure)
-                disabled = [o for o in mine if o.get("subscription") == "disable"]
-                if disabled:
-                    values.update(status=DISABLED, status_reason=disabled[0].get("reason"))
-                db.execute(update(subscriptions).where(subscriptions.c.id == subscription_id).values(**values))
+        with self._writing() as db:
+            self._finish_in(db, outcomes, now)
+
+    def _finish_in(self, db, outcomes: list[dict], now: float) -> None:
+        if not outcomes:
+            return
+        statements = self._statements("finish", _finish_statements)
+        db.execute(statements["attempt"], [
+            {"delivery_seq": o["due"].seq, "attempted_at": o["attempted_at"], "status_code": o["status_code"],
+             "latency_ms": o["latency_ms"], "error": o["error"]} for o in outcomes])
+        db.execute(statements["move_on"],
+                   [{"b_seq": o["due"].seq, "b_lease": o["due"].lease, "b_status": o["status"],
+                     "b_next": o["next_attempt_at"], "b_code": o["status_code"], "b_error": o["error"],
+                     "b_now": now} for o in outcomes])
+        by_subscription: dict[str, list[dict]] = {}
+        for o in outcomes:
+            by_subscription.setdefault(o["due"].subscription_id, []).append(o)
+        changes = []
+        for subscription_id, mine in by_subscription.items():
+            if any(o.get("subscription") == "gone" for o in mine):
+                self._forget_subscription(db, subscription_id)
+                continue
+            last = max(mine, key=lambda o: o["attempted_at"])
+            failures = [o["attempted_at"] for o in mine if o["status"] != SUCCEEDED]
+            disabled = [o for o in mine if o.get("subscription") == "disable"]
+            changes.append({"b_id": subscription_id, "b_at": last["attempted_at"], "b_code": last["status_code"],
+                            "b_ok": last["status"] == SUCCEEDED, "b_first": min(failures, default=None),
+                            "b_status": DISABLED if disabled else None,
+                            "b_reason": disabled[0].get("reason") if disabled else None})
+        if changes:
+            db.execute(statements["subscription"], changes)
 
     @staticmethod
     def _forget_subscription(db, subscription_id: str) -> None:
@@ -409,15 +454,20 @@ class Store:
         db.execute(delete(deliveries).where(deliveries.c.subscription_id == subscription_id))
         db.execute(delete(subscriptions).where(subscriptions.c.id == subscription_id))
 
-    def failing_since(self, subscription_id: str) -> float | None:
+    def failing_since(self, subscription_ids) -> dict[str, float]:
+        """Since when each of these subscriptions has been failing, for those that are."""
+        if not subscription_ids:
+            return {}
         with self.engine.connect() as db:
-            return db.execute(select(subscriptions.c.failing_since)
-                              .where(subscriptions.c.id == subscription_id)).scalar()
+            rows = db.execute(select(subscriptions.c.id, subscriptions.c.failing_since)
+                              .where(subscriptions.c.id.in_(list(subscription_ids)),
+                                     subscriptions.c.failing_since.is_not(None))).all()
+        return {row.id: row.failing_since for row in rows}
 
     def replay_event(self, account_id: int, event_id: str, now: float) -> int:
         """Deliver an event again to every active subscription of its type: existing deliveries are
         due again (same id, so receivers can tell), new subscriptions get one."""
-        with self.engine.begin() as db:
+        with self._writing() as db:
             row = db.execute(select(events.c.seq, events.c.type).where(
                 events.c.id == event_id, events.c.account_id == account_id)).first()
             if row is None:
@@ -438,7 +488,7 @@ class Store:
             return len(subs)
 
     def replay_failed(self, subscription_id: str, since: float, now: float) -> int:
-        with self.engine.begin() as db:
+        with self._writing() as db:
             return db.execute(update(deliveries).where(
                 deliveries.c.subscription_id == subscription_id, deliveries.c.status == FAILED,
                 deliveries.c.created_at >= since)
@@ -478,6 +528,75 @@ def iso(epoch: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
+def _claim_statements() -> dict:
+    now = bindparam("b_now")
+    free = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
+    due = select(deliveries.c.seq).where(
+        deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now, free,
+        deliveries.c.subscription_id.in_(select(subscriptions.c.id).where(subscriptions.c.status == ACTIVE)))
+    skipping = due.where(deliveries.c.subscription_id.not_in(bindparam("b_skip", expanding=True)))
+
+    def lease(chosen):
+        chosen = chosen.order_by(deliveries.c.next_attempt_at).limit(bindparam("b_limit")).scalar_subquery()
+        return (update(deliveries).where(deliveries.c.seq.in_(chosen), deliveries.c.status == PENDING, free)
+                .values(lease=bindparam("b_lease"), lease_until=bindparam("b_until")))
+    return {
+        "any_due": select(deliveries.c.seq).where(deliveries.c.status == PENDING,
+                                                  deliveries.c.next_attempt_at <= now).limit(1),
+        "lease": lease(due),
+        "lease_skipping": lease(skipping),
+        "leased": select(deliveries.c.seq, deliveries.c.id, deliveries.c.attempts, events.c.id.label("event_id"),
+                         events.c.type, events.c.timestamp, events.c.data, subscriptions.c.id.label("sub_id"),
+                         subscriptions.c.target_url, subscriptions.c.secret)
+        .join(events, events.c.seq == deliveries.c.event_seq)
+        .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
+        .where(deliveries.c.lease == bindparam("b_lease")),
+    }
+
+
+def _finish_statements() -> dict:
+    return {
+        "attempt": insert(attempts),
+        # Only a worker still holding the lease may move a delivery on.
+        "move_on": update(deliveries)
+        .where(deliveries.c.seq == bindparam("b_seq"), deliveries.c.lease == bindparam("b_lease"))
+        .values(status=bindparam("b_status"), attempts=deliveries.c.attempts + 1,
+                next_attempt_at=bindparam("b_next"), lease=None, lease_until=None, updated_at=bindparam("b_now"),
+                last_status_code=bindparam("b_code"), last_error=bindparam("b_error")),
+        # What the subscription shows of its latest attempts: since when it has been failing (kept from
+        # the first failure until a success), and whether it was disabled.
+        "subscription": update(subscriptions).where(subscriptions.c.id == bindparam("b_id")).values(
+            last_attempt_at=bindparam("b_at"), last_status_code=bindparam("b_code"),
+            failing_since=case((bindparam("b_ok", type_=Boolean), null()),
+                               else_=func.coalesce(subscriptions.c.failing_since, bindparam("b_first", type_=Float))),
+            status=func.coalesce(bindparam("b_status", type_=String), subscriptions.c.status),
+            status_reason=case((bindparam("b_status", type_=String).is_(None), subscriptions.c.status_reason),
+                               else_=bindparam("b_reason", type_=Text))),
+    }
+
+
+class WriterGate:
+    """One writer at a time across threads and processes: a lock for the threads of this process, then
+    an exclusive flock on a file beside the database for the processes."""
+
+    def __init__(self, path: str):
+        self._threads = threading.Lock()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self):
+        self._threads.acquire()
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+
 def _sqlite_pragmas(connection, _record):
     cursor = connection.cursor()
     # WAL lets web and worker processes read while one writes; FULL syncs every commit, so an event
@@ -486,4 +605,6 @@ def _sqlite_pragmas(connection, _record):
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # 64 MB of page cache (2 MB by default): the outbox tables and their indexes stay in memory.
+    cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()

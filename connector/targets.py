@@ -43,9 +43,11 @@ class AllowList:
         return host.lower() in self.hosts or self._allows_address(address)
 
 
-def check(url: str, allowed: AllowList, resolve=socket.getaddrinfo) -> None:
-    """Raise TargetRefused unless ``url`` may receive events. Called when subscribing and again before
-    each delivery, since a name can be pointed elsewhere after it was checked."""
+def check(url: str, allowed: AllowList, resolve=socket.getaddrinfo) -> list[tuple]:
+    """The socket addresses ``url`` may be reached at; TargetRefused unless it may receive events.
+
+    Called when subscribing and again before each connection to a subscriber, which then goes to one of
+    these addresses, since a name can be pointed elsewhere after it was checked."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -69,3 +71,4 @@ def check(url: str, allowed: AllowList, resolve=socket.getaddrinfo) -> None:
             if not allowed.allows(host, address):
                 raise TargetRefused(f"The host {host} is on a private or local network, which cannot receive "
                                     "events from this service.")
+    return [info[4] for info in infos]

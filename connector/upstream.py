@@ -11,6 +11,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from . import feeds, outcomes
+from .retry import retry_after_seconds
 from .errors import AuthenticationFailed, InvalidInput, OutcomeUnknown, Throttled, UpstreamFailed, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
@@ -185,10 +186,8 @@ def _never_connected(exc: BaseException) -> bool:
 
 
 def _retry_after(response: requests.Response) -> int:
-    try:
-        return max(1, min(int(response.headers.get("Retry-After", "")), 3600))
-    except ValueError:
-        return 30
+    seconds = retry_after_seconds(response.headers.get("Retry-After"), time.time())
+    return 30 if seconds is None else max(1, min(int(seconds), 3600))
 
 
 def _path(url: str) -> str:

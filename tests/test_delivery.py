@@ -8,6 +8,7 @@ import random
 import pytest
 
 from connector.delivery import Policy, next_step
+from connector.retry import retry_after_seconds
 from connector.store import FAILED, PENDING, SUCCEEDED
 
 POLICY = Policy(schedule=(0, 5, 300, 1800), jitter=0.0, disable_after=3600)
@@ -53,3 +54,18 @@ def test_jitter_stays_within_its_bounds():
     rng = random.Random(42)
     delays = [next_step(policy, 0, 500, None, 0.0, 0.0, rng)["next_attempt_at"] for _ in range(200)]
     assert min(delays) >= 90 and max(delays) <= 110 and len(set(delays)) > 100
+
+
+@pytest.mark.parametrize("header, seconds", [
+    ("120", 120.0),
+    ("0", 0.0),
+    ("-5", 0.0),
+    ("Wed, 21 Oct 2026 07:28:00 GMT", 90.0),  # an HTTP date, 90 s after "now" below
+    ("Wed, 21 Oct 2026 07:20:00 GMT", 0.0),  # already past
+    ("soon", None),
+    ("", None),
+    (None, None),
+])
+def test_retry_after_is_read_as_seconds_or_as_an_http_date(header, seconds):
+    now = 1792567590.0  # 2026-10-21 07:26:30 UTC
+    assert retry_after_seconds(header, now) == seconds

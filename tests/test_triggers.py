@@ -326,3 +326,57 @@ def test_the_same_callback_at_once_in_many_threads_is_one_event(wired):
     assert [a.status_code for a in answers] == [200] * 32
     assert sum(a.json()["accepted"] for a in answers) == 1
     assert len(wired.get("/v1/triggers/delivery_receipt/events").json()) == 1
+
+
+def test_a_subscription_shows_since_when_it_fails_and_is_disabled_when_that_lasts(sandbox, serve, subscriber):
+    app = create_app(connector_settings(sandbox.url, CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
+                                        CONNECTOR_RETRY_SCHEDULE="0,0.2,0.2,0.2,0.2,0.2,0.2,0.2",
+                                        CONNECTOR_DISABLE_AFTER_HOURS=0.0002))  # 0.72 s
+    worker = worker_for(app.config, app.extensions["connector"].store)
+    worker.poll_interval = 0.01
+    worker.start()
+    try:
+        api = serve(app)
+        failing = subscribe(api, subscriber.target("/failing"))
+        healthy = subscribe(api, subscriber.target("/healthy"))
+        subscriber.script("/failing", *[Scripted(status=500)] * 20)
+        subscriber.script("/healthy", Scripted(status=500))  # fails once, then succeeds
+        requests.post(inbound(api), data=receipt(), timeout=10)
+        mine = f"{api.url}/v1/triggers/delivery_receipt/subscriptions"
+        shown = wait_for(lambda: {s["id"]: s for s in api.session.get(mine, timeout=10).json()
+                                  if s["status"] == "disabled"}.get(failing["id"]), what="the failing one disabled")
+        assert shown["failing_since"] is not None and shown["last_status_code"] == 500
+        assert "failed" in shown["status_reason"]
+        well = api.session.get(f"{mine}/{healthy['id']}", timeout=10).json()
+        assert well["status"] == "active" and well["failing_since"] is None and well["last_status_code"] == 200
+        before = len(subscriber.received)
+        requests.post(inbound(api), data=receipt("s-2"), timeout=10)
+        wait_for(lambda: len(subscriber.deliveries("/healthy")) == 2, what="the healthy one to get the next event")
+        assert not [r for r in subscriber.received[before:] if r["path"] == "/failing"]
+    finally:
+        worker.stop()
+
+
+def test_a_slow_subscriber_does_not_hold_back_a_fast_one(sandbox, serve, subscriber):
+    app = create_app(connector_settings(sandbox.url, CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
+                                        CONNECTOR_DELIVERY_CONCURRENCY=8))
+    worker = worker_for(app.config, app.extensions["connector"].store)
+    worker.poll_interval = 0.01
+    api = serve(app)
+    subscribe(api, subscriber.target("/slow"))
+    subscribe(api, subscriber.target("/fast"))
+    subscriber.script("/slow", *[Scripted(status=204, delay=3)] * 12)
+    url = inbound(api)
+    for n in range(12):
+        requests.post(url, data=receipt(f"s-{n}"), timeout=10)
+    started = time.monotonic()
+    worker.start()
+    try:
+        # Eight slots in all, two at most for one subscription: the slow one holds two of them while
+        # the fast one gets the other six. Sharing the eight freely, the slow one would hold them all
+        # after a few rounds, and the fast one would wait 3 s for each free slot.
+        wait_for(lambda: len(subscriber.deliveries("/fast")) == 12, timeout=2.5, what="all 12 at the fast one")
+        assert time.monotonic() - started < 2.5
+        assert subscriber.deliveries("/slow") == []
+    finally:
+        worker.stop(timeout=1)

@@ -1,0 +1,76 @@
+"""Group commit: jobs submitted together are written together; a failing job fails only its caller."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from connector.batching import GroupWriter
+from tests.conftest import wait_for
+
+
+class Recorder:
+    """A write function that records each group and holds the first one until released, so that the
+    jobs submitted meanwhile queue up behind it."""
+
+    def __init__(self):
+        self.groups: list[list] = []
+        self.first_started = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, jobs: list) -> list:
+        self.groups.append(list(jobs))
+        if len(self.groups) == 1:
+            self.first_started.set()
+            self.release.wait(5)
+        if any(job == "bad" for job in jobs):
+            raise ValueError("bad job")
+        return [job * 2 for job in jobs]
+
+
+def test_jobs_that_arrive_while_a_group_is_written_go_together_in_the_next_one():
+    write = Recorder()
+    writer = GroupWriter(write)
+    with ThreadPoolExecutor(12) as pool:
+        first = pool.submit(writer.submit, 1)
+        assert write.first_started.wait(5)
+        rest = [pool.submit(writer.submit, n) for n in range(2, 12)]
+        # Every later job is queued behind the first group.
+        wait_for(lambda: len(writer._queue) == 10, what="the jobs to queue")
+        write.release.set()
+        assert first.result(5) == 2
+        assert [f.result(5) for f in rest] == [n * 2 for n in range(2, 12)]
+    assert write.groups == [[1], list(range(2, 12))]
+
+
+def test_a_failing_job_fails_only_its_own_caller():
+    write = Recorder()
+    writer = GroupWriter(write)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(writer.submit, 1)
+        assert write.first_started.wait(5)
+        good, bad, other = (pool.submit(writer.submit, job) for job in (3, "bad", 5))
+        wait_for(lambda: len(writer._queue) == 3, what="the jobs to queue")
+        write.release.set()
+        assert first.result(5) == 2
+        assert good.result(5) == 6 and other.result(5) == 10
+        with pytest.raises(ValueError, match="bad job"):
+            bad.result(5)
+    # The group failed as a whole, then each of its jobs was written alone.
+    assert sorted(map(str, write.groups[1])) == ["3", "5", "bad"]
+    assert sorted(str(g[0]) for g in write.groups[2:]) == ["3", "5", "bad"]
+
+
+def test_groups_are_never_larger_than_the_limit():
+    write = Recorder()
+    writer = GroupWriter(write, max_group=4)
+    with ThreadPoolExecutor(12) as pool:
+        pool.submit(writer.submit, 0)
+        assert write.first_started.wait(5)
+        rest = [pool.submit(writer.submit, n) for n in range(1, 11)]
+        wait_for(lambda: len(writer._queue) == 10, what="the jobs to queue")
+        write.release.set()
+        assert [f.result(5) for f in rest] == [n * 2 for n in range(1, 11)]
+    assert [len(g) for g in write.groups] == [1, 4, 4, 2]

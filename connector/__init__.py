@@ -40,8 +40,9 @@ def policy(settings: dict) -> Policy:
                   disable_after=settings["CONNECTOR_DISABLE_AFTER_HOURS"] * 3600)
 
 
-def open_store(settings: dict) -> Store:
-    return Store(settings["DATABASE_URL"] or default_url(settings["CONNECTOR_DATA_DIR"]))
+def open_store(settings: dict, replayable: bool = False) -> Store:
+    """The store; ``replayable`` for a delivery worker, whose writes may be lost to a power cut (see Store)."""
+    return Store(settings["DATABASE_URL"] or default_url(settings["CONNECTOR_DATA_DIR"]), replayable=replayable)
 
 
 def create_app(test_config: dict | None = None) -> Flask:

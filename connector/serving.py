@@ -34,7 +34,7 @@ def worker_for(settings, store=None):
     from . import open_store, policy
     from .delivery import Worker
     from .targets import AllowList
-    return Worker(store or open_store(settings), policy=policy(settings),
+    return Worker(store or open_store(settings, replayable=True), policy=policy(settings),
                   allowed=AllowList(settings["CONNECTOR_ALLOWED_TARGETS"]),
                   concurrency=settings["CONNECTOR_DELIVERY_CONCURRENCY"],
                   lease_seconds=settings["CONNECTOR_LEASE_SECONDS"],
@@ -84,12 +84,13 @@ def serve(settings: dict) -> None:
         _point_sandbox_at(app, sandbox, settings)
     # Workers open their own connections after the fork; none may be inherited from here.
     app.extensions["connector"].store.close()
-    supervisor = None
+    supervisors = []
     if settings["CONNECTOR_DELIVERY_WORKER"] == "process":
         # Deliveries run in a process of their own: in the web workers they would compete with
         # callbacks for the interpreter lock, and a thread in this master would be inside SQLite
         # transactions whenever gunicorn forks a worker, leaving the child a lock it can never release.
-        supervisor = WorkerProcess().start()
+        # More than one, because a worker's event loop and its database thread share one interpreter lock.
+        supervisors = [WorkerProcess().start() for _ in range(settings["CONNECTOR_DELIVERY_PROCESSES"])]
     options = {
         "bind": f"{settings['CONNECTOR_HOST']}:{settings['PORT']}",
         "workers": settings["CONNECTOR_WORKERS"],
@@ -107,7 +108,7 @@ def serve(settings: dict) -> None:
     try:
         _Gunicorn(options).run()
     finally:
-        if supervisor:
+        for supervisor in supervisors:
             supervisor.stop()
 
 

@@ -2,7 +2,9 @@
 
 SQLAlchemy Core keeps the SQL portable: SQLite (a file in WAL mode) on one machine, PostgreSQL when
 several share it. Times are Unix seconds (floats). Every write that must happen together happens in
-one transaction: an event and its deliveries are stored at once, or not at all.
+one transaction: an event and its place in the fan-out queue are stored at once, or not at all; a
+worker turns queued events into deliveries (one per active subscription) in its own transactions, so
+answering a callback writes two rows, not one per subscriber.
 """
 
 from __future__ import annotations
@@ -87,6 +89,15 @@ deliveries = Table(
     Index("deliveries_by_subscription", "subscription_id", "seq"),
 )
 
+# Events stored but not yet turned into deliveries: written with the event, emptied by a worker.
+fanout = Table(
+    "fanout", metadata,
+    Column("event_seq", Integer, ForeignKey("events.seq", ondelete="CASCADE"), primary_key=True),
+    Column("account_id", Integer, nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("received_at", Float, nullable=False),
+)
+
 attempts = Table(
     "attempts", metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
@@ -118,6 +129,8 @@ credit_watch = Table(
 )
 
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+#: Events turned into deliveries per transaction, at most.
+FAN_OUT_BATCH = 1000
 ACTIVE, DISABLED = "active", "disabled"
 
 
@@ -149,7 +162,12 @@ def default_url(data_dir: str) -> str:
 
 
 class Store:
-    def __init__(self, url: str):
+    """``replayable``: every write through this store can be made again, as a delivery worker's are
+    (an attempt recorded twice, a delivery sent twice with the same webhook-id). On SQLite its commits
+    then skip the disk flush: a power cut may undo the last of them, never an event, since each
+    callback's commit flushes everything written before it."""
+
+    def __init__(self, url: str, replayable: bool = False):
         self.url = url
         self.sqlite = url.startswith("sqlite")
         kwargs = {"connect_args": {"timeout": 30, "check_same_thread": False}} if self.sqlite else {
@@ -157,7 +175,7 @@ class Store:
         self.engine: Engine = create_engine(url, **kwargs)
         self._gate = None
         if self.sqlite:
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_pragmas_flushing_lazily if replayable else _sqlite_pragmas)
             database = self.engine.url.database
             if database and database != ":memory:":
                 self._gate = WriterGate(f"{database}-writer.lock")
@@ -214,7 +232,7 @@ class Store:
     # Events.
 
     def add_events(self, account_id: int, items: list[dict], now: float) -> list[bool]:
-        """Store events and fan them out to the account's active subscriptions, in one transaction.
+        """Store events, each with its place in the fan-out queue, in one transaction.
 
         ``items`` are ``{"id", "type", "timestamp", "data", "raw"}``; the answer says, per item,
         whether it was new (a duplicate callback is stored once: the unique event id decides).
@@ -223,18 +241,13 @@ class Store:
         return self._event_writer.submit((account_id, items, now))
 
     def _write_events(self, jobs: list[tuple[int, list[dict], float]]) -> list[list[bool]]:
-        add_event, active_subscriptions, add_deliveries = self._statements("events", lambda: (
+        add_event, queue = self._statements("events", lambda: (
             # The unique event id decides, not a look-up first: two web processes receiving the same
             # callback at the same moment still store one event.
             self._insert(events).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.seq),
-            select(subscriptions.c.id).where(subscriptions.c.account_id == bindparam("account_id"),
-                                             subscriptions.c.event_type == bindparam("event_type"),
-                                             subscriptions.c.status == ACTIVE),
-            insert(deliveries)))
-        answers = []
+            insert(fanout)))
+        answers, queued = [], []
         with self._writing() as db:
-            active: dict[tuple[int, str], list[str]] = {}
-            rows = []
             for account_id, items, now in jobs:
                 fresh = []
                 for item in items:
@@ -244,19 +257,44 @@ class Store:
                         "data": json.dumps(item["data"], ensure_ascii=False),
                         "raw": json.dumps(item.get("raw", {}), ensure_ascii=False)}).scalar()
                     fresh.append(seq is not None)
-                    if seq is None:
-                        continue
-                    key = (account_id, item["type"])
-                    if key not in active:
-                        active[key] = db.execute(active_subscriptions, {"account_id": account_id,
-                                                                        "event_type": item["type"]}).scalars().all()
-                    rows += [{"id": new_id("msg"), "event_seq": seq, "subscription_id": sub, "status": PENDING,
-                              "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now}
-                             for sub in active[key]]
+                    if seq is not None:
+                        queued.append({"event_seq": seq, "account_id": account_id, "event_type": item["type"],
+                                       "received_at": now})
                 answers.append(fresh)
-            if rows:
-                db.execute(add_deliveries, rows)
+            if queued:
+                db.execute(queue, queued)
         return answers
+
+    def fan_out(self, now: float, limit: int = FAN_OUT_BATCH) -> int:
+        """Turn queued events into deliveries, one per active subscription of the event's account and
+        type at this moment; the number of events done."""
+        with self._writing() as db:
+            return self._fan_out_in(db, now, limit)
+
+    def _fan_out_in(self, db, now: float, limit: int = FAN_OUT_BATCH) -> int:
+        statements = self._statements("fan_out", lambda: {
+            "queued": select(fanout).order_by(fanout.c.event_seq).limit(bindparam("b_limit")),
+            "active": select(subscriptions.c.id, subscriptions.c.account_id, subscriptions.c.event_type).where(
+                subscriptions.c.account_id.in_(bindparam("b_accounts", expanding=True)),
+                subscriptions.c.status == ACTIVE),
+            # A replay may have made some already: one delivery per event and subscription, always.
+            "deliver": self._insert(deliveries).on_conflict_do_nothing(
+                index_elements=["event_seq", "subscription_id"]),
+            "done": delete(fanout).where(fanout.c.event_seq.in_(bindparam("b_seqs", expanding=True))),
+        })
+        queued = db.execute(statements["queued"], {"b_limit": limit}).all()
+        if not queued:
+            return 0
+        active: dict[tuple[int, str], list[str]] = {}
+        for sub in db.execute(statements["active"], {"b_accounts": sorted({q.account_id for q in queued})}):
+            active.setdefault((sub.account_id, sub.event_type), []).append(sub.id)
+        rows = [{"id": new_id("msg"), "event_seq": q.event_seq, "subscription_id": sub, "status": PENDING,
+                 "attempts": 0, "next_attempt_at": q.received_at, "created_at": now, "updated_at": now}
+                for q in queued for sub in active.get((q.account_id, q.event_type), ())]
+        if rows:
+            db.execute(statements["deliver"], rows)
+        db.execute(statements["done"], {"b_seqs": [q.event_seq for q in queued]})
+        return len(queued)
 
     def recent_events(self, account_id: int, event_type: str, limit: int) -> list[dict]:
         with self.engine.connect() as db:
@@ -294,6 +332,7 @@ class Store:
             doomed = select(deliveries.c.seq).where(deliveries.c.event_seq.in_(old)).scalar_subquery()
             db.execute(delete(attempts).where(attempts.c.delivery_seq.in_(doomed)))
             db.execute(delete(deliveries).where(deliveries.c.event_seq.in_(old)))
+            db.execute(delete(fanout).where(fanout.c.event_seq.in_(old)))
             count = db.execute(delete(events).where(events.c.received_at < older_than)).rowcount
             db.execute(delete(rejected_callbacks).where(rejected_callbacks.c.received_at < older_than))
         return count
@@ -374,15 +413,18 @@ class Store:
 
     def finish_and_claim(self, outcomes: list[dict], now: float, limit: int, lease_seconds: float,
                          skip_subscriptions=()) -> list[Due]:
-        """finish(outcomes) then claim(...), in one transaction: a worker commits once a turn."""
+        """finish(outcomes), fan_out(now), then claim(...), in one transaction: a worker commits once a
+        turn, and a new event's deliveries are claimed as soon as they exist."""
         if not outcomes:
+            statements = self._statements("claim", _claim_statements)
             with self.engine.connect() as db:
                 # A read first: an idle worker polling often must not take the write lock each time.
-                if limit <= 0 or db.execute(self._statements("claim", _claim_statements)["any_due"],
-                                            {"b_now": now}).first() is None:
+                if db.execute(statements["any_queued"]).first() is None and (
+                        limit <= 0 or db.execute(statements["any_due"], {"b_now": now}).first() is None):
                     return []
         with self._writing() as db:
             self._finish_in(db, outcomes, now)
+            self._fan_out_in(db, now)
             return self._claim_in(db, limit, now, lease_seconds, skip_subscriptions) if limit > 0 else []
 
     def _claim_in(self, db, limit: int, now: float, lease_seconds: float, skip_subscriptions) -> list[Due]:
@@ -543,6 +585,7 @@ def _claim_statements() -> dict:
     return {
         "any_due": select(deliveries.c.seq).where(deliveries.c.status == PENDING,
                                                   deliveries.c.next_attempt_at <= now).limit(1),
+        "any_queued": select(fanout.c.event_seq).limit(1),
         "lease": lease(due),
         "lease_skipping": lease(skipping),
         "leased": select(deliveries.c.seq, deliveries.c.id, deliveries.c.attempts, events.c.id.label("event_id"),
@@ -595,6 +638,13 @@ class WriterGate:
     def __exit__(self, *exc_info):
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._threads.release()
+
+
+def _sqlite_pragmas_flushing_lazily(connection, record):
+    _sqlite_pragmas(connection, record)
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: no flush at commit, safe from crashes
+    cursor.close()
 
 
 def _sqlite_pragmas(connection, _record):

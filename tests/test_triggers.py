@@ -221,7 +221,8 @@ def test_replay_of_failed_deliveries_of_a_subscription(sandbox, serve, subscribe
         subscriber.script("/hook", Scripted(status=500))
         requests.post(inbound(api), data=receipt(), timeout=10)
         log_url = f"/v1/triggers/delivery_receipt/subscriptions/{sub['id']}/deliveries"
-        wait_for(lambda: api.get(log_url).json()[0]["status"] == "failed", what="the delivery to fail for good")
+        wait_for(lambda: [d for d in api.get(log_url).json() if d["status"] == "failed"],
+                 what="the delivery to fail for good")
         answer = api.session.post(f"{api.url}/v1/triggers/delivery_receipt/subscriptions/{sub['id']}/replay",
                                   json={"since": "2000-01-01T00:00:00Z"}, timeout=10)
         assert answer.status_code == 202 and answer.json()["replayed"] == 1

@@ -1,0 +1,85 @@
+"""The store on a real SQLite file: events in, the fan-out queue, deliveries out."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from connector.store import DISABLED, Store, deliveries, fanout
+
+
+@pytest.fixture
+def store(tmp_path):
+    made = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    yield made
+    made.close()
+
+
+def receipt(event_id: str) -> dict:
+    return {"id": event_id, "type": "sms.delivery_receipt", "timestamp": "2026-12-01T08:30:03Z",
+            "data": {"sms_id": event_id}}
+
+
+def delivered_to(store: Store) -> list[tuple[int, str]]:
+    with store.engine.connect() as db:
+        return sorted(db.execute(select(deliveries.c.event_seq, deliveries.c.subscription_id)).all())
+
+
+def subscribe(store: Store, account: int, event_type: str = "sms.delivery_receipt") -> str:
+    return store.subscribe(account, "delivery_receipt", event_type, "https://hooks.example.com/", "whsec_x", 1.0)["id"]
+
+
+def test_an_event_becomes_one_delivery_per_active_subscription_of_its_account_and_type(store):
+    mine, other = store.account("mine", "a" * 64), store.account("other", "b" * 64)
+    first, second = subscribe(store, mine), subscribe(store, mine)
+    subscribe(store, mine, "sms.reply_received")
+    subscribe(store, other)
+    off = subscribe(store, mine)
+    store.set_subscription_status(off, DISABLED, "test")
+    assert store.add_events(mine, [receipt("evt_1")], 10.0) == [True]
+    assert delivered_to(store) == []  # nothing but the event and its place in the queue, yet
+    assert store.fan_out(11.0) == 1
+    assert delivered_to(store) == sorted([(1, first), (1, second)])
+    assert store.fan_out(12.0) == 0
+
+
+def test_a_duplicate_event_is_stored_and_queued_once(store):
+    account = store.account("mine", "a" * 64)
+    subscribe(store, account)
+    assert store.add_events(account, [receipt("evt_1"), receipt("evt_1")], 10.0) == [True, False]
+    assert store.add_events(account, [receipt("evt_1")], 11.0) == [False]
+    assert store.fan_out(12.0) == 1
+    assert len(delivered_to(store)) == 1
+
+
+def test_a_replay_before_the_fan_out_still_gives_one_delivery_per_subscription(store):
+    account = store.account("mine", "a" * 64)
+    subscribe(store, account)
+    store.add_events(account, [receipt("evt_1")], 10.0)
+    assert store.replay_event(account, "evt_1", 11.0) == 1
+    store.fan_out(12.0)
+    assert len(delivered_to(store)) == 1
+
+
+def test_claiming_fans_out_first_so_a_new_event_is_sent_in_the_same_turn(store):
+    account = store.account("mine", "a" * 64)
+    sub = subscribe(store, account)
+    store.add_events(account, [receipt("evt_1")], 10.0)
+    [due] = store.finish_and_claim([], 10.5, limit=10, lease_seconds=30)
+    assert (due.event_id, due.subscription_id) == ("evt_1", sub)
+    with store.engine.connect() as db:
+        assert db.execute(select(fanout)).all() == []
+
+
+def test_pruning_forgets_old_events_with_their_deliveries_and_queue_places(store):
+    account = store.account("mine", "a" * 64)
+    subscribe(store, account)
+    store.add_events(account, [receipt("evt_old")], 10.0)
+    store.fan_out(10.0)
+    store.add_events(account, [receipt("evt_queued")], 20.0)
+    store.add_events(account, [receipt("evt_new")], 100.0)
+    assert store.prune(50.0) == 2
+    assert [e["id"] for e in store.recent_events(account, "sms.delivery_receipt", 10)] == ["evt_new"]
+    assert delivered_to(store) == []
+    store.fan_out(101.0)
+    assert len(delivered_to(store)) == 1

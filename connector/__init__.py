@@ -57,7 +57,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if problems:
         raise ConfigError("The manifest and the code disagree", problems)
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no static files: every route comes from the manifest
     app.config.update(settings, MAX_CONTENT_LENGTH=settings["CONNECTOR_MAX_BODY_BYTES"])
     logging.getLogger("connector").setLevel(settings["CONNECTOR_LOG_LEVEL"])
     upstream = AllMySMS(settings["ALLMYSMS_BASE_URL"], session=new_session(settings["CONNECTOR_THREADS"] * 2),

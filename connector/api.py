@@ -43,6 +43,16 @@ def blueprint(manifest: Manifest, handlers: dict) -> Blueprint:
     def manifest_view():
         return jsonify(described)
 
+    openapi_documents: dict[str, dict] = {}
+
+    @bp.get("/openapi.json")
+    def openapi_view():
+        base = (current_app.config["CONNECTOR_PUBLIC_URL"] or request.host_url).rstrip("/")
+        if base not in openapi_documents:
+            from .exports import openapi
+            openapi_documents[base] = openapi.document(manifest, base)
+        return jsonify(openapi_documents[base])
+
     @bp.post("/v1/sandbox/replies")
     def sandbox_reply():
         if not current_app.config["ALLMYSMS_SANDBOX"]:

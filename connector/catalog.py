@@ -52,6 +52,7 @@ class Catalog:
                 continue
             if document.get("$id") != BASE_URI + name:
                 self.problems.append(f"schemas/{name}: $id must be {BASE_URI + name!r}, found {document.get('$id')!r}")
+                continue  # its references would be read from the wrong place
             try:
                 Draft202012Validator.check_schema(document)
             except SchemaError as exc:

@@ -34,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     reply.add_argument("--url", default="http://127.0.0.1:8000", help="the running service")
     reply.add_argument("--login", default="demo")
     reply.add_argument("--api-key", default="demo-api-key")
+    export = commands.add_parser("export", help="write a platform's connector, generated from the manifest")
+    export.add_argument("platform", nargs="?", help="one of the platforms `--list` shows")
+    export.add_argument("out_dir", nargs="?", help="the directory to write to (created if needed)")
+    export.add_argument("--list", action="store_true", help="list the platforms and exit")
+    export.add_argument("--base-url", default=None,
+                        help="the service's public URL, as platforms will call it (default CONNECTOR_PUBLIC_URL, "
+                             "else https://connector.example.com)")
     docs = commands.add_parser("docs", help="rewrite the README's generated sections")
     docs.add_argument("--readme", default="README.md")
     args = parser.parse_args(argv)
@@ -88,6 +95,23 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(docs_module.update_readme(path.read_text(encoding="utf-8"), manifest.load()),
                             encoding="utf-8")
             print(f"updated {path}")
+        elif args.command == "export":
+            from pathlib import Path
+
+            from . import exports, manifest
+            if args.list or not args.platform:
+                for name, about in exports.platforms().items():
+                    print(f"{name:14} {about}")
+                return 0
+            if args.platform not in exports.platforms():
+                print(f"unknown platform {args.platform!r}; `connector export --list` shows them", file=sys.stderr)
+                return 2
+            if not args.out_dir:
+                print("give the directory to write to: connector export <platform> <out-dir>", file=sys.stderr)
+                return 2
+            base_url = args.base_url or settings["CONNECTOR_PUBLIC_URL"] or exports.DEFAULT_BASE_URL
+            written = exports.write(args.platform, manifest.load(), Path(args.out_dir), base_url)
+            print(f"wrote {len(written)} files for {args.platform} to {args.out_dir} (service at {base_url})")
         elif args.command == "sandbox":
             from .sandbox import create_sandbox_app, make_sandbox_server
             server = make_sandbox_server(create_sandbox_app(), args.host, args.port)

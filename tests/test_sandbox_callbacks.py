@@ -426,6 +426,18 @@ def test_a_simulated_reply_is_pushed_and_returned_once_by_get_pulls(start_sandbo
     assert sandbox.call("getPulls")["mos"] == []
 
 
+def test_a_stop_reply_puts_the_number_on_the_stop_list_as_the_short_code_does(start_sandbox, receiver):
+    sandbox = start_sandbox(outcomes={1: 1})
+    sandbox.set_callback(receiver.hook(), "form")
+    sandbox.send()
+    assert sandbox.call("getBlacklist")["blacklist"] == []
+    assert sandbox.reply(phone_number="0612345678", message="Oui").status_code == 201
+    assert sandbox.call("getBlacklist")["blacklist"] == []
+    assert sandbox.reply(phone_number="0612345678", message=" stop svp").status_code == 201
+    [entry] = sandbox.call("getBlacklist")["blacklist"]
+    assert (entry["phoneNumber"], entry["comment"]) == (FRENCH, "stop")
+
+
 def test_a_reply_without_sms_id_answers_the_latest_sms_sent_to_that_number(start_sandbox, receiver):
     sandbox = start_sandbox()
     sandbox.set_callback(receiver.hook(), "json")

@@ -442,6 +442,9 @@ class SandboxState:
             reply = self.add_reply(login, number, message, sms_id=sms_id)
             fields = reply_fields(reply, sms_id)
             url, callback_format = account.callback_url, account.callback_format
+        if message.strip().upper().startswith("STOP"):
+            # As on the short code 36180: a STOP answer puts the number on the account's STOP list.
+            self.add_blacklist(login, number, comment="stop")
         if url is not None:
             self._pusher.push(url, callback_format, dict(fields), "reply")
         return fields

@@ -64,7 +64,8 @@ def test_a_change_to_the_manifest_reaches_every_export_with_no_other_edit(tmp_pa
 def test_the_base_url_is_an_option_of_every_export(manifest):
     for platform in exports.platforms():
         text = "".join(exports.render(platform, manifest, "https://sms.acme.test").values())
-        assert "https://sms.acme.test" in text and BASE_URL not in text, platform
+        # Swagger 2.0 (Power Automate) splits it into scheme and host.
+        assert "sms.acme.test" in text and "connector.example.com" not in text, platform
 
 
 def test_the_cli_lists_platforms_and_writes_one(tmp_path):
@@ -133,18 +134,135 @@ def test_the_zapier_app_passes_zapiers_own_schema_with_zero_errors(zapier_app):
     assert checked.returncode == 0 and checked.stdout.strip() == "0 errors", checked.stdout + checked.stderr
 
 
-def test_the_zapier_apps_own_tests_pass_against_the_live_service(zapier_app, sandbox, serve):
+@pytest.fixture
+def live_service(sandbox, serve):
+    """The connector on its sandbox, as `connector serve` runs it: a delivery worker, receipts pushed to
+    the demo account's inbound URL, and 127.0.0.1 allowed as a target for the tests' local receivers."""
     app = create_app(connector_settings(sandbox.url, ALLMYSMS_SANDBOX=True, CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
                                         CONNECTOR_RETRY_SCHEDULE="0,0.2,0.2"))
     worker = worker_for(app.config, app.extensions["connector"].store)
     worker.poll_interval = 0.01
     worker.start()
-    try:
-        api = serve(app)
-        sandbox.state.set_callback_url("demo", api.get("/v1/me").json()["inbound_url"])
-        ran = subprocess.run(["node", "--test", "test/"], cwd=zapier_app, capture_output=True, text=True,
-                             timeout=300, env={**os.environ, "NODE_ENV": "test", "ALLMYSMS_CONNECTOR_URL": api.url})
-    finally:
-        worker.stop()
+    api = serve(app)
+    sandbox.state.set_callback_url("demo", api.get("/v1/me").json()["inbound_url"])
+    yield api
+    worker.stop()
+
+
+def run_node_tests(folder: Path, service_url: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["node", "--test", "test/"], cwd=folder, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "NODE_ENV": "test", "ALLMYSMS_CONNECTOR_URL": service_url})
+
+
+def test_the_zapier_apps_own_tests_pass_against_the_live_service(zapier_app, live_service):
+    ran = run_node_tests(zapier_app, live_service.url)
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
     assert "# fail 0" in ran.stdout and "# pass 8" in ran.stdout, ran.stdout[-2000:]
+
+
+# --- elastic.io ------------------------------------------------------------------------------------------
+
+def test_the_elasticio_component_describes_credentials_actions_and_both_kinds_of_trigger(manifest):
+    from connector.exports import elasticio
+    component = elasticio.component(manifest)
+    fields = component["credentials"]["fields"]
+    assert fields["apiKey"]["viewClass"] == "PasswordFieldView" and fields["login"]["viewClass"] == "TextFieldView"
+    for action in manifest.actions:
+        described = component["actions"][action.key]
+        assert described["main"] == f"./lib/actions/{action.key}.js"
+        required = set(manifest.catalog.resolved(action.input).get("required", ()))
+        properties = described["metadata"]["in"]["properties"]
+        assert {name for name, prop in properties.items() if prop["required"] is True} == required
+        assert "oneOf" not in json.dumps(described["metadata"])
+    for trigger in manifest.triggers:
+        assert component["triggers"][f"{trigger.key}_polling"]["type"] == "polling"
+        if trigger.delivery == "push":
+            assert component["triggers"][trigger.key]["type"] == "webhook"
+    rendered = exports.render("elasticio", manifest, BASE_URL)
+    mains = {t["main"] for t in component["triggers"].values()} | {a["main"] for a in component["actions"].values()}
+    assert {m.removeprefix("./") for m in mains} <= set(rendered)
+    assert "verifyCredentials.js" in rendered
+
+
+def test_the_elasticio_modules_run_against_the_live_service(manifest, live_service, tmp_path):
+    if not shutil.which("node"):
+        pytest.skip("node is needed to run the elastic.io modules (Node.js 18 or newer)")
+    exports.write("elasticio", manifest, tmp_path, BASE_URL)
+    ran = run_node_tests(tmp_path, live_service.url)
+    assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
+    assert "# fail 0" in ran.stdout and "# pass 9" in ran.stdout, ran.stdout[-2000:]
+
+
+# --- Power Automate ----------------------------------------------------------------------------------
+
+def test_the_power_automate_connector_is_valid_swagger_2_with_webhook_triggers(manifest):
+    from openapi_spec_validator.validation import OpenAPIV2SpecValidator
+    from connector.exports import powerautomate
+    document = powerautomate.document(manifest, BASE_URL)
+    validate_openapi(document, cls=OpenAPIV2SpecValidator)
+    operations = {op["operationId"]: op for item in document["paths"].values() for op in item.values()}
+    assert document["x-ms-capabilities"]["testConnection"]["operationId"] in operations
+    triggers = [op for op in operations.values() if "x-ms-trigger" in op]
+    assert len(triggers) == len([t for t in manifest.triggers if t.delivery == "push"])
+    for trigger in triggers:
+        body = trigger["parameters"][0]["schema"]["properties"]
+        assert [name for name, prop in body.items() if prop.get("x-ms-notification-url")] == ["target_url"]
+        assert trigger["x-ms-notification-content"]["schema"]["properties"]["data"]["type"] == "object"
+        assert "Location" in trigger["responses"]["201"]["headers"]
+
+
+def test_a_power_automate_subscription_is_removed_by_a_delete_on_its_location(manifest, wired_api):
+    from connector.exports import powerautomate
+    document = powerautomate.document(manifest, wired_api.url)
+    path = next(p for p, item in document["paths"].items() if "x-ms-trigger" in item.get("post", {}))
+    created = wired_api.session.post(wired_api.url + path, json={"target_url": "http://127.0.0.1:9/flow"}, timeout=10)
+    assert created.status_code == 201
+    location = created.headers["Location"]
+    assert wired_api.session.delete(location, timeout=10).status_code == 204
+    assert wired_api.session.delete(location, timeout=10).status_code == 404
+
+
+@pytest.fixture
+def wired_api(sandbox, serve):
+    return serve(create_app(connector_settings(sandbox.url, CONNECTOR_ALLOWED_TARGETS="127.0.0.1")))
+
+
+# --- Make, Zoho Flow and Blendr.io ---------------------------------------------------------------------
+
+def test_the_make_app_has_a_module_per_action_and_trigger_in_makes_shapes(manifest):
+    from connector.exports import make
+    from connector.exports.fields import input_fields
+    app = make.app(manifest, BASE_URL)
+    modules = {m["name"]: m for m in app["modules"]}
+    for action in manifest.actions:
+        module = modules[action.key]
+        assert module["typeOf"] == "action"
+        assert (module["communication"]["url"], module["communication"]["method"]) == (action.path, "POST")
+        required = {f.key for f in input_fields(manifest.catalog.resolved(action.input)) if f.required}
+        assert {p["name"] for p in module["mappableParameters"] if p["required"]} == required
+        assert all({"name", "type", "label"} <= set(p) for p in module["mappableParameters"])
+    hooks = {h["name"]: h for h in app["webhooks"]}
+    for trigger in manifest.triggers:
+        module = modules[f"watch_{trigger.key}"]
+        if trigger.delivery == "push":
+            assert module["typeOf"] == "instant_trigger"
+            hook = hooks[module["webhook"]]
+            assert hook["attach"]["body"] == {"target_url": "{{webhook.url}}"}
+            assert hook["attach"]["response"]["data"]["externalHookId"] == "{{body.id}}"
+            assert hook["detach"]["method"] == "DELETE"
+            assert hook["detach"]["url"].endswith("/{{webhook.externalHookId}}")
+        else:
+            assert module["typeOf"] == "trigger"
+            assert module["communication"]["response"]["trigger"] == {"type": "id", "order": "desc",
+                                                                      "id": "{{item.id}}"}
+    assert app["base"]["baseUrl"] == BASE_URL
+
+
+def test_the_guide_gives_every_endpoint_and_ships_the_openapi_document(manifest):
+    rendered = exports.render("guide", manifest, BASE_URL)
+    guide = rendered["GUIDE.md"]
+    for action in manifest.actions:
+        assert f"POST {BASE_URL}{action.path}" in guide
+    for trigger in manifest.triggers:
+        assert f"{BASE_URL}/v1/triggers/{trigger.key}/events" in guide
+    assert json.loads(rendered["openapi.json"]) == json.loads(json.dumps(openapi.document(manifest, BASE_URL)))

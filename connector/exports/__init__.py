@@ -17,10 +17,15 @@ DEFAULT_BASE_URL = "https://connector.example.com"
 
 
 def _exporters() -> dict[str, tuple[str, Callable[[Manifest, str], dict[str, str]]]]:
-    from . import openapi, zapier
+    from . import elasticio, guide, make, openapi, powerautomate, zapier
     return {
         "openapi": ("OpenAPI 3.1 document of the service (also served at /openapi.json)", openapi.files),
+        "powerautomate": ("Power Automate / Logic Apps custom connector (OpenAPI 2.0 with x-ms extensions)",
+                          powerautomate.files),
         "zapier": ("Zapier CLI app (zapier-platform-core 19), with tests that run offline", zapier.files),
+        "make": ("Make custom app: connection, modules, attached webhooks", make.files),
+        "elasticio": ("elastic.io component: component.json and its modules, with tests", elasticio.files),
+        "guide": ("Zoho Flow and Blendr.io: a step-by-step guide, with the OpenAPI document", guide.files),
     }
 
 

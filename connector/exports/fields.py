@@ -99,3 +99,51 @@ def output_fields(schema: dict, prefix: str = "", label_prefix: str = "") -> lis
         kind, _ = _kind(prop)
         found.append(Field(key=f"{prefix}{key}", label=f"{label_prefix}{label}", type=kind))
     return found
+
+
+def narrow(schema: dict, *, title_key: str = "title", nullable_key: str | None = None) -> dict:
+    """A resolved JSON Schema narrowed to the draft-4 subset that older platforms read (Swagger 2.0,
+    elastic.io): one type per value, no oneOf, const or null types. A value that may be written several
+    ways keeps its list form, as the fields above read it."""
+    schema = dict(schema)
+    variants = [v for v in (schema.pop("oneOf", None) or schema.pop("anyOf", None) or ()) if "type" in v]
+    # Alternatives that only constrain (give this field or that one) cannot be said here: the
+    # description says it, and the service checks it.
+    if variants:
+        chosen = next((v for v in variants if v.get("type") == "array"), variants[0])
+        schema = {**schema, **chosen}
+    out: dict = {}
+    declared = schema.get("type")
+    if isinstance(declared, list):
+        concrete = [t for t in declared if t != "null"]
+        out["type"] = concrete[0] if concrete else "string"
+        if "null" in declared and nullable_key:
+            out[nullable_key] = True
+    elif declared:
+        out["type"] = declared
+    if "const" in schema:
+        out.setdefault("type", "string")
+        out["enum"] = [schema["const"]]
+    if "enum" in schema:
+        out["enum"] = [v for v in schema["enum"] if v is not None]
+        out.setdefault("type", "string")
+    if schema.get("title"):
+        out[title_key] = schema["title"]
+    for key in ("description", "format", "pattern", "minLength", "maxLength", "minimum", "maximum", "minItems",
+                "maxItems", "default"):
+        if key in schema:
+            out[key] = schema[key]
+    if "properties" in schema:
+        out["type"] = "object"
+        out["properties"] = {name: narrow(prop, title_key=title_key, nullable_key=nullable_key)
+                             for name, prop in schema["properties"].items()}
+        required = [r for r in schema.get("required", []) if r in schema["properties"]]
+        if required:
+            out["required"] = required
+    if "items" in schema:
+        out["items"] = narrow(schema["items"], title_key=title_key, nullable_key=nullable_key)
+    if out.get("type") == "array" and "items" not in out:
+        out["items"] = {"type": "string"}
+    if "type" not in out:
+        out["type"] = "string"
+    return out

@@ -1,0 +1,128 @@
+"""Make (formerly Integromat) custom app: base, connection, one module per action and trigger, and an
+attached webhook per pushed trigger, in Make's JSON (IML expressions in double braces).
+
+Instant triggers attach by subscribing the webhook's URL and keep the subscription id as
+`externalHookId`, which detaching deletes; polling triggers read the newest-first event list and let
+Make deduplicate on `id`.
+"""
+
+from __future__ import annotations
+
+from ..manifest import Manifest
+from . import as_json
+from .fields import Field, input_fields, output_fields
+
+_TYPES = {"string": "text", "text": "text", "integer": "uinteger", "number": "number", "boolean": "boolean",
+          "datetime": "date"}
+
+
+def files(manifest: Manifest, base_url: str) -> dict[str, str]:
+    return {"app.json": as_json(app(manifest, base_url))}
+
+
+def app(manifest: Manifest, base_url: str) -> dict:
+    catalog = manifest.catalog
+    connector = manifest.connector
+    fields = {f["key"]: f for f in manifest.auth["fields"]}
+    connection_name = connector["key"]
+    modules, webhooks = [], []
+    for action in manifest.actions:
+        modules.append({
+            "name": action.key, "label": action.label, "description": action.description,
+            "typeOf": "action", "connection": connection_name,
+            "communication": {"url": action.path, "method": "POST", "body": "{{omit(parameters, '')}}",
+                              "response": {"output": "{{body}}"}},
+            "mappableParameters": [_parameter(f) for f in input_fields(catalog.resolved(action.input))],
+            "interface": _interface(catalog.resolved(action.output)),
+            "samples": action.sample,
+        })
+    for trigger in manifest.triggers:
+        interface = _interface(catalog.resolved(trigger.event))
+        if trigger.delivery == "push":
+            hook = f"{trigger.key}_hook"
+            webhooks.append({
+                "name": hook, "label": trigger.label, "type": "web", "connection": connection_name,
+                "attach": {"url": f"/v1/triggers/{trigger.key}/subscriptions", "method": "POST",
+                           "body": {"target_url": "{{webhook.url}}"},
+                           "response": {"data": {"externalHookId": "{{body.id}}"}}},
+                "detach": {"url": f"/v1/triggers/{trigger.key}/subscriptions/{{{{webhook.externalHookId}}}}",
+                           "method": "DELETE"},
+                # Each delivery is one event: the module outputs it as it came.
+                "communication": {"output": "{{body}}"},
+            })
+            modules.append({
+                "name": f"watch_{trigger.key}", "label": f"Watch: {trigger.label}", "description": trigger.description,
+                "typeOf": "instant_trigger", "webhook": hook, "interface": interface, "samples": trigger.sample,
+            })
+        else:
+            qs = {"limit": "{{parameters.limit}}"}
+            parameters = [{"name": "limit", "type": "uinteger", "label": "Maximum number of events", "default": 50,
+                           "required": False}]
+            if trigger.input:
+                for f in input_fields(catalog.resolved(trigger.input)):
+                    parameters.append(_parameter(f))
+                    qs[f.key] = f"{{{{parameters.{f.key}}}}}"
+            modules.append({
+                "name": f"watch_{trigger.key}", "label": f"Watch: {trigger.label}", "description": trigger.description,
+                "typeOf": "trigger", "connection": connection_name,
+                "communication": {"url": f"/v1/triggers/{trigger.key}/events", "method": "GET", "qs": qs,
+                                  "response": {"iterate": "{{body}}", "output": "{{item}}",
+                                               "trigger": {"type": "id", "order": "desc", "id": "{{item.id}}"},
+                                               "limit": "{{parameters.limit}}"}},
+                "parameters": parameters, "interface": interface, "samples": trigger.sample,
+            })
+    return {
+        "name": connector["key"], "label": connector["name"], "description": connector["description"],
+        "version": connector["version"],
+        "base": {
+            "baseUrl": base_url,
+            "headers": {"authorization": "Basic {{base64(connection.login + ':' + connection.apiKey)}}"},
+            # The service's errors carry a message a person can act on; 429 is Make's rate-limit error.
+            "response": {"error": {
+                "message": "[{{statusCode}}] {{body.error.message}}",
+                "type": "{{if(statusCode == 429, 'RateLimitError', if(statusCode == 401, "
+                        "'InvalidAccessTokenError', if(statusCode < 500, 'DataError', 'ConnectionError')))}}"}},
+        },
+        "connections": [{
+            "name": connection_name, "label": f"{connector['name']} account", "type": "basic",
+            "parameters": [{"name": key, "label": f["label"], "type": "password" if f.get("secret") else "text",
+                            "required": bool(f.get("required")), "help": f.get("help", "")}
+                           for key, f in fields.items()],
+            # Make checks a new connection with this call.
+            "communication": {"url": f"{base_url}{manifest.auth['test']['path']}", "method": "GET",
+                              "headers": {"authorization": "Basic {{base64(parameters.login + ':' + "
+                                                           "parameters.apiKey)}}"},
+                              "response": {"metadata": {"type": "text", "value": "{{body.label}}"}}},
+        }],
+        "modules": modules,
+        "webhooks": webhooks,
+    }
+
+
+def _parameter(f: Field) -> dict:
+    parameter: dict = {"name": f.key, "type": _TYPES[f.type], "label": f.label, "required": f.required}
+    if f.help:
+        parameter["help"] = f.help
+    if f.choices:
+        parameter["type"] = "select"
+        parameter["options"] = [{"label": c, "value": c} for c in f.choices]
+    if f.list:
+        parameter = {"name": f.key, "type": "array", "label": f.label, "required": f.required,
+                     "help": f.help, "spec": {"type": _TYPES[f.type], "label": f.label}}
+    if f.default is not None and not f.list:
+        parameter["default"] = f.default
+    return parameter
+
+
+def _interface(schema: dict) -> list[dict]:
+    """Output fields, nested as Make shows them (collections for objects)."""
+    interface = []
+    for key, prop in schema.get("properties", {}).items():
+        label = prop.get("title") or key.replace("_", " ").capitalize()
+        if "properties" in prop:
+            interface.append({"name": key, "label": label, "type": "collection", "spec": _interface(prop)})
+            continue
+        kinds = {f.type for f in output_fields({"properties": {key: prop}})}
+        kind = _TYPES.get(next(iter(kinds), "string"), "text") if kinds else "array"
+        interface.append({"name": key, "label": label, "type": kind})
+    return interface

@@ -1,0 +1,134 @@
+"""Power Automate (and Logic Apps) custom connector: OpenAPI 2.0 with Microsoft's x-ms extensions.
+
+Instant triggers are webhook triggers: the subscribe operation carries `x-ms-trigger`, its body a
+property marked `x-ms-notification-url` (the flow's callback URL), and the service answers 201 with a
+`Location` header that the platform DELETEs when the flow is removed. Swagger 2.0 knows no `oneOf`,
+`null` types or `const`: schemas are narrowed to what it can say (the same reading as every platform's
+fields: a value that may be a text or a list is a list).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from ..manifest import Manifest
+from . import as_json
+from .fields import narrow
+
+
+def files(manifest: Manifest, base_url: str) -> dict[str, str]:
+    return {"apiDefinition.swagger.json": as_json(document(manifest, base_url)),
+            "apiProperties.json": as_json(_properties(manifest))}
+
+
+def document(manifest: Manifest, base_url: str) -> dict:
+    parts = urlsplit(base_url)
+    connector = manifest.connector
+    catalog = manifest.catalog
+    paths: dict = {
+        manifest.auth["test"]["path"]: {"get": {
+            "operationId": "TestConnection", "summary": "Test the connection", "x-ms-visibility": "internal",
+            "responses": {"200": {"description": "The account", "schema": _schema(catalog.resolved("api/me.json"))},
+                          "401": {"description": "Wrong login or API key"}}}},
+    }
+    for action in manifest.actions:
+        paths[action.path] = {"post": {
+            "operationId": _operation_id(action.key),
+            "summary": action.label,
+            "description": action.description,
+            "x-ms-visibility": "important",
+            "parameters": [{"name": "body", "in": "body", "required": True,
+                            "schema": _schema(catalog.resolved(action.input))}],
+            "responses": {"200": {"description": action.label, "schema": _schema(catalog.resolved(action.output))},
+                          "default": {"description": "An error, with a message to act on",
+                                      "schema": _schema(catalog.resolved("api/error.json"))}},
+        }}
+    for trigger in manifest.triggers:
+        event = _schema(catalog.resolved(trigger.event))
+        base = f"/v1/triggers/{trigger.key}"
+        if trigger.delivery == "push":
+            paths[f"{base}/subscriptions"] = {"post": {
+                "operationId": _operation_id(f"when_{trigger.key}"),
+                "summary": f"When: {trigger.label}",
+                "description": trigger.description,
+                "x-ms-trigger": "single",
+                "x-ms-visibility": "important",
+                "parameters": [{"name": "body", "in": "body", "required": True, "schema": {
+                    "type": "object", "required": ["target_url"],
+                    "properties": {"target_url": {"type": "string", "description": "The flow's callback URL",
+                                                  "x-ms-notification-url": True, "x-ms-visibility": "internal"}}}}],
+                "responses": {"201": {"description": "Subscribed; DELETE the Location to unsubscribe.",
+                                      "headers": {"Location": {"type": "string"}}}},
+                "x-ms-notification-content": {"description": trigger.label, "schema": event},
+            }}
+            paths[f"{base}/subscriptions/{{subscription_id}}"] = {"delete": {
+                "operationId": _operation_id(f"unsubscribe_{trigger.key}"),
+                "summary": f"Stop: {trigger.label}",
+                "x-ms-visibility": "internal",
+                "parameters": [{"name": "subscription_id", "in": "path", "required": True, "type": "string"}],
+                "responses": {"204": {"description": "Removed"}, "404": {"description": "Already removed"}},
+            }}
+        else:
+            parameters = [{"name": "limit", "in": "query", "required": False, "type": "integer", "default": 50,
+                           "x-ms-visibility": "advanced"}]
+            if trigger.input:
+                for name, prop in catalog.resolved(trigger.input).get("properties", {}).items():
+                    parameters.append({"name": name, "in": "query", "required": True,
+                                       "type": _single_type(prop), "description": prop.get("description", ""),
+                                       "x-ms-summary": prop.get("title", name)})
+            paths[f"{base}/events"] = {"get": {
+                "operationId": _operation_id(f"list_{trigger.key}"),
+                "summary": f"List: {trigger.label}",
+                "description": f"{trigger.description} Newest first; run it on a recurrence.",
+                "x-ms-visibility": "advanced",
+                "parameters": parameters,
+                "responses": {"200": {"description": trigger.label, "schema": {"type": "array", "items": event}}},
+            }}
+    return {
+        "swagger": "2.0",
+        "info": {"title": connector["name"], "description": connector["description"],
+                 "version": connector["version"]},
+        "host": parts.netloc,
+        "basePath": parts.path or "/",
+        "schemes": [parts.scheme],
+        "consumes": ["application/json"],
+        "produces": ["application/json"],
+        "securityDefinitions": {"basic_auth": {"type": "basic"}},
+        "security": [{"basic_auth": []}],
+        "x-ms-capabilities": {"testConnection": {"operationId": "TestConnection", "parameters": {}}},
+        "paths": paths,
+    }
+
+
+def _properties(manifest: Manifest) -> dict:
+    """The connection dialog: Basic auth, user name = login, password = API key."""
+    fields = {f["key"]: f for f in manifest.auth["fields"]}
+    return {"properties": {
+        "connectionParameters": {
+            "username": {"type": "securestring", "uiDefinition": {
+                "displayName": fields["login"]["label"], "description": fields["login"].get("help", ""),
+                "tooltip": fields["login"].get("help", ""), "constraints": {"required": "true"}}},
+            "password": {"type": "securestring", "uiDefinition": {
+                "displayName": fields["apiKey"]["label"], "description": fields["apiKey"].get("help", ""),
+                "tooltip": fields["apiKey"].get("help", ""), "constraints": {"required": "true"}}},
+        },
+        "iconBrandColor": "#007ee5",
+        "capabilities": ["actions", "triggers"],
+        "publisher": manifest.connector["name"],
+        "stackOwner": manifest.connector["name"],
+    }}
+
+
+def _operation_id(key: str) -> str:
+    return "".join(part.capitalize() for part in key.split("_"))
+
+
+def _single_type(prop: dict) -> str:
+    declared = prop.get("type", "string")
+    if isinstance(declared, list):
+        declared = next((t for t in declared if t != "null"), "string")
+    return declared
+
+
+def _schema(schema: dict) -> dict:
+    return narrow(schema, title_key="x-ms-summary", nullable_key="x-nullable")

@@ -266,3 +266,112 @@ def test_the_guide_gives_every_endpoint_and_ships_the_openapi_document(manifest)
     for trigger in manifest.triggers:
         assert f"{BASE_URL}/v1/triggers/{trigger.key}/events" in guide
     assert json.loads(rendered["openapi.json"]) == json.loads(json.dumps(openapi.document(manifest, BASE_URL)))
+
+
+def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_documented_schemas(live_service, tmp_path):
+    """Generated requests for every operation of /openapi.json, against the live service: no 500, every
+    status code, content type and body as documented. SCHEMATHESIS_EXAMPLES raises the count per operation."""
+    tool = ROOT / ".venv" / "bin" / "schemathesis"
+    if not tool.exists():
+        tool = shutil.which("schemathesis")
+    if not tool:
+        pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
+    examples = os.environ.get("SCHEMATHESIS_EXAMPLES", "15")
+    ran = subprocess.run(
+        [str(tool), "run", f"{live_service.url}/openapi.json", "--auth", "demo:demo-api-key",
+         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
+                     "response_schema_conformance,response_headers_conformance",
+         "--max-examples", examples, "--phases", "examples,coverage,fuzzing,stateful", "--workers", "1",
+         "--seed", "20261129", "--no-color"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    summary = ran.stdout[-3000:]
+    assert ran.returncode == 0, summary + ran.stderr[-2000:]
+    assert " passed" in summary and "failed" not in summary.split("Test cases:")[-1], summary
+
+
+# --- n8n -----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def n8n_package(tmp_path_factory, manifest):
+    npm = shutil.which("npm")
+    if not npm or not shutil.which("node"):
+        pytest.skip("node and npm are needed to compile the n8n package (Node.js 18 or newer)")
+    folder = tmp_path_factory.mktemp("n8n")
+    exports.write("n8n", manifest, folder, BASE_URL)
+    # Types are all the build needs: no native add-on of n8n-workflow's dependencies is built.
+    installed = subprocess.run([npm, "install", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+                               cwd=folder, capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    built = subprocess.run([npm, "run", "--silent", "build"], cwd=folder, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    return folder
+
+
+def test_the_n8n_package_compiles_against_n8n_workflow_types_and_lists_what_it_built(n8n_package, manifest):
+    declared = json.loads((n8n_package / "package.json").read_text())["n8n"]
+    for path in declared["credentials"] + declared["nodes"]:
+        assert (n8n_package / path).is_file(), path
+    shown = subprocess.run(["node", "-e", """
+        const { AllMySms } = require('./dist/nodes/AllMySms/AllMySms.node.js');
+        const { AllMySmsTrigger } = require('./dist/nodes/AllMySms/AllMySmsTrigger.node.js');
+        const { AllMySmsApi } = require('./dist/credentials/AllMySmsApi.credentials.js');
+        const operations = new AllMySms().description.properties.filter((p) => p.name === 'operation')
+          .flatMap((p) => p.options.map((o) => [o.value, o.routing.request.method, o.routing.request.url]));
+        const events = new AllMySmsTrigger().description.properties[0].options.map((o) => o.value);
+        console.log(JSON.stringify({ operations, events, test: new AllMySmsApi().test.request.url }));
+    """], cwd=n8n_package, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    described = json.loads(shown.stdout)
+    assert described["operations"] == [[a.key, "POST", a.path] for a in manifest.actions]
+    assert described["events"] == [t.key for t in manifest.triggers if t.delivery == "push"]
+    assert described["test"] == manifest.auth["test"]["path"]
+
+
+N8N_HOOKS = """
+// n8n's side of a trigger node, played here: static data, parameters, the webhook URL, and
+// httpRequestWithAuthentication sending Basic auth as the credentials' authenticate block says.
+const { AllMySmsTrigger } = require('./dist/nodes/AllMySms/AllMySmsTrigger.node.js');
+const staticData = {};
+const credentials = { login: 'demo', apiKey: 'demo-api-key', baseUrl: process.env.SERVICE };
+const context = {
+  getWorkflowStaticData: () => staticData,
+  getNodeParameter: () => 'delivery_receipt',
+  getNodeWebhookUrl: () => 'http://127.0.0.1:9/n8n-webhook',
+  getCredentials: async () => credentials,
+  helpers: {
+    httpRequestWithAuthentication: async function (name, options) {
+      const response = await fetch(options.baseURL + options.url, {
+        method: options.method,
+        headers: { 'Content-Type': 'application/json',
+                   Authorization: 'Basic ' + Buffer.from(`${credentials.login}:${credentials.apiKey}`).toString('base64') },
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+      });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      return response.status === 204 ? {} : response.json();
+    },
+  },
+};
+(async () => {
+  const hooks = new AllMySmsTrigger().webhookMethods.default;
+  const steps = [await hooks.checkExists.call(context)];
+  steps.push(await hooks.create.call(context), staticData.subscriptionId);
+  steps.push(await hooks.checkExists.call(context));
+  steps.push(await hooks.delete.call(context), staticData.subscriptionId === undefined);
+  staticData.subscriptionId = steps[2];
+  steps.push(await hooks.checkExists.call(context), staticData.subscriptionId === undefined);
+  console.log(JSON.stringify(steps));
+})().catch((error) => { console.error(error); process.exit(1); });
+"""
+
+
+def test_the_n8n_trigger_subscribes_checks_and_unsubscribes_against_the_live_service(n8n_package, live_service):
+    script = n8n_package / "hooks.js"
+    script.write_text(N8N_HOOKS, encoding="utf-8")
+    ran = subprocess.run(["node", str(script)], cwd=n8n_package, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "SERVICE": live_service.url})
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    before, created, subscription_id, exists, deleted, forgotten, exists_after, forgotten_after = json.loads(ran.stdout)
+    assert (before, created, exists, deleted, forgotten) == (False, True, True, True, True)
+    assert subscription_id.startswith("sub_")
+    assert (exists_after, forgotten_after) == (False, True)  # gone upstream: checkExists says so and forgets it
+    assert live_service.get("/v1/triggers/delivery_receipt/subscriptions").json() == []

@@ -17,7 +17,7 @@ DEFAULT_BASE_URL = "https://connector.example.com"
 
 
 def _exporters() -> dict[str, tuple[str, Callable[[Manifest, str], dict[str, str]]]]:
-    from . import elasticio, guide, make, openapi, powerautomate, zapier
+    from . import elasticio, guide, make, n8n, openapi, powerautomate, zapier
     return {
         "openapi": ("OpenAPI 3.1 document of the service (also served at /openapi.json)", openapi.files),
         "powerautomate": ("Power Automate / Logic Apps custom connector (OpenAPI 2.0 with x-ms extensions)",
@@ -25,6 +25,7 @@ def _exporters() -> dict[str, tuple[str, Callable[[Manifest, str], dict[str, str
         "zapier": ("Zapier CLI app (zapier-platform-core 19), with tests that run offline", zapier.files),
         "make": ("Make custom app: connection, modules, attached webhooks", make.files),
         "elasticio": ("elastic.io component: component.json and its modules, with tests", elasticio.files),
+        "n8n": ("n8n community-node package (TypeScript): credentials, action node, trigger node", n8n.files),
         "guide": ("Zoho Flow and Blendr.io: a step-by-step guide, with the OpenAPI document", guide.files),
     }
 

@@ -157,8 +157,12 @@ class _Builder:
                 f"{trigger.key}_subscriptions", f"{trigger.label}: subscriptions", "The account's own.",
                 ok=(200, "api/subscription.json"), many=True, tag="triggers"),
         }
-        paths[f"{base}/subscriptions"]["post"]["responses"]["201"]["headers"] = {
-            "Location": {"description": "The new subscription's URL.", "schema": {"type": "string"}}}
+        created = paths[f"{base}/subscriptions"]["post"]["responses"]["201"]
+        created["headers"] = {"Location": {"description": "The new subscription's URL.", "schema": {"type": "string"}}}
+        # What a client (or a test generator) can do next with the new subscription's id.
+        created["links"] = {
+            name: {"operationId": f"{trigger.key}_{name}", "parameters": {"subscription_id": "$response.body#/id"}}
+            for name in ("subscription", "deliveries", "replay_failed", "unsubscribe")}
         paths[f"{base}/subscriptions/{{subscription_id}}"] = {
             "get": self.operation(f"{trigger.key}_subscription", f"{trigger.label}: one subscription", "",
                                   ok=(200, "api/subscription.json"), parameters=subscription, tag="triggers"),

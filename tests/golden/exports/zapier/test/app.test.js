@@ -143,6 +143,15 @@ test('every action runs with its example and answers an object', async () => {
   }
 });
 
+test('a 429 from the service becomes a ThrottledError with its Retry-After delay', () => {
+  const { explainErrors } = require('../lib/service');
+  const answer = { status: 429, content: JSON.stringify({ error: { message: 'AllMySMS asks to slow down.' } }),
+                   getHeader: (name) => (name.toLowerCase() === 'retry-after' ? '30' : undefined) };
+  assert.throws(() => explainErrors(answer, { errors: zapier.errors }), (error) =>
+    error.name === 'ThrottledError' && JSON.parse(error.message).delay === 30 &&
+    JSON.parse(error.message).message === 'AllMySMS asks to slow down.');
+});
+
 test('a refused action shows the service message, naming the field', async () => {
   await assert.rejects(
     appTester(App.creates.send_sms.operation.perform, { authData: AUTH, inputData: { message: 'Hi' } }),

@@ -30,16 +30,22 @@ class Recorder:
         return [job * 2 for job in jobs]
 
 
+def behind_a_held_group(writer: GroupWriter, write: Recorder, pool, first, later: list):
+    """Submit ``first`` and hold its write; submit ``later`` meanwhile, wait until they are all queued
+    behind it, then let the write go. The futures: first's, then later's."""
+    held = pool.submit(writer.submit, first)
+    assert write.first_started.wait(5)
+    queued = [pool.submit(writer.submit, job) for job in later]
+    wait_for(lambda: len(writer._queue) == len(later), what="the jobs to queue")
+    write.release.set()
+    return held, queued
+
+
 def test_jobs_that_arrive_while_a_group_is_written_go_together_in_the_next_one():
     write = Recorder()
     writer = GroupWriter(write)
     with ThreadPoolExecutor(12) as pool:
-        first = pool.submit(writer.submit, 1)
-        assert write.first_started.wait(5)
-        rest = [pool.submit(writer.submit, n) for n in range(2, 12)]
-        # Every later job is queued behind the first group.
-        wait_for(lambda: len(writer._queue) == 10, what="the jobs to queue")
-        write.release.set()
+        first, rest = behind_a_held_group(writer, write, pool, 1, list(range(2, 12)))
         assert first.result(5) == 2
         assert [f.result(5) for f in rest] == [n * 2 for n in range(2, 12)]
     assert write.groups == [[1], list(range(2, 12))]
@@ -49,11 +55,7 @@ def test_a_failing_job_fails_only_its_own_caller():
     write = Recorder()
     writer = GroupWriter(write)
     with ThreadPoolExecutor(4) as pool:
-        first = pool.submit(writer.submit, 1)
-        assert write.first_started.wait(5)
-        good, bad, other = (pool.submit(writer.submit, job) for job in (3, "bad", 5))
-        wait_for(lambda: len(writer._queue) == 3, what="the jobs to queue")
-        write.release.set()
+        first, (good, bad, other) = behind_a_held_group(writer, write, pool, 1, [3, "bad", 5])
         assert first.result(5) == 2
         assert good.result(5) == 6 and other.result(5) == 10
         with pytest.raises(ValueError, match="bad job"):
@@ -67,10 +69,6 @@ def test_groups_are_never_larger_than_the_limit():
     write = Recorder()
     writer = GroupWriter(write, max_group=4)
     with ThreadPoolExecutor(12) as pool:
-        pool.submit(writer.submit, 0)
-        assert write.first_started.wait(5)
-        rest = [pool.submit(writer.submit, n) for n in range(1, 11)]
-        wait_for(lambda: len(writer._queue) == 10, what="the jobs to queue")
-        write.release.set()
+        _, rest = behind_a_held_group(writer, write, pool, 0, list(range(1, 11)))
         assert [f.result(5) for f in rest] == [n * 2 for n in range(1, 11)]
     assert [len(g) for g in write.groups] == [1, 4, 4, 2]

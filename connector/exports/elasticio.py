@@ -13,6 +13,7 @@ import json
 from ..manifest import Manifest
 from . import as_json
 from .fields import narrow
+from .testkit import NODE_HELPERS, action_examples, firing_input
 
 SAILOR_VERSION = "2.7.8"
 
@@ -102,23 +103,9 @@ def _dialect(schema: dict) -> dict:
 
 
 def _tests(manifest: Manifest) -> str:
-    creates = []
-    for action in manifest.actions:
-        schema = manifest.catalog.resolved(action.input)
-        creates.append({"key": action.key, "input": (schema.get("examples") or [{}])[0],
-                        "needsCampaign": "campaign_id" in schema.get("properties", {})})
     pushed = [t.key for t in manifest.triggers if t.delivery == "push"]
-    polled = []
-    for trigger in manifest.triggers:
-        cfg = {}
-        if trigger.input:
-            schema = manifest.catalog.resolved(trigger.input)
-            cfg = dict((schema.get("examples") or [{}])[0])
-            for key, prop in schema.get("properties", {}).items():
-                if prop.get("type") == "integer" and "maximum" in prop:
-                    cfg[key] = prop["maximum"]  # a threshold above any balance: it fires
-        polled.append({"key": f"{trigger.key}_polling", "cfg": cfg})
-    return _TESTS.replace("__CREATES__", json.dumps(creates, indent=2, ensure_ascii=False)) \
+    polled = [{"key": f"{t.key}_polling", "cfg": firing_input(manifest, t)} for t in manifest.triggers]
+    return _TESTS.replace("__HELPERS__", NODE_HELPERS).replace("__CREATES__", action_examples(manifest)) \
         .replace("__PUSHED__", json.dumps(pushed)).replace("__POLLED__", json.dumps(polled, indent=2))
 
 
@@ -248,12 +235,13 @@ const assert = require('node:assert');
 const http = require('node:http');
 const path = require('node:path');
 
-const CFG = { login: process.env.ALLMYSMS_LOGIN || 'demo', apiKey: process.env.ALLMYSMS_API_KEY || 'demo-api-key' };
 const CREATES = __CREATES__;
 const PUSHED = __PUSHED__;
 const POLLED = __POLLED__;
 const component = require('../component.json');
 
+__HELPERS__
+const CFG = CREDENTIALS;
 const load = (main) => require(path.join(__dirname, '..', main));
 const run = async (module, msg, cfg, snapshot) => {
   const emitted = [];
@@ -261,36 +249,14 @@ const run = async (module, msg, cfg, snapshot) => {
   await module.process.call(context, msg, cfg, snapshot);
   return emitted;
 };
-const until = async (check, what, seconds = 15) => {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-};
-const simulateReply = (text) => fetch(`${process.env.ALLMYSMS_CONNECTOR_URL}/v1/sandbox/replies`, {
-  method: 'POST',
-  headers: { 'Content-Type': 'application/json',
-             Authorization: 'Basic ' + Buffer.from(`${CFG.login}:${CFG.apiKey}`).toString('base64') },
-  body: JSON.stringify({ phone_number: '+33611111111', message: text }),
-});
 
 // The flow's webhook URL, played by a local server.
 const received = [];
 let receiver;
 before(async () => {
-  receiver = http.createServer((request, response) => {
-    let body = '';
-    request.on('data', (chunk) => { body += chunk; });
-    request.on('end', () => {
-      received.push(JSON.parse(body));
-      response.writeHead(200).end('ok');
-    });
-  });
-  await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-  process.env.ELASTICIO_FLOW_WEBHOOK_URI = `http://127.0.0.1:${receiver.address().port}/flow`;
+  const started = await startReceiver(received);
+  receiver = started.server;
+  process.env.ELASTICIO_FLOW_WEBHOOK_URI = `${started.url}/flow`;
 });
 after(() => receiver.close());
 
@@ -328,10 +294,11 @@ for (const key of PUSHED) {
       const before = received.length;
       await run(load(component.actions.send_sms.main), { body: { message: 'elastic.io test', recipients: ['+33611111111'] } }, CFG);
       if (key === 'reply_received') {
-        await until(async () => (await simulateReply('Yes')).status === 201, 'the simulated reply');
+        await until(() => simulateReply('Yes'), 'the simulated reply');
       }
-      const event = await until(() => received.slice(before).find((e) => e.type && e.type.startsWith('sms.') &&
-        component.triggers[key].metadata.out.properties.type.enum.includes(e.type)), `a ${key} event`);
+      const types = component.triggers[key].metadata.out.properties.type.enum;
+      const event = await until(() => received.slice(before).map((r) => r.body).find((e) => types.includes(e.type)),
+        `a ${key} event`);
       const emitted = await run(trigger, { body: event }, CFG);
       assert.deepStrictEqual(emitted.map((e) => e.value.body.id), [event.id]);
     } finally {
@@ -344,7 +311,7 @@ for (const key of PUSHED) {
 for (const polled of POLLED) {
   test(`polling trigger ${polled.key}: new events once, then nothing new`, async () => {
     await run(load(component.actions.send_sms.main), { body: { message: 'Polling test', recipients: ['+33611111111'] } }, CFG);
-    await until(async () => (await simulateReply('STOP')).status === 201, 'a STOP reply');
+    await until(() => simulateReply('STOP'), 'a STOP reply');
     const trigger = load(component.triggers[polled.key].main);
     const cfg = { ...CFG, ...polled.cfg };
     const first = await until(async () => {

@@ -13,6 +13,7 @@ import json
 from ..manifest import Manifest
 from . import as_json
 from .fields import Field, input_fields, output_fields
+from .testkit import NODE_HELPERS, action_examples, firing_input
 
 CORE_VERSION = "19.1.0"
 # Zapier's field types, for ours.
@@ -208,29 +209,10 @@ module.exports = {{
 
 
 def _tests(manifest: Manifest) -> str:
-    creates = []
-    for action in manifest.actions:
-        schema = manifest.catalog.resolved(action.input)
-        example = (schema.get("examples") or [{}])[0]
-        creates.append({"key": action.key, "input": example,
-                        "needsCampaign": "campaign_id" in schema.get("properties", {})})
     pushed = [t.key for t in manifest.triggers if t.delivery == "push"]
-    polled = [{"key": t.key, "input": _firing_input(manifest, t)} for t in manifest.triggers if t.delivery != "push"]
-    return _TESTS.replace("__CREATES__", _js(creates)).replace("__PUSHED__", _js(pushed)) \
-        .replace("__POLLED__", _js(polled))
-
-
-def _firing_input(manifest: Manifest, trigger) -> dict:
-    """Input that makes a polled trigger fire on the sandbox: its example, with each bounded number at
-    its maximum (a credits threshold above any balance)."""
-    if not trigger.input:
-        return {}
-    schema = manifest.catalog.resolved(trigger.input)
-    chosen = dict((schema.get("examples") or [{}])[0])
-    for key, prop in schema.get("properties", {}).items():
-        if prop.get("type") == "integer" and "maximum" in prop:
-            chosen[key] = prop["maximum"]
-    return chosen
+    polled = [{"key": t.key, "input": firing_input(manifest, t)} for t in manifest.triggers if t.delivery != "push"]
+    return _TESTS.replace("__HELPERS__", NODE_HELPERS).replace("__CREATES__", action_examples(manifest)) \
+        .replace("__PUSHED__", _js(pushed)).replace("__POLLED__", _js(polled))
 
 
 def _readme(manifest: Manifest, base_url: str) -> str:
@@ -353,46 +335,17 @@ const zapier = require('zapier-platform-core');
 const App = require('../index');
 
 const appTester = zapier.createAppTester(App);
-const AUTH = { login: process.env.ALLMYSMS_LOGIN || 'demo', apiKey: process.env.ALLMYSMS_API_KEY || 'demo-api-key' };
 const CREATES = __CREATES__;
 const PUSHED = __PUSHED__;
 const POLLED = __POLLED__;
 
-const simulateReply = async (message) => {
-  const response = await fetch(`${process.env.ALLMYSMS_CONNECTOR_URL}/v1/sandbox/replies`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json',
-               Authorization: 'Basic ' + Buffer.from(`${AUTH.login}:${AUTH.apiKey}`).toString('base64') },
-    body: JSON.stringify({ phone_number: '+33611111111', message }),
-  });
-  return response.status === 201;
-};
-
-const until = async (check, what, seconds = 15) => {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-};
-
-// A subscriber on 127.0.0.1: Zapier's hook URL, played locally.
+__HELPERS__
+const AUTH = CREDENTIALS;
 const received = [];
 let receiver;
 let targetBase;
 before(async () => {
-  receiver = http.createServer((request, response) => {
-    let body = '';
-    request.on('data', (chunk) => { body += chunk; });
-    request.on('end', () => {
-      received.push({ path: request.url, headers: request.headers, body: JSON.parse(body) });
-      response.writeHead(200).end('ok');
-    });
-  });
-  await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-  targetBase = `http://127.0.0.1:${receiver.address().port}`;
+  ({ server: receiver, url: targetBase } = await startReceiver(received));
 });
 after(() => receiver.close());
 

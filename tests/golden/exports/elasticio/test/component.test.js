@@ -6,7 +6,6 @@ const assert = require('node:assert');
 const http = require('node:http');
 const path = require('node:path');
 
-const CFG = { login: process.env.ALLMYSMS_LOGIN || 'demo', apiKey: process.env.ALLMYSMS_API_KEY || 'demo-api-key' };
 const CREATES = [
   {
     "key": "send_sms",
@@ -85,13 +84,11 @@ const POLLED = [
 ];
 const component = require('../component.json');
 
-const load = (main) => require(path.join(__dirname, '..', main));
-const run = async (module, msg, cfg, snapshot) => {
-  const emitted = [];
-  const context = { emit: async (kind, value) => { emitted.push({ kind, value }); } };
-  await module.process.call(context, msg, cfg, snapshot);
-  return emitted;
+const CREDENTIALS = {
+  login: process.env.ALLMYSMS_LOGIN || 'demo',
+  apiKey: process.env.ALLMYSMS_API_KEY || 'demo-api-key',
 };
+
 const until = async (check, what, seconds = 15) => {
   const deadline = Date.now() + seconds * 1000;
   for (;;) {
@@ -101,27 +98,48 @@ const until = async (check, what, seconds = 15) => {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 };
-const simulateReply = (text) => fetch(`${process.env.ALLMYSMS_CONNECTOR_URL}/v1/sandbox/replies`, {
-  method: 'POST',
-  headers: { 'Content-Type': 'application/json',
-             Authorization: 'Basic ' + Buffer.from(`${CFG.login}:${CFG.apiKey}`).toString('base64') },
-  body: JSON.stringify({ phone_number: '+33611111111', message: text }),
-});
+
+// The sandbox only: a recipient answering the last SMS sent to +33611111111.
+const simulateReply = async (message) => {
+  const response = await fetch(`${process.env.ALLMYSMS_CONNECTOR_URL}/v1/sandbox/replies`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json',
+               Authorization: 'Basic ' + Buffer.from(`${CREDENTIALS.login}:${CREDENTIALS.apiKey}`).toString('base64') },
+    body: JSON.stringify({ phone_number: '+33611111111', message }),
+  });
+  return response.status === 201;
+};
+
+// The platform's hook URL, played by a server on 127.0.0.1 that keeps what it receives.
+const startReceiver = async (received) => {
+  const server = http.createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk) => { body += chunk; });
+    request.on('end', () => {
+      received.push({ path: request.url, headers: request.headers, body: JSON.parse(body) });
+      response.writeHead(200).end('ok');
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${server.address().port}` };
+};
+
+const CFG = CREDENTIALS;
+const load = (main) => require(path.join(__dirname, '..', main));
+const run = async (module, msg, cfg, snapshot) => {
+  const emitted = [];
+  const context = { emit: async (kind, value) => { emitted.push({ kind, value }); } };
+  await module.process.call(context, msg, cfg, snapshot);
+  return emitted;
+};
 
 // The flow's webhook URL, played by a local server.
 const received = [];
 let receiver;
 before(async () => {
-  receiver = http.createServer((request, response) => {
-    let body = '';
-    request.on('data', (chunk) => { body += chunk; });
-    request.on('end', () => {
-      received.push(JSON.parse(body));
-      response.writeHead(200).end('ok');
-    });
-  });
-  await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-  process.env.ELASTICIO_FLOW_WEBHOOK_URI = `http://127.0.0.1:${receiver.address().port}/flow`;
+  const started = await startReceiver(received);
+  receiver = started.server;
+  process.env.ELASTICIO_FLOW_WEBHOOK_URI = `${started.url}/flow`;
 });
 after(() => receiver.close());
 
@@ -159,10 +177,11 @@ for (const key of PUSHED) {
       const before = received.length;
       await run(load(component.actions.send_sms.main), { body: { message: 'elastic.io test', recipients: ['+33611111111'] } }, CFG);
       if (key === 'reply_received') {
-        await until(async () => (await simulateReply('Yes')).status === 201, 'the simulated reply');
+        await until(() => simulateReply('Yes'), 'the simulated reply');
       }
-      const event = await until(() => received.slice(before).find((e) => e.type && e.type.startsWith('sms.') &&
-        component.triggers[key].metadata.out.properties.type.enum.includes(e.type)), `a ${key} event`);
+      const types = component.triggers[key].metadata.out.properties.type.enum;
+      const event = await until(() => received.slice(before).map((r) => r.body).find((e) => types.includes(e.type)),
+        `a ${key} event`);
       const emitted = await run(trigger, { body: event }, CFG);
       assert.deepStrictEqual(emitted.map((e) => e.value.body.id), [event.id]);
     } finally {
@@ -175,7 +194,7 @@ for (const key of PUSHED) {
 for (const polled of POLLED) {
   test(`polling trigger ${polled.key}: new events once, then nothing new`, async () => {
     await run(load(component.actions.send_sms.main), { body: { message: 'Polling test', recipients: ['+33611111111'] } }, CFG);
-    await until(async () => (await simulateReply('STOP')).status === 201, 'a STOP reply');
+    await until(() => simulateReply('STOP'), 'a STOP reply');
     const trigger = load(component.triggers[polled.key].main);
     const cfg = { ...CFG, ...polled.cfg };
     const first = await until(async () => {

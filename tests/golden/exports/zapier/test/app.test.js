@@ -8,7 +8,6 @@ const zapier = require('zapier-platform-core');
 const App = require('../index');
 
 const appTester = zapier.createAppTester(App);
-const AUTH = { login: process.env.ALLMYSMS_LOGIN || 'demo', apiKey: process.env.ALLMYSMS_API_KEY || 'demo-api-key' };
 const CREATES = [
   {
     "key": "send_sms",
@@ -81,14 +80,9 @@ const POLLED = [
   }
 ];
 
-const simulateReply = async (message) => {
-  const response = await fetch(`${process.env.ALLMYSMS_CONNECTOR_URL}/v1/sandbox/replies`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json',
-               Authorization: 'Basic ' + Buffer.from(`${AUTH.login}:${AUTH.apiKey}`).toString('base64') },
-    body: JSON.stringify({ phone_number: '+33611111111', message }),
-  });
-  return response.status === 201;
+const CREDENTIALS = {
+  login: process.env.ALLMYSMS_LOGIN || 'demo',
+  apiKey: process.env.ALLMYSMS_API_KEY || 'demo-api-key',
 };
 
 const until = async (check, what, seconds = 15) => {
@@ -101,12 +95,20 @@ const until = async (check, what, seconds = 15) => {
   }
 };
 
-// A subscriber on 127.0.0.1: Zapier's hook URL, played locally.
-const received = [];
-let receiver;
-let targetBase;
-before(async () => {
-  receiver = http.createServer((request, response) => {
+// The sandbox only: a recipient answering the last SMS sent to +33611111111.
+const simulateReply = async (message) => {
+  const response = await fetch(`${process.env.ALLMYSMS_CONNECTOR_URL}/v1/sandbox/replies`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json',
+               Authorization: 'Basic ' + Buffer.from(`${CREDENTIALS.login}:${CREDENTIALS.apiKey}`).toString('base64') },
+    body: JSON.stringify({ phone_number: '+33611111111', message }),
+  });
+  return response.status === 201;
+};
+
+// The platform's hook URL, played by a server on 127.0.0.1 that keeps what it receives.
+const startReceiver = async (received) => {
+  const server = http.createServer((request, response) => {
     let body = '';
     request.on('data', (chunk) => { body += chunk; });
     request.on('end', () => {
@@ -114,8 +116,16 @@ before(async () => {
       response.writeHead(200).end('ok');
     });
   });
-  await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-  targetBase = `http://127.0.0.1:${receiver.address().port}`;
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${server.address().port}` };
+};
+
+const AUTH = CREDENTIALS;
+const received = [];
+let receiver;
+let targetBase;
+before(async () => {
+  ({ server: receiver, url: targetBase } = await startReceiver(received));
 });
 after(() => receiver.close());
 

@@ -11,7 +11,7 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from . import feeds, inbound, phones
+from . import feeds, idempotency, inbound, phones
 from .actions import Context
 from .errors import AuthenticationFailed, ConnectorError, FieldError, MalformedRequest, NotFound
 from .manifest import Action, Manifest
@@ -81,10 +81,9 @@ def _action_view(manifest: Manifest, action: Action, handle):
             raise invalid_input(problems)
         return payload
 
-    def view():
-        ctx = _context()
+    def run(ctx, payload):
         started = time.perf_counter()
-        result = handle(ctx, checked_body())  # not kept here: the handler may free it early
+        result = handle(ctx, payload)
         # AllMySMS just accepted these credentials: receipts for this send can find the account.
         current_app.extensions["connector"].accounts.remember(ctx.credentials.login)
         log.info("action %s done in %.0f ms", action.key, (time.perf_counter() - started) * 1000)
@@ -92,7 +91,47 @@ def _action_view(manifest: Manifest, action: Action, handle):
             errors = [f"{e.json_path}: {e.message}" for e in output_validator.iter_errors(result)]
             if errors:
                 raise RuntimeError(f"{action.key} result does not match {action.output}: {errors[:5]}")
-        return jsonify(result), 200
+        return result
+
+    def view():
+        ctx = _context()
+        key = idempotency.read_key(request.headers.get(idempotency.HEADER))
+        if key is None:
+            return jsonify(run(ctx, checked_body())), 200  # the body is not kept here: the handler frees it
+        return _idempotent(ctx, key, checked_body(), run)
+
+    def _idempotent(ctx, key: str, payload: dict, run_action):
+        store = current_app.extensions["connector"].store
+        # Only a caller AllMySMS accepts as this login may see what was answered under its keys.
+        current_app.extensions["connector"].accounts.verified(ctx.credentials)
+        login = ctx.credentials.login
+        replay = idempotency.begin(
+            store, login, key, action.key, idempotency.fingerprint(action.key, payload),
+            # A first call still "running" long after any answer could come has ended without one.
+            stale_after=current_app.config["ALLMYSMS_READ_TIMEOUT"] * 4 + 60,
+            kept_for=current_app.config["CONNECTOR_IDEMPOTENCY_HOURS"] * 3600)
+        if replay is not None:
+            response = current_app.response_class(replay.body, status=replay.status_code,
+                                                  mimetype="application/json")
+            response.headers["Idempotent-Replayed"] = "true"
+            return response
+        handed, payload = [payload], None  # the handler frees a large body once read: keep no reference
+        try:
+            result = run_action(ctx, handed.pop())
+        except ConnectorError as error:
+            if idempotency.keep(error):
+                # Replayed as first answered, request id included: the one to quote about this send.
+                store.settle_key(login, key, "done", error.status,
+                                 json.dumps(error.as_json(g.get("request_id"))), time.time())
+            else:
+                store.release_key(login, key)
+            raise
+        except Exception:
+            store.settle_key(login, key, "unknown", None, None, time.time())
+            raise
+        body = jsonify(result)
+        store.settle_key(login, key, "done", 200, body.get_data(as_text=True), time.time())
+        return body, 200
 
     view.__name__ = f"action_{action.key}"
     return view

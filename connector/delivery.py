@@ -76,7 +76,7 @@ class Worker:
 
     def __init__(self, store: Store, *, policy: Policy, allowed: targets.AllowList, concurrency: int = 256,
                  lease_seconds: float = 60.0, poll_interval: float = 0.025, retention_seconds: float = 30 * 86400,
-                 clock=time.time, resolve=None):
+                 keys_kept_for: float = 86400, clock=time.time, resolve=None):
         self.store = store
         self.policy = policy
         self.concurrency = concurrency
@@ -85,6 +85,7 @@ class Worker:
         self.lease_seconds = max(lease_seconds, policy.timeout + 5)
         self.poll_interval = poll_interval
         self.retention_seconds = retention_seconds
+        self.keys_kept_for = keys_kept_for
         self.clock = clock
         self.rng = random.Random()
         self.transport = Transport(allowed, timeout=policy.timeout, resolve=resolve)
@@ -174,6 +175,7 @@ class Worker:
             pruned = self.store.prune(now - self.retention_seconds)
             if pruned:
                 log.info("pruned %d events older than the retention", pruned)
+            self.store.prune_keys(now - self.keys_kept_for)
         free, full = room
         return self.store.finish_and_claim(self._outcomes(results, now), now, free, self.lease_seconds,
                                            skip_subscriptions=full)

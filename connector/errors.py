@@ -87,6 +87,20 @@ class MalformedRequest(InvalidInput):
     code = "malformed_request"
 
 
+class KeyReused(InvalidInput):
+    """This Idempotency-Key was used for another request."""
+
+    code = "idempotency_key_reused"
+
+
+class InProgress(ConnectorError):
+    """A request with this Idempotency-Key is still running."""
+
+    status = 409
+    code = "idempotency_key_in_use"
+    disposition = "retry_later"
+
+
 class NotFound(ConnectorError):
     status = 404
     code = "not_found"

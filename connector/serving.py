@@ -38,7 +38,8 @@ def worker_for(settings, store=None):
                   allowed=AllowList(settings["CONNECTOR_ALLOWED_TARGETS"]),
                   concurrency=settings["CONNECTOR_DELIVERY_CONCURRENCY"],
                   lease_seconds=settings["CONNECTOR_LEASE_SECONDS"],
-                  retention_seconds=settings["CONNECTOR_EVENT_RETENTION_DAYS"] * 86400)
+                  retention_seconds=settings["CONNECTOR_EVENT_RETENTION_DAYS"] * 86400,
+                  keys_kept_for=settings["CONNECTOR_IDEMPOTENCY_HOURS"] * 3600)
 
 
 def start_sandbox(port: int = 0, host: str = "127.0.0.1"):

@@ -120,6 +120,23 @@ rejected_callbacks = Table(
     Column("body_excerpt", Text),
 )
 
+# Results of actions sent with an Idempotency-Key, so that a retry gets the first answer instead of a
+# second send. state: running (the first call is still out), done (its answer is kept), unknown (it
+# ended without an answer: it may have sent).
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("login", String(255), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("action", String(64), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("status_code", Integer),
+    Column("response", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("idempotency_keys_by_age", "created_at"),
+)
+
 credit_watch = Table(
     "credit_watch", metadata,
     Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
@@ -324,6 +341,41 @@ class Store:
                               .order_by(rejected_callbacks.c.seq.desc()).limit(limit)).all()
         return [{"received_at": r.received_at, "method": r.method, "content_type": r.content_type,
                  "reason": r.reason} for r in rows]
+
+    # Idempotency keys.
+
+    def claim_key(self, login: str, key: str, action: str, request_hash: str, now: float) -> dict | None:
+        """Take ``key`` for a new request: None when it is ours now, else the row of the request that has
+        it (whatever its state). The primary key decides, so two processes cannot both take it."""
+        statement = self._insert(idempotency_keys).on_conflict_do_nothing(index_elements=["login", "key"])
+        with self._writing() as db:
+            taken = db.execute(statement.values(login=login, key=key, action=action, request_hash=request_hash,
+                                                state="running", created_at=now, updated_at=now)).rowcount
+            if taken:
+                return None
+        return self.key_state(login, key)
+
+    def key_state(self, login: str, key: str) -> dict | None:
+        with self.engine.connect() as db:
+            row = db.execute(select(idempotency_keys).where(idempotency_keys.c.login == login,
+                                                            idempotency_keys.c.key == key)).first()
+        return dict(row._mapping) if row else None
+
+    def settle_key(self, login: str, key: str, state: str, status_code: int | None, response: str | None,
+                   now: float) -> None:
+        with self._writing() as db:
+            db.execute(update(idempotency_keys).where(idempotency_keys.c.login == login, idempotency_keys.c.key == key)
+                       .values(state=state, status_code=status_code, response=response, updated_at=now))
+
+    def release_key(self, login: str, key: str) -> None:
+        """Forget a key whose request did nothing upstream: a retry with it runs afresh."""
+        with self._writing() as db:
+            db.execute(delete(idempotency_keys).where(idempotency_keys.c.login == login,
+                                                      idempotency_keys.c.key == key))
+
+    def prune_keys(self, older_than: float) -> int:
+        with self._writing() as db:
+            return db.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < older_than)).rowcount
 
     def prune(self, older_than: float) -> int:
         """Forget events (and their deliveries and attempts) received before ``older_than``."""

@@ -109,6 +109,14 @@ def api(app, serve):
     return serve(app)
 
 
+@pytest.fixture
+def through(scripted, serve):
+    """The connector, as a real server, in front of the scripted upstream."""
+    def build(**settings):
+        return serve(create_app(connector_settings(scripted.url, **settings)))
+    return build
+
+
 @dataclass
 class Scripted:
     """A canned reply of the scripted upstream."""

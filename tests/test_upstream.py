@@ -25,14 +25,6 @@ EXPECTED = {
 }
 
 
-@pytest.fixture
-def through(scripted, serve):
-    """The connector, as a real server, in front of the scripted upstream."""
-    def build(**settings):
-        return serve(create_app(connector_settings(scripted.url, **settings)))
-    return build
-
-
 @pytest.mark.parametrize("status", sorted(EXPECTED))
 def test_every_allmysms_status_reaches_the_caller_as_documented(scripted, through, status):
     http, code, field = EXPECTED[status]

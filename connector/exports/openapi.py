@@ -55,7 +55,7 @@ class _Builder:
         for action in self.manifest.actions:
             paths[action.path] = {"post": self.operation(
                 action.key, action.label, action.description, ok=(200, action.output), body=action.input,
-                sample=action.sample, tag="actions")}
+                sample=action.sample, tag="actions", parameters=[_IDEMPOTENCY_KEY])}
         for trigger in self.manifest.triggers:
             paths.update(self.trigger_paths(trigger))
         paths["/v1/events/{event_id}/replay"] = {"post": self.operation(
@@ -231,6 +231,15 @@ def _public(schema: dict) -> dict:
                 strip(value)
     strip(cleaned)
     return cleaned
+
+
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "Retrying with the same key and body within 24 h returns the first answer (header "
+                   "Idempotent-Replayed: true) instead of sending again; while the first call runs, 409. The "
+                   "same key for another request: 422. Scoped to the AllMySMS login.",
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+}
 
 
 def _path(name: str) -> dict:

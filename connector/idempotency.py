@@ -1,0 +1,82 @@
+"""Idempotency-Key on actions: a retry of the same request gets the first answer, never a second send.
+
+Platforms retry steps (timeouts, autoreplay). With the same key (scoped to the AllMySMS login) and the
+same action and body, the first call's answer is returned again without calling AllMySMS, also while
+the first call is still running (the second waits a moment, then gets 409). The same key with another
+request gets 422. Only answers after which something may have happened upstream are kept: a success,
+and "may have been sent" (timeouts after posting, partial sends). An answer that says nothing was sent
+(bad input, credentials, credit, throttling) lets the key go, so the retry after a fix runs afresh.
+Keys are stored with the answers, so this holds across processes and restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+
+from .errors import ConnectorError, FieldError, InProgress, KeyReused, MalformedRequest, OutcomeUnknown
+from .store import Store
+
+HEADER = "Idempotency-Key"
+_VALID = re.compile(r"[\x21-\x7e]{1,255}")
+# How long a second call waits for the first to finish before answering 409.
+WAIT_FOR_FIRST = 2.0
+# Kept answers: a success, or a send that may have gone out.
+_KEPT_DISPOSITIONS = {"check_before_retry"}
+
+
+@dataclass(frozen=True)
+class Replay:
+    status_code: int
+    body: str
+
+
+def read_key(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    if not _VALID.fullmatch(raw):
+        raise MalformedRequest(f"The {HEADER} header must be 1 to 255 visible ASCII characters (no spaces).",
+                               fields=[FieldError(HEADER, "Use 1 to 255 visible ASCII characters, e.g. a UUID.")])
+    return raw
+
+
+def fingerprint(action: str, payload) -> str:
+    """The request as compared between calls: action and body, whatever the key order or spacing."""
+    canonical = json.dumps([action, payload], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def begin(store: Store, login: str, key: str, action: str, request_hash: str, *, stale_after: float,
+          kept_for: float, clock=time.time, sleep=time.sleep) -> Replay | None:
+    """None when this call owns the key and must run; a Replay of the first answer otherwise. Raises
+    KeyReused, InProgress, or OutcomeUnknown (the first call ended without a kept answer)."""
+    deadline = clock() + WAIT_FOR_FIRST
+    while True:
+        row = store.claim_key(login, key, action, request_hash, clock())
+        if row is None:
+            return None
+        if row["created_at"] < clock() - kept_for:
+            store.release_key(login, key)  # expired: the key is free again
+            continue
+        if row["request_hash"] != request_hash:
+            raise KeyReused(f"This {HEADER} was already used for another request (another action or body). "
+                            "Use a new key for a new request.",
+                            fields=[FieldError(HEADER, "Already used for a different request.")])
+        if row["state"] == "done":
+            return Replay(row["status_code"], row["response"])
+        if row["state"] == "unknown" or clock() - row["created_at"] > stale_after:
+            raise OutcomeUnknown(f"An earlier request with this {HEADER} ended without an answer: it may have "
+                                 "sent. Check the campaigns and delivery receipts in AllMySMS before sending "
+                                 "again with a new key.")
+        if clock() >= deadline:
+            raise InProgress(f"A request with this {HEADER} is still running. Try again in a few seconds: "
+                             "you will get its answer.", retry_after=2)
+        sleep(0.05)
+
+
+def keep(error: ConnectorError | None) -> bool:
+    """Whether an answer is kept for the key (else the key is let go)."""
+    return error is None or error.disposition in _KEPT_DISPOSITIONS

@@ -73,6 +73,11 @@ def read_callback(method: str, content_type: str, query: Mapping[str, str], form
     if verb != "POST":
         raise CallbackRejected(f"the {verb} method is not accepted; use GET or POST")
     media = content_type.split(";", 1)[0].strip().lower()
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        # Said plainly: a form parser would silently drop the fields it cannot read.
+        raise CallbackRejected(f"the body is not valid UTF-8 (byte {bad.start})") from None
     if media in _FORM_TYPES or (not body and not form):
         # A POST with nothing in its body is read like a GET: the fields are in the query string.
         record = _flat(form)
@@ -132,6 +137,9 @@ def _record(record: dict, index: int | None = None) -> dict:
     for key, value in record.items():
         if not isinstance(value, _SCALARS):
             raise CallbackRejected(f"{where}field {_name(key)} holds a nested value; records are flat")
+        # No text AllMySMS sends holds NUL, and no database may be asked to keep it (PostgreSQL cannot).
+        if "\x00" in key or (isinstance(value, str) and "\x00" in value):
+            raise CallbackRejected(f"{where}field {_name(key.replace(chr(0), '?'))} holds a NUL character")
     return dict(record)
 
 

@@ -138,7 +138,7 @@ def test_invalid_json_is_refused():
 
 
 def test_a_body_that_is_not_utf8_json_is_refused():
-    assert _read_refusal(body=b'{"message": "\xff"}') == "the body is not valid JSON"
+    assert _read_refusal(body=b'{"message": "\xff"}') == "the body is not valid UTF-8 (byte 13)"
 
 
 def test_text_plain_that_is_not_json_is_refused():
@@ -191,6 +191,23 @@ def test_a_record_with_a_nested_value_is_refused_without_quoting_the_value(value
     reason = _read_refusal(body=json.dumps({**RECEIPT, "recipient": value}).encode())
     assert reason == "field 'recipient' holds a nested value; records are flat"
     assert PHONE not in reason
+
+
+def test_a_form_that_is_not_utf8_is_refused_saying_so():
+    reason = _read_refusal(content_type="application/x-www-form-urlencoded", body=b"smsId=\xff&status=1")
+    assert reason == "the body is not valid UTF-8 (byte 6)"
+
+
+@pytest.mark.parametrize("where", ["json", "form", "query"])
+def test_a_nul_character_in_any_field_is_refused(where):
+    record = {**RECEIPT, "smsId": "a\x00b"}
+    if where == "json":
+        reason = _read_refusal(body=json.dumps(record).encode())
+    elif where == "form":
+        reason = _read_refusal(content_type="application/x-www-form-urlencoded", form=record)
+    else:
+        reason = _read_refusal(method="GET", query=record)
+    assert reason == "field 'smsId' holds a NUL character"
 
 
 def test_a_nested_value_in_a_batch_names_the_record():

@@ -11,7 +11,7 @@ from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumber, Valid
 _SEPARATORS = re.compile(r"[,;\r\n]+")
 # Digits and the separators people type. Letters are refused: the library would read them as
 # keypad digits and turn a typo into somebody else's number.
-_TYPED = re.compile(r"\+?[0-9\s().\-/]+")
+_TYPED = re.compile(r"\(?\+?[0-9\s().\-/]+")  # "(+33) 6 …" too
 _PUNCTUATION = re.compile(r"[\s().\-/]")
 
 _POSSIBLE_REASONS = {
@@ -33,7 +33,7 @@ def parse(raw: str, region: str) -> tuple[str | None, str | None]:
     if not text:
         return None, "not a phone number: it is empty"
     if not _TYPED.fullmatch(text):
-        return None, "not a phone number: only digits, spaces, + . - ( ) / are allowed"
+        return None, "not a phone number: only digits, spaces and . - ( ) / are allowed, with + only at the start"
     if text.startswith("00"):
         # 0033… is how French people write an international number; the library wants +33….
         text = "+" + text[2:]

@@ -53,7 +53,7 @@ def test_a_number_without_country_code_is_read_in_the_given_region():
 # --- parse: refused numbers, each with its reason ---------------------------------------------
 
 
-LETTERS = "not a phone number: only digits, spaces, + . - ( ) / are allowed"
+LETTERS = "not a phone number: only digits, spaces and . - ( ) / are allowed, with + only at the start"
 
 
 @pytest.mark.parametrize(

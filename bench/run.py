@@ -114,8 +114,10 @@ def _start_sandbox(fleet: servers.Fleet) -> servers.Server:
 
 def _start_connector(fleet: servers.Fleet, sandbox: servers.Server, name: str, workers: int) -> servers.Server:
     port = servers.free_port()
+    # One benchmark login sends a thousand actions a second: the per-account limit would answer 429.
     env = servers.clean_env(ALLMYSMS_BASE_URL=sandbox.url, PORT=str(port), CONNECTOR_HOST=servers.HOST,
-               CONNECTOR_WORKERS=str(workers), CONNECTOR_THREADS=str(SERVER_THREADS))
+               CONNECTOR_WORKERS=str(workers), CONNECTOR_THREADS=str(SERVER_THREADS),
+               CONNECTOR_ACTIONS_PER_MINUTE="0")
     _say(f"{name}: connector serve {workers}x{SERVER_THREADS} on port {port}")
     return fleet.start(name, [sys.executable, "-m", "connector.cli", "serve"], env, port, "/v1/manifest",
                        workers=workers)

@@ -15,6 +15,7 @@ from .errors import ConfigError
 from .messages import Rules
 from .store import Store, default_url
 from .targets import AllowList
+from .ratelimit import RateLimit
 from .upstream import AllMySMS, new_session
 
 
@@ -32,6 +33,7 @@ class Services:
     accounts: Accounts
     allowed_targets: AllowList
     policy: Policy
+    rate_limit: RateLimit
 
 
 def policy(settings: dict) -> Policy:
@@ -80,6 +82,7 @@ def create_app(test_config: dict | None = None) -> Flask:
                                                       settings["CONNECTOR_DATA_DIR"])),
         allowed_targets=AllowList(settings["CONNECTOR_ALLOWED_TARGETS"]),
         policy=policy(settings),
+        rate_limit=RateLimit(settings["CONNECTOR_ACTIONS_PER_MINUTE"]),
     )
 
     @app.before_request

@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from . import feeds, idempotency, inbound, phones
 from .actions import Context
-from .errors import AuthenticationFailed, ConnectorError, FieldError, MalformedRequest, NotFound
+from .errors import AuthenticationFailed, ConnectorError, FieldError, MalformedRequest, NotFound, Throttled
 from .manifest import Action, Manifest
 from .upstream import Credentials
 from .validation import invalid_input
@@ -95,6 +95,12 @@ def _action_view(manifest: Manifest, action: Action, handle):
 
     def view():
         ctx = _context()
+        wait = current_app.extensions["connector"].rate_limit.wait_for(ctx.credentials.login,
+                                                                       ctx.credentials.api_key)
+        if wait:
+            limit = current_app.config["CONNECTOR_ACTIONS_PER_MINUTE"]
+            raise Throttled(f"Too many actions from this account: at most {limit} a minute. Nothing was sent; "
+                            f"try again in {wait} s.", retry_after=wait)
         key = idempotency.read_key(request.headers.get(idempotency.HEADER))
         if key is None:
             return jsonify(run(ctx, checked_body())), 200  # the body is not kept here: the handler frees it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from datetime import datetime, timezone
 
@@ -23,6 +24,19 @@ def url(base: str, token: str) -> str:
     return base.rstrip("/") + PATH.replace("<token>", token)
 
 
+_PATH_TOKEN = re.compile(re.escape(PATH.replace("<token>", "")) + r"([^/?#\s\"]+)")
+
+
+def fingerprint(token: str) -> str:
+    """What logs show of a token (a credential): the start of its SHA-256."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def masked(text: str) -> str:
+    """``text`` (a path, a request line, a URL) with any inbound token replaced by its fingerprint."""
+    return _PATH_TOKEN.sub(lambda m: PATH.replace("<token>", fingerprint(m.group(1))), text)
+
+
 def blueprint() -> Blueprint:
     bp = Blueprint("inbound", __name__)
 
@@ -32,8 +46,7 @@ def blueprint() -> Blueprint:
         found = services.accounts.by_token(token)
         if found is None:
             # Only a fingerprint of the token is logged: the token itself is a credential.
-            log.warning("inbound callback for an unknown token (sha256 %s…)",
-                        hashlib.sha256(token.encode()).hexdigest()[:12])
+            log.warning("inbound callback for an unknown token (%s)", fingerprint(token))
             raise NotFound("There is no account at this inbound URL. Copy the URL again from GET /v1/me.")
         account_id, login = found
         now = time.time()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 log = logging.getLogger(__name__)
@@ -105,12 +106,25 @@ def serve(settings: dict) -> None:
         "control_socket_disable": True,
         # No query strings in the access log: AllMySMS-style callers may put keys there.
         "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
+        "logger_class": AccessLog,
     }
     try:
         _Gunicorn(options).run()
     finally:
         for supervisor in supervisors:
             supervisor.stop()
+
+
+class AccessLog(glogging.Logger):
+    """gunicorn's logger, with inbound URL tokens (credentials) shown as fingerprints."""
+
+    def atoms(self, resp, req, environ, request_time):
+        from .inbound import masked
+        atoms = super().atoms(resp, req, environ, request_time)
+        for name in ("U", "r", "{raw_uri}e"):
+            if isinstance(atoms.get(name), str):
+                atoms[name] = masked(atoms[name])
+        return atoms
 
 
 class WorkerProcess:

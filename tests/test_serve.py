@@ -98,3 +98,12 @@ def test_serve_delivers_a_receipt_and_a_reply_to_a_subscriber_with_no_configurat
     delivered = wait_for(lambda: subscriber.deliveries("/reply_received"), what="the reply")[0]
     event = Webhook(hooks["reply_received"]).verify(delivered["body"], delivered["headers"])
     assert event["data"]["message"] == "On arrive"
+    # Everything the whole loop logged (web, worker, sandbox): no secret, number or text of it.
+    token = requests.get(url + "/v1/me", auth=auth, timeout=10).json()["inbound_url"].rsplit("/", 1)[1]
+    log = served[1]
+    log.seek(0)
+    text = log.read()
+    assert "/v1/inbound/allmysms/" in text  # the callbacks were logged, by path
+    for secret in (token, *hooks.values(), "0611111111", "33611111111", "Your table is ready", "On arrive",
+                   "ZGVtbzpkZW1vLWFwaS1rZXk="):
+        assert secret not in text, f"{secret[:6]}… appears in the log"

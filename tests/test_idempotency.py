@@ -85,12 +85,18 @@ def test_a_send_that_may_have_gone_out_is_kept_and_its_retry_does_not_send_again
     assert sends(scripted) == 1
 
 
-def test_a_second_call_while_the_first_runs_waits_and_gets_its_answer(scripted, through):
-    scripted.script(ACCOUNT_OK, Scripted(body={"status": 100} | SUCCESS_FIELDS, delay=0.8))
+def first_call_under_way(scripted, through, pool, seconds: float):
+    """A keyed send that AllMySMS takes ``seconds`` to answer, once it has reached AllMySMS."""
+    scripted.script(ACCOUNT_OK, Scripted(body={"status": 100} | SUCCESS_FIELDS, delay=seconds))
     api = through()
+    first = pool.submit(keyed, api, "k")
+    wait_for(lambda: sends(scripted) == 1, what="the first call to reach AllMySMS")
+    return api, first
+
+
+def test_a_second_call_while_the_first_runs_waits_and_gets_its_answer(scripted, through):
     with ThreadPoolExecutor(2) as pool:
-        first = pool.submit(keyed, api, "k")
-        wait_for(lambda: sends(scripted) == 1, what="the first call to reach AllMySMS")
+        api, first = first_call_under_way(scripted, through, pool, 0.8)
         second = pool.submit(keyed, api, "k")
         answers = [first.result(10), second.result(10)]
     assert [a.status_code for a in answers] == [200, 200]
@@ -100,11 +106,8 @@ def test_a_second_call_while_the_first_runs_waits_and_gets_its_answer(scripted, 
 
 
 def test_a_second_call_gets_409_while_the_first_runs_longer_than_it_waits(scripted, through):
-    scripted.script(ACCOUNT_OK, Scripted(body={"status": 100} | SUCCESS_FIELDS, delay=3.0))
-    api = through()
     with ThreadPoolExecutor(2) as pool:
-        first = pool.submit(keyed, api, "k")
-        wait_for(lambda: sends(scripted) == 1, what="the first call to reach AllMySMS")
+        api, first = first_call_under_way(scripted, through, pool, 3.0)
         busy = keyed(api, "k")
         assert busy.status_code == 409 and busy.headers["Retry-After"] == "2"
         assert busy.json()["error"]["code"] == "idempotency_key_in_use"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -91,7 +93,8 @@ class AllMySMS:
         response = self._request("POST", self.base_url + SANDBOX_REPLY_PATH, sends=False, json=body,
                                  auth=(credentials.login, credentials.api_key))
         with response:
-            answer = feeds.read_reply(_read_bounded(response, 1 << 20), response.headers.get("Content-Type", ""))
+            answer = feeds.read_reply(_read_bounded(response, 1 << 20, self.timeout[1]),
+                                      response.headers.get("Content-Type", ""))
         if response.status_code == 201:
             return answer
         if response.status_code == 401:
@@ -134,7 +137,7 @@ class AllMySMS:
     def _reply(self, response: requests.Response, *, sends: bool, rest: bool = False) -> dict:
         with response:
             try:
-                body = _read_bounded(response, self.max_reply_bytes)
+                body = _read_bounded(response, self.max_reply_bytes, self.timeout[1])
             except requests.exceptions.RequestException as exc:
                 raise self._lost_answer(response.url, exc, sends) from None
         status = response.status_code
@@ -158,15 +161,40 @@ class AllMySMS:
         return feeds.read_reply(body, response.headers.get("Content-Type", ""))
 
 
-def _read_bounded(response: requests.Response, limit: int) -> bytes:
+def _read_bounded(response: requests.Response, limit: int, seconds: float) -> bytes:
+    """The body, at most ``limit`` bytes, all of it within ``seconds``: the read timeout bounds each wait
+    for data, and an answer trickling a byte at a time would otherwise hold the request for as long as
+    it likes. Past the deadline the connection is cut, and the answer counts as lost."""
     chunks, size = [], 0
-    for chunk in response.iter_content(chunk_size=65536):
-        size += len(chunk)
-        if size > limit:
-            raise UpstreamFailed("AllMySMS sent an answer far larger than expected.",
-                                 log_detail=f"reply over {limit} bytes")
-        chunks.append(chunk)
+    cut = threading.Timer(seconds, _cut, args=(response,))
+    cut.daemon = True
+    cut.start()
+    try:
+        for chunk in response.iter_content(chunk_size=65536):
+            size += len(chunk)
+            if size > limit:
+                raise UpstreamFailed("AllMySMS sent an answer far larger than expected.",
+                                     log_detail=f"reply over {limit} bytes")
+            chunks.append(chunk)
+    except requests.exceptions.RequestException:
+        raise
+    except Exception as exc:  # the cut shows as whatever the socket raised mid-read
+        if isinstance(exc, UpstreamFailed):
+            raise
+        raise requests.exceptions.ReadTimeout(f"the answer was cut after {seconds:g} s") from None
+    finally:
+        cut.cancel()
     return b"".join(chunks)
+
+
+def _cut(response: requests.Response) -> None:
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _never_connected(exc: BaseException) -> bool:

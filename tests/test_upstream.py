@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
 import pytest
 
 from connector import create_app
@@ -162,3 +166,30 @@ def test_a_voice_call_refused_for_credentials_is_a_401(scripted, through):
     scripted.script(Scripted(status=401, body={"code": 102, "description": "bad"}))
     response = through().action("send_voice", {"recipients": ["0611111111"], "text": "Bonjour"})
     assert response.status_code == 401
+
+
+def test_an_answer_trickling_in_past_the_read_timeout_is_cut_and_counts_as_lost(serve):
+    """AllMySMS's headers come at once, then the body a byte every 0.1 s: each wait is short, the whole
+    is not. The send may have gone out: 504, and the web thread is free again after the read timeout."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def trickle():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n")
+            try:
+                for _ in range(400):
+                    conn.sendall(b" ")
+                    time.sleep(0.1)  # the upstream dripping its answer is the behaviour under test
+            except OSError:
+                pass
+    threading.Thread(target=trickle, daemon=True).start()
+    app = create_app(connector_settings(f"http://127.0.0.1:{listener.getsockname()[1]}",
+                                        ALLMYSMS_READ_TIMEOUT=0.5, ALLMYSMS_CONNECT_RETRIES=0))
+    started = time.monotonic()
+    response = serve(app).action("send_sms", SEND)
+    listener.close()
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "outcome_unknown"
+    assert time.monotonic() - started < 5

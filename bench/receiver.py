@@ -5,7 +5,7 @@ One process, one asyncio event loop, keep-alive connections:
 
     .venv/bin/python bench/receiver.py --port 8900
 
-    POST <any path>[?delay_ms=N]   a delivery: recorded as [path, data.sms_id, webhook-id, arrival time]
+    POST <any path>[?delay_ms=N]   a delivery: recorded as [path, data.sms_id, webhook-id, arrival time, id]
     GET  /stats                    {"count": deliveries so far, "unsigned": those without the three headers}
     GET  /records?start=I          the records from index I on, as a JSON list
 
@@ -69,14 +69,11 @@ class _Connection(asyncio.Protocol):
         parts = urlsplit(target)
         if method == b"POST":
             arrived = time.time()
-            try:
-                sms_id = json.loads(body)["data"]["sms_id"]
-            except (ValueError, KeyError, TypeError):
-                sms_id = None
+            sms_id, event_id = _identity(body)
             if not all(headers.get(name) for name in _SIGNED):
                 self.records.unsigned += 1
             webhook_id = headers.get(b"webhook-id", b"").decode() or None
-            self.records.rows.append([parts.path, sms_id, webhook_id, arrived])
+            self.records.rows.append([parts.path, sms_id, webhook_id, arrived, event_id])
             delay = float(parse_qs(parts.query).get("delay_ms", ["0"])[0])
             slot = [None]
             self.pending.append(slot)
@@ -107,6 +104,18 @@ class _Connection(asyncio.Protocol):
             answer = self.pending.pop(0)[0]
             if self.transport and not self.transport.is_closing():
                 self.transport.write(answer)
+
+
+def _identity(body: bytes) -> tuple:
+    """The event's data.sms_id and id, or None for what a delivery does not carry."""
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return None, None
+    if not isinstance(event, dict):
+        return None, None
+    data = event.get("data")
+    return (data.get("sms_id") if isinstance(data, dict) else None), event.get("id")
 
 
 async def serve(port: int) -> None:

@@ -55,15 +55,15 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import psutil
-import requests
 
 # bench/ is on sys.path when this file is run as a script, so its modules import by name.
 import loadgen
 import report
 import servers
+from hooks import Hooks, Receivers
 from report import say
 
 BENCH = Path(__file__).resolve().parent
@@ -73,7 +73,6 @@ LOGS = RESULTS / "logs" / "triggers"
 LOGIN, API_KEY = "bench", "bench-api-key"
 CREDITS = 10 ** 12
 SERVER_WORKERS, SERVER_THREADS = 2, 8
-TRIGGER = "delivery_receipt"
 RECEIVERS = 2
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 CALLBACK_TIMEOUT = 10.0  # a callback unanswered after this long counts as failed (and keeps runs bounded)
@@ -148,7 +147,7 @@ class _Bench:
         accounts = {LOGIN: {"api_key": API_KEY, "credits": CREDITS}}
         self.sandbox = servers.start_sandbox(fleet, accounts, SERVER_WORKERS, SERVER_THREADS, LOGIN)
         say(f"sandbox: gunicorn {SERVER_WORKERS}x{SERVER_THREADS} on port {self.sandbox.port}")
-        self.receivers = _Receivers.start(fleet, RECEIVERS)
+        self.receivers = Receivers.start(fleet, RECEIVERS)
         say(f"receivers: {RECEIVERS} x asyncio (bench/receiver.py) on ports "
             f"{', '.join(str(r.port) for r in self.receivers.servers)}")
 
@@ -158,7 +157,7 @@ class _Bench:
         plan = self.plan
         connector, data_dir = self._connector("ingest", workers=SERVER_WORKERS, delivery="process")
         echo = self._echo()
-        hooks = _Hooks(connector)
+        hooks = Hooks(connector.url, (LOGIN, API_KEY))
         path = hooks.inbound_path()
         targets = {"connector": connector, "echo": echo}
         counter = iter(range(10 ** 9))
@@ -219,7 +218,7 @@ class _Bench:
         plan = self.plan
         connector, data_dir = self._connector(f"latency-{rate}", workers=SERVER_WORKERS, delivery="process")
         try:
-            hooks = _Hooks(connector)
+            hooks = Hooks(connector.url, (LOGIN, API_KEY))
             path = hooks.inbound_path()
             for k in range(plan["subscribers"]):
                 hooks.subscribe(self.receivers.target(k))
@@ -293,7 +292,7 @@ class _Bench:
         expected = events * subscribers
         name = f"throughput-{concurrency}" + ("-profiled" if profile_to else "")
         connector, data_dir = self._connector(name, workers=1, delivery="off")
-        hooks = _Hooks(connector)
+        hooks = Hooks(connector.url, (LOGIN, API_KEY))
         path = hooks.inbound_path()
         for k in range(subscribers):
             hooks.subscribe(self.receivers.target(k, delay_ms=plan["delay_ms"]))
@@ -373,64 +372,6 @@ class _Bench:
         return self.fleet.start("echo", argv, servers.clean_env(), port, "/v1/manifest", workers=SERVER_WORKERS)
 
 
-class _Receivers:
-    """The subscribers: receiver processes, with subscription k sent to receiver k mod their number."""
-
-    def __init__(self, running: list[servers.Server]):
-        self.servers = running
-        self.session = requests.Session()
-
-    @classmethod
-    def start(cls, fleet: servers.Fleet, count: int) -> _Receivers:
-        running = []
-        for n in range(count):
-            port = servers.free_port()
-            argv = [sys.executable, str(BENCH / "receiver.py"), "--port", str(port)]
-            running.append(fleet.start(f"receiver-{n}", argv, servers.clean_env(), port, "/stats", workers=0))
-        return cls(running)
-
-    def target(self, k: int, delay_ms: int = 0) -> str:
-        server = self.servers[k % len(self.servers)]
-        return f"{server.url}/hook/{k}" + (f"?delay_ms={delay_ms}" if delay_ms else "")
-
-    def counts(self) -> list[int]:
-        return [self.session.get(f"{s.url}/stats", timeout=10).json()["count"] for s in self.servers]
-
-    def records_since(self, starts: list[int]) -> list[list]:
-        """Every delivery recorded since `starts`: [path, sms_id, webhook-id, arrival time]."""
-        return [record for server, start in zip(self.servers, starts)
-                for record in self.session.get(f"{server.url}/records", params={"start": start}, timeout=30).json()]
-
-    def wait(self, starts: list[int], expected: int, *, deadline: float, alive=None) -> int:
-        """Until `expected` deliveries arrived since `starts`, time is up, or `alive()` says the sender died."""
-        while True:
-            got = sum(now - before for now, before in zip(self.counts(), starts))
-            if got >= expected or time.monotonic() > deadline or (alive is not None and not alive()):
-                return got
-            time.sleep(0.05)
-
-
-class _Hooks:
-    """The connector as a platform sees it: the account's inbound URL, subscriptions."""
-
-    def __init__(self, server: servers.Server):
-        self.url = server.url
-        self.session = requests.Session()
-        self.session.auth = (LOGIN, API_KEY)
-
-    def inbound_path(self) -> str:
-        answer = self.session.get(f"{self.url}/v1/me", timeout=30)
-        answer.raise_for_status()
-        return urlsplit(answer.json()["inbound_url"]).path
-
-    def subscribe(self, target_url: str) -> dict:
-        answer = self.session.post(f"{self.url}/v1/triggers/{TRIGGER}/subscriptions",
-                                   json={"target_url": target_url}, timeout=30)
-        if answer.status_code != 201:
-            raise RuntimeError(f"subscribing {target_url} answered HTTP {answer.status_code}: {answer.text[:300]}")
-        return answer.json()
-
-
 # Measures
 
 
@@ -444,7 +385,7 @@ def _arrivals(records: list[list], tag: str, expected: int, sent: loadgen.PacedR
     prefix = tag + "-"
     mine = [r for r in records if isinstance(r[1], str) and r[1].startswith(prefix)]
     first_arrival: dict[tuple[str, str], float] = {}
-    for path, sms_id, _, arrived in mine:
+    for path, sms_id, _, arrived, *_ in mine:
         key = (path, sms_id)
         first_arrival[key] = min(arrived, first_arrival.get(key, arrived))
     missing = max(0, expected - len(first_arrival))

@@ -7,8 +7,12 @@
 - `POST /sandbox/replies` plays a phone answering an SMS: `phone_number`, `message`, optional
   `sms_id` (else the latest SMS the account sent to that number). The reply is kept for
   getPulls, pushed to the callback URL, and answered 201 with the pushed fields.
+- `GET /sandbox/accounts/<login>/campaigns` plays the customer area's list of sends: every
+  campaign the account launched, oldest first, as {"campaigns": [{"id", "client_reference",
+  "kind", "status", "recipients", "created_at"}]}, without numbers or texts. Read-only; it lets a
+  test count what really went out, e.g. sends per client reference.
 
-Both authenticate like the REST API: HTTP Basic with login:apiKey. Errors answer
+All three authenticate like the REST API: HTTP Basic with login:apiKey. Errors answer
 {"code": ..., "description": ...}; a bad login or key is 401 with code 102, as in rest_api.py.
 """
 
@@ -18,7 +22,7 @@ from flask import Blueprint, Response, current_app, request
 
 from . import statuses
 from .replies import JSON_MIMETYPE, to_json
-from .state import EXTENSION_KEY
+from .state import EXTENSION_KEY, paris_timestamp
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("sandbox_controls", __name__, url_prefix="/sandbox")
@@ -59,6 +63,17 @@ def callback(login):
     log.info("sandbox callback %s (format %s)", "set" if settings["url"] else "removed",
              settings["format"])
     return _json(200, settings)
+
+
+@blueprint.get("/accounts/<login>/campaigns")
+def campaigns(login):
+    state = current_app.extensions[EXTENSION_KEY]
+    if _authenticated_login(state) != login:
+        raise _Refused(403, "These credentials belong to another account")
+    listed = [{"id": c.id, "client_reference": c.client_msg_id, "kind": c.kind, "status": c.status,
+               "recipients": len(c.numbers), "created_at": paris_timestamp(c.created_at)}
+              for c in state.campaigns(login)]
+    return _json(200, {"campaigns": listed})
 
 
 @blueprint.post("/replies")

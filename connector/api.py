@@ -102,17 +102,20 @@ def _action_view(manifest: Manifest, action: Action, handle):
             raise Throttled(f"Too many actions from this account: at most {limit} a minute. Nothing was sent; "
                             f"try again in {wait} s.", retry_after=wait)
         key = idempotency.read_key(request.headers.get(idempotency.HEADER))
-        if key is None:
+        run_names = idempotency.run_names(request.headers)
+        if key is None and run_names is None:
             return jsonify(run(ctx, checked_body())), 200  # the body is not kept here: the handler frees it
-        return _idempotent(ctx, key, checked_body(), run)
+        return _idempotent(ctx, key, run_names, checked_body(), run)
 
-    def _idempotent(ctx, key: str, payload: dict, run_action):
+    def _idempotent(ctx, key: str | None, run_names, payload: dict, run_action):
+        request_hash = idempotency.fingerprint(action.key, payload)
+        key = key or idempotency.derived_key(run_names, request_hash)
         store = current_app.extensions["connector"].store
         # Only a caller AllMySMS accepts as this login may see what was answered under its keys.
         current_app.extensions["connector"].accounts.verified(ctx.credentials)
         login = ctx.credentials.login
         replay = idempotency.begin(
-            store, login, key, action.key, idempotency.fingerprint(action.key, payload),
+            store, login, key, action.key, request_hash,
             # A first call still "running" long after any answer could come has ended without one.
             stale_after=current_app.config["ALLMYSMS_READ_TIMEOUT"] * 4 + 60,
             kept_for=current_app.config["CONNECTOR_IDEMPOTENCY_HOURS"] * 3600)

@@ -7,6 +7,10 @@ request gets 422. Only answers after which something may have happened upstream 
 and "may have been sent" (timeouts after posting, partial sends). An answer that says nothing was sent
 (bad input, credentials, credit, throttling) lets the key go, so the retry after a fix runs afresh.
 Keys are stored with the answers, so this holds across processes and restarts.
+
+A blank header is no key: platforms send an optional field left empty that way. With no key, a call
+from Logic Apps / Power Automate still gets one, derived from the run and action names that platform
+sends with each call, so that its retry policy cannot send twice (see ``run_names``).
 """
 
 from __future__ import annotations
@@ -35,12 +39,32 @@ class Replay:
 
 
 def read_key(raw: str | None) -> str | None:
-    if raw is None:
+    if raw is None or not raw.strip():
         return None
     if not _VALID.fullmatch(raw):
         raise MalformedRequest(f"The {HEADER} header must be 1 to 255 visible ASCII characters (no spaces).",
                                fields=[FieldError(HEADER, "Use 1 to 255 visible ASCII characters, e.g. a UUID.")])
     return raw
+
+
+# Logic Apps (which Power Automate runs on) sends these with a workflow's HTTP calls, as Microsoft's
+# request-history samples show: the run's id and the action's name. A retry of the action by its retry
+# policy is the same action in the same run; another run, or a resubmitted one, has another id.
+RUN_HEADERS = ("x-ms-workflow-run-id", "x-ms-workflow-operation-name")
+
+
+def run_names(headers) -> tuple[str, ...] | None:
+    """The platform's run and action names sent with a call; None when either is missing."""
+    names = tuple(headers.get(name, "").strip() for name in RUN_HEADERS)
+    return names if all(names) else None
+
+
+def derived_key(names: tuple[str, ...], request_hash: str) -> str:
+    """A key for a call that brought none, from the run and action names. The request is part of it: one
+    action run many times in a run ("For each") sends other bodies, and each must go out, not be refused
+    as a reused key."""
+    digest = hashlib.sha256("\n".join([*names, request_hash]).encode()).hexdigest()
+    return f"logicapps-{digest}"
 
 
 def fingerprint(action: str, payload) -> str:

@@ -157,7 +157,7 @@ def run_node_tests(folder: Path, service_url: str) -> subprocess.CompletedProces
 def test_the_zapier_apps_own_tests_pass_against_the_live_service(zapier_app, live_service):
     ran = run_node_tests(zapier_app, live_service.url)
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
-    assert "# fail 0" in ran.stdout and "# pass 9" in ran.stdout, ran.stdout[-2000:]
+    assert "# fail 0" in ran.stdout and "# pass 10" in ran.stdout, ran.stdout[-2000:]
 
 
 # --- elastic.io ------------------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def test_the_elasticio_modules_run_against_the_live_service(manifest, live_servi
     exports.write("elasticio", manifest, tmp_path, BASE_URL)
     ran = run_node_tests(tmp_path, live_service.url)
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
-    assert "# fail 0" in ran.stdout and "# pass 9" in ran.stdout, ran.stdout[-2000:]
+    assert "# fail 0" in ran.stdout and "# pass 10" in ran.stdout, ran.stdout[-2000:]
 
 
 # --- Power Automate ----------------------------------------------------------------------------------
@@ -256,6 +256,25 @@ def test_the_make_app_has_a_module_per_action_and_trigger_in_makes_shapes(manife
             assert module["communication"]["response"]["trigger"] == {"type": "id", "order": "desc",
                                                                       "id": "{{item.id}}"}
     assert app["base"]["baseUrl"] == BASE_URL
+
+
+def test_only_actions_send_an_idempotency_key_on_make_and_power_automate(manifest):
+    from connector.exports import make, powerautomate
+    modules = {m["name"]: m for m in make.app(manifest, BASE_URL)["modules"]}
+    keyed = {name for name, m in modules.items() if "Idempotency-Key" in m.get("communication", {}).get("headers", {})}
+    assert keyed == {a.key for a in manifest.actions}
+    for name in keyed:  # the key goes as a header, never in the body
+        assert "idempotency_key" in modules[name]["communication"]["body"]
+    document = powerautomate.document(manifest, BASE_URL)
+    keyed = {op["operationId"] for item in document["paths"].values() for op in item.values()
+             if any(p["name"] == "Idempotency-Key" for p in op.get("parameters", []))}
+    assert keyed == {powerautomate._operation_id(a.key) for a in manifest.actions}
+
+
+def test_the_guide_says_for_every_platform_where_the_idempotency_key_comes_from(manifest):
+    guide = exports.render("guide", manifest, BASE_URL)["GUIDE.md"]
+    for platform in ("Zapier", "Make", "n8n", "elastic.io", "Power Automate", "Zoho Flow", "Blendr.io"):
+        assert f"\n| {platform}" in guide, platform
 
 
 def test_the_guide_gives_every_endpoint_and_ships_the_openapi_document(manifest):
@@ -325,6 +344,49 @@ def test_the_n8n_package_compiles_against_n8n_workflow_types_and_lists_what_it_b
     assert described["operations"] == [[a.key, "POST", a.path] for a in manifest.actions]
     assert described["events"] == [t.key for t in manifest.triggers if t.delivery == "push"]
     assert described["test"] == manifest.auth["test"]["path"]
+
+
+N8N_KEYS = """
+// n8n's side of a declarative request, played here: the preSend hook of each operation, called as n8n's
+// routing calls it, for one item of one run of the node in one execution.
+const { AllMySms } = require('./dist/nodes/AllMySms/AllMySms.node.js');
+const operations = new AllMySms().description.properties.filter((p) => p.name === 'operation')
+  .flatMap((p) => p.options);
+const keyFor = async (operation, execution, run, item) => {
+  const context = {
+    getExecutionId: () => execution,
+    getNode: () => ({ id: '6f1c2b9e-node', name: 'AllMySMS' }),
+    getItemIndex: () => item,
+    getWorkflowDataProxy: () => ({ $thisRunIndex: run }),
+  };
+  let options = { headers: { Accept: 'application/json' } };
+  for (const hook of operation.routing.send.preSend) options = await hook.call(context, options);
+  return options.headers['Idempotency-Key'];
+};
+(async () => {
+  const keys = {};
+  for (const operation of operations) {
+    keys[operation.value] = [await keyFor(operation, '1041', 0, 0), await keyFor(operation, '1041', 0, 0),
+      await keyFor(operation, '1042', 0, 0), await keyFor(operation, '1041', 1, 0),
+      await keyFor(operation, '1041', 0, 1), await keyFor(operation, '', 0, 0) || null];
+  }
+  console.log(JSON.stringify(keys));
+})().catch((error) => { console.error(error); process.exit(1); });
+"""
+
+
+def test_the_n8n_action_sends_a_key_kept_by_retry_on_fail_and_new_for_each_execution_run_and_item(n8n_package,
+                                                                                                    manifest):
+    script = n8n_package / "keys.js"
+    script.write_text(N8N_KEYS, encoding="utf-8")
+    ran = subprocess.run(["node", str(script)], cwd=n8n_package, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    keys = json.loads(ran.stdout)
+    assert sorted(keys) == sorted(a.key for a in manifest.actions)
+    for first, retried, next_execution, next_run, next_item, without_execution in keys.values():
+        assert first == retried == "n8n:1041:6f1c2b9e-node:0:0"
+        assert len({first, next_execution, next_run, next_item}) == 4
+        assert without_execution is None
 
 
 N8N_HOOKS = """

@@ -4,9 +4,31 @@ Every URL and field in it comes from the manifest."""
 
 from __future__ import annotations
 
+from .. import idempotency
 from ..manifest import Manifest
-from . import openapi
+from . import elasticio, make, n8n, openapi, powerautomate, zapier
 from .fields import input_fields, output_fields
+from .retries import KeySource, table
+
+_ZOHO_KEY = KeySource(
+    platform="Zoho Flow",
+    key=f"what the custom function puts in the `{idempotency.HEADER}` header of its `invokeUrl`: map the trigger "
+        "item's unique key",
+    retries="yes: Auto rerun resumes the execution from the failed action (Zoho Flow help, \"Rerun failed "
+            "executions\"); a manual re-run runs the same trigger data again, so it gets the first answer too",
+    fallback="no header: no key, every run sends")
+_BLENDR_KEY = KeySource(
+    platform="Blendr.io",
+    key=f"no connector format of its own: `openapi.json` documents the optional `{idempotency.HEADER}` header "
+        "for their team to fill",
+    retries="not documented publicly",
+    fallback="no header: no key")
+
+
+def key_sources() -> list[KeySource]:
+    """Every platform's, in the order the guide lists them."""
+    return [zapier.KEY_SOURCE, make.KEY_SOURCE, n8n.KEY_SOURCE, elasticio.KEY_SOURCE, powerautomate.KEY_SOURCE,
+            _ZOHO_KEY, _BLENDR_KEY]
 
 
 def files(manifest: Manifest, base_url: str) -> dict[str, str]:
@@ -84,6 +106,10 @@ def guide(manifest: Manifest, base_url: str) -> str:
         lines += [f"- **{action.label}** — `POST {base_url}{action.path}` — {described}. {action.description}"]
     lines += [
         "",
+        f"Give each call the header `{idempotency.HEADER}` with the trigger item's unique key: when Zoho Flow "
+        "reruns the action, the connector answers what it answered the first time instead of sending again "
+        "(see *Retries without a second send* below).",
+        "",
         "Errors answer 4xx/5xx with `{\"error\": {\"message\": …, \"disposition\": …}}`: show `message` to the "
         "user; `disposition` says whether to fix the input, the credentials or the credit, or to retry.",
         "",
@@ -93,6 +119,16 @@ def guide(manifest: Manifest, base_url: str) -> str:
         f"and served live at `{base_url}/openapi.json`). It describes every action and trigger, Basic "
         "authentication, the error shape, and under `webhooks` the events the connector POSTs to subscribers, "
         "with their Standard Webhooks signature headers.",
+        "",
+        "## Retries without a second send",
+        "",
+        f"Every platform retries a step that failed or timed out. An action that comes with an `{idempotency.HEADER}` "
+        "it was already given (same account, same fields, within 24 hours by default) gets the first answer again, marked "
+        "`Idempotent-Replayed: true`, instead of a second SMS. Each export takes the key from the platform's own "
+        "run or step id where the platform gives a connector one; where it gives none, actions offer an "
+        "optional field to map it from the trigger's data. Only actions send a key; triggers never do.",
+        "",
+        *table(key_sources()),
         "",
     ]
     return "\n".join(lines)

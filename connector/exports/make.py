@@ -11,6 +11,17 @@ from __future__ import annotations
 from ..manifest import Manifest
 from . import as_json
 from .fields import Field, input_fields, output_fields
+from .retries import KEY_FIELD, KeySource, key_field
+
+KEY_SOURCE = KeySource(
+    platform="Make",
+    key=f"none of Make's own: a custom app's IML variables name no execution id (Make developer docs, "
+        f"\"Available IML variables\"); the value of the optional **{KEY_FIELD.label}** parameter, as given",
+    retries="yes if it maps the bundle's own data (such as the trigger item's ID): an incomplete execution is "
+            "retried from the failed module with the bundles stored for it (Make help, \"Incomplete executions\"). "
+            "Mapping the system variable Execution ID is not enough: one run passes many bundles, and whether a "
+            "retry keeps it is not documented",
+    fallback="parameter left empty: no key, every run sends")
 
 _TYPES = {"string": "text", "text": "text", "integer": "uinteger", "number": "number", "boolean": "boolean",
           "datetime": "date"}
@@ -27,12 +38,17 @@ def app(manifest: Manifest, base_url: str) -> dict:
     connection_name = connector["key"]
     modules, webhooks = [], []
     for action in manifest.actions:
+        schema = catalog.resolved(action.input)
+        key = key_field(schema)
         modules.append({
             "name": action.key, "label": action.label, "description": action.description,
             "typeOf": "action", "connection": connection_name,
-            "communication": {"url": action.path, "method": "POST", "body": "{{omit(parameters, '')}}",
+            # The key goes as a header, never in the body (the service refuses fields it does not know).
+            "communication": {"url": action.path, "method": "POST",
+                              "headers": {"Idempotency-Key": f"{{{{parameters.{key.key}}}}}"},
+                              "body": f"{{{{omit(parameters, '', '{key.key}')}}}}",
                               "response": {"output": "{{body}}"}},
-            "mappableParameters": [_parameter(f) for f in input_fields(catalog.resolved(action.input))],
+            "mappableParameters": [_parameter(f) for f in [*input_fields(schema), key]],
             "interface": _interface(catalog.resolved(action.output)),
             "samples": action.sample,
         })

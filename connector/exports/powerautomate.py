@@ -11,9 +11,22 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from .. import idempotency
 from ..manifest import Manifest
 from . import as_json
 from .fields import narrow
+from .retries import KEY_FIELD, KeySource, key_field
+
+KEY_SOURCE = KeySource(
+    platform="Power Automate / Logic Apps",
+    key="derived by the service when the call brings none: `logicapps-` + SHA-256 of the headers "
+        + " and ".join(f"`{h}`" for h in idempotency.RUN_HEADERS)
+        + " and of the request; or the optional **" + KEY_FIELD.label + "** parameter, as given",
+    retries="yes: a retry by the action's retry policy is the same action of the same run. Microsoft's Logic "
+            "Apps request-history samples show both headers on a workflow's HTTP calls; that the custom connector "
+            "runtime forwards them too is not documented",
+    fallback="headers absent and parameter empty: no key. A resubmitted run has a new run id and sends again; "
+             "the same body twice in one run from one action (a loop) is sent once")
 
 
 def files(manifest: Manifest, base_url: str) -> dict[str, str]:
@@ -38,7 +51,8 @@ def document(manifest: Manifest, base_url: str) -> dict:
             "description": action.description,
             "x-ms-visibility": "important",
             "parameters": [{"name": "body", "in": "body", "required": True,
-                            "schema": _schema(catalog.resolved(action.input))}],
+                            "schema": _schema(catalog.resolved(action.input))},
+                           _key_parameter(catalog.resolved(action.input))],
             "responses": {"200": {"description": action.label, "schema": _schema(catalog.resolved(action.output))},
                           "default": {"description": "An error, with a message to act on",
                                       "schema": _schema(catalog.resolved("api/error.json"))}},
@@ -117,6 +131,13 @@ def _properties(manifest: Manifest) -> dict:
         "publisher": manifest.connector["name"],
         "stackOwner": manifest.connector["name"],
     }}
+
+
+def _key_parameter(schema: dict) -> dict:
+    field = key_field(schema)
+    return {"name": idempotency.HEADER, "in": "header", "required": False, "type": "string",
+            "x-ms-summary": field.label, "x-ms-visibility": "advanced",
+            "description": f"{field.help} Without it the connector derives one from the flow's run and action."}
 
 
 def _operation_id(key: str) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from flask import Flask, g
 
-from . import api, config, errors, inbound, manifest as manifest_module, triggers
+from . import api, config, errors, health, inbound, manifest as manifest_module, triggers
 from .accounts import Accounts, secret_key
 from .actions import HANDLERS
 from .delivery import Policy
@@ -96,6 +96,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.register_blueprint(api.blueprint(manifest, HANDLERS))
     app.register_blueprint(inbound.blueprint())
+    app.register_blueprint(health.blueprint())
     app.register_blueprint(triggers.blueprint(manifest, api.verified_account))
     errors.register(app)
     return app

@@ -1,4 +1,4 @@
-"""The `connector` command: serve, check, sandbox."""
+"""The `connector` command: serve, worker, migrate, check, sandbox, export, docs."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ def main(argv: list[str] | None = None) -> int:
                                               "ALLMYSMS_BASE_URL is set)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1, or CONNECTOR_HOST)")
     serve.add_argument("--port", type=int, help="port (default 8000, or PORT)")
-    serve.add_argument("--workers", type=int, help="worker processes (default 2, or CONNECTOR_WORKERS)")
+    serve.add_argument("--workers", type=int, help="web worker processes (default: one per CPU core, at least 2; or CONNECTOR_WORKERS)")
     commands.add_parser("check", help="check the configuration and the manifest, then exit")
+    commands.add_parser("migrate", help="bring the database's schema to this version (the Procfile's release step)")
     worker = commands.add_parser("worker", help="deliver events to subscribers (run as many as needed)")
     worker.add_argument("--parent", type=int, help="stop when this process is gone (used by `connector serve`)")
     sandbox = commands.add_parser("sandbox", help="run only the built-in AllMySMS sandbox")
@@ -79,6 +80,16 @@ def main(argv: list[str] | None = None) -> int:
                 if args.parent and os.getppid() != args.parent:
                     break
             worker.stop()
+        elif args.command == "migrate":
+            from sqlalchemy import create_engine
+
+            from . import schema
+            from .store import default_url, engine_url
+            engine = create_engine(engine_url(settings["DATABASE_URL"] or default_url(settings["CONNECTOR_DATA_DIR"])))
+            before, after = schema.migrate(engine)
+            engine.dispose()
+            print(f"database schema at {after}" + (" (already current)" if before == after else
+                                                  f" (was {before or 'empty'})"))
         elif args.command == "check":
             from . import manifest
             loaded = manifest.load()

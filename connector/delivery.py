@@ -95,6 +95,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
+        self._grace = STOP_GRACE
         self._started = threading.Event()
         self._thread: threading.Thread | None = None
         self._pruned_at = 0.0
@@ -105,7 +106,9 @@ class Worker:
         self._started.wait(10)
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0, grace: float = STOP_GRACE) -> None:
+        """Stop, letting deliveries that are out finish for up to ``grace`` seconds."""
+        self._grace = grace
         self._stopping = True
         if self._loop is not None and self._wake is not None:
             try:
@@ -126,14 +129,18 @@ class Worker:
         self._started.set()
         try:
             while not self._stopping:
+                results = self._take_results()
                 try:
-                    busy = await self._loop.run_in_executor(database, self._turn_in_database,
-                                                            self._take_results(), self._full())
+                    busy = await self._loop.run_in_executor(database, self._turn_in_database, results,
+                                                            self._full())
                     for due in busy:
                         self._begin(due)
                     more = len(busy) >= max(1, self.concurrency // 4)
                 except Exception:  # a database hiccup must not end deliveries for good
                     log.exception("delivery loop failed; retrying")
+                    # The transaction was undone: these outcomes are recorded next turn, not lost (lost,
+                    # their deliveries would be sent again once the lease ran out).
+                    self._results[:0] = results
                     more = False
                 if not more:
                     # While deliveries are out, outcomes are gathered for a short while and recorded
@@ -142,7 +149,7 @@ class Worker:
             # Stopping: what is out may finish for a moment; what does not stays leased, and is sent
             # again (with the same webhook-id) once the lease runs out.
             if self._tasks:
-                await asyncio.wait(set(self._tasks), timeout=STOP_GRACE)
+                await asyncio.wait(set(self._tasks), timeout=self._grace)
             for task in list(self._tasks):
                 task.cancel()
             await self._loop.run_in_executor(database, self._record, self._take_results())
@@ -192,6 +199,7 @@ class Worker:
         failing = self.store.failing_since({r["due"].subscription_id for r in results if not _ok(r["status_code"])})
         outcomes = []
         for result in results:
+            result = dict(result)  # kept as it was, should this turn be undone and made again
             due = result["due"]
             since = None if _ok(result["status_code"]) else (failing.get(due.subscription_id) or result["attempted_at"])
             outcome = next_step(self.policy, due.attempts, result["status_code"], result.pop("retry_after"), now,

@@ -149,10 +149,19 @@ class OutcomeUnknown(ConnectorError):
     disposition = "check_before_retry"
 
 
+class NotReady(ConnectorError):
+    """The service cannot take work now (its database is unreachable or not migrated)."""
+
+    status = 503
+    code = "not_ready"
+    disposition = "retry_later"
+
+
 class ConfigError(Exception):
     """The service cannot start; every problem is listed at once."""
 
     def __init__(self, what: str, problems: list[str]):
+        self.what = what
         self.problems = problems
         super().__init__(f"{what}:\n" + "\n".join(f"  - {p}" for p in problems))
 

@@ -93,11 +93,23 @@ def serve(settings: dict) -> None:
         # transactions whenever gunicorn forks a worker, leaving the child a lock it can never release.
         # More than one, because a worker's event loop and its database thread share one interpreter lock.
         supervisors = [WorkerProcess().start() for _ in range(settings["CONNECTOR_DELIVERY_PROCESSES"])]
-    options = {
+    try:
+        _Gunicorn(gunicorn_options(settings)).run()
+    finally:
+        for supervisor in supervisors:
+            supervisor.stop()
+
+
+def gunicorn_options(settings: dict) -> dict:
+    """gunicorn's settings, for `connector serve` and for gunicorn.conf.py alike."""
+    return {
         "bind": f"{settings['CONNECTOR_HOST']}:{settings['PORT']}",
-        "workers": settings["CONNECTOR_WORKERS"],
+        # Threads wait on AllMySMS and the database; processes add CPU. One per core, and two at least so
+        # that one busy or restarting process never leaves nobody to answer.
+        "workers": settings["CONNECTOR_WORKERS"] or max(2, os.cpu_count() or 1),
         "threads": settings["CONNECTOR_THREADS"],
         "worker_class": "gthread",
+        # A request may wait for AllMySMS's read timeout: a worker is killed only well after that.
         "timeout": int(settings["ALLMYSMS_READ_TIMEOUT"]) + 30,
         "graceful_timeout": 20,
         "accesslog": "-",
@@ -108,11 +120,6 @@ def serve(settings: dict) -> None:
         "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
         "logger_class": AccessLog,
     }
-    try:
-        _Gunicorn(options).run()
-    finally:
-        for supervisor in supervisors:
-            supervisor.stop()
 
 
 class AccessLog(glogging.Logger):

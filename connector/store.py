@@ -15,20 +15,26 @@ import os
 import secrets
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
-from .batching import GroupWriter
 from pathlib import Path
 
-from sqlalchemy import (Boolean, Column, Float, case, null, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+from sqlalchemy import (BigInteger, Boolean, Column, Float, case, null, ForeignKey, Index, Integer, MetaData, String, Table, Text,
                         UniqueConstraint, bindparam, create_engine, delete, event, func, insert, or_, select, update)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from . import schema
+from .batching import GroupWriter
+
 metadata = MetaData()
+
+# Row numbers that may pass two thousand million over the years on PostgreSQL; on SQLite the primary key
+# must be spelled INTEGER to be the table's rowid.
+Seq = BigInteger().with_variant(Integer, "sqlite")
 
 accounts = Table(
     "accounts", metadata,
@@ -40,7 +46,7 @@ accounts = Table(
 
 events = Table(
     "events", metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Seq, primary_key=True, autoincrement=True),
     Column("id", String(40), nullable=False, unique=True),
     Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
     Column("type", String(64), nullable=False),
@@ -71,9 +77,9 @@ subscriptions = Table(
 
 deliveries = Table(
     "deliveries", metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Seq, primary_key=True, autoincrement=True),
     Column("id", String(40), nullable=False, unique=True),
-    Column("event_seq", Integer, ForeignKey("events.seq", ondelete="CASCADE"), nullable=False),
+    Column("event_seq", Seq, ForeignKey("events.seq", ondelete="CASCADE"), nullable=False),
     Column("subscription_id", String(40), ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False),
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
@@ -92,7 +98,7 @@ deliveries = Table(
 # Events stored but not yet turned into deliveries: written with the event, emptied by a worker.
 fanout = Table(
     "fanout", metadata,
-    Column("event_seq", Integer, ForeignKey("events.seq", ondelete="CASCADE"), primary_key=True),
+    Column("event_seq", Seq, ForeignKey("events.seq", ondelete="CASCADE"), primary_key=True),
     Column("account_id", Integer, nullable=False),
     Column("event_type", String(64), nullable=False),
     Column("received_at", Float, nullable=False),
@@ -100,8 +106,8 @@ fanout = Table(
 
 attempts = Table(
     "attempts", metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("delivery_seq", Integer, ForeignKey("deliveries.seq", ondelete="CASCADE"), nullable=False),
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("delivery_seq", Seq, ForeignKey("deliveries.seq", ondelete="CASCADE"), nullable=False),
     Column("attempted_at", Float, nullable=False),
     Column("status_code", Integer),
     Column("latency_ms", Integer, nullable=False),
@@ -111,7 +117,7 @@ attempts = Table(
 
 rejected_callbacks = Table(
     "rejected_callbacks", metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Seq, primary_key=True, autoincrement=True),
     Column("account_id", Integer, ForeignKey("accounts.id")),
     Column("received_at", Float, nullable=False),
     Column("method", String(8), nullable=False),
@@ -172,6 +178,15 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
+def engine_url(url: str) -> str:
+    """SQLAlchemy's URL for a DATABASE_URL: hosts write PostgreSQL's as ``postgres://`` or
+    ``postgresql://``, which SQLAlchemy would open with psycopg2, a driver not installed here."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
+
+
 def default_url(data_dir: str) -> str:
     path = Path(data_dir)
     path.mkdir(parents=True, exist_ok=True)
@@ -185,7 +200,7 @@ class Store:
     callback's commit flushes everything written before it."""
 
     def __init__(self, url: str, replayable: bool = False):
-        self.url = url
+        self.url = url = engine_url(url)
         self.sqlite = url.startswith("sqlite")
         kwargs = {"connect_args": {"timeout": 30, "check_same_thread": False}} if self.sqlite else {
             "pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
@@ -196,7 +211,12 @@ class Store:
             database = self.engine.url.database
             if database and database != ":memory:":
                 self._gate = WriterGate(f"{database}-writer.lock")
-        metadata.create_all(self.engine)
+            with self._gate or nullcontext():  # processes starting together migrate one after the other
+                schema.migrate(self.engine)
+        else:
+            if replayable:
+                event.listen(self.engine, "connect", _postgresql_commits_unflushed)
+            schema.check(self.engine)
         self._built: dict[str, dict | tuple] = {}
         self._event_writer = GroupWriter(self._write_events)
 
@@ -224,21 +244,18 @@ class Store:
 
     def account(self, login: str, token_hash: str) -> int:
         """The account's id, created on first sight; its token hash follows the current secret key."""
-        with self._writing() as db:
-            row = db.execute(select(accounts.c.id, accounts.c.token_hash).where(accounts.c.login == login)).first()
-            if row is None:
-                try:
-                    return db.execute(insert(accounts).values(login=login, token_hash=token_hash,
-                                                              created_at=time.time())).inserted_primary_key[0]
-                except IntegrityError:
-                    pass  # another process created it first
-            elif row.token_hash != token_hash:
-                db.execute(update(accounts).where(accounts.c.id == row.id).values(token_hash=token_hash))
-                return row.id
-            else:
-                return row.id
         with self.engine.connect() as db:
-            return db.execute(select(accounts.c.id).where(accounts.c.login == login)).scalar_one()
+            row = db.execute(select(accounts.c.id, accounts.c.token_hash).where(accounts.c.login == login)).first()
+        if row is not None and row.token_hash == token_hash:
+            return row.id
+        with self._writing() as db:
+            # Two processes seeing a login for the first time at once: the unique login decides.
+            db.execute(self._insert(accounts).on_conflict_do_nothing(index_elements=["login"])
+                       .values(login=login, token_hash=token_hash, created_at=time.time()))
+            row = db.execute(select(accounts.c.id, accounts.c.token_hash).where(accounts.c.login == login)).one()
+            if row.token_hash != token_hash:
+                db.execute(update(accounts).where(accounts.c.id == row.id).values(token_hash=token_hash))
+            return row.id
 
     def account_by_token_hash(self, token_hash: str) -> tuple[int, str] | None:
         with self.engine.connect() as db:
@@ -290,7 +307,7 @@ class Store:
 
     def _fan_out_in(self, db, now: float, limit: int = FAN_OUT_BATCH) -> int:
         statements = self._statements("fan_out", lambda: {
-            "queued": select(fanout).order_by(fanout.c.event_seq).limit(bindparam("b_limit")),
+            "queued": self._skip_locked(select(fanout).order_by(fanout.c.event_seq).limit(bindparam("b_limit"))),
             "active": select(subscriptions.c.id, subscriptions.c.account_id, subscriptions.c.event_type).where(
                 subscriptions.c.account_id.in_(bindparam("b_accounts", expanding=True)),
                 subscriptions.c.status == ACTIVE),
@@ -332,8 +349,8 @@ class Store:
                         body: bytes, now: float) -> None:
         with self._writing() as db:
             db.execute(insert(rejected_callbacks).values(
-                account_id=account_id, received_at=now, method=method, content_type=content_type[:200],
-                reason=reason, body_excerpt=body[:2048].decode("utf-8", "replace")))
+                account_id=account_id, received_at=now, method=method, content_type=_text(content_type[:200]),
+                reason=_text(reason), body_excerpt=_text(body[:2048].decode("utf-8", "replace"))))
 
     def rejected(self, account_id: int, limit: int = 50) -> list[dict]:
         with self.engine.connect() as db:
@@ -347,11 +364,13 @@ class Store:
     def claim_key(self, login: str, key: str, action: str, request_hash: str, now: float) -> dict | None:
         """Take ``key`` for a new request: None when it is ours now, else the row of the request that has
         it (whatever its state). The primary key decides, so two processes cannot both take it."""
-        statement = self._insert(idempotency_keys).on_conflict_do_nothing(index_elements=["login", "key"])
+        # RETURNING, not the row count: psycopg reports no count for an INSERT that did nothing.
+        statement = self._insert(idempotency_keys).on_conflict_do_nothing(
+            index_elements=["login", "key"]).returning(idempotency_keys.c.key)
         with self._writing() as db:
             taken = db.execute(statement.values(login=login, key=key, action=action, request_hash=request_hash,
-                                                state="running", created_at=now, updated_at=now)).rowcount
-            if taken:
+                                                state="running", created_at=now, updated_at=now)).first()
+            if taken is not None:
                 return None
         return self.key_state(login, key)
 
@@ -468,19 +487,22 @@ class Store:
         """finish(outcomes), fan_out(now), then claim(...), in one transaction: a worker commits once a
         turn, and a new event's deliveries are claimed as soon as they exist."""
         if not outcomes:
-            statements = self._statements("claim", _claim_statements)
+            statements = self._statements("claim", lambda: _claim_statements(self._skip_locked))
             with self.engine.connect() as db:
                 # A read first: an idle worker polling often must not take the write lock each time.
                 if db.execute(statements["any_queued"]).first() is None and (
                         limit <= 0 or db.execute(statements["any_due"], {"b_now": now}).first() is None):
                     return []
         with self._writing() as db:
-            self._finish_in(db, outcomes, now)
+            noted = self._finish_in(db, outcomes, now)
             self._fan_out_in(db, now)
-            return self._claim_in(db, limit, now, lease_seconds, skip_subscriptions) if limit > 0 else []
+            claimed = self._claim_in(db, limit, now, lease_seconds, skip_subscriptions) if limit > 0 else []
+            # Last: every worker writes these few rows, and holds them until it commits.
+            self._note_subscriptions(db, noted)
+            return claimed
 
     def _claim_in(self, db, limit: int, now: float, lease_seconds: float, skip_subscriptions) -> list[Due]:
-        statements = self._statements("claim", _claim_statements)
+        statements = self._statements("claim", lambda: _claim_statements(self._skip_locked))
         lease = new_id("lease")
         values = {"b_now": now, "b_limit": limit, "b_lease": lease, "b_until": now + lease_seconds}
         # The conditions are checked again on each row: a row another worker took meanwhile is skipped.
@@ -491,6 +513,11 @@ class Store:
         rows = db.execute(statements["leased"], {"b_lease": lease}).all()
         return [Due(r.seq, r.id, lease, r.attempts, r.event_id, r.type, r.timestamp, r.data, r.sub_id,
                     r.target_url, r.secret) for r in rows]
+
+    def _skip_locked(self, query):
+        """On PostgreSQL, rows another worker's transaction holds are passed over rather than waited for:
+        each worker takes its own share of the queue at once. SQLite has one writer at a time anyway."""
+        return query if self.sqlite else query.with_for_update(skip_locked=True, of=query.selected_columns[0].table)
 
     def _statements(self, name: str, build) -> dict:
         """Statements built once per store: SQLAlchemy then reuses their compiled form without working out
@@ -510,12 +537,17 @@ class Store:
         if not outcomes:
             return
         with self._writing() as db:
-            self._finish_in(db, outcomes, now)
+            self._note_subscriptions(db, self._finish_in(db, outcomes, now))
 
-    def _finish_in(self, db, outcomes: list[dict], now: float) -> None:
+    def _finish_in(self, db, outcomes: list[dict], now: float) -> list[dict]:
+        """Record the attempts and move the deliveries on; what to note on their subscriptions is returned,
+        for :meth:`_note_subscriptions` at the end of the transaction."""
         if not outcomes:
-            return
+            return []
         statements = self._statements("finish", _finish_statements)
+        # Rows are always taken in the same order (by number, by id), so that workers finishing at the
+        # same moment wait for each other instead of deadlocking.
+        outcomes = sorted(outcomes, key=lambda o: o["due"].seq)
         db.execute(statements["attempt"], [
             {"delivery_seq": o["due"].seq, "attempted_at": o["attempted_at"], "status_code": o["status_code"],
              "latency_ms": o["latency_ms"], "error": o["error"]} for o in outcomes])
@@ -527,7 +559,7 @@ class Store:
         for o in outcomes:
             by_subscription.setdefault(o["due"].subscription_id, []).append(o)
         changes = []
-        for subscription_id, mine in by_subscription.items():
+        for subscription_id, mine in sorted(by_subscription.items()):
             if any(o.get("subscription") == "gone" for o in mine):
                 self._forget_subscription(db, subscription_id)
                 continue
@@ -538,8 +570,11 @@ class Store:
                             "b_ok": last["status"] == SUCCEEDED, "b_first": min(failures, default=None),
                             "b_status": DISABLED if disabled else None,
                             "b_reason": disabled[0].get("reason") if disabled else None})
+        return changes
+
+    def _note_subscriptions(self, db, changes: list[dict]) -> None:
         if changes:
-            db.execute(statements["subscription"], changes)
+            db.execute(self._statements("finish", _finish_statements)["subscription"], changes)
 
     @staticmethod
     def _forget_subscription(db, subscription_id: str) -> None:
@@ -615,6 +650,12 @@ class Store:
                 select(deliveries.c.status, func.count()).group_by(deliveries.c.status)).all()}
 
 
+def _text(value: str) -> str:
+    """Text any backend can keep: PostgreSQL refuses NUL characters, which a rejected callback may hold;
+    they are shown as the replacement character, like bytes that are not UTF-8."""
+    return value.replace("\x00", "\ufffd")
+
+
 def iso(epoch: float | None) -> str | None:
     """Unix seconds as ISO 8601 UTC, as every API answer writes times."""
     if epoch is None:
@@ -622,7 +663,7 @@ def iso(epoch: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-def _claim_statements() -> dict:
+def _claim_statements(skip_locked) -> dict:
     now = bindparam("b_now")
     free = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
     due = select(deliveries.c.seq).where(
@@ -631,9 +672,15 @@ def _claim_statements() -> dict:
     skipping = due.where(deliveries.c.subscription_id.not_in(bindparam("b_skip", expanding=True)))
 
     def lease(chosen):
-        chosen = chosen.order_by(deliveries.c.next_attempt_at).limit(bindparam("b_limit")).scalar_subquery()
-        return (update(deliveries).where(deliveries.c.seq.in_(chosen), deliveries.c.status == PENDING, free)
-                .values(lease=bindparam("b_lease"), lease_until=bindparam("b_until")))
+        chosen = chosen.order_by(deliveries.c.next_attempt_at).limit(bindparam("b_limit"))
+        taking = update(deliveries).values(lease=bindparam("b_lease"), lease_until=bindparam("b_until"))
+        locked = skip_locked(chosen)
+        if locked is not chosen:
+            # PostgreSQL may run a subquery under IN more than once, each run locking rows of its own, and
+            # so lease more than the limit; a CTE is run once.
+            chosen = locked.cte("chosen")
+            return taking.where(deliveries.c.seq == chosen.c.seq)
+        return taking.where(deliveries.c.seq.in_(chosen.scalar_subquery()), deliveries.c.status == PENDING, free)
     return {
         "any_due": select(deliveries.c.seq).where(deliveries.c.status == PENDING,
                                                   deliveries.c.next_attempt_at <= now).limit(1),
@@ -690,6 +737,15 @@ class WriterGate:
     def __exit__(self, *exc_info):
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._threads.release()
+
+
+def _postgresql_commits_unflushed(connection, _record):
+    # PostgreSQL's own form of the same bargain as on SQLite: a server crash may undo the last few of a
+    # worker's commits (a delivery sent again, same webhook-id), never corrupt anything.
+    cursor = connection.cursor()
+    cursor.execute("SET synchronous_commit TO OFF")
+    cursor.close()
+    connection.commit()
 
 
 def _sqlite_pragmas_flushing_lazily(connection, record):

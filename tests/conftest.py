@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 import socket
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
 import requests
 from werkzeug.wrappers import Request, Response
 
-from connector import create_app
+from connector import create_app, schema
+from connector.store import default_url, engine_url
 from connector.sandbox import SandboxState, create_sandbox_app, make_sandbox_server
 
 DEMO = ("demo", "demo-api-key")
@@ -43,6 +47,63 @@ def _own_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("CONNECTOR_DATA_DIR", str(tmp_path / "var"))
     for name in ("DATABASE_URL", "ALLMYSMS_BASE_URL", "CONNECTOR_SECRET_KEY"):
         monkeypatch.delenv(name, raising=False)
+
+
+#: Where the PostgreSQL half of the store and delivery tests runs; each test gets a schema of its own.
+POSTGRES_URL = os.environ.get("CONNECTOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+_postgres_problem: list[str] = []
+
+
+def postgres_unreachable() -> str | None:
+    """Why PostgreSQL cannot be used for tests, or None; asked once per run."""
+    if not _postgres_problem:
+        import psycopg
+        try:
+            psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+            _postgres_problem.append("")
+        except psycopg.Error as exc:
+            _postgres_problem.append(f"PostgreSQL is not reachable at {POSTGRES_URL} "
+                                     f"(set CONNECTOR_TEST_POSTGRES_URL): {str(exc).strip()}")
+    return _postgres_problem[0] or None
+
+
+@contextmanager
+def postgres_schema(migrated: bool = True):
+    """A fresh schema (migrated unless asked not to) on the test PostgreSQL: the DATABASE_URL that uses it.
+    Dropped at the end, after ending the connections that the test's engines left open (they carry the
+    schema's name)."""
+    import psycopg
+    name = f"t_{secrets.token_hex(6)}"
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{name}&application_name={name}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {name}")
+    try:
+        from sqlalchemy import create_engine
+        if migrated:
+            engine = create_engine(engine_url(url))
+            schema.migrate(engine)
+            engine.dispose()
+        yield url
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                          (name,))
+            admin.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, monkeypatch, tmp_path):
+    """Run the test once on each store backend: the DATABASE_URL in use (also set in the environment, so
+    create_app and worker processes pick it up)."""
+    if request.param == "sqlite":
+        yield default_url(str(tmp_path / "var"))
+        return
+    problem = postgres_unreachable()
+    if problem:
+        pytest.skip(problem)
+    with postgres_schema() as url:
+        monkeypatch.setenv("DATABASE_URL", url)
+        yield url
 
 
 @dataclass
@@ -182,13 +243,14 @@ class Subscriber:
 
     def _wsgi(self, environ, start_response):
         request = Request(environ)
+        arrived = time.monotonic()
         body = request.get_data()
         replies = self.scripts.get(request.path)
         reply = replies.popleft() if replies else Scripted(status=200, body=b"ok")
         if reply.delay:
             time.sleep(reply.delay)  # a slow subscriber is the behaviour under test
         self.received.append({"path": request.path, "headers": dict(request.headers), "body": body,
-                              "status": reply.status})
+                              "status": reply.status, "at": arrived})
         body_out = json.dumps(reply.body) if isinstance(reply.body, dict) else reply.body
         return Response(body_out, status=reply.status, headers=reply.headers)(environ, start_response)
 

@@ -27,7 +27,7 @@ def test_routes_are_exactly_those_the_manifest_describes(app):
     manifest = load()
     expected = {a.path for a in manifest.actions} | {"/v1/me", "/v1/manifest", "/v1/inbound/allmysms/<token>",
                                                       "/v1/inbound/rejected", "/v1/events/<event_id>/replay",
-                                                      "/v1/sandbox/replies", "/openapi.json"}
+                                                      "/v1/sandbox/replies", "/openapi.json", "/healthz", "/readyz"}
     for trigger in manifest.triggers:
         base = f"/v1/triggers/{trigger.key}"
         expected.add(f"{base}/events")

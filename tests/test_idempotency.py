@@ -10,6 +10,9 @@ from connector import create_app
 from tests.conftest import Api, Scripted, connector_settings, wait_for
 from tests.test_upstream import SUCCESS_FIELDS
 
+# Every test here runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.usefixtures("backend")
+
 SEND = {"message": "Hi", "recipients": ["+33611111111"]}
 ACCOUNT_OK = Scripted(body={"status": "Active Account", "credits": "1000"})  # the credentials check
 
@@ -116,7 +119,7 @@ def test_a_second_call_gets_409_while_the_first_runs_longer_than_it_waits(script
     assert sends(scripted) == 1
 
 
-@pytest.mark.parametrize("key", ["has space", "", "é", "x" * 256])
+@pytest.mark.parametrize("key", ["has space", "é", "x" * 256])
 def test_a_malformed_key_is_refused_with_400(sandbox, api, key):
     answer = keyed(api, key)
     assert answer.status_code == 400
@@ -130,3 +133,45 @@ def test_answers_are_kept_across_a_restart(sandbox, serve):
     again = keyed(serve(create_app(settings)), "k")  # a new process on the same database
     assert again.headers["Idempotent-Replayed"] == "true"
     assert len(sandbox.state.campaigns("demo")) == 1
+
+
+def test_a_blank_key_is_no_key_as_platforms_send_an_optional_field_left_empty(sandbox, api):
+    first, second = keyed(api, ""), keyed(api, "")
+    assert first.status_code == second.status_code == 200
+    assert "Idempotent-Replayed" not in second.headers
+    assert len(sandbox.state.campaigns("demo")) == 2
+
+
+def from_a_run(api: Api, run: str, step: str = "Send_SMS", body=SEND):
+    """A call as Logic Apps / Power Automate makes it: no Idempotency-Key, its run and action names."""
+    return api.action("send_sms", body, headers={"x-ms-workflow-run-id": run,
+                                                 "x-ms-workflow-operation-name": step})
+
+
+def test_a_workflow_runs_retry_of_an_action_sends_once_with_no_key_given(sandbox, api):
+    first, retried = from_a_run(api, "08586-run-1"), from_a_run(api, "08586-run-1")
+    assert first.status_code == retried.status_code == 200
+    assert retried.json() == first.json() and retried.headers["Idempotent-Replayed"] == "true"
+    assert len(sandbox.state.campaigns("demo")) == 1
+
+
+def test_another_run_another_action_or_another_item_of_a_loop_sends_again(sandbox, api):
+    from_a_run(api, "08586-run-1")
+    answers = [from_a_run(api, "08586-run-2"), from_a_run(api, "08586-run-1", step="Send_SMS_2"),
+               from_a_run(api, "08586-run-1", body={**SEND, "recipients": ["+33622222222"]})]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert not any("Idempotent-Replayed" in a.headers for a in answers)
+    assert len(sandbox.state.campaigns("demo")) == 4
+
+
+def test_a_key_derived_from_a_run_belongs_to_one_account(sandbox, app, serve):
+    demo, low = serve(app), Api(serve(app).url, auth=("low", "low-api-key"))
+    assert from_a_run(demo, "08586-run-1").status_code == from_a_run(low, "08586-run-1").status_code == 200
+    assert len(sandbox.state.campaigns("demo")) == 1 and len(sandbox.state.campaigns("low")) == 1
+
+
+def test_a_key_given_wins_over_the_run_names(sandbox, api):
+    headers = {"Idempotency-Key": "order-1001", "x-ms-workflow-run-id": "08586-run-1",
+               "x-ms-workflow-operation-name": "Send_SMS"}
+    assert api.action("send_sms", SEND, headers=headers).status_code == 200
+    assert keyed(api, "order-1001").headers["Idempotent-Replayed"] == "true"

@@ -17,27 +17,25 @@ from tests.conftest import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def served(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALLMYSMS_", "CONNECTOR_"))}
-    env.update(PORT=str(port), CONNECTOR_WORKERS="2", CONNECTOR_THREADS="4", CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
-               CONNECTOR_DATA_DIR=str(tmp_path / "var"))
+def start(argv: list[str], env: dict, tmp_path, ready: str = "/v1/manifest"):
+    """Start a server process in a session of its own; (url, log, process) once ``ready`` answers."""
     log = (tmp_path / "serve.log").open("w+")
-    process = subprocess.Popen([sys.executable, "-m", "connector.cli", "serve"], cwd=tmp_path, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    url = f"http://127.0.0.1:{env['PORT']}"
     deadline = time.monotonic() + 30
     while True:
         try:
-            requests.get(url + "/v1/manifest", timeout=1)
-            break
+            requests.get(url + ready, timeout=1)
+            return url, log, process
         except requests.ConnectionError:
             if process.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
-                pytest.fail(f"connector serve did not start:\n{log.read()}")
+                pytest.fail(f"{argv} did not start:\n{log.read()}")
             time.sleep(0.05)  # polling for the port to open
-    yield url, log
+
+
+def stop(process: subprocess.Popen) -> None:
     os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=20)
@@ -46,17 +44,37 @@ def served(tmp_path):
         process.wait()
 
 
-def test_serve_runs_the_whole_loop_on_the_sandbox_with_no_configuration(served):
-    url, _ = served
-    auth = ("demo", "demo-api-key")
-    me = requests.get(url + "/v1/me", auth=auth, timeout=10)
-    assert me.status_code == 200 and me.json()["credits"] == 100000
-    sent = requests.post(url + "/v1/actions/send_sms", auth=auth, timeout=10,
-                         json={"message": "Hello from the sandbox", "recipients": "06 11 11 11 11"})
-    assert sent.status_code == 200 and sent.json()["status"] == "sent"
-    # Both workers talk to the one sandbox started before they forked: every answer agrees on credits.
-    credits = {requests.get(url + "/v1/me", auth=auth, timeout=10).json()["credits"] for _ in range(8)}
-    assert credits == {100000 - 15}
+def clean_env(tmp_path, **settings) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALLMYSMS_", "CONNECTOR_"))}
+    env.update(PORT=str(free_port()), CONNECTOR_DATA_DIR=str(tmp_path / "var"), **settings)
+    return env
+
+
+@pytest.fixture
+def served(tmp_path):
+    env = clean_env(tmp_path, CONNECTOR_WORKERS="2", CONNECTOR_THREADS="4", CONNECTOR_ALLOWED_TARGETS="127.0.0.1")
+    url, log, process = start([sys.executable, "-m", "connector.cli", "serve"], env, tmp_path)
+    yield url, log
+    stop(process)
+
+
+def test_gunicorn_runs_the_app_with_the_shipped_config(tmp_path, sandbox):
+    """`gunicorn -c gunicorn.conf.py`: one worker per core (two at least), health answers, and the access
+    log shows an inbound URL's token only as a fingerprint."""
+    env = clean_env(tmp_path, ALLMYSMS_BASE_URL=sandbox.url)
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    url, log, process = start([gunicorn, "-c", str(ROOT / "gunicorn.conf.py"), "connector:create_app()"], env,
+                              tmp_path, ready="/healthz")
+    try:
+        assert requests.get(url + "/readyz", timeout=10).json()["status"] == "ok"
+        token = "Zq" * 20
+        assert requests.post(f"{url}/v1/inbound/allmysms/{token}", data={"smsId": "1"}, timeout=10).status_code == 404
+    finally:
+        stop(process)
+    log.seek(0)
+    text = log.read()
+    assert text.count("Booting worker") == max(2, os.cpu_count() or 1)
+    assert "POST /v1/inbound/allmysms/" in text and token not in text
 
 
 def test_serve_logs_neither_keys_nor_phone_numbers(served):

@@ -1,4 +1,4 @@
-"""The store on a real SQLite file: events in, the fan-out queue, deliveries out."""
+"""The store on each backend (a SQLite file, a PostgreSQL schema): events in, the fan-out queue, deliveries out."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from connector.store import DISABLED, Store, deliveries, fanout
 
 
 @pytest.fixture
-def store(tmp_path):
-    made = Store(f"sqlite:///{tmp_path / 'store.db'}")
+def store(backend):
+    made = Store(backend)
     yield made
     made.close()
 

@@ -13,6 +13,9 @@ from connector import create_app
 from connector.serving import worker_for
 from tests.conftest import Api, Scripted, connector_settings, wait_for
 
+# Every test here runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.usefixtures("backend")
+
 FAST = {"CONNECTOR_ALLOWED_TARGETS": "127.0.0.1", "CONNECTOR_RETRY_SCHEDULE": "0,0.2,0.2,0.2",
         "CONNECTOR_LEASE_SECONDS": 2}
 
@@ -380,4 +383,4 @@ def test_a_slow_subscriber_does_not_hold_back_a_fast_one(sandbox, serve, subscri
         assert time.monotonic() - started < 2.5
         assert subscriber.deliveries("/slow") == []
     finally:
-        worker.stop(timeout=1)
+        worker.stop(grace=0)  # the slow deliveries are not waited for

@@ -8,10 +8,14 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import requests
 
 from connector import create_app
 from tests.conftest import Scripted, connector_settings, wait_for
+
+# Every test here runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 def start_worker(env: dict) -> subprocess.Popen:

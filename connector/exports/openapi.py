@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from .. import errors, inbound
+from .. import errors, idempotency, inbound
 from ..manifest import Manifest
 from . import as_json
 
@@ -51,6 +51,11 @@ class _Builder:
                 ok=(200, None), auth=False)},
             "/openapi.json": {"get": self.operation(
                 "openapi", "This document", "", ok=(200, None), auth=False)},
+            "/healthz": {"get": self.operation(
+                "healthz", "Liveness", "The process answers.", ok=(200, "api/health.json"), auth=False)},
+            "/readyz": {"get": self.operation(
+                "readyz", "Readiness", "The database answers and its schema is the one this version needs; "
+                "503 otherwise.", ok=(200, "api/health.json"), auth=False)},
         }
         for action in self.manifest.actions:
             paths[action.path] = {"post": self.operation(
@@ -234,10 +239,12 @@ def _public(schema: dict) -> dict:
 
 
 _IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key", "in": "header", "required": False,
+    "name": idempotency.HEADER, "in": "header", "required": False,
     "description": "Retrying with the same key and body within 24 h returns the first answer (header "
                    "Idempotent-Replayed: true) instead of sending again; while the first call runs, 409. The "
-                   "same key for another request: 422. Scoped to the AllMySMS login.",
+                   "same key for another request: 422. Scoped to the AllMySMS login. Empty counts as absent. "
+                   f"Absent, a call that carries the Logic Apps headers {' and '.join(idempotency.RUN_HEADERS)} "
+                   "gets a key derived from them and from the request.",
     "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
 }
 

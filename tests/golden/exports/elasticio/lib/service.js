@@ -4,10 +4,11 @@ const crypto = require('node:crypto');
 
 const BASE_URL = (process.env.ALLMYSMS_CONNECTOR_URL || "https://connector.example.com").replace(/\/+$/, '');
 
-async function call(cfg, method, path, body) {
+async function call(cfg, method, path, body, headers = {}) {
   const response = await fetch(BASE_URL + path, {
     method,
     headers: {
+      ...headers,
       Authorization: 'Basic ' + Buffer.from(`${cfg.login}:${cfg.apiKey}`).toString('base64'),
       'Content-Type': 'application/json',
     },
@@ -32,4 +33,15 @@ async function call(cfg, method, path, body) {
 // An elastic.io message, as elasticio-node's messages.newMessageWithBody makes it.
 const message = (body) => ({ id: crypto.randomUUID(), body, attachments: {}, headers: {} });
 
-module.exports = { BASE_URL, call, message };
+// The incoming message's id stays the same when the platform delivers it again (a rebound republishes it
+// as it was) and is new for each new message; the flow and step make it this step's own.
+const idempotencyHeaders = (msg) => {
+  if (!msg || !msg.id) {
+    return {};
+  }
+  const parts = [process.env.ELASTICIO_FLOW_ID || '', process.env.ELASTICIO_STEP_ID || '', String(msg.id)];
+  const digest = crypto.createHash('sha256').update(parts.join('\n')).digest('hex');
+  return { 'Idempotency-Key': `elasticio-${digest}` };
+};
+
+module.exports = { BASE_URL, call, idempotencyHeaders, message };

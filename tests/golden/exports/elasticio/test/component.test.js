@@ -163,6 +163,17 @@ test('every action emits the result of its example', async () => {
   }
 });
 
+test('a message delivered again (same msg.id) sends once; a new message sends again', async () => {
+  const create = CREATES.find((c) => !c.needsCampaign);
+  const action = load(component.actions[create.key].main);
+  const msg = { id: `msg-${process.pid}-${Date.now()}`, body: { ...create.input } };
+  const [first] = await run(action, msg, CFG);
+  const [again] = await run(action, { ...msg, body: { ...msg.body } }, CFG);
+  assert.deepStrictEqual(again.value.body, first.value.body, 'the redelivery gets the first answer');
+  const [next] = await run(action, { ...msg, id: `${msg.id}-next` }, CFG);
+  assert.notStrictEqual(next.value.body.id, first.value.body.id, 'a new message sends again');
+});
+
 test('a refused action fails with the service message', async () => {
   await assert.rejects(run(load(component.actions.send_sms.main), { body: { message: 'Hi' } }, CFG),
     (error) => /recipients/.test(error.message) && error.status === 422);

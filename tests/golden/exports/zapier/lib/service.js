@@ -56,4 +56,18 @@ const cleanInput = (inputData, fields) => {
   return body;
 };
 
-module.exports = { BASE_URL, addCredentials, explainErrors, cleanInput };
+// Zapier gives an app no run or step id to derive a key from: the user may map one into this field.
+const IDEMPOTENCY_FIELD = {
+  "key": "idempotency_key",
+  "label": "Idempotency key",
+  "type": "string",
+  "required": false,
+  "helpText": "Optional. A value that names this item, such as the ID from the trigger step (up to 255 visible characters, no spaces). A retry of this step with the same value and the same fields within 24 hours gets the first answer instead of sending again. Leave it empty to send on every run."
+};
+
+const idempotencyHeaders = (inputData) => {
+  const key = String(inputData[IDEMPOTENCY_FIELD.key] ?? '').trim();
+  return key ? { 'Idempotency-Key': key } : {};
+};
+
+module.exports = { BASE_URL, IDEMPOTENCY_FIELD, addCredentials, explainErrors, cleanInput, idempotencyHeaders };

@@ -153,6 +153,19 @@ test('every action runs with its example and answers an object', async () => {
   }
 });
 
+test('a step retried with the same idempotency key sends once; another key (a new run) sends again', async () => {
+  const { IDEMPOTENCY_FIELD } = require('../lib/service');
+  const create = CREATES.find((c) => !c.needsCampaign);
+  const perform = App.creates[create.key].operation.perform;
+  const inputData = { ...create.input, [IDEMPOTENCY_FIELD.key]: `zap-run-${process.pid}-${Date.now()}` };
+  const first = await appTester(perform, { authData: AUTH, inputData });
+  const retried = await appTester(perform, { authData: AUTH, inputData });
+  assert.deepStrictEqual(retried, first, 'the retry gets the first answer');
+  const next = await appTester(perform,
+    { authData: AUTH, inputData: { ...inputData, [IDEMPOTENCY_FIELD.key]: `${inputData[IDEMPOTENCY_FIELD.key]}-next` } });
+  assert.notStrictEqual(next.id, first.id, 'a new key sends again');
+});
+
 test('a 429 from the service becomes a ThrottledError with its Retry-After delay', () => {
   const { explainErrors } = require('../lib/service');
   const answer = { status: 429, content: JSON.stringify({ error: { message: 'AllMySMS asks to slow down.' } }),

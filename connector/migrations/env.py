@@ -1,0 +1,10 @@
+"""Alembic's entry point: migrations run on the connection connector/schema.py hands over."""
+
+from alembic import context
+
+from connector.store import metadata
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=connection.dialect.name == "sqlite")
+with context.begin_transaction():
+    context.run_migrations()

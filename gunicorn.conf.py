@@ -1,0 +1,15 @@
+"""gunicorn's settings for running the web processes without `connector serve`:
+
+    gunicorn -c gunicorn.conf.py "connector:create_app()"
+
+They are the ones `connector serve` uses, read from the same environment (PORT, CONNECTOR_HOST,
+CONNECTOR_WORKERS, CONNECTOR_THREADS, ALLMYSMS_READ_TIMEOUT): workers from the CPU count, timeouts
+above AllMySMS's, an access log with inbound tokens masked and no query strings. Deliveries are not
+made here: run `connector worker` beside it.
+"""
+
+# gunicorn reads every module-level name that is one of its settings ("config" is): hence these names.
+from connector.config import load as load_settings
+from connector.serving import gunicorn_options
+
+globals().update(gunicorn_options(load_settings()))

@@ -1,0 +1,110 @@
+"""The schema's migrations, and what a process does on a database it was not written for."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, text
+
+from connector import create_app, schema
+from connector.errors import ConfigError
+from connector.store import Store, engine_url, metadata
+from tests.conftest import connector_settings, postgres_schema, postgres_unreachable
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_uses(backend):
+    engine = create_engine(engine_url(backend))
+    schema.migrate(engine)
+    with engine.connect() as connection:
+        assert schema.current(connection) == schema.head()
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+    engine.dispose()
+
+
+def test_a_database_at_a_revision_this_version_does_not_know_is_refused(backend):
+    Store(backend).close()
+    engine = create_engine(engine_url(backend))
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    with pytest.raises(ConfigError) as refused:
+        Store(backend)
+    assert "0999" in str(refused.value) and "newer version" in str(refused.value)
+    engine.dispose()
+
+
+def test_a_sqlite_file_from_before_migrations_is_taken_as_the_first_revision(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    metadata.create_all(engine)  # what the versions before migrations did
+    Store(url).close()
+    with engine.connect() as connection:
+        assert schema.current(connection) == schema.head()
+    engine.dispose()
+
+
+def test_sqlite_migrates_itself_on_first_start(tmp_path, sandbox):
+    app = create_app(connector_settings(sandbox.url, CONNECTOR_DATA_DIR=str(tmp_path / "fresh")))
+    assert app.test_client().get("/readyz").get_json() == {"status": "ok", "schema": schema.head()}
+
+
+@pytest.fixture
+def empty_postgres():
+    problem = postgres_unreachable()
+    if problem:
+        pytest.skip(problem)
+    with postgres_schema(migrated=False) as url:
+        yield url
+
+
+def test_on_postgresql_the_service_refuses_an_unmigrated_database_until_connector_migrate(empty_postgres, sandbox,
+                                                                                         monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", empty_postgres)
+    with pytest.raises(ConfigError) as refused:
+        create_app(connector_settings(sandbox.url))
+    assert "connector migrate" in str(refused.value)
+    done = subprocess.run([sys.executable, "-m", "connector.cli", "migrate"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"database schema at {schema.head()} (was empty)" in done.stdout
+    client = create_app(connector_settings(sandbox.url)).test_client()
+    assert client.get("/readyz").status_code == 200
+
+
+def test_two_migrations_at_once_apply_it_once(empty_postgres):
+    engines = [create_engine(engine_url(empty_postgres)) for _ in range(2)]
+    results, problems = [], []
+
+    def run(engine):
+        try:
+            results.append(schema.migrate(engine))
+        except Exception as exc:  # a failure in either thread fails the test below
+            problems.append(exc)
+    threads = [threading.Thread(target=run, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert problems == []
+    assert sorted(results, key=str) == sorted([(None, schema.head()), (schema.head(), schema.head())], key=str)
+    for engine in engines:
+        engine.dispose()
+
+
+def test_readiness_fails_with_a_reason_when_the_schema_changes_under_a_running_service(backend, sandbox):
+    client = create_app(connector_settings(sandbox.url)).test_client()
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    engine = create_engine(engine_url(backend))
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    engine.dispose()
+    answer = client.get("/readyz")
+    assert answer.status_code == 503
+    error = answer.get_json()["error"]
+    assert error["code"] == "not_ready" and "0999" in error["message"]
+    assert client.get("/healthz").status_code == 200

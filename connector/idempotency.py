@@ -21,6 +21,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from . import processes
 from .errors import ConnectorError, FieldError, InProgress, KeyReused, MalformedRequest, OutcomeUnknown
 from .store import Store
 
@@ -79,7 +80,7 @@ def begin(store: Store, login: str, key: str, action: str, request_hash: str, *,
     KeyReused, InProgress, or OutcomeUnknown (the first call ended without a kept answer)."""
     deadline = clock() + WAIT_FOR_FIRST
     while True:
-        row = store.claim_key(login, key, action, request_hash, clock())
+        row = store.claim_key(login, key, action, request_hash, clock(), owner=processes.identity())
         if row is None:
             return None
         if row["created_at"] < clock() - kept_for:
@@ -91,7 +92,10 @@ def begin(store: Store, login: str, key: str, action: str, request_hash: str, *,
                             fields=[FieldError(HEADER, "Already used for a different request.")])
         if row["state"] == "done":
             return Replay(row["status_code"], row["response"])
-        if row["state"] == "unknown" or clock() - row["created_at"] > stale_after:
+        # The first call's process may have died mid-call (killed, restarted): on this host that is seen at
+        # once; elsewhere only when the key has been running for longer than any call could.
+        if row["state"] == "unknown" or clock() - row["created_at"] > stale_after or (
+                row["state"] == "running" and processes.gone(row["owner"])):
             raise OutcomeUnknown(f"An earlier request with this {HEADER} ended without an answer: it may have "
                                  "sent. Check the campaigns and delivery receipts in AllMySMS before sending "
                                  "again with a new key.")

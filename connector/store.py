@@ -140,6 +140,7 @@ idempotency_keys = Table(
     Column("response", Text),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("owner", String(120)),  # the process running the first call (connector/processes.py)
     Index("idempotency_keys_by_age", "created_at"),
 )
 
@@ -361,7 +362,8 @@ class Store:
 
     # Idempotency keys.
 
-    def claim_key(self, login: str, key: str, action: str, request_hash: str, now: float) -> dict | None:
+    def claim_key(self, login: str, key: str, action: str, request_hash: str, now: float,
+                  owner: str | None = None) -> dict | None:
         """Take ``key`` for a new request: None when it is ours now, else the row of the request that has
         it (whatever its state). The primary key decides, so two processes cannot both take it."""
         # RETURNING, not the row count: psycopg reports no count for an INSERT that did nothing.
@@ -369,7 +371,8 @@ class Store:
             index_elements=["login", "key"]).returning(idempotency_keys.c.key)
         with self._writing() as db:
             taken = db.execute(statement.values(login=login, key=key, action=action, request_hash=request_hash,
-                                                state="running", created_at=now, updated_at=now)).first()
+                                                state="running", created_at=now, updated_at=now,
+                                                owner=owner)).first()
             if taken is not None:
                 return None
         return self.key_state(login, key)

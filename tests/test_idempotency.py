@@ -175,3 +175,32 @@ def test_a_key_given_wins_over_the_run_names(sandbox, api):
                "x-ms-workflow-operation-name": "Send_SMS"}
     assert api.action("send_sms", SEND, headers=headers).status_code == 200
     assert keyed(api, "order-1001").headers["Idempotent-Replayed"] == "true"
+
+
+def test_a_key_whose_first_call_died_with_its_process_answers_at_once_that_it_may_have_sent(sandbox, app, api):
+    """A web process killed mid-send leaves its key running; a retry that sees the process is gone says
+    "may have been sent" at once, instead of 409 until the key goes stale."""
+    import subprocess
+    import sys
+    import time as clock
+
+    from connector import processes
+    from connector.idempotency import fingerprint
+
+    doomed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = processes.identity(doomed.pid)
+    doomed.kill()
+    doomed.wait()
+    store = app.extensions["connector"].store
+    store.claim_key("demo", "order-7", "send_sms", fingerprint("send_sms", SEND), clock.time(), owner=holder)
+    started = clock.monotonic()
+    retried = keyed(api, "order-7")
+    assert retried.status_code == 504 and retried.json()["error"]["code"] == "outcome_unknown"
+    assert clock.monotonic() - started < 1.5  # not after the 2 s wait for a first call still running
+    assert len(sandbox.state.campaigns("demo")) == 0
+
+
+def test_a_key_held_by_a_live_process_is_still_in_progress():
+    from connector import processes
+    assert not processes.gone(processes.identity())
+    assert not processes.gone("another-host:1:1")

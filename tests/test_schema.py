@@ -7,6 +7,7 @@ import sys
 import threading
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
@@ -40,7 +41,9 @@ def test_a_database_at_a_revision_this_version_does_not_know_is_refused(backend)
 def test_a_sqlite_file_from_before_migrations_is_taken_as_the_first_revision(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
-    metadata.create_all(engine)  # what the versions before migrations did
+    with engine.begin() as connection:  # the tables the versions before migrations made, and no revision
+        command.upgrade(schema._config(connection), schema.FIRST)
+        connection.execute(text("DROP TABLE alembic_version"))
     Store(url).close()
     with engine.connect() as connection:
         assert schema.current(connection) == schema.head()
@@ -108,3 +111,20 @@ def test_readiness_fails_with_a_reason_when_the_schema_changes_under_a_running_s
     error = answer.get_json()["error"]
     assert error["code"] == "not_ready" and "0999" in error["message"]
     assert client.get("/healthz").status_code == 200
+
+
+def test_an_upgrade_keeps_what_the_database_holds(backend):
+    """From the first revision to the current one, on each backend, with a row in the table that changes."""
+    engine = create_engine(engine_url(backend))
+    with engine.begin() as connection:
+        for table in ("alembic_version", "idempotency_keys", "credit_watch", "attempts", "fanout", "deliveries",
+                      "subscriptions", "rejected_callbacks", "events", "accounts"):
+            connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        command.upgrade(schema._config(connection), schema.FIRST)
+        connection.execute(text("INSERT INTO idempotency_keys (login, key, action, request_hash, state, created_at, "
+                                "updated_at) VALUES ('demo', 'k-1', 'send_sms', 'h', 'done', 1, 1)"))
+    assert schema.migrate(engine) == (schema.FIRST, schema.head())
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT login, key, state, owner FROM idempotency_keys")).all() == [
+            ("demo", "k-1", "done", None)]
+    engine.dispose()

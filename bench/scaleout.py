@@ -6,6 +6,7 @@ test, user postgres: set BENCH_POSTGRES_URL otherwise):
 
     .venv/bin/python bench/scaleout.py            # full run, about 3 minutes
     .venv/bin/python bench/scaleout.py --quick    # smoke run, under a minute
+    .venv/bin/python bench/scaleout.py --concurrency 256 --events 2000   # workers as deployed by default
 
 Everything runs on loopback, with servers started here and always stopped on exit (even on Ctrl-C). Each
 run gets a PostgreSQL schema of its own, made by `connector migrate` and dropped at the end. The AllMySMS
@@ -32,10 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,13 +42,14 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import psutil
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select
 
 # bench/ is on sys.path when this file is run as a script, so its modules import by name.
 import loadgen
 import report
 import servers
 from connector.store import deliveries, engine_url, events, fanout
+from databases import Schemas
 from hooks import Hooks, Receivers
 from report import say
 
@@ -58,7 +57,6 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 LOGS = RESULTS / "logs" / "scaleout"
 
-POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 LOGIN, API_KEY = "bench", "bench-api-key"
 SERVER_WORKERS, SERVER_THREADS = 2, 8
 RECEIVERS = 2
@@ -78,8 +76,11 @@ TARGET_SPEED_UP = 1.7
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer events, shorter rounds")
+    parser.add_argument("--concurrency", type=int, help="deliveries in flight per worker (default 32)")
+    parser.add_argument("--events", type=int, help="receipts per throughput run (x 10 subscriptions)")
     args = parser.parse_args(argv)
-    plan = QUICK if args.quick else FULL
+    plan = dict(QUICK if args.quick else FULL)
+    plan.update({k: v for k, v in {"concurrency": args.concurrency, "events": args.events}.items() if v})
     signal.signal(signal.SIGTERM, report.exit_on_sigterm)
     started = time.perf_counter()
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             results["throughput"] = bench.throughput()
             results["ingest"] = bench.ingest()
         finally:
-            bench.drop_schemas()
+            bench.schemas.drop_all()
     results["total_s"] = round(time.perf_counter() - started, 1)
     rows = _rows(results)
     results["table"] = rows
@@ -113,39 +114,13 @@ class _Bench:
         self.fleet = fleet
         self.scratch = scratch
         self.plan = plan
-        self.schemas: list[str] = []
+        self.schemas = Schemas()
         self.runs = 0
         accounts = {LOGIN: {"api_key": API_KEY, "credits": 10 ** 12}}
         self.sandbox = servers.start_sandbox(fleet, accounts, SERVER_WORKERS, SERVER_THREADS, LOGIN)
         self.receivers = Receivers.start(fleet, RECEIVERS)
         say(f"sandbox on port {self.sandbox.port}; receivers on ports "
             f"{', '.join(str(r.port) for r in self.receivers.servers)}")
-
-    # Databases
-
-    def postgres(self) -> str:
-        """A DATABASE_URL on a new schema, migrated by `connector migrate` as a release step would."""
-        name = f"bench_{secrets.token_hex(4)}"
-        admin = create_engine(engine_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
-        with admin.connect() as db:
-            db.execute(text(f"CREATE SCHEMA {name}"))
-        admin.dispose()
-        self.schemas.append(name)
-        url = f"{POSTGRES_URL}?options=-csearch_path%3D{name}&application_name={name}"
-        subprocess.run([sys.executable, "-m", "connector.cli", "migrate"], env=servers.clean_env(DATABASE_URL=url),
-                       check=True, capture_output=True, timeout=120)
-        return url
-
-    def drop_schemas(self) -> None:
-        if not self.schemas:
-            return
-        admin = create_engine(engine_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
-        with admin.connect() as db:
-            for name in self.schemas:
-                db.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :n"),
-                           {"n": name})
-                db.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
-        admin.dispose()
 
     # 1. Delivery throughput
 
@@ -159,7 +134,7 @@ class _Bench:
 
     def _throughput_run(self, workers: int) -> dict:
         plan = self.plan
-        url = self.postgres()
+        url = self.schemas.new()
         connector = self._connector(f"throughput-{workers}", url, web_workers=1, delivery="off")
         hooks = Hooks(connector.url, (LOGIN, API_KEY))
         tag = f"w{workers}"
@@ -205,7 +180,7 @@ class _Bench:
 
     def ingest(self) -> dict:
         plan = self.plan
-        targets = {"sqlite": None, "postgresql": self.postgres()}
+        targets = {"sqlite": None, "postgresql": self.schemas.new()}
         started = {name: self._connector(f"ingest-{name}", url, web_workers=SERVER_WORKERS, delivery="process")
                    for name, url in targets.items()}
         paths = {name: Hooks(server.url, (LOGIN, API_KEY)).inbound_path() for name, server in started.items()}

@@ -6,6 +6,7 @@ Usage (from the repository root):
 
     .venv/bin/python bench/triggers.py            # full run, at most about 3 minutes
     .venv/bin/python bench/triggers.py --quick    # smoke run, about 20 seconds
+    .venv/bin/python bench/triggers.py --postgres # the same on PostgreSQL (a schema per phase)
     .venv/bin/python bench/triggers.py --py-spy /tmp/pyspy/bin/py-spy   # also profile the delivery worker
 
 Everything runs on loopback, with servers started here and always stopped on exit (even on Ctrl-C). The
@@ -48,7 +49,6 @@ import collections
 import json
 import math
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -60,6 +60,7 @@ from urllib.parse import quote, urlencode
 import psutil
 
 # bench/ is on sys.path when this file is run as a script, so its modules import by name.
+import databases
 import loadgen
 import report
 import servers
@@ -100,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: short rounds, fewer events")
     parser.add_argument("--py-spy", metavar="PATH", help="py-spy executable: profile the delivery worker of "
                                                          "phase 3 (what holds the GIL) into bench/results/")
+    parser.add_argument("--postgres", action="store_true",
+                        help="run the connector on PostgreSQL (BENCH_POSTGRES_URL; a schema per phase) instead "
+                             "of SQLite")
     parser.add_argument("--only", choices=PHASES, action="append",
                         help="run only this phase (may be repeated; the table shows what ran)")
     args = parser.parse_args(argv)
@@ -116,12 +120,17 @@ def main(argv: list[str] | None = None) -> int:
     with servers.Fleet(LOGS) as fleet, tempfile.TemporaryDirectory(prefix="bench-triggers-") as scratch:
         results["machine"]["data_dir_filesystem"] = _filesystem(scratch)
         results["machine"]["connector_uncommitted"] = _uncommitted("connector", "manifest.yaml", "schemas")
-        bench = _Bench(fleet, Path(scratch), plan, args.py_spy)
-        for phase in PHASES:
-            if phase in phases:
-                begun = time.perf_counter()
-                results[phase] = getattr(bench, phase)()
-                results[phase]["phase_s"] = round(time.perf_counter() - begun, 1)
+        results["machine"]["database"] = "postgresql" if args.postgres else "sqlite"
+        bench = _Bench(fleet, Path(scratch), plan, args.py_spy, databases.Schemas() if args.postgres else None)
+        try:
+            for phase in PHASES:
+                if phase in phases:
+                    begun = time.perf_counter()
+                    results[phase] = getattr(bench, phase)()
+                    results[phase]["phase_s"] = round(time.perf_counter() - begun, 1)
+        finally:
+            if bench.schemas is not None:
+                bench.schemas.drop_all()
     results["total_s"] = round(time.perf_counter() - started, 1)
     rows = _rows(results)
     results["table"] = rows
@@ -138,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class _Bench:
-    def __init__(self, fleet: servers.Fleet, scratch: Path, plan: dict, py_spy: str | None):
+    def __init__(self, fleet: servers.Fleet, scratch: Path, plan: dict, py_spy: str | None,
+                 schemas: databases.Schemas | None):
+        self.schemas = schemas
         self.fleet = fleet
         self.scratch = scratch
         self.plan = plan
@@ -155,7 +166,7 @@ class _Bench:
 
     def ingest(self) -> dict:
         plan = self.plan
-        connector, data_dir = self._connector("ingest", workers=SERVER_WORKERS, delivery="process")
+        connector, database = self._connector("ingest", workers=SERVER_WORKERS, delivery="process")
         echo = self._echo()
         hooks = Hooks(connector.url, (LOGIN, API_KEY))
         path = hooks.inbound_path()
@@ -188,7 +199,7 @@ class _Bench:
         accepted = _count_requests_answered(rounds, "connector")
         self.fleet.stop(echo)
         self.fleet.stop(connector)
-        stored = _db_counts(data_dir)
+        stored = databases.counts(database)
         best = {name: max((r for r in rounds if r["target"] == name), key=lambda r: r["requests_per_s"])
                 for name in targets}
         echo_rate = best["echo"]["requests_per_s"]
@@ -216,7 +227,7 @@ class _Bench:
 
     def _latency_run(self, rate: int, seconds: float) -> dict:
         plan = self.plan
-        connector, data_dir = self._connector(f"latency-{rate}", workers=SERVER_WORKERS, delivery="process")
+        connector, database = self._connector(f"latency-{rate}", workers=SERVER_WORKERS, delivery="process")
         try:
             hooks = Hooks(connector.url, (LOGIN, API_KEY))
             path = hooks.inbound_path()
@@ -230,7 +241,7 @@ class _Bench:
         finally:
             self.fleet.stop(connector)
         # What did not arrive in time is either still queued (late) or lost for good.
-        queued = _db_counts(data_dir)["by_status"].get("pending", 0)
+        queued = databases.counts(database)["by_status"].get("pending", 0)
         late = min(queued, run["missing"])
         p99 = run["e2e"]["p99_ms"]
         run.update(rate=rate, seconds=seconds, drain_s=plan["drain_s"], late=late, lost=run["missing"] - late,
@@ -291,7 +302,7 @@ class _Bench:
         subscribers = plan["subscribers"]
         expected = events * subscribers
         name = f"throughput-{concurrency}" + ("-profiled" if profile_to else "")
-        connector, data_dir = self._connector(name, workers=1, delivery="off")
+        connector, database = self._connector(name, workers=1, delivery="off")
         hooks = Hooks(connector.url, (LOGIN, API_KEY))
         path = hooks.inbound_path()
         for k in range(subscribers):
@@ -299,7 +310,7 @@ class _Bench:
         tag = f"t{concurrency}-{'p' if profile_to else 'm'}"
         preload = loadgen.post_each(connector.port, path, (_receipt(f"{tag}-{i}") for i in range(events)), FORM,
                                     clients=plan["clients"])
-        counts = _db_counts(data_dir)
+        counts = databases.counts(database)
         # Events wait in the fan-out queue until a worker turns them into deliveries (that work is timed).
         pending = counts["by_status"].get("pending", 0) + counts["queued"] * subscribers
         say(f"preloaded {preload.ok} receipts x {subscribers} subscriptions in {preload.seconds:.1f} s "
@@ -308,7 +319,7 @@ class _Bench:
             raise RuntimeError(f"{pending} deliveries are pending or queued, expected {expected} "
                                f"({preload.first_error})")
         starts = self.receivers.counts()
-        env = self._connector_env(connector.port, data_dir, workers=1, delivery="off",
+        env = self._connector_env(connector.port, database, workers=1, delivery="off",
                                   CONNECTOR_DELIVERY_CONCURRENCY=str(concurrency))
         launched = time.time()
         worker = self.fleet.spawn(f"worker-{name}", [sys.executable, "-m", "connector.cli", "worker"], env)
@@ -326,7 +337,7 @@ class _Bench:
                 profile = _finish_py_spy(spy, profile_to, concurrency)
         records = self.receivers.records_since(starts)
         arrived = _arrivals(records, tag, expected)
-        final = _db_counts(data_dir)
+        final = databases.counts(database)
         first = min((r[3] for r in records), default=math.nan)
         last = max((r[3] for r in records), default=math.nan)
         span = last - first
@@ -347,21 +358,27 @@ class _Bench:
 
     # Servers
 
-    def _connector_env(self, port: int, data_dir: Path, *, workers: int, delivery: str, **extra: str) -> dict:
+    def _connector_env(self, port: int, database: str, *, workers: int, delivery: str, **extra: str) -> dict:
         return servers.clean_env(ALLMYSMS_BASE_URL=self.sandbox.url, PORT=str(port), CONNECTOR_HOST=servers.HOST,
                                  CONNECTOR_WORKERS=str(workers), CONNECTOR_THREADS=str(SERVER_THREADS),
-                                 CONNECTOR_ALLOWED_TARGETS=servers.HOST, CONNECTOR_DATA_DIR=str(data_dir),
+                                 CONNECTOR_ALLOWED_TARGETS=servers.HOST, DATABASE_URL=database,
+                                 CONNECTOR_DATA_DIR=str(self.scratch / "data"),
                                  CONNECTOR_DELIVERY_WORKER=delivery, **extra)
 
-    def _connector(self, name: str, *, workers: int, delivery: str) -> tuple[servers.Server, Path]:
+    def _connector(self, name: str, *, workers: int, delivery: str) -> tuple[servers.Server, str]:
+        """A connector on a database of its own: (server, its DATABASE_URL)."""
         self.phases += 1
-        data_dir = self.scratch / f"{self.phases}-{name}"
+        if self.schemas is not None:
+            database = self.schemas.new()
+        else:
+            database = f"sqlite:///{self.scratch / f'{self.phases}-{name}' / 'connector.db'}"
+            (self.scratch / f"{self.phases}-{name}").mkdir()
         port = servers.free_port()
-        env = self._connector_env(port, data_dir, workers=workers, delivery=delivery)
+        env = self._connector_env(port, database, workers=workers, delivery=delivery)
         say(f"{name}: connector serve {workers}x{SERVER_THREADS}, delivery worker {delivery}, port {port}")
         server = self.fleet.start(f"connector-{name}", [sys.executable, "-m", "connector.cli", "serve"], env, port,
                                   "/v1/manifest", workers=workers)
-        return server, data_dir
+        return server, database
 
     def _echo(self) -> servers.Server:
         port = servers.free_port()
@@ -440,19 +457,6 @@ def _text_ms(ms: float | None) -> str:
 
 def _count_requests_answered(rounds: list[dict], target: str) -> int:
     return sum(r["ok"] for r in rounds if r["target"] == target)
-
-
-def _db_counts(data_dir: Path) -> dict:
-    """Counts in the connector's SQLite database, read after its servers stopped."""
-    db = sqlite3.connect(f"file:{data_dir / 'connector.db'}?mode=ro", uri=True, timeout=30)
-    try:
-        return {"events": db.execute("SELECT count(*) FROM events").fetchone()[0],
-                "deliveries": db.execute("SELECT count(*) FROM deliveries").fetchone()[0],
-                "attempts": db.execute("SELECT count(*) FROM attempts").fetchone()[0],
-                "queued": db.execute("SELECT count(*) FROM fanout").fetchone()[0],
-                "by_status": dict(db.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())}
-    finally:
-        db.close()
 
 
 def _uncommitted(*paths: str) -> list[str]:

@@ -45,7 +45,6 @@ STATUSES: dict[int, Outcome] = {
                  None),
 }
 
-UNKNOWN = Outcome(InvalidInput, "refused_by_allmysms", "AllMySMS refused the request.", None)
 
 
 def status_of(reply: dict) -> int | None:
@@ -72,8 +71,16 @@ def raise_for_status(reply: dict, *, field_names: dict[str, str] | None = None, 
         raise UpstreamFailed("AllMySMS answered without a status, so nothing tells whether the request was carried "
                              "out; check the AllMySMS customer area before trying again.",
                              log_detail=f"reply without status, keys {sorted(reply)[:10]}")
-    outcome = STATUSES.get(status, UNKNOWN)
     text = str(reply.get("statusText") or reply.get("description") or "").strip()
+    if status not in STATUSES:
+        # Every status AllMySMS documents as an error means nothing was done; one it does not document
+        # (116 is in no list) might mean anything, a send included: never read it as "nothing was sent".
+        raise UpstreamFailed(f"AllMySMS answered with status {status}, which it does not document, so nothing "
+                             "tells whether the request was carried out: check the campaigns in the AllMySMS "
+                             "customer area before trying again." + (f" AllMySMS says: {text}" if text else ""),
+                             code="unknown_allmysms_status", extra={"allmysms_status": status},
+                             log_detail=f"undocumented status {status}").with_disposition("check_before_retry")
+    outcome = STATUSES[status]
     message = outcome.message + (f" AllMySMS says: {text}" if text else "")
     field = (field_names or {}).get(outcome.field, outcome.field) if outcome.field else None
     extra = {"allmysms_status": status}

@@ -24,7 +24,7 @@ EXPECTED = {
     108: (422, "invalid_client_code", "client_reference"), 109: (422, "invalid_feed", None),
     110: (422, "empty_message", "message"), 111: (422, "message_too_long", "message"),
     112: (422, "invalid_feed", None), 114: (422, "no_valid_number", "recipients"),
-    115: (422, "invalid_date", "send_at"), 116: (422, "refused_by_allmysms", None),
+    115: (422, "invalid_date", "send_at"),
     117: (422, "link_too_long", "message"), 118: (422, "unknown_master_account", None),
 }
 
@@ -193,3 +193,42 @@ def test_an_answer_trickling_in_past_the_read_timeout_is_cut_and_counts_as_lost(
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "outcome_unknown"
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("status", [99, 116, 119, 999])
+def test_a_status_allmysms_never_documented_is_not_taken_for_success(scripted, through, status):
+    scripted.script(Scripted(body={"status": status, "statusText": "Nouveau", "campaignId": "42"}))
+    response = through().action("send_sms", SEND)
+    error = response.json()["error"]
+    assert response.status_code == 502 and error["allmysms_status"] == status
+    assert error["code"] == "unknown_allmysms_status" and error["disposition"] == "check_before_retry"
+
+
+def test_a_connect_timeout_is_retried_then_reported_as_nothing_sent(serve):
+    """An upstream whose accept queue is full drops new connections: connecting times out. Nothing left,
+    so the connector retries, then answers 502 upstream_unavailable (safe to retry)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    # Fill the accept queue (never accepted): the kernel then ignores further connection attempts.
+    queued = []
+    for _ in range(4):
+        client = socket.socket()
+        client.setblocking(False)
+        client.connect_ex(("127.0.0.1", port))
+        queued.append(client)
+    try:
+        app = create_app(connector_settings(f"http://127.0.0.1:{port}", ALLMYSMS_CONNECT_TIMEOUT=0.3,
+                                            ALLMYSMS_CONNECT_RETRIES=1))
+        started = time.monotonic()
+        response = serve(app).action("send_sms", SEND)
+        took = time.monotonic() - started
+    finally:
+        for client in queued:
+            client.close()
+        listener.close()
+    assert response.status_code == 502, response.text
+    error = response.json()["error"]
+    assert error["code"] == "upstream_unavailable" and error["retryable"] is True
+    assert 0.6 <= took < 5  # two attempts of 0.3 s each

@@ -34,9 +34,9 @@ drained (or --drain s), and this is reconciled:
   the callback, computed here with connector/events.py); duplicates only with the same webhook-id;
 - for every Idempotency-Key the sandbox launched at most one campaign (zero duplicate SMS), and exactly one
   for every key answered 200;
-- keys whose first call was cut by a SIGKILL of its web process stay "in progress" (409) until the
-  connector deems them stale (ALLMYSMS_READ_TIMEOUT x 4 + 60 s, 80 s here), longer than a run: they are
-  counted apart, each must be explained by a kill during its first call, and each sent at most once.
+- a key whose first call was cut by a SIGKILL of its web process is answered "may have been sent" (504) as
+  soon as a retry sees that process gone; one still "in progress" (409) at the end is counted apart, must
+  be explained by a kill during its first call, and is sent at most once.
 
 Prints one table, writes everything to bench/results/chaos.json (--out DIR: DIR/chaos.json) and the
 servers' logs to bench/results/logs/chaos/. Exit code 0 when every judged row is ok, 1 otherwise.

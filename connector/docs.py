@@ -13,7 +13,8 @@ _SECTION = re.compile(r"(<!-- generated:(\w+) -->\n)(.*?)(<!-- /generated:\2 -->
 
 def update_readme(text: str, manifest: Manifest) -> str:
     """``text`` with every generated section rewritten; the rest is left as it is."""
-    renderers = {"actions": lambda: actions(manifest), "config": config.markdown_table}
+    renderers = {"actions": lambda: actions(manifest), "config": config.markdown_table,
+                 "retries": retries}
 
     def replace(match):
         name = match.group(2)
@@ -22,6 +23,12 @@ def update_readme(text: str, manifest: Manifest) -> str:
         return f"{match.group(1)}{renderers[name]().rstrip()}\n{match.group(4)}"
 
     return _SECTION.sub(replace, text)
+
+
+def retries() -> str:
+    """Where each platform export takes its Idempotency-Key from, as each exporter states it."""
+    from .exports import guide, retries as key_sources
+    return "\n".join(key_sources.table(guide.key_sources()))
 
 
 def actions(manifest: Manifest) -> str:

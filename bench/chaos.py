@@ -120,15 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         results.update(_soak(cluster, load, _Chaos(cluster, rng, args.kill_every), args))
     results["total_s"] = round(time.monotonic() - started, 1)
     rows = _rows(results)
-    results["table"] = rows
     results["ok"] = all(r["ok"] is not False for r in rows)
-    print()
-    print(report.table(rows))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / "chaos.json"
-    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"\n{results['total_s']} s in all; {'reconciled' if results['ok'] else 'NOT RECONCILED'}; results in "
-          f"{_shown(out)}, server logs in {_shown(logs)}/")
+    report.publish(results, rows, out_dir / "chaos.json", logs,
+                   verdict="reconciled" if results["ok"] else "NOT RECONCILED")
     return 0 if results["ok"] else 1
 
 
@@ -812,16 +806,5 @@ def _detail(outcomes: dict, ok: str) -> str:
     return f" {others}" if others else ""
 
 
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(report.REPO))
-    except ValueError:
-        return str(path)
-
-
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        say("interrupted; servers stopped")
-        sys.exit(130)
+    report.run(main)

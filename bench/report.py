@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import platform
 import subprocess
@@ -64,3 +65,33 @@ def say(text: str) -> None:
 def exit_on_sigterm(signum, frame):
     """A SIGTERM handler: unwind like Ctrl-C does, so the servers are stopped on the way out."""
     raise SystemExit(128 + signum)
+
+
+def shown(path: Path) -> str:
+    """A path as the reader would type it from the repository root."""
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def publish(results: dict, rows: list[dict], out: Path, logs: Path, *, notes=(), verdict: str = "") -> None:
+    """Print the table (then ``notes``), keep everything measured in ``out`` as JSON, and say where."""
+    results["table"] = rows
+    print()
+    print(table(rows))
+    for note in notes:
+        print(note)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"\n{results['total_s']} s in all; {verdict + '; ' if verdict else ''}results in {shown(out)}, "
+          f"server logs in {shown(logs)}/")
+
+
+def run(main) -> None:
+    """Run a benchmark's main(); Ctrl-C ends it once its servers are stopped."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        say("interrupted; servers stopped")
+        sys.exit(130)

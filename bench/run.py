@@ -88,17 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         results["large_sends"] = [_large_send(fleet, sandbox, size, plan["repeats"]) for size in plan["sizes"]]
         results["in_process"] = _in_process(sandbox, plan)
     results["total_s"] = round(time.perf_counter() - started, 1)
-    rows = _rows(results)
-    results["table"] = rows
-    print()
-    print(report.table(rows))
-    for profiled in results["in_process"].get("profiles", []):
-        print(_profile_text(profiled))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "latest.json"
-    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"\n{results['total_s']} s in all; results in {out.relative_to(REPO)}, server logs in "
-          f"{(RESULTS / 'logs').relative_to(REPO)}/")
+    report.publish(results, _rows(results), RESULTS / "latest.json", RESULTS / "logs",
+                   notes=[_profile_text(p) for p in results["in_process"].get("profiles", [])])
     return 0
 
 
@@ -308,8 +299,4 @@ def _profile_text(profiled: dict) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        _say("interrupted; servers stopped")
-        sys.exit(130)
+    report.run(main)

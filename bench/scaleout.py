@@ -31,7 +31,6 @@ are in bench/results/logs/scaleout/.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import signal
 import sys
@@ -97,15 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             bench.schemas.drop_all()
     results["total_s"] = round(time.perf_counter() - started, 1)
-    rows = _rows(results)
-    results["table"] = rows
-    print()
-    print(report.table(rows))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "scaleout-latest.json"
-    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"\n{results['total_s']} s in all; results in {out.relative_to(report.REPO)}, server logs in "
-          f"{LOGS.relative_to(report.REPO)}/")
+    report.publish(results, _rows(results), RESULTS / "scaleout-latest.json", LOGS)
     return 0
 
 
@@ -269,4 +260,4 @@ def _rows(results: dict) -> list[dict]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    report.run(main)

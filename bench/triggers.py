@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import math
 import signal
 import subprocess
@@ -132,17 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             if bench.schemas is not None:
                 bench.schemas.drop_all()
     results["total_s"] = round(time.perf_counter() - started, 1)
-    rows = _rows(results)
-    results["table"] = rows
-    print()
-    print(report.table(rows))
-    for profile in results.get("throughput", {}).get("profiles", []):
-        print(_profile_text(profile))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "triggers-latest.json"
-    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"\n{results['total_s']} s in all; results in {out.relative_to(report.REPO)}, server logs in "
-          f"{LOGS.relative_to(report.REPO)}/")
+    report.publish(results, _rows(results), RESULTS / "triggers-latest.json", LOGS,
+                   notes=[_profile_text(p) for p in results.get("throughput", {}).get("profiles", [])])
     return 0
 
 
@@ -635,8 +625,4 @@ def _profile_text(profile: dict) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        say("interrupted; servers stopped")
-        sys.exit(130)
+    report.run(main)

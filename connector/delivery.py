@@ -139,8 +139,9 @@ class Worker:
                 except Exception:  # a database hiccup must not end deliveries for good
                     log.exception("delivery loop failed; retrying")
                     # The transaction was undone: these outcomes are recorded next turn, not lost (lost,
-                    # their deliveries would be sent again once the lease ran out).
-                    self._results[:0] = results
+                    # their deliveries would be sent again once the lease ran out). Once only: outcomes
+                    # that fail a turn twice would otherwise stop this worker for good.
+                    self._results[:0] = [{**r, "again": True} for r in results if not r.get("again")]
                     more = False
                 if not more:
                     # While deliveries are out, outcomes are gathered for a short while and recorded

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 from . import phones, segments
-from .errors import FieldError, InvalidInput
+from .errors import FieldError
 from .validation import invalid_input
 
 MAX_MESSAGE_CHARACTERS = 640

@@ -45,6 +45,9 @@ STATUSES: dict[int, Outcome] = {
                  None),
 }
 
+# A status outside the table on anything but a send (a cancel, a read): nothing went out, whatever it meant.
+UNKNOWN = Outcome(InvalidInput, "refused_by_allmysms", "AllMySMS refused the request.", None)
+
 
 
 def status_of(reply: dict) -> int | None:
@@ -56,11 +59,13 @@ def status_of(reply: dict) -> int | None:
         return None
 
 
-def raise_for_status(reply: dict, *, field_names: dict[str, str] | None = None, textual_ok: bool = False) -> str:
+def raise_for_status(reply: dict, *, field_names: dict[str, str] | None = None, textual_ok: bool = False,
+                     sends: bool = False) -> str:
     """The success word ('sent', 'scheduled') of a reply, or the error it stands for.
 
     ``field_names`` renames the table's field for actions whose input calls it otherwise;
-    ``textual_ok`` accepts a status written as words (getInfo answers "Active Account").
+    ``textual_ok`` accepts a status written as words (getInfo answers "Active Account"); ``sends`` says
+    the request sends messages, so that a status nobody documents is never read as "nothing was sent".
     """
     status = status_of(reply)
     if status in SUCCESS:
@@ -72,7 +77,7 @@ def raise_for_status(reply: dict, *, field_names: dict[str, str] | None = None, 
                              "out; check the AllMySMS customer area before trying again.",
                              log_detail=f"reply without status, keys {sorted(reply)[:10]}")
     text = str(reply.get("statusText") or reply.get("description") or "").strip()
-    if status not in STATUSES:
+    if status not in STATUSES and sends:
         # Every status AllMySMS documents as an error means nothing was done; one it does not document
         # (116 is in no list) might mean anything, a send included: never read it as "nothing was sent".
         raise UpstreamFailed(f"AllMySMS answered with status {status}, which it does not document, so nothing "
@@ -80,7 +85,7 @@ def raise_for_status(reply: dict, *, field_names: dict[str, str] | None = None, 
                              "customer area before trying again." + (f" AllMySMS says: {text}" if text else ""),
                              code="unknown_allmysms_status", extra={"allmysms_status": status},
                              log_detail=f"undocumented status {status}").with_disposition("check_before_retry")
-    outcome = STATUSES[status]
+    outcome = STATUSES.get(status, UNKNOWN)
     message = outcome.message + (f" AllMySMS says: {text}" if text else "")
     field = (field_names or {}).get(outcome.field, outcome.field) if outcome.field else None
     extra = {"allmysms_status": status}

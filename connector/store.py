@@ -548,9 +548,13 @@ class Store:
         if not outcomes:
             return []
         statements = self._statements("finish", _finish_statements)
+        # A delivery unsubscribed (or pruned) while it was out is gone, with its log: nothing to record.
+        still = set(db.execute(statements["existing"], {"b_seqs": [o["due"].seq for o in outcomes]}).scalars())
         # Rows are always taken in the same order (by number, by id), so that workers finishing at the
         # same moment wait for each other instead of deadlocking.
-        outcomes = sorted(outcomes, key=lambda o: o["due"].seq)
+        outcomes = sorted((o for o in outcomes if o["due"].seq in still), key=lambda o: o["due"].seq)
+        if not outcomes:
+            return []
         db.execute(statements["attempt"], [
             {"delivery_seq": o["due"].seq, "attempted_at": o["attempted_at"], "status_code": o["status_code"],
              "latency_ms": o["latency_ms"], "error": o["error"]} for o in outcomes])
@@ -701,6 +705,7 @@ def _claim_statements(skip_locked) -> dict:
 
 def _finish_statements() -> dict:
     return {
+        "existing": select(deliveries.c.seq).where(deliveries.c.seq.in_(bindparam("b_seqs", expanding=True))),
         "attempt": insert(attempts),
         # Only a worker still holding the lease may move a delivery on.
         "move_on": update(deliveries)

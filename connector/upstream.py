@@ -51,7 +51,7 @@ class AllMySMS:
 
     def send_sms(self, credentials: Credentials, sms_data: str) -> tuple[str, dict]:
         reply = self._feed("sendSms", credentials, {"smsData": sms_data}, sends=True)
-        return outcomes.raise_for_status(reply), reply
+        return outcomes.raise_for_status(reply, sends=True), reply
 
     def simulate(self, credentials: Credentials, sms_data: str) -> dict:
         reply = self._feed("simulateCampaign", credentials, {"smsData": sms_data}, sends=False)
@@ -86,7 +86,7 @@ class AllMySMS:
         response = self._request("POST", self.base_url + VOICE_PATH, sends=sends, json=body,
                                  auth=(credentials.login, credentials.api_key))
         reply = self._reply(response, sends=sends, rest=True)
-        return outcomes.raise_for_status(reply, field_names={"message": "text"}), reply
+        return outcomes.raise_for_status(reply, field_names={"message": "text"}, sends=True), reply
 
     def sandbox_reply(self, credentials: Credentials, body: dict) -> dict:
         """The built-in sandbox only: play a phone answering an SMS."""

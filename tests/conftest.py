@@ -91,18 +91,31 @@ def postgres_schema(migrated: bool = True):
             admin.execute(f"DROP SCHEMA {name} CASCADE")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request, monkeypatch, tmp_path):
-    """Run the test once on each store backend: the DATABASE_URL in use (also set in the environment, so
-    create_app and worker processes pick it up)."""
-    if request.param == "sqlite":
-        yield default_url(str(tmp_path / "var"))
-        return
+@contextmanager
+def postgres_database(monkeypatch, migrated: bool = True):
+    """A schema of the test's own on PostgreSQL as DATABASE_URL (in the environment too, so create_app and
+    worker processes pick it up); the test is skipped, saying why, where PostgreSQL cannot be reached."""
     problem = postgres_unreachable()
     if problem:
         pytest.skip(problem)
-    with postgres_schema() as url:
+    with postgres_schema(migrated) as url:
         monkeypatch.setenv("DATABASE_URL", url)
+        yield url
+
+
+@pytest.fixture
+def postgres(monkeypatch):
+    with postgres_database(monkeypatch) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, monkeypatch, tmp_path):
+    """Run the test once on each store backend: the DATABASE_URL in use."""
+    if request.param == "sqlite":
+        yield default_url(str(tmp_path / "var"))
+        return
+    with postgres_database(monkeypatch) as url:
         yield url
 
 

@@ -66,11 +66,11 @@ TABLE = {
     112: (InvalidInput, 422, "invalid_feed", None),
     114: (InvalidInput, 422, "no_valid_number", "recipients"),
     115: (InvalidInput, 422, "invalid_date", "send_at"),
-    116: (UpstreamFailed, 502, "unknown_allmysms_status", None),  # in no list AllMySMS publishes
+    116: (InvalidInput, 422, "refused_by_allmysms", None),  # in no list AllMySMS publishes
     117: (InvalidInput, 422, "link_too_long", "message"),
     118: (InvalidInput, 422, "unknown_master_account", None),
-    119: (UpstreamFailed, 502, "unknown_allmysms_status", None),
-    999: (UpstreamFailed, 502, "unknown_allmysms_status", None),
+    119: (InvalidInput, 422, "refused_by_allmysms", None),
+    999: (InvalidInput, 422, "refused_by_allmysms", None),
 }
 
 
@@ -114,8 +114,15 @@ def test_the_description_field_of_rest_replies_is_used_when_there_is_no_status_t
     assert error.message.endswith("AllMySMS says: Date invalide")
 
 
-def test_an_undocumented_status_may_have_been_carried_out_so_the_caller_checks_first():
+def test_an_undocumented_status_on_anything_but_a_send_is_refused_by_allmysms_with_its_text():
     error = _raised({"status": 119, "statusText": "Nouveau cas"})
+    assert isinstance(error, InvalidInput)
+    assert error.code == "refused_by_allmysms" and error.disposition == "fix_input"
+    assert error.message == "AllMySMS refused the request. AllMySMS says: Nouveau cas"
+
+
+def test_an_undocumented_status_on_a_send_may_have_been_carried_out_so_the_caller_checks_first():
+    error = _raised({"status": 119, "statusText": "Nouveau cas"}, sends=True)
     assert isinstance(error, UpstreamFailed)
     assert error.code == "unknown_allmysms_status"
     assert error.message.startswith("AllMySMS answered with status 119, which it does not document")

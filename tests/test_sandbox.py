@@ -19,7 +19,7 @@ from connector.sandbox import (
     make_sandbox_server,
 )
 from connector.sandbox.server import RedactingRequestHandler
-from connector.sandbox.campaigns import PARIS, parse_schedule
+from connector.sandbox.campaigns import parse_schedule
 from connector.sandbox.phones import normalise_number
 from connector.sandbox.statuses import ApiError
 from tests.conftest import Clock

@@ -8,10 +8,9 @@ import json
 import logging
 import re
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
 import requests

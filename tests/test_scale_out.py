@@ -16,19 +16,9 @@ from sqlalchemy import create_engine, func, select
 
 from connector import create_app
 from connector.store import attempts, deliveries, engine_url
-from tests.conftest import Scripted, Subscriber, connector_settings, postgres_schema, postgres_unreachable, wait_for
+from tests.conftest import Scripted, Subscriber, connector_settings, wait_for
 
 WORKERS, EVENTS = 4, 240
-
-
-@pytest.fixture
-def database_url(monkeypatch):
-    problem = postgres_unreachable()
-    if problem:
-        pytest.skip(problem)
-    with postgres_schema() as url:
-        monkeypatch.setenv("DATABASE_URL", url)
-        yield url
 
 
 @pytest.fixture
@@ -44,7 +34,7 @@ def start_worker(env: dict) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def test_four_workers_one_killed_deliver_every_event_to_every_subscriber(database_url, sandbox, serve, subscribers):
+def test_four_workers_one_killed_deliver_every_event_to_every_subscriber(postgres, sandbox, serve, subscribers):
     settings = {"CONNECTOR_ALLOWED_TARGETS": "127.0.0.1", "CONNECTOR_LEASE_SECONDS": 2, "CONNECTOR_DELIVERY_TIMEOUT": 1,
                 "CONNECTOR_RETRY_SCHEDULE": "0,0.2,0.2,0.2", "CONNECTOR_DELIVERY_CONCURRENCY": 8}
     app = create_app(connector_settings(sandbox.url, **settings))
@@ -88,7 +78,7 @@ def test_four_workers_one_killed_deliver_every_event_to_every_subscriber(databas
     assert len(times) == EVENTS * len(subscribers)
     # Every attempt is recorded once; every delivery sent was recorded, but for those the killed worker
     # had out: sent (before the kill), never recorded, and sent again once their lease ended.
-    engine = create_engine(engine_url(database_url))
+    engine = create_engine(engine_url(postgres))
     with engine.connect() as db:
         logged = dict(db.execute(select(deliveries.c.id, func.count(attempts.c.seq))
                                  .join(attempts, attempts.c.delivery_seq == deliveries.c.seq, isouter=True)

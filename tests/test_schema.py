@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 from connector import create_app, schema
 from connector.errors import ConfigError
 from connector.store import Store, engine_url, metadata
-from tests.conftest import connector_settings, postgres_schema, postgres_unreachable
+from tests.conftest import connector_settings, postgres_database
 
 
 def test_the_migrations_build_exactly_the_tables_the_code_uses(backend):
@@ -56,17 +56,12 @@ def test_sqlite_migrates_itself_on_first_start(tmp_path, sandbox):
 
 
 @pytest.fixture
-def empty_postgres():
-    problem = postgres_unreachable()
-    if problem:
-        pytest.skip(problem)
-    with postgres_schema(migrated=False) as url:
+def empty_postgres(monkeypatch):
+    with postgres_database(monkeypatch, migrated=False) as url:
         yield url
 
 
-def test_on_postgresql_the_service_refuses_an_unmigrated_database_until_connector_migrate(empty_postgres, sandbox,
-                                                                                         monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", empty_postgres)
+def test_on_postgresql_the_service_refuses_an_unmigrated_database_until_connector_migrate(empty_postgres, sandbox):
     with pytest.raises(ConfigError) as refused:
         create_app(connector_settings(sandbox.url))
     assert "connector migrate" in str(refused.value)

@@ -384,3 +384,31 @@ def test_a_slow_subscriber_does_not_hold_back_a_fast_one(sandbox, serve, subscri
         assert subscriber.deliveries("/slow") == []
     finally:
         worker.stop(grace=0)  # the slow deliveries are not waited for
+
+
+def test_unsubscribing_while_a_delivery_is_out_neither_fails_nor_stalls_the_worker(wired, subscriber, caplog):
+    """The delivery and its log go with the subscription; the worker's outcome for it has nothing left to
+    record, and the worker goes on delivering to the others."""
+    from sqlalchemy import select
+
+    from connector.store import deliveries
+    slow = subscribe(wired, subscriber.target("/slow"))
+    subscribe(wired, subscriber.target("/fast"))
+    subscriber.script("/slow", Scripted(status=204, delay=1.0))
+    url = inbound(wired)
+    requests.post(url, data=receipt("s-1"), timeout=10).raise_for_status()
+    store = wired.app.extensions["connector"].store
+
+    def out_to_slow():
+        with store.engine.connect() as db:
+            return db.execute(select(deliveries.c.seq).where(deliveries.c.subscription_id == slow["id"],
+                                                             deliveries.c.lease.is_not(None))).first()
+    wait_for(out_to_slow, what="the slow delivery under way")
+    assert wired.session.delete(slow["location"], timeout=10).status_code == 204
+    requests.post(url, data=receipt("s-2"), timeout=10).raise_for_status()
+    wait_for(lambda: len(subscriber.deliveries("/fast")) == 2, what="both events at the other subscriber")
+    # The slow one's answer comes after its subscription was deleted: recorded nowhere, and no failure.
+    wait_for(lambda: subscriber.deliveries("/slow"), timeout=5, what="the slow delivery's answer")
+    requests.post(url, data=receipt("s-3"), timeout=10).raise_for_status()
+    wait_for(lambda: len(subscriber.deliveries("/fast")) == 3, what="the next event after that")
+    assert [r.getMessage() for r in caplog.records if r.name == "connector.delivery" and r.levelname == "ERROR"] == []

@@ -83,3 +83,28 @@ def test_pruning_forgets_old_events_with_their_deliveries_and_queue_places(store
     assert delivered_to(store) == []
     store.fan_out(101.0)
     assert len(delivered_to(store)) == 1
+
+
+def test_the_same_callback_stored_by_two_processes_at_once_is_one_event(backend):
+    """Two stores (each with its own connections, as two web processes have) race to store one callback:
+    the unique event id lets exactly one of them have it, however the two transactions interleave."""
+    import threading
+
+    stores = [Store(backend), Store(backend)]
+    account = stores[0].account("mine", "a" * 64)
+    for attempt in range(20):
+        start, answers = threading.Barrier(2), []
+
+        def store_it(store):
+            start.wait()
+            answers.append(store.add_events(account, [receipt(f"evt_race_{attempt}")], 10.0))
+        threads = [threading.Thread(target=store_it, args=(store,)) for store in stores]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert sorted(answers) == [[False], [True]]
+    with stores[0].engine.connect() as db:
+        assert len(db.execute(select(fanout.c.event_seq)).all()) == 20
+    for store in stores:
+        store.close()

@@ -85,8 +85,15 @@ def test_four_workers_one_killed_deliver_every_event_to_every_subscriber(postgre
                                  .group_by(deliveries.c.id)).all())
         counted = dict(db.execute(select(deliveries.c.id, deliveries.c.attempts)).all())
     engine.dispose()
-    assert logged == counted
+    assert logged == counted, {k: (logged.get(k), counted.get(k)) for k in set(logged) | set(counted)
+                               if logged.get(k) != counted.get(k)}
     unrecorded = {webhook_id for webhook_id, at in times.items() if len(at) == logged[webhook_id] + 1}
-    assert all(len(at) == logged[webhook_id] for webhook_id, at in times.items() if webhook_id not in unrecorded)
-    assert all(min(times[webhook_id]) < killed_at for webhook_id in unrecorded)
-    assert len(unrecorded) <= settings["CONNECTOR_DELIVERY_CONCURRENCY"]
+    assert all(len(at) == logged[webhook_id] for webhook_id, at in times.items() if webhook_id not in unrecorded), {
+        webhook_id: (len(at), logged[webhook_id]) for webhook_id, at in times.items() if webhook_id not in unrecorded
+        and len(at) != logged[webhook_id]}
+    # Sent by the killed worker (its request may be read a moment after the kill on a busy machine), then
+    # again by another once the lease had run out.
+    lease = settings["CONNECTOR_DELIVERY_TIMEOUT"] + 5
+    assert all(min(times[webhook_id]) < killed_at + 1 and max(times[webhook_id]) > killed_at + lease / 2
+               for webhook_id in unrecorded), {w: [round(t - killed_at, 2) for t in times[w]] for w in unrecorded}
+    assert len(unrecorded) <= settings["CONNECTOR_DELIVERY_CONCURRENCY"], len(unrecorded)

@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 
 def _config(connection: Connection | None = None) -> Config:
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # its own chatter; ours says what changed
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -52,6 +51,7 @@ def known() -> frozenset[str]:
 
 def current(connection: Connection) -> str | None:
     """The database's revision; None when no migration ever ran on it."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its own chatter; ours says what changed
     return MigrationContext.configure(connection).get_current_revision()
 
 

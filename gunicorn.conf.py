@@ -4,12 +4,16 @@
 
 They are the ones `connector serve` uses, read from the same environment (PORT, CONNECTOR_HOST,
 CONNECTOR_WORKERS, CONNECTOR_THREADS, ALLMYSMS_READ_TIMEOUT): workers from the CPU count, timeouts
-above AllMySMS's, an access log with inbound tokens masked and no query strings. Deliveries are not
-made here: run `connector worker` beside it.
+above AllMySMS's, an access log with inbound tokens masked and no query strings, metrics of every
+worker summed at /metrics (PROMETHEUS_MULTIPROC_DIR, by default CONNECTOR_DATA_DIR/metrics). Deliveries
+are not made here: run `connector worker` beside it.
 """
 
 # gunicorn reads every module-level name that is one of its settings ("config" is): hence these names.
 from connector.config import load as load_settings
+from connector.metrics import prepare_directory
 from connector.serving import gunicorn_options
 
-globals().update(gunicorn_options(load_settings()))
+_settings = load_settings()
+prepare_directory(_settings["CONNECTOR_DATA_DIR"])  # before the workers fork: they inherit it
+globals().update(gunicorn_options(_settings))

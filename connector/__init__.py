@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from flask import Flask, g
 
-from . import api, config, errors, health, inbound, manifest as manifest_module, triggers
+from . import api, config, errors, health, inbound, manifest as manifest_module, metrics, triggers
+from . import console
 from .accounts import Accounts, secret_key
 from .actions import HANDLERS
 from .delivery import Policy
@@ -17,6 +18,11 @@ from .store import Store, default_url
 from .targets import AllowList
 from .ratelimit import RateLimit
 from .upstream import AllMySMS, new_session
+
+
+#: Blueprints of routes for the operator, not for platforms: they stay out of the OpenAPI document that
+#: platforms import as the connector's description.
+OPERATOR_BLUEPRINTS = frozenset({"metrics", "console"})
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api.blueprint(manifest, HANDLERS))
     app.register_blueprint(inbound.blueprint())
     app.register_blueprint(health.blueprint())
+    app.register_blueprint(metrics.blueprint())
     app.register_blueprint(triggers.blueprint(manifest, api.verified_account))
+    app.register_blueprint(console.blueprint(settings))
     errors.register(app)
     return app

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import secrets
 import threading
 import time
@@ -39,15 +40,24 @@ def secret_key(configured: str | None, data_dir: str) -> str:
     """The configured secret key, or one made once and kept in the data directory."""
     if configured:
         return configured
-    path = Path(data_dir) / "secret_key"
+    return kept_secret(Path(data_dir) / "secret_key")
+
+
+def kept_secret(path: Path) -> str:
+    """The secret in ``path``, made on first use: readable by this user only from the start, and complete
+    when it appears, so that processes starting together all read the same one."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            with open(path, "x", encoding="ascii") as out:  # two processes starting at once: one wins
+            with os.fdopen(fd, "w", encoding="ascii") as out:
                 out.write(secrets.token_hex(32))
-            path.chmod(0o600)
+            os.link(draft, path)  # two processes starting at once: the first link wins
         except FileExistsError:
             pass
+        finally:
+            draft.unlink(missing_ok=True)
     return path.read_text(encoding="ascii").strip()
 
 

@@ -11,7 +11,7 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from . import feeds, idempotency, inbound, phones
+from . import errors, feeds, idempotency, inbound, metrics, phones
 from .actions import Context
 from .errors import AuthenticationFailed, ConnectorError, FieldError, MalformedRequest, NotFound, Throttled
 from .manifest import Action, Manifest
@@ -58,15 +58,19 @@ def blueprint(manifest: Manifest, handlers: dict) -> Blueprint:
         if not current_app.config["ALLMYSMS_SANDBOX"]:
             raise NotFound("Replies can be simulated only when the service runs on the built-in sandbox.")
         ctx = _context()
-        body = _json_body()
-        allowed = {k: body[k] for k in ("phone_number", "message", "sms_id") if isinstance(body.get(k), str)}
-        e164, reason = phones.parse(allowed.get("phone_number", ""), ctx.rules.region)
-        if reason:
-            raise invalid_input([FieldError("phone_number", f"The number answering is {reason}.")])
-        allowed["phone_number"] = phones.upstream(e164)
-        return jsonify(ctx.upstream.sandbox_reply(ctx.credentials, allowed)), 201
+        return jsonify(simulate_reply(ctx, _json_body())), 201
 
     return bp
+
+
+def simulate_reply(ctx: Context, body: dict) -> dict:
+    """The built-in sandbox only: a phone answers an SMS (for this route and the console's sandbox page)."""
+    allowed = {k: body[k] for k in ("phone_number", "message", "sms_id") if isinstance(body.get(k), str)}
+    e164, reason = phones.parse(allowed.get("phone_number", ""), ctx.rules.region)
+    if reason:
+        raise invalid_input([FieldError("phone_number", f"The number answering is {reason}.")])
+    allowed["phone_number"] = phones.upstream(e164)
+    return ctx.upstream.sandbox_reply(ctx.credentials, allowed)
 
 
 def _action_view(manifest: Manifest, action: Action, handle):
@@ -94,6 +98,19 @@ def _action_view(manifest: Manifest, action: Action, handle):
         return result
 
     def view():
+        started, outcome = time.perf_counter(), "internal_error"
+        try:
+            response = answer()
+            replayed = getattr(response, "headers", {}).get("Idempotent-Replayed")
+            outcome = "replayed" if replayed else "ok"
+            return response
+        except Exception as error:
+            outcome = errors.code_of(error)
+            raise
+        finally:
+            metrics.action(action.key, outcome, time.perf_counter() - started)
+
+    def answer():
         ctx = _context()
         wait = current_app.extensions["connector"].rate_limit.wait_for(ctx.credentials.login,
                                                                        ctx.credentials.api_key)
@@ -157,8 +174,13 @@ def verified_account():
 
 
 def _context() -> Context:
+    return context_for(credentials())
+
+
+def context_for(given: Credentials) -> Context:
+    """What an action handler needs, for these credentials."""
     services = current_app.extensions["connector"]
-    return Context(upstream=services.upstream, credentials=credentials(), rules=services.rules,
+    return Context(upstream=services.upstream, credentials=given, rules=services.rules,
                    feed_format=services.feed_format, recipients_per_feed=services.recipients_per_feed,
                    credits_per_sms_fr=services.credits_per_sms_fr)
 

@@ -1,4 +1,4 @@
-"""The `connector` command: serve, worker, migrate, check, sandbox, export, docs."""
+"""The `connector` command: serve, worker, migrate, check, sandbox, send, export, docs."""
 
 from __future__ import annotations
 
@@ -35,6 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     reply.add_argument("--url", default="http://127.0.0.1:8000", help="the running service")
     reply.add_argument("--login", default="demo")
     reply.add_argument("--api-key", default="demo-api-key")
+    send = commands.add_parser("send", help="send one SMS to every recipient of a CSV file through the running "
+                                            "service, in chunks, showing progress")
+    send.add_argument("--file", required=True, help="CSV: a number a line, then the values of #param_1#, ...")
+    send.add_argument("--message", required=True)
+    send.add_argument("--chunk-size", type=int, default=1000, help="recipients a request (default 1000)")
+    send.add_argument("--skip-invalid", action="store_true", help="send to the valid numbers, list the others")
+    send.add_argument("--url", default="http://127.0.0.1:8000", help="the running service")
+    send.add_argument("--login", default="demo")
+    send.add_argument("--api-key", default="demo-api-key")
     export = commands.add_parser("export", help="write a platform's connector, generated from the manifest")
     export.add_argument("platform", nargs="?", help="one of the platforms `--list` shows")
     export.add_argument("out_dir", nargs="?", help="the directory to write to (created if needed)")
@@ -53,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                                        "CONNECTOR_WORKERS": getattr(args, "workers", None)}.items()
                      if v is not None and args.command == "serve"}
         settings = config.load(overrides=overrides)
+        from . import logs
+        logs.configure(settings)
         if args.command == "serve":
             from .serving import serve as run
             run(settings)
@@ -65,16 +76,28 @@ def main(argv: list[str] | None = None) -> int:
                                    auth=(args.login, args.api_key), timeout=30)
             print(json.dumps(answer.json(), indent=2, ensure_ascii=False))
             return 0 if answer.status_code == 201 else 1
+        elif args.command == "send":
+            from . import bulk
+            recipients = bulk.read_recipients(args.file)
+            if not recipients:
+                print(f"{args.file} holds no recipient", file=sys.stderr)
+                return 2
+            return bulk.send(args.url, (args.login, args.api_key), args.message, recipients,
+                             chunk_size=max(1, args.chunk_size), skip_invalid=args.skip_invalid)
         elif args.command == "worker":
             import signal
             import threading
 
             from .serving import worker_for
+            if not args.parent:  # under `connector serve`, the directory is set and swept already
+                from .metrics import prepare_directory
+                prepare_directory(settings["CONNECTOR_DATA_DIR"])
             worker = worker_for(settings).start()
             stopped = threading.Event()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stopped.set())
-            print("delivering events; stop with Ctrl-C", flush=True)
+            # A log line, not a print: with CONNECTOR_LOG_FORMAT=json every line of the output is JSON.
+            logging.getLogger("connector.worker").info("delivering events; stop with Ctrl-C")
             # A worker started by `connector serve` must not outlive it, even when serve is SIGKILLed.
             while not stopped.wait(1.0):
                 if args.parent and os.getppid() != args.parent:

@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from . import signing, targets
+from . import metrics, signing, targets
 from .retry import retry_after_seconds
 from .transport import DeliveryFailed, Transport
 from .store import FAILED, PENDING, SUCCEEDED, Due, Store
@@ -185,13 +185,18 @@ class Worker:
                 log.info("pruned %d events older than the retention", pruned)
             self.store.prune_keys(now - self.keys_kept_for)
         free, full = room
-        return self.store.finish_and_claim(self._outcomes(results, now), now, free, self.lease_seconds,
-                                           skip_subscriptions=full)
+        outcomes = self._outcomes(results, now)
+        claimed = self.store.finish_and_claim(outcomes, now, free, self.lease_seconds, skip_subscriptions=full)
+        # Counted once committed: a turn undone is made again, and would count its attempts twice.
+        metrics.deliveries(outcomes)
+        return claimed
 
     def _record(self, results: list[dict]) -> None:
         if results:
             now = self.clock()
-            self.store.finish(self._outcomes(results, now), now)
+            outcomes = self._outcomes(results, now)
+            self.store.finish(outcomes, now)
+            metrics.deliveries(outcomes)
 
     def _outcomes(self, results: list[dict], now: float) -> list[dict]:
         """What follows each attempt (next_step), with what the delivery log keeps of it."""

@@ -186,6 +186,15 @@ _HTTP_MESSAGES = {
 }
 
 
+def code_of(error: BaseException) -> str:
+    """The ``code`` the caller is answered for this exception (the handlers below decide the answer)."""
+    if isinstance(error, ConnectorError):
+        return error.code
+    if isinstance(error, HTTPException):
+        return _HTTP_MESSAGES.get(error.code, ("http_error",))[0]
+    return ConnectorError.code
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(ConnectorError)
     def _connector_error(error: ConnectorError):

@@ -69,6 +69,16 @@ def _point_sandbox_at(app, sandbox, settings: dict) -> None:
         sandbox.set_callback_url(login, inbound.url(f"http://{host}:{settings['PORT']}", token))
 
 
+def _announce_console(settings: dict) -> None:
+    """Where to log in to the console; the token itself never goes to the log, only where to read it."""
+    from .console.access import token_path
+    host = "127.0.0.1" if settings["CONNECTOR_HOST"] in ("0.0.0.0", "::") else settings["CONNECTOR_HOST"]
+    where = ("the CONNECTOR_OPERATOR_TOKEN setting" if settings["CONNECTOR_OPERATOR_TOKEN"]
+             else f"the file {token_path(settings['CONNECTOR_DATA_DIR'])}")
+    log.warning("Operator console at http://%s:%s/console; log in with the token in %s.", host, settings["PORT"],
+                where)
+
+
 def serve(settings: dict) -> None:
     """Start gunicorn; when no AllMySMS URL is set, first start the sandbox and point the workers at it."""
     sandbox = None
@@ -84,8 +94,12 @@ def serve(settings: dict) -> None:
     app = create_app()
     if sandbox is not None:
         _point_sandbox_at(app, sandbox, settings)
+        _announce_console(settings)
     # Workers open their own connections after the fork; none may be inherited from here.
     app.extensions["connector"].store.close()
+    # Before any process of the service counts anything: the web and delivery workers inherit it.
+    from .metrics import prepare_directory
+    prepare_directory(settings["CONNECTOR_DATA_DIR"])
     supervisors = []
     if settings["CONNECTOR_DELIVERY_WORKER"] == "process":
         # Deliveries run in a process of their own: in the web workers they would compete with
@@ -116,14 +130,34 @@ def gunicorn_options(settings: dict) -> dict:
         # gunicorn's control socket is one path per user: two services on one host would take it from
         # each other, and nothing here uses it.
         "control_socket_disable": True,
-        # No query strings in the access log: AllMySMS-style callers may put keys there.
-        "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
+        # No query strings in the access log: AllMySMS-style callers may put keys there. The request id
+        # is the one the caller got in X-Request-Id, to find the request's other lines.
+        "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms %({x-request-id}o)s',
         "logger_class": AccessLog,
+        "child_exit": _child_exit,
     }
 
 
+def _child_exit(_server, worker) -> None:
+    from .metrics import process_ended
+    process_ended(worker.pid)
+
+
 class AccessLog(glogging.Logger):
-    """gunicorn's logger, with inbound URL tokens (credentials) shown as fingerprints."""
+    """gunicorn's logger, with inbound URL tokens (credentials) shown as fingerprints, every line masked
+    (logs.Masking), and JSON lines when CONNECTOR_LOG_FORMAT is json."""
+
+    _json = False
+
+    def setup(self, cfg):
+        from . import config, logs
+        super().setup(cfg)
+        settings = config.load()
+        self._json = settings["CONNECTOR_LOG_FORMAT"] == "json"
+        for handler in self.error_log.handlers + self.access_log.handlers:
+            logs.equip(handler, settings, keep_format=not self._json)
+        # The application's own lines go to the root logger; under plain gunicorn nobody else sets it up.
+        logs.configure(settings)
 
     def atoms(self, resp, req, environ, request_time):
         from .inbound import masked
@@ -132,6 +166,25 @@ class AccessLog(glogging.Logger):
             if isinstance(atoms.get(name), str):
                 atoms[name] = masked(atoms[name])
         return atoms
+
+    def access(self, resp, req, environ, request_time):
+        if not self._json:
+            return super().access(resp, req, environ, request_time)
+        if not self.access_log_enabled:
+            return
+        atoms = self.atoms_wrapper_class(self.atoms(resp, req, environ, request_time))
+        http = {"remote": atoms["h"], "method": atoms["m"], "path": atoms["U"], "status": _number(atoms["s"]),
+                "bytes": _number(atoms["B"]), "duration_ms": _number(atoms["M"])}
+        request_id = atoms["{x-request-id}o"]
+        try:
+            self.access_log.info(self.cfg.access_log_format, atoms,
+                                 extra={"http": http, "request_id": None if request_id == "-" else request_id})
+        except Exception:
+            self.exception("the access log line could not be written")
+
+
+def _number(text):
+    return int(text) if isinstance(text, str) and text.isdigit() else text
 
 
 class WorkerProcess:
@@ -153,6 +206,8 @@ class WorkerProcess:
                 pass
             if self._stop.is_set():
                 return
+            from .metrics import process_ended
+            process_ended(self.process.pid)
             log.warning("the delivery worker stopped (exit %s); starting it again", self.process.returncode)
             self._stop.wait(1.0)
 

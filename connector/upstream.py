@@ -12,7 +12,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from . import feeds, outcomes
+from . import feeds, metrics, outcomes
 from .retry import retry_after_seconds
 from .errors import AuthenticationFailed, InvalidInput, OutcomeUnknown, Throttled, UpstreamFailed, UpstreamUnavailable
 
@@ -76,16 +76,21 @@ class AllMySMS:
 
     def _feed(self, method: str, credentials: Credentials, params: dict, *, sends: bool) -> dict:
         data = {"login": credentials.login, "apiKey": credentials.api_key, "returnformat": "json", **params}
-        response = self._request("POST", self.base_url + FEED_PATH.format(method=method), sends=sends, data=data)
-        return self._reply(response, sends=sends)
+        with metrics.upstream_request(method) as seen:
+            response = self._request("POST", self.base_url + FEED_PATH.format(method=method), sends=sends, data=data)
+            seen.http_status = response.status_code
+            seen.reply = self._reply(response, sends=sends)
+        return seen.reply
 
     # REST API.
 
     def send_voice(self, credentials: Credentials, body: dict) -> tuple[str, dict]:
         sends = not body.get("simulate")
-        response = self._request("POST", self.base_url + VOICE_PATH, sends=sends, json=body,
-                                 auth=(credentials.login, credentials.api_key))
-        reply = self._reply(response, sends=sends, rest=True)
+        with metrics.upstream_request("voice/send/bulk") as seen:
+            response = self._request("POST", self.base_url + VOICE_PATH, sends=sends, json=body,
+                                     auth=(credentials.login, credentials.api_key))
+            seen.http_status = response.status_code
+            reply = seen.reply = self._reply(response, sends=sends, rest=True)
         return outcomes.raise_for_status(reply, field_names={"message": "text"}, sends=True), reply
 
     def sandbox_reply(self, credentials: Credentials, body: dict) -> dict:

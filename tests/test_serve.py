@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -50,9 +51,15 @@ def clean_env(tmp_path, **settings) -> dict:
     return env
 
 
+@pytest.fixture(params=["text", "json"])
+def log_format(request):
+    return request.param
+
+
 @pytest.fixture
-def served(tmp_path):
-    env = clean_env(tmp_path, CONNECTOR_WORKERS="2", CONNECTOR_THREADS="4", CONNECTOR_ALLOWED_TARGETS="127.0.0.1")
+def served(tmp_path, log_format):
+    env = clean_env(tmp_path, CONNECTOR_WORKERS="2", CONNECTOR_THREADS="4", CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
+                    CONNECTOR_LOG_FORMAT=log_format)
     url, log, process = start([sys.executable, "-m", "connector.cli", "serve"], env, tmp_path)
     yield url, log
     stop(process)
@@ -77,15 +84,34 @@ def test_gunicorn_runs_the_app_with_the_shipped_config(tmp_path, sandbox):
     assert "POST /v1/inbound/allmysms/" in text and token not in text
 
 
-def test_serve_logs_neither_keys_nor_phone_numbers(served):
-    url, log = served
-    auth = ("demo", "demo-api-key")
-    requests.post(url + "/v1/actions/send_sms", auth=auth, timeout=10,
-                  json={"message": "Secret text", "recipients": ["0611111111"]})
-    requests.get(url + "/v1/me?apiKey=demo-api-key", auth=("demo", "wrong-key-123"), timeout=10)
+def logged(log, log_format: str) -> str:
+    """Everything the service wrote so far. In JSON, each line must be one object with the time, level,
+    logger and message, and each access line the request's method, path, status and request id."""
     log.seek(0)
     text = log.read()
+    if log_format == "json":
+        for line in text.splitlines():
+            entry = json.loads(line)  # a line that is not JSON fails here
+            assert {"time", "level", "logger", "message"} <= set(entry), line
+            if entry["logger"] == "gunicorn.access":
+                assert {"method", "path", "status", "duration_ms"} <= set(entry["http"]), line
+                assert len(entry["request_id"]) == 16, line
+    return text
+
+
+def test_serve_logs_neither_keys_nor_phone_numbers(served, log_format):
+    url, log = served
+    auth = ("demo", "demo-api-key")
+    sent = requests.post(url + "/v1/actions/send_sms", auth=auth, timeout=10,
+                         json={"message": "Secret text", "recipients": ["0611111111"]})
+    requests.get(url + "/v1/me?apiKey=demo-api-key", auth=("demo", "wrong-key-123"), timeout=10)
+    time.sleep(0.2)  # the access log line is written once the answer has gone
+    text = logged(log, log_format)
     assert "POST /v1/actions/send_sms" in text
+    if log_format == "json":
+        # The access line and the application's own lines about a request carry the id its caller was given.
+        about = [json.loads(line) for line in text.splitlines() if sent.headers["X-Request-Id"] in line]
+        assert {entry["logger"] for entry in about} >= {"gunicorn.access", "connector.api"}
     # The demo key is public and printed once, in the start-up banner; never again.
     assert text.count("demo-api-key") == 1 and "Sandbox mode" in text.split("demo-api-key")[0]
     for secret in ("wrong-key-123", "0611111111", "33611111111", "Secret text",
@@ -93,7 +119,7 @@ def test_serve_logs_neither_keys_nor_phone_numbers(served):
         assert secret not in text
 
 
-def test_serve_delivers_a_receipt_and_a_reply_to_a_subscriber_with_no_configuration(served, subscriber):
+def test_serve_delivers_a_receipt_and_a_reply_to_a_subscriber_with_no_configuration(served, subscriber, log_format):
     from standardwebhooks.webhooks import Webhook
 
     from tests.conftest import wait_for
@@ -118,9 +144,7 @@ def test_serve_delivers_a_receipt_and_a_reply_to_a_subscriber_with_no_configurat
     assert event["data"]["message"] == "On arrive"
     # Everything the whole loop logged (web, worker, sandbox): no secret, number or text of it.
     token = requests.get(url + "/v1/me", auth=auth, timeout=10).json()["inbound_url"].rsplit("/", 1)[1]
-    log = served[1]
-    log.seek(0)
-    text = log.read()
+    text = logged(served[1], log_format)
     assert "/v1/inbound/allmysms/" in text  # the callbacks were logged, by path
     for secret in (token, *hooks.values(), "0611111111", "33611111111", "Your table is ready", "On arrive",
                    "ZGVtbzpkZW1vLWFwaS1rZXk="):

@@ -72,8 +72,13 @@ def main(argv: list[str] | None = None) -> int:
             body = {"phone_number": args.phone, "message": args.message}
             if args.sms_id:
                 body["sms_id"] = args.sms_id
-            answer = requests.post(args.url.rstrip("/") + "/v1/sandbox/replies", json=body,
-                                   auth=(args.login, args.api_key), timeout=30)
+            try:
+                answer = requests.post(args.url.rstrip("/") + "/v1/sandbox/replies", json=body,
+                                       auth=(args.login, args.api_key), timeout=30)
+            except requests.ConnectionError:
+                print(f"nothing answers at {args.url}: start the service with `connector serve`, or give its "
+                      "address with --url", file=sys.stderr)
+                return 1
             print(json.dumps(answer.json(), indent=2, ensure_ascii=False))
             return 0 if answer.status_code == 201 else 1
         elif args.command == "send":

@@ -149,3 +149,12 @@ def test_serve_delivers_a_receipt_and_a_reply_to_a_subscriber_with_no_configurat
     for secret in (token, *hooks.values(), "0611111111", "33611111111", "Your table is ready", "On arrive",
                    "ZGVtbzpkZW1vLWFwaS1rZXk="):
         assert secret not in text, f"{secret[:6]}… appears in the log"
+
+
+def test_the_reply_command_says_what_to_do_when_nothing_answers():
+    from tests.conftest import free_port
+    done = subprocess.run([sys.executable, "-m", "connector.cli", "reply", "--phone", "0611111111", "--message",
+                           "Oui", "--url", f"http://127.0.0.1:{free_port()}"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1
+    assert "nothing answers at" in done.stderr and "Traceback" not in done.stderr

@@ -85,5 +85,6 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
         if before != head():
             command.upgrade(config, "head")
         after = current(connection)
-    log.info("database schema at %s (was %s)", after, before or "empty")
+    if after != before:
+        log.info("database schema at %s (was %s)", after, before or "empty")
     return before, after

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -13,6 +12,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from . import feeds, metrics, outcomes
+from .deadlines import Deadlines
 from .retry import retry_after_seconds
 from .errors import AuthenticationFailed, InvalidInput, OutcomeUnknown, Throttled, UpstreamFailed, UpstreamUnavailable
 
@@ -166,14 +166,15 @@ class AllMySMS:
         return feeds.read_reply(body, response.headers.get("Content-Type", ""))
 
 
+_DEADLINES = Deadlines()
+
+
 def _read_bounded(response: requests.Response, limit: int, seconds: float) -> bytes:
     """The body, at most ``limit`` bytes, all of it within ``seconds``: the read timeout bounds each wait
     for data, and an answer trickling a byte at a time would otherwise hold the request for as long as
     it likes. Past the deadline the connection is cut, and the answer counts as lost."""
     chunks, size = [], 0
-    cut = threading.Timer(seconds, _cut, args=(response,))
-    cut.daemon = True
-    cut.start()
+    cut = _DEADLINES.after(seconds, lambda: _cut(response))
     try:
         for chunk in response.iter_content(chunk_size=65536):
             size += len(chunk)

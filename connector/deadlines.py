@@ -1,0 +1,65 @@
+"""Deadlines kept by one thread per process: what overstays its time is acted on (a read cut short).
+
+A timer thread per request cost more than the request's own work on a busy web worker; here arming and
+cancelling a deadline is a heap push and an assignment.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import threading
+import time
+
+
+class Deadline:
+    __slots__ = ("when", "order", "action")
+
+    def __init__(self, when: float, order: int, action):
+        self.when, self.order, self.action = when, order, action
+
+    def __lt__(self, other: "Deadline") -> bool:
+        return (self.when, self.order) < (other.when, other.order)
+
+    def cancel(self) -> None:
+        self.action = None  # left in the heap; dropped when its time comes
+
+
+class Deadlines:
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self._heap: list[Deadline] = []
+        self._order = itertools.count()
+        self._changed = threading.Condition()
+        self._owner: int | None = None  # the process whose thread keeps them: a forked child starts its own
+
+    def after(self, seconds: float, action) -> Deadline:
+        """Call ``action()`` in ``seconds`` unless the returned deadline is cancelled first."""
+        deadline = Deadline(self.clock() + seconds, next(self._order), action)
+        with self._changed:
+            if self._owner != os.getpid():
+                self._owner = os.getpid()
+                threading.Thread(target=self._keep, name="deadlines", daemon=True).start()
+            heapq.heappush(self._heap, deadline)
+            if self._heap[0] is deadline:
+                self._changed.notify()
+        return deadline
+
+    def _keep(self) -> None:
+        while True:
+            due = []
+            with self._changed:
+                while not due:
+                    now = self.clock()
+                    while self._heap and self._heap[0].when <= now:
+                        due.append(heapq.heappop(self._heap))
+                    if not due:
+                        self._changed.wait(self._heap[0].when - now if self._heap else None)
+            for deadline in due:
+                action = deadline.action
+                if action is not None:
+                    try:
+                        action()
+                    except Exception:  # one failed action must not stop the others' deadlines
+                        pass

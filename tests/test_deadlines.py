@@ -1,0 +1,39 @@
+"""One thread keeps every deadline of a process: due ones act, cancelled ones do not."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from connector.deadlines import Deadlines
+from tests.conftest import wait_for
+
+
+def test_a_deadline_acts_when_due_and_a_cancelled_one_never_does():
+    deadlines, fired = Deadlines(), []
+    kept = deadlines.after(0.05, lambda: fired.append("kept"))
+    dropped = deadlines.after(0.05, lambda: fired.append("dropped"))
+    dropped.cancel()
+    wait_for(lambda: fired, timeout=5, what="the kept deadline")
+    assert kept.action is not None
+    late = deadlines.after(0.2, lambda: fired.append("late"))
+    wait_for(lambda: "late" in fired, timeout=5, what="a later deadline")
+    assert fired == ["kept", "late"] and late.action is not None
+
+
+def test_an_earlier_deadline_added_later_is_not_held_up_by_a_far_one():
+    deadlines, fired = Deadlines(), threading.Event()
+    deadlines.after(3600, lambda: None)
+    started = time.monotonic()
+    deadlines.after(0.05, fired.set)
+    assert fired.wait(5) and time.monotonic() - started < 2
+
+
+def test_a_failing_action_does_not_stop_the_others():
+    deadlines, fired = Deadlines(), threading.Event()
+
+    def broken():
+        raise RuntimeError("a socket already closed")
+    deadlines.after(0.01, broken)
+    deadlines.after(0.02, fired.set)
+    assert fired.wait(5)

@@ -5,13 +5,15 @@ Usage (from the repository root):
 
     .venv/bin/python bench/chaos.py                  # 60 s of load, a SIGKILL every 5 s on average
     .venv/bin/python bench/chaos.py --quick          # about 20 s in all
+    .venv/bin/python bench/chaos.py --postgres       # every process on PostgreSQL (BENCH_POSTGRES_URL)
     .venv/bin/python bench/chaos.py --seconds 300 --rate 30 --callback-rate 50 --kill-every 3 --seed 7
 
 What runs, all on loopback, started here and always stopped on exit (even on Ctrl-C):
 - the AllMySMS sandbox under gunicorn, one worker (its state is in memory: it is the outside world and is
   never killed), with an account of 10**12 credits and no callback URL (so it pushes nothing);
 - the connector's web side, `connector serve` with CONNECTOR_DELIVERY_WORKER=off (gunicorn, 2 workers x 8
-  threads), and 2 `connector worker` processes, all on one SQLite data directory;
+  threads), and 2 `connector worker` processes, all on one SQLite data directory (with --postgres, on one
+  PostgreSQL schema made for the run by `connector migrate`);
 - 3 subscribers (bench/receiver.py), each subscribed to the delivery_receipt trigger, recording every
   delivery's event id and webhook-id.
 
@@ -52,7 +54,6 @@ import os
 import random
 import secrets
 import signal
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -67,6 +68,7 @@ import psutil
 import requests
 
 # bench/ is on sys.path when this file is run as a script, so its modules import by name.
+import databases
 import report
 import servers
 from hooks import Hooks, Receivers
@@ -113,11 +115,19 @@ def main(argv: list[str] | None = None) -> int:
                                                        "drain", "seed")},
                "machine": report.machine()}
     with servers.Fleet(logs) as fleet, tempfile.TemporaryDirectory(prefix="bench-chaos-") as scratch:
-        cluster = _Cluster(fleet, Path(scratch) / "var")
-        cluster.start()
-        load = _Load(cluster.web_url, cluster.inbound_path, run=secrets.token_hex(3))
-        # Kills and restarts run on this thread, so leaving the `with` (even on Ctrl-C) never races a restart.
-        results.update(_soak(cluster, load, _Chaos(cluster, rng, args.kill_every), args))
+        schemas = databases.Schemas() if args.postgres else None
+        data_dir = Path(scratch) / "var"
+        results["machine"]["database"] = "postgresql" if schemas else "sqlite"
+        try:
+            database = schemas.new() if schemas else f"sqlite:///{data_dir / 'connector.db'}"
+            cluster = _Cluster(fleet, data_dir, database)
+            cluster.start()
+            load = _Load(cluster.web_url, cluster.inbound_path, run=secrets.token_hex(3))
+            # Kills and restarts run on this thread, so leaving the `with` (even on Ctrl-C) never races a restart.
+            results.update(_soak(cluster, load, _Chaos(cluster, rng, args.kill_every), args))
+        finally:
+            if schemas:
+                schemas.drop_all()
     results["total_s"] = round(time.monotonic() - started, 1)
     rows = _rows(results)
     results["ok"] = all(r["ok"] is not False for r in rows)
@@ -139,6 +149,8 @@ def _arguments(argv):
     parser.add_argument("--drain", type=float,
                         help="seconds allowed after that for the outbox to drain (default 60; quick 20)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the kill schedule (default: random)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="every process on PostgreSQL (BENCH_POSTGRES_URL; a schema of its own) instead of SQLite")
     parser.add_argument("--out", help="directory for chaos.json and logs/chaos/ (default bench/results)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
@@ -187,9 +199,10 @@ def _soak(cluster: _Cluster, load: _Load, chaos: _Chaos, args) -> dict:
 class _Cluster:
     """The sandbox, the subscribers, the connector's web side and its delivery workers, kept running."""
 
-    def __init__(self, fleet: servers.Fleet, data_dir: Path):
+    def __init__(self, fleet: servers.Fleet, data_dir: Path, database: str):
         self.fleet = fleet
         self.data_dir = data_dir
+        self.database = database
         self.port = servers.free_port()
         self.generation = itertools.count()
         self.sandbox = self.web = self.receivers = None
@@ -218,7 +231,7 @@ class _Cluster:
         return servers.clean_env(
             ALLMYSMS_BASE_URL=self.sandbox.url, ALLMYSMS_READ_TIMEOUT=str(READ_TIMEOUT), PORT=str(self.port),
             CONNECTOR_HOST=servers.HOST, CONNECTOR_WORKERS=str(WEB_WORKERS), CONNECTOR_THREADS=str(WEB_THREADS),
-            CONNECTOR_ALLOWED_TARGETS=servers.HOST, CONNECTOR_DATA_DIR=str(self.data_dir),
+            CONNECTOR_ALLOWED_TARGETS=servers.HOST, CONNECTOR_DATA_DIR=str(self.data_dir), DATABASE_URL=self.database,
             CONNECTOR_DELIVERY_WORKER="off",
             # One caller sends all the load: the per-caller limit would only add 429s to tell apart.
             CONNECTOR_ACTIONS_PER_MINUTE="0",
@@ -309,7 +322,7 @@ class _Cluster:
         """Poll the database until no event waits for fan-out and no delivery is pending, or time is up."""
         started = time.monotonic()
         while True:
-            counts = _outbox(self.data_dir)
+            counts = _outbox(self.database)
             elapsed = time.monotonic() - started
             if (counts["queued"] == 0 and counts["pending"] == 0) or elapsed > timeout:
                 return {**counts, "drained": counts["queued"] == 0 and counts["pending"] == 0,
@@ -326,16 +339,7 @@ class _Cluster:
         return answer.json()["campaigns"]
 
     def key_states(self, keys: list[str]) -> dict:
-        if not keys:
-            return {}
-        db = sqlite3.connect(self.data_dir / "connector.db", timeout=30)
-        try:
-            marks = ",".join("?" * len(keys))
-            rows = db.execute(f"SELECT key, state FROM idempotency_keys WHERE login = ? AND key IN ({marks})",
-                              [LOGIN, *keys]).fetchall()
-        finally:
-            db.close()
-        return dict(rows)
+        return databases.key_states(self.database, LOGIN, keys)
 
 
 def _living(processes: list[psutil.Process], but: int) -> list[psutil.Process]:
@@ -349,15 +353,10 @@ def _living(processes: list[psutil.Process], but: int) -> list[psutil.Process]:
     return alive
 
 
-def _outbox(data_dir: Path) -> dict:
-    db = sqlite3.connect(data_dir / "connector.db", timeout=30)
-    try:
-        return {"events": db.execute("SELECT count(*) FROM events").fetchone()[0],
-                "queued": db.execute("SELECT count(*) FROM fanout").fetchone()[0],
-                "pending": db.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0],
-                "failed": db.execute("SELECT count(*) FROM deliveries WHERE status = 'failed'").fetchone()[0]}
-    finally:
-        db.close()
+def _outbox(database: str) -> dict:
+    counts = databases.counts(database)
+    return {"events": counts["events"], "queued": counts["queued"],
+            "pending": counts["by_status"].get("pending", 0), "failed": counts["by_status"].get("failed", 0)}
 
 
 class _Chaos:

@@ -8,7 +8,7 @@ import secrets
 import subprocess
 import sys
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import bindparam, create_engine, text
 
 import servers
 from connector.store import engine_url
@@ -57,3 +57,17 @@ def counts(database_url: str) -> dict:
                     "by_status": dict(db.execute(text("SELECT status, count(*) FROM deliveries GROUP BY status")).all())}
     finally:
         engine.dispose()
+
+
+def key_states(database_url: str, login: str, keys: list[str]) -> dict:
+    """The state of each of these Idempotency-Keys of ``login`` (running, done, unknown)."""
+    if not keys:
+        return {}
+    engine = create_engine(engine_url(database_url))
+    try:
+        with engine.connect() as db:
+            rows = db.execute(text("SELECT key, state FROM idempotency_keys WHERE login = :login AND key IN :keys")
+                              .bindparams(bindparam("keys", expanding=True)), {"login": login, "keys": keys}).all()
+    finally:
+        engine.dispose()
+    return {key: state for key, state in rows}

@@ -212,6 +212,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas_flushing_lazily if replayable else _sqlite_pragmas)
             database = self.engine.url.database
             if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)  # as for the default file
                 self._gate = WriterGate(f"{database}-writer.lock")
             with self._gate or nullcontext():  # processes starting together migrate one after the other
                 schema.migrate(self.engine)

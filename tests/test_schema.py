@@ -123,3 +123,9 @@ def test_an_upgrade_keeps_what_the_database_holds(backend):
         assert connection.execute(text("SELECT login, key, state, owner FROM idempotency_keys")).all() == [
             ("demo", "k-1", "done", None)]
     engine.dispose()
+
+
+def test_a_sqlite_file_in_a_folder_not_yet_made_is_created_with_the_folder(tmp_path):
+    url = f"sqlite:///{tmp_path / 'not' / 'yet' / 'there.db'}"
+    Store(url).close()
+    assert (tmp_path / "not" / "yet" / "there.db").exists()

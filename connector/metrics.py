@@ -13,7 +13,6 @@ classes): never a login, a phone number, a URL or a token.
 
 from __future__ import annotations
 
-import functools
 import glob
 import hmac
 import logging
@@ -78,16 +77,21 @@ def _running(pid: int) -> bool:
 
 
 _creating = threading.Lock()
+_instruments_made: SimpleNamespace | None = None
 
 
 def _instruments() -> SimpleNamespace:
-    # Once per process, under a lock: two sets made by threads at once would each keep their own value of
-    # a count and write it over the other's in the shared file, losing counts.
-    with _creating:
-        return _made()
+    # Made once per process, under a lock: two sets made by threads at once would each keep their own
+    # value of a count and write it over the other's in the shared file, losing counts. Once made, every
+    # count reads them without the lock.
+    global _instruments_made
+    if _instruments_made is None:
+        with _creating:
+            if _instruments_made is None:
+                _instruments_made = _made()
+    return _instruments_made
 
 
-@functools.cache
 def _made() -> SimpleNamespace:
     # Imported here, at the first count, never when the package is imported: by then `connector serve`
     # or `connector worker` has chosen the directory (see prepare_directory).
@@ -199,7 +203,7 @@ class _StoreState:
         from prometheus_client.core import GaugeMetricFamily
         up = GaugeMetricFamily("connector_database_up", "1 when the database answered this scrape's queries.")
         try:
-            state = self.store.metrics_state(time.time())
+            state = self.store.state(time.time())
         except SQLAlchemyError as exc:
             log.warning("metrics: the database did not answer (%s)", type(exc).__name__)
             up.add_metric([], 0)

@@ -653,11 +653,11 @@ class Store:
                  "next_attempt_at": iso(r.next_attempt_at) if r.status == PENDING else None,
                  "created_at": iso(r.created_at)} for r in rows]
 
-    # Metrics.
+    # The state of the outbox, for /metrics and the console's overview.
 
-    def metrics_state(self, now: float) -> dict:
-        """What /metrics reports of the database at ``now``: the fan-out queue and the deliveries due now
-        (each with how long its oldest item has been due), deliveries by status, subscriptions by status.
+    def state(self, now: float) -> dict:
+        """At ``now``: the fan-out queue and the deliveries due now (each with how long its oldest item has
+        been due), the deliveries waiting for a later try, deliveries and subscriptions by status.
         Deliveries of subscriptions that are not active are not due: no worker takes them."""
         due = (deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now,
                deliveries.c.subscription_id.in_(select(subscriptions.c.id).where(subscriptions.c.status == ACTIVE)))
@@ -665,12 +665,15 @@ class Store:
             queued, queued_since = db.execute(select(func.count(), func.min(fanout.c.received_at))).one()
             waiting, due_since = db.execute(select(func.count(), func.min(deliveries.c.next_attempt_at))
                                             .where(*due)).one()
+            later = db.execute(select(func.count()).where(deliveries.c.status == PENDING,
+                                                          deliveries.c.next_attempt_at > now)).scalar()
             by_status = dict(db.execute(select(deliveries.c.status, func.count())
                                         .group_by(deliveries.c.status)).all())
             by_subscription_status = dict(db.execute(select(subscriptions.c.status, func.count())
                                                      .group_by(subscriptions.c.status)).all())
         return {"fanout": {"depth": queued, "oldest_seconds": max(0.0, now - queued_since) if queued else 0.0},
                 "deliveries": {"depth": waiting, "oldest_seconds": max(0.0, now - due_since) if waiting else 0.0,
+                               "later": later,
                                "by_status": {status: by_status.get(status, 0)
                                              for status in (PENDING, SUCCEEDED, FAILED)} | by_status},
                 "subscriptions": {status: by_subscription_status.get(status, 0)
@@ -696,22 +699,6 @@ class Store:
             for n, count in db.execute(select(received.c.hour, func.count()).group_by(received.c.hour)).all():
                 counts[n] = count
         return counts
-
-    def subscription_counts(self) -> dict:
-        with self.engine.connect() as db:
-            return {status: count for status, count in db.execute(
-                select(subscriptions.c.status, func.count()).group_by(subscriptions.c.status)).all()}
-
-    def queue_depth(self, now: float) -> dict:
-        """What waits for a worker: events not yet turned into deliveries, deliveries due now, and
-        deliveries waiting for their next try."""
-        pending = deliveries.c.status == PENDING
-        with self.engine.connect() as db:
-            return {"fan_out": db.execute(select(func.count()).select_from(fanout)).scalar(),
-                    "due": db.execute(select(func.count()).where(pending, deliveries.c.next_attempt_at <= now))
-                    .scalar(),
-                    "later": db.execute(select(func.count()).where(pending, deliveries.c.next_attempt_at > now))
-                    .scalar()}
 
     def accounts_overview(self) -> list[dict]:
         """Every account, with how many subscriptions it has in each status."""

@@ -111,15 +111,18 @@ def register(bp: Blueprint, token: str, settings: dict) -> None:
         start = (now // 3600 - 23) * 3600
         per_hour = store.events_per_hour(start, 24)
         hours = [time.strftime("%H:00", time.gmtime(start + 3600 * n)) for n in range(24)]
-        sent, subs = store.counts(), store.subscription_counts()
+        state = store.state(now)
+        sent, subs = state["deliveries"]["by_status"], state["subscriptions"]
         delivery_parts = [("succeeded", sent.get(SUCCEEDED, 0), "ok"), ("failed", sent.get(FAILED, 0), "bad"),
                           ("pending", sent.get(PENDING, 0), "wait")]
         subscription_parts = [("active", subs.get(ACTIVE, 0), "ok"), ("disabled", subs.get(DISABLED, 0), "bad")]
         return render_template(
             "console/overview.html", events_chart=charts.bars(per_hour, hours, "events"),
-            events_total=sum(per_hour), events_peak=max(per_hour), deliveries=delivery_parts, deliveries_chart=charts.shares(delivery_parts),
+            events_total=sum(per_hour), events_peak=max(per_hour), deliveries=delivery_parts,
+            deliveries_chart=charts.shares(delivery_parts),
             subscriptions=subscription_parts, subscriptions_chart=charts.shares(subscription_parts),
-            queue=store.queue_depth(now), sandbox_url=current_app.config["ALLMYSMS_BASE_URL"])
+            queue={"due": state["deliveries"]["depth"], "later": state["deliveries"]["later"],
+                   "fan_out": state["fanout"]["depth"]}, sandbox_url=current_app.config["ALLMYSMS_BASE_URL"])
 
     @bp.get("/accounts")
     def accounts():

@@ -26,6 +26,8 @@ from types import SimpleNamespace
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import processes
+
 log = logging.getLogger(__name__)
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -49,7 +51,7 @@ def prepare_directory(data_dir: str) -> str:
     # may be writing here already.
     for name in glob.glob(os.path.join(path, "*.db")):
         found = _DB_PID.search(name)
-        if found and not _running(int(found.group(1))):
+        if found and not processes.alive(int(found.group(1))):
             try:
                 os.remove(name)
             except FileNotFoundError:
@@ -64,16 +66,6 @@ def process_ended(pid: int) -> None:
     if os.environ.get(MULTIPROCESS_DIR):
         from prometheus_client import multiprocess
         multiprocess.mark_process_dead(pid)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 _creating = threading.Lock()

@@ -47,10 +47,15 @@ def gone(holder: str | None) -> bool:
         return False
     if start != "?" and os.path.isdir("/proc"):
         return _start_ticks(int(pid_text)) != start  # ended, or its pid now names another process
+    return not alive(int(pid_text))
+
+
+def alive(pid: int) -> bool:
+    """Whether a process ``pid`` of this host runs (one of another user counts as running)."""
     try:
-        os.kill(int(pid_text), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except OSError:
         return False
-    return False
+    except OSError:
+        return True
+    return True

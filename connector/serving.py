@@ -62,17 +62,22 @@ def _point_sandbox_at(app, sandbox, settings: dict) -> None:
     from .accounts import inbound_token
     from .sandbox import DEMO_ACCOUNTS
     services = app.extensions["connector"]
-    host = "127.0.0.1" if settings["CONNECTOR_HOST"] in ("0.0.0.0", "::") else settings["CONNECTOR_HOST"]
+    host = _reachable_host(settings)
     for login in DEMO_ACCOUNTS:
         services.accounts.remember(login)
         token = inbound_token(services.accounts.secret, login)
         sandbox.set_callback_url(login, inbound.url(f"http://{host}:{settings['PORT']}", token))
 
 
+def _reachable_host(settings: dict) -> str:
+    """The host to write in a URL to this service: a wildcard bind is reached on loopback."""
+    return "127.0.0.1" if settings["CONNECTOR_HOST"] in ("0.0.0.0", "::") else settings["CONNECTOR_HOST"]
+
+
 def _announce_console(settings: dict) -> None:
     """Where to log in to the console; the token itself never goes to the log, only where to read it."""
     from .console.access import token_path
-    host = "127.0.0.1" if settings["CONNECTOR_HOST"] in ("0.0.0.0", "::") else settings["CONNECTOR_HOST"]
+    host = _reachable_host(settings)
     where = ("the CONNECTOR_OPERATOR_TOKEN setting" if settings["CONNECTOR_OPERATOR_TOKEN"]
              else f"the file {token_path(settings['CONNECTOR_DATA_DIR'])}")
     log.warning("Operator console at http://%s:%s/console; log in with the token in %s.", host, settings["PORT"],

@@ -43,12 +43,12 @@ def _send(ctx: Context, request: messages.SmsRequest) -> dict:
     chunks: list[dict] = []
     for feed in _chunks(ctx, request):
         try:
-            _, reply = ctx.upstream.send_sms(ctx.credentials, feed)
+            word, reply = ctx.upstream.send_sms(ctx.credentials, feed)
         except ConnectorError as error:
             if chunks:
                 raise _partial(error, chunks, len(request.recipients)) from None
             raise
-        chunks.append(feeds.sent_chunk(reply))
+        chunks.append(feeds.sent_chunk(reply, word, request.send_at is not None))
     return feeds.sms_result(request, chunks)
 
 

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from xml.etree import ElementTree
 
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
 from . import phones
-from .errors import UpstreamFailed
+from .outcomes import status_of
 from .messages import SmsRequest, VoiceRequest
 
 FORMATS = ("json", "xml")
+# AllMySMS lists refused numbers in one text ("" when none), joined by a separator no source pins down.
+_NUMBER_SEPARATORS = re.compile(r"[\s,;|]+")
+
+
+class Unreadable(ValueError):
+    """An answer that is not a reply AllMySMS documents; the message is for logs (it holds no data)."""
 
 
 def sms_data(request: SmsRequest, start: int, stop: int, fmt: str) -> str:
@@ -73,44 +80,47 @@ def cdata(text: str) -> str:
 
 def voice_body(request: VoiceRequest, recipients: tuple, *, simulate: bool = False) -> dict:
     """The REST voice request. Only `to`, `from`, `type`, `url`, `campaignName`, `date` and `simulate`
-    are attested; the text-to-speech field name (`text`) is an assumption kept here alone."""
+    are attested; the text-to-speech field name (`text`) is an assumption kept here alone. `from` is a
+    French landline written nationally (0123456789), and `simulate` the integer 1, as the one client
+    that uses this endpoint writes them."""
     body: dict = {"to": [phones.upstream(r.e164) for r in recipients]}
     if request.audio_url:
         body.update(type="directdeposit", url=request.audio_url)
     else:
         body.update(type="tts", text=request.text)
     if request.sender:
-        body["from"] = phones.upstream(request.sender)
+        body["from"] = phones.national(request.sender)
     if request.campaign_name:
         body["campaignName"] = request.campaign_name
     if request.send_at:
         body["date"] = request.send_at.local_text
     if simulate:
-        body["simulate"] = True
+        body["simulate"] = 1
     return body
 
 
 def read_reply(body: bytes, content_type: str = "") -> dict:
-    """An AllMySMS reply (JSON, or XML when it ignores returnformat) as a dict; garbage raises."""
+    """An AllMySMS reply (JSON, or XML when it ignores returnformat) as a dict; anything else raises
+    Unreadable."""
     text = body.lstrip()
     if text.startswith((b"{", b"[")):
         try:
             reply = json.loads(body)
-        except ValueError as exc:
-            raise _garbage(f"invalid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise Unreadable(f"invalid JSON: {type(exc).__name__}") from None
         if not isinstance(reply, dict):
-            raise _garbage("a JSON reply that is not an object")
+            raise Unreadable("a JSON reply that is not an object")
         return reply
     if text.startswith(b"<"):
         try:
             root = SafeET.fromstring(body, forbid_dtd=True)
-        except (SafeET.ParseError, DefusedXmlException, ValueError) as exc:
-            raise _garbage(f"unreadable XML: {type(exc).__name__}") from None
+        except (SafeET.ParseError, DefusedXmlException, ValueError, RecursionError) as exc:
+            raise Unreadable(f"unreadable XML: {type(exc).__name__}") from None
         if root.tag.rpartition("}")[2].lower() == "html":
-            raise _garbage("an HTML page")
+            raise Unreadable("an HTML page")
         reply = _xml_value(root)
         return reply if isinstance(reply, dict) else {"value": reply}
-    raise _garbage(f"neither JSON nor XML ({content_type or 'no content type'})")
+    raise Unreadable(f"neither JSON nor XML ({content_type[:60] or 'no content type'}, {len(body)} bytes)")
 
 
 def _xml_value(element):
@@ -130,12 +140,6 @@ def _xml_value(element):
         else:
             value[child.tag] = item
     return value
-
-
-def _garbage(detail: str) -> UpstreamFailed:
-    return UpstreamFailed("AllMySMS answered with something that is not a valid reply. Nothing tells whether "
-                          "the request was carried out; check the AllMySMS customer area before trying again.",
-                          log_detail=detail)
 
 
 def integer(value, default: int = 0) -> int:
@@ -171,14 +175,22 @@ def sent_messages(reply: dict, key: str = "smsIds") -> list[dict]:
 
 
 def upstream_invalid_numbers(reply: dict) -> list[dict]:
-    return [{"input": str(n), "reason": "refused by AllMySMS"} for n in as_list(reply.get("invalidNumbers"))]
+    """The numbers AllMySMS refused: a text of numbers joined by a separator in every public example
+    ("" when none), a list in XML replies."""
+    value = reply.get("invalidNumbers")
+    items = _NUMBER_SEPARATORS.split(value) if isinstance(value, str) else as_list(value)
+    return [{"input": str(n).strip(), "reason": "refused by AllMySMS"} for n in items
+            if n is not None and str(n).strip()]
 
 
-def sent_chunk(reply: dict) -> dict:
+def sent_chunk(reply: dict, word: str, scheduled_asked: bool) -> dict:
     """What one sendSms reply says, in our terms; the raw reply (its 2,000 smsIds as AllMySMS wrote
-    them) can then be let go before the next chunk is sent."""
+    them) can then be let go before the next chunk is sent. ``word`` is the reply's success word; 113
+    (some numbers refused) says "sent" for a scheduled send too, so the request tells which it was."""
     sent = sent_messages(reply)
+    scheduled = word == "scheduled" or (scheduled_asked and status_of(reply) == 113)
     return {
+        "status": "scheduled" if scheduled else "sent",
         "campaign_id": str(reply.get("campaignId", "")),
         "sms_ids": sent,
         "invalid_numbers": upstream_invalid_numbers(reply),
@@ -193,11 +205,15 @@ def sent_chunk(reply: dict) -> dict:
 def sms_result(request: SmsRequest, chunks: list[dict]) -> dict:
     """The send result from every chunk's ``sent_chunk``."""
     campaigns = [c["campaign_id"] for c in chunks]
+    # What AllMySMS did, not what was asked: a 101 is scheduled even without a time, and a send it
+    # answered 100 went out now.
+    status = "scheduled" if all(c["status"] == "scheduled" for c in chunks) else "sent"
+    scheduled = request.send_at if status == "scheduled" else None
     return {
         "id": campaigns[0],
         "campaign_id": campaigns[0],
         "campaign_ids": campaigns,
-        "status": "scheduled" if request.send_at else "sent",
+        "status": status,
         "status_text": chunks[-1]["status_text"],
         "recipients": sum(c["recipients"] for c in chunks),
         "sms_ids": [m for c in chunks for m in c["sms_ids"]],
@@ -205,8 +221,8 @@ def sms_result(request: SmsRequest, chunks: list[dict]) -> dict:
         "sms_parts": sum(c["sms_parts"] for c in chunks),
         "credits_used": sum(c["credits_used"] for c in chunks),
         "credits_left": chunks[-1]["credits_left"],
-        "scheduled_at": request.send_at.utc_text if request.send_at else None,
-        "scheduled_at_local": request.send_at.local_text if request.send_at else None,
+        "scheduled_at": scheduled.utc_text if scheduled else None,
+        "scheduled_at_local": scheduled.local_text if scheduled else None,
         "text": _analysis(request),
         "parts_max": request.parts_max,
     }
@@ -234,7 +250,6 @@ def digest(*feeds: str) -> str:
 
 def voice_result(request: VoiceRequest, word: str, reply: dict) -> dict:
     campaign = str(reply.get("campaignId", ""))
-    balance = reply.get("balance")
     return {
         "id": campaign,
         "campaign_id": campaign,
@@ -242,11 +257,23 @@ def voice_result(request: VoiceRequest, word: str, reply: dict) -> dict:
         "recipients": len(as_list(reply.get("smsIds"))) or len(request.recipients),
         "message_ids": sent_messages(reply),
         "invalid_numbers": [n.as_json() for n in request.invalid] + upstream_invalid_numbers(reply),
-        "credits_used": integer(reply.get("cost")),
-        "credits_left": integer(balance) if balance not in (None, "") else None,
-        "scheduled_at": request.send_at.utc_text if request.send_at else None,
-        "scheduled_at_local": request.send_at.local_text if request.send_at else None,
+        # The REST API counts money, not credits: 0.19 and 2.81 (euros), never to be rounded away.
+        "cost": money(reply.get("cost")),
+        "balance": money(reply.get("balance")),
+        "scheduled_at": request.send_at.utc_text if request.send_at and word == "scheduled" else None,
+        "scheduled_at_local": request.send_at.local_text if request.send_at and word == "scheduled" else None,
     }
+
+
+def money(value) -> float | None:
+    """An amount AllMySMS wrote as a number or as text ("0.19", "0,19"); None when absent or unreadable."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        amount = float(value.replace(",", ".").strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        return None
+    return round(amount, 6) if amount == amount and abs(amount) != float("inf") else None
 
 
 def account_result(login: str, reply: dict, credits_per_sms_fr: int) -> dict:

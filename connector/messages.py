@@ -13,6 +13,8 @@ from .validation import invalid_input
 
 MAX_MESSAGE_CHARACTERS = 640
 _PLACEHOLDER = re.compile(r"#param_(\d+)#")
+# AllMySMS documents #param_1# in lower case only: another case would go out as written.
+_PLACEHOLDER_OTHER_CASE = re.compile(r"#(?!param_)(?i:param_)\d+#")
 # XML 1.0 cannot carry these, and no phone shows them: refuse them rather than send a broken feed.
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
@@ -94,6 +96,11 @@ def sms_request(payload: dict, rules: Rules, now: datetime, *, schedule: bool = 
     if len(message) > MAX_MESSAGE_CHARACTERS:
         problems.append(FieldError("message", f"With the STOP mention the message has {len(message)} characters; "
                                               f"the most AllMySMS accepts is {MAX_MESSAGE_CHARACTERS}."))
+    other_case = _PLACEHOLDER_OTHER_CASE.search(message)
+    if other_case:
+        problems.append(FieldError("message", f"Write {other_case.group()} in lower case, "
+                                              f"{other_case.group().lower()}: AllMySMS reads only that form as a "
+                                              "placeholder and would send the other as written."))
     used = sorted({int(n) for n in _PLACEHOLDER.findall(message)})
     dynamic = used[-1] if used else 0
     if used and used[0] < 1:
@@ -137,6 +144,7 @@ def voice_request(payload: dict, rules: Rules, now: datetime) -> VoiceRequest:
     sender = ""
     if payload.get("sender"):
         sender, reason = phones.parse(payload["sender"], rules.region)
+        reason = reason or phones.french_landline_problem(sender)
         if reason:
             problems.append(FieldError("sender", f"The caller number is {reason}."))
     send_at = None

@@ -1,13 +1,167 @@
-"""Pure: the one table that says what each AllMySMS reply status means for the caller."""
+"""Pure: the one table of every way a call to AllMySMS can end, and what each means for the caller.
+
+A call ends in one of the rows of ENDINGS: it never connected, it was sent and no answer came, the answer
+was too large or unreadable, HTTP said something (redirect, 4xx, 429, 5xx), or the body carried a status
+(a success, a documented refusal, a status nobody documents, none where one is expected). Each row says
+whether AllMySMS may have acted on the request, and so what a caller should do: for a send, any ending
+that is not a success or a documented refusal means the messages may have gone out (check before
+retrying: an Idempotency-Key stays taken); for anything else, asking again is harmless.
+
+Which methods carry a status, and how a success is written, is per method (METHODS): the feed methods
+that send (sendSms, simulateCampaign) answer a numeric status, getInfo and deleteCampaign a word
+("Active Account", "OK"), and the read methods (getBlacklist, getAcks, getPulls, ...) none at all.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .errors import AuthenticationFailed, ConnectorError, CreditExhausted, FieldError, InvalidInput, UpstreamFailed
+from .errors import (AuthenticationFailed, ConnectorError, CreditExhausted, FieldError, InvalidInput, OutcomeUnknown,
+                     Throttled, UpstreamFailed, UpstreamUnavailable)
 
 SUCCESS = {100: "sent", 101: "scheduled", 113: "sent"}
+
+
+@dataclass(frozen=True)
+class Method:
+    """An AllMySMS method as the table needs to know it."""
+
+    name: str
+    #: A success sends messages: an ending that may have reached AllMySMS may have sent them.
+    sends: bool = False
+    #: How a success is written: "code" (100, 101, 113), "word" (any text: "OK", "Active Account"),
+    #: or "none" (the data alone, no status key; a status present is still read as a refusal).
+    success: str = "code"
+    #: The table's field names as this method's action input calls them.
+    field_names: dict = field(default_factory=dict)
+
+
+SEND_SMS = Method("sendSms", sends=True)
+SIMULATE_CAMPAIGN = Method("simulateCampaign")
+GET_INFO = Method("getInfo", success="word")
+# Deleting twice is harmless, so a lost answer may be retried like a read.
+DELETE_CAMPAIGN = Method("deleteCampaign", success="word", field_names={"recipients": "campaign_id"})
+GET_BLACKLIST = Method("getBlacklist", success="none")
+GET_ACKS = Method("getAcks", success="none")
+GET_ACK_BY_SMS_ID = Method("getAckBySmsId", success="none")
+GET_PULLS = Method("getPulls", success="none")
+GET_CREDITS_BY_COUNTRY = Method("getCreditsByCountryIsoCode", success="none")
+SEND_VOICE = Method("voice/send/bulk", sends=True, field_names={"message": "text"})
+SIMULATE_VOICE = Method("voice/send/bulk", field_names={"message": "text"})
+
+METHODS = {m.name: m for m in (SEND_SMS, SIMULATE_CAMPAIGN, GET_INFO, DELETE_CAMPAIGN, GET_BLACKLIST, GET_ACKS,
+                               GET_ACK_BY_SMS_ID, GET_PULLS, GET_CREDITS_BY_COUNTRY)}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the caller is told: the error raised, its stable code, its words and what to do."""
+
+    error: type[ConnectorError]
+    code: str
+    message: str
+    disposition: str | None = None
+    status: int | None = None
+
+
+_CHECK = ("Check the campaigns or the delivery receipts in the AllMySMS customer area before sending again; "
+          "sending again blindly could send the messages twice.")
+
+
+@dataclass(frozen=True)
+class Ending:
+    """One way a call can end. ``acted``: whether AllMySMS may have carried the request out ("no",
+    "maybe", "yes"). ``on_send`` answers a call that sends, ``on_other`` any other call; a success
+    ("yes") and a documented refusal (answered from STATUSES) have none."""
+
+    name: str
+    acted: str
+    on_send: Answer | None = None
+    on_other: Answer | None = None
+
+
+def _ending(name: str, acted: str, on_send: Answer | None = None, on_other: Answer | None = None) -> Ending:
+    return Ending(name, acted, on_send, on_other or on_send)
+
+
+ENDINGS: dict[str, Ending] = {e.name: e for e in (
+    # Transport: the request provably never left (refused, or timed out while connecting).
+    _ending("not_connected", "no",
+            Answer(UpstreamUnavailable, "upstream_unavailable",
+                   "AllMySMS cannot be reached right now. Nothing was sent; try again in a few minutes."),
+            Answer(UpstreamUnavailable, "upstream_unavailable",
+                   "AllMySMS cannot be reached right now. Nothing was changed; try again in a few minutes.")),
+    # Transport: the request went out, and the connection dropped or the answer did not come in time.
+    _ending("no_answer", "maybe",
+            Answer(OutcomeUnknown, "outcome_unknown",
+                   "AllMySMS received the send but did not answer in time, so the messages MAY have been sent. "
+                   + _CHECK),
+            Answer(UpstreamUnavailable, "upstream_timeout",
+                   "AllMySMS did not answer in time. Asking again is harmless; try again later.", status=504)),
+    _ending("too_large", "maybe",
+            Answer(UpstreamFailed, "upstream_reply_too_large",
+                   "AllMySMS answered with far more than a reply, so nothing tells whether the messages were sent. "
+                   + _CHECK, "check_before_retry"),
+            Answer(UpstreamFailed, "upstream_reply_too_large", "AllMySMS sent an answer far larger than expected.")),
+    _ending("unreadable", "maybe",
+            Answer(UpstreamFailed, "upstream_unreadable_reply",
+                   "AllMySMS answered with something that is not a reply it documents (a page from a proxy, "
+                   "broken data), so nothing tells whether the messages were sent. " + _CHECK, "check_before_retry"),
+            Answer(UpstreamUnavailable, "upstream_unreadable_reply",
+                   "AllMySMS answered with something that is not a reply it documents. Asking again is harmless; "
+                   "try again later.")),
+    # HTTP: AllMySMS answers 200 even to its own refusals; another HTTP status comes from in front of it.
+    _ending("redirect", "maybe",
+            Answer(UpstreamFailed, "upstream_redirect",
+                   "AllMySMS answered with a redirect, which it never does for this request (is the service's "
+                   "ALLMYSMS_BASE_URL right?). Nothing tells whether the messages were sent. " + _CHECK,
+                   "check_before_retry"),
+            Answer(UpstreamFailed, "upstream_redirect",
+                   "AllMySMS answered with a redirect, which it never does for this request: the service's "
+                   "ALLMYSMS_BASE_URL is probably wrong. Tell the people who run this service.")),
+    _ending("throttled", "no",
+            Answer(Throttled, "rate_limited", "AllMySMS asks to slow down. Nothing was sent; try again shortly.")),
+    _ending("credentials_refused", "no",
+            Answer(AuthenticationFailed, "invalid_credentials",
+                   "AllMySMS does not recognise this login and API key. Copy them again from the AllMySMS "
+                   "customer area (menu API) into the connection.")),
+    _ending("client_error", "maybe",
+            Answer(UpstreamFailed, "upstream_error",
+                   "AllMySMS answered with an HTTP error it does not document, so nothing tells whether the "
+                   "messages were sent. " + _CHECK, "check_before_retry"),
+            Answer(UpstreamFailed, "upstream_error",
+                   "AllMySMS refused the request with an HTTP error it does not document.")),
+    _ending("server_error", "maybe",
+            Answer(UpstreamFailed, "upstream_error",
+                   "AllMySMS answered with a server error. The messages were probably not sent, but nothing "
+                   "proves it. " + _CHECK, "check_before_retry"),
+            Answer(UpstreamUnavailable, "upstream_error",
+                   "AllMySMS answered with a server error. Asking again is harmless; try again later.")),
+    # The body's status.
+    _ending("success", "yes"),
+    _ending("refused", "no"),
+    _ending("status_unknown", "maybe",
+            # 116 is in no list: an undocumented status might mean anything, a send included.
+            Answer(UpstreamFailed, "unknown_allmysms_status",
+                   "AllMySMS answered with a status it does not document, so nothing tells whether the messages "
+                   "were sent. " + _CHECK, "check_before_retry"),
+            Answer(InvalidInput, "refused_by_allmysms", "AllMySMS refused the request.")),
+    _ending("status_missing", "maybe",
+            Answer(UpstreamFailed, "upstream_no_status",
+                   "AllMySMS answered without a status, so nothing tells whether the messages were sent. " + _CHECK,
+                   "check_before_retry"),
+            Answer(UpstreamFailed, "upstream_no_status",
+                   "AllMySMS answered without the status this request always gets; try again later, and tell "
+                   "the people who run this service if it persists.", "retry_later")),
+    _ending("status_unreadable", "maybe",
+            Answer(UpstreamFailed, "upstream_unreadable_status",
+                   "AllMySMS answered with a status that is not a number, so nothing tells whether the messages "
+                   "were sent. " + _CHECK, "check_before_retry"),
+            Answer(UpstreamFailed, "upstream_unreadable_status",
+                   "AllMySMS answered with a status this service cannot read; try again later, and tell the "
+                   "people who run this service if it persists.", "retry_later")),
+)}
 
 
 @dataclass(frozen=True)
@@ -18,7 +172,8 @@ class Outcome:
     field: str | None = None
 
 
-# The statuses of the HTTP API 9.0, as documented; 113 (some numbers invalid, others sent) is a success.
+# The refusals of the HTTP API 9.0, as documented: nothing was done. 113 (some numbers invalid, others
+# sent) is a success.
 STATUSES: dict[int, Outcome] = {
     102: Outcome(AuthenticationFailed, "invalid_credentials",
                  "AllMySMS does not recognise this login and API key. Copy them again from the AllMySMS "
@@ -31,7 +186,12 @@ STATUSES: dict[int, Outcome] = {
     105: Outcome(InvalidInput, "empty_feed", "AllMySMS received an empty send.", "recipients"),
     106: Outcome(InvalidInput, "invalid_feed", "AllMySMS could not read the send.", None),
     107: Outcome(InvalidInput, "invalid_feed", "AllMySMS found the list of recipients incomplete.", "recipients"),
-    108: Outcome(InvalidInput, "invalid_client_code", "AllMySMS refused the client reference.", "client_reference"),
+    # The CLIENT code of the feed, not the client reference (CLIMSGID): this service never writes CLIENT, so
+    # the account or its AllMySMS settings expect one.
+    108: Outcome(InvalidInput, "invalid_client_code",
+                 "AllMySMS refused the send's client code: it must be the account's client code, in capitals. "
+                 "This service does not send one, so check the account's API settings in the AllMySMS customer "
+                 "area, or ask AllMySMS support.", None),
     109: Outcome(InvalidInput, "invalid_feed", "AllMySMS found the send incomplete.", None),
     110: Outcome(InvalidInput, "empty_message", "The message is empty.", "message"),
     111: Outcome(InvalidInput, "message_too_long", "The message is longer than the 640 characters AllMySMS accepts.",
@@ -45,54 +205,89 @@ STATUSES: dict[int, Outcome] = {
                  None),
 }
 
-# A status outside the table on anything but a send (a cancel, a read): nothing went out, whatever it meant.
-UNKNOWN = Outcome(InvalidInput, "refused_by_allmysms", "AllMySMS refused the request.", None)
-
-
 
 def status_of(reply: dict) -> int | None:
-    """The numeric status of a reply; AllMySMS writes it as a number or as text."""
+    """The numeric status of a reply (``status`` in feeds, ``code`` in the REST API), written as a number or
+    as text; None when there is none or it is not a number."""
     value = reply.get("status", reply.get("code"))
+    if isinstance(value, bool):
+        return None
     try:
         return int(value)
     except (TypeError, ValueError):
         return None
 
 
-def raise_for_status(reply: dict, *, field_names: dict[str, str] | None = None, textual_ok: bool = False,
-                     sends: bool = False) -> str:
-    """The success word ('sent', 'scheduled') of a reply, or the error it stands for.
+def classify(http_status: int, reply: dict | None, method: Method) -> str:
+    """The row of ENDINGS for an answer that came back: its HTTP status and its body read as a dict
+    (None when the body could not be read)."""
+    if http_status == 429:
+        return "throttled"
+    if 300 <= http_status < 400:
+        return "redirect"
+    if http_status >= 500:
+        return "server_error"
+    code = status_of(reply) if reply is not None else None
+    if http_status >= 400:
+        # The REST API answers its refusals with a 4xx and the code in the body: that body is the answer.
+        if code in STATUSES:
+            return "refused"
+        return "credentials_refused" if http_status in (401, 403) else "client_error"
+    if reply is None:
+        return "unreadable"
+    if code in SUCCESS:
+        return "success"
+    if code in STATUSES:
+        return "refused"
+    if code is not None:
+        return "status_unknown"
+    raw = reply.get("status", reply.get("code"))
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return "success" if method.success == "none" else "status_missing"
+    return "success" if method.success == "word" and isinstance(raw, str) else "status_unreadable"
 
-    ``field_names`` renames the table's field for actions whose input calls it otherwise;
-    ``textual_ok`` accepts a status written as words (getInfo answers "Active Account"); ``sends`` says
-    the request sends messages, so that a status nobody documents is never read as "nothing was sent".
-    """
-    status = status_of(reply)
-    if status in SUCCESS:
-        return SUCCESS[status]
-    if status is None:
-        if textual_ok and str(reply.get("status", "")).strip():
-            return "ok"
-        raise UpstreamFailed("AllMySMS answered without a status, so nothing tells whether the request was carried "
-                             "out; check the AllMySMS customer area before trying again.",
-                             log_detail=f"reply without status, keys {sorted(reply)[:10]}")
-    text = str(reply.get("statusText") or reply.get("description") or "").strip()
-    if status not in STATUSES and sends:
-        # Every status AllMySMS documents as an error means nothing was done; one it does not document
-        # (116 is in no list) might mean anything, a send included: never read it as "nothing was sent".
-        raise UpstreamFailed(f"AllMySMS answered with status {status}, which it does not document, so nothing "
-                             "tells whether the request was carried out: check the campaigns in the AllMySMS "
-                             "customer area before trying again." + (f" AllMySMS says: {text}" if text else ""),
-                             code="unknown_allmysms_status", extra={"allmysms_status": status},
-                             log_detail=f"undocumented status {status}").with_disposition("check_before_retry")
-    outcome = STATUSES.get(status, UNKNOWN)
+
+def settle(ending: str, method: Method, reply: dict | None = None, *, log_detail: str | None = None,
+           retry_after: int | None = None) -> str:
+    """The success word of a call that ended as ``ending`` ('sent', 'scheduled', or 'ok'), or the error
+    the table says it stands for."""
+    row = ENDINGS[ending]
+    if row.acted == "yes":
+        code = status_of(reply or {})
+        return SUCCESS.get(code, "ok")
+    if ending == "refused":
+        raise _refusal(status_of(reply or {}), reply or {}, method)
+    answer = row.on_send if method.sends else row.on_other
+    extra = {}
+    code = status_of(reply) if reply else None
+    if code is not None:
+        extra["allmysms_status"] = code
+    text = _text_of(reply)
+    message = answer.message + (f" AllMySMS says: {text}" if text else "")
+    error = answer.error(message, code=answer.code, extra=extra, status=answer.status,
+                         log_detail=log_detail or f"{method.name}: {ending}", retry_after=retry_after)
+    if answer.disposition:
+        error.with_disposition(answer.disposition)
+    raise error
+
+
+def _refusal(status: int, reply: dict, method: Method) -> ConnectorError:
+    outcome = STATUSES[status]
+    text = _text_of(reply)
     message = outcome.message + (f" AllMySMS says: {text}" if text else "")
-    field = (field_names or {}).get(outcome.field, outcome.field) if outcome.field else None
+    field_name = method.field_names.get(outcome.field, outcome.field) if outcome.field else None
     extra = {"allmysms_status": status}
     if outcome.error is CreditExhausted:
         extra.update(_credit_figures(text, status))
-    raise outcome.error(message, code=outcome.code, extra=extra,
-                        fields=[FieldError(field, message)] if field else [])
+    return outcome.error(message, code=outcome.code, extra=extra,
+                         fields=[FieldError(field_name, message)] if field_name else [])
+
+
+def _text_of(reply: dict | None) -> str:
+    if not reply:
+        return ""
+    text = reply.get("statusText") or reply.get("description") or ""
+    return text.strip()[:300] if isinstance(text, str) else ""
 
 
 def _credit_figures(text: str, status: int) -> dict:

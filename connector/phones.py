@@ -90,6 +90,28 @@ def upstream(e164: str) -> str:
     return e164[1:]
 
 
+_LANDLINE_TYPES = {phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+                   phonenumbers.PhoneNumberType.VOIP}
+
+
+def french_landline_problem(e164: str) -> str | None:
+    """Why ``e164`` cannot be the caller number of a voice message, or None: AllMySMS takes a French
+    landline (01–05, 09) and refuses mobiles for bulk voice sends."""
+    if not e164.startswith("+33"):
+        return "not a French number; voice messages are sent from a French landline (01 to 05, or 09)"
+    kind = phonenumbers.number_type(phonenumbers.parse(e164))
+    if kind == phonenumbers.PhoneNumberType.MOBILE:
+        return "a mobile number; AllMySMS sends voice messages from a French landline (01 to 05, or 09)"
+    if kind not in _LANDLINE_TYPES:
+        return "not a landline; AllMySMS sends voice messages from a French landline (01 to 05, or 09)"
+    return None
+
+
+def national(e164: str) -> str:
+    """A French number as written in France, 0 and nine digits (how AllMySMS's voice API wants `from`)."""
+    return "0" + e164[3:] if e164.startswith("+33") else e164[1:]
+
+
 def from_upstream(value) -> str:
     """A number as AllMySMS returns it (336…, sometimes with a plus), as E.164."""
     digits = re.sub(r"\D", "", str(value))

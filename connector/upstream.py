@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 from dataclasses import dataclass, field
@@ -14,9 +13,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from . import feeds, metrics, outcomes
 from .deadlines import Deadlines
 from .retry import retry_after_seconds
-from .errors import AuthenticationFailed, InvalidInput, OutcomeUnknown, Throttled, UpstreamFailed, UpstreamUnavailable
-
-log = logging.getLogger(__name__)
+from .errors import AuthenticationFailed, InvalidInput, UpstreamUnavailable
 
 FEED_PATH = "/http/9.0/{method}/"
 VOICE_PATH = "/voice/send/bulk"
@@ -38,6 +35,15 @@ def new_session(pool_size: int = 16) -> requests.Session:
     return session
 
 
+class _Ended(Exception):
+    """A call that ended before an answer could be read: its row of outcomes.ENDINGS, and what to log."""
+
+    def __init__(self, ending: str, detail: str):
+        super().__init__(detail)
+        self.ending = ending
+        self.detail = detail
+
+
 class AllMySMS:
     def __init__(self, base_url: str, *, session: requests.Session | None = None, connect_timeout: float = 5,
                  read_timeout: float = 60, connect_retries: int = 2, max_reply_bytes: int = 64 << 20):
@@ -50,120 +56,84 @@ class AllMySMS:
     # Feed methods of the HTTP API 9.0.
 
     def send_sms(self, credentials: Credentials, sms_data: str) -> tuple[str, dict]:
-        reply = self._feed("sendSms", credentials, {"smsData": sms_data}, sends=True)
-        return outcomes.raise_for_status(reply, sends=True), reply
+        return self._feed(outcomes.SEND_SMS, credentials, {"smsData": sms_data})
 
     def simulate(self, credentials: Credentials, sms_data: str) -> dict:
-        reply = self._feed("simulateCampaign", credentials, {"smsData": sms_data}, sends=False)
-        outcomes.raise_for_status(reply)
-        return reply
+        return self._feed(outcomes.SIMULATE_CAMPAIGN, credentials, {"smsData": sms_data})[1]
 
     def account(self, credentials: Credentials) -> dict:
-        reply = self._feed("getInfo", credentials, {}, sends=False)
-        outcomes.raise_for_status(reply, textual_ok=True)
-        return reply
+        return self._feed(outcomes.GET_INFO, credentials, {})[1]
 
     def blacklist(self, credentials: Credentials) -> dict:
-        reply = self._feed("getBlacklist", credentials, {}, sends=False)
-        outcomes.raise_for_status(reply)
-        return reply
+        return self._feed(outcomes.GET_BLACKLIST, credentials, {})[1]
 
     def delete_campaign(self, credentials: Credentials, campaign_id: str) -> dict:
-        # Deleting twice is harmless, so a lost answer may be retried like a read.
-        reply = self._feed("deleteCampaign", credentials, {"campId": campaign_id}, sends=False)
-        outcomes.raise_for_status(reply, field_names={"recipients": "campaign_id"})
-        return reply
+        return self._feed(outcomes.DELETE_CAMPAIGN, credentials, {"campId": campaign_id})[1]
 
-    def _feed(self, method: str, credentials: Credentials, params: dict, *, sends: bool) -> dict:
+    def _feed(self, method: outcomes.Method, credentials: Credentials, params: dict) -> tuple[str, dict]:
         data = {"login": credentials.login, "apiKey": credentials.api_key, "returnformat": "json", **params}
-        with metrics.upstream_request(method) as seen:
-            response = self._request("POST", self.base_url + FEED_PATH.format(method=method), sends=sends, data=data)
-            seen.http_status = response.status_code
-            seen.reply = self._reply(response, sends=sends)
-        return seen.reply
+        return self._call(method, FEED_PATH.format(method=method.name), data=data)
 
     # REST API.
 
     def send_voice(self, credentials: Credentials, body: dict) -> tuple[str, dict]:
-        sends = not body.get("simulate")
-        with metrics.upstream_request("voice/send/bulk") as seen:
-            response = self._request("POST", self.base_url + VOICE_PATH, sends=sends, json=body,
-                                     auth=(credentials.login, credentials.api_key))
-            seen.http_status = response.status_code
-            reply = seen.reply = self._reply(response, sends=sends, rest=True)
-        return outcomes.raise_for_status(reply, field_names={"message": "text"}, sends=True), reply
+        method = outcomes.SIMULATE_VOICE if body.get("simulate") else outcomes.SEND_VOICE
+        return self._call(method, VOICE_PATH, json=body, auth=(credentials.login, credentials.api_key))
 
     def sandbox_reply(self, credentials: Credentials, body: dict) -> dict:
         """The built-in sandbox only: play a phone answering an SMS."""
-        response = self._request("POST", self.base_url + SANDBOX_REPLY_PATH, sends=False, json=body,
-                                 auth=(credentials.login, credentials.api_key))
-        with response:
-            answer = feeds.read_reply(_read_bounded(response, 1 << 20, self.timeout[1]),
-                                      response.headers.get("Content-Type", ""))
+        try:
+            response = self._request(self.base_url + SANDBOX_REPLY_PATH, json=body,
+                                     auth=(credentials.login, credentials.api_key))
+            with response:
+                raw = _read_bounded(response, 1 << 20, self.timeout[1])
+            answer = feeds.read_reply(raw, response.headers.get("Content-Type", ""))
+        except (_Ended, feeds.Unreadable) as failed:
+            raise UpstreamUnavailable("The sandbox did not answer as expected; try again.",
+                                      log_detail=f"sandbox reply: {failed}") from None
         if response.status_code == 201:
             return answer
         if response.status_code == 401:
             raise AuthenticationFailed("The sandbox does not know this login and API key.")
         raise InvalidInput(f"The sandbox refused the reply: {answer.get('description', 'no reason given')}")
 
-    # Transport.
+    # Every call ends in one row of outcomes.ENDINGS: transport failures are rows too.
 
-    def _request(self, method: str, url: str, *, sends: bool, **kwargs) -> requests.Response:
+    def _call(self, method: outcomes.Method, path: str, **kwargs) -> tuple[str, dict]:
+        reply, retry_after = None, None
+        with metrics.upstream_request(method.name) as seen:
+            try:
+                response = self._request(self.base_url + path, **kwargs)
+                with response:
+                    body = _read_bounded(response, self.max_reply_bytes, self.timeout[1])
+                seen.http_status = status = response.status_code
+                detail = f"HTTP {status} from {path}"
+                try:
+                    reply = seen.reply = feeds.read_reply(body, response.headers.get("Content-Type", ""))
+                except feeds.Unreadable as unreadable:
+                    detail += f": {unreadable}"
+                ending = outcomes.classify(status, reply, method)
+                if ending == "throttled":
+                    retry_after = _retry_after(response)
+            except _Ended as ended:
+                ending, detail = ended.ending, f"{path}: {ended.detail}"
+        word = outcomes.settle(ending, method, reply, log_detail=f"{method.name} ended {ending}; {detail}",
+                               retry_after=retry_after)
+        return word, reply
+
+    def _request(self, url: str, **kwargs) -> requests.Response:
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False,
-                                                stream=True, **kwargs)
-                return response
+                return self.session.request("POST", url, timeout=self.timeout, allow_redirects=False, stream=True,
+                                            **kwargs)
             except requests.exceptions.RequestException as exc:
-                if _never_connected(exc):
-                    if attempt <= self.connect_retries:
-                        time.sleep(min(0.2 * 2 ** (attempt - 1), 2.0))
-                        continue
-                    raise UpstreamUnavailable(
-                        "AllMySMS cannot be reached right now. Nothing was sent; try again in a few minutes.",
-                        log_detail=f"{method} {_path(url)}: {type(exc).__name__} after {attempt} attempts",
-                    ) from None
-                if isinstance(exc, requests.exceptions.Timeout) or isinstance(exc, requests.exceptions.ConnectionError):
-                    raise self._lost_answer(url, exc, sends) from None
-                raise UpstreamUnavailable("AllMySMS could not be asked.", log_detail=f"{type(exc).__name__}") from None
-
-    def _lost_answer(self, url: str, exc: Exception, sends: bool):
-        detail = f"POST {_path(url)}: {type(exc).__name__} after the request was sent"
-        if sends:
-            return OutcomeUnknown(
-                "AllMySMS received the send but did not answer in time, so the messages MAY have been sent. "
-                "Check the campaign list or the delivery receipts in the AllMySMS customer area before sending "
-                "again; sending again blindly could send them twice.", log_detail=detail)
-        return UpstreamUnavailable("AllMySMS did not answer in time. Nothing was changed; try again later.",
-                                   code="upstream_timeout", status=504, log_detail=detail)
-
-    def _reply(self, response: requests.Response, *, sends: bool, rest: bool = False) -> dict:
-        with response:
-            try:
-                body = _read_bounded(response, self.max_reply_bytes, self.timeout[1])
-            except requests.exceptions.RequestException as exc:
-                raise self._lost_answer(response.url, exc, sends) from None
-        status = response.status_code
-        if status == 429:
-            raise Throttled("AllMySMS asks to slow down. Nothing was sent; try again shortly.",
-                            retry_after=_retry_after(response))
-        if status in (401, 403) and rest:
-            raise AuthenticationFailed("AllMySMS does not recognise this login and API key. Copy them again from "
-                                       "the AllMySMS customer area (menu API) into the connection.")
-        if 300 <= status < 400 or status >= 500:
-            detail = f"HTTP {status} from {_path(response.url)}"
-            if sends:
-                raise UpstreamFailed(f"AllMySMS answered with an error (HTTP {status}). The messages were probably "
-                                     "not sent; check the campaign list in the AllMySMS customer area before trying "
-                                     "again.", log_detail=detail).with_disposition("check_before_retry")
-            raise UpstreamUnavailable(f"AllMySMS answered with an error (HTTP {status}). Try again later.",
-                                      log_detail=detail)
-        if status >= 400 and not rest:
-            raise UpstreamFailed(f"AllMySMS refused the request (HTTP {status}).",
-                                 log_detail=f"HTTP {status} from {_path(response.url)}")
-        return feeds.read_reply(body, response.headers.get("Content-Type", ""))
+                if not _never_connected(exc):
+                    raise _Ended("no_answer", f"{type(exc).__name__} after the request was sent") from None
+                if attempt > self.connect_retries:
+                    raise _Ended("not_connected", f"{type(exc).__name__} after {attempt} attempts") from None
+                time.sleep(min(0.2 * 2 ** (attempt - 1), 2.0))
 
 
 _DEADLINES = Deadlines()
@@ -179,15 +149,12 @@ def _read_bounded(response: requests.Response, limit: int, seconds: float) -> by
         for chunk in response.iter_content(chunk_size=65536):
             size += len(chunk)
             if size > limit:
-                raise UpstreamFailed("AllMySMS sent an answer far larger than expected.",
-                                     log_detail=f"reply over {limit} bytes")
+                raise _Ended("too_large", f"reply over {limit} bytes")
             chunks.append(chunk)
-    except requests.exceptions.RequestException:
+    except _Ended:
         raise
     except Exception as exc:  # the cut shows as whatever the socket raised mid-read
-        if isinstance(exc, UpstreamFailed):
-            raise
-        raise requests.exceptions.ReadTimeout(f"the answer was cut after {seconds:g} s") from None
+        raise _Ended("no_answer", f"{type(exc).__name__} while reading the answer") from None
     finally:
         cut.cancel()
     return b"".join(chunks)
@@ -222,8 +189,3 @@ def _never_connected(exc: BaseException) -> bool:
 def _retry_after(response: requests.Response) -> int:
     seconds = retry_after_seconds(response.headers.get("Retry-After"), time.time())
     return 30 if seconds is None else max(1, min(int(seconds), 3600))
-
-
-def _path(url: str) -> str:
-    # The query string may carry the API key: never log it.
-    return url.split("?", 1)[0]

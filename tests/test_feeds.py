@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from defusedxml import ElementTree as SafeET
 
-from connector import feeds, manifest, messages, outcomes
-from connector.errors import UpstreamFailed
+from connector import feeds, manifest, messages
+from connector.errors import InvalidInput
 from connector.validation import check
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -225,14 +225,22 @@ def test_a_voice_body_from_an_audio_file_is_a_voicemail_drop():
                                       "send_at": "2030-12-01 09:30"}, RULES, NOW)
     assert feeds.voice_body(request, request.recipients) == {
         "to": ["33611111111"], "type": "directdeposit", "url": "https://example.com/a.mp3",
-        "from": "33123456789", "campaignName": "Relance", "date": "2030-12-01 09:30:00",
+        "from": "0123456789", "campaignName": "Relance", "date": "2030-12-01 09:30:00",
     }
+
+
+def test_a_voice_caller_number_must_be_a_french_landline():
+    for sender, problem in (("06 11 11 11 11", "mobile"), ("+44 20 7946 0958", "not a French number"),
+                            ("0800 123 456", "not a landline")):
+        with pytest.raises(InvalidInput) as caught:
+            messages.voice_request({"recipients": ["0611111111"], "text": "Bonjour", "sender": sender}, RULES, NOW)
+        assert [f.path for f in caught.value.fields] == ["sender"] and problem in caught.value.message
 
 
 def test_a_voice_body_from_a_text_is_text_to_speech_and_can_be_a_simulation():
     request = messages.voice_request({"recipients": ["0611111111"], "text": "Bonjour"}, RULES, NOW)
     assert feeds.voice_body(request, request.recipients, simulate=True) == {
-        "to": ["33611111111"], "type": "tts", "text": "Bonjour", "simulate": True}
+        "to": ["33611111111"], "type": "tts", "text": "Bonjour", "simulate": 1}
 
 
 # --- read_reply -------------------------------------------------------------------------------
@@ -291,23 +299,15 @@ def test_an_xml_reply_with_a_single_sms_id_gives_that_sms_id():
     b"<status>100",
     b"\x00\x01\x02",
 ])
-def test_a_reply_that_is_not_a_json_object_or_readable_xml_raises_upstream_failed(body):
-    with pytest.raises(UpstreamFailed) as caught:
+def test_a_reply_that_is_not_a_json_object_or_readable_xml_is_unreadable(body):
+    with pytest.raises(feeds.Unreadable) as caught:
         feeds.read_reply(body, "text/html")
-    assert caught.value.status == 502
-    assert caught.value.log_detail
-    # The person is told what to do; the parser's words stay in the logs.
-    assert "customer area" in caught.value.message
+    assert str(caught.value)  # what the logs get: the kind of garbage
 
 
 def test_a_well_formed_html_page_is_not_taken_for_a_reply():
-    with pytest.raises(UpstreamFailed):
+    with pytest.raises(feeds.Unreadable):
         feeds.read_reply(b"<html><body>502 Bad Gateway</body></html>", "text/html")
-
-
-def test_a_well_formed_html_page_ends_as_upstream_failed_once_its_status_is_read():
-    with pytest.raises(UpstreamFailed):
-        outcomes.raise_for_status(feeds.read_reply(b"<html><body>502 Bad Gateway</body></html>", "text/html"))
 
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
@@ -340,13 +340,13 @@ PARAMETER_ENTITY = b"""<?xml version="1.0"?>
 @pytest.mark.parametrize("body", [BILLION_LAUGHS, EXTERNAL_ENTITY, EXTERNAL_DTD, PARAMETER_ENTITY],
                          ids=["billion-laughs", "external-entity", "external-dtd", "parameter-entity"])
 def test_xml_with_entities_or_a_dtd_raises_instead_of_being_expanded(body):
-    with pytest.raises(UpstreamFailed) as caught:
+    with pytest.raises(feeds.Unreadable) as caught:
         feeds.read_reply(body, "text/xml")
-    assert "XML" in caught.value.log_detail
+    assert "XML" in str(caught.value)
 
 
-def test_an_undefined_entity_raises_upstream_failed():
-    with pytest.raises(UpstreamFailed):
+def test_an_undefined_entity_is_unreadable():
+    with pytest.raises(feeds.Unreadable):
         feeds.read_reply(b"<reply><status>&nope;</status></reply>")
 
 
@@ -375,7 +375,7 @@ SEND_REPLY = {
 
 def test_sms_result_reads_a_reply_with_numbers_as_text_and_matches_its_schema(catalog):
     request = _plain("Hi", ("0611111111", "0622222222", "0612"), invalid_numbers="skip")
-    result = feeds.sms_result(request, [feeds.sent_chunk(SEND_REPLY)])
+    result = feeds.sms_result(request, [feeds.sent_chunk(SEND_REPLY, "sent", False)])
     _assert_valid(catalog, "actions/send_sms.output.json", result)
     assert result == {
         "id": "5012874", "campaign_id": "5012874", "campaign_ids": ["5012874"], "status": "sent",
@@ -396,7 +396,8 @@ def test_sms_result_adds_up_every_chunk_and_keeps_the_last_credit_balance(catalo
     second = {"status": "101", "campaignId": "12", "credits": "955", "creditsUsed": "15", "nbContacts": "1",
               "nbSms": "1", "statusText": "Scheduled later", "invalidNumbers": ["33699999999"],
               "smsIds": [{"phoneNumber": "33633333333", "smsId": "c"}]}
-    result = feeds.sms_result(request, [feeds.sent_chunk(first), feeds.sent_chunk(second)])
+    result = feeds.sms_result(request, [feeds.sent_chunk(first, "scheduled", True),
+                                        feeds.sent_chunk(second, "scheduled", True)])
     _assert_valid(catalog, "actions/send_sms.output.json", result)
     assert result["id"] == result["campaign_id"] == "11"
     assert result["campaign_ids"] == ["11", "12"]
@@ -412,7 +413,37 @@ def test_sms_result_adds_up_every_chunk_and_keeps_the_last_credit_balance(catalo
 
 def test_sms_result_counts_the_sent_messages_when_the_reply_has_no_contact_count():
     reply = {k: v for k, v in SEND_REPLY.items() if k != "nbContacts"}
-    assert feeds.sms_result(_plain(), [feeds.sent_chunk(reply)])["recipients"] == 2
+    assert feeds.sms_result(_plain(), [feeds.sent_chunk(reply, "sent", False)])["recipients"] == 2
+
+
+@pytest.mark.parametrize(("invalid", "expected"), [
+    ("", []),
+    ("33600000000", ["33600000000"]),
+    ("33600000000,33600000001", ["33600000000", "33600000001"]),
+    ("33600000000, 33600000001;33600000002|33600000003 33600000004", [f"3360000000{i}" for i in range(5)]),
+    (["33600000000", "33600000001"], ["33600000000", "33600000001"]),
+    ({"phoneNumber": ["33600000000", "33600000001"]}, ["33600000000", "33600000001"]),
+])
+def test_the_numbers_allmysms_refused_are_read_one_by_one_from_its_text(invalid, expected):
+    chunk = feeds.sent_chunk(SEND_REPLY | {"status": 113, "invalidNumbers": invalid}, "sent", False)
+    assert [n["input"] for n in chunk["invalid_numbers"]] == expected
+
+
+def test_a_101_answer_is_scheduled_even_when_no_time_was_asked():
+    result = feeds.sms_result(_plain(), [feeds.sent_chunk(SEND_REPLY | {"status": 101}, "scheduled", False)])
+    assert result["status"] == "scheduled" and result["scheduled_at"] is None
+
+
+def test_a_113_answer_to_a_scheduled_send_stays_scheduled():
+    request = _personalised()
+    result = feeds.sms_result(request, [feeds.sent_chunk(SEND_REPLY | {"status": 113}, "sent", True)])
+    assert result["status"] == "scheduled" and result["scheduled_at"] == "2030-12-01T08:30:00Z"
+
+
+def test_a_send_allmysms_sent_at_once_is_sent_even_when_a_time_was_asked():
+    request = _personalised()
+    result = feeds.sms_result(request, [feeds.sent_chunk(SEND_REPLY, "sent", True)])
+    assert result["status"] == "sent" and result["scheduled_at"] is None
 
 
 def test_estimate_result_matches_its_schema_and_is_named_after_the_feeds(catalog):
@@ -437,22 +468,24 @@ def test_voice_result_matches_its_schema(catalog):
                                       "invalid_numbers": "skip", "send_at": "2030-12-01 09:30"}, RULES, NOW)
     result = feeds.voice_result(request, "scheduled", {
         "code": 101, "campaignId": 7003311, "smsIds": [{"phoneNumber": "33611111111", "smsId": "v9"}],
-        "cost": "30", "balance": "99940"})
+        "cost": 0.19, "balance": "2.81", "invalidNumbers": "33699999999"})
     _assert_valid(catalog, "actions/send_voice.output.json", result)
     assert result == {
         "id": "7003311", "campaign_id": "7003311", "status": "scheduled", "recipients": 1,
         "message_ids": [{"phone_number": "+33611111111", "sms_id": "v9"}],
-        "invalid_numbers": [{"input": "0612", "reason": "too short to be a phone number"}],
-        "credits_used": 30, "credits_left": 99940,
+        "invalid_numbers": [{"input": "0612", "reason": "too short to be a phone number"},
+                            {"input": "33699999999", "reason": "refused by AllMySMS"}],
+        # Money, as the REST API answers it: 0.19 is not rounded down to 0 credits.
+        "cost": 0.19, "balance": 2.81,
         "scheduled_at": "2030-12-01T08:30:00Z", "scheduled_at_local": "2030-12-01 09:30:00",
     }
 
 
-def test_voice_result_without_a_balance_leaves_credits_left_unknown(catalog):
+def test_voice_result_without_a_cost_or_balance_leaves_them_unknown(catalog):
     request = messages.voice_request({"recipients": ["0611111111", "0622222222"], "text": "Bonjour"}, RULES, NOW)
-    result = feeds.voice_result(request, "sent", {"code": 100, "campaignId": "1"})
+    result = feeds.voice_result(request, "sent", {"code": 100, "campaignId": "1", "balance": "n/a"})
     _assert_valid(catalog, "actions/send_voice.output.json", result)
-    assert result["credits_left"] is None
+    assert result["cost"] is None and result["balance"] is None
     assert result["recipients"] == 2
 
 

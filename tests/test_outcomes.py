@@ -1,4 +1,4 @@
-"""Tests for connector.outcomes: every AllMySMS reply status mapped to a result word or an error."""
+"""Tests for connector.outcomes: every way a call to AllMySMS ends, mapped to a result word or an error."""
 
 import pytest
 
@@ -6,11 +6,16 @@ from connector import outcomes
 from connector.errors import AuthenticationFailed, CreditExhausted, InvalidInput, UpstreamFailed
 
 ALLMYSMS_TEXT = "Texte renvoyé par AllMySMS"
+SEND, READ = outcomes.SEND_SMS, outcomes.SIMULATE_CAMPAIGN
 
 
-def _raised(reply, **kwargs):
+def _word(reply, method=SEND, http=200):
+    return outcomes.settle(outcomes.classify(http, reply, method), method, reply)
+
+
+def _raised(reply, method=READ, http=200):
     with pytest.raises(Exception) as caught:
-        outcomes.raise_for_status(reply, **kwargs)
+        _word(reply, method, http)
     return caught.value
 
 
@@ -19,34 +24,44 @@ def _raised(reply, **kwargs):
 
 @pytest.mark.parametrize(("status", "word"), [(100, "sent"), (101, "scheduled"), (113, "sent")])
 def test_a_success_status_gives_its_word(status, word):
-    assert outcomes.raise_for_status({"status": status, "statusText": "ok"}) == word
+    assert _word({"status": status, "statusText": "ok"}) == word
 
 
 @pytest.mark.parametrize(("status", "word"), [("100", "sent"), (" 101 ", "scheduled"), ("113", "sent")])
 def test_a_success_status_written_as_text_gives_its_word(status, word):
-    assert outcomes.raise_for_status({"status": status}) == word
+    assert _word({"status": status}) == word
 
 
 def test_the_rest_api_code_is_read_when_there_is_no_status():
-    assert outcomes.raise_for_status({"code": 101}) == "scheduled"
+    assert _word({"code": 101}, outcomes.SEND_VOICE, http=201) == "scheduled"
 
 
 def test_101_scheduled_is_a_success_and_not_an_error():
     # One popular client library treats 101 as a failure; it means "scheduled for later".
-    assert outcomes.raise_for_status({"status": 101, "statusText": "Votre envoi est programmé"}) == "scheduled"
+    assert _word({"status": 101, "statusText": "Votre envoi est programmé"}) == "scheduled"
 
 
 def test_113_some_numbers_invalid_is_a_success_because_the_others_were_sent():
-    assert outcomes.raise_for_status({"status": 113, "invalidNumbers": ["33600000000"]}) == "sent"
+    assert _word({"status": 113, "invalidNumbers": "33600000000"}) == "sent"
 
 
-def test_textual_ok_accepts_get_infos_active_account():
-    assert outcomes.raise_for_status({"status": "Active Account", "credits": 30}, textual_ok=True) == "ok"
+def test_get_info_succeeds_with_its_status_in_words():
+    assert _word({"status": "Active Account", "credits": 30}, outcomes.GET_INFO) == "ok"
 
 
-def test_textual_ok_still_reads_a_numeric_error_status():
-    error = _raised({"status": 102}, textual_ok=True)
-    assert isinstance(error, AuthenticationFailed)
+def test_delete_campaign_succeeds_with_the_word_ok():
+    assert _word({"status": "OK"}, outcomes.DELETE_CAMPAIGN) == "ok"
+
+
+@pytest.mark.parametrize("method", [outcomes.GET_BLACKLIST, outcomes.GET_ACKS, outcomes.GET_ACK_BY_SMS_ID,
+                                    outcomes.GET_PULLS, outcomes.GET_CREDITS_BY_COUNTRY])
+def test_the_read_methods_succeed_with_their_data_and_no_status_at_all(method):
+    assert _word({"blacklist": [], "acks": [], "mos": []}, method) == "ok"
+
+
+@pytest.mark.parametrize("method", [outcomes.GET_INFO, outcomes.DELETE_CAMPAIGN, outcomes.GET_BLACKLIST])
+def test_a_method_without_a_numeric_status_still_reads_a_numeric_refusal(method):
+    assert isinstance(_raised({"status": 102, "statusText": "Bad login"}, method), AuthenticationFailed)
 
 
 # --- every documented status, and a few that are not ------------------------------------------
@@ -59,7 +74,7 @@ TABLE = {
     105: (InvalidInput, 422, "empty_feed", "recipients"),
     106: (InvalidInput, 422, "invalid_feed", None),
     107: (InvalidInput, 422, "invalid_feed", "recipients"),
-    108: (InvalidInput, 422, "invalid_client_code", "client_reference"),
+    108: (InvalidInput, 422, "invalid_client_code", None),  # the feed's CLIENT code, not CLIMSGID
     109: (InvalidInput, 422, "invalid_feed", None),
     110: (InvalidInput, 422, "empty_message", "message"),
     111: (InvalidInput, 422, "message_too_long", "message"),
@@ -122,28 +137,36 @@ def test_an_undocumented_status_on_anything_but_a_send_is_refused_by_allmysms_wi
 
 
 def test_an_undocumented_status_on_a_send_may_have_been_carried_out_so_the_caller_checks_first():
-    error = _raised({"status": 119, "statusText": "Nouveau cas"}, sends=True)
+    error = _raised({"status": 119, "statusText": "Nouveau cas"}, SEND)
     assert isinstance(error, UpstreamFailed)
-    assert error.code == "unknown_allmysms_status"
-    assert error.message.startswith("AllMySMS answered with status 119, which it does not document")
+    assert error.code == "unknown_allmysms_status" and error.extra["allmysms_status"] == 119
+    assert error.message.startswith("AllMySMS answered with a status it does not document")
     assert error.message.endswith("AllMySMS says: Nouveau cas")
     assert error.disposition == "check_before_retry" and not error.retryable
 
 
-@pytest.mark.parametrize("reply", [{"status": "Erreur"}, {"status": None}, {"status": ""}, {}, {"statusText": "x"}])
-def test_a_reply_without_a_numeric_status_is_an_upstream_failure(reply):
-    error = _raised(reply)
-    assert isinstance(error, UpstreamFailed)
-    assert error.status == 502
+@pytest.mark.parametrize("reply", [{"status": "Erreur"}, {"status": None}, {"status": ""}, {}, {"statusText": "x"},
+                                   {"status": True}])
+def test_a_send_answered_without_a_numeric_status_may_have_gone_out(reply):
+    error = _raised(reply, SEND)
+    assert isinstance(error, UpstreamFailed) and error.status == 502
+    assert error.disposition == "check_before_retry"
     assert error.log_detail
 
 
-def test_a_textual_status_is_an_upstream_failure_unless_textual_ok():
+@pytest.mark.parametrize("reply", [{"status": "Erreur"}, {}, {"statusText": "x"}])
+def test_a_simulation_answered_without_a_numeric_status_is_worth_asking_again(reply):
+    error = _raised(reply, READ)
+    assert isinstance(error, UpstreamFailed) and error.status == 502
+    assert error.disposition == "retry_later"
+
+
+def test_a_status_in_words_is_not_a_success_for_a_method_that_answers_a_code():
     assert isinstance(_raised({"status": "Active Account"}), UpstreamFailed)
 
 
-def test_textual_ok_does_not_accept_a_blank_status():
-    assert isinstance(_raised({"status": "  "}, textual_ok=True), UpstreamFailed)
+def test_a_blank_status_is_not_a_success_for_a_method_that_answers_a_word():
+    assert isinstance(_raised({"status": "  "}, outcomes.GET_INFO), UpstreamFailed)
 
 
 # --- dispositions ---------------------------------------------------------------------------
@@ -199,12 +222,12 @@ def test_no_credit_at_all_means_zero_available():
 
 
 def test_field_names_rename_the_tables_field_for_an_action_that_calls_it_otherwise():
-    error = _raised({"status": 114}, field_names={"recipients": "campaign_id"})
+    error = _raised({"status": 114}, outcomes.DELETE_CAMPAIGN)
     assert [f.path for f in error.fields] == ["campaign_id"]
 
 
 def test_field_names_leave_other_fields_alone():
-    error = _raised({"status": 115}, field_names={"recipients": "campaign_id"})
+    error = _raised({"status": 115}, outcomes.DELETE_CAMPAIGN)
     assert [f.path for f in error.fields] == ["send_at"]
 
 
@@ -214,3 +237,65 @@ def test_status_of_reads_numbers_text_and_nothing():
     assert outcomes.status_of({"code": 201}) == 201
     assert outcomes.status_of({"status": "Active Account"}) is None
     assert outcomes.status_of({}) is None
+
+
+# --- the table of endings ---------------------------------------------------------------------
+
+# (HTTP status, body as read or None when unreadable, method) → the row it ends in
+CLASSIFIED = [
+    (200, {"status": 100}, SEND, "success"),
+    (200, {"status": 104, "statusText": "x"}, SEND, "refused"),
+    (200, {"status": 116}, SEND, "status_unknown"),
+    (200, {}, SEND, "status_missing"),
+    (200, {"status": "OK"}, SEND, "status_unreadable"),
+    (200, {"status": "OK"}, outcomes.DELETE_CAMPAIGN, "success"),
+    (200, {}, outcomes.DELETE_CAMPAIGN, "status_missing"),
+    (200, {"blacklist": []}, outcomes.GET_BLACKLIST, "success"),
+    (200, {"status": "Erreur"}, outcomes.GET_BLACKLIST, "status_unreadable"),
+    (200, None, SEND, "unreadable"),
+    (201, {"code": 100}, outcomes.SEND_VOICE, "success"),
+    (400, {"code": 106, "description": "bad"}, outcomes.SEND_VOICE, "refused"),
+    (400, None, outcomes.SEND_VOICE, "client_error"),
+    (401, None, outcomes.SEND_VOICE, "credentials_refused"),
+    (403, {"message": "Forbidden"}, SEND, "credentials_refused"),
+    (404, None, SEND, "client_error"),
+    (429, None, SEND, "throttled"),
+    (302, None, SEND, "redirect"),
+    (500, {"status": 100}, SEND, "server_error"),
+    (503, None, READ, "server_error"),
+]
+
+
+@pytest.mark.parametrize(("http", "reply", "method", "ending"), CLASSIFIED)
+def test_each_answer_is_classified_into_one_row_of_the_table(http, reply, method, ending):
+    assert outcomes.classify(http, reply, method) == ending
+
+
+def test_the_examples_reach_every_row_but_the_transport_ones():
+    transport = {"not_connected", "no_answer", "too_large"}
+    assert {row for *_, row in CLASSIFIED} == set(outcomes.ENDINGS) - transport
+
+
+@pytest.mark.parametrize("ending", sorted(outcomes.ENDINGS))
+def test_on_a_send_every_ending_that_may_have_sent_asks_to_check_and_every_other_says_nothing_was_sent(ending):
+    row = outcomes.ENDINGS[ending]
+    if row.acted in ("yes",) or ending == "refused":
+        assert row.on_send is None
+        return
+    with pytest.raises(Exception) as caught:
+        outcomes.settle(ending, SEND, {})
+    error = caught.value
+    if row.acted == "maybe":
+        assert error.disposition == "check_before_retry", ending
+        assert "twice" in error.message or "MAY" in error.message
+    else:
+        assert error.disposition in ("retry_later", "fix_credentials"), ending
+
+
+@pytest.mark.parametrize("ending", sorted(e for e, row in outcomes.ENDINGS.items() if row.acted != "yes"
+                                          and e != "refused"))
+def test_on_anything_but_a_send_no_ending_asks_to_check_for_a_send(ending):
+    with pytest.raises(Exception) as caught:
+        outcomes.settle(ending, READ, {})
+    assert caught.value.disposition != "check_before_retry"
+    assert "sent twice" not in caught.value.message

@@ -109,7 +109,7 @@ def test_a_send_to_one_french_number_answers_100_and_debits_15_credits(sandbox):
     reply = sandbox.send(SMS=[{"MOBILEPHONE": "0612345678"}], CLIMSGID="ref-1", TPOA="Shop")
     assert reply["status"] == 100
     assert reply["statusText"] == "Your messages have been sent"
-    assert reply["invalidNumbers"] == []
+    assert reply["invalidNumbers"] == ""  # one text, as every public example shows it
     assert reply["creditsUsed"] == 15
     assert reply["smsIds"][0]["phoneNumber"] == FRENCH
     assert sandbox.state.credits("alice") == 100000 - 15
@@ -170,9 +170,9 @@ def test_a_send_with_a_future_date_is_scheduled_with_status_101(sandbox):
 
 
 def test_mixed_valid_and_invalid_numbers_answer_113_and_still_send_the_valid_ones(sandbox):
-    reply = sandbox.send(SMS=[{"MOBILEPHONE": FRENCH}, {"MOBILEPHONE": "12"}, {}])
+    reply = sandbox.send(SMS=[{"MOBILEPHONE": FRENCH}, {"MOBILEPHONE": "12"}, {"MOBILEPHONE": "x"}])
     assert reply["status"] == 113
-    assert reply["invalidNumbers"] == ["12", ""]
+    assert reply["invalidNumbers"] == "12,x"
     assert reply["nbContacts"] == "1"
     assert [s["phoneNumber"] for s in reply["smsIds"]] == [FRENCH]
     assert sandbox.state.campaign(reply["campaignId"]).numbers == (FRENCH,)
@@ -407,7 +407,7 @@ def test_the_reply_is_xml_when_returnformat_is_absent(sandbox):
     assert root.findtext("status") == "113"
     assert root.findtext("credits") == str(100000 - 15)
     assert root.findtext("smsIds/sms/phoneNumber") == FRENCH
-    assert root.findtext("invalidNumbers/phoneNumber") == "x"
+    assert root.findtext("invalidNumbers") == "x"
 
 
 def test_an_error_reply_is_xml_too_when_returnformat_is_not_json(sandbox):
@@ -444,7 +444,7 @@ def test_simulate_campaign_reports_the_cost_without_debiting_or_storing(sandbox)
     assert reply["nbCredits"] == "35"
     assert reply["nbContacts"] == "2"
     assert reply["nbSms"] == "2"
-    assert reply["invalidNumbers"] == ["bad"]
+    assert reply["invalidNumbers"] == "bad"
     assert sandbox.state.credits("alice") == 100000
     assert sandbox.state.campaigns() == []
 
@@ -487,7 +487,7 @@ def test_delete_campaign_cancels_a_scheduled_campaign_and_refunds_it(sandbox):
     sent = sandbox.send(DATE=sandbox.clock.paris(hours=2), SMS=[{"MOBILEPHONE": FRENCH}] * 3)
     assert sandbox.state.credits("alice") == 100000 - 45
     reply = sandbox.call("deleteCampaign", campId=sent["campaignId"])
-    assert reply == {"status": 100, "statusText": "Campaign deleted"}
+    assert reply == {"status": "OK"}  # a word, as public clients show it
     assert sandbox.state.credits("alice") == 100000
     assert sandbox.state.campaign(sent["campaignId"]).status == "cancelled"
 
@@ -511,15 +511,15 @@ def test_delete_campaign_answers_119_for_an_unknown_or_foreign_or_cancelled_camp
     assert sandbox.call("deleteCampaign", campId="no-such-campaign")["status"] == 119
     assert sandbox.call("deleteCampaign")["status"] == 119
     assert sandbox.call("deleteCampaign", login="bob", campId=scheduled)["status"] == 119
-    assert sandbox.call("deleteCampaign", campId=scheduled)["status"] == 100
+    assert sandbox.call("deleteCampaign", campId=scheduled)["status"] == "OK"
     assert sandbox.call("deleteCampaign", campId=scheduled)["status"] == 119
     assert sandbox.state.credits("alice") == 100000
 
 
 def test_get_acks_lists_the_receipts_recorded_for_the_campaign(sandbox):
     sent = sandbox.send(SMS=[{"MOBILEPHONE": FRENCH}, {"MOBILEPHONE": "33698765432"}])
-    assert sandbox.call("getAcks", campId=sent["campaignId"]) == {
-        "status": 100, "statusText": "0 acknowledgements", "acks": []}
+    # The data alone, with no status: only errors carry one.
+    assert sandbox.call("getAcks", campId=sent["campaignId"]) == {"acks": []}
     sms_id = sent["smsIds"][1]["smsId"]
     sandbox.state.record_ack(sms_id, 1, "Delivered", "2026-01-02 10:00:00")
     reply = sandbox.call("getAcks", campId=sent["campaignId"])
@@ -539,7 +539,7 @@ def test_get_ack_by_sms_id_returns_one_receipt_or_119(sandbox):
     assert sandbox.call("getAckBySmsId", smsId=sms_id)["status"] == 119
     sandbox.state.record_ack(sms_id, 2, "Not delivered")
     reply = sandbox.call("getAckBySmsId", smsId=sms_id)
-    assert reply["status"] == 100
+    assert "status" not in reply
     assert reply["ack"]["statut"] == 2
     assert reply["ack"]["phoneNumber"] == FRENCH
     assert sandbox.call("getAckBySmsId", login="bob", smsId=sms_id)["status"] == 119
@@ -574,7 +574,7 @@ def test_get_blacklist_lists_the_accounts_stop_entries(sandbox):
     assert sandbox.call("getBlacklist")["blacklist"] == []
     sandbox.state.add_blacklist("alice", "+33612345678", "stop", "2026-01-02 10:00:00")
     reply = sandbox.call("getBlacklist")
-    assert reply["status"] == 100
+    assert "status" not in reply
     assert reply["blacklist"] == [
         {"phoneNumber": FRENCH, "comment": "stop", "receptionDate": "2026-01-02 10:00:00"}
     ]
@@ -612,13 +612,14 @@ def test_a_voice_drop_answers_201_and_costs_30_credits_per_recipient(sandbox):
     assert response.status_code == 201
     reply = response.json()
     assert reply["code"] == 100
-    assert reply["cost"] == 60
-    assert reply["balance"] == 100000 - 60
-    assert reply["invalidNumbers"] == ["bad"]
+    # Money, not credits: 30 credits a message at 0.0063 euros each.
+    assert reply["cost"] == 0.38
+    assert reply["balance"] == round((100000 - 60) * 0.0063, 2)
+    assert reply["invalidNumbers"] == "bad"
     assert [s["phoneNumber"] for s in reply["smsIds"]] == [FRENCH, "33698765432"]
     campaign = sandbox.state.campaign(reply["campaignId"])
     stored = (campaign.kind, campaign.message, campaign.sender, campaign.name)
-    assert stored == ("voice", AUDIO, "33140000000", "Spring")
+    assert stored == ("voice", AUDIO, "0140000000", "Spring")
 
 
 def test_a_dated_tts_voice_message_answers_101_and_can_be_deleted_with_a_refund(sandbox):
@@ -628,17 +629,17 @@ def test_a_dated_tts_voice_message_answers_101_and_can_be_deleted_with_a_refund(
     assert response.json()["code"] == 101
     assert sandbox.state.credits("alice") == 100000 - 30
     reply = sandbox.call("deleteCampaign", campId=response.json()["campaignId"])
-    assert reply["status"] == 100
+    assert reply["status"] == "OK"
     assert sandbox.state.credits("alice") == 100000
 
 
 def test_a_simulated_voice_send_answers_200_without_debit_or_campaign(sandbox):
-    body = {"to": [FRENCH, FRENCH], "type": "tts", "text": "Hi", "simulate": True}
+    body = {"to": [FRENCH, FRENCH], "type": "tts", "text": "Hi", "simulate": 1}
     response = sandbox.voice(body)
     assert response.status_code == 200
     assert response.json()["code"] == 100
-    assert response.json()["cost"] == 60
-    assert response.json()["balance"] == 100000
+    assert response.json()["cost"] == 0.38
+    assert response.json()["balance"] == 630.0
     assert sandbox.state.credits("alice") == 100000
     assert sandbox.state.campaigns() == []
 
@@ -659,10 +660,13 @@ def test_a_voice_send_with_bad_credentials_answers_401_with_code_102(sandbox, au
         ({"to": FRENCH, "type": "tts", "text": "Hi"}, "to"),
         ({"to": [FRENCH], "type": "sms", "text": "Hi"}, "type"),
         ({"to": [FRENCH], "type": "directdeposit"}, "url"),
-        ({"to": [FRENCH], "type": "directdeposit", "url": "https://x.fr/a.ogg"}, "url"),
+        ({"to": [FRENCH], "type": "directdeposit", "url": "file:///etc/a.mp3"}, "url"),
         ({"to": [FRENCH], "type": "tts", "text": "  "}, "text"),
         ({"to": [FRENCH], "type": "tts", "text": "Hi", "simulate": "yes"}, "simulate"),
+        ({"to": [FRENCH], "type": "tts", "text": "Hi", "simulate": 2}, "simulate"),
         ({"to": [FRENCH], "type": "tts", "text": "Hi", "from": "nope"}, "from"),
+        ({"to": [FRENCH], "type": "tts", "text": "Hi", "from": "0612345678"}, "from"),
+        ({"to": [FRENCH], "type": "tts", "text": "Hi", "from": "33123456789"}, "from"),
         ({"to": [FRENCH], "type": "tts", "text": "Hi", "date": 5}, "date"),
     ],
 )
@@ -785,3 +789,49 @@ def test_make_sandbox_server_serves_the_demo_accounts():
         server.shutdown()
         thread.join()
         server.server_close()
+
+
+# --- every documented status an input can provoke ------------------------------------------------
+
+
+@pytest.mark.parametrize("data, status", [
+    ({"CLIENT": "alice"}, 108),                          # the client code must be the account's, in capitals
+    ({"SMS": [{"PARAM_1": "x"}]}, 109),                   # an SMS entry without its MOBILEPHONE tag
+    ({"MESSAGE": "Hi #param_1#", "DYNAMIC": "1", "SMS": [{"MOBILEPHONE": FRENCH}]}, 112),  # PARAM_1 missing
+    ({"MASTERACCOUNT": "nobody"}, 118),
+    ({"TPOA": "Shop-Online"}, 106),
+    ({"TPOA": "1Shop"}, 106),
+    ({"TPOA": "ShopOnline12"}, 106),
+], ids=["108 client code", "109 no phone tag", "112 no param tag", "118 master account", "106 sender punctuation",
+        "106 sender digit first", "106 sender too long"])
+def test_each_documented_refusal_is_answered_to_the_input_that_provokes_it(sandbox, data, status):
+    reply = sandbox.send(**data)
+    assert reply["status"] == status, reply
+    assert reply["statusText"]
+    assert sandbox.state.campaigns("alice") == []
+
+
+@pytest.mark.parametrize("data", [{"CLIENT": "ALICE"}, {"MASTERACCOUNT": "bob"}, {"TPOA": "My Shop"},
+                                  {"TPOA": "AB"}])
+def test_a_right_client_code_master_account_or_sender_is_sent(sandbox, data):
+    assert sandbox.send(**data)["status"] == 100
+
+
+def test_a_placeholder_in_capitals_is_sent_as_written(sandbox):
+    # Only #param_1# in lower case is documented: 149 characters as written are one SMS; with the
+    # value put in, 199 would be two.
+    reply = sandbox.send(MESSAGE="x" * 140 + "#PARAM_1#", DYNAMIC="1",
+                         SMS=[{"MOBILEPHONE": FRENCH, "PARAM_1": "y" * 59}])
+    assert reply["status"] == 100 and reply["nbSms"] == "1"
+    reply = sandbox.send(MESSAGE="x" * 140 + "#param_1#", DYNAMIC="1",
+                         SMS=[{"MOBILEPHONE": FRENCH, "PARAM_1": "y" * 59}])
+    assert reply["nbSms"] == "2"
+
+
+def test_a_voice_drop_takes_an_audio_url_without_a_file_extension_and_simulate_as_an_integer(sandbox):
+    body = {"to": [FRENCH], "type": "directdeposit", "url": "https://cdn.example.com/audio?id=42",
+            "from": "0912345678", "simulate": 0}
+    response = sandbox.voice(body)
+    assert response.status_code == 201, response.text
+    assert response.json()["invalidNumbers"] == ""
+    assert sandbox.state.campaigns("alice")[-1].sender == "0912345678"

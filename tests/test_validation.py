@@ -94,8 +94,8 @@ def test_a_value_outside_its_enum_lists_the_choices():
 
 def test_a_field_with_its_own_error_text_uses_it():
     assert _problems(SEND, _sms(sender="My Shop!")) == {
-        "sender": "A sender is 3 to 11 letters or digits (no spaces or accents) starting with a letter, or empty "
-                  "to use the short code 36180."}
+        "sender": "A sender is up to 11 letters, digits or spaces (no accents or punctuation) starting with a "
+                  "letter, or empty to use the short code 36180."}
 
 
 def test_a_bad_item_in_the_recipients_list_is_blamed_at_its_index():

@@ -1,8 +1,9 @@
 """Validation and costing of an SMS send, as pure functions: a parsed feed dict in, a Plan out.
 
 Checks run in the order AllMySMS documents its status codes and the first failing one is raised
-as an ApiError: 110 empty message, 111 too long, 115 bad date, 117 long link, 107 no recipient,
-114 no valid number. Credit checks (103/104) need the account, so state.py does them.
+as an ApiError: 110 empty message, 111 too long, 115 bad date, 117 long link, 106 bad sender, 107 no
+recipient, 109/112 a recipient's tag missing, 114 no valid number. Checks that need the account (103/104
+credit, 108 client code, 118 master account) are the state's.
 """
 
 import re
@@ -21,7 +22,11 @@ MAX_LINK_LENGTH = 80
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", re.ASCII)
 _LINK = re.compile(r"https?://\S+", re.IGNORECASE)
-_PLACEHOLDER = re.compile(r"#param_(\d+)#", re.IGNORECASE | re.ASCII)
+# Lower case, as documented: "#PARAM_1#" is not known to be read, so it stays text here.
+_PLACEHOLDER = re.compile(r"#param_(\d+)#", re.ASCII)
+# At most 11 characters, letters and digits, starting with a letter; one public client allows spaces
+# and one allows 1 or 2 characters, so neither is refused here.
+_SENDER = re.compile(r"[A-Za-z][A-Za-z0-9 ]{0,10}", re.ASCII)
 _WHOLE_NUMBER = re.compile(r"\d{1,6}", re.ASCII)
 
 
@@ -53,6 +58,9 @@ def plan_sms(data, now):
     scheduled_at = parse_schedule(data.get("DATE"), now)
     if has_long_link(message):
         raise ApiError(statuses.LINK_TOO_LONG)
+    sender = as_text(data.get("TPOA"))
+    if sender and _SENDER.fullmatch(sender) is None:
+        raise invalid_feed("TPOA must be 1 to 11 letters, digits or spaces, starting with a letter")
     recipients = data.get("SMS")
     if recipients is None or recipients == [] or recipients == "":
         raise ApiError(statuses.NO_RECIPIENTS)
@@ -70,7 +78,7 @@ def plan_sms(data, now):
         credits_needed=credits,
         nb_sms=nb_sms,
         scheduled_at=scheduled_at,
-        sender=as_text(data.get("TPOA")),
+        sender=sender,
         name=as_text(data.get("CAMPAIGN_NAME")),
         client_msg_id=as_text(data.get("CLIMSGID")),
         flash=_flag(data.get("FLASH")),
@@ -163,6 +171,8 @@ def _price_recipients(recipients, template, keys):
     for entry in recipients:
         if not isinstance(entry, dict):
             raise invalid_feed("each SMS entry must be an object")
+        if "MOBILEPHONE" not in entry:
+            raise ApiError(statuses.MISSING_PHONE_TAG)
         raw = entry.get("MOBILEPHONE")
         if type(raw) is int:
             raw = str(raw)
@@ -171,6 +181,9 @@ def _price_recipients(recipients, template, keys):
             append_invalid(as_text(raw))
             continue
         if fixed_parts is None:
+            missing = next((key for key in keys if key not in entry), None)
+            if missing:
+                raise ApiError(statuses.MISSING_PARAM_TAG, tag=missing)
             text = template.format(*[as_text(entry.get(key)) for key in keys])
             if has_long_link(text):
                 raise ApiError(statuses.LINK_TOO_LONG)

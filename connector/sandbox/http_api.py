@@ -1,16 +1,23 @@
 """The HTTP API 9.0 feed methods (`/http/9.0/<method>/`): one small handler per method, one route.
 
-Like the real API, API-level errors answer HTTP 200 with the code in `status`. Choices where
-the real API is silent (see also statuses.py for code 119):
+Replies take the shapes public AllMySMS clients show (tests/contract/ holds them, each naming its
+source), so that a connector that works here has a chance on the real API:
+- only sendSms, simulateCampaign and getInfo carry a `status` when they succeed (getInfo's is the text
+  "Active Account"); deleteCampaign answers `{"status": "OK"}`; getBlacklist, getAcks, getAckBySmsId,
+  getPulls and getCreditsByCountryIsoCode answer their data alone. Errors carry `status` and
+  `statusText` whatever the method.
+- `invalidNumbers` is one text: "" when none, the refused numbers joined by commas otherwise.
+- Numbers are typed as the public examples show them: in sendSms `status` is an integer and
+  `credits`, `creditsUsed`, `nbContacts`, `nbSms` are strings; in simulateCampaign the counts are
+  integers; getCreditsByCountryIsoCode's `nbCredits` and an ack's `statut` are strings. Clients must
+  coerce.
+- getAcks names the campaign's client reference once, as `cliMsgId`, beside its `acks`.
+Choices where the real API is silent (see also statuses.py for codes 109, 112 and 119):
 - sendSms with some invalid numbers answers 113 ("some numbers invalid, others sent"), and still
   carries campaignId and smsIds for the numbers that went out; a scheduled send with invalid
   numbers also answers 113, its statusText saying "scheduled".
 - simulateCampaign answers 100 with the figures even when the account could not pay for them,
   and whatever the DATE: a simulation never refuses for credit.
-- Counts (`credits`, `nbContacts`, `nbSms`, `nbCredits`) are strings in replies while `status`
-  and `creditsUsed` are integers: the real API mixes both, and clients must coerce.
-- getAckBySmsId nests its receipt under `ack`, so its `statut` cannot be mistaken for the reply's
-  `status`.
 """
 
 import logging
@@ -30,6 +37,7 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("sandbox_http_api", __name__)
 
 _LIMIT = re.compile(r"\d{1,9}", re.ASCII)
+INVALID_NUMBERS_SEPARATOR = ","
 
 
 @blueprint.route("/http/9.0/<method>/", methods=["GET", "POST"], strict_slashes=False)
@@ -48,13 +56,20 @@ def feed_method(method):
     except ApiError as error:
         payload = {"status": error.status, "statusText": error.text}
     # Only the method and the outcome: parameters hold keys, numbers and message texts.
-    log.info("sandbox %s answered %s", method, payload["status"])
+    log.info("sandbox %s answered %s", method, payload.get("status", "its data"))
     body, mimetype = render(payload, wants_json(params.get("returnformat")))
     return Response(body, status=200, mimetype=mimetype)
 
 
+def _plan(state, login, params):
+    data = parse_feed(params.get("smsData"))
+    plan = plan_sms(data, state.now())
+    state.check_feed_accounts(login, data)
+    return plan
+
+
 def send_sms(state, login, params):
-    plan = plan_sms(parse_feed(params.get("smsData")), state.now())
+    plan = _plan(state, login, params)
     campaign, credits_left = state.launch(login, plan)
     outcome = "scheduled" if campaign.status == SCHEDULED else "sent"
     if plan.invalid_numbers:
@@ -67,10 +82,10 @@ def send_sms(state, login, params):
     return {
         "status": status,
         "statusText": text,
-        "invalidNumbers": list(plan.invalid_numbers),
+        "invalidNumbers": INVALID_NUMBERS_SEPARATOR.join(plan.invalid_numbers),
         "campaignId": campaign.id,
         "credits": str(credits_left),
-        "creditsUsed": plan.credits_needed,
+        "creditsUsed": str(plan.credits_needed),
         "nbContacts": str(len(plan.numbers)),
         "nbSms": str(plan.nb_sms),
         "smsIds": [
@@ -80,14 +95,14 @@ def send_sms(state, login, params):
 
 
 def simulate_campaign(state, login, params):
-    plan = plan_sms(parse_feed(params.get("smsData")), state.now())
+    plan = _plan(state, login, params)
     return {
         "status": statuses.SENT,
         "statusText": "Simulation only: nothing was sent and no credit was used",
-        "nbCredits": str(plan.credits_needed),
-        "nbContacts": str(len(plan.numbers)),
-        "nbSms": str(plan.nb_sms),
-        "invalidNumbers": list(plan.invalid_numbers),
+        "nbCredits": plan.credits_needed,
+        "nbContacts": len(plan.numbers),
+        "nbSms": plan.nb_sms,
+        "invalidNumbers": INVALID_NUMBERS_SEPARATOR.join(plan.invalid_numbers),
     }
 
 
@@ -101,27 +116,29 @@ def get_info(state, login, params):
         "lastName": account["last_name"],
         "society": account["society"],
         "email": account["email"],
-        "login": account["login"],
+        # The real API echoes the key back: whoever reads this reply must keep it out of logs and answers.
+        "apiKey": params.get("apiKey"),
     }
 
 
 def delete_campaign(state, login, params):
     state.cancel(login, params.get("campId"))
-    return {"status": statuses.SENT, "statusText": "Campaign deleted"}
+    return {"status": "OK"}
 
 
 def get_acks(state, login, params):
-    acks = state.campaign_acks(login, params.get("campId"))
-    if acks is None:
+    found = state.campaign_acks(login, params.get("campId"))
+    if found is None:
         raise ApiError(statuses.NOT_FOUND, "Campaign not found")
-    return {"status": statuses.SENT, "statusText": f"{len(acks)} acknowledgements", "acks": acks}
+    acks, client_reference = found
+    return {"acks": acks, "cliMsgId": client_reference}
 
 
 def get_ack_by_sms_id(state, login, params):
     ack = state.sms_ack(login, params.get("smsId"))
     if ack is None:
         raise ApiError(statuses.NOT_FOUND, "No acknowledgement found for this SMS")
-    return {"status": statuses.SENT, "statusText": "Acknowledgement found", "ack": ack}
+    return ack
 
 
 def get_pulls(state, login, params):
@@ -133,12 +150,12 @@ def get_pulls(state, login, params):
     else:
         raise statuses.invalid_feed("limit must be a positive whole number")
     replies = state.pull_replies(login, limit)
-    return {"status": statuses.SENT, "statusText": f"{len(replies)} replies", "mos": replies}
+    return {"mos": replies}
 
 
 def get_blacklist(state, login, params):
     entries = state.blacklist(login)
-    return {"status": statuses.SENT, "statusText": f"{len(entries)} entries", "blacklist": entries}
+    return {"blacklist": entries}
 
 
 def get_credits_by_country_iso_code(state, login, params):
@@ -146,7 +163,7 @@ def get_credits_by_country_iso_code(state, login, params):
     if found is None:
         raise statuses.invalid_feed("countryIsoCode must be a two-letter country code")
     iso_code, credits = found
-    return {"status": statuses.SENT, "statusText": "OK", "isoCode": iso_code, "nbCredits": credits}
+    return {"isoCode": iso_code, "nbCredits": str(credits)}
 
 
 METHODS = {

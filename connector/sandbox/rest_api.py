@@ -2,7 +2,9 @@
 
 Unlike the feed methods, REST errors use HTTP statuses (400, 401, 402) with the AllMySMS code in
 `code`. A send with some invalid numbers still answers 201 with code 100/101 and lists them in
-`invalidNumbers`: the REST API is only known to answer 100 or 101 on success.
+`invalidNumbers`, one text joined by commas as in the feed replies: the REST API is only known to
+answer 100 or 101 on success. `cost` and `balance` are money (euros, two decimals), as the REST API
+answers them; the sandbox's accounts hold credits, priced at CREDIT_PRICE_EUR each.
 """
 
 import json
@@ -12,6 +14,7 @@ from flask import Blueprint, Response, current_app, request
 
 from . import statuses
 from .replies import JSON_MIMETYPE, to_json
+from .http_api import INVALID_NUMBERS_SEPARATOR
 from .state import EXTENSION_KEY, SCHEDULED
 from .statuses import ApiError
 from .voice import plan_voice
@@ -25,6 +28,12 @@ HTTP_STATUS_BY_CODE = {
     statuses.NOT_ENOUGH_CREDIT: 402,
 }
 DEFAULT_ERROR_HTTP_STATUS = 400
+# 30 credits, one voice message, cost 0.19 euros.
+CREDIT_PRICE_EUR = 0.0063
+
+
+def euros(credits):
+    return round(credits * CREDIT_PRICE_EUR, 2)
 
 
 @blueprint.post("/voice/send/bulk")
@@ -63,10 +72,10 @@ def _simulation(plan, balance):
     return {
         "code": statuses.SENT,
         "description": "Simulation only: nothing was sent and no credit was used",
-        "cost": plan.credits_needed,
-        "balance": balance,
+        "cost": euros(plan.credits_needed),
+        "balance": euros(balance),
         "nbContacts": len(plan.numbers),
-        "invalidNumbers": list(plan.invalid_numbers),
+        "invalidNumbers": INVALID_NUMBERS_SEPARATOR.join(plan.invalid_numbers),
     }
 
 
@@ -80,7 +89,8 @@ def _sent(plan, campaign, balance):
             {"phoneNumber": number, "smsId": campaign.sms_id(i)}
             for i, number in enumerate(plan.numbers)
         ],
-        "cost": plan.credits_needed,
-        "balance": balance,
-        "invalidNumbers": list(plan.invalid_numbers),
+        "nbContacts": len(plan.numbers),
+        "cost": euros(plan.credits_needed),
+        "balance": euros(balance),
+        "invalidNumbers": INVALID_NUMBERS_SEPARATOR.join(plan.invalid_numbers),
     }

@@ -34,7 +34,6 @@ from .pushes import (
     Pusher,
 )
 from .receipts import (
-    CLIENT_REFERENCE_FIELD,
     DEFAULT_OUTCOMES,
     PENDING,
     RECEIPT_TEXTS,
@@ -85,6 +84,11 @@ class Account:
     email: str = ""
     callback_url: str | None = field(default=None, repr=False)
     callback_format: str = DEFAULT_FORMAT
+
+    @property
+    def client_code(self):
+        """The code a feed's CLIENT tag must carry: the sandbox's choice is the login in capitals."""
+        return self.login.upper()
 
 
 @dataclass(frozen=True)
@@ -274,6 +278,17 @@ class SandboxState:
 
     # Campaigns
 
+    def check_feed_accounts(self, login, data):
+        """Raise 108 when the feed's CLIENT is not the account's client code, 118 when its MASTERACCOUNT
+        names no account."""
+        with self.lock:
+            account = self._account(login)
+            if "CLIENT" in data and data["CLIENT"] != account.client_code:
+                raise ApiError(statuses.WRONG_CLIENT_CODE)
+            master = data.get("MASTERACCOUNT")
+            if master not in (None, "") and master not in self._accounts:
+                raise ApiError(statuses.UNKNOWN_MASTER_ACCOUNT)
+
     def launch(self, login, plan):
         """Debit the plan's credits and store it as a campaign; return (campaign, credits left).
 
@@ -376,16 +391,17 @@ class SandboxState:
             return dict(ack)
 
     def campaign_acks(self, login, campaign_id):
-        """Receipts of the campaign's SMS, in send order; None if `login` does not own it."""
+        """(receipts of the campaign's SMS in send order, its client reference); None if `login` does
+        not own it."""
         with self.lock:
             campaign = self._owned_campaign(login, campaign_id)
             if campaign is None:
                 return None
             acks = self.acks
             if not acks:
-                return []
+                return [], campaign.client_msg_id
             found = (acks.get(campaign.sms_id(i)) for i in range(len(campaign.numbers)))
-            return [dict(ack) for ack in found if ack is not None]
+            return [dict(ack) for ack in found if ack is not None], campaign.client_msg_id
 
     def sms_ack(self, login, sms_id):
         """The receipt of one SMS of `login`; None if unknown, foreign, or not received yet."""
@@ -586,16 +602,14 @@ class SandboxState:
 
 
 def _ack(campaign, index, statut, comment, reception_date):
-    ack = {
+    # `statut` as text, as the public example of getAcks writes it; the client reference is the
+    # campaign's, named once beside the acks (getAcks's cliMsgId).
+    return {
         "phoneNumber": campaign.numbers[index],
-        "statut": statut,
+        "statut": str(statut),
         "comment": comment,
         "receptionDate": reception_date,
     }
-    # AllMySMS echoes the client reference in acks.
-    if campaign.client_msg_id:
-        ack[CLIENT_REFERENCE_FIELD] = campaign.client_msg_id
-    return ack
 
 
 def _callback_url(url):

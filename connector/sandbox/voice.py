@@ -1,7 +1,9 @@
 """Validation and costing of a REST voice send (`POST /voice/send/bulk`), as a pure function.
 
-Field names follow the one client known to use this endpoint; the text-to-speech field (`text`)
-is the sandbox's assumption, kept here so it changes in one place. Every refusal names the field.
+Field names follow the one client known to use this endpoint: `from` is a French landline written
+nationally (0123456789; mobiles are refused for bulk sends), `url` any public http(s) link (it need not
+end in .mp3 or .wav), `simulate` the integer 0 or 1. The text-to-speech field (`text`) is the
+sandbox's assumption, kept here so it changes in one place. Every refusal names the field.
 """
 
 import re
@@ -11,7 +13,9 @@ from .campaigns import Plan, as_text, parse_schedule
 from .statuses import ApiError
 
 VOICE_TYPES = ("directdeposit", "tts")
-_AUDIO_URL = re.compile(r"https?://[^\s?#]+\.(?:mp3|wav)(?:[?#]\S*)?", re.IGNORECASE)
+_AUDIO_URL = re.compile(r"https?://[^\s/?#]+\S*", re.IGNORECASE)
+_LANDLINE = re.compile(r"0[1-59]\d{8}", re.ASCII)
+_MOBILE = re.compile(r"0[67]\d{8}", re.ASCII)
 
 
 def plan_voice(body, now):
@@ -32,9 +36,9 @@ def plan_voice(body, now):
     name = body.get("campaignName") or ""
     if not isinstance(name, str):
         raise _bad_field("campaignName", "must be text")
-    simulate = body.get("simulate", False)
-    if not isinstance(simulate, bool):
-        raise _bad_field("simulate", "must be true or false")
+    simulate = body.get("simulate", 0)
+    if simulate not in (0, 1):  # True and False are 1 and 0 too
+        raise _bad_field("simulate", "must be 0 or 1")
     date = body.get("date")
     if date is not None and not isinstance(date, str):
         raise _bad_field("date", "must be 'YYYY-MM-DD HH:MM:SS'")
@@ -54,7 +58,7 @@ def plan_voice(body, now):
         name=name,
         extra={"type": voice_type},
     )
-    return plan, simulate
+    return plan, bool(simulate)
 
 
 def _content(body, voice_type):
@@ -62,7 +66,7 @@ def _content(body, voice_type):
     if voice_type == "directdeposit":
         url = body.get("url")
         if not isinstance(url, str) or _AUDIO_URL.fullmatch(url.strip()) is None:
-            raise _bad_field("url", "must be a public http(s) link to an MP3 or WAV file")
+            raise _bad_field("url", "must be a public http(s) link to the audio file")
         return url.strip()
     text = body.get("text")
     if not isinstance(text, str) or not text.strip():
@@ -73,10 +77,12 @@ def _content(body, voice_type):
 def _sender(value):
     if value is None or value == "":
         return ""
-    number = phones.normalise_number(value)
-    if number is None:
-        raise _bad_field("from", "must be a phone number")
-    return number
+    text = value.strip() if isinstance(value, str) else ""
+    if _MOBILE.fullmatch(text):
+        raise _bad_field("from", "must be a landline: mobile numbers are refused for bulk voice sends")
+    if _LANDLINE.fullmatch(text) is None:
+        raise _bad_field("from", "must be a French landline written nationally, e.g. 0123456789")
+    return text
 
 
 def _split_numbers(recipients):

@@ -216,3 +216,43 @@ def test_the_sandbox_answers_every_recorded_shape_with_the_same_keys_and_types(l
         problems += [f"{name}: {key} is in no recorded reply of {fixture.method}"
                      for key in sorted(_keys(_shape(answer)) - known)]
     assert problems == []
+
+
+# Every documented status, and the input that makes the sandbox answer it (the "low" account has 20 credits,
+# "broke" none; DEMO is the default account).
+_PROVOKED = {
+    102: ("demo", {"apiKey": "wrong"}, {}),
+    103: ("broke", {}, {}),
+    104: ("low", {}, {"SMS": [{"MOBILEPHONE": "33612345678"}, {"MOBILEPHONE": "33612345679"}]}),
+    105: ("demo", {"smsData": ""}, None),
+    106: ("demo", {"smsData": "neither json nor xml"}, None),
+    107: ("demo", {}, {"SMS": []}),
+    108: ("demo", {}, {"CLIENT": "wrong"}),
+    109: ("demo", {}, {"SMS": [{"PARAM_1": "x"}]}),
+    110: ("demo", {}, {"MESSAGE": " "}),
+    111: ("demo", {}, {"MESSAGE": "x" * 641}),
+    112: ("demo", {}, {"MESSAGE": "#param_1#", "DYNAMIC": "1"}),
+    113: ("demo", {}, {"SMS": [{"MOBILEPHONE": "33612345678"}, {"MOBILEPHONE": "12"}]}),
+    114: ("demo", {}, {"SMS": [{"MOBILEPHONE": "12"}]}),
+    115: ("demo", {}, {"DATE": "2000-01-01 10:00:00"}),
+    117: ("demo", {}, {"MESSAGE": "https://example.com/" + "a" * 80}),
+    118: ("demo", {}, {"MASTERACCOUNT": "nobody"}),
+}
+
+
+def test_the_inputs_reach_every_status_the_connector_reads_as_a_refusal_and_113():
+    assert set(_PROVOKED) == set(outcomes.STATUSES) | {113}
+
+
+@pytest.mark.parametrize("status", sorted(_PROVOKED))
+def test_the_sandbox_answers_each_documented_status_to_the_input_that_provokes_it(live_sandbox, status):
+    url, _ = live_sandbox
+    login, params, data = _PROVOKED[status]
+    keys = {"demo": "demo-api-key", "broke": "broke-api-key", "low": "low-api-key"}
+    form = {"login": login, "apiKey": keys[login], "returnformat": "json"}
+    if data is not None:
+        form["smsData"] = _sms_data(**data)
+    form.update(params)
+    reply = requests.post(f"{url}/http/9.0/sendSms/", data=form, timeout=10).json()
+    assert reply["status"] == status, reply
+    assert isinstance(reply["statusText"], str) and reply["statusText"]

@@ -63,7 +63,9 @@ def blueprint() -> Blueprint:
             raise
         content_type = request.content_type or ""
         try:
-            records = events.read_callback(request.method, content_type, request.args, request.form, body)
+            # The raw query string and body, not werkzeug's reading of them: that one assumes UTF-8, and
+            # AllMySMS may write Latin-1.
+            records = events.read_callback(request.method, content_type, request.query_string, {}, body)
         except events.CallbackRejected as rejected:
             return _reject(services, account_id, str(rejected), body, kind="unreadable")
         accepted, refused = [], []

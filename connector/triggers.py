@@ -109,14 +109,10 @@ def _trigger_input(trigger: Trigger) -> dict:
 def _opt_outs(account, options: dict, limit: int) -> list[dict]:
     services = current_app.extensions["connector"]
     reply = services.upstream.blacklist(credentials())
-    found = []
-    for entry in feeds.as_list(reply.get("blacklist")):
-        if isinstance(entry, dict):
-            try:
-                found.append(events.opt_out(entry, account=account.login, zone=services.rules.zone,
-                                            region=services.rules.region).as_json())
-            except events.CallbackRejected:
-                continue  # an entry AllMySMS wrote without a usable number cannot be acted on
+    # Read as one list: an entry's id depends on the entries it shares its number and time with.
+    found = [event.as_json() for event in events.opt_outs(feeds.as_list(reply.get("blacklist")),
+                                                          account=account.login, zone=services.rules.zone,
+                                                          region=services.rules.region)]
     found.sort(key=lambda e: (e["timestamp"], e["id"]), reverse=True)
     return found[:limit]
 

@@ -3,6 +3,8 @@
 import dataclasses
 import json
 from datetime import datetime, timezone
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import pytest
 from werkzeug.datastructures import MultiDict
@@ -11,6 +13,7 @@ from werkzeug.wrappers import Request
 
 from connector import events, manifest
 from connector.events import CallbackRejected, Event
+from tests.contract import fixtures as contract
 
 NOW = datetime(2026, 12, 1, 10, 0, 0, tzinfo=timezone.utc)
 PHONE = "33611111111"
@@ -32,8 +35,8 @@ REPLY = {
     "message": "Yes, see you tomorrow",
 }
 RECEIPT_KEYS = {"sms_id", "campaign_id", "phone_number", "status", "status_code", "status_text", "received_at",
-                "client_reference"}
-REPLY_KEYS = {"reply_id", "sms_id", "campaign_id", "phone_number", "message", "received_at"}
+                "client_reference", "unreadable_fields"}
+REPLY_KEYS = {"reply_id", "sms_id", "campaign_id", "phone_number", "message", "received_at", "unreadable_fields"}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def _callback(method="POST", **builder) -> list[dict]:
     """read_callback over a request parsed by werkzeug, in the order the inbound route reads it."""
     request = Request(EnvironBuilder(path="/v1/inbound/allmysms/token", method=method, **builder).get_environ())
     body = request.get_data(cache=True)
-    return events.read_callback(request.method, request.content_type or "", request.args, request.form, body)
+    return events.read_callback(request.method, request.content_type or "", request.query_string, {}, body)
 
 
 def _read_refusal(method="POST", content_type="application/json", query=None, form=None, body=b"") -> str:
@@ -137,8 +140,8 @@ def test_invalid_json_is_refused():
     assert _read_refusal(body=b'{"smsId": ') == "the body is not valid JSON"
 
 
-def test_a_body_that_is_not_utf8_json_is_refused():
-    assert _read_refusal(body=b'{"message": "\xff"}') == "the body is not valid UTF-8 (byte 13)"
+def test_a_json_body_that_is_not_utf8_and_declares_no_charset_is_read_as_latin_1():
+    assert _callback(data=b'{"message": "\xe0 demain"}', content_type="application/json") == [{"message": "à demain"}]
 
 
 def test_text_plain_that_is_not_json_is_refused():
@@ -193,9 +196,10 @@ def test_a_record_with_a_nested_value_is_refused_without_quoting_the_value(value
     assert PHONE not in reason
 
 
-def test_a_form_that_is_not_utf8_is_refused_saying_so():
-    reason = _read_refusal(content_type="application/x-www-form-urlencoded", body=b"smsId=\xff&status=1")
-    assert reason == "the body is not valid UTF-8 (byte 6)"
+def test_a_form_that_is_not_utf8_and_declares_no_charset_is_read_as_latin_1():
+    records = _callback(data=b"smsId=1&status=1&statusText=Remis+%E0+l%27op%E9rateur",
+                        content_type="application/x-www-form-urlencoded")
+    assert records == [{"smsId": "1", "status": "1", "statusText": "Remis à l'opérateur"}]
 
 
 @pytest.mark.parametrize("where", ["json", "form", "query"])
@@ -220,10 +224,10 @@ def test_an_object_with_two_keys_holding_lists_is_one_record_and_so_refused_as_n
     assert "holds a nested value" in _read_refusal(body=body)
 
 
-@pytest.mark.parametrize("content_type", ["application/xml", "text/html", "application/octet-stream", ""])
+@pytest.mark.parametrize("content_type", ["text/html", "application/octet-stream", ""])
 def test_a_post_in_an_unsupported_content_type_is_refused(content_type):
     reason = _read_refusal(content_type=content_type, body=json.dumps(RECEIPT).encode())
-    assert reason == "unsupported content type; send JSON, a form or a query string"
+    assert reason == "unsupported content type; send JSON, XML, a form or a query string"
 
 
 def test_a_method_other_than_get_or_post_is_refused():
@@ -246,6 +250,7 @@ def test_a_delivery_receipt_reads_into_every_field_of_the_event():
         "status_text": "Delivered",
         "received_at": "2026-12-01T08:30:03Z",
         "client_reference": "order-42",
+        "unreadable_fields": [],
     }
     assert event.id.startswith("evt_") and len(event.id) == 4 + 24
 
@@ -289,7 +294,8 @@ def test_the_client_reference_is_read_from_each_of_its_spellings(key):
 def test_optional_receipt_fields_that_are_absent_read_as_null():
     event = _event({"smsId": "a1", "phoneNumber": PHONE, "status": "3"})
     assert event.data == {"sms_id": "a1", "campaign_id": None, "phone_number": "+33611111111", "status": "pending",
-                          "status_code": 3, "status_text": None, "received_at": None, "client_reference": None}
+                          "status_code": 3, "status_text": None, "received_at": None, "client_reference": None,
+                          "unreadable_fields": []}
 
 
 def test_optional_fields_sent_empty_read_as_null():
@@ -311,6 +317,7 @@ def test_a_reply_reads_into_every_field_of_the_event():
         "phone_number": "+33611111111",
         "message": "Yes, see you tomorrow",
         "received_at": "2026-12-01T08:41:09Z",
+        "unreadable_fields": [],
     }
 
 
@@ -349,8 +356,10 @@ def test_a_reply_with_a_status_field_is_still_a_reply_and_keeps_the_status_in_ra
     assert (event.type, event.raw) == ("sms.reply_received", {"status": "1"})
 
 
-def test_a_record_with_only_a_sms_mo_id_is_read_as_a_reply_and_refused_for_its_missing_message():
-    assert _refusal({"smsMoId": "mo-1", "phoneNumber": PHONE}) == "the reply has no message"
+def test_a_record_with_only_a_sms_mo_id_is_read_as_a_reply_kept_with_no_message():
+    event = _event({"smsMoId": "mo-1", "phoneNumber": PHONE})
+    assert (event.type, event.data["reply_id"], event.data["message"]) == ("sms.reply_received", "mo-1", None)
+    assert event.data["unreadable_fields"] == []
 
 
 def test_an_empty_sms_id_in_a_reply_reads_as_null():
@@ -447,9 +456,12 @@ def test_the_arrival_time_never_changes_the_event_id():
 
 
 @pytest.mark.parametrize("date", ["01/12/2026 09:30:03", "2026-13-01 09:30:03", "2026-02-30 09:30:03",
-                                  "2026-12-01T09:30:03Z", "2026-12-01", "tomorrow", 1764577803])
-def test_a_reception_date_that_is_not_a_local_date_and_time_is_refused(date):
-    assert _refusal({**RECEIPT, "receptionDate": date}) == "receptionDate is not a date written YYYY-MM-DD HH:MM:SS"
+                                  "2026-12-01", "tomorrow", 1764577803, True])
+def test_a_reception_date_that_is_not_a_date_and_time_is_flagged_and_kept_as_sent(date):
+    event = _event({**RECEIPT, "receptionDate": date})
+    assert (event.data["received_at"], event.timestamp) == (None, "2026-12-01T10:00:00Z")
+    assert event.data["unreadable_fields"] == ["receptionDate"]
+    assert event.raw == {"receptionDate": date}
 
 
 # --- normalise: stable ids -------------------------------------------------------------------------------
@@ -495,27 +507,37 @@ def test_fields_outside_the_identity_do_not_change_the_id():
 
 @pytest.mark.parametrize(
     ("missing", "reason"),
-    [("smsId", "the delivery receipt has no smsId"), ("phoneNumber", "the record has no phoneNumber")],
+    [("smsId", "the delivery receipt has no smsId")],
 )
 def test_a_receipt_without_a_required_field_is_refused_naming_it(missing, reason):
     assert _refusal({k: v for k, v in RECEIPT.items() if k != missing}) == reason
 
 
-def test_a_receipt_with_an_empty_status_is_refused():
-    assert _refusal({**RECEIPT, "status": ""}) == "the delivery receipt has no status"
+def test_a_receipt_with_an_empty_status_is_kept_as_unknown_and_flagged():
+    event = _event({**RECEIPT, "status": ""})
+    assert (event.data["status"], event.data["status_code"], event.data["unreadable_fields"]) == ("unknown", None,
+                                                                                                  ["status"])
 
 
 def test_a_receipt_with_an_empty_sms_id_is_refused():
     assert _refusal({**RECEIPT, "smsId": " "}) == "the delivery receipt has no smsId"
 
 
-def test_a_reply_without_a_phone_number_is_refused():
-    assert _refusal({k: v for k, v in REPLY.items() if k != "phoneNumber"}) == "the record has no phoneNumber"
+@pytest.mark.parametrize("record", [RECEIPT, REPLY])
+def test_a_record_without_a_phone_number_is_kept_with_a_null_number_and_nothing_flagged(record):
+    event = _event({k: v for k, v in record.items() if k != "phoneNumber"})
+    assert (event.data["phone_number"], event.data["unreadable_fields"]) == (None, [])
 
 
 @pytest.mark.parametrize("message", ["", "   ", "\n"])
-def test_a_reply_with_an_empty_message_is_refused(message):
-    assert _refusal({**REPLY, "message": message}) == "the reply has an empty message"
+def test_a_reply_with_an_empty_message_and_no_reply_id_is_refused(message):
+    record = {k: v for k, v in REPLY.items() if k != "smsMoId"}
+    assert _refusal({**record, "message": message}) == "the reply has an empty message"
+
+
+@pytest.mark.parametrize("message", ["", "   "])
+def test_a_reply_with_an_empty_message_and_its_reply_id_is_kept_as_typed(message):
+    assert _event({**REPLY, "message": message}).data["message"] == message
 
 
 def test_a_record_that_is_neither_a_receipt_nor_a_reply_is_refused():
@@ -524,10 +546,11 @@ def test_a_record_that_is_neither_a_receipt_nor_a_reply_is_refused():
 
 
 @pytest.mark.parametrize("phone", ["336", "hello", "0000000000", "+999123456789"])
-def test_an_unreadable_phone_number_is_refused_without_quoting_it(phone):
-    reason = _refusal({**RECEIPT, "phoneNumber": phone})
-    assert reason.startswith("phoneNumber is not a valid phone number: ")
-    assert phone not in reason
+def test_an_unreadable_phone_number_is_kept_as_sent_and_flagged(catalog, phone):
+    event = _event({**RECEIPT, "phoneNumber": phone})
+    assert (event.data["phone_number"], event.data["unreadable_fields"]) == (phone, ["phoneNumber"])
+    assert event.raw == {"phoneNumber": phone}
+    assert catalog.check("events/sms.delivery_receipt.json", event.as_json()) == []
 
 
 def test_a_field_given_twice_with_different_values_is_refused():
@@ -544,8 +567,8 @@ def test_a_mapped_field_that_is_true_or_false_is_refused():
 
 def test_no_refusal_quotes_the_phone_number_or_the_message():
     secret_text = "my code is 4242"
-    cases = [{**REPLY, "message": secret_text, "receptionDate": "never"},
-             {**REPLY, "message": secret_text, "phoneNumber": "33600"},
+    cases = [{**REPLY, "message": secret_text, "smsMoId": True},
+             {**REPLY, "message": secret_text, "phoneNumber": "33600", "SMSMOID": "other"},
              {**RECEIPT, "smsId": ""}]
     for record in cases:
         reason = _refusal(record)
@@ -598,5 +621,319 @@ def test_a_json_batch_of_a_receipt_and_a_reply_reads_into_two_valid_events(catal
 
 def test_a_form_callback_with_a_multidict_reads_each_key_once():
     form = MultiDict([("smsId", "a1"), ("smsId", "a2"), ("phoneNumber", PHONE), ("status", "1")])
-    (record,) = events.read_callback("POST", "application/x-www-form-urlencoded", {}, form, b"x")
+    (record,) = events.read_callback("POST", "application/x-www-form-urlencoded", {}, form, b"")
     assert _event(record).data["sms_id"] == "a1"
+
+
+# --- read_callback: XML -------------------------------------------------------------------------------
+
+XML_RECEIPT = (b'<?xml version="1.0" encoding="UTF-8"?>\n<ack><smsId>a1b2c3d4e5</smsId><campaignId>5012874</campaignId>'
+               b'<phoneNumber>33611111111</phoneNumber><receptionDate>2026-12-01 09:30:03</receptionDate>'
+               b'<status>1</status><statusText>Delivered</statusText></ack>')
+
+
+def _xml_refusal(body: bytes, content_type="application/xml") -> str:
+    return _read_refusal(content_type=content_type, body=body)
+
+
+def test_an_xml_body_whose_root_holds_the_fields_is_one_record():
+    assert _callback(data=XML_RECEIPT, content_type="application/xml") == [RECEIPT]
+
+
+@pytest.mark.parametrize("content_type", ["text/xml", "application/xml; charset=utf-8", "application/soap+xml",
+                                          "text/plain"])
+def test_xml_is_read_under_each_xml_content_type_and_as_text_plain(content_type):
+    assert _callback(data=XML_RECEIPT, content_type=content_type) == [RECEIPT]
+
+
+def test_an_xml_root_holding_elements_of_fields_is_a_batch_of_records():
+    body = ("<callbacks>"
+            + "".join(f"<record>{''.join(f'<{k}>{v}</{k}>' for k, v in record.items())}</record>"
+                      for record in (RECEIPT, REPLY))
+            + "</callbacks>").encode()
+    assert _callback(data=body, content_type="text/xml") == [RECEIPT, REPLY]
+
+
+def test_an_xml_reply_keeps_its_cdata_text_as_typed_and_namespaces_are_ignored():
+    body = ('<mo xmlns="urn:allmysms"><smsMoId>mo-1</smsMoId><phoneNumber>33611111111</phoneNumber>'
+            '<message><![CDATA[Oui <b> & ]]]]><![CDATA[> à demain\n]]></message></mo>').encode()
+    (record,) = _callback(data=body, content_type="application/xml")
+    assert record == {"smsMoId": "mo-1", "phoneNumber": "33611111111", "message": "Oui <b> & ]]> à demain\n"}
+
+
+def test_an_empty_xml_element_reads_as_an_absent_field():
+    (record,) = _callback(data=XML_RECEIPT.replace(b"<campaignId>5012874</campaignId>", b"<campaignId/>"),
+                          content_type="application/xml")
+    assert _event(record).data["campaign_id"] is None
+
+
+def test_a_repeated_xml_element_keeps_its_first_value_as_a_repeated_form_key_does():
+    (record,) = _callback(data=b"<ack><smsId>a1</smsId><smsId>a2</smsId><status>1</status></ack>",
+                          content_type="application/xml")
+    assert record == {"smsId": "a1", "status": "1"}
+
+
+def test_an_xml_batch_of_exactly_the_limit_is_accepted_and_one_more_is_refused():
+    record = b"<ack><smsId>a1</smsId><status>1</status></ack>"
+    assert len(_callback(data=b"<acks>" + record * events.MAX_RECORDS + b"</acks>",
+                         content_type="application/xml")) == events.MAX_RECORDS
+    over = b"<acks>" + record * (events.MAX_RECORDS + 1) + b"</acks>"
+    assert _xml_refusal(over) == "a callback may carry at most 1000 records"
+
+
+@pytest.mark.parametrize("body", [b"<ack><smsId>1</smsId>", b"<ack>", b"not xml", b"<a></b>", b"<ack/><ack/>"])
+def test_malformed_xml_is_refused(body):
+    assert _xml_refusal(body) == "the body is not valid XML"
+
+
+@pytest.mark.parametrize("body", [
+    b'<?xml version="1.0"?><!DOCTYPE ack [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+    b"<ack><smsId>&b;</smsId><status>1</status></ack>",
+    b'<?xml version="1.0"?><!DOCTYPE ack [<!ENTITY x SYSTEM "file:///etc/passwd">]><ack><smsId>&x;</smsId></ack>',
+    b'<?xml version="1.0"?><!DOCTYPE ack SYSTEM "http://127.0.0.1:9/ack.dtd"><ack><smsId>1</smsId></ack>',
+])
+def test_xml_with_a_dtd_or_entities_is_refused_before_any_is_expanded_or_fetched(body):
+    assert _xml_refusal(body) == "the XML body declares a DTD or entities, which are not accepted"
+
+
+def test_an_xml_field_holding_elements_is_refused_as_nested_naming_the_record():
+    body = b"<acks><ack><smsId>1</smsId><status>1</status></ack><ack><smsId><a>1</a></smsId></ack></acks>"
+    assert _xml_refusal(body) == "record 1: field 'smsId' holds a nested value; records are flat"
+
+
+def test_an_xml_root_mixing_fields_and_records_is_refused():
+    body = b"<acks><smsId>1</smsId><ack><smsId>2</smsId><status>1</status></ack></acks>"
+    assert _xml_refusal(body) == "the XML root holds both fields and elements holding fields; records are flat"
+
+
+def test_an_xml_root_without_fields_is_refused_as_an_empty_record():
+    assert _xml_refusal(b"<ack>just text</ack>") == "the record has no fields"
+
+
+def test_xml_nested_very_deeply_is_refused_without_crashing():
+    reason = _xml_refusal(b"<a>" * 100_000 + b"</a>" * 100_000)
+    assert reason == "record 0: field 'a' holds a nested value; records are flat"
+
+
+# --- read_callback: charsets --------------------------------------------------------------------------
+
+LATIN_REPLY = {**REPLY, "message": "Très bien, à demain"}
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded; charset=ISO-8859-1",
+                                          "application/x-www-form-urlencoded; charset=windows-1252",
+                                          "application/x-www-form-urlencoded"])
+def test_a_latin_1_form_is_read_with_its_accents_whether_or_not_it_declares_its_charset(content_type):
+    body = urlencode(LATIN_REPLY, encoding="latin-1").encode()
+    (record,) = _callback(data=body, content_type=content_type)
+    assert record == LATIN_REPLY
+    assert _event(record).data["unreadable_fields"] == []
+
+
+def test_a_latin_1_form_with_raw_bytes_is_read_as_its_declared_charset():
+    body = b"smsMoId=mo-77120&phoneNumber=33611111111&message=Tr\xe8s bien \x80 50"
+    (record,) = _callback(data=body, content_type="application/x-www-form-urlencoded; charset=iso-8859-1")
+    assert record["message"] == "Très bien € 50"
+
+
+def test_a_latin_1_query_string_is_read_with_its_accents():
+    (record,) = _callback("GET", query_string=urlencode(LATIN_REPLY, encoding="latin-1"))
+    assert record == LATIN_REPLY
+
+
+def test_a_latin_1_multipart_form_is_read_whether_the_part_or_nobody_declares_the_charset():
+    boundary = "XyZ"
+    parts = [b"--XyZ\r\nContent-Disposition: form-data; name=\"smsMoId\"\r\n\r\nmo-1\r\n",
+             b"--XyZ\r\nContent-Disposition: form-data; name=\"message\"\r\n\r\nTr\xe8s\r\n",
+             b"--XyZ\r\nContent-Disposition: form-data; name=\"statusText\"\r\n"
+             b"Content-Type: text/plain; charset=utf-8\r\n\r\nd\xc3\xa9j\xc3\xa0\r\n",
+             b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n\r\n\xff\xfe\r\n",
+             b"--XyZ--\r\n"]
+    (record,) = _callback(data=b"".join(parts), content_type=f"multipart/form-data; boundary={boundary}")
+    assert record == {"smsMoId": "mo-1", "message": "Très", "statusText": "déjà"}
+
+
+def test_a_json_body_declaring_latin_1_is_read_in_it():
+    body = json.dumps(LATIN_REPLY, ensure_ascii=False).encode("latin-1")
+    assert _callback(data=body, content_type="application/json; charset=ISO-8859-1") == [LATIN_REPLY]
+
+
+def test_an_xml_body_is_read_in_the_encoding_its_declaration_names_unless_the_content_type_names_one():
+    latin = ('<?xml version="1.0" encoding="ISO-8859-1"?><mo><smsMoId>mo-1</smsMoId>'
+             '<message>Très</message></mo>').encode("latin-1")
+    assert _callback(data=latin, content_type="text/xml")[0]["message"] == "Très"
+    utf8 = latin.decode("latin-1").encode("utf-8")
+    assert _callback(data=utf8, content_type="text/xml; charset=utf-8")[0]["message"] == "Très"
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("application/x-www-form-urlencoded; charset=utf-8",
+     b"smsMoId=mo-77120&phoneNumber=33611111111&message=Tr%E8s+bien&campaignId=5012874"),
+    ("application/json; charset=utf-8",
+     b'{"smsMoId": "mo-77120", "phoneNumber": "33611111111", "message": "Tr\xe8s bien", "campaignId": "5012874"}'),
+    ("application/xml; charset=utf-8",
+     b"<mo><smsMoId>mo-77120</smsMoId><phoneNumber>33611111111</phoneNumber><message>Tr\xe8s bien</message>"
+     b"<campaignId>5012874</campaignId></mo>"),
+])
+def test_text_not_valid_in_its_declared_charset_is_kept_flagged_and_the_rest_read(catalog, content_type, body):
+    (record,) = _callback(data=body, content_type=content_type)
+    event = _event(record)
+    assert event.data["message"] == "Tr\ufffds bien"
+    assert (event.data["reply_id"], event.data["campaign_id"]) == ("mo-77120", "5012874")
+    assert event.data["unreadable_fields"] == ["message"]
+    assert event.raw == {"message": "Tr\ufffds bien"}
+    assert catalog.check("events/sms.reply_received.json", event.as_json()) == []
+
+
+def test_a_json_lone_surrogate_escape_is_kept_as_the_replacement_character_and_flagged():
+    (record,) = _callback(data=b'{"smsMoId": "mo-1", "message": "a\\ud800b", "phoneNumber": "33611111111"}',
+                          content_type="application/json")
+    event = _event(record)
+    assert (event.data["message"], event.data["unreadable_fields"]) == ("a\ufffdb", ["message"])
+
+
+def test_an_id_that_is_not_valid_in_its_declared_charset_refuses_the_record():
+    (record,) = _callback(data=b"smsId=a%FF&status=1", content_type="application/x-www-form-urlencoded; charset=utf-8")
+    assert _refusal(record) == "field 'smsId' is not valid text in the charset it was sent in"
+
+
+# --- normalise: what cannot be read is flagged, never a reason to refuse ------------------------------
+
+
+@pytest.mark.parametrize("date", ["2026-12-01T09:30:03", "2026-12-01 09:30:03.123", "2026-12-01T09:30:03,5",
+                                  "2026-12-01T08:30:03Z", "2026-12-01T08:30:03.999z", "2026-12-01T09:30:03+01:00",
+                                  "2026-12-01 03:30:03-0500"])
+def test_a_reception_date_with_a_t_a_fraction_or_a_zone_reads_as_the_same_instant_and_id(date):
+    event = _event({**RECEIPT, "receptionDate": date})
+    assert (event.data["received_at"], event.data["unreadable_fields"]) == ("2026-12-01T08:30:03Z", [])
+    assert event.id == _event(RECEIPT).id
+
+
+def test_the_same_reply_with_an_iso_date_then_the_documented_one_has_one_id():
+    record = {k: v for k, v in REPLY.items() if k != "smsMoId"}
+    iso = _event({**record, "receptionDate": "2026-12-01T09:41:09.000"})
+    assert iso.id == _event(record).id and iso.data["reply_id"] == _event(record).data["reply_id"]
+
+
+def test_a_receipt_with_an_unreadable_date_keeps_one_id_and_differs_from_another_unreadable_date():
+    first = _event({**RECEIPT, "receptionDate": "01/12/2026 09:30:03"})
+    again = _event({**RECEIPT, "receptionDate": "01/12/2026 09:30:03"},
+                   received_now=datetime(2026, 12, 2, tzinfo=timezone.utc))
+    other = _event({**RECEIPT, "receptionDate": "01/12/2026 09:30:04"})
+    assert first.id == again.id
+    assert len({first.id, other.id, _event(RECEIPT).id}) == 3
+
+
+def test_code_and_description_read_as_the_status_and_its_text_with_the_same_id():
+    record = {k: v for k, v in RECEIPT.items() if k not in ("status", "statusText")}
+    event = _event({**record, "code": "1", "description": "Delivered"})
+    assert event.data == _event(RECEIPT).data
+    assert (event.id, event.raw) == (_event(RECEIPT).id, {})
+
+
+@pytest.mark.parametrize(("key", "status"), [("status", "DELIVRD"), ("code", "OK"), ("statut", "1.5"),
+                                             ("status", True)])
+def test_a_status_that_is_not_a_code_is_kept_as_unknown_flagged_with_its_value_in_raw(catalog, key, status):
+    record = {k: v for k, v in RECEIPT.items() if k != "status"} | {key: status}
+    event = _event(record)
+    assert (event.data["status"], event.data["status_code"]) == ("unknown", None)
+    assert (event.data["unreadable_fields"], event.raw) == ([key], {key: status})
+    assert catalog.check("events/sms.delivery_receipt.json", event.as_json()) == []
+
+
+def test_every_unreadable_field_of_one_record_is_listed_and_the_record_kept(catalog):
+    event = _event({**RECEIPT, "phoneNumber": "not a number", "receptionDate": "yesterday", "status": "OK",
+                    "campaignId": True, "operator": "Orange"})
+    assert event.data["unreadable_fields"] == ["campaignId", "phoneNumber", "receptionDate", "status"]
+    assert event.raw == {"phoneNumber": "not a number", "receptionDate": "yesterday", "status": "OK",
+                         "campaignId": True, "operator": "Orange"}
+    assert (event.data["sms_id"], event.data["campaign_id"], event.data["phone_number"]) == (
+        "a1b2c3d4e5", None, "not a number")
+    assert catalog.check("events/sms.delivery_receipt.json", event.as_json()) == []
+
+
+def test_a_field_given_twice_with_different_values_is_flagged_when_it_is_not_an_id():
+    event = _event({**REPLY, "message": "Oui", "MESSAGE": "Non"})
+    assert (event.data["message"], event.data["unreadable_fields"]) == (None, ["message"])
+    assert event.raw == {"message": "Oui", "MESSAGE": "Non"}
+
+
+def test_an_unreadable_reply_phone_number_still_tells_replies_without_ids_apart():
+    record = {k: v for k, v in REPLY.items() if k != "smsMoId"}
+    first, other = _event({**record, "phoneNumber": "hello"}), _event({**record, "phoneNumber": "bonjour"})
+    assert first.id != other.id and first.id == _event({**record, "phoneNumber": "hello"}).id
+
+
+def test_a_flagged_event_fails_its_schema_if_its_number_is_not_e164_and_not_flagged(catalog):
+    event = _event({**RECEIPT, "phoneNumber": "hello"}).as_json()
+    event["data"]["unreadable_fields"] = []
+    assert catalog.check("events/sms.delivery_receipt.json", event) != []
+
+
+# --- opt-outs: STOP list entries ---------------------------------------------------------------------
+
+STOP = {"phoneNumber": "33611111111", "comment": "stop", "receptionDate": "2026-12-01 09:00:00"}
+
+
+def _opt_outs(entries, **kwargs) -> list[Event]:
+    return events.opt_outs(entries, account="demo", **kwargs)
+
+
+def test_an_opt_out_reads_into_every_field_of_the_event():
+    (event,) = _opt_outs([STOP])
+    assert (event.type, event.timestamp) == ("sms.opt_out", "2026-12-01T08:00:00Z")
+    assert event.data == {"phone_number": "+33611111111", "reason": "stop", "received_at": "2026-12-01T08:00:00Z",
+                          "unreadable_fields": []}
+
+
+def test_an_opt_out_alone_at_its_number_and_time_keeps_the_id_it_always_had():
+    # The id earlier versions gave this entry: platforms that saw it must not see it again as new.
+    assert _opt_outs([STOP])[0].id == "evt_4ae569fec885085aaddaa515"
+
+
+def test_opt_outs_of_one_number_in_one_second_with_different_comments_have_different_ids():
+    entries = [STOP, {**STOP, "comment": "Refused"}, {**STOP, "comment": "manual unsubscribe"}]
+    assert len({event.id for event in _opt_outs(entries)}) == 3
+
+
+def test_identical_opt_out_entries_have_different_ids_that_stay_the_same_at_every_poll():
+    entries = [STOP, dict(STOP), {**STOP, "comment": "Refused"}, dict(STOP)]
+    ids = [event.id for event in _opt_outs(entries)]
+    assert len(set(ids)) == 4
+    assert [event.id for event in _opt_outs([dict(entry) for entry in entries])] == ids
+
+
+def test_an_opt_out_whose_number_or_date_cannot_be_read_is_kept_flagged(catalog):
+    (event,) = _opt_outs([{**STOP, "phoneNumber": "33 6 xx", "receptionDate": "hier"}])
+    assert event.data == {"phone_number": "33 6 xx", "reason": "stop", "received_at": None,
+                          "unreadable_fields": ["phoneNumber", "receptionDate"]}
+    assert event.raw == {"phoneNumber": "33 6 xx", "receptionDate": "hier"}
+    assert catalog.check("events/sms.opt_out.json", event.as_json()) == []
+
+
+def test_an_opt_out_entry_without_a_number_or_that_is_not_an_object_is_left_out():
+    assert [event.data["phone_number"] for event in _opt_outs([{"comment": "stop"}, "33622222222", STOP])] == [
+        "+33611111111"]
+
+
+# --- contract fixtures: callbacks as public sources show them ----------------------------------------
+
+_EXPECTED_DATA = {"sms_id": "sms_id", "sms_mo_id": "reply_id", "campaign_id": "campaign_id",
+                  "phone_number_e164": "phone_number", "status_code": "status_code", "status_text": "status_text",
+                  "message": "message"}
+
+
+@pytest.mark.parametrize("fixture", contract.callbacks(), ids=lambda fixture: fixture.name)
+def test_every_contract_callback_reads_into_the_event_its_source_shows(catalog, fixture):
+    records = events.read_callback(fixture.http_method, fixture.content_type or "", fixture.query_string().encode(),
+                                   {}, fixture.body())
+    (event,) = (_event(record) for record in records)
+    assert event.type == {"delivery_receipt": "sms.delivery_receipt", "reply": "sms.reply_received"}[fixture.kind]
+    expected = {_EXPECTED_DATA[key]: value for key, value in fixture.expect.items() if key in _EXPECTED_DATA}
+    assert {key: event.data[key] for key in expected} == expected
+    local = datetime.strptime(fixture.expect["received_local"], "%Y-%m-%d %H:%M:%S").replace(
+        tzinfo=ZoneInfo("Europe/Paris"))
+    assert event.data["received_at"] == local.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert set(fixture.expect) <= set(_EXPECTED_DATA) | {"received_local"}
+    assert event.data["unreadable_fields"] == []
+    assert catalog.check(f"events/{event.type}.json", event.as_json()) == []

@@ -11,6 +11,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from xml.etree import ElementTree
 
 import pytest
 import requests
@@ -89,6 +90,7 @@ class Receiver:
             "method": request.method,
             "path": request.path,
             "content_type": request.mimetype,
+            "body": request.get_data(cache=True),
             "query": request.args.to_dict(),
             "form": request.form.to_dict(),
             "json": request.get_json(silent=True),
@@ -104,6 +106,8 @@ class Receiver:
 def _fields(record):
     if record["json"] is not None:
         return record["json"]
+    if record["content_type"] == "application/xml":
+        return {child.tag: child.text or "" for child in ElementTree.fromstring(record["body"])}
     if record["method"] == "GET":
         return {k: v for k, v in record["query"].items() if k != "token"}
     return record["form"]
@@ -185,6 +189,7 @@ def start_sandbox():
         ("form", "POST", "application/x-www-form-urlencoded"),
         ("json", "POST", "application/json"),
         ("get", "GET", ""),
+        ("xml", "POST", "application/xml"),
     ],
 )
 def test_each_sent_sms_gets_one_receipt_pushed_with_every_field(
@@ -281,9 +286,10 @@ def test_get_acks_and_get_ack_by_sms_id_return_the_pushed_receipts(start_sandbox
         assert str(ack["statut"]) == fields["status"]
         assert ack["comment"] == fields["statusText"]
         assert ack["receptionDate"] == fields["receptionDate"]
-        assert ack["CLIMSGID"] == "ref-9"
-    one = sandbox.call("getAckBySmsId", smsId=sent["smsIds"][1]["smsId"])["ack"]
-    assert (one["statut"], one["comment"]) == (2, "Not delivered")
+    # The client reference is named once, beside the acks, as public clients show getAcks.
+    assert sandbox.call("getAcks", campId=sent["campaignId"])["cliMsgId"] == "ref-9"
+    one = sandbox.call("getAckBySmsId", smsId=sent["smsIds"][1]["smsId"])
+    assert (one["statut"], one["comment"]) == ("2", "Not delivered")
 
 
 def test_a_scheduled_campaign_gets_its_receipts_only_once_its_date_has_passed(
@@ -314,7 +320,7 @@ def test_a_cancelled_scheduled_campaign_gets_no_receipts(start_sandbox, receiver
     sandbox.set_callback(receiver.hook(), "json")
     cancelled = sandbox.send(DATE=clock.paris(minutes=10))
     kept = sandbox.send(DATE=clock.paris(minutes=10), numbers=(OTHER,))
-    assert sandbox.call("deleteCampaign", campId=cancelled["campaignId"])["status"] == 100
+    assert sandbox.call("deleteCampaign", campId=cancelled["campaignId"])["status"] == "OK"
     clock.advance(minutes=11)
     assert [p["campaignId"] for p in receiver.wait_for(1)] == [kept["campaignId"]]
     assert sandbox.acks(cancelled["campaignId"]) == []
@@ -329,11 +335,11 @@ def test_a_pending_receipt_comes_first_when_asked_then_the_final_one(start_sandb
     clock.advance(seconds=1)
     first = receiver.wait_for(1)
     assert (first[0]["status"], first[0]["statusText"]) == (3, "Pending")
-    assert sandbox.acks(sent["campaignId"])[0]["statut"] == 3
+    assert sandbox.acks(sent["campaignId"])[0]["statut"] == "3"
     clock.advance(seconds=1)
     second = receiver.wait_for(2)[1]
     assert (second["status"], second["smsId"]) == (1, first[0]["smsId"])
-    assert sandbox.acks(sent["campaignId"])[0]["statut"] == 1
+    assert sandbox.acks(sent["campaignId"])[0]["statut"] == "1"
 
 
 def test_voice_campaigns_get_no_receipts(start_sandbox, receiver):
@@ -378,7 +384,7 @@ def test_the_callback_endpoint_sets_reads_and_removes_the_url_and_format(start_s
         {"url": "hooks.example/a"},
         {"url": "https://"},
         {"url": 5},
-        {"url": "https://hooks.example/a", "format": "xml"},
+        {"url": "https://hooks.example/a", "format": "yaml"},
         {"format": "json"},
     ],
 )
@@ -423,6 +429,21 @@ def test_a_simulated_reply_is_pushed_and_returned_once_by_get_pulls(start_sandbo
     pulls = sandbox.call("getPulls")["mos"]
     assert [(mo["id"], mo["message"]) for mo in pulls] == [(record["smsMoId"], "Oui, merci !")]
     assert sandbox.call("getPulls")["mos"] == []
+
+
+def test_a_reply_pushed_as_xml_is_one_mo_element_whose_text_survives_markup_and_line_ends(
+    start_sandbox, receiver
+):
+    sandbox = start_sandbox(outcomes={1: 1})
+    sandbox.set_callback(receiver.hook(), "xml")
+    sandbox.send()
+    message = "Oui <b> & ]]> à demain\r\nmerci"
+    assert sandbox.reply(phone_number="0612345678", message=message).status_code == 201
+    (pushed,) = [r for r in receiver.wait_for(2) if "smsMoId" in r]
+    (request,) = [r for r in receiver.requests if b"<mo>" in r["body"]]
+    assert request["body"].startswith(b"<?xml version='1.0' encoding='utf-8'?>")
+    assert ElementTree.fromstring(request["body"]).tag == "mo"
+    assert set(pushed) == REPLY_FIELDS and pushed["message"] == message
 
 
 def test_a_stop_reply_puts_the_number_on_the_stop_list_as_the_short_code_does(start_sandbox, receiver):
@@ -556,11 +577,11 @@ def test_a_100000_recipient_campaign_gets_its_receipts_without_a_thread_per_sms(
         campaign, _ = state.launch("alice", plan_sms(feed, clock()))
         threads_before = threading.active_count()
         clock.advance(seconds=1)
-        acks = wait_for(lambda: state.campaign_acks("alice", campaign.id)
-                          if state.sms_ack("alice", campaign.sms_id(99999)) else None)
+        acks, _ = wait_for(lambda: state.campaign_acks("alice", campaign.id)
+                             if state.sms_ack("alice", campaign.sms_id(99999)) else None)
         assert len(acks) == 100000
         assert threading.active_count() <= threads_before + 1
-        assert {ack["statut"] for ack in acks} == {1, 2, 4, 5}
+        assert {ack["statut"] for ack in acks} == {"1", "2", "4", "5"}
 
 
 def test_pushes_log_no_number_message_key_or_callback_token(start_sandbox, receiver, caplog):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -296,7 +297,8 @@ def test_opt_outs_are_listed_newest_first_with_stable_ids(wired, sandbox):
     sandbox.state.add_blacklist("demo", "33622222222", "manual unsubscribe", "2026-12-02 10:00:00")
     first = wired.get("/v1/triggers/opt_out_received/events").json()
     assert [e["data"]["phone_number"] for e in first] == ["+33622222222", "+33611111111"]
-    assert first[1]["data"] == {"phone_number": "+33611111111", "reason": "stop", "received_at": "2026-12-01T08:00:00Z"}
+    assert first[1]["data"] == {"phone_number": "+33611111111", "reason": "stop", "received_at": "2026-12-01T08:00:00Z",
+                                "unreadable_fields": []}
     assert [e["id"] for e in wired.get("/v1/triggers/opt_out_received/events").json()] == [e["id"] for e in first]
 
 
@@ -412,3 +414,123 @@ def test_unsubscribing_while_a_delivery_is_out_neither_fails_nor_stalls_the_work
     requests.post(url, data=receipt("s-3"), timeout=10).raise_for_status()
     wait_for(lambda: len(subscriber.deliveries("/fast")) == 3, what="the next event after that")
     assert [r.getMessage() for r in caplog.records if r.name == "connector.delivery" and r.levelname == "ERROR"] == []
+
+
+def stored(api: Api, event_id: str) -> dict:
+    """The event as the connector keeps it, raw record included."""
+    services = api.app.extensions["connector"]
+    account_id, _ = services.accounts.by_token(inbound(api).rsplit("/", 1)[1])
+    return services.store.event(account_id, event_id)
+
+
+def delivered_events(subscriber, path="/hook", count=1) -> list[dict]:
+    wait_for(lambda: len(subscriber.deliveries(path)) >= count, what=f"{count} deliveries at {path}")
+    return [json.loads(d["body"]) for d in subscriber.deliveries(path)]
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded; charset=ISO-8859-1",
+                                          "application/x-www-form-urlencoded"])
+def test_a_latin_1_form_callback_reaches_the_subscriber_with_its_accents(wired, subscriber, content_type):
+    subscribe(wired, subscriber.target(), trigger="reply_received")
+    reply = {"smsMoId": "mo-1", "phoneNumber": "33611111111", "message": "Très bien, à demain",
+             "receptionDate": "2026-12-01 09:41:09"}
+    body = "&".join(f"{k}={quote(v, encoding='latin-1')}" for k, v in reply.items())
+    answer = requests.post(inbound(wired), data=body.encode(), headers={"Content-Type": content_type}, timeout=10)
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1, answer.text
+    (event,) = delivered_events(subscriber)
+    assert event["data"]["message"] == "Très bien, à demain" and event["data"]["unreadable_fields"] == []
+
+
+def test_an_xml_batch_callback_is_stored_and_each_record_forwarded(wired, subscriber):
+    subscribe(wired, subscriber.target("/receipts"))
+    subscribe(wired, subscriber.target("/replies"), trigger="reply_received")
+    body = ('<?xml version="1.0" encoding="ISO-8859-1"?><acks>'
+            '<ack><smsId>s-1</smsId><phoneNumber>33611111111</phoneNumber><status>1</status>'
+            '<receptionDate>2026-12-01 09:30:03</receptionDate></ack>'
+            '<ack><smsId>s-2</smsId><phoneNumber>33622222222</phoneNumber><status>5</status></ack>'
+            '<mo><smsMoId>mo-1</smsMoId><phoneNumber>33611111111</phoneNumber>'
+            '<message><![CDATA[Oui, à demain]]></message></mo></acks>').encode("latin-1")
+    answer = requests.post(inbound(wired), data=body, headers={"Content-Type": "text/xml"}, timeout=10)
+    assert answer.status_code == 200 and answer.json() == {"accepted": 3, "duplicates": 0, "rejected": []}
+    receipts = delivered_events(subscriber, "/receipts", 2)
+    assert {e["data"]["sms_id"]: e["data"]["status"] for e in receipts} == {"s-1": "delivered",
+                                                                          "s-2": "unknown_number"}
+    (reply,) = delivered_events(subscriber, "/replies")
+    assert reply["data"]["message"] == "Oui, à demain"
+    assert len(wired.get("/v1/triggers/delivery_receipt/events").json()) == 2
+
+
+@pytest.mark.parametrize("body", [
+    b"<ack><smsId>s-1</smsId>",
+    b'<!DOCTYPE ack [<!ENTITY x SYSTEM "file:///etc/passwd">]><ack><smsId>&x;</smsId></ack>',
+])
+def test_malformed_or_entity_declaring_xml_gets_400_and_is_kept_for_inspection(wired, body):
+    answer = requests.post(inbound(wired), data=body, headers={"Content-Type": "application/xml"}, timeout=10)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "callback_rejected"
+    (rejected,) = wired.get("/v1/inbound/rejected").json()
+    assert rejected["reason"] in ("the body is not valid XML",
+                                  "the XML body declares a DTD or entities, which are not accepted")
+    assert wired.get("/v1/triggers/delivery_receipt/events").json() == []
+
+
+def test_a_callback_with_fields_that_cannot_be_read_is_stored_flagged_and_forwarded(wired, subscriber):
+    subscribe(wired, subscriber.target())
+    fields = {"smsId": "s-1", "phoneNumber": "33 6 xx", "code": "DELIVRD", "description": "Remis",
+              "receptionDate": "19/02/2014 11:40:35"}
+    answer = requests.post(inbound(wired), data=fields, timeout=10)
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1, answer.text
+    (event,) = delivered_events(subscriber)
+    assert event["data"]["unreadable_fields"] == ["code", "phoneNumber", "receptionDate"]
+    assert (event["data"]["phone_number"], event["data"]["status"], event["data"]["status_text"]) == (
+        "33 6 xx", "unknown", "Remis")
+    assert stored(wired, event["id"])["raw"] == {"phoneNumber": "33 6 xx", "code": "DELIVRD",
+                                                 "receptionDate": "19/02/2014 11:40:35"}
+    assert wired.get("/v1/inbound/rejected").json() == []
+
+
+def test_a_receipt_with_an_iso_date_then_the_documented_one_is_one_event_delivered_once(wired, subscriber):
+    subscribe(wired, subscriber.target())
+    iso = {**receipt(), "receptionDate": "2026-12-01T09:30:03.000"}
+    first = requests.post(inbound(wired), json=iso, timeout=10).json()
+    second = requests.get(inbound(wired), params=receipt(), timeout=10).json()
+    assert (first["accepted"], second["accepted"], second["duplicates"]) == (1, 0, 1)
+    (event,) = delivered_events(subscriber)
+    assert event["data"]["received_at"] == "2026-12-01T08:30:03Z" and event["data"]["unreadable_fields"] == []
+    assert len(wired.get("/v1/triggers/delivery_receipt/events").json()) == 1
+
+
+def test_the_sandbox_pushing_xml_brings_receipts_and_replies_to_subscribers(sandbox, serve, subscriber):
+    app = create_app(connector_settings(sandbox.url, ALLMYSMS_SANDBOX=True, **FAST))
+    worker = worker_for(app.config, app.extensions["connector"].store)
+    worker.poll_interval = 0.01
+    worker.start()
+    try:
+        api = serve(app)
+        sandbox.state.set_callback_url("demo", inbound(api), "xml")
+        subscribe(api, subscriber.target("/receipts"))
+        subscribe(api, subscriber.target("/replies"), trigger="reply_received")
+        sent = api.action("send_sms", {"message": "Hi", "recipients": ["0611111111", "0622222299"]}).json()
+        receipts = delivered_events(subscriber, "/receipts", 2)
+        assert {e["data"]["phone_number"]: e["data"]["status"] for e in receipts} == {
+            "+33611111111": "delivered", "+33622222299": "unknown_number"}
+        assert {e["data"]["sms_id"] for e in receipts} == {m["sms_id"] for m in sent["sms_ids"]}
+        answer = api.session.post(f"{api.url}/v1/sandbox/replies", json={"phone_number": "0611111111",
+                                                                        "message": "Oui <merci> & à demain"},
+                                  timeout=10)
+        assert answer.status_code == 201, answer.text
+        (reply,) = delivered_events(subscriber, "/replies")
+        assert reply["data"]["message"] == "Oui <merci> & à demain" and reply["data"]["unreadable_fields"] == []
+        assert api.get("/v1/inbound/rejected").json() == []
+    finally:
+        worker.stop()
+
+
+def test_opt_outs_of_one_number_in_one_second_each_get_their_own_id_at_every_poll(wired, sandbox):
+    for comment in ("stop", "Refused", "stop"):
+        sandbox.state.add_blacklist("demo", "33611111111", comment, "2026-12-01 09:00:00")
+    sandbox.state.add_blacklist("demo", "33622222222", "stop", "2026-12-01 09:00:00")
+    first = wired.get("/v1/triggers/opt_out_received/events").json()
+    assert sorted((e["data"]["phone_number"], e["data"]["reason"]) for e in first) == [
+        ("+33611111111", "Refused"), ("+33611111111", "stop"), ("+33611111111", "stop"), ("+33622222222", "stop")]
+    assert len({e["id"] for e in first}) == 4
+    assert [e["id"] for e in wired.get("/v1/triggers/opt_out_received/events").json()] == [e["id"] for e in first]

@@ -2,7 +2,7 @@
 
 - `GET|POST /sandbox/accounts/<login>/callback` plays the AllMySMS customer area, where a
   customer sets the one callback URL of their account. POST takes form fields or a JSON object:
-  `url` (required; null or "" removes it) and `format` ("form", "json" or "get"; omitted keeps
+  `url` (required; null or "" removes it) and `format` ("form", "json", "xml" or "get"; omitted keeps
   the current one). Both answer {"url": ..., "format": ...}.
 - `POST /sandbox/replies` plays a phone answering an SMS: `phone_number`, `message`, optional
   `sms_id` (else the latest SMS the account sent to that number). The reply is kept for

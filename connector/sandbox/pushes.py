@@ -1,8 +1,10 @@
 """Pushing receipts and replies to an account's callback URL, as AllMySMS calls its customers back.
 
 How the real service encodes a push is not documented, so each account picks one of `FORMATS`:
-"form" (POST application/x-www-form-urlencoded, the default), "json" (POST application/json) or
-"get" (GET with the fields added to the URL's query string). Any 2xx answer is a success;
+"form" (POST application/x-www-form-urlencoded, the default), "json" (POST application/json),
+"get" (GET with the fields added to the URL's query string) or "xml" (POST application/xml: one
+element per push, <ack> for a receipt and <mo> for a reply, holding one element per field; AllMySMS
+says its flows go "in XML or JSON"). Any 2xx answer is a success;
 anything else, a redirect included (never followed), or a network error is retried after each
 delay of the retry schedule, then dropped and counted in `failures`.
 
@@ -15,13 +17,14 @@ import logging
 import threading
 from collections import deque
 from dataclasses import dataclass
+from xml.etree import ElementTree
 
 import requests
 from requests.adapters import HTTPAdapter
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("form", "json", "get")
+FORMATS = ("form", "json", "get", "xml")
 DEFAULT_FORMAT = "form"
 DEFAULT_RETRY_DELAYS = (0.5, 1.0, 2.0)
 DEFAULT_TIMEOUT = 5.0
@@ -29,8 +32,13 @@ DEFAULT_WORKERS = 8
 USER_AGENT = "AllMySMS-sandbox"
 
 
-def request_arguments(callback_format, fields):
-    """The HTTP method and `requests` keyword arguments that carry `fields` in this format."""
+# The root element of an XML push, by kind: the names getAcks and getPulls give their records.
+XML_ROOTS = {"receipt": "ack", "reply": "mo"}
+
+
+def request_arguments(callback_format, fields, kind="receipt"):
+    """The HTTP method and `requests` keyword arguments that carry `fields` (a push of this kind) in
+    this format."""
     if callback_format == "form":
         return "POST", {"data": fields}
     if callback_format == "json":
@@ -38,7 +46,20 @@ def request_arguments(callback_format, fields):
     if callback_format == "get":
         # requests appends these to a query string the URL may already have (its token).
         return "GET", {"params": fields}
+    if callback_format == "xml":
+        headers = {"Content-Type": "application/xml; charset=utf-8"}
+        return "POST", {"data": xml_body(fields, XML_ROOTS[kind]), "headers": headers}
     raise ValueError(f"callback format must be one of {', '.join(FORMATS)}")
+
+
+def xml_body(fields, root_tag):
+    """`fields` as one XML element named `root_tag`, each field an element of its own, in UTF-8."""
+    root = ElementTree.Element(root_tag)
+    for name, value in fields.items():
+        ElementTree.SubElement(root, name).text = "" if value is None else str(value)
+    body = ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
+    # XML parsers turn a raw carriage return into a line feed; a character reference keeps it.
+    return body.replace(b"\r", b"&#13;")
 
 
 @dataclass
@@ -86,7 +107,7 @@ class Pusher:
 
     def push(self, url, callback_format, fields, kind):
         """Queue one push of `fields` (a receipt or a reply: `kind` only names it in logs)."""
-        request_arguments(callback_format, fields)  # refuse an unknown format here, not later
+        request_arguments(callback_format, fields, kind)  # refuse an unknown format here, not later
         self._enqueue(_Push(url, callback_format, fields, kind))
 
     def stop(self):
@@ -119,7 +140,7 @@ class Pusher:
             self._send(push)
 
     def _send(self, push):
-        method, arguments = request_arguments(push.callback_format, push.fields)
+        method, arguments = request_arguments(push.callback_format, push.fields, push.kind)
         try:
             response = self._session.request(
                 method, push.url, timeout=self._timeout, allow_redirects=False, **arguments

@@ -257,7 +257,7 @@ class SandboxState:
     def set_callback_url(self, login, url, callback_format=None):
         """Set (or with None or "" remove) the account's callback URL; return callback_settings.
 
-        `callback_format` is "form", "json" or "get"; None keeps the current one. Raises
+        `callback_format` is "form", "json", "xml" or "get"; None keeps the current one. Raises
         ValueError for a URL that is not absolute http(s) or an unknown format.
         """
         url = _callback_url(url)
@@ -271,7 +271,7 @@ class SandboxState:
             return self.callback_settings(login)
 
     def callback_settings(self, login):
-        """{"url": str or None, "format": "form" | "json" | "get"} of the account."""
+        """{"url": str or None, "format": "form" | "json" | "xml" | "get"} of the account."""
         with self.lock:
             account = self._account(login)
             return {"url": account.callback_url, "format": account.callback_format}

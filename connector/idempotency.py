@@ -4,13 +4,15 @@ Platforms retry steps (timeouts, autoreplay). With the same key (scoped to the A
 same action and body, the first call's answer is returned again without calling AllMySMS, also while
 the first call is still running (the second waits a moment, then gets 409). The same key with another
 request gets 422. Only answers after which something may have happened upstream are kept: a success,
-and "may have been sent" (timeouts after posting, partial sends). An answer that says nothing was sent
-(bad input, credentials, credit, throttling) lets the key go, so the retry after a fix runs afresh.
+and "may have been sent" (no answer after posting, an answer AllMySMS does not document, partial
+sends). An answer that says nothing was sent (bad input, credentials, credit, throttling) lets the key
+go, so the retry after a fix runs afresh.
 Keys are stored with the answers, so this holds across processes and restarts.
 
 A blank header is no key: platforms send an optional field left empty that way. With no key, a call
 from Logic Apps / Power Automate still gets one, derived from the run and action names that platform
-sends with each call, so that its retry policy cannot send twice (see ``run_names``).
+sends with each call (its workflow, run and action), so that its retry policy cannot send twice and
+another workflow's run is never answered with this one's send (see ``run_names``).
 """
 
 from __future__ import annotations
@@ -52,18 +54,26 @@ def read_key(raw: str | None) -> str | None:
 # request-history samples show: the run's id and the action's name. A retry of the action by its retry
 # policy is the same action in the same run; another run, or a resubmitted one, has another id.
 RUN_HEADERS = ("x-ms-workflow-run-id", "x-ms-workflow-operation-name")
+# Sent beside them (the same samples): where the run belongs. A run is named within its workflow
+# (…/workflows/{name}/runs/{run id}) and nothing says another workflow's runs get other ids: these name the
+# workflow and its Azure subscription, so that one workflow's run is never taken for another's and its
+# send answered with theirs. Each counts when sent; without them a key still holds within a workflow.
+WORKFLOW_HEADERS = ("x-ms-workflow-subscription-id", "x-ms-workflow-resourcegroup-name",
+                    "x-ms-workflow-system-id", "x-ms-workflow-id", "x-ms-workflow-name")
 
 
 def run_names(headers) -> tuple[str, ...] | None:
-    """The platform's run and action names sent with a call; None when either is missing."""
-    names = tuple(headers.get(name, "").strip() for name in RUN_HEADERS)
-    return names if all(names) else None
+    """The platform's names for the workflow, run and action of a call, as `header=value`; None when the run
+    or the action is missing."""
+    if not all(headers.get(name, "").strip() for name in RUN_HEADERS):
+        return None
+    return tuple(f"{name}={headers.get(name, '').strip()}" for name in (*WORKFLOW_HEADERS, *RUN_HEADERS))
 
 
 def derived_key(names: tuple[str, ...], request_hash: str) -> str:
-    """A key for a call that brought none, from the run and action names. The request is part of it: one
-    action run many times in a run ("For each") sends other bodies, and each must go out, not be refused
-    as a reused key."""
+    """A key for a call that brought none, from the workflow, run and action names. The request is part of
+    it: one action run many times in a run ("For each") sends other bodies, and each must go out, not be
+    refused as a reused key."""
     digest = hashlib.sha256("\n".join([*names, request_hash]).encode()).hexdigest()
     return f"logicapps-{digest}"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -350,45 +351,78 @@ def test_the_n8n_package_compiles_against_n8n_workflow_types_and_lists_what_it_b
 
 N8N_KEYS = """
 // n8n's side of a declarative request, played here: the preSend hook of each operation, called as n8n's
-// routing calls it, for one item of one run of the node in one execution.
+// routing calls it, for one item of one run of the node in one execution. `store` plays the execution's
+// context data: n8n keeps one per execution, and Retry On Fail runs the node again with the same one.
 const { AllMySms } = require('./dist/nodes/AllMySms/AllMySms.node.js');
 const operations = new AllMySms().description.properties.filter((p) => p.name === 'operation')
   .flatMap((p) => p.options);
-const keyFor = async (operation, execution, run, item) => {
+const execution = (over = {}) => ({ instance: 'a'.repeat(64), workflow: 'Wf7kLq2ZpR9xYb3N', id: '1041', run: 0,
+  item: 0, store: {}, ...over });
+const keyFor = async (operation, e) => {
   const context = {
-    getExecutionId: () => execution,
-    getNode: () => ({ id: '6f1c2b9e-node', name: 'AllMySMS' }),
-    getItemIndex: () => item,
-    getWorkflowDataProxy: () => ({ $thisRunIndex: run }),
+    getExecutionId: () => e.id,
+    getWorkflow: () => ({ id: e.workflow, name: 'SMS on new order', active: true }),
+    getNode: () => ({ id: '6f1c2b9e-0d4a-4c1e-9a57-2b8f0c3d1e6a', name: 'AllMySMS' }),
+    getItemIndex: () => e.item,
+    getWorkflowDataProxy: () => ({ $thisRunIndex: e.run }),
+    getContext: (type) => {
+      if (type !== 'node') throw new Error(`unexpected context ${type}`);
+      e.store.node = e.store.node || {};
+      return e.store.node;
+    },
   };
+  if (e.instance !== undefined) context.getInstanceId = () => e.instance;  // n8n 1.0 to 1.13 have none
   let options = { headers: { Accept: 'application/json' } };
   for (const hook of operation.routing.send.preSend) options = await hook.call(context, options);
-  return options.headers['Idempotency-Key'];
+  return options.headers['Idempotency-Key'] || null;
 };
 (async () => {
   const keys = {};
   for (const operation of operations) {
-    keys[operation.value] = [await keyFor(operation, '1041', 0, 0), await keyFor(operation, '1041', 0, 0),
-      await keyFor(operation, '1042', 0, 0), await keyFor(operation, '1041', 1, 0),
-      await keyFor(operation, '1041', 0, 1), await keyFor(operation, '', 0, 0) || null];
+    const first = execution();
+    const old = execution({ instance: undefined });
+    keys[operation.value] = {
+      first: await keyFor(operation, first),
+      retried: await keyFor(operation, { ...first }),  // Retry On Fail: the same execution and context
+      otherInstance: await keyFor(operation, execution({ instance: 'b'.repeat(64) })),
+      otherWorkflow: await keyFor(operation, execution({ workflow: 'Hq4TmW8cVn1sJd6E' })),
+      // Another instance with the same encryption key (so the same instance id), the same workflow
+      // imported, its execution counter at the same number: only the execution's own context differs.
+      sameIdsElsewhere: await keyFor(operation, execution()),
+      nextExecution: await keyFor(operation, execution({ id: '1042' })),
+      nextRun: await keyFor(operation, { ...first, run: 1 }),
+      nextItem: await keyFor(operation, { ...first, item: 1 }),
+      withoutExecution: await keyFor(operation, execution({ id: '' })),
+      oldN8n: await keyFor(operation, old),
+      oldN8nRetried: await keyFor(operation, { ...old }),
+      oldN8nElsewhere: await keyFor(operation, execution({ instance: undefined })),
+    };
   }
   console.log(JSON.stringify(keys));
 })().catch((error) => { console.error(error); process.exit(1); });
 """
 
 
-def test_the_n8n_action_sends_a_key_kept_by_retry_on_fail_and_new_for_each_execution_run_and_item(n8n_package,
-                                                                                                    manifest):
+def test_the_n8n_key_names_instance_workflow_and_execution_and_is_kept_by_retry_on_fail(n8n_package, manifest):
+    """Two n8n instances running the same imported workflow count executions from 1 each: their keys must
+    differ (instance id, workflow id, and a random part per execution), or the second would be answered
+    with the first one's campaign and send nothing."""
     script = n8n_package / "keys.js"
     script.write_text(N8N_KEYS, encoding="utf-8")
     ran = subprocess.run(["node", str(script)], cwd=n8n_package, capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0, ran.stderr[-3000:]
     keys = json.loads(ran.stdout)
     assert sorted(keys) == sorted(a.key for a in manifest.actions)
-    for first, retried, next_execution, next_run, next_item, without_execution in keys.values():
-        assert first == retried == "n8n:1041:6f1c2b9e-node:0:0"
-        assert len({first, next_execution, next_run, next_item}) == 4
-        assert without_execution is None
+    node = "6f1c2b9e-0d4a-4c1e-9a57-2b8f0c3d1e6a"
+    for k in keys.values():
+        assert re.fullmatch(rf"n8n:{'a' * 64}:Wf7kLq2ZpR9xYb3N:1041:{node}:0:0:[0-9a-f]{{16}}", k["first"]), k["first"]
+        assert k["retried"] == k["first"] and k["oldN8nRetried"] == k["oldN8n"]
+        different = [k[name] for name in ("first", "otherInstance", "otherWorkflow", "sameIdsElsewhere",
+                                          "nextExecution", "nextRun", "nextItem", "oldN8n", "oldN8nElsewhere")]
+        assert len(set(different)) == len(different), different
+        assert re.fullmatch(rf"n8n::Wf7kLq2ZpR9xYb3N:1041:{node}:0:0:[0-9a-f]{{16}}", k["oldN8n"]), k["oldN8n"]
+        assert k["withoutExecution"] is None
+        assert all(re.fullmatch(r"[\x21-\x7e]{1,255}", key) for key in different)
 
 
 N8N_HOOKS = """

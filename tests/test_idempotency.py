@@ -204,3 +204,48 @@ def test_a_key_held_by_a_live_process_is_still_in_progress():
     from connector import processes
     assert not processes.gone(processes.identity())
     assert not processes.gone("another-host:1:1")
+
+
+# As Logic Apps sends them beside the run and action names (Microsoft's request-history samples).
+WORKFLOW = {"x-ms-workflow-subscription-id": "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345",
+            "x-ms-workflow-resourcegroup-name": "sms-flows",
+            "x-ms-workflow-system-id":
+                "/locations/westeurope/scaleunits/prod-17/workflows/80244732be3648f59d2084fd979cdd56",
+            "x-ms-workflow-id": "80244732be3648f59d2084fd979cdd56",
+            "x-ms-workflow-name": "sms-on-new-order"}
+SENT = Scripted(body={"status": 100} | SUCCESS_FIELDS)
+
+
+def from_a_workflow(api: Api, workflow: dict, run: str = "08586-run-1", step: str = "Send_SMS"):
+    return api.action("send_sms", SEND, headers={**workflow, "x-ms-workflow-run-id": run,
+                                                 "x-ms-workflow-operation-name": step})
+
+
+def test_a_retry_in_a_run_that_names_its_workflow_sends_once(scripted, through):
+    scripted.script(ACCOUNT_OK, SENT)
+    api = through()
+    first, retried = from_a_workflow(api, WORKFLOW), from_a_workflow(api, WORKFLOW)
+    assert first.status_code == retried.status_code == 200
+    assert retried.headers["Idempotent-Replayed"] == "true" and retried.json() == first.json()
+    assert sends(scripted) == 1
+
+
+@pytest.mark.parametrize("header", sorted(WORKFLOW))
+def test_the_same_run_and_action_names_from_another_workflow_or_subscription_send_again(scripted, through, header):
+    """Run ids are only said to be unique within a workflow: another workflow (or the same name in another
+    subscription) with the same run id and action name must not get the first one's answer and send nothing."""
+    scripted.script(ACCOUNT_OK, SENT, SENT)
+    api = through()
+    first = from_a_workflow(api, WORKFLOW)
+    other = from_a_workflow(api, {**WORKFLOW, header: WORKFLOW[header] + "0"})
+    assert first.status_code == other.status_code == 200
+    assert "Idempotent-Replayed" not in other.headers
+    assert sends(scripted) == 2
+
+
+def test_a_run_whose_workflow_headers_are_absent_still_gets_a_key_from_its_run_and_action(scripted, through):
+    scripted.script(ACCOUNT_OK, SENT)
+    api = through()
+    first, retried = from_a_workflow(api, {}), from_a_workflow(api, {})
+    assert retried.headers["Idempotent-Replayed"] == "true" and retried.json() == first.json()
+    assert sends(scripted) == 1

@@ -19,7 +19,11 @@ from .testkit import NODE_HELPERS, action_examples, firing_input
 KEY_SOURCE = KeySource(
     platform="elastic.io",
     key="`elasticio-` + SHA-256 of the flow id, the step id (`ELASTICIO_FLOW_ID`, `ELASTICIO_STEP_ID`) and the "
-        "incoming message's `msg.id`",
+        "incoming message's `msg.id`. A new message gets a random UUID as its id (elasticio-node "
+        "`newMessageWithBody`; this component's own triggers too), which differs across flows, tenants and "
+        "installations by itself; the flow and step ids tell apart two steps given the same message. A "
+        "component upstream that sets repeating `id`s of its own would repeat keys: sailor-nodejs passes the "
+        "`id` a step emitted on unchanged",
     retries="yes: a rebound republishes the message's content unchanged, `id` included (sailor-nodejs "
             "`lib/amqp.js` `sendRebound`); each new message has a new `id` (elasticio-node `newMessageWithBody`)",
     fallback="a message without an `id`: no key")

@@ -94,10 +94,10 @@ def output_fields(schema: dict, prefix: str = "", label_prefix: str = "") -> lis
         if types == {"object"} or ("properties" in prop and not types - {"object"}):
             found += output_fields(prop, f"{prefix}{key}__", f"{label_prefix}{label}: ")
             continue
-        if "array" in types:
+        if "array" in types and _types(prop.get("items", {})) & {"object", "array"}:
             continue  # a list of records: platforms show it whole, not as fields
-        kind, _ = _kind(prop)
-        found.append(Field(key=f"{prefix}{key}", label=f"{label_prefix}{label}", type=kind))
+        kind, is_list = _kind(prop)
+        found.append(Field(key=f"{prefix}{key}", label=f"{label_prefix}{label}", type=kind, list=is_list))
     return found
 
 

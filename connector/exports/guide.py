@@ -13,7 +13,8 @@ from .retries import KeySource, table
 _ZOHO_KEY = KeySource(
     platform="Zoho Flow",
     key=f"what the custom function puts in the `{idempotency.HEADER}` header of its `invokeUrl`: map the trigger "
-        "item's unique key",
+        "item's unique key followed by a fixed word for this flow, as keys are shared by every flow on the same "
+        "AllMySMS login",
     retries="yes: Auto rerun resumes the execution from the failed action (Zoho Flow help, \"Rerun failed "
             "executions\"); a manual re-run runs the same trigger data again, so it gets the first answer too",
     fallback="no header: no key, every run sends")
@@ -106,7 +107,8 @@ def guide(manifest: Manifest, base_url: str) -> str:
         lines += [f"- **{action.label}** — `POST {base_url}{action.path}` — {described}. {action.description}"]
     lines += [
         "",
-        f"Give each call the header `{idempotency.HEADER}` with the trigger item's unique key: when Zoho Flow "
+        f"Give each call the header `{idempotency.HEADER}` with the trigger item's unique key followed by a fixed "
+        "word for this flow (keys are shared by every flow on the same AllMySMS login): when Zoho Flow "
         "reruns the action, the connector answers what it answered the first time instead of sending again "
         "(see *Retries without a second send* below).",
         "",

@@ -17,10 +17,12 @@ KEY_SOURCE = KeySource(
     platform="Make",
     key=f"none of Make's own: a custom app's IML variables name no execution id (Make developer docs, "
         f"\"Available IML variables\"); the value of the optional **{KEY_FIELD.label}** parameter, as given",
-    retries="yes if it maps the bundle's own data (such as the trigger item's ID): an incomplete execution is "
-            "retried from the failed module with the bundles stored for it (Make help, \"Incomplete executions\"). "
-            "Mapping the system variable Execution ID is not enough: one run passes many bundles, and whether a "
-            "retry keeps it is not documented",
+    retries="yes if it maps the bundle's own data (such as the trigger item's ID) together with the system "
+            "variable Scenario URL, which names the Make zone and the scenario (Make help, \"Variables\"): two "
+            "scenarios on the same AllMySMS login can see the same item, and scenario IDs alone may repeat "
+            "across zones. An incomplete execution is retried from the failed module with the bundles stored "
+            "for it (Make help, \"Incomplete executions\"). Mapping the system variable Execution ID is not "
+            "enough: one run passes many bundles, and whether a retry keeps it is not documented",
     fallback="parameter left empty: no key, every run sends")
 
 _TYPES = {"string": "text", "text": "text", "integer": "uinteger", "number": "number", "boolean": "boolean",
@@ -138,7 +140,7 @@ def _interface(schema: dict) -> list[dict]:
         if "properties" in prop:
             interface.append({"name": key, "label": label, "type": "collection", "spec": _interface(prop)})
             continue
-        kinds = {f.type for f in output_fields({"properties": {key: prop}})}
+        kinds = {f.type for f in output_fields({"properties": {key: prop}}) if not f.list}
         kind = _TYPES.get(next(iter(kinds), "string"), "text") if kinds else "array"
         interface.append({"name": key, "label": label, "type": kind})
     return interface

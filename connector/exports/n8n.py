@@ -21,11 +21,17 @@ _KEY_HOOK = "__idempotencyKey__"
 
 KEY_SOURCE = KeySource(
     platform="n8n",
-    key="`n8n:<execution id>:<node id>:<run index>:<item index>` (`getExecutionId()`, `getNode().id`, "
-        "`$thisRunIndex`, `getItemIndex()`)",
+    key="`n8n:<instance id>:<workflow id>:<execution id>:<node id>:<run index>:<item index>:<random>` "
+        "(`getInstanceId()`, `getWorkflow().id`, `getExecutionId()`, `getNode().id`, `$thisRunIndex`, "
+        "`getItemIndex()`; 64 random bits kept in `getContext('node')` for the execution). Execution ids start "
+        "at 1 on every instance and an imported workflow keeps its ids (n8n `import.service.ts`); the instance "
+        "id is a hash of the encryption key (n8n `instance-settings.ts`), which instances may share: the random "
+        "part still tells those apart. `getInstanceId()` is in n8n-workflow 1.14's types, not in 1.8's: on an "
+        "older n8n that part is empty",
     retries="yes for the node's **Retry On Fail**: n8n runs the node again with the same run index in the same "
-            "execution (n8n `workflow-execute.ts`); no for **Retry** of a failed execution, which starts a new "
-            "execution with a new id (n8n `execution.service.ts`, `retryOf`)",
+            "execution, whose context keeps the random part (n8n `workflow-execute.ts`, `NodeHelpers.getContext`); "
+            "no for **Retry** of a failed execution, which starts a new execution with a new id (n8n "
+            "`execution.service.ts`, `retryOf`)",
     fallback="no execution id: no key")
 
 
@@ -167,6 +173,7 @@ def _action_node(manifest: Manifest) -> str:
 // itself from the routing below; the service validates and answers errors with a message to show.
 import {{
   NodeConnectionTypes,
+  type IContextObject,
   type IExecuteSingleFunctions,
   type IHttpRequestOptions,
   type INodeType,
@@ -174,7 +181,26 @@ import {{
 }} from 'n8n-workflow';
 
 // n8n's own ids for this item of this run of the node: the same when Retry On Fail runs the node again,
-// new in another execution. Each part is URI-encoded so that the key stays visible ASCII.
+// new in another execution. An execution id counts from 1 on every n8n instance and an imported workflow
+// keeps its ids, so the key names the instance and the workflow too; the instance id comes from the
+// encryption key, which instances may share, so a random part kept in the node's context for this
+// execution tells them apart as well (Retry On Fail keeps that context). Each part is URI-encoded so that
+// the key stays visible ASCII.
+const NONCE = 'allMySmsIdempotencyNonce';
+
+function executionNonce(context: IExecuteSingleFunctions): string {{
+  let data: IContextObject;
+  try {{
+    data = context.getContext('node');
+  }} catch (error) {{
+    return '';  // no execution context to keep it in: the ids alone
+  }}
+  if (typeof data[NONCE] !== 'string') {{
+    data[NONCE] = [0, 1].map(() => Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, '0')).join('');
+  }}
+  return data[NONCE] as string;
+}}
+
 async function idempotencyKey(
   this: IExecuteSingleFunctions,
   requestOptions: IHttpRequestOptions,
@@ -183,7 +209,11 @@ async function idempotencyKey(
   if (!execution) return requestOptions;
   const item = this.getItemIndex();
   const run = this.getWorkflowDataProxy(item).$thisRunIndex;
-  const parts = ['n8n', execution, this.getNode().id, run, item].map((part) => encodeURIComponent(String(part)));
+  // getInstanceId() is in n8n-workflow 1.14, not 1.8: on an older n8n the random part tells instances apart.
+  const instance = typeof this.getInstanceId === 'function' ? this.getInstanceId() : '';
+  const workflow = this.getWorkflow().id ?? '';
+  const parts = ['n8n', instance, workflow, execution, this.getNode().id, run, item, executionNonce(this)]
+    .map((part) => encodeURIComponent(String(part)));
   requestOptions.headers = {{ ...requestOptions.headers, 'Idempotency-Key': parts.join(':') }};
   return requestOptions;
 }}

@@ -244,7 +244,8 @@ _IDEMPOTENCY_KEY = {
                    "Idempotent-Replayed: true) instead of sending again; while the first call runs, 409. The "
                    "same key for another request: 422. Scoped to the AllMySMS login. Empty counts as absent. "
                    f"Absent, a call that carries the Logic Apps headers {' and '.join(idempotency.RUN_HEADERS)} "
-                   "gets a key derived from them and from the request.",
+                   "gets a key derived from them, from those of its workflow that come with them "
+                   f"({', '.join(idempotency.WORKFLOW_HEADERS)}) and from the request.",
     "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
 }
 

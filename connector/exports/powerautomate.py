@@ -20,13 +20,19 @@ from .retries import KEY_FIELD, KeySource, key_field
 KEY_SOURCE = KeySource(
     platform="Power Automate / Logic Apps",
     key="derived by the service when the call brings none: `logicapps-` + SHA-256 of the headers "
-        + " and ".join(f"`{h}`" for h in idempotency.RUN_HEADERS)
-        + " and of the request; or the optional **" + KEY_FIELD.label + "** parameter, as given",
+        + ", ".join(f"`{h}`" for h in idempotency.RUN_HEADERS)
+        + ", those of " + ", ".join(f"`{h}`" for h in idempotency.WORKFLOW_HEADERS)
+        + " that are sent, and the request. A run id is named only within its workflow "
+        "(`…/workflows/{name}/runs/{run id}` in the Logic Apps management API): the workflow and subscription "
+        "keep another workflow's run from getting this one's answer. Or the optional **" + KEY_FIELD.label
+        + "** parameter, as given",
     retries="yes: a retry by the action's retry policy is the same action of the same run. Microsoft's Logic "
-            "Apps request-history samples show both headers on a workflow's HTTP calls; that the custom connector "
-            "runtime forwards them too is not documented",
-    fallback="headers absent and parameter empty: no key. A resubmitted run has a new run id and sends again; "
-             "the same body twice in one run from one action (a loop) is sent once")
+            "Apps request-history samples (azure-rest-api-specs, `WorkflowRunActionRepetitionsRequestHistories_List`) "
+            "show all these headers on a workflow's HTTP calls; that the custom connector runtime forwards them "
+            "too is not documented",
+    fallback="run or action header absent and parameter empty: no key; a workflow header absent: the key holds "
+             "within the workflow only. A resubmitted run has a new run id and sends again; the same body twice "
+             "in one run from one action (a loop) is sent once")
 
 
 def files(manifest: Manifest, base_url: str) -> dict[str, str]:
@@ -137,7 +143,7 @@ def _key_parameter(schema: dict) -> dict:
     field = key_field(schema)
     return {"name": idempotency.HEADER, "in": "header", "required": False, "type": "string",
             "x-ms-summary": field.label, "x-ms-visibility": "advanced",
-            "description": f"{field.help} Without it the connector derives one from the flow's run and action."}
+            "description": f"{field.help} Without it the connector derives one from the flow, its run and the action."}
 
 
 def _operation_id(key: str) -> str:

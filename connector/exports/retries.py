@@ -22,9 +22,11 @@ class KeySource:
 # One wording on every platform that shows the field.
 KEY_FIELD = Field(
     key="idempotency_key", label="Idempotency key", type="string",
-    help="Optional. A value that names this item, such as the ID from the trigger step (up to 255 visible "
-         "characters, no spaces). A retry of this step with the same value and the same fields within 24 hours "
-         "gets the first answer instead of sending again. Leave it empty to send on every run.")
+    help="Optional. A value that names this item in this workflow only, such as the ID from the trigger step "
+         "followed by a word for this workflow (up to 255 visible characters, no spaces). A retry of this step "
+         "with the same value and the same fields within 24 hours gets the first answer instead of sending "
+         "again, and so would another workflow given the same value: never share one. Leave it empty to send "
+         "on every run.")
 
 
 def key_field(schema: dict) -> Field:

@@ -21,7 +21,9 @@ KEY_SOURCE = KeySource(
     key="none of Zapier's own: `bundle.meta` carries no run or step id (zapier-platform-core 19 types); "
         f"the value of the optional **{KEY_FIELD.label}** field, as given",
     retries="yes if the field maps trigger data (such as the trigger item's ID): a replay re-runs only the "
-            "failed steps of the same run (Zapier help, \"Replay Zap runs\")",
+            "failed steps of the same run (Zapier help, \"Replay Zap runs\"). Keys are shared by every Zap on the "
+            "same AllMySMS login, and two Zaps can see the same trigger item: follow the ID with a fixed word "
+            "for the Zap (such as `-reminders`), or a copied Zap would be answered with the first one's send",
     fallback="field left empty: no key, every run sends")
 
 CORE_VERSION = "19.1.0"
@@ -73,7 +75,8 @@ def _field(f: Field) -> dict:
 
 
 def _outputs(schema: dict) -> list[dict]:
-    return [{"key": f.key, "label": f.label, "type": _TYPES[f.type]} for f in output_fields(schema)]
+    return [{"key": f.key, "label": f.label, "type": _TYPES[f.type], **({"list": True} if f.list else {})}
+            for f in output_fields(schema)]
 
 
 def _js(value) -> str:
@@ -259,6 +262,10 @@ Zapier gives an app no run or step id, so each action has an optional **{KEY_FIE
 as the `Idempotency-Key` header. Map something that names the item, such as the trigger item's ID: when
 Zapier replays the step (by hand or Autoreplay), the same value comes again and the connector answers
 what it answered the first time instead of sending again. Left empty, every run sends.
+
+Keys are shared by every Zap that uses the same AllMySMS login, and two Zaps (a copy, or another Zap on
+the same trigger) can see the same item: follow the ID with a fixed word for this Zap (such as
+`-reminders`), or the second Zap would get the first one's answer and send nothing.
 
 The tests need the connector running on its sandbox (`connector serve` with
 `CONNECTOR_ALLOWED_TARGETS=127.0.0.1`): they connect, run every action, subscribe a local receiver,

@@ -45,6 +45,12 @@ module.exports = {
     "type": "string"
   },
   {
+    "key": "campaign_ids",
+    "label": "Cancelled campaign IDs",
+    "type": "string",
+    "list": true
+  },
+  {
     "key": "status",
     "label": "Status",
     "type": "string"

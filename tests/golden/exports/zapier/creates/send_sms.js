@@ -23,7 +23,7 @@ const bodyFields = [
     "label": "Sender",
     "type": "string",
     "required": false,
-    "helpText": "The name shown as sender: 3 to 11 letters or digits, starting with a letter. Leave empty to send from the short code 36180 (recipients can then reply). For French recipients a custom sender is honoured on marketing messages only when the text says \"STOP au 36180\"."
+    "helpText": "The name shown as sender: up to 11 letters, digits or spaces, starting with a letter. Leave empty to send from the short code 36180 (recipients can then reply). For French recipients a custom sender is honoured on marketing messages only when the text says \"STOP au 36180\"."
   },
   {
     "key": "campaign_name",
@@ -132,6 +132,12 @@ module.exports = {
     "key": "campaign_id",
     "label": "Campaign ID",
     "type": "string"
+  },
+  {
+    "key": "campaign_ids",
+    "label": "Campaign IDs",
+    "type": "string",
+    "list": true
   },
   {
     "key": "status",

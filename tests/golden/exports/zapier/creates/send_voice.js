@@ -16,7 +16,7 @@ const bodyFields = [
     "label": "Audio file URL",
     "type": "string",
     "required": false,
-    "helpText": "A public http(s) link to an MP3 or WAV file, dropped on the recipients' voicemail. Give this or a text."
+    "helpText": "A public http(s) link to the audio file (MP3 or WAV), dropped on the recipients' voicemail. Give this or a text."
   },
   {
     "key": "text",
@@ -30,7 +30,7 @@ const bodyFields = [
     "label": "Caller number",
     "type": "string",
     "required": false,
-    "helpText": "The number shown to the recipients: a French landline of your account. Leave empty for AllMySMS's default."
+    "helpText": "The number shown to the recipients: a French landline (01 to 05, or 09) of your account; AllMySMS refuses mobile numbers here. Leave empty for AllMySMS's default."
   },
   {
     "key": "campaign_name",
@@ -90,8 +90,8 @@ module.exports = {
     }
   ],
   "invalid_numbers": [],
-  "credits_used": 30,
-  "credits_left": 99940,
+  "cost": 0.19,
+  "balance": 2.81,
   "scheduled_at": null,
   "scheduled_at_local": null
 },
@@ -117,14 +117,14 @@ module.exports = {
     "type": "integer"
   },
   {
-    "key": "credits_used",
-    "label": "Credits used",
-    "type": "integer"
+    "key": "cost",
+    "label": "Cost (euros)",
+    "type": "number"
   },
   {
-    "key": "credits_left",
-    "label": "Credits left",
-    "type": "integer"
+    "key": "balance",
+    "label": "Balance left (euros)",
+    "type": "number"
   },
   {
     "key": "scheduled_at",

@@ -36,7 +36,8 @@ module.exports = {
     "status_code": 1,
     "status_text": "Delivered",
     "received_at": "2026-12-01T08:30:03Z",
-    "client_reference": null
+    "client_reference": null,
+    "unreadable_fields": []
   }
 },
     outputFields: [
@@ -94,6 +95,12 @@ module.exports = {
     "key": "data__client_reference",
     "label": "Data: Client reference",
     "type": "string"
+  },
+  {
+    "key": "data__unreadable_fields",
+    "label": "Data: Unreadable fields",
+    "type": "string",
+    "list": true
   }
 ],
   },

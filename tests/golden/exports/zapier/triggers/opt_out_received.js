@@ -26,7 +26,8 @@ module.exports = {
   "data": {
     "phone_number": "+33611111111",
     "reason": "stop",
-    "received_at": "2026-12-01T08:45:00Z"
+    "received_at": "2026-12-01T08:45:00Z",
+    "unreadable_fields": []
   }
 },
     outputFields: [
@@ -59,6 +60,12 @@ module.exports = {
     "key": "data__received_at",
     "label": "Data: Opted out at (UTC)",
     "type": "string"
+  },
+  {
+    "key": "data__unreadable_fields",
+    "label": "Data: Unreadable fields",
+    "type": "string",
+    "list": true
   }
 ],
   },

@@ -34,7 +34,8 @@ module.exports = {
     "campaign_id": "5012874",
     "phone_number": "+33611111111",
     "message": "Yes, see you tomorrow",
-    "received_at": "2026-12-01T08:41:09Z"
+    "received_at": "2026-12-01T08:41:09Z",
+    "unreadable_fields": []
   }
 },
     outputFields: [
@@ -82,6 +83,12 @@ module.exports = {
     "key": "data__received_at",
     "label": "Data: Received at (UTC)",
     "type": "string"
+  },
+  {
+    "key": "data__unreadable_fields",
+    "label": "Data: Unreadable fields",
+    "type": "string",
+    "list": true
   }
 ],
   },

@@ -2,6 +2,7 @@
 // itself from the routing below; the service validates and answers errors with a message to show.
 import {
   NodeConnectionTypes,
+  type IContextObject,
   type IExecuteSingleFunctions,
   type IHttpRequestOptions,
   type INodeType,
@@ -9,7 +10,26 @@ import {
 } from 'n8n-workflow';
 
 // n8n's own ids for this item of this run of the node: the same when Retry On Fail runs the node again,
-// new in another execution. Each part is URI-encoded so that the key stays visible ASCII.
+// new in another execution. An execution id counts from 1 on every n8n instance and an imported workflow
+// keeps its ids, so the key names the instance and the workflow too; the instance id comes from the
+// encryption key, which instances may share, so a random part kept in the node's context for this
+// execution tells them apart as well (Retry On Fail keeps that context). Each part is URI-encoded so that
+// the key stays visible ASCII.
+const NONCE = 'allMySmsIdempotencyNonce';
+
+function executionNonce(context: IExecuteSingleFunctions): string {
+  let data: IContextObject;
+  try {
+    data = context.getContext('node');
+  } catch (error) {
+    return '';  // no execution context to keep it in: the ids alone
+  }
+  if (typeof data[NONCE] !== 'string') {
+    data[NONCE] = [0, 1].map(() => Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, '0')).join('');
+  }
+  return data[NONCE] as string;
+}
+
 async function idempotencyKey(
   this: IExecuteSingleFunctions,
   requestOptions: IHttpRequestOptions,
@@ -18,7 +38,11 @@ async function idempotencyKey(
   if (!execution) return requestOptions;
   const item = this.getItemIndex();
   const run = this.getWorkflowDataProxy(item).$thisRunIndex;
-  const parts = ['n8n', execution, this.getNode().id, run, item].map((part) => encodeURIComponent(String(part)));
+  // getInstanceId() is in n8n-workflow 1.14, not 1.8: on an older n8n the random part tells instances apart.
+  const instance = typeof this.getInstanceId === 'function' ? this.getInstanceId() : '';
+  const workflow = this.getWorkflow().id ?? '';
+  const parts = ['n8n', instance, workflow, execution, this.getNode().id, run, item, executionNonce(this)]
+    .map((part) => encodeURIComponent(String(part)));
   requestOptions.headers = { ...requestOptions.headers, 'Idempotency-Key': parts.join(':') };
   return requestOptions;
 }
@@ -326,7 +350,7 @@ export class AllMySms implements INodeType {
         "name": "sender",
         "type": "string",
         "default": "",
-        "description": "The name shown as sender: 3 to 11 letters or digits, starting with a letter. Leave empty to send from the short code 36180 (recipients can then reply). For French recipients a custom sender is honoured on marketing messages only when the text says \"STOP au 36180\".",
+        "description": "The name shown as sender: up to 11 letters, digits or spaces, starting with a letter. Leave empty to send from the short code 36180 (recipients can then reply). For French recipients a custom sender is honoured on marketing messages only when the text says \"STOP au 36180\".",
         "routing": {
           "send": {
             "type": "body",
@@ -496,7 +520,7 @@ export class AllMySms implements INodeType {
         "name": "sender",
         "type": "string",
         "default": "",
-        "description": "The name shown as sender: 3 to 11 letters or digits, starting with a letter. Leave empty to send from the short code 36180 (recipients can then reply). For French recipients a custom sender is honoured on marketing messages only when the text says \"STOP au 36180\".",
+        "description": "The name shown as sender: up to 11 letters, digits or spaces, starting with a letter. Leave empty to send from the short code 36180 (recipients can then reply). For French recipients a custom sender is honoured on marketing messages only when the text says \"STOP au 36180\".",
         "routing": {
           "send": {
             "type": "body",
@@ -666,7 +690,7 @@ export class AllMySms implements INodeType {
         "name": "sender",
         "type": "string",
         "default": "",
-        "description": "The name shown as sender: 3 to 11 letters or digits, starting with a letter. Leave empty to send from the short code 36180 (recipients can then reply). For French recipients a custom sender is honoured on marketing messages only when the text says \"STOP au 36180\".",
+        "description": "The name shown as sender: up to 11 letters, digits or spaces, starting with a letter. Leave empty to send from the short code 36180 (recipients can then reply). For French recipients a custom sender is honoured on marketing messages only when the text says \"STOP au 36180\".",
         "routing": {
           "send": {
             "type": "body",
@@ -791,7 +815,7 @@ export class AllMySms implements INodeType {
         "name": "audio_url",
         "type": "string",
         "default": "",
-        "description": "A public http(s) link to an MP3 or WAV file, dropped on the recipients' voicemail. Give this or a text.",
+        "description": "A public http(s) link to the audio file (MP3 or WAV), dropped on the recipients' voicemail. Give this or a text.",
         "routing": {
           "send": {
             "type": "body",
@@ -820,7 +844,7 @@ export class AllMySms implements INodeType {
         "name": "sender",
         "type": "string",
         "default": "",
-        "description": "The number shown to the recipients: a French landline of your account. Leave empty for AllMySMS's default.",
+        "description": "The number shown to the recipients: a French landline (01 to 05, or 09) of your account; AllMySMS refuses mobile numbers here. Leave empty for AllMySMS's default.",
         "routing": {
           "send": {
             "type": "body",

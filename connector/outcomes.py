@@ -56,11 +56,13 @@ METHODS = {m.name: m for m in (SEND_SMS, SIMULATE_CAMPAIGN, GET_INFO, DELETE_CAM
 
 @dataclass(frozen=True)
 class Answer:
-    """What the caller is told: the error raised, its stable code, its words and what to do."""
+    """What the caller is told: the error raised, its stable code, its words, the input field it blames
+    (as the SMS actions call it), what to do (the error's own disposition when None) and its HTTP status."""
 
     error: type[ConnectorError]
     code: str
     message: str
+    field: str | None = None
     disposition: str | None = None
     status: int | None = None
 
@@ -102,12 +104,13 @@ ENDINGS: dict[str, Ending] = {e.name: e for e in (
     _ending("too_large", "maybe",
             Answer(UpstreamFailed, "upstream_reply_too_large",
                    "AllMySMS answered with far more than a reply, so nothing tells whether the messages were sent. "
-                   + _CHECK, "check_before_retry"),
+                   + _CHECK, disposition="check_before_retry"),
             Answer(UpstreamFailed, "upstream_reply_too_large", "AllMySMS sent an answer far larger than expected.")),
     _ending("unreadable", "maybe",
             Answer(UpstreamFailed, "upstream_unreadable_reply",
                    "AllMySMS answered with something that is not a reply it documents (a page from a proxy, "
-                   "broken data), so nothing tells whether the messages were sent. " + _CHECK, "check_before_retry"),
+                   "broken data), so nothing tells whether the messages were sent. " + _CHECK,
+                   disposition="check_before_retry"),
             Answer(UpstreamUnavailable, "upstream_unreadable_reply",
                    "AllMySMS answered with something that is not a reply it documents. Asking again is harmless; "
                    "try again later.")),
@@ -116,7 +119,7 @@ ENDINGS: dict[str, Ending] = {e.name: e for e in (
             Answer(UpstreamFailed, "upstream_redirect",
                    "AllMySMS answered with a redirect, which it never does for this request (is the service's "
                    "ALLMYSMS_BASE_URL right?). Nothing tells whether the messages were sent. " + _CHECK,
-                   "check_before_retry"),
+                   disposition="check_before_retry"),
             Answer(UpstreamFailed, "upstream_redirect",
                    "AllMySMS answered with a redirect, which it never does for this request: the service's "
                    "ALLMYSMS_BASE_URL is probably wrong. Tell the people who run this service.")),
@@ -129,13 +132,13 @@ ENDINGS: dict[str, Ending] = {e.name: e for e in (
     _ending("client_error", "maybe",
             Answer(UpstreamFailed, "upstream_error",
                    "AllMySMS answered with an HTTP error it does not document, so nothing tells whether the "
-                   "messages were sent. " + _CHECK, "check_before_retry"),
+                   "messages were sent. " + _CHECK, disposition="check_before_retry"),
             Answer(UpstreamFailed, "upstream_error",
                    "AllMySMS refused the request with an HTTP error it does not document.")),
     _ending("server_error", "maybe",
             Answer(UpstreamFailed, "upstream_error",
                    "AllMySMS answered with a server error. The messages were probably not sent, but nothing "
-                   "proves it. " + _CHECK, "check_before_retry"),
+                   "proves it. " + _CHECK, disposition="check_before_retry"),
             Answer(UpstreamUnavailable, "upstream_error",
                    "AllMySMS answered with a server error. Asking again is harmless; try again later.")),
     # The body's status.
@@ -145,63 +148,55 @@ ENDINGS: dict[str, Ending] = {e.name: e for e in (
             # 116 is in no list: an undocumented status might mean anything, a send included.
             Answer(UpstreamFailed, "unknown_allmysms_status",
                    "AllMySMS answered with a status it does not document, so nothing tells whether the messages "
-                   "were sent. " + _CHECK, "check_before_retry"),
+                   "were sent. " + _CHECK, disposition="check_before_retry"),
             Answer(InvalidInput, "refused_by_allmysms", "AllMySMS refused the request.")),
     _ending("status_missing", "maybe",
             Answer(UpstreamFailed, "upstream_no_status",
                    "AllMySMS answered without a status, so nothing tells whether the messages were sent. " + _CHECK,
-                   "check_before_retry"),
+                   disposition="check_before_retry"),
             Answer(UpstreamFailed, "upstream_no_status",
                    "AllMySMS answered without the status this request always gets; try again later, and tell "
-                   "the people who run this service if it persists.", "retry_later")),
+                   "the people who run this service if it persists.", disposition="retry_later")),
     _ending("status_unreadable", "maybe",
             Answer(UpstreamFailed, "upstream_unreadable_status",
                    "AllMySMS answered with a status that is not a number, so nothing tells whether the messages "
-                   "were sent. " + _CHECK, "check_before_retry"),
+                   "were sent. " + _CHECK, disposition="check_before_retry"),
             Answer(UpstreamFailed, "upstream_unreadable_status",
                    "AllMySMS answered with a status this service cannot read; try again later, and tell the "
-                   "people who run this service if it persists.", "retry_later")),
+                   "people who run this service if it persists.", disposition="retry_later")),
 )}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    error: type[ConnectorError]
-    code: str
-    message: str
-    field: str | None = None
 
 
 # The refusals of the HTTP API 9.0, as documented: nothing was done. 113 (some numbers invalid, others
 # sent) is a success.
-STATUSES: dict[int, Outcome] = {
-    102: Outcome(AuthenticationFailed, "invalid_credentials",
+STATUSES: dict[int, Answer] = {
+    102: Answer(AuthenticationFailed, "invalid_credentials",
                  "AllMySMS does not recognise this login and API key. Copy them again from the AllMySMS "
                  "customer area (menu API) into the connection."),
-    103: Outcome(CreditExhausted, "no_credit",
+    103: Answer(CreditExhausted, "no_credit",
                  "The AllMySMS account has no credit left. Buy credits in the customer area, then try again."),
-    104: Outcome(CreditExhausted, "insufficient_credit",
+    104: Answer(CreditExhausted, "insufficient_credit",
                  "The AllMySMS account does not have enough credit for this send. Buy credits or send to fewer "
                  "recipients."),
-    105: Outcome(InvalidInput, "empty_feed", "AllMySMS received an empty send.", "recipients"),
-    106: Outcome(InvalidInput, "invalid_feed", "AllMySMS could not read the send.", None),
-    107: Outcome(InvalidInput, "invalid_feed", "AllMySMS found the list of recipients incomplete.", "recipients"),
+    105: Answer(InvalidInput, "empty_feed", "AllMySMS received an empty send.", "recipients"),
+    106: Answer(InvalidInput, "invalid_feed", "AllMySMS could not read the send.", None),
+    107: Answer(InvalidInput, "invalid_feed", "AllMySMS found the list of recipients incomplete.", "recipients"),
     # The CLIENT code of the feed, not the client reference (CLIMSGID): this service never writes CLIENT, so
     # the account or its AllMySMS settings expect one.
-    108: Outcome(InvalidInput, "invalid_client_code",
+    108: Answer(InvalidInput, "invalid_client_code",
                  "AllMySMS refused the send's client code: it must be the account's client code, in capitals. "
                  "This service does not send one, so check the account's API settings in the AllMySMS customer "
                  "area, or ask AllMySMS support.", None),
-    109: Outcome(InvalidInput, "invalid_feed", "AllMySMS found the send incomplete.", None),
-    110: Outcome(InvalidInput, "empty_message", "The message is empty.", "message"),
-    111: Outcome(InvalidInput, "message_too_long", "The message is longer than the 640 characters AllMySMS accepts.",
+    109: Answer(InvalidInput, "invalid_feed", "AllMySMS found the send incomplete.", None),
+    110: Answer(InvalidInput, "empty_message", "The message is empty.", "message"),
+    111: Answer(InvalidInput, "message_too_long", "The message is longer than the 640 characters AllMySMS accepts.",
                  "message"),
-    112: Outcome(InvalidInput, "invalid_feed", "AllMySMS found the send incomplete.", None),
-    114: Outcome(InvalidInput, "no_valid_number", "None of the phone numbers can receive an SMS.", "recipients"),
-    115: Outcome(InvalidInput, "invalid_date", "AllMySMS refused the date: give a time in the future.", "send_at"),
-    117: Outcome(InvalidInput, "link_too_long",
+    112: Answer(InvalidInput, "invalid_feed", "AllMySMS found the send incomplete.", None),
+    114: Answer(InvalidInput, "no_valid_number", "None of the phone numbers can receive an SMS.", "recipients"),
+    115: Answer(InvalidInput, "invalid_date", "AllMySMS refused the date: give a time in the future.", "send_at"),
+    117: Answer(InvalidInput, "link_too_long",
                  "A link in the message is longer than the 80 characters AllMySMS accepts; shorten it.", "message"),
-    118: Outcome(InvalidInput, "unknown_master_account", "AllMySMS does not know the master account of this login.",
+    118: Answer(InvalidInput, "unknown_master_account", "AllMySMS does not know the master account of this login.",
                  None),
 }
 

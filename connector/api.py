@@ -6,12 +6,14 @@ import base64
 import binascii
 import json
 import logging
+import re
 import secrets
 import time
 
 from flask import Blueprint, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
 
-from . import errors, feeds, idempotency, inbound, metrics, phones
+from . import errors, feeds, idempotency, inbound, messages, metrics, phones
 from .actions import Context
 from .errors import AuthenticationFailed, ConnectorError, FieldError, MalformedRequest, NotFound, Throttled
 from .manifest import Action, Manifest
@@ -19,6 +21,12 @@ from .upstream import Credentials
 from .validation import invalid_input
 
 log = logging.getLogger(__name__)
+
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+#: A body up to this size is read before the caller is verified; a larger one only for a caller AllMySMS
+#: accepted (remembered a few minutes), so that nobody makes the service parse megabytes with a wrong key.
+READ_BEFORE_VERIFYING = 64 * 1024
 
 
 def blueprint(manifest: Manifest, handlers: dict) -> Blueprint:
@@ -35,7 +43,7 @@ def blueprint(manifest: Manifest, handlers: dict) -> Blueprint:
         account = feeds.account_result(ctx.credentials.login, ctx.upstream.account(ctx.credentials),
                                        ctx.credits_per_sms_fr)
         account["label"] = manifest.auth["connection_label"].format(**account)
-        known = current_app.extensions["connector"].accounts.verified(ctx.credentials)
+        known = _verified(ctx.credentials)
         account["inbound_url"] = inbound_url(known.token)
         return jsonify(account)
 
@@ -43,22 +51,28 @@ def blueprint(manifest: Manifest, handlers: dict) -> Blueprint:
     def manifest_view():
         return jsonify(described)
 
-    openapi_documents: dict[str, dict] = {}
+    built: list[dict] = []  # one document: requests differ only in the address of the server
 
     @bp.get("/openapi.json")
     def openapi_view():
         base = (current_app.config["CONNECTOR_PUBLIC_URL"] or request.host_url).rstrip("/")
-        if base not in openapi_documents:
+        if not built:
             from .exports import openapi
-            openapi_documents[base] = openapi.document(manifest, base)
-        return jsonify(openapi_documents[base])
+            built[:] = [openapi.document(manifest, "/")]
+        return jsonify({**built[0], "servers": [{"url": base}]})
+
+    @bp.after_app_request
+    def _settle(response):
+        _count_refusal(response)
+        _drain_unread_body()
+        return response
 
     @bp.post("/v1/sandbox/replies")
     def sandbox_reply():
         if not current_app.config["ALLMYSMS_SANDBOX"]:
             raise NotFound("Replies can be simulated only when the service runs on the built-in sandbox.")
         ctx = _context()
-        return jsonify(simulate_reply(ctx, _json_body())), 201
+        return jsonify(simulate_reply(ctx, json_body())), 201
 
     return bp
 
@@ -92,7 +106,9 @@ def perform(manifest: Manifest, action: Action, handle, ctx: Context, payload: d
     started = time.perf_counter()
     result = handle(ctx, handed.pop())
     # AllMySMS just accepted these credentials: receipts for this send can find the account.
-    current_app.extensions["connector"].accounts.remember(ctx.credentials.login)
+    services = current_app.extensions["connector"]
+    services.accounts.remember(ctx.credentials.login)
+    services.refusals.accepted(ctx.credentials.login, ctx.credentials.api_key)
     log.info("action %s done in %.0f ms", action.key, (time.perf_counter() - started) * 1000)
     if current_app.config["CONNECTOR_VALIDATE_OUTPUT"]:
         errors = [f"{e.json_path}: {e.message}" for e in manifest.catalog.validator(action.output).iter_errors(result)]
@@ -103,11 +119,19 @@ def perform(manifest: Manifest, action: Action, handle, ctx: Context, payload: d
 
 def _action_view(manifest: Manifest, action: Action, handle):
     # Compiled at start-up, not on the first request.
-    manifest.catalog.fast_validator(action.input)
+    screen = manifest.catalog.fast_validator(action.input)
     manifest.catalog.validator(action.output)
 
-    def checked_body():
-        return checked(manifest, action, _json_body())
+    def checked_body(ctx):
+        chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        if chunked or (request.content_length or 0) > READ_BEFORE_VERIFYING:
+            _verified(ctx.credentials)
+        payload = json_body()
+        if not screen.is_valid(payload):
+            # Explaining what is wrong costs far more than screening: only for a caller AllMySMS accepts.
+            _verified(ctx.credentials)
+            checked(manifest, action, payload)
+        return payload
 
     def run(ctx, payload):
         handed = [payload]
@@ -138,15 +162,15 @@ def _action_view(manifest: Manifest, action: Action, handle):
         key = idempotency.read_key(request.headers.get(idempotency.HEADER))
         run_names = idempotency.run_names(request.headers)
         if key is None and run_names is None:
-            return jsonify(run(ctx, checked_body())), 200  # the body is not kept here: the handler frees it
-        return _idempotent(ctx, key, run_names, checked_body(), run)
+            return jsonify(run(ctx, checked_body(ctx))), 200  # the body is not kept here: the handler frees it
+        return _idempotent(ctx, key, run_names, checked_body(ctx), run)
 
     def _idempotent(ctx, key: str | None, run_names, payload: dict, run_action):
         request_hash = idempotency.fingerprint(action.key, payload)
         key = key or idempotency.derived_key(run_names, request_hash)
         store = current_app.extensions["connector"].store
         # Only a caller AllMySMS accepts as this login may see what was answered under its keys.
-        current_app.extensions["connector"].accounts.verified(ctx.credentials)
+        _verified(ctx.credentials)
         login = ctx.credentials.login
         replay = idempotency.begin(
             store, login, key, action.key, request_hash,
@@ -186,8 +210,14 @@ def inbound_url(token: str) -> str:
 
 def verified_account():
     """The caller's account, its credentials checked with AllMySMS (401 otherwise)."""
-    return current_app.extensions["connector"].accounts.verified(credentials())
+    return _verified(credentials())
 
+
+def _verified(given: Credentials):
+    services = current_app.extensions["connector"]
+    account = services.accounts.verified(given)
+    services.refusals.accepted(given.login, given.api_key)
+    return account
 
 
 def _context() -> Context:
@@ -203,7 +233,52 @@ def context_for(given: Credentials) -> Context:
 
 
 def credentials() -> Credentials:
-    """The caller's AllMySMS login and API key, from HTTP Basic authentication (401 when unusable)."""
+    """The caller's AllMySMS login and API key, from HTTP Basic authentication: 401 when unusable or when
+    AllMySMS refused this very pair a moment ago, 429 when this address or login failed too often lately.
+    Every 401 of a request that asked for them counts as a failure (see _count_refusal)."""
+    known = g.get("credentials")
+    if known is not None:
+        return known
+    refusals = current_app.extensions["connector"].refusals
+    address = refusals.address_of(request.remote_addr, request.headers.get("X-Forwarded-For"))
+    g.caller = (address, None, None)
+    given = _read_credentials()
+    g.caller = (address, given.login, given.api_key)
+    wait = refusals.wait_for(address, given.login, given.api_key)
+    if wait:
+        raise Throttled(f"Too many failed logins from this address or for this login. Nothing was done; check the "
+                        f"login and API key of the connection, and try again in {wait} s.", retry_after=wait,
+                        code="too_many_failures")
+    if refusals.refused_before(given.login, given.api_key):
+        g.caller = (address, given.login, None)  # already counted: the memory is not made to last longer
+        raise AuthenticationFailed("AllMySMS refused this login and API key a moment ago. Check them in the "
+                                   "connection (the API key is in the AllMySMS customer area).")
+    g.credentials = given
+    return given
+
+
+def _count_refusal(response) -> None:
+    caller = g.pop("caller", None)
+    if caller is not None and response.status_code == 401:
+        current_app.extensions["connector"].refusals.failed(*caller)
+
+
+def _drain_unread_body() -> None:
+    """Read and drop what is left of a body nobody read (an unknown address, a refusal before the body was
+    needed), up to the largest body accepted: the connection can then carry the client's next request.
+    Left there, gunicorn drops the connection without saying so, and that next request fails."""
+    length = request.content_length
+    if not length or length > (current_app.config["MAX_CONTENT_LENGTH"] or 0):
+        return
+    try:
+        stream = request.stream
+        while stream.read(1 << 16):
+            pass
+    except (OSError, HTTPException):
+        pass  # the client went away: nothing to keep alive
+
+
+def _read_credentials() -> Credentials:
     header = request.headers.get("Authorization", "")
     if not header:
         raise AuthenticationFailed("Connect with your AllMySMS login and API key (HTTP Basic authentication: "
@@ -224,7 +299,7 @@ def credentials() -> Credentials:
     return Credentials(login.strip(), api_key.strip())
 
 
-def _json_body():
+def json_body():
     raw = request.get_data(cache=False)
     if not raw.strip():
         return {}
@@ -246,6 +321,12 @@ def _json_body():
         raise MalformedRequest(f"The body cannot be accepted: {_short(exc)}") from None
     if not isinstance(payload, dict):
         raise MalformedRequest("The body must be a JSON object ({...}) with the action's fields.")
+    # Valid UTF-8 cannot hold half of a UTF-16 pair; only a JSON escape can, so the (rare) walk of the whole
+    # document is needed only when the text holds one.
+    if _ESCAPED_SURROGATE.search(text):
+        problems = messages.lone_surrogates(payload)
+        if problems:
+            raise invalid_input(problems)
     return payload
 
 

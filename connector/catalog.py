@@ -17,7 +17,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from .errors import FieldError
-from .validation import check, field_path
+from .validation import MAX_EXPLAINED_ITEMS, UNEXPLAINED, check, field_path, shown
 
 BASE_URI = "https://allmysms-connector.example/schemas/"
 
@@ -66,14 +66,47 @@ class Catalog:
         self._fast: dict[str, jsonschema_rs.Validator] = {}
         self._resolved: dict[str, dict] = {}
         self._fast_registry = jsonschema_rs.Registry([(BASE_URI + n, d) for n, d in self.documents.items()])
+        # Where each list-item schema lives, so that items can be screened by jsonschema-rs one by one.
+        self._item_schemas: dict[int, str] = {}
+        for name, document in self.documents.items():
+            _find_item_schemas(document, BASE_URI + name + "#", self._item_schemas)
+        self._item_screens: dict[int, object] = {}
+        self._Validator = validators.extend(Validator, {"items": self._screened_items, "type": _type})
 
     def __contains__(self, name: str) -> bool:
         return name in self.documents
 
     def validator(self, name: str) -> Validator:
         if name not in self._validators:
-            self._validators[name] = Validator(self.documents[name], registry=self.registry)
+            self._validators[name] = self._Validator(self.documents[name], registry=self.registry)
         return self._validators[name]
+
+    def _screened_items(self, validator, items, instance, schema):
+        """``items``, but each item is screened by jsonschema-rs first and only the first MAX_EXPLAINED_ITEMS
+        bad ones are explained; the rest are counted, in one error of keyword UNEXPLAINED."""
+        screen = self._item_screen(items)
+        if screen is None or "prefixItems" in schema or not validator.is_type(instance, "array"):
+            yield from _ITEMS(validator, items, instance, schema)
+            return
+        explained = 0
+        for index, item in enumerate(instance):
+            if screen.is_valid(item):
+                continue
+            if explained == MAX_EXPLAINED_ITEMS:
+                rest = sum(1 for later in instance[index:] if not screen.is_valid(later))
+                yield ValidationError(f"{rest} more items are not valid", validator=UNEXPLAINED,
+                                      validator_value=rest)
+                return
+            explained += 1
+            yield from validator.descend(item, items, path=index)
+
+    def _item_screen(self, items):
+        if not isinstance(items, dict) or id(items) not in self._item_schemas:
+            return None  # not one of the catalog's schemas
+        if id(items) not in self._item_screens:
+            self._item_screens[id(items)] = jsonschema_rs.validator_for(
+                {"$ref": self._item_schemas[id(items)]}, registry=self._fast_registry, validate_formats=False)
+        return self._item_screens[id(items)]
 
     def fast_validator(self, name: str):
         """The same schema compiled by jsonschema-rs: about a hundred times faster, but its errors are
@@ -89,8 +122,10 @@ class Catalog:
         if fast.is_valid(document):
             return []
         problems = check(self.validator(name), document, self.resolved(name))
-        # Should the two validators ever disagree, the stricter one wins, in its own words.
-        return problems or [FieldError(field_path(e.instance_path), e.message) for e in fast.iter_errors(document)]
+        # Should the two validators ever disagree, the stricter one wins, in its own words (which quote the
+        # value: cut).
+        return problems or [FieldError(field_path(e.instance_path), shown(e.message, 200))
+                            for e in fast.iter_errors(document)]
 
     def resolved(self, name: str) -> dict:
         """The schema with every $ref inlined and sibling keywords merged: what exports and docs read.
@@ -105,6 +140,30 @@ class Catalog:
     @cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(self.documents)
+
+
+_ITEMS = Draft202012Validator.VALIDATORS["items"]
+
+
+def _type(validator, types, instance, schema):
+    # jsonschema's own quotes the value, and a 20,000-item list took longer to quote than to check.
+    types = types if isinstance(types, list) else [types]
+    if not any(validator.is_type(instance, kind) for kind in types):
+        yield ValidationError(f"not of type {', '.join(map(repr, types))}")
+
+
+def _find_item_schemas(node, pointer: str, found: dict[int, str]) -> None:
+    """Every schema under an ``items`` keyword of ``node``, by object id, as a URI with a JSON pointer."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            _find_item_schemas(item, f"{pointer}/{index}", found)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{pointer}/{key.replace('~', '~0').replace('/', '~1')}"
+            if key == "items" and isinstance(value, dict):
+                found[id(value)] = here
+            if key not in ("examples", "x-counterexamples", "const", "enum", "default"):
+                _find_item_schemas(value, here, found)
 
 
 _NOT_MERGED = {"$schema", "$id", "$defs", "examples", "x-counterexamples"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from flask import Flask, g, jsonify
@@ -21,6 +22,16 @@ DISPOSITIONS = {
 }
 
 
+#: A run of this many characters without a space is a caller's value being quoted, not words: it is cut.
+_QUOTED_RUN = re.compile(r"\S{101,}")
+
+
+def _cut_quotes(text: str) -> str:
+    """``text`` with every run of more than 100 characters without a space cut to 100 and an ellipsis: an
+    error that quotes a 100,000-character value must not send it back (once in the summary, once per field)."""
+    return _QUOTED_RUN.sub(lambda run: run.group()[:100] + "…", text)
+
+
 @dataclass(frozen=True)
 class FieldError:
     """One problem with one input field; ``path`` reads like ``recipients[3].phone_number``."""
@@ -29,7 +40,7 @@ class FieldError:
     message: str
 
     def as_json(self) -> dict:
-        return {"path": self.path, "message": self.message}
+        return {"path": _cut_quotes(self.path), "message": _cut_quotes(self.message)}
 
 
 class ConnectorError(Exception):
@@ -64,7 +75,7 @@ class ConnectorError(Exception):
     def as_json(self, request_id: str | None = None) -> dict:
         body = {
             "code": self.code,
-            "message": self.message,
+            "message": _cut_quotes(self.message),
             "disposition": self.disposition,
             "retryable": self.retryable,
             **self.extra,
@@ -99,6 +110,14 @@ class InProgress(ConnectorError):
     status = 409
     code = "idempotency_key_in_use"
     disposition = "retry_later"
+
+
+class TooManySubscriptions(ConnectorError):
+    """The account has as many subscriptions to this trigger as it may have."""
+
+    status = 409
+    code = "too_many_subscriptions"
+    disposition = "fix_input"
 
 
 class NotFound(ConnectorError):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import requests
@@ -46,12 +48,15 @@ class _Ended(Exception):
 
 class AllMySMS:
     def __init__(self, base_url: str, *, session: requests.Session | None = None, connect_timeout: float = 5,
-                 read_timeout: float = 60, connect_retries: int = 2, max_reply_bytes: int = 64 << 20):
+                 read_timeout: float = 60, connect_retries: int = 2, max_reply_bytes: int = 64 << 20,
+                 max_concurrent: int = 16):
         self.base_url = base_url.rstrip("/")
         self.session = session or new_session()
         self.timeout = (connect_timeout, read_timeout)
         self.connect_retries = connect_retries
         self.max_reply_bytes = max_reply_bytes
+        self.max_concurrent = max_concurrent
+        self._slots = threading.BoundedSemaphore(max_concurrent)
 
     # Feed methods of the HTTP API 9.0.
 
@@ -83,10 +88,11 @@ class AllMySMS:
     def sandbox_reply(self, credentials: Credentials, body: dict) -> dict:
         """The built-in sandbox only: play a phone answering an SMS."""
         try:
-            response = self._request(self.base_url + SANDBOX_REPLY_PATH, json=body,
-                                     auth=(credentials.login, credentials.api_key))
-            with response:
-                raw = _read_bounded(response, 1 << 20, self.timeout[1])
+            with self._slot():
+                response = self._request(self.base_url + SANDBOX_REPLY_PATH, json=body,
+                                         auth=(credentials.login, credentials.api_key))
+                with response:
+                    raw = _read_bounded(response, 1 << 20, self.timeout[1])
             answer = feeds.read_reply(raw, response.headers.get("Content-Type", ""))
         except (_Ended, feeds.Unreadable) as failed:
             raise UpstreamUnavailable("The sandbox did not answer as expected; try again.",
@@ -101,7 +107,7 @@ class AllMySMS:
 
     def _call(self, method: outcomes.Method, path: str, **kwargs) -> tuple[str, dict]:
         reply, retry_after = None, None
-        with metrics.upstream_request(method.name) as seen:
+        with self._slot(), metrics.upstream_request(method.name) as seen:
             try:
                 response = self._request(self.base_url + path, **kwargs)
                 with response:
@@ -120,6 +126,21 @@ class AllMySMS:
         word = outcomes.settle(ending, method, reply, log_detail=f"{method.name} ended {ending}; {detail}",
                                retry_after=retry_after)
         return word, reply
+
+    @contextmanager
+    def _slot(self):
+        """One of ``max_concurrent`` calls at once. Waiting for a slot is waiting to connect: past the connect
+        timeout the caller is told to come back, rather than every thread of the service queueing here
+        while AllMySMS is slow (and AllMySMS seeing a flood from one address)."""
+        if not self._slots.acquire(timeout=self.timeout[0]):
+            raise UpstreamUnavailable(
+                "The service is waiting on AllMySMS for too many requests at once. Nothing was sent; try again "
+                "in a few seconds.", code="upstream_busy", status=503, retry_after=5,
+                log_detail=f"all {self.max_concurrent} calls to AllMySMS in use")
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def _request(self, url: str, **kwargs) -> requests.Response:
         attempt = 0

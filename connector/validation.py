@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
@@ -11,6 +12,13 @@ from .errors import FieldError, InvalidInput
 
 #: How many field errors one answer lists; the rest are counted, not listed.
 MAX_LISTED = 100
+#: How many bad items of one list are explained; the others are only counted. Explaining an item costs a
+#: thousand times what screening it does, and 20,000 bad items took 20 s to explain, for nobody to read.
+MAX_EXPLAINED_ITEMS = 20
+#: The keyword of the error that stands for the bad items of a list left unexplained (its value: how many).
+UNEXPLAINED = "x-unexplained-items"
+#: The most characters of a caller's value (a field name, a text) an error message quotes.
+MAX_QUOTED = 100
 
 _TYPE_WORDS = {
     "string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false",
@@ -18,10 +26,23 @@ _TYPE_WORDS = {
 }
 
 
+class Problems(list):
+    """Field errors, and how many bad list items were counted but not explained."""
+
+    unexplained = 0
+
+
+def shown(value, limit: int = MAX_QUOTED) -> str:
+    """``value`` as an error message may quote it: cut, so that a 100,000-character field name or text is
+    not sent back (several times) in the answer that refuses it."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def field_path(parts) -> str:
     path = ""
     for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        path += f"[{part}]" if isinstance(part, int) else (f".{shown(part)}" if path else shown(part))
     return path or "(body)"
 
 
@@ -51,6 +72,9 @@ def _describe(error: ValidationError, resolved: dict) -> list[FieldError]:
     path = list(error.absolute_path)
     keyword = error.validator
     value = error.instance
+    if keyword == UNEXPLAINED:
+        return [_Unexplained(field_path(path), f"{error.validator_value} more items are not valid.",
+                             error.validator_value)]
     if keyword == "required":
         missing = _quoted(error.message)
         return [FieldError(field_path(path + [missing[0] if missing else "?"]), "This field is required.")]
@@ -58,7 +82,7 @@ def _describe(error: ValidationError, resolved: dict) -> list[FieldError]:
         allowed = _allowed_fields(resolved, path)
         accepted = f" Accepted fields: {', '.join(allowed)}." if allowed else ""
         extras = [k for k in value if k not in allowed] if isinstance(value, dict) and allowed else _quoted(error.message)
-        return [FieldError(field_path(path + [name]), f"Unknown field '{name}'.{accepted}") for name in extras]
+        return [FieldError(field_path(path + [name]), f"Unknown field '{shown(name)}'.{accepted}") for name in extras]
     if keyword in ("oneOf", "anyOf") and error.context:
         branch = _branch_of_same_type(error)
         if branch is not None:
@@ -92,21 +116,35 @@ def _describe_simple(error: ValidationError) -> FieldError:
         word = "at least" if keyword == "minimum" else "at most"
         return FieldError(field_path(path), f"Must be {word} {error.validator_value}.")
     if keyword in ("oneOf", "anyOf") and error.context:
-        return _describe_simple(best_match(error.context))
+        return _describe_simple(best_match(e for e in error.context if e.validator != UNEXPLAINED))
     title = error.schema.get("title") if isinstance(error.schema, dict) else None
     return FieldError(field_path(path), f"Not a valid {title.lower() if title else 'value'}.")
 
 
-def check(validator: Draft202012Validator, document, resolved: dict) -> list[FieldError]:
-    """Every problem with ``document``, at most one per field path, in document order.
+@dataclass(frozen=True)
+class _Unexplained(FieldError):
+    """Stands for bad list items that were counted, not explained: added to the count, never listed."""
+
+    count: int = 0
+
+
+def check(validator: Draft202012Validator, document, resolved: dict) -> Problems:
+    """Every problem with ``document``, at most one per field path, in document order; in a long list, the
+    first MAX_EXPLAINED_ITEMS bad items when the validator screens items (the catalog's do), the others
+    counted in ``unexplained``.
 
     ``resolved`` is the same schema with references inlined; it tells which fields are accepted.
     """
     seen: dict[str, FieldError] = {}
+    problems = Problems()
     for error in validator.iter_errors(document):
         for problem in _describe(error, resolved):
-            seen.setdefault(problem.path, problem)
-    return sorted(seen.values(), key=lambda f: _sort_key(f.path))
+            if isinstance(problem, _Unexplained):
+                problems.unexplained += problem.count
+            else:
+                seen.setdefault(problem.path, problem)
+    problems.extend(sorted(seen.values(), key=lambda f: _sort_key(f.path)))
+    return problems
 
 
 def _quoted(message: str) -> list[str]:
@@ -155,10 +193,14 @@ def _sort_key(path: str):
 
 
 def invalid_input(problems: list[FieldError]) -> InvalidInput:
-    """One error for all the problems found: a summary sentence, then each field (the first MAX_LISTED)."""
+    """One error for all the problems found: a summary sentence, then each field (the first MAX_LISTED).
+    Bad list items counted but not explained count as one problem each: at least that many."""
     listed = problems[:MAX_LISTED]
     first = listed[0]
-    summary = f"{first.path}: {first.message}" if len(problems) == 1 else (
-        f"{len(problems)} problems with the input, the first: {first.path}: {first.message}")
-    more = len(problems) - len(listed)
+    unexplained = getattr(problems, "unexplained", 0)
+    total = len(problems) + unexplained
+    summary = f"{first.path}: {first.message}" if total == 1 else (
+        f"{'At least ' if unexplained else ''}{total} problems with the input, the first: {first.path}: "
+        f"{first.message}")
+    more = total - len(listed)
     return InvalidInput(summary, fields=listed, extra={"more_fields": more} if more else {})

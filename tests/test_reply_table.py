@@ -160,7 +160,8 @@ ROWS = {
                      "upstream_error", "check_before_retry", True, 1),
     "server_error": (Answer(500, b"oops", (("Content-Type", "text/plain"),)), 502, "upstream_error",
                      "check_before_retry", True, 1),
-    "credentials_refused": (Answer(401, b""), 401, "invalid_credentials", "fix_credentials", False, 2),
+    # The pair AllMySMS refused is refused again from memory, without asking it: the retry sends nothing.
+    "credentials_refused": (Answer(401, b""), 401, "invalid_credentials", "fix_credentials", False, 1),
     "throttled": (Answer(429, b"slow down", (("Retry-After", "7"),)), 429, "rate_limited", "retry_later", False, 2),
     "refused": (Answer(body=_json({"status": 104, "statusText": "Not enough credits"})), 402,
                 "insufficient_credit", "top_up_credit", False, 2),
@@ -196,6 +197,8 @@ def test_a_keyed_send_ending_this_way_tells_what_to_do_and_a_retry_never_sends_t
     assert (retry.headers.get("Idempotent-Replayed") == "true") is kept
     if kept:
         assert (retry.status_code, retry.json()) == (answer.status_code, answer.json())
+    elif code == "invalid_credentials":
+        assert retry.status_code == 401 and "a moment ago" in retry.json()["error"]["message"]
     else:
         assert retry.status_code == 200 and retry.json()["campaign_id"] == "42"
     assert len(faulty.sends) == sends_seen

@@ -1,4 +1,5 @@
-"""Standard Webhooks signatures: new secrets, the headers of an outgoing event, and their verification."""
+"""Standard Webhooks signatures: each subscription's secret, the headers of an outgoing event, and their
+verification."""
 
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ class InvalidSignature(Exception):
 def new_secret() -> str:
     """A fresh signing secret for one subscription: ``whsec_`` and 24 random bytes in base64."""
     return PREFIX + base64.b64encode(_random.token_bytes(SECRET_BYTES)).decode("ascii")
+
+
+def derived_secret(secret_key: str, subscription_id: str) -> str:
+    """The signing secret of one subscription: ``whsec_`` and 32 bytes of HMAC-SHA256 of its id under the
+    service's secret key, in base64. Derived, not stored, so a copy of the database signs nothing; and
+    the same for every process that has the secret key, so web and worker processes agree on it."""
+    if not secret_key:
+        raise ValueError("a signing secret is derived from the service's secret key, which is missing")
+    digest = hmac.new(secret_key.encode(), b"signing-secret\0" + subscription_id.encode(), hashlib.sha256).digest()
+    return PREFIX + base64.b64encode(digest).decode("ascii")
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from . import schema
+from . import schema, signing
 from .batching import GroupWriter
 
 metadata = MetaData()
@@ -65,6 +65,8 @@ subscriptions = Table(
     Column("trigger", String(64), nullable=False),
     Column("event_type", String(64), nullable=False),
     Column("target_url", Text, nullable=False),
+    # Empty: the signing secret is derived from the service's secret key (signing.derived_secret). Only
+    # subscriptions made before secrets were derived keep theirs here, until they are deleted.
     Column("secret", String(80), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("status", String(16), nullable=False, default="active"),
@@ -158,6 +160,14 @@ FAN_OUT_BATCH = 1000
 ACTIVE, DISABLED = "active", "disabled"
 
 
+class SubscriptionLimit(Exception):
+    """The account already has as many subscriptions on this trigger as it may."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"at most {limit} subscriptions per trigger")
+        self.limit = limit
+
+
 @dataclass(frozen=True)
 class Due:
     """A delivery claimed by a worker, with what it needs to send it."""
@@ -174,6 +184,7 @@ class Due:
     target_url: str
     secret: str
     due_at: float | None = None  # when this attempt was due: the delivery lag is measured from it
+    account_id: int | None = None
 
 
 def new_id(prefix: str) -> str:
@@ -189,10 +200,29 @@ def engine_url(url: str) -> str:
     return url
 
 
-def default_url(data_dir: str) -> str:
+def data_folder(data_dir: str) -> Path:
+    """The data folder, made readable by this user only when it is created here: it holds the database
+    and the secret key."""
     path = Path(data_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(path / 'connector.db').resolve()}"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def default_url(data_dir: str) -> str:
+    return f"sqlite:///{(data_folder(data_dir) / 'connector.db').resolve()}"
+
+
+def _private_database(database: str) -> None:
+    """Make the SQLite file before SQLite does, readable by this user only: SQLite gives its -wal and -shm
+    files the database's mode. Files made by earlier versions (0644) are narrowed too."""
+    fd = os.open(database, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for path in (database, f"{database}-wal", f"{database}-shm"):
+        try:
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except FileNotFoundError:
+            pass
 
 
 class Store:
@@ -201,8 +231,9 @@ class Store:
     then skip the disk flush: a power cut may undo the last of them, never an event, since each
     callback's commit flushes everything written before it."""
 
-    def __init__(self, url: str, replayable: bool = False):
+    def __init__(self, url: str, replayable: bool = False, secret_key: str | None = None):
         self.url = url = engine_url(url)
+        self.secret_key = secret_key  # signing secrets are derived from it
         self.sqlite = url.startswith("sqlite")
         kwargs = {"connect_args": {"timeout": 30, "check_same_thread": False}} if self.sqlite else {
             "pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
@@ -212,7 +243,8 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas_flushing_lazily if replayable else _sqlite_pragmas)
             database = self.engine.url.database
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)  # as for the default file
+                data_folder(str(Path(database).parent))  # as for the default file
+                _private_database(database)
                 self._gate = WriterGate(f"{database}-writer.lock")
             with self._gate or nullcontext():  # processes starting together migrate one after the other
                 schema.migrate(self.engine)
@@ -442,13 +474,39 @@ class Store:
 
     # Subscriptions.
 
-    def subscribe(self, account_id: int, trigger: str, event_type: str, target_url: str, secret: str,
-                  now: float) -> dict:
-        row = {"id": new_id("sub"), "account_id": account_id, "trigger": trigger, "event_type": event_type,
-               "target_url": target_url, "secret": secret, "created_at": now, "status": ACTIVE}
+    def subscribe(self, account_id: int, trigger: str, event_type: str, target_url: str, now: float,
+                  limit: int | None = None) -> tuple[dict, bool]:
+        """(the subscription, whether it is new). The same target on the same trigger again is the
+        subscription already there, made active again: platforms subscribe again when a flow is turned
+        back on, and a second one would send every event twice. SubscriptionLimit when the account has
+        ``limit`` subscriptions on this trigger already."""
         with self._writing() as db:
+            if not self.sqlite:
+                # Subscriptions of one account are made one at a time, so two at once cannot both pass the
+                # limit or both add the same target. (On SQLite writers already take turns.)
+                db.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
+            mine = db.execute(select(subscriptions).where(subscriptions.c.account_id == account_id,
+                                                          subscriptions.c.trigger == trigger)).all()
+            same = next((dict(r._mapping) for r in mine if r.target_url == target_url), None)
+            if same is not None:
+                if same["status"] != ACTIVE:
+                    db.execute(update(subscriptions).where(subscriptions.c.id == same["id"])
+                               .values(status=ACTIVE, status_reason=None, failing_since=None))
+                    same.update(status=ACTIVE, status_reason=None, failing_since=None)
+                return self._signing(same), False
+            if limit is not None and len(mine) >= limit:
+                raise SubscriptionLimit(limit)
+            row = {"id": new_id("sub"), "account_id": account_id, "trigger": trigger, "event_type": event_type,
+                   "target_url": target_url, "secret": "", "created_at": now, "status": ACTIVE}
             db.execute(insert(subscriptions).values(**row))
-        return row
+        return self._signing(row), True
+
+    def _signing(self, row: dict) -> dict:
+        """The row with its signing secret: the one kept from before secrets were derived, else derived."""
+        return {**row, "secret": row["secret"] or signing.derived_secret(self.secret_key, row["id"])}
+
+    def signing_secret(self, subscription_id: str, kept: str = "") -> str:
+        return kept or signing.derived_secret(self.secret_key, subscription_id)
 
     def subscriptions(self, account_id: int, trigger: str | None = None) -> list[dict]:
         query = select(subscriptions).where(subscriptions.c.account_id == account_id)
@@ -488,9 +546,13 @@ class Store:
         return self.finish_and_claim([], now, limit, lease_seconds, skip_subscriptions)
 
     def finish_and_claim(self, outcomes: list[dict], now: float, limit: int, lease_seconds: float,
-                         skip_subscriptions=()) -> list[Due]:
+                         skip_subscriptions=(), later_subscriptions=()) -> list[Due]:
         """finish(outcomes), fan_out(now), then claim(...), in one transaction: a worker commits once a
-        turn, and a new event's deliveries are claimed as soon as they exist."""
+        turn, and a new event's deliveries are claimed as soon as they exist.
+
+        Deliveries to ``later_subscriptions`` (those of accounts that have more than their share out) are
+        claimed only with the room the others' due deliveries leave: one account's backlog, however old,
+        does not keep every other account waiting behind it."""
         if not outcomes:
             statements = self._statements("claim", lambda: _claim_statements(self._skip_locked))
             with self.engine.connect() as db:
@@ -501,7 +563,12 @@ class Store:
         with self._writing() as db:
             noted = self._finish_in(db, outcomes, now)
             self._fan_out_in(db, now)
-            claimed = self._claim_in(db, limit, now, lease_seconds, skip_subscriptions) if limit > 0 else []
+            claimed = []
+            if limit > 0 and later_subscriptions:
+                claimed = self._claim_in(db, limit, now, lease_seconds,
+                                         [*skip_subscriptions, *later_subscriptions])
+            if limit - len(claimed) > 0:
+                claimed += self._claim_in(db, limit - len(claimed), now, lease_seconds, skip_subscriptions)
             # Last: every worker writes these few rows, and holds them until it commits.
             self._note_subscriptions(db, noted)
             return claimed
@@ -516,8 +583,12 @@ class Store:
         else:
             db.execute(statements["lease"], values)
         rows = db.execute(statements["leased"], {"b_lease": lease}).all()
+        secrets_of: dict[str, str] = {}
+        for r in rows:
+            if r.sub_id not in secrets_of:
+                secrets_of[r.sub_id] = self.signing_secret(r.sub_id, r.secret)
         return [Due(r.seq, r.id, lease, r.attempts, r.event_id, r.type, r.timestamp, r.data, r.sub_id,
-                    r.target_url, r.secret, r.next_attempt_at) for r in rows]
+                    r.target_url, secrets_of[r.sub_id], r.next_attempt_at, r.account_id) for r in rows]
 
     def _skip_locked(self, query):
         """On PostgreSQL, rows another worker's transaction holds are passed over rather than waited for:
@@ -555,6 +626,13 @@ class Store:
         # Rows are always taken in the same order (by number, by id), so that workers finishing at the
         # same moment wait for each other instead of deadlocking.
         outcomes = sorted((o for o in outcomes if o["due"].seq in still), key=lambda o: o["due"].seq)
+        postponed = [o for o in outcomes if o.get("postponed")]
+        if postponed:
+            # Held back by the worker (its host had had enough for the moment), not tried: no attempt, the
+            # same count, due again later.
+            db.execute(statements["postpone"], [{"b_seq": o["due"].seq, "b_lease": o["due"].lease,
+                                                 "b_next": o["next_attempt_at"], "b_now": now} for o in postponed])
+            outcomes = [o for o in outcomes if not o.get("postponed")]
         if not outcomes:
             return []
         db.execute(statements["attempt"], [
@@ -625,12 +703,20 @@ class Store:
                 db.execute(insert(deliveries), new)
             return len(subs)
 
-    def replay_failed(self, subscription_id: str, since: float, now: float) -> int:
+    def replay_failed(self, subscription_id: str, since: float, now: float, limit: int) -> tuple[int, bool]:
+        """Make up to ``limit`` failed deliveries of the subscription due again, oldest first: (how many,
+        whether failed ones are left for another call)."""
+        failed = select(deliveries.c.seq).where(
+            deliveries.c.subscription_id == subscription_id, deliveries.c.status == FAILED,
+            deliveries.c.created_at >= since).order_by(deliveries.c.seq)
         with self._writing() as db:
-            return db.execute(update(deliveries).where(
-                deliveries.c.subscription_id == subscription_id, deliveries.c.status == FAILED,
-                deliveries.c.created_at >= since)
-                .values(status=PENDING, next_attempt_at=now, lease=None, lease_until=None, updated_at=now)).rowcount
+            chosen = db.execute(failed.limit(limit + 1)).scalars().all()
+            more, chosen = len(chosen) > limit, chosen[:limit]
+            if chosen:
+                db.execute(update(deliveries).where(deliveries.c.seq.in_(chosen), deliveries.c.status == FAILED)
+                           .values(status=PENDING, next_attempt_at=now, lease=None, lease_until=None,
+                                   updated_at=now))
+            return len(chosen), more
 
     def delivery_log(self, subscription_id: str, limit: int) -> list[dict]:
         with self.engine.connect() as db:
@@ -824,7 +910,7 @@ def _claim_statements(skip_locked) -> dict:
         "leased": select(deliveries.c.seq, deliveries.c.id, deliveries.c.attempts, deliveries.c.next_attempt_at,
                          events.c.id.label("event_id"),
                          events.c.type, events.c.timestamp, events.c.data, subscriptions.c.id.label("sub_id"),
-                         subscriptions.c.target_url, subscriptions.c.secret)
+                         subscriptions.c.target_url, subscriptions.c.secret, subscriptions.c.account_id)
         .join(events, events.c.seq == deliveries.c.event_seq)
         .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
         .where(deliveries.c.lease == bindparam("b_lease")),
@@ -841,6 +927,9 @@ def _finish_statements() -> dict:
         .values(status=bindparam("b_status"), attempts=deliveries.c.attempts + 1,
                 next_attempt_at=bindparam("b_next"), lease=None, lease_until=None, updated_at=bindparam("b_now"),
                 last_status_code=bindparam("b_code"), last_error=bindparam("b_error")),
+        "postpone": update(deliveries)
+        .where(deliveries.c.seq == bindparam("b_seq"), deliveries.c.lease == bindparam("b_lease"))
+        .values(next_attempt_at=bindparam("b_next"), lease=None, lease_until=None, updated_at=bindparam("b_now")),
         # What the subscription shows of its latest attempts: since when it has been failing (kept from
         # the first failure until a success), and whether it was disabled.
         "subscription": update(subscriptions).where(subscriptions.c.id == bindparam("b_id")).values(

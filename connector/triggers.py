@@ -10,10 +10,10 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from . import events, feeds, signing, targets
-from .api import credentials
-from .errors import FieldError, InvalidInput, NotFound
-from .store import iso
+from . import events, feeds, targets
+from .api import credentials, json_body
+from .errors import FieldError, InvalidInput, NotFound, Throttled, TooManySubscriptions
+from .store import SubscriptionLimit, iso
 from .validation import invalid_input
 from .manifest import Manifest, Trigger
 
@@ -41,6 +41,9 @@ def blueprint(manifest: Manifest, account_of) -> Blueprint:
     @bp.post("/v1/events/<event_id>/replay")
     def replay_event(event_id: str):
         account = account_of()
+        json_body()  # nothing is read from it, but a body is still JSON or refused
+        _may_replay(account)
+        # At most one delivery per subscription of the event's type, and those are capped per trigger.
         count = _store().replay_event(account.id, event_id, time.time())
         if count < 0:
             raise NotFound("No event of this account has this id.")
@@ -59,6 +62,15 @@ def blueprint(manifest: Manifest, account_of) -> Blueprint:
 
 def _store():
     return current_app.extensions["connector"].store
+
+
+def _may_replay(account) -> None:
+    """Replays are limited per account: each makes deliveries to targets the caller chose."""
+    wait = current_app.extensions["connector"].replay_limit.wait_for(account.login, "replays")
+    if wait:
+        per_minute = current_app.config["CONNECTOR_REPLAYS_PER_MINUTE"]
+        raise Throttled(f"Too many replays from this account: at most {per_minute} a minute. Nothing was replayed; "
+                        f"try again in {wait} s.", retry_after=wait)
 
 
 def _limit() -> int:
@@ -136,10 +148,7 @@ POLLED = {"opt_out_received": _opt_outs, "credits_low": _credits_low}
 def _subscribe_view(trigger: Trigger, account_of):
     def view():
         account = account_of()
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise InvalidInput("Send a JSON object with target_url.",
-                               fields=[FieldError("target_url", "This field is required.")])
+        body = json_body()
         target_url = body.get("target_url") or body.get("targetUrl") or body.get("url")
         if not isinstance(target_url, str) or not target_url.strip():
             raise InvalidInput("target_url: This field is required.",
@@ -147,14 +156,26 @@ def _subscribe_view(trigger: Trigger, account_of):
         if len(target_url) > 2000:
             raise InvalidInput("target_url: at most 2000 characters.",
                                fields=[FieldError("target_url", "At most 2000 characters.")])
+        target_url = target_url.strip()
         try:
-            targets.check(target_url.strip(), current_app.extensions["connector"].allowed_targets)
+            # First: it also refuses characters no URL has (NUL, controls, half surrogates), which the
+            # database would choke on.
+            targets.check(target_url, current_app.extensions["connector"].allowed_targets)
         except targets.TargetRefused as refused:
             raise InvalidInput(f"target_url: {refused}", fields=[FieldError("target_url", str(refused))]) from None
-        row = _store().subscribe(account.id, trigger.key, trigger.event_type, target_url.strip(),
-                                 signing.new_secret(), time.time())
+        limit = current_app.config["CONNECTOR_MAX_SUBSCRIPTIONS"]
+        try:
+            row, created = _store().subscribe(account.id, trigger.key, trigger.event_type, target_url, time.time(),
+                                              limit=limit)
+        except SubscriptionLimit:
+            raise TooManySubscriptions(
+                f"This account already has {limit} subscriptions to the trigger {trigger.key}, the most it may have. "
+                f"Delete those it no longer uses (GET /v1/triggers/{trigger.key}/subscriptions lists them, DELETE "
+                "on one removes it), then subscribe again.", extra={"limit": limit}) from None
         response = jsonify(_public(row, with_secret=True))
-        response.status_code = 201
+        # The same target again is the subscription already there (200), with the same secret: platforms
+        # subscribe again when a flow is turned back on.
+        response.status_code = 201 if created else 200
         response.headers["Location"] = url_for(f"triggers.subscription_{trigger.key}", subscription_id=row["id"],
                                                _external=True)
         return response
@@ -192,9 +213,11 @@ def _replay_failed_view(trigger: Trigger, account_of):
     def view(subscription_id: str):
         account = account_of()
         _owned(account, trigger, subscription_id)
-        body = request.get_json(silent=True) or {}
-        since_text = body.get("since") if isinstance(body, dict) else None
+        since_text = json_body().get("since")
         since = 0.0
+        if since_text is not None and not isinstance(since_text, str):
+            raise InvalidInput("since: not an ISO 8601 date and time.",
+                               fields=[FieldError("since", "Give an ISO 8601 time, e.g. 2026-12-01T08:00:00Z.")])
         if since_text:
             try:
                 moment = datetime.fromisoformat(str(since_text))
@@ -203,8 +226,11 @@ def _replay_failed_view(trigger: Trigger, account_of):
                                    fields=[FieldError("since", "Give an ISO 8601 time, e.g. 2026-12-01T08:00:00Z.")]) \
                     from None
             since = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
-        count = _store().replay_failed(subscription_id, since, time.time())
-        return jsonify({"subscription_id": subscription_id, "replayed": count}), 202
+        _may_replay(account)
+        count, more = _store().replay_failed(subscription_id, since, time.time(),
+                                             current_app.config["CONNECTOR_REPLAY_LIMIT"])
+        # The oldest first; what is left waits for another call, which "more" asks for.
+        return jsonify({"subscription_id": subscription_id, "replayed": count, "more": more}), 202
     return view
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 
@@ -68,3 +69,173 @@ def test_jitter_stays_within_its_bounds():
 def test_retry_after_is_read_as_seconds_or_as_an_http_date(header, seconds):
     now = 1792567590.0  # 2026-10-21 07:26:30 UTC
     assert retry_after_seconds(header, now) == seconds
+
+
+# --- The worker against real subscribers: limits that keep one account from flooding a host or the queue --
+
+from sqlalchemy import select, update  # noqa: E402
+
+from connector.delivery import HostBudget, Worker  # noqa: E402
+from connector.store import Store, attempts, deliveries, subscriptions  # noqa: E402
+from connector.targets import AllowList  # noqa: E402
+from tests.conftest import Scripted, wait_for  # noqa: E402
+
+KEY = "k" * 64
+
+
+class FrozenClock:
+    """A monotonic clock that stands still until a test lets it run."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self._running_since: float | None = None
+
+    def __call__(self):
+        if self._running_since is None:
+            return self.now
+        return self.now + time.monotonic() - self._running_since
+
+    def run(self):
+        self._running_since = time.monotonic()
+
+
+def test_a_host_budget_lets_a_burst_through_then_says_how_long_the_next_one_waits():
+    clock = FrozenClock()
+    budget = HostBudget(4, clock=clock)
+    assert [budget.take("a.example") for _ in range(4)] == [0.0] * 4
+    assert budget.take("a.example") == pytest.approx(0.25)
+    assert budget.take("b.example") == 0.0  # each host has its own
+    assert budget.spent() == {"a.example"}
+    clock.now += 10
+    assert budget.spent() == set() and budget.take("a.example") == 0.0
+
+
+def test_deliveries_a_host_budget_sends_back_are_spaced_at_its_rate():
+    clock = FrozenClock()
+    budget = HostBudget(2, clock=clock)
+    budget.take("a.example"), budget.take("a.example")
+    turns = []
+    for _ in range(3):
+        turns.append(budget.give_back("a.example", budget.take("a.example")))
+    assert turns == pytest.approx([0.5, 1.0, 1.5])
+    assert budget.spent() == {"a.example"}  # what was given back is not counted against the host
+
+
+def test_no_host_budget_means_no_limit():
+    budget = HostBudget(0)
+    assert all(budget.take("a.example") == 0.0 for _ in range(1000)) and budget.spent() == set()
+
+
+@pytest.fixture
+def store(backend):
+    made = Store(backend, secret_key=KEY)
+    yield made
+    made.close()
+
+
+def queue(store: Store, login: str, targets: list[str], events: int, received_at: float) -> list[str]:
+    """``events`` receipts of a new account, fanned out to one subscription per target: the subscription ids."""
+    account = store.account(login, login.ljust(64, "0"))
+    subs = [store.subscribe(account, "delivery_receipt", "sms.delivery_receipt", target, 1.0)[0]["id"]
+            for target in targets]
+    store.add_events(account, [{"id": f"evt_{login}_{n}", "type": "sms.delivery_receipt",
+                                "timestamp": "2026-12-01T08:30:03Z", "data": {"sms_id": f"{login}-{n}"}}
+                               for n in range(events)], received_at)
+    store.fan_out(received_at)
+    return subs
+
+
+def worker(store: Store, concurrency: int = 8, per_host: float = 0.0, limit_loopback: bool = False) -> Worker:
+    made = Worker(store, policy=Policy(schedule=(0, 0.2), jitter=0.0, per_host=per_host),
+                  allowed=AllowList("127.0.0.1"), concurrency=concurrency, poll_interval=0.01,
+                  unlimited=AllowList("") if limit_loopback else None)
+    return made
+
+
+def test_deliveries_over_a_hosts_budget_wait_their_turn_neither_dropped_nor_counted_as_failures(store, subscriber):
+    # Twenty deliveries to one host through four subscriptions, a budget of five a second, and a clock that
+    # stands still until the test moves it: five go at once, two wait in the worker (0.2 and 0.4 s), the
+    # thirteen others wait in the database, untried (sent back by the worker, or not taken at all).
+    queue(store, "flood", [subscriber.target(f"/{n}") for n in range(4)], events=5, received_at=time.time())
+    running = worker(store, per_host=5, limit_loopback=True)
+    clock = FrozenClock()
+    running.hosts = HostBudget(5, clock=clock)
+    running.start()
+    try:
+        def waiting():
+            with store.engine.connect() as db:
+                return db.execute(select(deliveries.c.seq).where(
+                    deliveries.c.status == "pending", deliveries.c.attempts == 0, deliveries.c.lease.is_(None))).all()
+        def tried():
+            with store.engine.connect() as db:
+                return db.execute(select(attempts.c.seq)).all()
+        # The thirteen waiting have no attempt: only the seven sent do.
+        wait_for(lambda: len(subscriber.received) == 7 and len(waiting()) == 13 and len(tried()) == 7,
+                 what="7 sent and recorded, 13 waiting untried")
+        with store.engine.connect() as db:
+            assert {row.status for row in db.execute(select(deliveries.c.status)).all()} <= {"pending", "succeeded"}
+            assert db.execute(select(subscriptions.c.failing_since).where(
+                subscriptions.c.failing_since.is_not(None))).all() == []
+        clock.run()  # the host's budget refills, five a second
+        wait_for(lambda: len(subscriber.received) == 20, what="all twenty delivered")
+        with store.engine.connect() as db:
+            wait_for(lambda: {tuple(r) for r in store.engine.connect().execute(
+                select(deliveries.c.status, deliveries.c.attempts)).all()} == {("succeeded", 1)},
+                what="each delivered once, at its first attempt")
+    finally:
+        running.stop()
+    assert len({(r["path"], r["body"]) for r in subscriber.received}) == 20  # none twice
+
+
+def test_hosts_of_the_allow_list_are_not_limited(store, subscriber):
+    queue(store, "local", [subscriber.target(f"/{n}") for n in range(4)], events=5, received_at=time.time())
+    running = worker(store, per_host=5)
+    clock = FrozenClock()
+    running.hosts = HostBudget(5, clock=clock)  # would hold back all but seven, were 127.0.0.1 limited
+    running.start()
+    try:
+        wait_for(lambda: len(subscriber.received) == 20, what="all twenty delivered")
+    finally:
+        running.stop()
+
+
+def test_one_accounts_backlog_does_not_keep_another_accounts_new_event_waiting_behind_it(store, subscriber):
+    # Account "flood" has 4 subscriptions x 15 events due long ago, each answered slowly; account "quiet" has
+    # one event due now. Four slots: by age alone, quiet's delivery would be the 61st out.
+    flood_targets = [subscriber.target(f"/flood/{n}") for n in range(4)]
+    for target in flood_targets:
+        subscriber.script(target.split(subscriber.url)[1], *[Scripted(status=204, delay=0.05)] * 15)
+    now = time.time()  # events older than the retention (30 days) would be pruned at once
+    queue(store, "flood", flood_targets, events=15, received_at=now - 60)
+    queue(store, "quiet", [subscriber.target("/quiet")], events=1, received_at=now)
+    running = worker(store, concurrency=4)
+    running.start()
+    try:
+        wait_for(lambda: len(subscriber.received) == 61, timeout=30, what="every delivery")
+    finally:
+        running.stop()
+    order = [r["path"] for r in subscriber.received]
+    assert order.index("/quiet") < 15, order
+
+
+def test_the_worker_survives_stored_targets_no_request_can_carry_and_delivers_the_others(store, subscriber, backend):
+    bad = ["https://[::1/", "https://exa\tmple.com/", "https://exa\u200bmple.com/"]
+    if backend.startswith("sqlite"):
+        bad.append("https://exa\x00mple.com/")  # PostgreSQL refuses to store it at all
+    subs = queue(store, "mixed", [f"https://ok{n}.example/" for n in range(len(bad))] + [subscriber.target()],
+                 events=2, received_at=time.time())
+    with store.engine.begin() as db:
+        for sub, url in zip(subs, bad):
+            db.execute(update(subscriptions).where(subscriptions.c.id == sub).values(target_url=url))
+    running = worker(store)
+    running.start()
+    try:
+        wait_for(lambda: len(subscriber.deliveries()) == 2, what="the good subscription's two deliveries")
+        with store.engine.connect() as db:
+            wait_for(lambda: len(store.engine.connect().execute(select(attempts.c.seq)).all()) == 2 * len(subs),
+                     what="an attempt recorded for every delivery")
+    finally:
+        running.stop()
+    for sub in subs[:len(bad)]:
+        log = store.delivery_log(sub, 10)
+        assert len(log) == 2 and all(d["attempts"] and d["attempts"][0]["status_code"] is None for d in log)

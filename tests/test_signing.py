@@ -46,6 +46,31 @@ def test_a_new_secret_is_accepted_by_the_reference_package():
     Webhook(secret).verify(BODY, signing.headers(secret, MESSAGE_ID, now, BODY))
 
 
+# --- derived_secret ---------------------------------------------------------------------------------
+
+
+def test_a_subscriptions_secret_is_derived_from_the_secret_key_and_its_id_as_the_golden_vector_says():
+    secret = signing.derived_secret("k" * 64, "sub_0123456789abcdef01234567")
+    assert secret == "whsec_MaZfcGeQeS+kAXgxki8wDOq3eXQb4xX+7a2Z9lUdk4o="
+    assert len(base64.b64decode(secret[len("whsec_"):], validate=True)) == 32  # Standard Webhooks: 24 to 64
+
+
+def test_derived_secrets_differ_by_subscription_and_by_secret_key():
+    secrets = {signing.derived_secret(key, sub) for key in ("k" * 64, "j" * 64) for sub in ("sub_a", "sub_b")}
+    assert len(secrets) == 4
+
+
+def test_a_derived_secret_is_accepted_by_the_reference_package():
+    secret = signing.derived_secret("k" * 64, "sub_a")
+    now = int(time.time())
+    Webhook(secret).verify(BODY, signing.headers(secret, MESSAGE_ID, now, BODY))
+
+
+def test_no_secret_is_derived_without_a_secret_key():
+    with pytest.raises(ValueError, match="secret key"):
+        signing.derived_secret(None, "sub_a")
+
+
 # --- sign and headers -------------------------------------------------------------------------------
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 from sqlalchemy import select
 
 from connector.store import DISABLED, Store, deliveries, fanout
 
 
+KEY = "k" * 64
+
+
 @pytest.fixture
 def store(backend):
-    made = Store(backend)
+    made = Store(backend, secret_key=KEY)
     yield made
     made.close()
 
@@ -26,7 +31,9 @@ def delivered_to(store: Store) -> list[tuple[int, str]]:
 
 
 def subscribe(store: Store, account: int, event_type: str = "sms.delivery_receipt") -> str:
-    return store.subscribe(account, "delivery_receipt", event_type, "https://hooks.example.com/", "whsec_x", 1.0)["id"]
+    # Each its own target: the same target again is the same subscription.
+    target = f"https://hooks.example.com/{secrets.token_hex(4)}"
+    return store.subscribe(account, "delivery_receipt", event_type, target, 1.0)[0]["id"]
 
 
 def test_an_event_becomes_one_delivery_per_active_subscription_of_its_account_and_type(store):
@@ -106,5 +113,57 @@ def test_the_same_callback_stored_by_two_processes_at_once_is_one_event(backend)
         assert sorted(answers) == [[False], [True]]
     with stores[0].engine.connect() as db:
         assert len(db.execute(select(fanout.c.event_seq)).all()) == 20
+    for store in stores:
+        store.close()
+
+
+def test_the_data_folder_and_the_sqlite_files_are_readable_by_their_owner_only(tmp_path):
+    import os
+    import stat
+
+    from connector.store import default_url
+
+    folder = tmp_path / "fresh"
+    made = Store(default_url(str(folder)), secret_key=KEY)
+    account = made.account("mine", "a" * 64)
+    made.add_events(account, [receipt("evt_1")], 10.0)  # a write: the -wal and -shm files exist now
+    files = [folder / name for name in ("connector.db", "connector.db-wal", "connector.db-shm")]
+    assert all(path.exists() for path in files)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in files} == {path.name: 0o600 for path in files}
+    made.close()
+    # A database an earlier version left readable by all is narrowed when it is opened again.
+    for path in files:
+        if path.exists():
+            os.chmod(path, 0o644)
+    Store(default_url(str(folder)), secret_key=KEY).close()
+    assert stat.S_IMODE((folder / "connector.db").stat().st_mode) == 0o600
+
+
+def test_two_subscriptions_at_once_cannot_both_pass_the_limit(backend):
+    """Two stores (two web processes) subscribe one account at the same moment, one place left: one wins."""
+    import threading
+
+    from connector.store import SubscriptionLimit
+
+    stores = [Store(backend, secret_key=KEY), Store(backend, secret_key=KEY)]
+    account = stores[0].account("mine", "a" * 64)
+    for attempt in range(10):
+        start, outcomes = threading.Barrier(2), []
+
+        def take(store, n):
+            start.wait()
+            try:
+                store.subscribe(account, f"t{attempt}", "sms.delivery_receipt", f"https://h.example/{n}", 1.0,
+                                limit=1)
+                outcomes.append("made")
+            except SubscriptionLimit:
+                outcomes.append("refused")
+        threads = [threading.Thread(target=take, args=(store, n)) for n, store in enumerate(stores)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert sorted(outcomes) == ["made", "refused"]
     for store in stores:
         store.close()

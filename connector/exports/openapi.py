@@ -156,13 +156,18 @@ class _Builder:
         paths[f"{base}/subscriptions"] = {
             "post": self.operation(
                 f"{trigger.key}_subscribe", f"{trigger.label}: subscribe", "Events will be POSTed to target_url. "
-                "Answers 201 with a Location header; DELETE that location to unsubscribe.",
+                "Answers 201 with a Location header (200 with the existing one for a target_url already "
+                "subscribed); DELETE that location to unsubscribe.",
                 ok=(201, "api/subscription.json"), body="api/subscribe.json", tag="triggers"),
             "get": self.operation(
                 f"{trigger.key}_subscriptions", f"{trigger.label}: subscriptions", "The account's own.",
                 ok=(200, "api/subscription.json"), many=True, tag="triggers"),
         }
-        created = paths[f"{base}/subscriptions"]["post"]["responses"]["201"]
+        answers = paths[f"{base}/subscriptions"]["post"]["responses"]
+        # Platforms subscribe again when a flow is turned back on: the same target is the same subscription.
+        answers["200"] = {**answers["201"], "description": "The same target_url was already subscribed: that "
+                          "subscription, with its secret (turned back on if it was disabled)."}
+        created = answers["201"]
         created["headers"] = {"Location": {"description": "The new subscription's URL.", "schema": {"type": "string"}}}
         # What a client (or a test generator) can do next with the new subscription's id.
         created["links"] = {

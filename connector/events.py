@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -151,9 +152,13 @@ def _codec(label: str | None) -> str | None:
         return None
     try:
         name = codecs.lookup(label).name
-        b"".decode(name)  # LookupError for codecs that are not text encodings (base64, zlib…)
+        # LookupError for codecs that are not text encodings (base64, zlib…). Not b"": an empty input is
+        # decoded without asking what the codec is.
+        b"a".decode(name)
     except LookupError:
         return None
+    except ValueError:  # a text encoding in which a lone "a" is not valid (UTF-16)
+        pass
     # As browsers do (WHATWG Encoding): text labelled Latin-1 or ASCII is windows-1252 in practice.
     return "windows-1252" if name in ("iso8859-1", "latin-1", "cp1252", "ascii") else name
 
@@ -273,7 +278,7 @@ def _xml_fields(element, where: str) -> dict:
 
 def _json(text: str):
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite, parse_int=_whole)
     except RecursionError:
         raise CallbackRejected("the JSON body nests too deeply") from None
     except ValueError:
@@ -282,6 +287,21 @@ def _json(text: str):
 
 def _no_constant(name: str):
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite(literal: str) -> float | str:
+    """A JSON number with a fraction or an exponent; one no float holds (1e400) is kept as the text it was,
+    as infinity is not JSON and could be neither stored nor sent on."""
+    value = float(literal)
+    return value if math.isfinite(value) else literal
+
+
+def _whole(literal: str) -> int | str:
+    # Python reads at most 4,300 digits into an int; a longer number is kept as the text it was.
+    try:
+        return int(literal)
+    except ValueError:
+        return literal
 
 
 def _wrapped(document: dict) -> bool:

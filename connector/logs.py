@@ -1,8 +1,12 @@
 """Log output: text lines for a person at a terminal, or JSON lines for a log pipeline; in both, whatever
-looks like a secret or a phone number is masked, whoever logged it.
+looks like a secret or a phone number is masked, whoever logged it, and what is not printable is escaped.
 
 The code logs no secret and masks numbers itself (inbound.fingerprint, phones.mask); the Masking filter
 is the last line of defence, for a message or a traceback that slipped through.
+
+Messages carry what callers wrote (a request's path, a header): a line break or a terminal escape in one
+would write a line of the caller's choosing, or rewrite the terminal, so every character that is not
+printable is written as an escape (\\x0a, \\x1b, \\u2028), in messages and in JSON lines alike.
 """
 
 from __future__ import annotations
@@ -42,6 +46,36 @@ def mask(text: str, secrets: tuple[str, ...] = ()) -> str:
     return _PHONE.sub(_phone, text)
 
 
+def escaped(text: str, keep: str = "") -> str:
+    """``text`` with each character that is not printable (controls, line and paragraph separators, format
+    characters such as bidirectional overrides, lone surrogates) written as a Python escape, except those in
+    ``keep``. The space is printable; a backslash is left as it is."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in keep else _escape(c) for c in text)
+
+
+def _escape(character: str) -> str:
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _json_escaped(line: str) -> str:
+    """A JSON text with what json.dumps leaves unescaped and is not printable (DEL, C1 controls, U+2028,
+    lone surrogates) as \\u escapes: still the same JSON, and one line wherever it is read."""
+    if line.isprintable():
+        return line
+    return "".join(c if c.isprintable() else _json_escape(c) for c in line)
+
+
+def _json_escape(character: str) -> str:
+    code = ord(character)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
 def _token_fingerprint(match: re.Match) -> str:
     from .inbound import fingerprint
     token = match.group(0)
@@ -60,7 +94,9 @@ def _phone(match: re.Match) -> str:
 
 
 class Masking(logging.Filter):
-    """Rewrites each record's message, traceback and stack with :func:`mask`, before any handler formats it."""
+    """Rewrites each record's message, traceback and stack with :func:`mask` and :func:`escaped`, before any
+    handler formats it. A traceback keeps its line breaks: it is many lines by nature, each indented or
+    starting with the name of an exception."""
 
     def __init__(self, secrets: tuple[str, ...] = ()):
         super().__init__()
@@ -70,15 +106,15 @@ class Masking(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "_masked", False):
             try:
-                record.msg, record.args = mask(record.getMessage(), self.secrets), None
+                record.msg, record.args = escaped(mask(record.getMessage(), self.secrets)), None
             except Exception:  # a message that cannot be formatted is shown as logging would show it, masked
-                record.msg, record.args = mask(f"{record.msg!r} {record.args!r}", self.secrets), None
+                record.msg, record.args = escaped(mask(f"{record.msg!r} {record.args!r}", self.secrets)), None
             if record.exc_info and not record.exc_text:
                 record.exc_text = self._formatter.formatException(record.exc_info)
             if record.exc_text:
-                record.exc_text = mask(record.exc_text, self.secrets)
+                record.exc_text = escaped(mask(record.exc_text, self.secrets), keep="\n")
             if record.stack_info:
-                record.stack_info = mask(record.stack_info, self.secrets)
+                record.stack_info = escaped(mask(record.stack_info, self.secrets), keep="\n")
             record._masked = True
         return True
 
@@ -101,7 +137,7 @@ class JsonLines(logging.Formatter):
             entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = record.stack_info
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return _json_escaped(json.dumps(entry, ensure_ascii=False, default=str))
 
 
 def _utc(epoch: float) -> str:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from . import phones, segments
 from .errors import FieldError
-from .validation import invalid_input
+from .validation import field_path, invalid_input
 
 MAX_MESSAGE_CHARACTERS = 640
 _PLACEHOLDER = re.compile(r"#param_(\d+)#")
@@ -17,6 +17,7 @@ _PLACEHOLDER = re.compile(r"#param_(\d+)#")
 _PLACEHOLDER_OTHER_CASE = re.compile(r"#(?!param_)(?i:param_)\d+#")
 # XML 1.0 cannot carry these, and no phone shows them: refuse them rather than send a broken feed.
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +187,16 @@ def send_time(value: str, zone_name: str, now: datetime) -> tuple[SendTime | Non
                                             "2026-12-01T09:30:00+01:00, or 2026-12-01 09:30 for AllMySMS local time.")]
     if len(text) <= 10:
         return None, [FieldError("send_at", "Give a time as well as a date, e.g. 2026-12-01 09:30.")]
+    try:
+        return _send_time(parsed, text, zone, zone_name, now)
+    except OverflowError:
+        # A moment at the very edge of the calendar (year 1 or 9999) has no UTC or local time within it.
+        return None, [FieldError("send_at", f"{text} is too far {'ahead' if parsed.year > 1 else 'back'} to be "
+                                            "sent at: give a time in the coming years, e.g. 2026-12-01 09:30.")]
+
+
+def _send_time(parsed: datetime, text: str, zone: ZoneInfo, zone_name: str,
+               now: datetime) -> tuple[SendTime | None, list[FieldError]]:
     if parsed.tzinfo is None:
         local = parsed.replace(tzinfo=zone)
         # Wall-clock times skipped when clocks go forward do not exist; do not guess.
@@ -251,6 +262,46 @@ def _invalid_number_problems(invalid: list[InvalidNumber], mode: str, valid_coun
         hint = " Correct them, or set invalid_numbers to skip to send to the others." if valid_count else ""
         return [FieldError(n.path, f"{n.input!r} is {n.reason}.{hint}") for n in invalid]
     return []
+
+
+def lone_surrogates(document) -> list[FieldError]:
+    """A field error for each text (value or name) of a decoded JSON ``document`` holding half of a UTF-16
+    pair: JSON lets ``"\\ud800"`` through, but no encoder, schema validator or database takes it. To be
+    asked before anything else reads the input; a bad name is shown in its path with U+FFFD in its place."""
+    problems: list[FieldError] = []
+    # A loop, not recursion, and each path a link to its parent's: a body nested as deep as the JSON parser
+    # allows must exhaust neither the stack nor the time it takes to copy its paths.
+    pending: list[tuple[tuple | None, object]] = [(None, document)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            bad = _SURROGATE.search(value)
+            if bad:
+                problems.append(FieldError(_path_text(path), _surrogate_reason("Contains", bad)))
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                bad = _SURROGATE.search(key) if isinstance(key, str) else None
+                if bad:
+                    problems.append(FieldError(_path_text((path, _SURROGATE.sub("\ufffd", key))),
+                                               _surrogate_reason("The field's name contains", bad)))
+                else:
+                    pending.append(((path, key), item))
+        elif isinstance(value, list):
+            pending.extend(((path, index), item) for index, item in reversed(list(enumerate(value))))
+    return problems
+
+
+def _path_text(link: tuple | None) -> str:
+    parts = []
+    while link is not None:
+        link, part = link
+        parts.append(part)
+    return field_path(reversed(parts))
+
+
+def _surrogate_reason(start: str, bad: re.Match) -> str:
+    return (f"{start} U+{ord(bad.group()):04X} at position {bad.start() + 1}, half of a UTF-16 pair without its "
+            "other half: it is not a character. Remove it.")
 
 
 def _text_problems(path: str, text: str) -> list[FieldError]:

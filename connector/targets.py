@@ -4,11 +4,36 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import unicodedata
 from urllib.parse import urlsplit
 
 
 class TargetRefused(ValueError):
     """A target URL the service will not call, with the reason in words a user can act on."""
+
+
+# IPv6 ranges that carry an IPv4 address in a fixed place: the address is reached through that IPv4 one
+# (by a NAT64 gateway, a 6to4 relay or the host's own stack), so it is judged by it. NAT64's well-known
+# prefix is how IPv6-only networks reach every IPv4 site: refusing it would refuse public subscribers there.
+def _last_32_bits(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+
+
+_EMBEDDING = (
+    (ipaddress.IPv6Network("64:ff9b::/96"), "a NAT64", _last_32_bits),
+    (ipaddress.IPv6Network("::ffff:0:0/96"), "an IPv4-mapped", _last_32_bits),
+    (ipaddress.IPv6Network("::ffff:0:0:0/96"), "an IPv4-translated", _last_32_bits),
+    (ipaddress.IPv6Network("2002::/16"), "a 6to4", lambda ip: ip.sixtofour),
+    # IPv4-compatible, deprecated (RFC 4291); :: and ::1 are in it too, and are judged before it.
+    (ipaddress.IPv6Network("::/96"), "an IPv4-compatible", _last_32_bits),
+)
+# Refused whatever they carry: local by definition, and where the IPv4 address sits depends on how each
+# network set them up, so there is nothing certain to check. Python's own list of global addresses changes
+# between versions (3.12.4 added some of these): what is refused here must not.
+_LOCAL = (
+    ipaddress.IPv6Network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215)
+    ipaddress.IPv6Network("fec0::/10"),  # site-local (deprecated by RFC 3879, still routed locally)
+)
 
 
 class AllowList:
@@ -48,6 +73,7 @@ def check(url: str, allowed: AllowList, resolve=socket.getaddrinfo) -> list[tupl
 
     Called when subscribing and again before each connection to a subscriber, which then goes to one of
     these addresses, since a name can be pointed elsewhere after it was checked."""
+    _refuse_unwritable(url)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -62,13 +88,45 @@ def check(url: str, allowed: AllowList, resolve=socket.getaddrinfo) -> list[tupl
         raise TargetRefused("The target URL must not carry a user name or password.")
     try:
         infos = resolve(host, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
+    except (OSError, UnicodeError, ValueError):
         raise TargetRefused(f"The host {host} cannot be found.") from None
     for info in infos:
         address = info[4][0].split("%", 1)[0]
-        ip = ipaddress.ip_address(address)
-        if not ip.is_global or ip.is_multicast:
-            if not allowed.allows(host, address):
-                raise TargetRefused(f"The host {host} is on a private or local network, which cannot receive "
-                                    "events from this service.")
+        problem = _problem(ipaddress.ip_address(address))
+        if problem and not allowed.allows(host, address):
+            raise TargetRefused(f"The host {host} {problem}, which cannot receive events from this service.")
     return [info[4] for info in infos]
+
+
+def _refuse_unwritable(url: str) -> None:
+    """Refuse what no URL may hold written out: parsers disagree on it (one drops a tab, another stops at a
+    NUL, a resolver reads a space), so the host checked may not be the host called."""
+    for position, character in enumerate(url, 1):
+        kind = unicodedata.category(character)
+        if character == " ":
+            what = "a space"
+        elif character.isspace() or kind == "Cc":
+            what = f"the control character U+{ord(character):04X}"
+        elif kind == "Cf":
+            what = f"the invisible character U+{ord(character):04X}"
+        elif kind == "Cs":
+            what = f"U+{ord(character):04X}, half of a UTF-16 pair that is not a character on its own,"
+        else:
+            continue
+        raise TargetRefused(f"The target URL contains {what} at position {position}. Write a URL without "
+                            "spaces or control characters (percent-encode them in its path, e.g. %20).")
+
+
+def _problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why events may not go to ``ip``, as the end of a sentence about its host; None when they may."""
+    if isinstance(ip, ipaddress.IPv6Address) and not (ip.is_loopback or ip.is_unspecified):
+        for network, kind, embedded in _EMBEDDING:
+            if ip in network:
+                if _problem(embedded(ip)):
+                    return f"resolves to {kind} IPv6 address that leads to a private or local IPv4 address"
+                return None
+        if any(ip in network for network in _LOCAL):
+            return "is on a private or local network"
+    if not ip.is_global or ip.is_multicast:
+        return "is on a private or local network"
+    return None

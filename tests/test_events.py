@@ -937,3 +937,55 @@ def test_every_contract_callback_reads_into_the_event_its_source_shows(catalog, 
     assert set(fixture.expect) <= set(_EXPECTED_DATA) | {"received_local"}
     assert event.data["unreadable_fields"] == []
     assert catalog.check(f"events/{event.type}.json", event.as_json()) == []
+
+
+# --- numbers no float or int holds -----------------------------------------------------------------------
+
+
+def test_a_json_number_too_large_for_a_float_is_kept_as_the_text_it_was_sent_as():
+    body = b'{"smsId": "a1", "status": 1, "campaignId": 1e400, "extra": -1E999, "small": 1.5}'
+    (record,) = events.read_callback("POST", "application/json", b"", {}, body)
+    assert record == {"smsId": "a1", "status": 1, "campaignId": "1e400", "extra": "-1E999", "small": 1.5}
+    event = _event(record)
+    assert event.data["campaign_id"] == "1e400" and event.data["unreadable_fields"] == []
+    # What is stored and sent on is JSON: infinity is not.
+    assert json.loads(json.dumps(event.raw, allow_nan=False)) == {"extra": "-1E999", "small": 1.5}
+
+
+def test_a_status_too_large_for_a_float_is_an_unreadable_status_not_infinity():
+    (record,) = events.read_callback("POST", "application/json", b"", {}, b'{"smsId": "a1", "status": 1e400}')
+    event = _event(record)
+    assert (event.data["status"], event.data["status_code"], event.data["unreadable_fields"]) == (
+        "unknown", None, ["status"])
+    assert event.raw == {"status": "1e400"}
+
+
+def test_a_json_integer_longer_than_python_reads_is_kept_as_its_text_not_refused():
+    digits = "7" * 5000
+    (record,) = events.read_callback("POST", "application/json", b"", {},
+                                     b'{"smsId": "a1", "status": 1, "campaignId": ' + digits.encode() + b"}")
+    assert record["campaignId"] == digits and _event(record).data["campaign_id"] == digits
+
+
+def test_a_callback_number_too_large_for_a_float_is_stored_and_listed_as_its_text(backend, sandbox):
+    from connector import create_app
+    from tests.conftest import DEMO, connector_settings
+    app = create_app(connector_settings(sandbox.url))
+    client = app.test_client()
+    auth = {"Authorization": "Basic ZGVtbzpkZW1vLWFwaS1rZXk="}
+    assert DEMO == ("demo", "demo-api-key")
+    inbound = "/v1/inbound/allmysms/" + client.get("/v1/me", headers=auth).get_json()["inbound_url"].rsplit("/", 1)[1]
+    answer = client.post(inbound, data=b'{"smsId": "big-1", "status": 1, "campaignId": 1e400, "note": -1e400}',
+                         content_type="application/json")
+    assert answer.status_code == 200 and answer.get_json()["accepted"] == 1
+    (listed,) = client.get("/v1/triggers/delivery_receipt/events", headers=auth).get_json()
+    assert listed["data"]["campaign_id"] == "1e400"
+    stored = app.extensions["connector"].store.event_with_deliveries(listed["id"])
+    assert stored["raw"] == {"note": "-1e400"} and stored["data"]["campaign_id"] == "1e400"
+
+
+@pytest.mark.parametrize("charset", ["base64", "zlib", "rot13", "hex"])
+def test_a_charset_naming_a_codec_that_is_not_a_text_encoding_is_read_as_if_none_were_declared(charset):
+    body = '{"smsId": "a1", "status": 1, "statusText": "Délivré"}'.encode()
+    (record,) = events.read_callback("POST", f"application/json; charset={charset}", b"", {}, body)
+    assert record == {"smsId": "a1", "status": 1, "statusText": "Délivré"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 
 import pytest
 
@@ -96,3 +97,67 @@ def test_every_secret_setting_is_known_to_the_masking():
     assert {"CONNECTOR_SECRET_KEY", "DATABASE_URL", "CONNECTOR_METRICS_TOKEN"} <= names
     settings = {**config.load({}), **{name: f"value-of-{name}" for name in names}}
     assert set(logs.secrets_of(settings)) == {f"value-of-{name}" for name in names}
+
+
+# --- what is not printable ---------------------------------------------------------------------------------
+
+
+def test_a_line_break_and_a_terminal_escape_in_a_message_are_escaped_on_its_one_line():
+    logger, out = emitted("text")
+    logger.warning('"GET %s" 404', "/v1/x\n2026-11-29 10:00:00 INFO connector: forged\x1b[2J\r\u2028\u202e")
+    (line,) = out.getvalue().splitlines()
+    assert line.endswith('"GET /v1/x\\x0a2026-11-29 10:00:00 INFO connector: forged\\x1b[2J\\x0d\\u2028\\u202e" 404')
+
+
+def test_text_that_is_printable_is_left_as_it_is_accents_emoji_and_backslashes_included():
+    assert logs.escaped("Délivré 👋🏽 C:\\temp ש") == "Délivré 👋🏽 C:\\temp ש"
+
+
+def test_a_json_line_escapes_what_json_leaves_unescaped_and_reads_back_the_same():
+    logger, out = emitted("json")
+    path = "/v1/x\x85\u2028\x7f\ud800"
+    logger.info("request", extra={"http": {"path": path}})
+    (line,) = out.getvalue().splitlines()
+    assert line.isprintable()
+    entry = json.loads(line)
+    assert entry["http"]["path"] == path
+
+
+def test_a_traceback_keeps_its_line_breaks_but_not_the_escapes_in_its_message():
+    logger, out = emitted("text")
+    try:
+        raise ValueError("bad value \x1b[31mred")
+    except ValueError:
+        logger.exception("failed")
+    text = out.getvalue()
+    assert "Traceback (most recent call last):\n" in text and "ValueError: bad value \\x1b[31mred" in text
+    assert "\x1b" not in text
+
+
+# `connector serve` itself: gunicorn's access log, through the same filter and formats.
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_request_path_with_a_line_break_and_an_escape_is_one_access_log_line_with_them_escaped(tmp_path, log_format):
+    import requests
+
+    from tests.conftest import wait_for
+    from tests.test_serve import clean_env, start, stop
+    env = clean_env(tmp_path, CONNECTOR_WORKERS="1", CONNECTOR_THREADS="2", CONNECTOR_LOG_FORMAT=log_format)
+    url, log, process = start([sys.executable, "-m", "connector.cli", "serve"], env, tmp_path)
+    try:
+        answer = requests.get(url + "/v1/x%0a127.0.0.1%20%22GET%20/v1/forged%22%20200%1b[2K", timeout=10)
+        assert answer.status_code == 404
+        request_id = answer.headers["X-Request-Id"]
+
+        def logged():
+            log.seek(0)
+            so_far = log.read()
+            return so_far if request_id in so_far else None
+        text = wait_for(logged, what="the access log line")
+    finally:
+        stop(process)
+    (line,) = [line for line in text.splitlines() if "/v1/x" in line or "/v1/forged" in line]
+    assert request_id in line and "\x1b" not in text
+    message = json.loads(line)["message"] if log_format == "json" else line
+    # gunicorn escapes the quotes itself; the line break and the escape are ours to escape.
+    assert '"GET /v1/x\\x0a127.0.0.1 \\"GET /v1/forged\\" 200\\x1b[2K" 404' in message

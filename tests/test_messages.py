@@ -538,3 +538,65 @@ def test_no_campaign_id_at_all_is_refused(value):
     with pytest.raises(InvalidInput) as caught:
         campaign_ids(value)
     assert caught.value.fields[0].message == "Give the campaign ID returned by the send."
+
+
+# --- the edges of the calendar --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, direction", [
+    ("9999-12-31T23:59:59+00:00", "ahead"), ("9999-12-31T23:30:00-14:00", "ahead"), ("9999-12-31T23:59:59Z", "ahead"),
+    ("0001-01-01T00:00:00", "back"), ("0001-01-01T00:00:00+23:59", "back"),
+])
+def test_a_time_with_no_utc_or_paris_equivalent_in_the_calendar_is_refused_at_send_at(value, direction):
+    when, problems = _when(value)
+    assert when is None
+    reason = f"{value} is too far {direction} to be sent at: give a time in the coming years, e.g. 2026-12-01 09:30."
+    assert [(p.path, p.message) for p in problems] == [("send_at", reason)]
+
+
+def test_a_scheduled_sms_or_voice_message_at_the_end_of_the_calendar_is_refused_naming_send_at():
+    payload = {"message": "Hi", "recipients": ["0611111111"], "send_at": "9999-12-31T23:59:59+00:00"}
+    assert list(_fields(_refusal(payload, schedule=True))) == ["send_at"]
+    with pytest.raises(InvalidInput) as caught:
+        voice_request({"recipients": ["0611111111"], "text": "Bonjour", "send_at": "9999-12-31T23:59:59+00:00"},
+                      RULES, NOW)
+    assert list(_fields(caught.value)) == ["send_at"]
+
+
+# --- lone surrogates anywhere in an input ---------------------------------------------------------------
+
+SURROGATE_REASON = ("U+D800 at position {}, half of a UTF-16 pair without its other half: it is not a character. "
+                    "Remove it.")
+
+
+def test_a_lone_surrogate_is_blamed_at_each_field_holding_one_whatever_its_depth():
+    document = {"message": "Hi", "sender": "Shop\ud800", "audio_url": "https://example.com/\udfff.mp3",
+                "recipients": [{"phone_number": "0611111111", "params": ["ok", "\ud800"]}], "flash": True, "n": 1.5}
+    assert [(p.path, p.message) for p in messages.lone_surrogates(document)] == [
+        ("sender", "Contains " + SURROGATE_REASON.format(5)),
+        ("audio_url", "Contains " + SURROGATE_REASON.format(21).replace("D800", "DFFF")),
+        ("recipients[0].params[1]", "Contains " + SURROGATE_REASON.format(1)),
+    ]
+
+
+def test_a_lone_surrogate_in_a_field_name_is_blamed_at_that_name_shown_with_a_replacement_character():
+    (problem,) = messages.lone_surrogates({"campaign\ud800name": "x"})
+    assert problem.path == "campaign\ufffdname"
+    assert problem.message == "The field's name contains " + SURROGATE_REASON.format(9)
+    problem.path.encode("utf-8")  # an answer can carry it
+
+
+@pytest.mark.parametrize("document", [{"message": "Salut 👋🏽 שלום €", "recipients": ["0611111111"]}, "text", 1, None,
+                                      [], {}])
+def test_text_without_lone_surrogates_has_no_problem(document):
+    assert messages.lone_surrogates(document) == []
+
+
+def test_a_document_nested_as_deep_as_json_allows_is_searched_without_exhausting_the_stack():
+    document = innermost = []
+    for _ in range(5_000):  # more than the recursion limit: a recursive search would fail
+        innermost.append([])
+        innermost = innermost[0]
+    innermost.append("\ud800")
+    (problem,) = messages.lone_surrogates(document)
+    assert problem.path == "[0]" * 5_001

@@ -14,9 +14,9 @@ from .actions import HANDLERS
 from .delivery import Policy
 from .errors import ConfigError
 from .messages import Rules
-from .store import Store, default_url
+from .store import Store, data_folder, default_url
 from .targets import AllowList
-from .ratelimit import RateLimit
+from .ratelimit import RateLimit, Refusals
 from .upstream import AllMySMS, new_session
 
 
@@ -40,17 +40,29 @@ class Services:
     allowed_targets: AllowList
     policy: Policy
     rate_limit: RateLimit
+    refusals: Refusals
+    replay_limit: RateLimit
 
 
 def policy(settings: dict) -> Policy:
     schedule = tuple(float(part) for part in settings["CONNECTOR_RETRY_SCHEDULE"].split(","))
     return Policy(schedule=schedule, timeout=settings["CONNECTOR_DELIVERY_TIMEOUT"],
-                  disable_after=settings["CONNECTOR_DISABLE_AFTER_HOURS"] * 3600)
+                  disable_after=settings["CONNECTOR_DISABLE_AFTER_HOURS"] * 3600,
+                  per_host=settings["CONNECTOR_DELIVERIES_PER_HOST"])
 
 
 def open_store(settings: dict, replayable: bool = False) -> Store:
-    """The store; ``replayable`` for a delivery worker, whose writes may be lost to a power cut (see Store)."""
-    return Store(settings["DATABASE_URL"] or default_url(settings["CONNECTOR_DATA_DIR"]), replayable=replayable)
+    """The store; ``replayable`` for a delivery worker, whose writes may be lost to a power cut (see Store).
+    It derives signing secrets from the secret key, kept in the data folder (made 0700 first) when not set."""
+    data_folder(settings["CONNECTOR_DATA_DIR"])
+    return Store(settings["DATABASE_URL"] or default_url(settings["CONNECTOR_DATA_DIR"]), replayable=replayable,
+                 secret_key=secret_key(settings["CONNECTOR_SECRET_KEY"], settings["CONNECTOR_DATA_DIR"]))
+
+
+def _client_address(settings: dict):
+    """Who a request comes from, believing X-Forwarded-For only from CONNECTOR_TRUSTED_PROXIES (as the console)."""
+    trusted = console.access.trusted_networks(settings["CONNECTOR_TRUSTED_PROXIES"])
+    return lambda peer, forwarded_for: console.access.client_address(peer, forwarded_for, trusted)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -72,7 +84,8 @@ def create_app(test_config: dict | None = None) -> Flask:
                         connect_timeout=settings["ALLMYSMS_CONNECT_TIMEOUT"],
                         read_timeout=settings["ALLMYSMS_READ_TIMEOUT"],
                         connect_retries=settings["ALLMYSMS_CONNECT_RETRIES"],
-                        max_reply_bytes=settings["ALLMYSMS_MAX_REPLY_BYTES"])
+                        max_reply_bytes=settings["ALLMYSMS_MAX_REPLY_BYTES"],
+                        max_concurrent=settings["ALLMYSMS_MAX_CONCURRENT_CALLS"])
     store = open_store(settings)
     app.extensions["connector"] = Services(
         manifest=manifest,
@@ -89,6 +102,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         allowed_targets=AllowList(settings["CONNECTOR_ALLOWED_TARGETS"]),
         policy=policy(settings),
         rate_limit=RateLimit(settings["CONNECTOR_ACTIONS_PER_MINUTE"]),
+        replay_limit=RateLimit(settings["CONNECTOR_REPLAYS_PER_MINUTE"]),
+        refusals=Refusals(settings["CONNECTOR_AUTH_FAILURES_PER_MINUTE"], settings["CONNECTOR_LOGIN_FAILURES_PER_MINUTE"],
+                          address_of=_client_address(settings)),
     )
 
     @app.before_request

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import selectors
 import subprocess
 import sys
 import threading
+import time
+from functools import partial
 
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +132,8 @@ def gunicorn_options(settings: dict) -> dict:
         # that one busy or restarting process never leaves nobody to answer.
         "workers": settings["CONNECTOR_WORKERS"] or max(2, os.cpu_count() or 1),
         "threads": settings["CONNECTOR_THREADS"],
-        "worker_class": "gthread",
+        # gthread, except that a request is read whole before a thread is given to it (ReadingWorker).
+        "worker_class": "connector.serving.ReadingWorker",
         # A request may wait for AllMySMS's read timeout: a worker is killed only well after that.
         "timeout": int(settings["ALLMYSMS_READ_TIMEOUT"]) + 30,
         "graceful_timeout": 20,
@@ -141,6 +147,174 @@ def gunicorn_options(settings: dict) -> dict:
         "logger_class": AccessLog,
         "child_exit": _child_exit,
     }
+
+
+class ReadingWorker(ThreadWorker):
+    """gunicorn's threaded worker, but each request is read whole (headers and body) by the worker's event
+    loop before a thread is given to it. gthread hands a connection to a thread as soon as a byte arrives,
+    and the thread then blocks on the socket: a few dozen clients trickling their requests held every
+    thread, and /healthz waited behind them. Here such a client holds a socket and a buffer, never a thread,
+    and is cut off when CONNECTOR_REQUEST_READ_TIMEOUT is up."""
+
+    def init_process(self):
+        from . import config
+        settings = config.load()
+        self._read_timeout = settings["CONNECTOR_REQUEST_READ_TIMEOUT"]
+        # Past what the app accepts, a thread takes over at once: the app answers 413 without reading on.
+        self._body_limit = max(settings["CONNECTOR_MAX_BODY_BYTES"], settings["CONNECTOR_MAX_CALLBACK_BYTES"])
+        cfg = self.cfg
+        self._head_limit = ((cfg.limit_request_line or 8190) + 4
+                            + (cfg.limit_request_fields or 100) * ((cfg.limit_request_field_size or 8190) + 2))
+        self._reading: dict = {}
+        super().init_process()
+
+    def enqueue_req(self, conn):
+        # Runs on the event loop only (accept, a kept-alive socket becoming readable, a pipelined request).
+        if self.cfg.is_ssl or conn.is_http2:
+            return super().enqueue_req(conn)  # a TLS record cannot be read ahead of its handshake
+        arrival = _Arrival(time.monotonic() + self._read_timeout)
+        if conn.parser is not None:
+            # Bytes of the next request a previous one read ahead: they start this one.
+            arrival.data += conn.parser.unreader.take_buffered()
+            if arrival.ready(self._head_limit, self._body_limit):
+                return self._hand_over(conn, arrival)
+        conn.sock.setblocking(False)
+        self._reading[conn] = arrival
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_bytes, conn))
+        return None
+
+    def _on_bytes(self, conn, _sock):
+        arrival = self._reading[conn]
+        try:
+            chunk = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._drop(conn)
+            return
+        arrival.data += chunk
+        if arrival.ready(self._head_limit, self._body_limit, fresh=chunk):
+            self.poller.unregister(conn.sock)
+            del self._reading[conn]
+            self._hand_over(conn, arrival)
+        elif arrival.expects_continue and not arrival.continued:
+            # The client waits for this before it sends the body; a second one from gunicorn later is
+            # allowed (a client reads any number of 1xx answers).
+            arrival.continued = True
+            _send_quietly(conn.sock, b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _hand_over(self, conn, arrival):
+        conn.arrived = bytes(arrival.data)
+        super().enqueue_req(conn)
+
+    def handle(self, conn):
+        arrived = getattr(conn, "arrived", None)
+        if arrived is not None:
+            conn.arrived = None
+            conn.data_ready = True
+            conn.sock.setblocking(True)
+            conn.init()
+            conn.parser.unreader.unread(arrived)
+        return super().handle(conn)
+
+    def murder_pending(self):
+        super().murder_pending()
+        now = time.monotonic()
+        for conn, arrival in list(self._reading.items()):
+            if arrival.deadline <= now or not self.alive:
+                if arrival.data and self.alive:
+                    _send_quietly(conn.sock, b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                                             b"Content-Length: 0\r\n\r\n")
+                self._drop(conn)
+
+    def _drop(self, conn):
+        self.poller.unregister(conn.sock)
+        del self._reading[conn]
+        self.nr_conns -= 1
+        conn.close()
+
+
+def _send_quietly(sock, data: bytes) -> None:
+    # Non-blocking and best effort: a client that does not read its answer gets nothing more from us.
+    try:
+        sock.send(data)
+    except OSError:
+        pass
+
+
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+
+class _Arrival:
+    """The bytes of one request as they come in, and whether they make a whole request yet. Anything
+    malformed counts as whole: gunicorn's own parser then refuses it, with the answer it always gives."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.data = bytearray()
+        self.expects_continue = self.continued = False
+        self._body_at: int | None = None
+        self._length: int | None = None  # None: chunked
+        self._whole = False
+
+    def ready(self, head_limit: int, body_limit: int, fresh: bytes = b"\n") -> bool:
+        if self._whole:
+            return True
+        if self._body_at is None:
+            if b"\n" not in fresh:
+                return len(self.data) > head_limit
+            end = self.data.find(b"\r\n\r\n")
+            if end < 0:
+                return len(self.data) > head_limit
+            self._body_at = end + 4
+            self._whole = self._read_head(bytes(self.data[:end]), body_limit)
+            if self._whole:
+                return True
+        if self._length is not None:
+            return len(self.data) - self._body_at >= self._length
+        # Chunked: looked at again only when a line may have ended.
+        return b"\n" in fresh and self._chunked_end(body_limit)
+
+    def _read_head(self, head: bytes, body_limit: int) -> bool:
+        """Note the body's framing; True when a thread should take over with the head alone."""
+        length, chunked = None, False
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == b"content-length":
+                if length is not None or not value.isdigit():
+                    return True
+                length = int(value)
+            elif name == b"transfer-encoding":
+                if not value.endswith(b"chunked"):
+                    return True
+                chunked = True
+            elif name == b"expect" and value == b"100-continue":
+                self.expects_continue = True
+        if chunked and length is not None:
+            return True
+        self._length = None if chunked else (length or 0)
+        return self._length is not None and self._length > body_limit
+
+    def _chunked_end(self, body_limit: int) -> bool:
+        data, at, total = self.data, self._body_at, 0
+        while True:
+            line_end = data.find(b"\r\n", at)
+            if line_end < 0:
+                return len(data) - at > 1024  # no chunk-size line is that long
+            size = bytes(data[at:line_end]).split(b";", 1)[0].strip()
+            if not _CHUNK_SIZE.fullmatch(size):
+                return True
+            total += int(size, 16)
+            if total > body_limit:
+                return True
+            if int(size, 16) == 0:
+                return data.find(b"\r\n\r\n", line_end) >= 0  # the trailers, if any, and the empty line
+            at = line_end + 2 + int(size, 16) + 2
+            if at > len(data):
+                return False
 
 
 def _child_exit(_server, worker) -> None:

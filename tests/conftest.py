@@ -91,13 +91,22 @@ def postgres_schema(migrated: bool = True):
             admin.execute(f"DROP SCHEMA {name} CASCADE")
 
 
+def require(problem: str | None, module: bool = False) -> None:
+    """Skip the test (or the whole module), saying why, when ``problem`` names something missing; under
+    CI=true fail instead, since a CI run that skipped PostgreSQL, Node or the browser would pass untested."""
+    if not problem:
+        return
+    if os.environ.get("CI", "").strip().lower() in ("true", "1"):
+        pytest.fail(f"{problem} (CI=true: what the tests need must be there)", pytrace=False)
+    pytest.skip(problem, allow_module_level=module)
+
+
 @contextmanager
 def postgres_database(monkeypatch, migrated: bool = True):
     """A schema of the test's own on PostgreSQL as DATABASE_URL (in the environment too, so create_app and
-    worker processes pick it up); the test is skipped, saying why, where PostgreSQL cannot be reached."""
-    problem = postgres_unreachable()
-    if problem:
-        pytest.skip(problem)
+    worker processes pick it up); where PostgreSQL cannot be reached, the test is skipped saying why (failed
+    under CI=true)."""
+    require(postgres_unreachable())
     with postgres_schema(migrated) as url:
         monkeypatch.setenv("DATABASE_URL", url)
         yield url

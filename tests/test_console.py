@@ -117,14 +117,84 @@ def test_logging_in_leads_back_to_the_page_asked_for_but_never_to_another_site(s
         assert answer.status_code == 303 and answer.headers["Location"] == landing
 
 
+def test_a_next_page_with_control_characters_or_off_the_console_leads_to_the_overview_never_to_an_error(sandbox):
+    for asked in ("/console\r\nSet-Cookie: x=1", "/console/events\n", "/console\x00", "/console/\u2028x",
+                  "/consoleevil", "/v1/me", "javascript:alert(1)"):
+        operator = Operator(create_app(settings(sandbox)))
+        form = operator.client.get("/console/login", query_string={"next": asked})
+        assert form.status_code == 200 and 'name="next" value="/console"' in form.get_data(as_text=True), repr(asked)
+        answer = operator.client.post("/console/login", data={"csrf": operator.csrf(), "token": TOKEN, "next": asked})
+        assert answer.status_code == 303 and answer.headers["Location"] == "/console", repr(asked)
+        assert "Set-Cookie: x" not in str(answer.headers)
+
+
 def test_a_wrong_token_is_refused_and_repeated_failures_from_one_address_are_held_off(sandbox):
     operator = Operator(create_app(settings(sandbox)))
     for _ in range(5):
         answer = operator.log_in("not-the-operator-token")
         assert answer.status_code == 401 and "not the operator token" in answer.get_data(as_text=True)
     held = operator.log_in(TOKEN)  # even the right token waits: the address is guessing
-    assert held.status_code == 429 and int(held.headers["Retry-After"]) > 0
+    assert held.status_code == 429 and held.headers["Retry-After"] == "1"
+    assert "wait 1 s before the next try" in held.get_data(as_text=True)
     assert operator.client.get("/console").status_code == 303
+
+
+def test_wrong_tokens_make_an_address_wait_longer_each_time_but_never_lock_it_out():
+    from connector.console.access import FREE_FAILURES, MAX_WAIT, Throttle
+    now = [1000.0]
+    throttle = Throttle(clock=lambda: now[0])
+    waits = []
+    for _ in range(FREE_FAILURES + 8):
+        waits.append(throttle.wait_for("203.0.113.7"))
+        now[0] += waits[-1]  # the guesser waits exactly as long as it is told
+        throttle.failed("203.0.113.7")
+    assert waits == [0] * FREE_FAILURES + [1, 2, 4, 8, 16, 32, MAX_WAIT, MAX_WAIT]
+    assert throttle.wait_for("198.51.100.1") == 0  # another address is not held off
+    now[0] += MAX_WAIT
+    assert throttle.wait_for("203.0.113.7") == 0  # the operator gets a try after a minute at most
+
+
+def test_behind_a_trusted_proxy_a_guesser_is_held_off_by_its_own_address_not_the_proxys(sandbox):
+    app = create_app(settings(sandbox, CONNECTOR_TRUSTED_PROXIES="10.0.0.0/8"))
+    guesser, operator, spoofer = Operator(app), Operator(app), Operator(app)
+    proxy = {"REMOTE_ADDR": "10.1.2.3"}
+    for _ in range(6):
+        guesser.client.post("/console/login", data={"csrf": guesser.csrf(), "token": "wrong-token"},
+                            environ_base=proxy, headers={"X-Forwarded-For": "198.51.100.9"})
+    held = guesser.client.post("/console/login", data={"csrf": guesser.csrf(), "token": TOKEN}, environ_base=proxy,
+                               headers={"X-Forwarded-For": "198.51.100.9"})
+    assert held.status_code == 429
+    # What the client itself wrote left of the proxy's entry is not believed: the guesser cannot pose as another.
+    dodge = guesser.client.post("/console/login", data={"csrf": guesser.csrf(), "token": TOKEN}, environ_base=proxy,
+                                headers={"X-Forwarded-For": "192.0.2.1, 198.51.100.9"})
+    assert dodge.status_code == 429
+    answer = operator.client.post("/console/login", data={"csrf": operator.csrf(), "token": TOKEN},
+                                  environ_base=proxy, headers={"X-Forwarded-For": "203.0.113.5"})
+    assert answer.status_code == 303 and operator.client.get("/console").status_code == 200
+    # A peer that is not a trusted proxy is known by its own address, whatever X-Forwarded-For it sends.
+    for _ in range(6):
+        spoofer.client.post("/console/login", data={"csrf": spoofer.csrf(), "token": "wrong-token"},
+                            environ_base={"REMOTE_ADDR": "192.0.2.50"}, headers={"X-Forwarded-For": "203.0.113.5"})
+    assert spoofer.client.post("/console/login", data={"csrf": spoofer.csrf(), "token": TOKEN},
+                               environ_base={"REMOTE_ADDR": "192.0.2.50"}).status_code == 429
+
+
+def test_the_client_address_is_the_first_untrusted_hop_from_the_right():
+    from connector.console.access import client_address, trusted_networks
+    proxies = trusted_networks("10.0.0.0/8, 192.168.1.5,::1")
+    assert client_address("10.0.0.1", "198.51.100.9", proxies) == "198.51.100.9"
+    assert client_address("10.0.0.1", "6.6.6.6, 198.51.100.9, 192.168.1.5", proxies) == "198.51.100.9"
+    assert client_address("::1", "10.9.9.9", proxies) == "10.9.9.9"  # all trusted: the last one told
+    assert client_address("198.51.100.9", "10.0.0.1", proxies) == "198.51.100.9"
+    assert client_address("10.0.0.1", None, proxies) == "10.0.0.1"
+    assert client_address("10.0.0.1", "198.51.100.9", ()) == "10.0.0.1"  # nothing trusted by default
+
+
+def test_a_trusted_proxies_setting_that_is_not_addresses_stops_the_start_with_the_setting_named(sandbox):
+    from connector.errors import ConfigError
+    with pytest.raises(ConfigError) as refused:
+        create_app(settings(sandbox, CONNECTOR_TRUSTED_PROXIES="10.0.0.0/8,proxy.internal"))
+    assert "CONNECTOR_TRUSTED_PROXIES: 'proxy.internal' is not an address or a network" in str(refused.value)
 
 
 def test_a_form_without_its_csrf_token_is_refused_with_400_and_with_a_wrong_one_with_403(wired, subscriber):
@@ -147,7 +217,7 @@ def test_the_session_cookie_is_httponly_lax_kept_to_the_console_and_carries_no_s
     assert "Secure" not in cookie  # served over http here: a Secure cookie would never come back
     value = cookie.split(";", 1)[0].split("=", 1)[1]
     payload = json.loads(base64.urlsafe_b64decode(value.split(".")[0] + "=="))
-    assert set(payload) <= {"operator", "csrf", "_permanent"} and TOKEN not in cookie
+    assert set(payload) <= {"operator", "sid", "csrf", "_permanent"} and TOKEN not in cookie
     secure = Operator(create_app(settings(sandbox, CONNECTOR_PUBLIC_URL="https://sms.example.com")))
     assert "Secure" in secure.log_in().headers["Set-Cookie"]
 
@@ -156,6 +226,34 @@ def test_logging_out_ends_the_session(wired):
     operator = wired.operator
     assert operator.post("/console/logout").status_code == 303
     assert operator.client.get("/console").status_code == 303
+
+
+def test_logging_out_ends_every_copy_of_the_session_in_every_web_process_and_no_other_session(sandbox):
+    # Two apps on one data directory: two web processes of one service, each with its own memory.
+    first, second = create_app(settings(sandbox)), create_app(settings(sandbox))
+    operator, colleague = Operator(first), Operator(first)
+    operator.log_in()
+    colleague.log_in()
+    copied = operator.client.get_cookie("connector_console", path="/console").value
+    thief = second.test_client()
+    thief.set_cookie("connector_console", copied, path="/console")
+    assert thief.get("/console").status_code == 200  # the copy works while the session lasts
+    assert operator.post("/console/logout").status_code == 303
+    answer = thief.get("/console")
+    assert answer.status_code == 303 and answer.headers["Location"].startswith("/console/login")
+    assert colleague.client.get("/console").status_code == 200
+
+
+def test_a_session_past_its_hours_is_over_even_if_its_cookie_comes_back(tmp_path):
+    from connector.console.access import Sessions
+    now = [1000.0]
+    sessions = Sessions(str(tmp_path), lifetime=3600, clock=lambda: now[0])
+    kept, ended = sessions.open(), sessions.open()
+    sessions.end(ended)
+    assert sessions.live(kept) and not sessions.live(ended) and not sessions.live(None)
+    assert kept not in (tmp_path / "console-sessions").read_text()  # only digests are kept
+    now[0] += 3601
+    assert not sessions.live(kept)
 
 
 def test_changing_the_operator_token_ends_every_session(sandbox):

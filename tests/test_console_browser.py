@@ -12,7 +12,7 @@ import pytest
 
 from connector import create_app
 from connector.serving import worker_for
-from tests.conftest import Api, connector_settings, wait_for
+from tests.conftest import Api, connector_settings, require, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 OVERVIEW_PICTURE = Path(__file__).parent / "screenshots" / "console-overview.png"
@@ -23,10 +23,10 @@ FAST = {"CONNECTOR_ALLOWED_TARGETS": "127.0.0.1", "CONNECTOR_RETRY_SCHEDULE": "0
 try:
     from playwright.sync_api import Page, sync_playwright
 except ImportError:
-    pytest.skip("the browser test needs the playwright package (pip install -e '.[test]')", allow_module_level=True)
+    require("the browser test needs the playwright package (pip install -e '.[test]')", module=True)
 if not CHROMIUM.exists():
-    pytest.skip(f"the browser test drives Debian's chromium, and {CHROMIUM} is missing (apt-get install chromium; "
-                ".ci/run does it)", allow_module_level=True)
+    require(f"the browser test drives Debian's chromium, and {CHROMIUM} is missing (apt-get install chromium; "
+            ".ci/run does it)", module=True)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from connector.deadlines import Deadlines
 from tests.conftest import wait_for
@@ -24,9 +23,8 @@ def test_a_deadline_acts_when_due_and_a_cancelled_one_never_does():
 def test_an_earlier_deadline_added_later_is_not_held_up_by_a_far_one():
     deadlines, fired = Deadlines(), threading.Event()
     deadlines.after(3600, lambda: None)
-    started = time.monotonic()
     deadlines.after(0.05, fired.set)
-    assert fired.wait(5) and time.monotonic() - started < 2
+    assert fired.wait(30)  # held up by the far one, it would fire only an hour from now
 
 
 def test_a_failing_action_does_not_stop_the_others():

@@ -17,7 +17,7 @@ from openapi_spec_validator import validate as validate_openapi
 from connector import OPERATOR_BLUEPRINTS, create_app, exports, manifest as manifest_module
 from connector.exports import openapi
 from connector.serving import worker_for
-from tests.conftest import connector_settings
+from tests.conftest import connector_settings, require
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOTS = Path(__file__).parent / "golden" / "exports"
@@ -73,7 +73,7 @@ def test_the_cli_lists_platforms_and_writes_one(tmp_path):
     listed = subprocess.run([str(ROOT / ".venv" / "bin" / "connector"), "export", "--list"], capture_output=True,
                             text=True, timeout=60, env={**os.environ, "ALLMYSMS_BASE_URL": "http://127.0.0.1:1"})
     if listed.returncode == 127 or not (ROOT / ".venv" / "bin" / "connector").exists():
-        pytest.skip("the connector command is not installed in .venv")
+        require("the connector command is not installed in .venv")
     assert listed.returncode == 0 and "zapier" in listed.stdout and "openapi" in listed.stdout
     wrote = subprocess.run([str(ROOT / ".venv" / "bin" / "connector"), "export", "openapi", str(tmp_path),
                             "--base-url", "https://sms.acme.test"], capture_output=True, text=True, timeout=60)
@@ -123,7 +123,7 @@ def test_the_webhooks_section_describes_each_pushed_event_with_its_signature_hea
 def zapier_app(tmp_path_factory, manifest):
     node, npm = shutil.which("node"), shutil.which("npm")
     if not node or not npm:
-        pytest.skip("node and npm are needed to check the Zapier export (Node.js 18 or newer)")
+        require("node and npm are needed to check the Zapier export (Node.js 18 or newer)")
     folder = tmp_path_factory.mktemp("zapier")
     exports.write("zapier", manifest, folder, BASE_URL)
     installed = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=folder,
@@ -189,7 +189,7 @@ def test_the_elasticio_component_describes_credentials_actions_and_both_kinds_of
 
 def test_the_elasticio_modules_run_against_the_live_service(manifest, live_service, tmp_path):
     if not shutil.which("node"):
-        pytest.skip("node is needed to run the elastic.io modules (Node.js 18 or newer)")
+        require("node is needed to run the elastic.io modules (Node.js 18 or newer)")
     exports.write("elasticio", manifest, tmp_path, BASE_URL)
     ran = run_node_tests(tmp_path, live_service.url)
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
@@ -297,7 +297,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_documented
     if not tool.exists():
         tool = shutil.which("schemathesis")
     if not tool:
-        pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
+        require("schemathesis is not installed (pip install -e '.[test]')")
     examples = os.environ.get("SCHEMATHESIS_EXAMPLES", "15")
     ran = subprocess.run(
         [str(tool), "run", f"{live_service.url}/openapi.json", "--auth", "demo:demo-api-key",
@@ -317,7 +317,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_documented
 def n8n_package(tmp_path_factory, manifest):
     npm = shutil.which("npm")
     if not npm or not shutil.which("node"):
-        pytest.skip("node and npm are needed to compile the n8n package (Node.js 18 or newer)")
+        require("node and npm are needed to compile the n8n package (Node.js 18 or newer)")
     folder = tmp_path_factory.mktemp("n8n")
     exports.write("n8n", manifest, folder, BASE_URL)
     # Types are all the build needs: no native add-on of n8n-workflow's dependencies is built.

@@ -196,7 +196,7 @@ def test_a_key_whose_first_call_died_with_its_process_answers_at_once_that_it_ma
     started = clock.monotonic()
     retried = keyed(api, "order-7")
     assert retried.status_code == 504 and retried.json()["error"]["code"] == "outcome_unknown"
-    assert clock.monotonic() - started < 1.5  # not after the 2 s wait for a first call still running
+    assert "ended without an answer" in retried.json()["error"]["message"]  # not the 409 of a call still running
     assert len(sandbox.state.campaigns("demo")) == 0
 
 

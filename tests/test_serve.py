@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,25 +21,36 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def start(argv: list[str], env: dict, tmp_path, ready: str = "/v1/manifest"):
-    """Start a server process in a session of its own; (url, log, process) once ``ready`` answers."""
+    """Start a server process in a session of its own; (url, log, process) once ``ready`` answers. Any
+    failure to start stops the whole process tree (gunicorn's workers, the delivery workers) before failing."""
     log = (tmp_path / "serve.log").open("w+")
     process = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
     url = f"http://127.0.0.1:{env['PORT']}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(url + ready, timeout=1)
-            return url, log, process
-        except requests.ConnectionError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"{argv} did not start:\n{log.read()}")
-            time.sleep(0.05)  # polling for the port to open
+    started = False
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                # A busy machine may accept the connection and answer late: any error means "not yet".
+                requests.get(url + ready, timeout=5)
+                started = True
+                return url, log, process
+            except requests.RequestException:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    pytest.fail(f"{argv} did not start:\n{log.read()}")
+                time.sleep(0.05)  # polling for the port to open
+    finally:
+        if not started:
+            stop(process)
 
 
 def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return  # the whole group is gone already
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
@@ -149,6 +162,87 @@ def test_serve_delivers_a_receipt_and_a_reply_to_a_subscriber_with_no_configurat
     for secret in (token, *hooks.values(), "0611111111", "33611111111", "Your table is ready", "On arrive",
                    "ZGVtbzpkZW1vLWFwaS1rZXk="):
         assert secret not in text, f"{secret[:6]}… appears in the log"
+
+
+def _trickle(url: str, stop: threading.Event, count: int = 150) -> list[socket.socket]:
+    """``count`` clients that open a request and send it a byte at a time, half stuck in their headers and
+    half in their body, until ``stop`` is set."""
+    port = int(url.rsplit(":", 1)[1])
+    heads = [b"POST /v1/actions/send_sms HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 4000,
+             b"POST /v1/actions/send_sms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             b"Content-Length: 100000\r\n\r\n{" + b" " * 4000]
+    clients = []
+    for n in range(count):
+        client = socket.create_connection(("127.0.0.1", port), timeout=10)
+        client.sendall(heads[n % 2][:40])
+        clients.append(client)
+
+    def drip():
+        sent = 40
+        while not stop.wait(0.3) and sent < 4000:
+            for n, client in enumerate(clients):
+                try:
+                    client.send(heads[n % 2][sent:sent + 1])
+                except OSError:
+                    pass  # cut off by the server: what a deadline does
+            sent += 1
+
+    threading.Thread(target=drip, daemon=True).start()
+    return clients
+
+
+def test_clients_trickling_their_requests_do_not_keep_health_checks_from_being_answered(tmp_path):
+    env = clean_env(tmp_path, CONNECTOR_WORKERS="1", CONNECTOR_THREADS="2", CONNECTOR_REQUEST_READ_TIMEOUT="60")
+    url, _, process = start([sys.executable, "-m", "connector.cli", "serve"], env, tmp_path, ready="/healthz")
+    stop_dripping = threading.Event()
+    clients = []
+    try:
+        clients = _trickle(url, stop_dripping)
+        # Every trickling client has been accepted and is half-way through its request, and yet:
+        health = requests.get(url + "/healthz", timeout=30)
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        sent = requests.post(url + "/v1/actions/send_sms", auth=("demo", "demo-api-key"), timeout=30,
+                             json={"message": "Hi", "recipients": ["0611111111"]})
+        assert sent.status_code == 200 and sent.json()["sms_ids"], sent.text
+    finally:
+        stop_dripping.set()
+        for client in clients:
+            client.close()
+        stop(process)
+
+
+def _ask_slowly(port: int, request: bytes, piece: int = 7) -> bytes:
+    """Send ``request`` a few bytes at a time and read the whole answer (the server closes after it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        for at in range(0, len(request), piece):
+            client.sendall(request[at:at + piece])
+            time.sleep(0.01)  # pacing the client, so each piece arrives on its own
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_a_request_that_arrives_in_pieces_is_answered_whole_and_one_that_stops_is_cut_off(tmp_path):
+    env = clean_env(tmp_path, CONNECTOR_WORKERS="1", CONNECTOR_THREADS="2", CONNECTOR_REQUEST_READ_TIMEOUT="2")
+    url, _, process = start([sys.executable, "-m", "connector.cli", "serve"], env, tmp_path, ready="/healthz")
+    port = int(url.rsplit(":", 1)[1])
+    auth = b"Authorization: Basic ZGVtbzpkZW1vLWFwaS1rZXk=\r\nConnection: close\r\n"
+    body = b'{"message": "Hi", "recipients": ["0611111111"]}'
+    try:
+        plain = _ask_slowly(port, b"POST /v1/actions/send_sms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                                  b"\r\n" + auth + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        assert plain.startswith(b"HTTP/1.1 200") and b'"sms_ids"' in plain, plain[:300]
+        chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:10], body[10:])) + b"0\r\n\r\n"
+        answer = _ask_slowly(port, b"POST /v1/actions/send_sms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                                   b"\r\n" + auth + b"Transfer-Encoding: chunked\r\n\r\n" + chunked)
+        assert answer.startswith(b"HTTP/1.1 200") and b'"sms_ids"' in answer, answer[:300]
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as stalled:
+            stalled.sendall(b"POST /v1/actions/send_sms HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
+            # The server gives up on it (the read timeout is 2 s here) and says so; recv waits for that.
+            assert stalled.recv(65536).startswith(b"HTTP/1.1 408")
+    finally:
+        stop(process)
 
 
 def test_the_reply_command_says_what_to_do_when_nothing_answers():

@@ -49,7 +49,13 @@ def test_every_allmysms_status_reaches_the_caller_as_documented(scripted, throug
 
 def test_a_status_written_as_text_is_read_as_a_number(scripted, through):
     scripted.script(Scripted(body={"status": "101", "statusText": "scheduled"} | SUCCESS_FIELDS))
-    assert through().action("send_sms", SEND).status_code == 200
+    response = through().action("send_sms", SEND)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    # 101 is "scheduled", not 100's "sent": the status was read for its value, not only as "not an error".
+    assert result["status"] == "scheduled" and result["status_text"] == "scheduled"
+    assert result["campaign_id"] == "42" and result["credits_left"] == 985 and result["credits_used"] == 15
+    assert result["sms_ids"] == [{"phone_number": "+33611111111", "sms_id": "s1"}]
 
 
 def test_an_xml_reply_is_read_when_allmysms_ignores_returnformat(scripted, through):
@@ -167,9 +173,15 @@ def test_the_voice_request_uses_the_documented_field_names(scripted, through):
 
 
 def test_a_voice_call_refused_for_credentials_is_a_401(scripted, through):
-    scripted.script(Scripted(status=401, body={"code": 102, "description": "bad"}))
+    scripted.script(Scripted(status=401, body={"code": 102, "description": "Login or API key invalid"}))
     response = through().action("send_voice", {"recipients": ["0611111111"], "text": "Bonjour"})
     assert response.status_code == 401
+    error = response.json()["error"]
+    assert (error["code"], error["allmysms_status"], error["disposition"], error["retryable"]) == (
+        "invalid_credentials", 102, "fix_credentials", False)
+    assert "does not recognise this login and API key" in error["message"]
+    assert "AllMySMS says: Login or API key invalid" in error["message"]  # its own words, passed on
+    assert [r["path"] for r in scripted.requests] == ["/voice/send/bulk"]  # refused once, not tried again
 
 
 def test_an_answer_trickling_in_past_the_read_timeout_is_cut_and_counts_as_lost(serve):

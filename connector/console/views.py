@@ -7,7 +7,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
 from .. import phones
 from ..accounts import inbound_token
@@ -37,6 +37,8 @@ class PageError(Exception):
 
 def register(bp: Blueprint, token: str, settings: dict) -> None:
     throttle = access.Throttle()
+    sessions = access.Sessions(settings["CONNECTOR_DATA_DIR"], lifetime=SESSION_HOURS * 3600)
+    proxies = access.trusted_networks(settings["CONNECTOR_TRUSTED_PROXIES"])
 
     @bp.record_once
     def _sessions(state):
@@ -49,7 +51,7 @@ def register(bp: Blueprint, token: str, settings: dict) -> None:
 
     @bp.before_request
     def _guard():
-        if request.endpoint not in _OPEN and not access.logged_in():
+        if request.endpoint not in _OPEN and not access.logged_in(sessions):
             return redirect(url_for("console.login", next=request.full_path.rstrip("?")), 303)
         if request.method == "POST":
             status = access.csrf_problem(request.form.get("csrf"))
@@ -85,23 +87,24 @@ def register(bp: Blueprint, token: str, settings: dict) -> None:
     def login():
         target = _local(request.values.get("next"))
         if request.method == "GET":
-            if access.logged_in():
+            if access.logged_in(sessions):
                 return redirect(target, 303)
             return render_template("console/login.html", next=target)
-        address = request.remote_addr or "-"
+        address = access.client_address(request.remote_addr, request.headers.get("X-Forwarded-For"), proxies)
         wait = throttle.wait_for(address)
         if wait:
-            raise PageError(429, f"Too many wrong tokens from this address. Try again in {wait} s.", retry_after=wait)
+            raise PageError(429, f"Too many wrong tokens from this address: wait {wait} s before the next try.",
+                            retry_after=wait)
         if not access.token_matches(token, request.form.get("token", "")):
             throttle.failed(address)
             log.warning("console: a login with a wrong operator token from %s", address)
             return render_template("console/login.html", next=target, wrong=True), 401
-        access.log_in()
+        access.log_in(sessions)
         return redirect(target, 303)
 
     @bp.post("/logout")
     def logout():
-        session.clear()
+        access.log_out(sessions)
         return redirect(url_for("console.login"), 303)
 
     @bp.get("")
@@ -242,10 +245,11 @@ def _event(event_id: str) -> dict:
 
 
 def _local(target: str | None) -> str:
-    """Where to go after logging in: a page of the console, never another site."""
-    if target:
+    """Where to go after logging in: a page of the console, never another site; anything else, the overview.
+    Control characters are refused before parsing: a CR or LF would end the Location header early."""
+    if target and target.isprintable() and target.isascii() and "\\" not in target:
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and parts.path.startswith("/console") and "\\" not in target:
+        if not parts.scheme and not parts.netloc and (parts.path == "/console" or parts.path.startswith("/console/")):
             return target
     return url_for("console.overview")
 

@@ -80,7 +80,8 @@ def measure(count: int, upstream_url: str, credentials: Credentials) -> list[dic
     if steps.settings["ALLMYSMS_FEED_FORMAT"] != "json":
         fed = steps.feeds(request, steps.settings["ALLMYSMS_FEED_FORMAT"])
     chunks = step("upstream round trips", f"{len(fed)} sendSms POSTs to the sandbox, replies read",
-                  lambda: [feeds.sent_chunk(steps.upstream.send_sms(credentials, feed)[1]) for feed in fed])
+                  lambda: [feeds.sent_chunk(reply, word, False)
+                           for word, reply in (steps.upstream.send_sms(credentials, feed) for feed in fed)])
     result = step("sms_result", "feeds.sms_result over all chunks", feeds.sms_result, request, chunks)
     step("serialise result", "Flask JSON response of the result", _flask_json, result)
     return timings

@@ -192,9 +192,12 @@ class RssSampler:
         return total
 
 
-def gunicorn_argv(port: int, workers: int, threads: int) -> list[str]:
-    """gunicorn with the worker class and timeouts `connector serve` uses; the app spec goes last."""
-    return [sys.executable, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--worker-class", "gthread",
+def gunicorn_argv(port: int, workers: int, threads: int, worker_class: str | None = None) -> list[str]:
+    """gunicorn with the worker class and timeouts `connector serve` uses (or ``worker_class``); the app spec
+    goes last."""
+    from connector.serving import WORKER_CLASS
+    return [sys.executable, "-m", "gunicorn", "--bind", f"{HOST}:{port}",
+            "--worker-class", worker_class or WORKER_CLASS,
             "--workers", str(workers), "--threads", str(threads), "--timeout", "90", "--graceful-timeout", "5",
             # gunicorn 27 puts one control socket per user at ~/.gunicorn/gunicorn.ctl: servers started side
             # by side would take it from each other.

@@ -124,6 +124,10 @@ def serve(settings: dict) -> None:
             supervisor.stop()
 
 
+#: gthread, except that a request is read whole before a thread is given to it (ReadingWorker).
+WORKER_CLASS = "connector.serving.ReadingWorker"
+
+
 def gunicorn_options(settings: dict) -> dict:
     """gunicorn's settings, for `connector serve` and for gunicorn.conf.py alike."""
     return {
@@ -132,8 +136,7 @@ def gunicorn_options(settings: dict) -> dict:
         # that one busy or restarting process never leaves nobody to answer.
         "workers": settings["CONNECTOR_WORKERS"] or max(2, os.cpu_count() or 1),
         "threads": settings["CONNECTOR_THREADS"],
-        # gthread, except that a request is read whole before a thread is given to it (ReadingWorker).
-        "worker_class": "connector.serving.ReadingWorker",
+        "worker_class": WORKER_CLASS,
         # A request may wait for AllMySMS's read timeout: a worker is killed only well after that.
         "timeout": int(settings["ALLMYSMS_READ_TIMEOUT"]) + 30,
         "graceful_timeout": 20,

@@ -29,13 +29,20 @@ FAST = {"CONNECTOR_ALLOWED_TARGETS": "127.0.0.1", "CONNECTOR_RETRY_SCHEDULE": "0
 def wired(sandbox, serve):
     """The connector (with a delivery worker) in front of the sandbox; returns the demo Api."""
     app = create_app(connector_settings(sandbox.url, **FAST))
-    worker = worker_for(app.config, app.extensions["connector"].store)
-    worker.poll_interval = 0.01
-    worker.start()
+    worker = running_worker(app)
     api = serve(app)
     api.app = app
     yield api
     worker.stop()
+
+
+def running_worker(app, start: bool = True):
+    """The app's delivery worker, polling often, started unless asked not to: the caller stops it."""
+    worker = worker_for(app.config, app.extensions["connector"].store)
+    worker.poll_interval = 0.01
+    if start:
+        worker.start()
+    return worker
 
 
 def receipt(sms_id="s-1", status="1", **extra) -> dict:
@@ -220,9 +227,7 @@ def test_replay_delivers_an_event_again(wired, subscriber):
 def test_replay_of_failed_deliveries_of_a_subscription(sandbox, serve, subscriber):
     app = create_app(connector_settings(sandbox.url, CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
                                         CONNECTOR_RETRY_SCHEDULE="0"))
-    worker = worker_for(app.config, app.extensions["connector"].store)
-    worker.poll_interval = 0.01
-    worker.start()
+    worker = running_worker(app)
     try:
         api = serve(app)
         sub = subscribe(api, subscriber.target())
@@ -263,9 +268,7 @@ def test_trigger_routes_need_credentials_allmysms_accepts(wired):
 
 def test_a_sent_sms_comes_back_as_a_receipt_and_a_simulated_reply_as_a_reply(sandbox, serve, subscriber):
     app = create_app(connector_settings(sandbox.url, ALLMYSMS_SANDBOX=True, **FAST))
-    worker = worker_for(app.config, app.extensions["connector"].store)
-    worker.poll_interval = 0.01
-    worker.start()
+    worker = running_worker(app)
     try:
         api = serve(app)
         sandbox.state.set_callback_url("demo", inbound(api))  # what the customer does in the customer area
@@ -342,9 +345,7 @@ def test_a_subscription_shows_since_when_it_fails_and_is_disabled_when_that_last
     app = create_app(connector_settings(sandbox.url, CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
                                         CONNECTOR_RETRY_SCHEDULE="0,0.2,0.2,0.2,0.2,0.2,0.2,0.2",
                                         CONNECTOR_DISABLE_AFTER_HOURS=0.0002))  # 0.72 s
-    worker = worker_for(app.config, app.extensions["connector"].store)
-    worker.poll_interval = 0.01
-    worker.start()
+    worker = running_worker(app)
     try:
         api = serve(app)
         failing = subscribe(api, subscriber.target("/failing"))
@@ -370,8 +371,7 @@ def test_a_subscription_shows_since_when_it_fails_and_is_disabled_when_that_last
 def test_a_slow_subscriber_does_not_hold_back_a_fast_one(sandbox, serve, subscriber):
     app = create_app(connector_settings(sandbox.url, CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
                                         CONNECTOR_DELIVERY_CONCURRENCY=8))
-    worker = worker_for(app.config, app.extensions["connector"].store)
-    worker.poll_interval = 0.01
+    worker = running_worker(app, start=False)
     api = serve(app)
     subscribe(api, subscriber.target("/slow"))
     subscribe(api, subscriber.target("/fast"))
@@ -505,9 +505,7 @@ def test_a_receipt_with_an_iso_date_then_the_documented_one_is_one_event_deliver
 
 def test_the_sandbox_pushing_xml_brings_receipts_and_replies_to_subscribers(sandbox, serve, subscriber):
     app = create_app(connector_settings(sandbox.url, ALLMYSMS_SANDBOX=True, **FAST))
-    worker = worker_for(app.config, app.extensions["connector"].store)
-    worker.poll_interval = 0.01
-    worker.start()
+    worker = running_worker(app)
     try:
         api = serve(app)
         sandbox.state.set_callback_url("demo", inbound(api), "xml")
@@ -621,9 +619,7 @@ def test_a_replay_of_failed_deliveries_makes_at_most_the_limit_due_and_says_more
         sandbox, serve, subscriber):
     app = create_app(connector_settings(sandbox.url, CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
                                         CONNECTOR_RETRY_SCHEDULE="0", CONNECTOR_REPLAY_LIMIT=2))
-    worker = worker_for(app.config, app.extensions["connector"].store)
-    worker.poll_interval = 0.01
-    worker.start()
+    worker = running_worker(app)
     try:
         api = serve(app)
         sub = subscribe(api, subscriber.target())

@@ -43,7 +43,8 @@ def test_two_new_secrets_differ():
 def test_a_new_secret_is_accepted_by_the_reference_package():
     secret = signing.new_secret()
     now = int(time.time())
-    Webhook(secret).verify(BODY, signing.headers(secret, MESSAGE_ID, now, BODY))
+    verified = Webhook(secret).verify(BODY, signing.headers(secret, MESSAGE_ID, now, BODY))
+    assert verified["type"] == "sms.delivery_receipt"
 
 
 # --- derived_secret ---------------------------------------------------------------------------------
@@ -63,7 +64,8 @@ def test_derived_secrets_differ_by_subscription_and_by_secret_key():
 def test_a_derived_secret_is_accepted_by_the_reference_package():
     secret = signing.derived_secret("k" * 64, "sub_a")
     now = int(time.time())
-    Webhook(secret).verify(BODY, signing.headers(secret, MESSAGE_ID, now, BODY))
+    verified = Webhook(secret).verify(BODY, signing.headers(secret, MESSAGE_ID, now, BODY))
+    assert verified["type"] == "sms.delivery_receipt"
 
 
 def test_no_secret_is_derived_without_a_secret_key():

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from flask import Flask, g
 
-from . import api, config, errors, health, inbound, manifest as manifest_module, metrics, triggers
+from . import addresses, api, config, errors, health, inbound, manifest as manifest_module, metrics, triggers
 from . import console
 from .accounts import Accounts, secret_key
 from .actions import HANDLERS
@@ -61,8 +61,8 @@ def open_store(settings: dict, replayable: bool = False) -> Store:
 
 def _client_address(settings: dict):
     """Who a request comes from, believing X-Forwarded-For only from CONNECTOR_TRUSTED_PROXIES (as the console)."""
-    trusted = console.access.trusted_networks(settings["CONNECTOR_TRUSTED_PROXIES"])
-    return lambda peer, forwarded_for: console.access.client_address(peer, forwarded_for, trusted)
+    trusted = addresses.trusted_networks(settings["CONNECTOR_TRUSTED_PROXIES"])
+    return lambda peer, forwarded_for: addresses.client_address(peer, forwarded_for, trusted)
 
 
 def create_app(test_config: dict | None = None) -> Flask:

@@ -180,7 +180,7 @@ def test_behind_a_trusted_proxy_a_guesser_is_held_off_by_its_own_address_not_the
 
 
 def test_the_client_address_is_the_first_untrusted_hop_from_the_right():
-    from connector.console.access import client_address, trusted_networks
+    from connector.addresses import client_address, trusted_networks
     proxies = trusted_networks("10.0.0.0/8, 192.168.1.5,::1")
     assert client_address("10.0.0.1", "198.51.100.9", proxies) == "198.51.100.9"
     assert client_address("10.0.0.1", "6.6.6.6, 198.51.100.9, 192.168.1.5", proxies) == "198.51.100.9"

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from .. import phones
+from .. import addresses, phones
 from ..accounts import inbound_token
 from ..actions import HANDLERS
 from ..api import checked, context_for, inbound_url, perform, simulate_reply
@@ -38,7 +38,7 @@ class PageError(Exception):
 def register(bp: Blueprint, token: str, settings: dict) -> None:
     throttle = access.Throttle()
     sessions = access.Sessions(settings["CONNECTOR_DATA_DIR"], lifetime=SESSION_HOURS * 3600)
-    proxies = access.trusted_networks(settings["CONNECTOR_TRUSTED_PROXIES"])
+    proxies = addresses.trusted_networks(settings["CONNECTOR_TRUSTED_PROXIES"])
 
     @bp.record_once
     def _sessions(state):
@@ -90,7 +90,7 @@ def register(bp: Blueprint, token: str, settings: dict) -> None:
             if access.logged_in(sessions):
                 return redirect(target, 303)
             return render_template("console/login.html", next=target)
-        address = access.client_address(request.remote_addr, request.headers.get("X-Forwarded-For"), proxies)
+        address = addresses.client_address(request.remote_addr, request.headers.get("X-Forwarded-For"), proxies)
         wait = throttle.wait_for(address)
         if wait:
             raise PageError(429, f"Too many wrong tokens from this address: wait {wait} s before the next try.",

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 from flask import Flask, g
 
-from . import addresses, api, config, errors, health, inbound, manifest as manifest_module, metrics, triggers
+from . import addresses, api, config, errors, health, inbound, manifest as manifest_module, metrics, recovery, triggers
 from . import console
 from .accounts import Accounts, secret_key
 from .actions import HANDLERS
 from .delivery import Policy
 from .errors import ConfigError
+from .journal import Journal, Replayer, folder_of
 from .messages import Rules
 from .store import Store, data_folder, default_url
 from .targets import AllowList
@@ -42,6 +43,8 @@ class Services:
     rate_limit: RateLimit
     refusals: Refusals
     replay_limit: RateLimit
+    journal: Journal
+    replayer: Replayer
 
 
 def policy(settings: dict) -> Policy:
@@ -87,7 +90,9 @@ def create_app(test_config: dict | None = None) -> Flask:
                         max_reply_bytes=settings["ALLMYSMS_MAX_REPLY_BYTES"],
                         max_concurrent=settings["ALLMYSMS_MAX_CONCURRENT_CALLS"])
     store = open_store(settings)
-    app.extensions["connector"] = Services(
+    journal = Journal(folder_of(settings["CONNECTOR_DATA_DIR"]), settings["CONNECTOR_JOURNAL_MAX_BYTES"])
+    replayer = Replayer(journal, apply=lambda batch: recovery.apply(services, batch))
+    services = app.extensions["connector"] = Services(
         manifest=manifest,
         upstream=upstream,
         rules=Rules(region=settings["CONNECTOR_DEFAULT_COUNTRY"], zone=settings["ALLMYSMS_TIMEZONE"],
@@ -105,7 +110,19 @@ def create_app(test_config: dict | None = None) -> Flask:
         replay_limit=RateLimit(settings["CONNECTOR_REPLAYS_PER_MINUTE"]),
         refusals=Refusals(settings["CONNECTOR_AUTH_FAILURES_PER_MINUTE"], settings["CONNECTOR_LOGIN_FAILURES_PER_MINUTE"],
                           address_of=_client_address(settings)),
+        journal=journal,
+        replayer=replayer,
     )
+    replay_found = []
+
+    @app.before_request
+    def _replay_what_an_earlier_process_left():
+        # At the first request, not at start-up: `connector serve` builds an app in the master process too,
+        # which must not start threads before it forks the workers.
+        if not replay_found:
+            replay_found.append(True)
+            if journal.files():
+                replayer.wake()
 
     @app.before_request
     def _request_id():

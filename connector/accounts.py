@@ -71,6 +71,7 @@ class Accounts:
         self.ttl = ttl
         self._verified: dict[str, tuple[float, int]] = {}
         self._remembered: set[str] = set()
+        self._unremembered: set[str] = set()  # logins that could not be made while the database was away
         self._tokens: dict[str, tuple[int, str]] = {}
         self._lock = threading.Lock()
 
@@ -98,6 +99,15 @@ class Accounts:
         self.store.account(login, token_hash(inbound_token(self.secret, login)))
         with self._lock:
             self._remembered.add(login)
+            self._unremembered.discard(login)
+
+    def unremembered(self, login: str) -> bool:
+        """Note that ``login`` could not be made now; True the first time (so it is kept for later once)."""
+        with self._lock:
+            if login in self._unremembered or len(self._unremembered) > 10_000:
+                return False
+            self._unremembered.add(login)
+            return True
 
     def by_token(self, token: str) -> tuple[int, str] | None:
         with self._lock:

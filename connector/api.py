@@ -13,7 +13,7 @@ import time
 from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import errors, feeds, idempotency, inbound, messages, metrics, phones
+from . import errors, feeds, idempotency, inbound, messages, metrics, outage, phones, recovery
 from .actions import Context
 from .errors import AuthenticationFailed, ConnectorError, FieldError, MalformedRequest, NotFound, Throttled
 from .manifest import Action, Manifest
@@ -107,7 +107,16 @@ def perform(manifest: Manifest, action: Action, handle, ctx: Context, payload: d
     result = handle(ctx, handed.pop())
     # AllMySMS just accepted these credentials: receipts for this send can find the account.
     services = current_app.extensions["connector"]
-    services.accounts.remember(ctx.credentials.login)
+    try:
+        services.accounts.remember(ctx.credentials.login)
+    except Exception as error:
+        # The action is done (maybe sent): a database away must not turn its answer into an error, which a
+        # platform would retry. The account is made from the journal, before the callbacks of this send.
+        if not outage.unavailable(error):
+            raise
+        if services.accounts.unremembered(ctx.credentials.login):
+            recovery.keep(services, recovery.Entry(recovery.ACCOUNT, {"login": ctx.credentials.login}),
+                          "a new account")
     services.refusals.accepted(ctx.credentials.login, ctx.credentials.api_key)
     log.info("action %s done in %.0f ms", action.key, (time.perf_counter() - started) * 1000)
     if current_app.config["CONNECTOR_VALIDATE_OUTPUT"]:
@@ -188,20 +197,40 @@ def _action_view(manifest: Manifest, action: Action, handle):
         except ConnectorError as error:
             if idempotency.keep(error):
                 # Replayed as first answered, request id included: the one to quote about this send.
-                store.settle_key(login, key, "done", error.status,
-                                 json.dumps(error.as_json(g.get("request_id"))), time.time())
+                _settle(login, key, "done", error.status, json.dumps(error.as_json(g.get("request_id"))))
             else:
-                store.release_key(login, key)
+                _settle(login, key, None)
             raise
         except Exception:
-            store.settle_key(login, key, "unknown", None, None, time.time())
+            _settle(login, key, "unknown")
             raise
         body = jsonify(result)
-        store.settle_key(login, key, "done", 200, body.get_data(as_text=True), time.time())
+        _settle(login, key, "done", 200, body.get_data(as_text=True))
         return body, 200
 
     view.__name__ = f"action_{action.key}"
     return view
+
+
+def _settle(login: str, key: str, state: str | None, status_code: int | None = None, response: str | None = None):
+    """Write how a keyed action ended (``state`` None: let the key go). The action has run by now: if the
+    database is away, the outcome goes to the journal and the caller still gets the action's own answer; until
+    it is replayed, a retry with the key finds it running and waits (409), so it never sends twice."""
+    services = current_app.extensions["connector"]
+    now = time.time()
+    try:
+        if state is None:
+            services.store.release_key(login, key)
+        else:
+            services.store.settle_key(login, key, state, status_code, response, now)
+        return
+    except Exception as error:
+        if not outage.unavailable(error):
+            raise
+    # Should the journal fail too, still safe: the key stays "running" under this process, so a retry waits,
+    # and once this process is gone it is answered "may have been sent".
+    recovery.keep(services, recovery.key_entry(login, key, state, status_code, response, now),
+                  "the outcome of a keyed action")
 
 
 def inbound_url(token: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import logging
 import sys
 
@@ -90,24 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             return bulk.send(args.url, (args.login, args.api_key), args.message, recipients,
                              chunk_size=max(1, args.chunk_size), skip_invalid=args.skip_invalid)
         elif args.command == "worker":
-            import signal
-            import threading
-
-            from .serving import worker_for
+            from .serving import run_worker
             if not args.parent:  # under `connector serve`, the directory is set and swept already
                 from .metrics import prepare_directory
                 prepare_directory(settings["CONNECTOR_DATA_DIR"])
-            worker = worker_for(settings).start()
-            stopped = threading.Event()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: stopped.set())
-            # A log line, not a print: with CONNECTOR_LOG_FORMAT=json every line of the output is JSON.
-            logging.getLogger("connector.worker").info("delivering events; stop with Ctrl-C")
-            # A worker started by `connector serve` must not outlive it, even when serve is SIGKILLed.
-            while not stopped.wait(1.0):
-                if args.parent and os.getppid() != args.parent:
-                    break
-            worker.stop()
+            run_worker(settings, args.parent)
         elif args.command == "migrate":
             from sqlalchemy import create_engine
 
@@ -116,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             engine = create_engine(engine_url(settings["DATABASE_URL"] or default_url(settings["CONNECTOR_DATA_DIR"])))
             before, after = schema.migrate(engine)
             engine.dispose()
-            print(f"database schema at {after}" + (" (already current)" if before == after else
+            current = " (already current)" if after in schema.known() else (
+                f" (newer than this version's {schema.head()}, which it declares readable by it: left as it is)")
+            print(f"database schema at {after}" + (current if before == after else
                                                   f" (was {before or 'empty'})"))
         elif args.command == "check":
             from . import manifest

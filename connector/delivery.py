@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from . import metrics, signing, targets
+from .outage import Backoff
 from .retry import retry_after_seconds
 from .transport import DeliveryFailed, Transport
 from .store import FAILED, PENDING, SUCCEEDED, Due, Store
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 USER_AGENT = "AllMySMS-Connector/0.1 (+webhooks)"
 #: How long outcomes are gathered before they are recorded, while deliveries are out (seconds).
 BATCH_WINDOW = 0.01
-#: How long deliveries in flight may finish when the worker is told to stop (seconds).
+#: How long deliveries in flight may finish when the worker is told to stop (seconds); `connector worker`
+#: uses CONNECTOR_SHUTDOWN_GRACE instead.
 STOP_GRACE = 5.0
 # How many turns' claims tell which accounts already have their share (see Worker._later).
 RECENT_TURNS = 4
@@ -150,7 +152,6 @@ class Worker:
         self.hosts = HostBudget(policy.per_host)
         self._unlimited = allowed if unlimited is None else unlimited
         self._host_of: dict[str, str] = {}  # subscription id -> its target's host
-        self._account_of: dict[str, int] = {}  # subscription id -> its account
         self._account_sending: dict[int, int] = {}  # account id -> deliveries in flight
         self._fair_probe_after = 0.0
         # Deliveries claimed per account in the last few turns. More than the last one: a turn that finds
@@ -169,8 +170,12 @@ class Worker:
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self._out: dict[int, Due] = {}  # deliveries begun whose attempt has no result yet, by number
+        self._held: set[asyncio.Task] = set()  # those of them still waiting for their host's turn
+        # Waits between turns while the database is away; back to the shortest after a turn that worked.
+        self._backoff = Backoff(first=0.25, most=10.0)
         self._stopping = False
-        self._grace = STOP_GRACE
+        self._stop_by = 0.0  # when deliveries still out are given up (time.monotonic)
         self._started = threading.Event()
         self._thread: threading.Thread | None = None
         self._pruned_at = 0.0
@@ -182,8 +187,9 @@ class Worker:
         return self
 
     def stop(self, timeout: float = 10.0, grace: float = STOP_GRACE) -> None:
-        """Stop, letting deliveries that are out finish for up to ``grace`` seconds."""
-        self._grace = grace
+        """Stop, letting deliveries that are out finish for up to ``grace`` seconds; what has not finished by
+        then goes back to the queue, for any worker to take at once."""
+        self._stop_by = time.monotonic() + grace
         self._stopping = True
         if self._loop is not None and self._wake is not None:
             try:
@@ -211,27 +217,48 @@ class Worker:
                     for due in busy:
                         self._begin(due)
                     more = len(busy) >= max(1, self.concurrency // 4)
-                except Exception:  # a database hiccup must not end deliveries for good
+                except Exception as exc:  # a database hiccup must not end deliveries for good
+                    if self.store.outage.failed(exc):
+                        # The database is away, which the store has said once: nothing more to log. Every
+                        # outcome waits for it, however long it takes (the deliveries stay leased to us
+                        # meanwhile, or go to another worker once their lease ends: sent again, same id).
+                        self._results[:0] = results
+                        await self._pause(self._backoff.delay())
+                        continue
                     log.exception("delivery loop failed; retrying")
                     # The transaction was undone: these outcomes are recorded next turn, not lost (lost,
                     # their deliveries would be sent again once the lease ran out). Once only: outcomes
                     # that fail a turn twice would otherwise stop this worker for good.
                     self._results[:0] = [{**r, "again": True} for r in results if not r.get("again")]
                     more = False
+                else:
+                    self._backoff.reset()
                 if not more:
                     # While deliveries are out, outcomes are gathered for a short while and recorded
                     # together: one transaction per outcome cost most of the worker's time.
                     await self._sleep(BATCH_WINDOW if self._tasks else self.poll_interval)
-            # Stopping: what is out may finish for a moment; what does not stays leased, and is sent
-            # again (with the same webhook-id) once the lease runs out.
-            if self._tasks:
-                await asyncio.wait(set(self._tasks), timeout=self._grace)
-            for task in list(self._tasks):
+            # Stopping: deliveries waiting for their host's turn are not begun; those out may finish within
+            # the grace. What is left goes back to the queue, untried (another worker sends it, with the
+            # same webhook-id, at once rather than after our lease).
+            for task in list(self._held):
                 task.cancel()
-            await self._loop.run_in_executor(database, self._record, self._take_results())
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=max(0.0, self._stop_by - time.monotonic()))
+            cut = list(self._tasks)
+            for task in cut:
+                task.cancel()
+            if cut:
+                await asyncio.wait(cut)  # each ends (and leaves self._out) as it was cancelled
+            await self._loop.run_in_executor(database, self._settle, self._take_results(), list(self._out.values()))
         finally:
             self.transport.close()
             database.shutdown(wait=True)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if told to stop: outcomes coming in do not end this wait."""
+        until = time.monotonic() + seconds
+        while not self._stopping and (left := until - time.monotonic()) > 0:
+            await self._sleep(left)
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -253,9 +280,9 @@ class Worker:
             full += [sub for sub, host in self._host_of.items() if host in spent]
         return self.concurrency - len(self._tasks), full
 
-    def _later(self) -> tuple[set[int], list[str]]:
-        """Accounts with more than their share out or just taken, and their subscriptions: the others' due
-        deliveries are claimed first. Once such a turn found none, the next few turns do not look again."""
+    def _later(self) -> set[int]:
+        """Accounts with more than their share out or just taken: the other accounts' due deliveries are
+        claimed first. Once such a turn found none, the next few turns do not look again."""
         recent: dict[int, int] = {}
         for turn in self._claimed_lately:
             for account, count in turn.items():
@@ -263,11 +290,11 @@ class Worker:
         busy = {account for account in self._account_sending.keys() | recent.keys()
                 if self._account_sending.get(account, 0) + recent.get(account, 0) >= self.per_account}
         if not busy or time.monotonic() < self._fair_probe_after:
-            return set(), []
-        return busy, [sub for sub, account in self._account_of.items() if account in busy]
+            return set()
+        return busy
 
     def _turn_in_database(self, results: list[dict], room: tuple[int, list[str]],
-                          later: tuple[set[int], list[str]] = (set(), [])) -> list[Due]:
+                          busy: set[int] = frozenset()) -> list[Due]:
         """In the database thread: record finished attempts and claim what is due, in one transaction;
         prune now and then."""
         now = self.clock()
@@ -278,16 +305,16 @@ class Worker:
                 log.info("pruned %d events older than the retention", pruned)
             self.store.prune_keys(now - self.keys_kept_for)
         free, full = room
-        busy, later_subscriptions = later
         outcomes = self._outcomes(results, now)
         claimed = self.store.finish_and_claim(outcomes, now, free, self.lease_seconds, skip_subscriptions=full,
-                                              later_subscriptions=later_subscriptions)
+                                              later_accounts=busy)
         if busy and free > 0 and not any(due.account_id not in busy for due in claimed):
             self._fair_probe_after = time.monotonic() + 0.25
-        by_account: dict[int, int] = {}
-        for due in claimed:
-            by_account[due.account_id] = by_account.get(due.account_id, 0) + 1
-        self._claimed_lately.append(by_account)
+        if free > 0:  # a turn with no room to claim says nothing of who had their share: not counted as one
+            by_account: dict[int, int] = {}
+            for due in claimed:
+                by_account[due.account_id] = by_account.get(due.account_id, 0) + 1
+            self._claimed_lately.append(by_account)
         # Counted once committed: a turn undone is made again, and would count its attempts twice.
         metrics.deliveries([o for o in outcomes if not o.get("postponed")])
         return claimed
@@ -298,6 +325,24 @@ class Worker:
             outcomes = self._outcomes(results, now)
             self.store.finish(outcomes, now)
             metrics.deliveries([o for o in outcomes if not o.get("postponed")])
+
+    def _settle(self, results: list[dict], unfinished: list[Due]) -> None:
+        """In the database thread, last: record the outcomes, give back the deliveries not finished. With the
+        database away, both stay as they are: the deliveries leased, sent again once the lease ends."""
+        recorded = False
+        try:
+            self._record(results)
+            recorded = True
+            self.store.return_leases(unfinished, self.clock())
+        except Exception as exc:
+            left = 0 if recorded else len(results)
+            if self.store.outage.failed(exc):
+                log.warning("stopping with %d outcomes not recorded and %d deliveries not given back, as the "
+                            "database does not answer: they are sent again once their lease ends", left,
+                            len(unfinished))
+            else:
+                log.exception("stopping: %d outcomes not recorded and %d deliveries not given back", left,
+                              len(unfinished))
 
     def _outcomes(self, results: list[dict], now: float) -> list[dict]:
         """What follows each attempt (next_step), with what the delivery log keeps of it."""
@@ -325,10 +370,7 @@ class Worker:
         if host is not None:
             if len(self._host_of) > 50_000:
                 self._host_of.clear()
-                self._account_of.clear()
             self._host_of[due.subscription_id] = host
-            if due.account_id is not None:
-                self._account_of[due.subscription_id] = due.account_id
         if wait > MAX_HELD:
             # Not tried, so neither an attempt nor a failure: back to the database, due when its turn comes.
             later = self.hosts.give_back(host, wait)
@@ -337,6 +379,9 @@ class Worker:
             return
         task = self._loop.create_task(self._send(due, wait))
         self._tasks.add(task)
+        self._out[due.seq] = due
+        if wait:
+            self._held.add(task)
         self._sending[due.subscription_id] = self._sending.get(due.subscription_id, 0) + 1
         self._account_sending[due.account_id] = self._account_sending.get(due.account_id, 0) + 1
 
@@ -345,7 +390,10 @@ class Worker:
         status_code, error, retry_after = None, None, None
         try:
             if wait:
-                await asyncio.sleep(wait)
+                try:
+                    await asyncio.sleep(wait)
+                finally:
+                    self._held.discard(asyncio.current_task())
                 started = self.clock()
             body = body_of(due)
             headers = signing.headers(due.secret, due.id, int(started), body)
@@ -367,6 +415,7 @@ class Worker:
             error = "redirects are not followed" if 300 <= status_code < 400 else f"answered HTTP {status_code}"
         self._results.append({"due": due, "attempted_at": started, "status_code": status_code, "error": error,
                               "retry_after": retry_after, "latency_ms": int((self.clock() - started) * 1000)})
+        del self._out[due.seq]
         # Early only when many slots are free again: they are worth filling now.
         if len(self._results) >= self.concurrency // 2:
             self._wake.set()

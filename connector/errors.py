@@ -176,6 +176,22 @@ class NotReady(ConnectorError):
     disposition = "retry_later"
 
 
+class DatabaseUnavailable(ConnectorError):
+    """The service's database does not answer: nothing was done, and the same request works once it does."""
+
+    status = 503
+    code = "database_unavailable"
+    disposition = "retry_later"
+
+
+class StorageUnavailable(ConnectorError):
+    """A callback neither the database nor the local journal could keep (the disk is full): send it again later."""
+
+    status = 503
+    code = "storage_unavailable"
+    disposition = "retry_later"
+
+
 class ConfigError(Exception):
     """The service cannot start; every problem is listed at once."""
 
@@ -235,6 +251,16 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
+        from . import outage
+        if outage.unavailable(error):
+            # Said once in the log by the store's Outage, not once per request.
+            return _response(DatabaseUnavailable("The service's database does not answer at the moment. Nothing "
+                                                  "was done: send the same request again in a few seconds.",
+                                                  retry_after=5))
+        if isinstance(error, ConfigError):
+            # A database migrated by a version this one cannot run on, found after start-up.
+            log.error("%s", error)
+            return _response(NotReady(f"{error.what}: {'; '.join(error.problems)}."))
         log.exception("unexpected error (request %s)", getattr(g, "request_id", "-"))
         return _response(ConnectorError("Something went wrong on our side. Try again; if it persists, "
                                         "contact support with the request id."))

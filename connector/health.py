@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import schema
 from .errors import ConfigError, NotReady
-
-log = logging.getLogger(__name__)
 
 
 def blueprint() -> Blueprint:
@@ -23,15 +19,33 @@ def blueprint() -> Blueprint:
 
     @bp.get("/readyz")
     def readyz():
-        """The process can do its work: the database answers and its schema is this version's."""
-        engine = current_app.extensions["connector"].store.engine
+        """The process can do its work: the database answers and its schema is one this version runs on.
+        What the local journal holds is shown either way: callbacks kept while the database was away."""
+        from .serving import draining  # here: serving imports gunicorn, which a plain app need not load
+        if draining():
+            raise NotReady("This process is stopping: it answers the requests it holds and takes no new ones.",
+                           retry_after=1)
+        services = current_app.extensions["connector"]
+        waiting = services.journal.depth()
         try:
-            schema.check(engine)
+            schema.check(services.store.engine)
         except SQLAlchemyError as exc:
-            log.warning("not ready: the database did not answer (%s)", type(exc).__name__)
-            raise NotReady("The database does not answer.", log_detail=type(exc).__name__) from None
+            # The outage itself is logged once by the store (outage.py), not at every probe.
+            services.store.outage.failed(exc)
+            why = services.store.outage.why or type(exc).__name__
+            raise NotReady(f"The database does not answer ({why}). Callbacks are kept in the local journal "
+                           "meanwhile.", extra={"journal": waiting}, retry_after=5) from None
         except ConfigError as exc:
-            raise NotReady(f"{exc.what}: {'; '.join(exc.problems)}.") from None
-        return jsonify({"status": "ok", "schema": schema.head()})
+            raise NotReady(f"{exc.what}: {'; '.join(exc.problems)}.", extra={"journal": waiting}) from None
+        if services.store.outage.down:
+            # It answered this probe's read, but writes may still fail (a full disk lets reads through): the
+            # answer is what one write does now (the log waits for a quiet moment to say it is over).
+            try:
+                services.store.probe_write()
+            except SQLAlchemyError as exc:
+                services.store.outage.failed(exc, wrote=True)
+                raise NotReady(f"The database takes no writes ({services.store.outage.why}). Callbacks are kept "
+                               "in the local journal meanwhile.", extra={"journal": waiting}, retry_after=5) from None
+        return jsonify({"status": "ok", "schema": schema.head(), "journal": waiting})
 
     return bp

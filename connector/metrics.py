@@ -109,12 +109,19 @@ def _made() -> SimpleNamespace:
         rejected=Counter("connector_callbacks_rejected", "Callbacks refused, by reason.", ["reason"],
                          registry=registry),
         records=Counter("connector_callback_records",
-                        "Records in accepted callbacks: stored as new events, duplicates of stored ones, or "
-                        "refused.", ["result"], registry=registry),
+                        "Records in accepted callbacks: stored as new events, duplicates of stored ones, "
+                        "refused, or journalled (kept in the local journal while the database was away).", ["result"], registry=registry),
         attempts=Counter("connector_delivery_attempts",
                          "Delivery attempts to subscribers, by outcome (succeeded, retrying, failed: no retry "
                          "left, gone: the subscriber answered 410) and the answer's status class.",
                          ["outcome", "status_class"], registry=registry),
+        journalled=Counter("connector_callbacks_journalled",
+                           "Callbacks kept in the local journal because the database could not take them.",
+                           registry=registry),
+        replayed=Counter("connector_journal_replayed", "Journal entries replayed into the database.",
+                         registry=registry),
+        outages=Counter("connector_database_outages",
+                        "Times a process found the database unreachable after it had answered.", registry=registry),
         lag=Histogram("connector_delivery_lag_seconds",
                       "Seconds from the moment a delivery attempt was due to the moment it was made.",
                       buckets=_LAG, registry=registry),
@@ -155,16 +162,29 @@ def _allmysms_status(reply) -> str:
     return str(number) if 0 <= number < 1000 else "other"
 
 
-def callback(rejected: str | None = None, *, new: int = 0, duplicates: int = 0, refused: int = 0) -> None:
+def callback(rejected: str | None = None, *, new: int = 0, duplicates: int = 0, refused: int = 0,
+             journalled: bool = False) -> None:
     """One callback received: refused as a whole for ``rejected`` (a reason class), or accepted with
-    these counts of records."""
+    these counts of records (``journalled``: kept in the journal, its records not yet known new or not)."""
     counts = _instruments()
     counts.callbacks.inc()
+    if journalled:
+        counts.journalled.inc()
+        counts.records.labels("journalled").inc(new)
+        new = 0
     if rejected:
         counts.rejected.labels(rejected).inc()
     for result, number in (("new", new), ("duplicate", duplicates), ("refused", refused)):
         if number:
             counts.records.labels(result).inc(number)
+
+
+def journal_replayed(entries: int) -> None:
+    _instruments().replayed.inc(entries)
+
+
+def database_lost() -> None:
+    _instruments().outages.inc()
 
 
 def deliveries(outcomes: list[dict]) -> None:
@@ -197,7 +217,8 @@ class _StoreState:
         try:
             state = self.store.state(time.time())
         except SQLAlchemyError as exc:
-            log.warning("metrics: the database did not answer (%s)", type(exc).__name__)
+            if not self.store.outage.failed(exc):  # an outage is logged once, by the store
+                log.warning("metrics: the database did not answer (%s)", type(exc).__name__)
             up.add_metric([], 0)
             yield up
             return
@@ -225,6 +246,22 @@ class _StoreState:
         yield subscriptions
 
 
+class _JournalState:
+    """Gauges of the local journal: what waits to be replayed into the database (this machine's)."""
+
+    def __init__(self, journal):
+        self.journal = journal
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+        depth = self.journal.depth()
+        for name, what in (("entries", "Entries"), ("bytes", "Bytes"), ("files", "Files")):
+            gauge = GaugeMetricFamily(f"connector_journal_{name}",
+                                      f"{what} in the local journal, waiting to be replayed into the database.")
+            gauge.add_metric([], depth[name])
+            yield gauge
+
+
 class _Scrape:
     """What one scrape reports: the processes' counts, then the database's state."""
 
@@ -236,7 +273,7 @@ class _Scrape:
             yield from source.collect()
 
 
-def exposition(store) -> tuple[bytes, str]:
+def exposition(store, journal=None) -> tuple[bytes, str]:
     """The text a scrape gets, and its content type."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
     counts = _instruments()
@@ -245,7 +282,8 @@ def exposition(store) -> tuple[bytes, str]:
         processes = MultiProcessCollector(None)
     else:
         processes = counts.registry
-    return generate_latest(_Scrape(processes, _StoreState(store))), CONTENT_TYPE_LATEST
+    sources = (processes, _StoreState(store)) + ((_JournalState(journal),) if journal is not None else ())
+    return generate_latest(_Scrape(*sources)), CONTENT_TYPE_LATEST
 
 
 def blueprint() -> Blueprint:
@@ -256,7 +294,8 @@ def blueprint() -> Blueprint:
         token = current_app.config["CONNECTOR_METRICS_TOKEN"]
         if token and not _bearer_matches(request.headers.get("Authorization", ""), token):
             return _refused()
-        body, content_type = exposition(current_app.extensions["connector"].store)
+        services = current_app.extensions["connector"]
+        body, content_type = exposition(services.store, services.journal)
         return Response(body, content_type=content_type)
 
     return bp

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
 import os
 import re
 import selectors
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 log = logging.getLogger(__name__)
+
+#: Seconds a delivery worker process has, past the grace, to record its outcomes and give back the rest.
+SETTLE_TIME = 4.0
 
 
 class _Gunicorn(BaseApplication):
@@ -46,6 +54,71 @@ def worker_for(settings, store=None):
                   lease_seconds=settings["CONNECTOR_LEASE_SECONDS"],
                   retention_seconds=settings["CONNECTOR_EVENT_RETENTION_DAYS"] * 86400,
                   keys_kept_for=settings["CONNECTOR_IDEMPOTENCY_HOURS"] * 3600)
+
+
+def worker_once_the_database_answers(settings, told_to_stop: Callable[[float], bool]):
+    """A delivery worker for these settings, made once the database answers; None when ``told_to_stop`` (which
+    waits up to the seconds given, and says whether the process is to stop) says so first. A worker started
+    while the database is away waits for it quietly: one line then, one when it answers, none in between."""
+    from . import open_store, schema
+    from .outage import Backoff, reason, unavailable
+    backoff, store, waiting_since = Backoff(), None, None
+    while True:
+        try:
+            if store is None:
+                store = open_store(settings, replayable=True)
+            # Asked again: the store may have been made without the database; a schema that is not this
+            # version's stops the worker here (ConfigError), not at each of its turns.
+            schema.check(store.engine)
+            break
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            # Once made, the store says it itself (store.outage), and when the database is back.
+            if store is None and waiting_since is None:
+                waiting_since = time.monotonic()
+                log.error("The delivery worker cannot start: the database does not answer (%s). It starts as "
+                          "soon as it does; nothing more is logged until then.", reason(exc))
+            elif store is not None:
+                store.outage.failed(exc)
+            if told_to_stop(backoff.delay()):
+                if store is not None:
+                    store.close()
+                return None
+    if waiting_since is not None:
+        log.warning("The database answers again, after %.1f s: the delivery worker starts.",
+                    time.monotonic() - waiting_since)
+    return worker_for(settings, store)
+
+
+def run_worker(settings: dict, parent: int | None = None) -> None:
+    """`connector worker`: deliver until SIGTERM or SIGINT (or, with ``parent``, until that process is gone),
+    then finish the deliveries out within CONNECTOR_SHUTDOWN_GRACE and give back the others."""
+    stopped = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.set())
+
+    def told_to_stop(seconds: float) -> bool:
+        until = time.monotonic() + seconds
+        while not stopped.wait(max(0.0, min(1.0, until - time.monotonic()))):
+            # A worker started by `connector serve` must not outlive it, even when serve is SIGKILLed.
+            if parent and os.getppid() != parent:
+                return True
+            if time.monotonic() >= until:
+                return False
+        return True
+
+    worker = worker_once_the_database_answers(settings, told_to_stop)
+    if worker is None:
+        return
+    worker.start()
+    # A log line, not a print: with CONNECTOR_LOG_FORMAT=json every line of the output is JSON.
+    logging.getLogger("connector.worker").info("delivering events; stop with Ctrl-C")
+    while not told_to_stop(3600):
+        pass
+    grace = settings["CONNECTOR_SHUTDOWN_GRACE"]
+    worker.stop(timeout=grace + SETTLE_TIME, grace=grace)
+    worker.store.close()
 
 
 def start_sandbox(port: int = 0, host: str = "127.0.0.1"):
@@ -116,9 +189,11 @@ def serve(settings: dict) -> None:
         # callbacks for the interpreter lock, and a thread in this master would be inside SQLite
         # transactions whenever gunicorn forks a worker, leaving the child a lock it can never release.
         # More than one, because a worker's event loop and its database thread share one interpreter lock.
-        supervisors = [WorkerProcess().start() for _ in range(settings["CONNECTOR_DELIVERY_PROCESSES"])]
+        supervisors = [WorkerProcess(settings["CONNECTOR_SHUTDOWN_GRACE"]).start()
+                       for _ in range(settings["CONNECTOR_DELIVERY_PROCESSES"])]
     try:
-        _Gunicorn(gunicorn_options(settings)).run()
+        # The delivery workers are told to stop as the web processes are, not after them: both within the grace.
+        _Gunicorn(gunicorn_options(settings, on_stop=[supervisor.terminate for supervisor in supervisors])).run()
     finally:
         for supervisor in supervisors:
             supervisor.stop()
@@ -128,8 +203,9 @@ def serve(settings: dict) -> None:
 WORKER_CLASS = "connector.serving.ReadingWorker"
 
 
-def gunicorn_options(settings: dict) -> dict:
-    """gunicorn's settings, for `connector serve` and for gunicorn.conf.py alike."""
+def gunicorn_options(settings: dict, on_stop: list[Callable[[], None]] = ()) -> dict:
+    """gunicorn's settings, for `connector serve` and for gunicorn.conf.py alike; ``on_stop`` is called as the
+    service begins to stop."""
     return {
         "bind": f"{settings['CONNECTOR_HOST']}:{settings['PORT']}",
         # Threads wait on AllMySMS and the database; processes add CPU. One per core, and two at least so
@@ -139,7 +215,9 @@ def gunicorn_options(settings: dict) -> dict:
         "worker_class": WORKER_CLASS,
         # A request may wait for AllMySMS's read timeout: a worker is killed only well after that.
         "timeout": int(settings["ALLMYSMS_READ_TIMEOUT"]) + 30,
-        "graceful_timeout": 20,
+        # On SIGTERM, each process answers what it holds for this long at most, then the master kills it.
+        "graceful_timeout": math.ceil(settings["CONNECTOR_SHUTDOWN_GRACE"]),
+        "on_starting": partial(_stop_gracefully, on_stop=list(on_stop)),
         "accesslog": "-",
         # gunicorn's control socket is one path per user: two services on one host would take it from
         # each other, and nothing here uses it.
@@ -152,12 +230,79 @@ def gunicorn_options(settings: dict) -> dict:
     }
 
 
+def _stop_gracefully(arbiter, *, on_stop: list[Callable[[], None]]) -> None:
+    """gunicorn's on_starting hook: when the master stops (SIGTERM, SIGINT), it first closes the door to new
+    connections, then calls ``on_stop``, then does what it always does (closes its listeners, tells the web
+    processes to stop, waits for them at most graceful_timeout)."""
+    stop = arbiter.stop
+
+    def stopping(graceful: bool = True):
+        # The listeners are shared with another process (a new master after USR2, systemd's sockets) when
+        # gunicorn would not remove a Unix socket's file either: they stay open then, as they were.
+        if arbiter.reexec_pid == arbiter.master_pid == 0 and not arbiter.systemd and not arbiter.cfg.reuse_port:
+            for listener in arbiter.LISTENERS:
+                _refuse_new_connections(listener)
+        for call in on_stop:
+            try:
+                call()
+            except Exception:
+                log.exception("could not tell a process to stop")
+        stop(graceful)
+
+    arbiter.stop = stopping
+
+
+#: Linux's SO_ATTACH_FILTER (socket(7)): Python's socket module does not name it.
+_SO_ATTACH_FILTER = 26
+
+
+def _refuse_new_connections(listener) -> None:
+    """Have the kernel drop every new connection to ``listener`` (a socket filter that keeps no packet), while
+    the connections it has already queued stay, for the web processes to accept and answer before they close
+    it. Closed at once, the socket would reset them: clients that connected and sent their request, never
+    answered. A client dropped this way tries again a second later and is refused, the socket gone by then.
+    Linux only: elsewhere the socket is simply closed once its queue is emptied, a moment that a client
+    connecting at that very instant can still fall into."""
+    if not sys.platform.startswith("linux") or listener.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    import ctypes
+
+    class Instruction(ctypes.Structure):  # struct sock_filter
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+    class Program(ctypes.Structure):  # struct sock_fprog
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Instruction))]
+
+    keep_nothing = (Instruction * 1)(Instruction(0x06, 0, 0, 0))  # BPF_RET | BPF_K: keep 0 bytes of the packet
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER,
+                            bytes(Program(1, ctypes.cast(keep_nothing, ctypes.POINTER(Instruction)))))
+    except OSError as exc:
+        log.warning("new connections could not be turned away before stopping (%s)", exc)
+
+
+_draining = threading.Event()
+
+
+def draining() -> bool:
+    """Whether this web process was told to stop (SIGTERM) and is answering the requests it holds: not ready
+    for more (/readyz), so that a proxy sends them elsewhere."""
+    return _draining.is_set()
+
+
+#: The answer to a request still arriving when a stopping process can wait for it no longer: it was not
+#: handled, so a client or proxy may safely send it again (to another process).
+_STOPPING = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
+             b"Content-Length: 0\r\n\r\n")
+
+
 class ReadingWorker(ThreadWorker):
     """gunicorn's threaded worker, but each request is read whole (headers and body) by the worker's event
     loop before a thread is given to it. gthread hands a connection to a thread as soon as a byte arrives,
     and the thread then blocks on the socket: a few dozen clients trickling their requests held every
     thread, and /healthz waited behind them. Here such a client holds a socket and a buffer, never a thread,
-    and is cut off when CONNECTOR_REQUEST_READ_TIMEOUT is up."""
+    and is cut off when CONNECTOR_REQUEST_READ_TIMEOUT is up. Told to stop, it takes no new connection and
+    answers those it holds, requests still arriving included, within CONNECTOR_SHUTDOWN_GRACE."""
 
     def init_process(self):
         from . import config
@@ -169,7 +314,44 @@ class ReadingWorker(ThreadWorker):
         self._head_limit = ((cfg.limit_request_line or 8190) + 4
                             + (cfg.limit_request_fields or 100) * ((cfg.limit_request_field_size or 8190) + 2))
         self._reading: dict = {}
+        self._stopped_at: float | None = None
+        # A stopping process reads requests that are arriving for this long, then has the rest of the grace
+        # to answer them.
+        grace = cfg.graceful_timeout
+        self._read_while_stopping = max(grace / 2, grace - 1.0)
         super().init_process()
+
+    def handle_exit(self, sig, frame):
+        _draining.set()  # SIGTERM: /readyz says so from now on (draining())
+        super().handle_exit(sig, frame)
+
+    def set_accept_enabled(self, enabled):
+        super().set_accept_enabled(enabled)
+        if not enabled and not self.alive:
+            self._stop_listening()
+
+    def _stop_listening(self):
+        """Stopping: accept what the listeners have queued (connections made, requests perhaps sent) to answer
+        it, then close them, so that no connection waits any more on this process. The service's listening
+        socket is gone once every process has closed it: new connections are refused (_refuse_new_connections
+        has the kernel drop them meanwhile, when the whole service stops)."""
+        for listener in self.sockets:
+            if listener.sock is None:
+                continue
+            listener.setblocking(False)
+            while True:
+                try:
+                    client, address = listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    if exc.errno == errno.ECONNABORTED:
+                        continue
+                    break
+                self.nr_conns += 1
+                client.setblocking(True)
+                self.enqueue_req(TConn(self.cfg, client, address, listener.getsockname()))
+            listener.close()
 
     def enqueue_req(self, conn):
         # Runs on the event loop only (accept, a kept-alive socket becoming readable, a pipelined request).
@@ -225,11 +407,20 @@ class ReadingWorker(ThreadWorker):
     def murder_pending(self):
         super().murder_pending()
         now = time.monotonic()
+        if not self.alive and self._stopped_at is None:
+            self._stopped_at = now
         for conn, arrival in list(self._reading.items()):
-            if arrival.deadline <= now or not self.alive:
-                if arrival.data and self.alive:
-                    _send_quietly(conn.sock, b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
-                                             b"Content-Length: 0\r\n\r\n")
+            deadline = arrival.deadline
+            if self._stopped_at is not None:
+                # Stopping: a request that is arriving is read to its end, within the grace; a connection
+                # that has sent nothing yet gets as long as gthread gives a kept-alive one.
+                deadline = min(deadline, self._stopped_at + (self._read_while_stopping if arrival.data
+                                                             else STOP_KEEPALIVE_LINGER))
+            if deadline <= now:
+                if arrival.data:
+                    _send_quietly(conn.sock, _STOPPING if self._stopped_at is not None and arrival.deadline > now
+                                  else b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                                       b"Content-Length: 0\r\n\r\n")
                 self._drop(conn)
 
     def _drop(self, conn):
@@ -372,18 +563,26 @@ def _number(text):
 class WorkerProcess:
     """`connector worker` as a child of `connector serve`, started again if it dies."""
 
-    def __init__(self):
+    def __init__(self, grace: float = 25.0):
+        self.grace = grace  # the worker's CONNECTOR_SHUTDOWN_GRACE
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # between the supervising thread and the one telling it to stop
+        self._told_at: float | None = None
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "WorkerProcess":
+        # The first one from here, before gunicorn forks its workers: Popen waits for the child's exec on a
+        # pipe, which a process forked meanwhile would hold open (and Popen waiting) for as long as it lives.
+        self.process = self._spawn()
         threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True).start()
         return self
 
+    @staticmethod
+    def _spawn() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "connector.cli", "worker", "--parent", str(os.getpid())])
+
     def _supervise(self) -> None:
-        while not self._stop.is_set():
-            self.process = subprocess.Popen([sys.executable, "-m", "connector.cli", "worker",
-                                             "--parent", str(os.getpid())])
+        while True:
             while self.process.poll() is None and not self._stop.wait(0.5):
                 pass
             if self._stop.is_set():
@@ -391,14 +590,36 @@ class WorkerProcess:
             from .metrics import process_ended
             process_ended(self.process.pid)
             log.warning("the delivery worker stopped (exit %s); starting it again", self.process.returncode)
-            self._stop.wait(1.0)
+            if self._stop.wait(1.0):
+                return
+            process = self._spawn()
+            with self._lock:
+                self.process, late = process, self._told_at is not None
+            if late:  # told to stop while this one was starting
+                process.terminate()
+                return
 
-    def stop(self, timeout: float = 15.0) -> None:
-        self._stop.set()
-        process = self.process
-        if process and process.poll() is None:
+    def terminate(self) -> None:
+        """Tell the worker to stop (SIGTERM: it finishes its deliveries within the grace, gives back the
+        others), without waiting for it."""
+        with self._lock:
+            self._stop.set()
+            process, first = self.process, self._told_at is None
+            if first:
+                self._told_at = time.monotonic()
+        if first and process and process.poll() is None:
             process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the worker, waiting at most ``timeout`` seconds from when it was told (by default the grace
+        and the time to record what it did), then kill it: what it held is sent again after the lease."""
+        self.terminate()
+        process = self.process
+        if process is None:
+            return
+        waited = time.monotonic() - self._told_at
+        try:
+            process.wait(max(0.0, (self.grace + SETTLE_TIME if timeout is None else timeout) - waited))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -10,6 +10,7 @@ answering a callback writes two rows, not one per subscriber.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -29,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import schema, signing
 from .batching import GroupWriter
+from .outage import Outage, unavailable
 
 metadata = MetaData()
 
@@ -191,6 +193,14 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
+def delivery_id(event_id: str, subscription_id: str) -> str:
+    """The id of the one delivery of an event to a subscription (its webhook-id), derived rather than drawn:
+    a worker's commit that a database crash undoes (workers commit without waiting for the disk) makes the
+    same deliveries again when it is redone, and a receiver that already has them must see the same ids."""
+    digest = hashlib.sha256(f"{event_id}\0{subscription_id}".encode()).hexdigest()
+    return f"msg_{digest[:24]}"
+
+
 def engine_url(url: str) -> str:
     """SQLAlchemy's URL for a DATABASE_URL: hosts write PostgreSQL's as ``postgres://`` or
     ``postgresql://``, which SQLAlchemy would open with psycopg2, a driver not installed here."""
@@ -238,6 +248,8 @@ class Store:
         kwargs = {"connect_args": {"timeout": 30, "check_same_thread": False}} if self.sqlite else {
             "pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
         self.engine: Engine = create_engine(url, **kwargs)
+        # Whether the database answers, as this process last found it (see outage.py).
+        self.outage = Outage(counted=_database_lost).attach(self.engine)
         self._gate = None
         if self.sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas_flushing_lazily if replayable else _sqlite_pragmas)
@@ -251,7 +263,13 @@ class Store:
         else:
             if replayable:
                 event.listen(self.engine, "connect", _postgresql_commits_unflushed)
-            schema.check(self.engine)
+            try:
+                schema.check(self.engine)
+            except Exception as error:
+                # A process (re)started while the database is away starts anyway: it journals callbacks and
+                # answers actions meanwhile; /readyz checks the schema once the database answers.
+                if not unavailable(error):
+                    raise
         self._built: dict[str, dict | tuple] = {}
         self._event_writer = GroupWriter(self._write_events)
 
@@ -260,12 +278,15 @@ class Store:
         """A write transaction. On SQLite, writers queue at the gate first: SQLite itself makes a writer
         that finds the database locked sleep and try again (up to 100 ms a time), which under load cost
         more than the writes; the gate hands the turn over the moment the last writer is done."""
-        if self._gate is None:
-            with self.engine.begin() as db:
-                yield db
-            return
-        with self._gate, self.engine.begin() as db:
+        with self._gate or nullcontext(), self.engine.begin() as db:
             yield db
+        self.outage.answered(wrote=True)
+
+    def probe_write(self) -> None:
+        """Commit one small write, to learn whether writes go through again (asked only while they fail: a
+        full disk lets reads through)."""
+        with self._writing() as db:
+            db.execute(update(schema.compatibility).values(readable_by=schema.compatibility.c.readable_by))
 
     @property
     def _insert(self):
@@ -350,6 +371,7 @@ class Store:
             "deliver": self._insert(deliveries).on_conflict_do_nothing(
                 index_elements=["event_seq", "subscription_id"]),
             "done": delete(fanout).where(fanout.c.event_seq.in_(bindparam("b_seqs", expanding=True))),
+            "ids": select(events.c.seq, events.c.id).where(events.c.seq.in_(bindparam("b_seqs", expanding=True))),
         })
         queued = db.execute(statements["queued"], {"b_limit": limit}).all()
         if not queued:
@@ -357,9 +379,13 @@ class Store:
         active: dict[tuple[int, str], list[str]] = {}
         for sub in db.execute(statements["active"], {"b_accounts": sorted({q.account_id for q in queued})}):
             active.setdefault((sub.account_id, sub.event_type), []).append(sub.id)
-        rows = [{"id": new_id("msg"), "event_seq": q.event_seq, "subscription_id": sub, "status": PENDING,
-                 "attempts": 0, "next_attempt_at": q.received_at, "created_at": now, "updated_at": now}
-                for q in queued for sub in active.get((q.account_id, q.event_type), ())]
+        wanted = [q for q in queued if (q.account_id, q.event_type) in active]
+        event_ids = (dict(db.execute(statements["ids"], {"b_seqs": [q.event_seq for q in wanted]}).all())
+                     if wanted else {})
+        rows = [{"id": delivery_id(event_ids[q.event_seq], sub), "event_seq": q.event_seq, "subscription_id": sub,
+                 "status": PENDING, "attempts": 0, "next_attempt_at": q.received_at, "created_at": now,
+                 "updated_at": now}
+                for q in wanted for sub in active[(q.account_id, q.event_type)]]
         if rows:
             db.execute(statements["deliver"], rows)
         db.execute(statements["done"], {"b_seqs": [q.event_seq for q in queued]})
@@ -546,13 +572,13 @@ class Store:
         return self.finish_and_claim([], now, limit, lease_seconds, skip_subscriptions)
 
     def finish_and_claim(self, outcomes: list[dict], now: float, limit: int, lease_seconds: float,
-                         skip_subscriptions=(), later_subscriptions=()) -> list[Due]:
+                         skip_subscriptions=(), later_accounts=()) -> list[Due]:
         """finish(outcomes), fan_out(now), then claim(...), in one transaction: a worker commits once a
         turn, and a new event's deliveries are claimed as soon as they exist.
 
-        Deliveries to ``later_subscriptions`` (those of accounts that have more than their share out) are
-        claimed only with the room the others' due deliveries leave: one account's backlog, however old,
-        does not keep every other account waiting behind it."""
+        Deliveries of ``later_accounts`` (those that have more than their share out) are claimed only with the
+        room the other accounts' due deliveries leave: one account's backlog, however old and over however
+        many subscriptions, does not keep every other account waiting behind it."""
         if not outcomes:
             statements = self._statements("claim", lambda: _claim_statements(self._skip_locked))
             with self.engine.connect() as db:
@@ -564,21 +590,24 @@ class Store:
             noted = self._finish_in(db, outcomes, now)
             self._fan_out_in(db, now)
             claimed = []
-            if limit > 0 and later_subscriptions:
-                claimed = self._claim_in(db, limit, now, lease_seconds,
-                                         [*skip_subscriptions, *later_subscriptions])
+            if limit > 0 and later_accounts:
+                claimed = self._claim_in(db, limit, now, lease_seconds, skip_subscriptions, sorted(later_accounts))
             if limit - len(claimed) > 0:
                 claimed += self._claim_in(db, limit - len(claimed), now, lease_seconds, skip_subscriptions)
             # Last: every worker writes these few rows, and holds them until it commits.
             self._note_subscriptions(db, noted)
             return claimed
 
-    def _claim_in(self, db, limit: int, now: float, lease_seconds: float, skip_subscriptions) -> list[Due]:
+    def _claim_in(self, db, limit: int, now: float, lease_seconds: float, skip_subscriptions,
+                  other_than_accounts=()) -> list[Due]:
         statements = self._statements("claim", lambda: _claim_statements(self._skip_locked))
         lease = new_id("lease")
         values = {"b_now": now, "b_limit": limit, "b_lease": lease, "b_until": now + lease_seconds}
         # The conditions are checked again on each row: a row another worker took meanwhile is skipped.
-        if skip_subscriptions:
+        if other_than_accounts:
+            db.execute(statements["lease_others"], {**values, "b_skip": list(skip_subscriptions),
+                                                    "b_busy": list(other_than_accounts)})
+        elif skip_subscriptions:
             db.execute(statements["lease_skipping"], {**values, "b_skip": list(skip_subscriptions)})
         else:
             db.execute(statements["lease"], values)
@@ -670,6 +699,19 @@ class Store:
         db.execute(delete(deliveries).where(deliveries.c.subscription_id == subscription_id))
         db.execute(delete(subscriptions).where(subscriptions.c.id == subscription_id))
 
+    def return_leases(self, unfinished: list[Due], now: float) -> int:
+        """Give back deliveries a stopping worker claimed and did not finish: due as they were, for any worker
+        to take at once rather than after the lease, with no attempt counted. One whose lease ran out and
+        that another worker took since is left alone. How many went back."""
+        if not unfinished:
+            return 0
+        # A lease id belongs to one claim of one worker: a row holding one of these is one of these rows.
+        with self._writing() as db:
+            return db.execute(update(deliveries).where(
+                deliveries.c.seq.in_(sorted({d.seq for d in unfinished})),
+                deliveries.c.lease.in_(sorted({d.lease for d in unfinished})), deliveries.c.status == PENDING)
+                .values(lease=None, lease_until=None, updated_at=now)).rowcount
+
     def failing_since(self, subscription_ids) -> dict[str, float]:
         """Since when each of these subscriptions has been failing, for those that are."""
         if not subscription_ids:
@@ -684,7 +726,7 @@ class Store:
         """Deliver an event again to every active subscription of its type: existing deliveries are
         due again (same id, so receivers can tell), new subscriptions get one."""
         with self._writing() as db:
-            row = db.execute(select(events.c.seq, events.c.type).where(
+            row = db.execute(select(events.c.seq, events.c.id, events.c.type).where(
                 events.c.id == event_id, events.c.account_id == account_id)).first()
             if row is None:
                 return -1
@@ -696,7 +738,7 @@ class Store:
             db.execute(update(deliveries).where(deliveries.c.event_seq == row.seq,
                                                 deliveries.c.subscription_id.in_(subs))
                        .values(status=PENDING, next_attempt_at=now, lease=None, lease_until=None, updated_at=now))
-            new = [{"id": new_id("msg"), "event_seq": row.seq, "subscription_id": s, "status": PENDING,
+            new = [{"id": delivery_id(row.id, s), "event_seq": row.seq, "subscription_id": s, "status": PENDING,
                     "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now}
                    for s in subs if s not in existing]
             if new:
@@ -870,6 +912,11 @@ class Store:
                                 "attempts": tries.get(d.seq, [])} for d in sent]}
 
 
+def _database_lost() -> None:
+    from . import metrics
+    metrics.database_lost()
+
+
 def _text(value: str) -> str:
     """Text any backend can keep: PostgreSQL refuses NUL characters, which a rejected callback may hold;
     they are shown as the replacement character, like bytes that are not UTF-8."""
@@ -890,9 +937,12 @@ def _claim_statements(skip_locked) -> dict:
         deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now, free,
         deliveries.c.subscription_id.in_(select(subscriptions.c.id).where(subscriptions.c.status == ACTIVE)))
     skipping = due.where(deliveries.c.subscription_id.not_in(bindparam("b_skip", expanding=True)))
+    others = skipping.where(deliveries.c.subscription_id.in_(
+        select(subscriptions.c.id).where(subscriptions.c.account_id.not_in(bindparam("b_busy", expanding=True)))))
 
     def lease(chosen):
-        chosen = chosen.order_by(deliveries.c.next_attempt_at).limit(bindparam("b_limit"))
+        # By due time, then in the order the deliveries were made (an event's to every subscription together).
+        chosen = chosen.order_by(deliveries.c.next_attempt_at, deliveries.c.seq).limit(bindparam("b_limit"))
         taking = update(deliveries).values(lease=bindparam("b_lease"), lease_until=bindparam("b_until"))
         locked = skip_locked(chosen)
         if locked is not chosen:
@@ -907,6 +957,7 @@ def _claim_statements(skip_locked) -> dict:
         "any_queued": select(fanout.c.event_seq).limit(1),
         "lease": lease(due),
         "lease_skipping": lease(skipping),
+        "lease_others": lease(others),
         "leased": select(deliveries.c.seq, deliveries.c.id, deliveries.c.attempts, deliveries.c.next_attempt_at,
                          events.c.id.label("event_id"),
                          events.c.type, events.c.timestamp, events.c.data, subscriptions.c.id.label("sub_id"),

@@ -314,3 +314,91 @@ class Clock:
 
     def paris(self, **delta):
         return (self.now + timedelta(**delta)).astimezone(ZoneInfo("Europe/Paris")).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class CuttableProxy:
+    """A TCP forwarder on 127.0.0.1 to a server (the test PostgreSQL): ``cut()`` drops every connection and
+    refuses new ones until ``restore()``, as a database that goes away and comes back looks to the service."""
+
+    def __init__(self, host: str, port: int):
+        self.target = (host, port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._open = threading.Event()
+        self._open.set()
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if not self._open.is_set():
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._pairs.append((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self):
+        self._open.clear()
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def restore(self):
+        self._open.set()
+
+    def close(self):
+        self._closed = True
+        self.cut()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        except OSError:
+            pass
+        self._listener.close()
+
+
+@pytest.fixture
+def postgres_through_proxy(monkeypatch):
+    """A migrated PostgreSQL schema of the test's own, reached through a CuttableProxy: (DATABASE_URL, proxy)."""
+    from urllib.parse import urlsplit
+    with postgres_database(monkeypatch) as url:
+        parts = urlsplit(url)
+        proxy = CuttableProxy(parts.hostname, parts.port or 5432)
+        proxied = url.replace(f"{parts.hostname}:{parts.port or 5432}", f"127.0.0.1:{proxy.port}", 1)
+        monkeypatch.setenv("DATABASE_URL", proxied)
+        try:
+            yield proxied, proxy
+        finally:
+            proxy.close()

@@ -239,3 +239,27 @@ def test_the_worker_survives_stored_targets_no_request_can_carry_and_delivers_th
     for sub in subs[:len(bad)]:
         log = store.delivery_log(sub, 10)
         assert len(log) == 2 and all(d["attempts"] and d["attempts"][0]["status_code"] is None for d in log)
+
+
+def test_a_stopping_worker_gives_back_at_once_the_deliveries_it_holds_for_their_hosts_turn(store, subscriber,
+                                                                                          monkeypatch):
+    # One delivery a hundred seconds to the host: the first goes, the next two wait in the worker for their turn
+    # (kept there, however long, here). Stopped with a long grace, the worker does not wait for them: they go
+    # back to the queue, untried, free for any worker.
+    monkeypatch.setattr("connector.delivery.MAX_HELD", 600.0)
+    queue(store, "held", [subscriber.target("/held")], events=3, received_at=time.time())
+    running = worker(store, per_host=0.01, limit_loopback=True)
+    running.start()
+
+    def states():
+        with store.engine.connect() as db:
+            return sorted(tuple(r) for r in db.execute(select(
+                deliveries.c.status, deliveries.c.attempts, deliveries.c.lease.is_not(None))).all())
+    try:
+        wait_for(lambda: states() == [("pending", 0, True), ("pending", 0, True), ("succeeded", 1, False)],
+                 what="one delivered, two held")
+    finally:
+        running.stop(timeout=10, grace=60)
+    assert not running._thread.is_alive()
+    assert states() == [("pending", 0, False), ("pending", 0, False), ("succeeded", 1, False)]
+    assert len(subscriber.received) == 1

@@ -59,6 +59,25 @@ def test_a_duplicate_event_is_stored_and_queued_once(store):
     assert len(delivered_to(store)) == 1
 
 
+def test_a_fan_out_a_database_crash_undid_makes_the_same_webhook_ids_when_redone(store):
+    # Workers commit without waiting for the disk: a crash may undo a fan-out whose deliveries already went
+    # out. Redone, it must give the receivers the ids they already have, or they would take them as new.
+    account = store.account("mine", "a" * 64)
+    first, second = subscribe(store, account), subscribe(store, account)
+    store.add_events(account, [receipt("evt_1"), receipt("evt_2")], 10.0)
+    store.fan_out(11.0)
+    with store.engine.begin() as db:
+        made = sorted(db.execute(select(deliveries.c.event_seq, deliveries.c.subscription_id, deliveries.c.id)).all())
+        db.execute(deliveries.delete())  # the crash: the fan-out's transaction is gone, its queue places back
+        db.execute(fanout.insert(), [{"event_seq": seq, "account_id": account, "event_type": "sms.delivery_receipt",
+                                      "received_at": 10.0} for seq in sorted({row.event_seq for row in made})])
+    store.fan_out(12.0)
+    with store.engine.connect() as db:
+        again = sorted(db.execute(select(deliveries.c.event_seq, deliveries.c.subscription_id, deliveries.c.id)).all())
+    assert again == made and len({row.id for row in made}) == 4
+    assert {row.subscription_id for row in made} == {first, second}
+
+
 def test_a_replay_before_the_fan_out_still_gives_one_delivery_per_subscription(store):
     account = store.account("mine", "a" * 64)
     subscribe(store, account)

@@ -13,6 +13,7 @@ revision = '0001'
 down_revision = None
 branch_labels = None
 depends_on = None
+readable_by = '0001'
 
 # A row number: the rowid itself on SQLite (which needs INTEGER for that), 64 bits on PostgreSQL.
 SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

@@ -13,6 +13,8 @@ revision = '0002'
 down_revision = '0001'
 branch_labels = None
 depends_on = None
+# A nullable column: the code at 0001 names the columns it writes, and never reads this one.
+readable_by = '0001'
 
 
 def upgrade() -> None:

@@ -47,22 +47,17 @@ servers' logs to bench/results/logs/chaos/. Exit code 0 when every judged row is
 from __future__ import annotations
 
 import argparse
-import heapq
 import itertools
-import json
 import os
 import random
 import secrets
 import signal
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode
 
 import psutil
 import requests
@@ -73,8 +68,6 @@ import report
 import servers
 from hooks import Hooks, Receivers
 from report import say
-
-from connector import events
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -91,11 +84,6 @@ READ_TIMEOUT = 5  # ALLMYSMS_READ_TIMEOUT: sets when a key left "running" by a d
 # A key answered 409 for longer than any first call can run (its upstream call would have timed out) is
 # held by a call whose process died.
 ORPHANED_AFTER = READ_TIMEOUT + 5
-REQUEST_TIMEOUT = 10.0
-SENDERS = 8  # threads per kind of load: retries of stuck items must not hold back new ones
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-RECEIPT = {"campaignId": "c-chaos", "phoneNumber": "33611111111", "status": "1", "statusText": "Delivered",
-           "receptionDate": "2026-12-01 09:30:03"}
 
 FULL = {"seconds": 60.0, "rate": 20.0, "kill_every": 5.0, "settle": 30.0, "drain": 60.0}
 QUICK = {"seconds": 12.0, "rate": 10.0, "kill_every": 2.0, "settle": 12.0, "drain": 20.0}
@@ -122,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             database = schemas.new() if schemas else f"sqlite:///{data_dir / 'connector.db'}"
             cluster = _Cluster(fleet, data_dir, database)
             cluster.start()
-            load = _Load(cluster.web_url, cluster.inbound_path, run=secrets.token_hex(3))
+            load = servers.Load(cluster.web_url, cluster.inbound_path, secrets.token_hex(3), (LOGIN, API_KEY), PHONE,
+                                prefix="chaos")
             # Kills and restarts run on this thread, so leaving the `with` (even on Ctrl-C) never races a restart.
             results.update(_soak(cluster, load, _Chaos(cluster, rng, args.kill_every), args))
         finally:
@@ -169,7 +158,7 @@ def _arguments(argv):
     return args
 
 
-def _soak(cluster: _Cluster, load: _Load, chaos: _Chaos, args) -> dict:
+def _soak(cluster: _Cluster, load: servers.Load, chaos: _Chaos, args) -> dict:
     say(f"load: {args.rate:g} actions/s + {args.callback_rate:g} callbacks/s for {args.seconds:g} s; a SIGKILL "
         f"every {args.kill_every:g} s on average (seed {args.seed})")
     load_started = time.time()
@@ -178,7 +167,8 @@ def _soak(cluster: _Cluster, load: _Load, chaos: _Chaos, args) -> dict:
     load.wait_offered()
     load_ended = time.time()
     say(f"load over: {len(chaos.kills)} kills; waiting up to {args.settle:g} s for definitive answers")
-    settled = load.settle(args.settle, [k["at"] for k in chaos.kills if k["kind"] != "delivery worker"])
+    web_kills = [k["at"] for k in chaos.kills if k["kind"] != "delivery worker"]
+    settled = load.settle(args.settle, held=lambda item: _orphaned(item, web_kills))
     load.stop()
     say(f"answers settled in {settled:.1f} s; waiting up to {args.drain:g} s for the outbox to drain")
     # A delivery is recorded by its subscriber before it is marked done: once drained, every record is in.
@@ -189,7 +179,7 @@ def _soak(cluster: _Cluster, load: _Load, chaos: _Chaos, args) -> dict:
     return {"load_window": [load_started, load_ended], "settle_s": round(settled, 1), "drain": drain,
             "kills": chaos.kills, "unplanned_exits": chaos.unplanned,
             "actions": _action_figures(load, campaigns, keys_in_db, chaos.kills, load_started, load_ended),
-            "callbacks": _callback_figures(load, records, load_started, load_ended),
+            "callbacks": servers.callback_figures(load, records, SUBSCRIBERS, load_started, load_ended),
             "http": dict(load.statuses)}
 
 
@@ -322,7 +312,7 @@ class _Cluster:
         """Poll the database until no event waits for fan-out and no delivery is pending, or time is up."""
         started = time.monotonic()
         while True:
-            counts = _outbox(self.database)
+            counts = databases.outbox(self.database)
             elapsed = time.monotonic() - started
             if (counts["queued"] == 0 and counts["pending"] == 0) or elapsed > timeout:
                 return {**counts, "drained": counts["queued"] == 0 and counts["pending"] == 0,
@@ -351,12 +341,6 @@ def _living(processes: list[psutil.Process], but: int) -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             pass
     return alive
-
-
-def _outbox(database: str) -> dict:
-    counts = databases.counts(database)
-    return {"events": counts["events"], "queued": counts["queued"],
-            "pending": counts["by_status"].get("pending", 0), "failed": counts["by_status"].get("failed", 0)}
 
 
 class _Chaos:
@@ -392,195 +376,10 @@ class _Chaos:
         return self.rng.uniform(0.5, 1.5) * self.mean_gap
 
 
-# The load
+# The load (servers.Load)
 
 
-@dataclass
-class _Item:
-    """One keyed action or one callback, retried until its answer is definitive."""
-
-    n: int
-    body: bytes
-    created: float  # time.time()
-    key: str = ""  # actions: the Idempotency-Key (and client_reference)
-    event_id: str = ""  # callbacks: the id the connector gives the event
-    attempts: list = field(default_factory=list)  # [started, ended, what came back], time.time()
-    outcome: str | None = None
-    resolved_at: float | None = None
-    replayed: bool = False
-    campaign_id: str | None = None
-    conflict_since: float | None = None  # when an unbroken run of 409s began
-
-
-class _Due:
-    """Work items by when they are due: new ones at once, retries after a back-off; any thread takes them."""
-
-    def __init__(self):
-        self._heap: list = []
-        self._seq = itertools.count()
-        self._ready = threading.Condition()
-        self._closed = False
-
-    def put(self, item: _Item, delay: float = 0.0) -> None:
-        with self._ready:
-            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), item))
-            self._ready.notify()
-
-    def take(self) -> _Item | None:
-        with self._ready:
-            while not self._closed:
-                if not self._heap:
-                    self._ready.wait()
-                    continue
-                wait = self._heap[0][0] - time.monotonic()
-                if wait <= 0:
-                    return heapq.heappop(self._heap)[2]
-                self._ready.wait(wait)
-            return None
-
-    def close(self) -> None:
-        with self._ready:
-            self._closed = True
-            self._ready.notify_all()
-
-
-class _Load:
-    """Keyed send_sms actions and receipt callbacks, offered at steady rates and retried like a platform."""
-
-    def __init__(self, url: str, inbound_path: str, run: str):
-        self.url = url
-        self.inbound_path = inbound_path
-        self.run = run
-        self.actions: list[_Item] = []
-        self.callbacks: list[_Item] = []
-        self.statuses: Counter = Counter()  # what came back, by kind: "action 409", "callback no answer", ...
-        self.due = {"action": _Due(), "callback": _Due()}
-        self.sessions = threading.local()
-        self.offering: list[threading.Thread] = []
-        self.senders: list[threading.Thread] = []
-        self.lock = threading.Lock()
-
-    def start(self, rate: float, callback_rate: float, seconds: float) -> None:
-        self.offering = [threading.Thread(target=self._offer, args=("action", rate, seconds), daemon=True),
-                         threading.Thread(target=self._offer, args=("callback", callback_rate, seconds),
-                                          daemon=True)]
-        self.senders = [threading.Thread(target=self._send, args=(kind,), name=f"{kind}-{i}", daemon=True)
-                        for kind in self.due for i in range(SENDERS)]
-        for thread in self.offering + self.senders:
-            thread.start()
-
-    def wait_offered(self) -> None:
-        for thread in self.offering:
-            thread.join()
-
-    def settle(self, timeout: float, web_kills: list[float]) -> float:
-        """Seconds until every item has a definitive answer or is held by an orphaned key, or `timeout`."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if all(i.outcome is not None or _orphaned(i, web_kills) for i in self.actions + self.callbacks):
-                break
-            time.sleep(0.1)
-        return time.monotonic() - started
-
-    def stop(self) -> None:
-        for due in self.due.values():
-            due.close()
-        for thread in self.senders:
-            thread.join(REQUEST_TIMEOUT + 5)
-
-    def _offer(self, kind: str, rate: float, seconds: float) -> None:
-        # Open loop: item i is due i/rate s after the start, whatever happened to the earlier ones.
-        started = time.monotonic()
-        for n in itertools.count():
-            due_at = started + n / rate
-            if due_at >= started + seconds:
-                return
-            pause = due_at - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            item = self._action(n) if kind == "action" else self._callback(n)
-            with self.lock:
-                (self.actions if kind == "action" else self.callbacks).append(item)
-            self.due[kind].put(item)
-
-    def _action(self, n: int) -> _Item:
-        key = f"chaos-{self.run}-{n}"
-        body = {"message": f"Chaos run message {n}", "recipients": [PHONE], "client_reference": key}
-        return _Item(n, json.dumps(body).encode(), time.time(), key=key)
-
-    def _callback(self, n: int) -> _Item:
-        form = {"smsId": f"chaos-{self.run}-{n}", **RECEIPT}
-        body = urlencode(form).encode()
-        record = events.read_callback("POST", FORM["Content-Type"], {}, dict(parse_qsl(body.decode())), body)[0]
-        event = events.normalise(record, account=LOGIN)
-        return _Item(n, body, time.time(), event_id=event.id)
-
-    def _send(self, kind: str) -> None:
-        due = self.due[kind]
-        while (item := due.take()) is not None:
-            retry_in = self._attempt_action(item) if kind == "action" else self._attempt_callback(item)
-            if retry_in is not None:
-                due.put(item, retry_in)
-
-    def _session(self) -> requests.Session:
-        if not hasattr(self.sessions, "session"):
-            self.sessions.session = requests.Session()
-        return self.sessions.session
-
-    def _post(self, item: _Item, path: str, headers: dict, tally: str):
-        """One attempt: the answer, or None when none came (connection refused or reset, timeout)."""
-        started = time.time()
-        try:
-            answer = self._session().post(self.url + path, data=item.body, headers=headers, timeout=REQUEST_TIMEOUT)
-            what = f"HTTP {answer.status_code}"
-        except requests.RequestException:
-            # A broken keep-alive connection must not be reused for the retry.
-            self.sessions.session = requests.Session()
-            answer, what = None, "no answer"
-        item.attempts.append([started, time.time(), what])
-        with self.lock:
-            self.statuses[f"{tally} {what}"] += 1
-        return answer
-
-    def _attempt_action(self, item: _Item) -> float | None:
-        """Seconds before the next try, or None once the answer is definitive."""
-        headers = {"Content-Type": "application/json", "Idempotency-Key": item.key,
-                   "Authorization": report.basic_auth(LOGIN, API_KEY)}
-        answer = self._post(item, "/v1/actions/send_sms", headers, "action")
-        retry = _backoff(item)
-        if answer is None:
-            item.conflict_since = None
-            return retry
-        if answer.status_code == 409:
-            item.conflict_since = item.conflict_since or item.attempts[-1][0]
-            return max(retry, _retry_after(answer))
-        item.conflict_since = None
-        error = _error(answer)
-        replayed = answer.headers.get("Idempotent-Replayed") == "true"
-        if answer.status_code == 200:
-            return self._resolved(item, "sent", replayed, answer.json().get("campaign_id"))
-        if error.get("disposition") == "check_before_retry":
-            return self._resolved(item, "outcome unknown", replayed)
-        if answer.status_code == 429 or answer.status_code >= 500:
-            return max(retry, _retry_after(answer))  # nothing was sent, or the key now says what happened
-        return self._resolved(item, f"refused {answer.status_code} {error.get('code', '')}".strip(), replayed)
-
-    def _attempt_callback(self, item: _Item) -> float | None:
-        answer = self._post(item, self.inbound_path, FORM, "callback")
-        if answer is not None and answer.status_code == 200:
-            return self._resolved(item, "accepted")
-        if answer is not None and 400 <= answer.status_code < 500 and answer.status_code != 429:
-            return self._resolved(item, f"refused {answer.status_code} {_error(answer).get('code', '')}".strip())
-        return _backoff(item)
-
-    @staticmethod
-    def _resolved(item: _Item, outcome: str, replayed: bool = False, campaign_id: str | None = None) -> None:
-        item.outcome, item.replayed, item.campaign_id = outcome, replayed, campaign_id
-        item.resolved_at = time.time()
-        return None
-
-
-def _orphaned(item: _Item, web_kills: list[float]) -> bool:
+def _orphaned(item: servers.Item, web_kills: list[float]) -> bool:
     """Whether the key is held by a first call whose process died: answered 409 for longer than any call can
     run, or twice in a row (4 s and more) after a kill cut one of its calls."""
     if item.conflict_since is None:
@@ -591,30 +390,10 @@ def _orphaned(item: _Item, web_kills: list[float]) -> bool:
     return last_two == ["HTTP 409", "HTTP 409"] and _cut_by_kill(item, web_kills)
 
 
-def _backoff(item: _Item) -> float:
-    # Quick first retries (a restarted process is back within seconds), never more than 2 s apart.
-    return min(2.0, 0.1 * 2 ** (len(item.attempts) - 1)) * random.uniform(0.8, 1.2)
-
-
-def _retry_after(answer: requests.Response) -> float:
-    try:
-        return min(5.0, float(answer.headers.get("Retry-After", "0")))
-    except ValueError:
-        return 0.0
-
-
-def _error(answer: requests.Response) -> dict:
-    try:
-        body = answer.json()
-    except ValueError:
-        return {}
-    return body.get("error", {}) if isinstance(body, dict) else {}
-
-
 # Reconciliation
 
 
-def _action_figures(load: _Load, campaigns: list[dict], key_states: dict, kills: list[dict], start: float,
+def _action_figures(load: servers.Load, campaigns: list[dict], key_states: dict, kills: list[dict], start: float,
                     end: float) -> dict:
     sent_per_key = Counter(c["client_reference"] for c in campaigns)
     campaign_of = {c["client_reference"]: c["id"] for c in campaigns}
@@ -627,8 +406,8 @@ def _action_figures(load: _Load, campaigns: list[dict], key_states: dict, kills:
     return {
         "offered": len(load.actions),
         "outcomes": dict(outcomes),
-        "held_per_s": _held(load.actions, start, end),
-        "answer_s": _spread([a.resolved_at - a.created for a in load.actions if a.resolved_at]),
+        "held_per_s": servers.held_per_s(load.actions, start, end),
+        "answer_s": servers.spread([a.resolved_at - a.created for a in load.actions if a.resolved_at]),
         "keys_retried": sum(1 for a in load.actions if len(a.attempts) > 1),
         "retries": sum(len(a.attempts) - 1 for a in load.actions),
         "replayed": sum(1 for a in load.actions if a.replayed),
@@ -648,57 +427,10 @@ def _action_figures(load: _Load, campaigns: list[dict], key_states: dict, kills:
     }
 
 
-def _cut_by_kill(item: _Item, kill_times: list[float]) -> bool:
+def _cut_by_kill(item: servers.Item, kill_times: list[float]) -> bool:
     """Whether a web kill fell during one of the item's attempts that got no answer (the call it cut)."""
     return any(started - 0.05 <= at <= ended + 0.05 for started, ended, what in item.attempts if what == "no answer"
                for at in kill_times)
-
-
-def _callback_figures(load: _Load, records: list[list], start: float, end: float) -> dict:
-    accepted = {c.event_id for c in load.callbacks if c.outcome == "accepted"}
-    offered = {c.event_id for c in load.callbacks}
-    per_subscriber = []
-    for k in range(SUBSCRIBERS):
-        mine = [r for r in records if r[0] == f"/hook/{k}"]
-        webhook_ids: dict[str, set] = {}
-        for _, _, webhook_id, _, event_id in mine:
-            webhook_ids.setdefault(event_id, set()).add(webhook_id)
-        per_subscriber.append({
-            "subscriber": k, "deliveries": len(mine), "events": len(webhook_ids),
-            "accepted_delivered": len(accepted & webhook_ids.keys()),
-            "lost": sorted(accepted - webhook_ids.keys())[:20], "lost_count": len(accepted - webhook_ids.keys()),
-            "duplicates_same_webhook_id": len(mine) - len(webhook_ids),
-            "events_with_several_webhook_ids": sum(1 for ids in webhook_ids.values() if len(ids) > 1),
-            "foreign_events": len(webhook_ids.keys() - offered)})
-    return {
-        "offered": len(load.callbacks),
-        "outcomes": dict(Counter(c.outcome or "no answer yet" for c in load.callbacks)),
-        "accepted": len(accepted),
-        "held_per_s": _held(load.callbacks, start, end),
-        "answer_s": _spread([c.resolved_at - c.created for c in load.callbacks if c.resolved_at]),
-        "retried": sum(1 for c in load.callbacks if len(c.attempts) > 1),
-        "subscribers": per_subscriber,
-        "lost": sum(s["lost_count"] for s in per_subscriber),
-        "duplicates_same_webhook_id": sum(s["duplicates_same_webhook_id"] for s in per_subscriber),
-        "events_with_several_webhook_ids": sum(s["events_with_several_webhook_ids"] for s in per_subscriber),
-    }
-
-
-def _held(items: list[_Item], start: float, end: float) -> float:
-    """Definitive answers a second within the load window: what the service kept up with under the kills."""
-    done = sum(1 for i in items if i.resolved_at is not None and i.resolved_at <= end)
-    return round(done / (end - start), 1) if end > start else 0.0
-
-
-def _spread(seconds: list[float]) -> dict:
-    ordered = sorted(seconds)
-    if not ordered:
-        return {"p50": None, "p99": None, "max": None}
-
-    def rank(q):
-        return round(ordered[min(len(ordered), max(1, round(q / 100 * len(ordered)))) - 1], 3)
-
-    return {"p50": rank(50), "p99": rank(99), "max": round(ordered[-1], 3)}
 
 
 # The table

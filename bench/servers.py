@@ -1,19 +1,30 @@
 """The benchmark's server processes on 127.0.0.1: free ports, start, readiness, RSS and CPU sampling, and a
-stop that always happens (terminate, then kill) — only for the processes started here, by their ids."""
+stop that always happens (terminate, then kill) — only for the processes started here, by their ids; and the
+load a platform puts on them (keyed actions and callbacks, retried until their answer is definitive)."""
 
 from __future__ import annotations
 
+import heapq
 import http.client
+import itertools
+import json
 import os
+import random
 import socket
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 import psutil
+import requests
+
+import report
+from connector import events
 
 HOST = "127.0.0.1"
 MB = 1024 * 1024
@@ -252,3 +263,279 @@ def _cpu(process: psutil.Process) -> float:
         return times.user + times.system
     except psutil.NoSuchProcess:
         return 0.0
+
+
+# The load an automation platform puts on the connector
+
+REQUEST_TIMEOUT = 10.0
+SENDERS = 8  # threads per kind of load: retries of stuck items must not hold back new ones
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+RECEIPT = {"campaignId": "c-bench", "phoneNumber": "33611111111", "status": "1", "statusText": "Delivered",
+           "receptionDate": "2026-12-01 09:30:03"}
+
+
+@dataclass
+class Item:
+    """One keyed action or one callback, retried until its answer is definitive."""
+
+    n: int
+    body: bytes
+    created: float  # time.time()
+    key: str = ""  # actions: the Idempotency-Key (and client_reference)
+    event_id: str = ""  # callbacks: the id the connector gives the event
+    attempts: list = field(default_factory=list)  # [started, ended, what came back], time.time()
+    outcome: str | None = None
+    resolved_at: float | None = None
+    replayed: bool = False
+    campaign_id: str | None = None
+    conflict_since: float | None = None  # when an unbroken run of 409s began
+
+
+class _Due:
+    """Work items by when they are due: new ones at once, retries after a back-off; any thread takes them."""
+
+    def __init__(self):
+        self._heap: list = []
+        self._seq = itertools.count()
+        self._ready = threading.Condition()
+        self._closed = False
+
+    def put(self, item: Item, delay: float = 0.0) -> None:
+        with self._ready:
+            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), item))
+            self._ready.notify()
+
+    def take(self) -> Item | None:
+        with self._ready:
+            while not self._closed:
+                if not self._heap:
+                    self._ready.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait <= 0:
+                    return heapq.heappop(self._heap)[2]
+                self._ready.wait(wait)
+            return None
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+
+
+class Load:
+    """Keyed send_sms actions and receipt callbacks, offered at steady rates and retried like a platform:
+    an action with the same key and body after no answer, a 5xx, 409 (in progress) or 429, until the answer
+    is definitive; a callback until it is answered 200. Every answer is tallied."""
+
+    def __init__(self, url: str, inbound_path: str, run: str, auth: tuple[str, str], phone: str,
+                 prefix: str = "bench"):
+        self.url = url
+        self.inbound_path = inbound_path
+        self.run = run
+        self.login = auth[0]
+        self.authorization = report.basic_auth(*auth)
+        self.phone = phone
+        self.prefix = prefix
+        self.actions: list[Item] = []
+        self.callbacks: list[Item] = []
+        self.statuses: Counter = Counter()  # what came back, by kind: "action 409", "callback no answer", ...
+        # 429 and 503 answers that did not say when to come back (Retry-After), by kind and status.
+        self.unhinted: Counter = Counter()
+        self.due = {"action": _Due(), "callback": _Due()}
+        self.sessions = threading.local()
+        self.offering: list[threading.Thread] = []
+        self.senders: list[threading.Thread] = []
+        self.lock = threading.Lock()
+
+    def start(self, rate: float, callback_rate: float, seconds: float) -> None:
+        self.offering = [threading.Thread(target=self._offer, args=("action", rate, seconds), daemon=True),
+                         threading.Thread(target=self._offer, args=("callback", callback_rate, seconds),
+                                          daemon=True)]
+        self.senders = [threading.Thread(target=self._send, args=(kind,), name=f"{kind}-{i}", daemon=True)
+                        for kind in self.due for i in range(SENDERS)]
+        for thread in self.offering + self.senders:
+            thread.start()
+
+    def wait_offered(self) -> None:
+        for thread in self.offering:
+            thread.join()
+
+    def settle(self, timeout: float, held=None) -> float:
+        """Seconds until every item has a definitive answer or is one `held(item)` excuses, or `timeout`."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if all(i.outcome is not None or (held is not None and held(i)) for i in self.actions + self.callbacks):
+                break
+            time.sleep(0.1)
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        for due in self.due.values():
+            due.close()
+        for thread in self.senders:
+            thread.join(REQUEST_TIMEOUT + 5)
+
+    def _offer(self, kind: str, rate: float, seconds: float) -> None:
+        # Open loop: item i is due i/rate s after the start, whatever happened to the earlier ones.
+        started = time.monotonic()
+        for n in itertools.count():
+            due_at = started + n / rate
+            if due_at >= started + seconds:
+                return
+            pause = due_at - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            item = self._action(n) if kind == "action" else self._callback(n)
+            with self.lock:
+                (self.actions if kind == "action" else self.callbacks).append(item)
+            self.due[kind].put(item)
+
+    def _action(self, n: int) -> Item:
+        key = f"{self.prefix}-{self.run}-{n}"
+        body = {"message": f"{self.prefix.capitalize()} run message {n}", "recipients": [self.phone],
+                "client_reference": key}
+        return Item(n, json.dumps(body).encode(), time.time(), key=key)
+
+    def _callback(self, n: int) -> Item:
+        form = {"smsId": f"{self.prefix}-{self.run}-{n}", **RECEIPT}
+        body = urlencode(form).encode()
+        record = events.read_callback("POST", FORM["Content-Type"], {}, dict(parse_qsl(body.decode())), body)[0]
+        event = events.normalise(record, account=self.login)
+        return Item(n, body, time.time(), event_id=event.id)
+
+    def _send(self, kind: str) -> None:
+        due = self.due[kind]
+        while (item := due.take()) is not None:
+            retry_in = self._attempt_action(item) if kind == "action" else self._attempt_callback(item)
+            if retry_in is not None:
+                due.put(item, retry_in)
+
+    def _session(self) -> requests.Session:
+        if not hasattr(self.sessions, "session"):
+            self.sessions.session = requests.Session()
+        return self.sessions.session
+
+    def _post(self, item: Item, path: str, headers: dict, tally: str):
+        """One attempt: the answer, or None when none came (connection refused or reset, timeout)."""
+        started = time.time()
+        try:
+            answer = self._session().post(self.url + path, data=item.body, headers=headers, timeout=REQUEST_TIMEOUT)
+            what = f"HTTP {answer.status_code}"
+        except requests.RequestException:
+            # A broken keep-alive connection must not be reused for the retry.
+            self.sessions.session = requests.Session()
+            answer, what = None, "no answer"
+        item.attempts.append([started, time.time(), what])
+        with self.lock:
+            self.statuses[f"{tally} {what}"] += 1
+            if answer is not None and answer.status_code in (429, 503) and "Retry-After" not in answer.headers:
+                self.unhinted[f"{tally} {what}"] += 1
+        return answer
+
+    def _attempt_action(self, item: Item) -> float | None:
+        """Seconds before the next try, or None once the answer is definitive."""
+        headers = {"Content-Type": "application/json", "Idempotency-Key": item.key,
+                   "Authorization": self.authorization}
+        answer = self._post(item, "/v1/actions/send_sms", headers, "action")
+        retry = backoff(item)
+        if answer is None:
+            item.conflict_since = None
+            return retry
+        if answer.status_code == 409:
+            item.conflict_since = item.conflict_since or item.attempts[-1][0]
+            return max(retry, retry_after(answer))
+        item.conflict_since = None
+        error = error_of(answer)
+        replayed = answer.headers.get("Idempotent-Replayed") == "true"
+        if answer.status_code == 200:
+            return self._resolved(item, "sent", replayed, answer.json().get("campaign_id"))
+        if error.get("disposition") == "check_before_retry":
+            return self._resolved(item, "outcome unknown", replayed)
+        if answer.status_code == 429 or answer.status_code >= 500:
+            return max(retry, retry_after(answer))  # nothing was sent, or the key now says what happened
+        return self._resolved(item, f"refused {answer.status_code} {error.get('code', '')}".strip(), replayed)
+
+    def _attempt_callback(self, item: Item) -> float | None:
+        answer = self._post(item, self.inbound_path, FORM, "callback")
+        if answer is not None and answer.status_code == 200:
+            return self._resolved(item, "accepted")
+        if answer is not None and 400 <= answer.status_code < 500 and answer.status_code != 429:
+            return self._resolved(item, f"refused {answer.status_code} {error_of(answer).get('code', '')}".strip())
+        return backoff(item) if answer is None else max(backoff(item), retry_after(answer))
+
+    @staticmethod
+    def _resolved(item: Item, outcome: str, replayed: bool = False, campaign_id: str | None = None) -> None:
+        item.outcome, item.replayed, item.campaign_id = outcome, replayed, campaign_id
+        item.resolved_at = time.time()
+        return None
+
+
+def backoff(item: Item) -> float:
+    # Quick first retries (a restarted process is back within seconds), never more than 2 s apart.
+    return min(2.0, 0.1 * 2 ** (len(item.attempts) - 1)) * random.uniform(0.8, 1.2)
+
+
+def retry_after(answer: requests.Response) -> float:
+    """The answer's Retry-After in seconds, at most 5: a run is seconds long, a platform's retries are not."""
+    try:
+        return min(5.0, float(answer.headers.get("Retry-After", "0")))
+    except ValueError:
+        return 0.0
+
+
+def error_of(answer: requests.Response) -> dict:
+    try:
+        body = answer.json()
+    except ValueError:
+        return {}
+    return body.get("error", {}) if isinstance(body, dict) else {}
+
+
+def callback_figures(load: Load, records: list[list], subscribers: int, start: float, end: float) -> dict:
+    """What became of the callbacks: answers, and for each subscriber (path /hook/k) the accepted events it
+    got, lost or got under several webhook-ids."""
+    accepted = {c.event_id for c in load.callbacks if c.outcome == "accepted"}
+    offered = {c.event_id for c in load.callbacks}
+    per_subscriber = []
+    for k in range(subscribers):
+        mine = [r for r in records if r[0] == f"/hook/{k}"]
+        webhook_ids: dict[str, set] = {}
+        for _, _, webhook_id, _, event_id in mine:
+            webhook_ids.setdefault(event_id, set()).add(webhook_id)
+        per_subscriber.append({
+            "subscriber": k, "deliveries": len(mine), "events": len(webhook_ids),
+            "accepted_delivered": len(accepted & webhook_ids.keys()),
+            "lost": sorted(accepted - webhook_ids.keys())[:20], "lost_count": len(accepted - webhook_ids.keys()),
+            "duplicates_same_webhook_id": len(mine) - len(webhook_ids),
+            "events_with_several_webhook_ids": sum(1 for ids in webhook_ids.values() if len(ids) > 1),
+            "foreign_events": len(webhook_ids.keys() - offered)})
+    return {
+        "offered": len(load.callbacks),
+        "outcomes": dict(Counter(c.outcome or "no answer yet" for c in load.callbacks)),
+        "accepted": len(accepted),
+        "held_per_s": held_per_s(load.callbacks, start, end),
+        "answer_s": spread([c.resolved_at - c.created for c in load.callbacks if c.resolved_at]),
+        "retried": sum(1 for c in load.callbacks if len(c.attempts) > 1),
+        "subscribers": per_subscriber,
+        "lost": sum(s["lost_count"] for s in per_subscriber),
+        "duplicates_same_webhook_id": sum(s["duplicates_same_webhook_id"] for s in per_subscriber),
+        "events_with_several_webhook_ids": sum(s["events_with_several_webhook_ids"] for s in per_subscriber),
+    }
+
+
+def held_per_s(items: list[Item], start: float, end: float) -> float:
+    """Definitive answers a second within the load window: what the service kept up with."""
+    done = sum(1 for i in items if i.resolved_at is not None and i.resolved_at <= end)
+    return round(done / (end - start), 1) if end > start else 0.0
+
+
+def spread(seconds: list[float]) -> dict:
+    ordered = sorted(seconds)
+    if not ordered:
+        return {"p50": None, "p99": None, "max": None}
+
+    def rank(q):
+        return round(ordered[min(len(ordered), max(1, round(q / 100 * len(ordered)))) - 1], 3)
+
+    return {"p50": rank(50), "p99": rank(99), "max": round(ordered[-1], 3)}

@@ -38,14 +38,16 @@ def blueprint() -> Blueprint:
         except ConfigError as exc:
             raise NotReady(f"{exc.what}: {'; '.join(exc.problems)}.", extra={"journal": waiting}) from None
         if services.store.outage.down:
-            # It answered this probe's read, but writes may still fail (a full disk lets reads through): the
-            # answer is what one write does now (the log waits for a quiet moment to say it is over).
+            # It answered this probe's read, but writes were failing (a full disk lets reads through, and small
+            # writes that still fit): one write now, and ready only once the outage is over, which takes a
+            # moment without failures (outage.QUIET), so that a flapping database is not called ready.
             try:
                 services.store.probe_write()
             except SQLAlchemyError as exc:
                 services.store.outage.failed(exc, wrote=True)
-                raise NotReady(f"The database takes no writes ({services.store.outage.why}). Callbacks are kept "
-                               "in the local journal meanwhile.", extra={"journal": waiting}, retry_after=5) from None
+            if services.store.outage.down:
+                raise NotReady(f"The database is failing ({services.store.outage.why}). Callbacks are kept in "
+                               "the local journal meanwhile.", extra={"journal": waiting}, retry_after=5)
         return jsonify({"status": "ok", "schema": schema.head(), "journal": waiting})
 
     return bp

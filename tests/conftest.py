@@ -19,6 +19,7 @@ import requests
 from werkzeug.wrappers import Request, Response
 
 from connector import create_app, schema
+from connector.serving import worker_for
 from connector.store import default_url, engine_url
 from connector.sandbox import SandboxState, create_sandbox_app, make_sandbox_server
 
@@ -402,3 +403,18 @@ def postgres_through_proxy(monkeypatch):
             yield proxied, proxy
         finally:
             proxy.close()
+
+
+@pytest.fixture
+def live_service(sandbox, serve):
+    """The connector on its sandbox, as `connector serve` runs it: a delivery worker, receipts pushed to
+    the demo account's inbound URL, and 127.0.0.1 allowed as a target for the tests' local receivers."""
+    app = create_app(connector_settings(sandbox.url, ALLMYSMS_SANDBOX=True, CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
+                                        CONNECTOR_RETRY_SCHEDULE="0,0.2,0.2"))
+    worker = worker_for(app.config, app.extensions["connector"].store)
+    worker.poll_interval = 0.01
+    worker.start()
+    api = serve(app)
+    sandbox.state.set_callback_url("demo", api.get("/v1/me").json()["inbound_url"])
+    yield api
+    worker.stop()

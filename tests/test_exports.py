@@ -16,7 +16,6 @@ from openapi_spec_validator import validate as validate_openapi
 
 from connector import OPERATOR_BLUEPRINTS, create_app, exports, manifest as manifest_module
 from connector.exports import openapi
-from connector.serving import worker_for
 from tests.conftest import connector_settings, require
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,21 +134,6 @@ def zapier_app(tmp_path_factory, manifest):
 def test_the_zapier_app_passes_zapiers_own_schema_with_zero_errors(zapier_app):
     checked = subprocess.run(["node", "validate.js"], cwd=zapier_app, capture_output=True, text=True, timeout=120)
     assert checked.returncode == 0 and checked.stdout.strip() == "0 errors", checked.stdout + checked.stderr
-
-
-@pytest.fixture
-def live_service(sandbox, serve):
-    """The connector on its sandbox, as `connector serve` runs it: a delivery worker, receipts pushed to
-    the demo account's inbound URL, and 127.0.0.1 allowed as a target for the tests' local receivers."""
-    app = create_app(connector_settings(sandbox.url, ALLMYSMS_SANDBOX=True, CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
-                                        CONNECTOR_RETRY_SCHEDULE="0,0.2,0.2"))
-    worker = worker_for(app.config, app.extensions["connector"].store)
-    worker.poll_interval = 0.01
-    worker.start()
-    api = serve(app)
-    sandbox.state.set_callback_url("demo", api.get("/v1/me").json()["inbound_url"])
-    yield api
-    worker.stop()
 
 
 def run_node_tests(folder: Path, service_url: str) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ CONNECTOR_WORKERS, CONNECTOR_THREADS, ALLMYSMS_READ_TIMEOUT, CONNECTOR_REQUEST_R
 CONNECTOR_SHUTDOWN_GRACE): workers
 from the CPU count, each request read whole before a thread takes it (so slow clients cannot hold the
 threads), timeouts above AllMySMS's, an access log with inbound tokens masked and no query strings, metrics of every
-worker summed at /metrics (PROMETHEUS_MULTIPROC_DIR, by default CONNECTOR_DATA_DIR/metrics), and on SIGTERM no
+worker summed at /metrics (PROMETHEUS_MULTIPROC_DIR, by default a folder of /dev/shm), and on SIGTERM no
 new connection taken while those held are answered, within the grace. Deliveries
 are not made here: run `connector worker` beside it.
 """

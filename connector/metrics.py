@@ -14,6 +14,7 @@ classes): never a login, a phone number, a URL or a token.
 from __future__ import annotations
 
 import glob
+import hashlib
 import hmac
 import logging
 import os
@@ -36,15 +37,31 @@ _LAG = (0.05, 0.1, 0.25, 0.5, 1, 5, 15, 60, 300, 1800, 3600, 4 * 3600, 12 * 3600
 _DB_PID = re.compile(r"_(\d+)\.db$")
 
 
+#: A memory filesystem, where the shared counts are kept when it is there (see default_directory).
+MEMORY = "/dev/shm"
+
+
+def default_directory(data_dir: str) -> str:
+    """Where the processes of a service keep their counts unless PROMETHEUS_MULTIPROC_DIR says: in memory, in
+    a folder named after the data folder, else ``<data dir>/metrics``. Not beside the data: prometheus-client
+    maps its files into memory and grows them sparse, and a process writing to such a page on a full disk is
+    killed (SIGBUS): a full data disk must cost callbacks a 503, not the processes their lives."""
+    data_dir = os.path.abspath(data_dir)
+    if os.path.isdir(MEMORY) and os.access(MEMORY, os.W_OK | os.X_OK):
+        name = hashlib.sha256(data_dir.encode()).hexdigest()[:16]
+        return os.path.join(MEMORY, f"allmysms-connector-{os.getuid()}-{name}")
+    return os.path.join(data_dir, "metrics")
+
+
 def prepare_directory(data_dir: str) -> str:
     """Point prometheus-client at the directory the processes of this machine share (the one already in
-    PROMETHEUS_MULTIPROC_DIR, or ``<data dir>/metrics``), and remove the files of processes that ended.
+    PROMETHEUS_MULTIPROC_DIR, or default_directory), and remove the files of processes that ended.
 
     Must run before prometheus_client is first imported in this process: the library picks single- or
     multi-process storage at import, from the environment, and processes started from here inherit it.
     """
-    path = os.environ.get(MULTIPROCESS_DIR) or os.path.join(os.path.abspath(data_dir), "metrics")
-    os.makedirs(path, exist_ok=True)
+    path = os.environ.get(MULTIPROCESS_DIR) or default_directory(data_dir)
+    os.makedirs(path, mode=0o700, exist_ok=True)
     os.environ[MULTIPROCESS_DIR] = path
     # The library asks for the directory to be emptied between runs: counts of a previous run would be
     # added to this one's. Only dead processes' files go, since a `connector worker` started on its own

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -162,7 +164,7 @@ def test_importing_the_package_leaves_the_choice_of_metrics_storage_to_serve_and
 
 def test_the_metrics_directory_keeps_running_processes_files_and_drops_those_of_ended_ones(tmp_path, monkeypatch):
     monkeypatch.setenv(metrics.MULTIPROCESS_DIR, "")  # unset for prepare_directory, and restored after
-    folder = tmp_path / "var" / "metrics"
+    folder = Path(metrics.default_directory(str(tmp_path / "var")))
     folder.mkdir(parents=True)
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                            text=True).stdout.strip()
@@ -171,6 +173,9 @@ def test_the_metrics_directory_keeps_running_processes_files_and_drops_those_of_
     assert metrics.prepare_directory(str(tmp_path / "var")) == str(folder)
     assert os.environ[metrics.MULTIPROCESS_DIR] == str(folder)
     assert sorted(os.listdir(folder)) == [f"counter_{os.getpid()}.db"]
+    if os.path.isdir(metrics.MEMORY):  # in memory where there is some: not on the data disk, which may fill up
+        assert str(folder).startswith(metrics.MEMORY + os.sep)
+    shutil.rmtree(folder)
 
 
 def test_serve_sums_the_counts_of_its_web_and_delivery_processes(tmp_path, subscriber):
@@ -184,7 +189,7 @@ def test_serve_sums_the_counts_of_its_web_and_delivery_processes(tmp_path, subsc
         auth = DEMO
         assert requests.post(f"{url}/v1/triggers/delivery_receipt/subscriptions", auth=auth, timeout=10,
                              json={"target_url": subscriber.target("/hook")}).status_code == 201
-        folder = tmp_path / "var" / "metrics"
+        folder = Path(metrics.default_directory(str(tmp_path / "var")))
 
         def web_processes_counting() -> set:
             return {path.rsplit("_", 1)[1] for path in glob.glob(str(folder / "counter_*.db"))

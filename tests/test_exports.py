@@ -8,13 +8,14 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 from openapi_spec_validator import validate as validate_openapi
 
-from connector import OPERATOR_BLUEPRINTS, create_app, exports, manifest as manifest_module
+from connector import OPERATOR_BLUEPRINTS, create_app, exports, manifest as manifest_module, signing
 from connector.exports import openapi
 from tests.conftest import connector_settings, require
 
@@ -136,15 +137,19 @@ def test_the_zapier_app_passes_zapiers_own_schema_with_zero_errors(zapier_app):
     assert checked.returncode == 0 and checked.stdout.strip() == "0 errors", checked.stdout + checked.stderr
 
 
-def run_node_tests(folder: Path, service_url: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["node", "--test", "test/"], cwd=folder, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "NODE_ENV": "test", "ALLMYSMS_CONNECTOR_URL": service_url})
+def run_node_tests(folder: Path, service_url: str, command=("node", "--test", "test/"),
+                   env: dict | None = None) -> subprocess.CompletedProcess:
+    """The export's own node tests against ``service_url``; ``command`` as its package.json runs them (a
+    folder argument finds no test on Node 22: the Zapier export runs plain `node --test` through `npm test`)."""
+    return subprocess.run(list(command), cwd=folder, capture_output=True, text=True, timeout=300,
+                          env={**(env or os.environ), "NODE_ENV": "test", "ALLMYSMS_CONNECTOR_URL": service_url})
 
 
 def test_the_zapier_apps_own_tests_pass_against_the_live_service(zapier_app, live_service):
-    ran = run_node_tests(zapier_app, live_service.url)
+    ran = run_node_tests(zapier_app, live_service.url, command=("npm", "test"))
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
-    assert "# fail 0" in ran.stdout and "# pass 10" in ran.stdout, ran.stdout[-2000:]
+    # 10 against the service, 6 of the hook's signature check.
+    assert "# fail 0" in ran.stdout and "# pass 16" in ran.stdout, ran.stdout[-2000:]
 
 
 # --- elastic.io ------------------------------------------------------------------------------------------
@@ -177,7 +182,7 @@ def test_the_elasticio_modules_run_against_the_live_service(manifest, live_servi
     exports.write("elasticio", manifest, tmp_path, BASE_URL)
     ran = run_node_tests(tmp_path, live_service.url)
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
-    assert "# fail 0" in ran.stdout and "# pass 10" in ran.stdout, ran.stdout[-2000:]
+    assert "# fail 0" in ran.stdout and "# pass 11" in ran.stdout, ran.stdout[-2000:]
 
 
 # --- Power Automate ----------------------------------------------------------------------------------
@@ -187,14 +192,17 @@ def test_the_power_automate_connector_is_valid_swagger_2_with_webhook_triggers(m
     from connector.exports import powerautomate
     document = powerautomate.document(manifest, BASE_URL)
     validate_openapi(document, cls=OpenAPIV2SpecValidator)
-    operations = {op["operationId"]: op for item in document["paths"].values() for op in item.values()}
+    operations = {op["operationId"]: op for item in document["paths"].values() for key, op in item.items()
+                  if not key.startswith("x-")}
     assert document["x-ms-capabilities"]["testConnection"]["operationId"] in operations
-    triggers = [op for op in operations.values() if "x-ms-trigger" in op]
+    triggers = {path: item["post"] for path, item in document["paths"].items()
+                if "x-ms-trigger" in item.get("post", {})}
     assert len(triggers) == len([t for t in manifest.triggers if t.delivery == "push"])
-    for trigger in triggers:
+    for path, trigger in triggers.items():
         body = trigger["parameters"][0]["schema"]["properties"]
         assert [name for name, prop in body.items() if prop.get("x-ms-notification-url")] == ["target_url"]
-        assert trigger["x-ms-notification-content"]["schema"]["properties"]["data"]["type"] == "object"
+        # beside `post`, as Microsoft's connector schema places it
+        assert document["paths"][path]["x-ms-notification-content"]["schema"]["properties"]["data"]["type"] == "object"
         assert "Location" in trigger["responses"]["201"]["headers"]
 
 
@@ -253,8 +261,8 @@ def test_only_actions_send_an_idempotency_key_on_make_and_power_automate(manifes
     for name in keyed:  # the key goes as a header, never in the body
         assert "idempotency_key" in modules[name]["communication"]["body"]
     document = powerautomate.document(manifest, BASE_URL)
-    keyed = {op["operationId"] for item in document["paths"].values() for op in item.values()
-             if any(p["name"] == "Idempotency-Key" for p in op.get("parameters", []))}
+    keyed = {op["operationId"] for item in document["paths"].values() for key, op in item.items()
+             if not key.startswith("x-") and any(p["name"] == "Idempotency-Key" for p in op.get("parameters", []))}
     assert keyed == {powerautomate._operation_id(a.key) for a in manifest.actions}
 
 
@@ -428,7 +436,11 @@ const context = {
                    Authorization: 'Basic ' + Buffer.from(`${credentials.login}:${credentials.apiKey}`).toString('base64') },
         body: options.body === undefined ? undefined : JSON.stringify(options.body),
       });
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      if (!response.ok) {  // as n8n's NodeApiError carries it
+        const error = new Error(`HTTP ${response.status}`);
+        error.httpCode = String(response.status);
+        throw error;
+      }
       return response.status === 204 ? {} : response.json();
     },
   },
@@ -436,11 +448,14 @@ const context = {
 (async () => {
   const hooks = new AllMySmsTrigger().webhookMethods.default;
   const steps = [await hooks.checkExists.call(context)];
-  steps.push(await hooks.create.call(context), staticData.subscriptionId);
+  steps.push(await hooks.create.call(context), staticData.subscriptionId, staticData.secret);
   steps.push(await hooks.checkExists.call(context));
-  steps.push(await hooks.delete.call(context), staticData.subscriptionId === undefined);
-  staticData.subscriptionId = steps[2];
+  steps.push(await hooks.delete.call(context), staticData.subscriptionId === undefined && staticData.secret === undefined);
+  Object.assign(staticData, { subscriptionId: steps[2], secret: steps[3] });
   steps.push(await hooks.checkExists.call(context), staticData.subscriptionId === undefined);
+  // Gone upstream already: delete says done (404 is what was asked for) and forgets it.
+  Object.assign(staticData, { subscriptionId: steps[2], secret: steps[3] });
+  steps.push(await hooks.delete.call(context), staticData.subscriptionId === undefined);
   console.log(JSON.stringify(steps));
 })().catch((error) => { console.error(error); process.exit(1); });
 """
@@ -452,8 +467,71 @@ def test_the_n8n_trigger_subscribes_checks_and_unsubscribes_against_the_live_ser
     ran = subprocess.run(["node", str(script)], cwd=n8n_package, capture_output=True, text=True, timeout=60,
                          env={**os.environ, "SERVICE": live_service.url})
     assert ran.returncode == 0, ran.stderr[-3000:]
-    before, created, subscription_id, exists, deleted, forgotten, exists_after, forgotten_after = json.loads(ran.stdout)
+    (before, created, subscription_id, secret, exists, deleted, forgotten, exists_after, forgotten_after,
+     deleted_again, forgotten_again) = json.loads(ran.stdout)
     assert (before, created, exists, deleted, forgotten) == (False, True, True, True, True)
-    assert subscription_id.startswith("sub_")
+    assert subscription_id.startswith("sub_") and secret.startswith("whsec_")
+    assert (deleted_again, forgotten_again) == (True, True)
     assert (exists_after, forgotten_after) == (False, True)  # gone upstream: checkExists says so and forgets it
     assert live_service.get("/v1/triggers/delivery_receipt/subscriptions").json() == []
+
+
+N8N_WEBHOOK = """
+// n8n's side of a webhook call, played here: the node's static data holds the secret create() stored, the
+// request carries the raw body n8n keeps beside the parsed one, and the response object records a refusal.
+const { AllMySmsTrigger } = require('./dist/nodes/AllMySms/AllMySmsTrigger.node.js');
+(async () => {
+  const answers = [];
+  for (const c of JSON.parse(require('fs').readFileSync(0, 'utf8'))) {
+    const refused = {};
+    const context = {
+      getWorkflowStaticData: () => (c.secret === null ? {} : { subscriptionId: 'sub_1', secret: c.secret }),
+      getRequestObject: () => ({ headers: c.headers, rawBody: Buffer.from(c.body, 'utf8') }),
+      getResponseObject: () => ({ status(code) { refused.status = code; return this; },
+                                  json(body) { refused.body = body; return this; } }),
+      getBodyData: () => JSON.parse(c.body),
+      helpers: { returnJsonArray: (data) => [{ json: data }] },
+    };
+    const result = await new AllMySmsTrigger().webhook.call(context);
+    answers.push({ started: result.workflowData ? result.workflowData[0].map((i) => i.json) : null,
+                   noWebhookResponse: result.noWebhookResponse === true, refused });
+  }
+  console.log(JSON.stringify(answers));
+})().catch((error) => { console.error(error); process.exit(1); });
+"""
+
+
+def test_the_n8n_trigger_starts_only_on_an_event_signed_with_its_secret_within_five_minutes(n8n_package):
+    secret, other = signing.new_secret(), signing.new_secret()
+    body = json.dumps({"type": "sms.reply", "timestamp": "2026-11-29T22:00:00Z", "data": {"text": "STOP"}})
+    now = int(time.time())
+
+    def signed(key=secret, stamp=now, content=body, message="msg_1"):
+        return signing.headers(key, message, stamp, content.encode())
+
+    rotated = signed()
+    rotated["webhook-signature"] = f"{signed(other)['webhook-signature']} {rotated['webhook-signature']}"
+    cases = {
+        "good": (secret, signed(), body),
+        "rotation, one of two signatures good": (secret, rotated, body),
+        "signed with another secret": (secret, signed(other), body),
+        "body changed after signing": (secret, signed(), body.replace("STOP", "YES")),
+        "stale by more than five minutes": (secret, signed(stamp=now - 360), body),
+        "from the future by more than five minutes": (secret, signed(stamp=now + 360), body),
+        "no signature header": (secret, {k: v for k, v in signed().items() if k != "webhook-signature"}, body),
+        "no secret stored": (None, signed(), body),
+    }
+    script = n8n_package / "webhook.js"
+    script.write_text(N8N_WEBHOOK, encoding="utf-8")
+    ran = subprocess.run(["node", str(script)], cwd=n8n_package, capture_output=True, text=True, timeout=60,
+                         input=json.dumps([{"secret": k, "headers": h, "body": b} for k, h, b in cases.values()]))
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    answers = dict(zip(cases, json.loads(ran.stdout)))
+    for name in ("good", "rotation, one of two signatures good"):
+        assert answers[name] == {"started": [json.loads(body)], "noWebhookResponse": False, "refused": {}}, name
+    for name, answer in answers.items():
+        if name.startswith(("good", "rotation")):
+            continue
+        assert answer["started"] is None and answer["noWebhookResponse"], name
+        assert answer["refused"]["status"] == 401 and answer["refused"]["body"]["error"], name
+        assert secret not in json.dumps(answer), name  # the refusal says why without showing the secret

@@ -2,14 +2,16 @@
 checked by verifyCredentials.js, and tests that run each module with node against a live service.
 
 Schemas go to elastic.io's older dialect: draft-4 types and `required: true` on each property. Pushed
-triggers come twice: as `webhook` triggers (subscribe the flow's webhook URL in `startup`, unsubscribe
-in `shutdown`) and as `polling` triggers that emit what is new since the last run (a snapshot of ids).
+triggers come twice: as `webhook` triggers (subscribe the flow's webhook URL in `startup`, keep the
+subscription's secret as startup data, pass on only events whose signature it verifies, unsubscribe in
+`shutdown`) and as `polling` triggers that emit what is new since the last run (a snapshot of ids).
 """
 
 from __future__ import annotations
 
 import json
 
+from .. import signing
 from ..manifest import Manifest
 from . import as_json
 from .fields import narrow
@@ -41,7 +43,8 @@ def files(manifest: Manifest, base_url: str) -> dict[str, str]:
             "description": connector["description"],
             "private": True,
             "engines": {"node": ">=18"},
-            "scripts": {"test": "node --test test/"},
+            # A directory argument finds nothing on Node 22; plain `node --test` finds test/*.test.js on 20 to 24.
+            "scripts": {"test": "node --test"},
             "dependencies": {"elasticio-sailor-nodejs": SAILOR_VERSION},
         }),
         "lib/service.js": _SERVICE.replace("__BASE_URL__", json.dumps(base_url)),
@@ -119,7 +122,19 @@ def _tests(manifest: Manifest) -> str:
     pushed = [t.key for t in manifest.triggers if t.delivery == "push"]
     polled = [{"key": f"{t.key}_polling", "cfg": firing_input(manifest, t)} for t in manifest.triggers]
     return _TESTS.replace("__HELPERS__", NODE_HELPERS).replace("__CREATES__", action_examples(manifest)) \
-        .replace("__PUSHED__", json.dumps(pushed)).replace("__POLLED__", json.dumps(polled, indent=2))
+        .replace("__PUSHED__", json.dumps(pushed)).replace("__POLLED__", json.dumps(polled, indent=2)) \
+        .replace("__VECTOR__", json.dumps(_signed_vector(), indent=2, ensure_ascii=False))
+
+
+def _signed_vector() -> dict:
+    """A fixed event signed by the connector's own signing code, over the bytes its delivery worker sends
+    (compact JSON, non-ASCII unescaped: delivery.body_of), for the component to verify from the parsed body."""
+    secret = signing.PREFIX + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    event = {"id": "evt_2Vx7golden", "type": "sms.reply_received", "timestamp": "2026-01-02T03:04:05Z",
+             "data": {"message": "Réponse « oui » ✓ \"cité\"\n", "sender": "+33611111111", "parts": 1}}
+    raw = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    return {"secret": secret, "raw": raw,
+            "headers": signing.headers(secret, "msg_golden", 1767323045, raw.encode())}
 
 
 _SERVICE = """'use strict';
@@ -168,7 +183,62 @@ const idempotencyHeaders = (msg) => {
   return { 'Idempotency-Key': `elasticio-${digest}` };
 };
 
-module.exports = { BASE_URL, call, idempotencyHeaders, message };
+// Standard Webhooks: how far a webhook-timestamp may be from now, in seconds, before the event is refused
+// as a replay.
+const TOLERANCE = 300;
+
+class InvalidSignature extends Error {}
+
+const header = (headers, name) => {
+  const found = Object.keys(headers || {}).find((key) => key.toLowerCase() === name);
+  return found === undefined ? undefined : String(headers[found]);
+};
+
+// Throws InvalidSignature unless one v1 signature in the headers is the HMAC-SHA256, under the
+// subscription's whsec_ secret, of "{webhook-id}.{webhook-timestamp}.{body}" with a timestamp within
+// TOLERANCE of now. elastic.io hands a webhook step the parsed JSON body, not its bytes: the connector
+// sends compact JSON, keys in its own order, non-ASCII unescaped, which JSON.stringify of the parsed body
+// gives back byte for byte; a string body is taken as the bytes themselves.
+function verifyEvent(secret, headers, body, now = Math.floor(Date.now() / 1000)) {
+  if (!secret || !String(secret).startsWith('whsec_')) {
+    throw new InvalidSignature('This trigger has no signing secret: start the flow again to subscribe anew.');
+  }
+  const id = header(headers, 'webhook-id');
+  const stamp = header(headers, 'webhook-timestamp');
+  const given = header(headers, 'webhook-signature');
+  if (!id || !stamp || !given) {
+    throw new InvalidSignature('The event carries no webhook signature: refused.');
+  }
+  if (!/^[0-9]{1,12}$/.test(stamp) || Math.abs(now - Number(stamp)) > TOLERANCE) {
+    throw new InvalidSignature("The event's webhook-timestamp is more than 5 minutes from now: refused.");
+  }
+  const raw = typeof body === 'string' ? body : JSON.stringify(body);
+  const key = Buffer.from(String(secret).slice('whsec_'.length), 'base64');
+  const expected = crypto.createHmac('sha256', key).update(`${id}.${stamp}.${raw}`, 'utf8').digest();
+  const matches = given.split(' ').filter((part) => part.startsWith('v1,')).some((part) => {
+    const candidate = Buffer.from(part.slice(3), 'base64');
+    return candidate.length === expected.length && crypto.timingSafeEqual(candidate, expected);
+  });
+  if (!matches) {
+    throw new InvalidSignature("The event's webhook signature does not match this subscription: refused.");
+  }
+}
+
+// What a webhook step's startup returned, as the sailor keeps it for the flow (it hands it to shutdown
+// only): read back from the platform's API when this process did not run startup itself (a restart).
+async function startupData() {
+  const api = process.env.ELASTICIO_API_URI;
+  if (!api || !process.env.ELASTICIO_FLOW_ID) {
+    return {};
+  }
+  const auth = Buffer.from(`${process.env.ELASTICIO_API_USERNAME}:${process.env.ELASTICIO_API_KEY}`).toString('base64');
+  const flow = encodeURIComponent(process.env.ELASTICIO_FLOW_ID);
+  const response = await fetch(`${api.replace(/\\/+$/, '')}/sailor-support/hooks/task/${flow}/startup/data`,
+    { headers: { Authorization: `Basic ${auth}` } });
+  return response.ok ? (await response.json()) || {} : {};
+}
+
+module.exports = { BASE_URL, InvalidSignature, TOLERANCE, call, idempotencyHeaders, message, startupData, verifyEvent };
 """
 
 _VERIFY = """'use strict';
@@ -200,14 +270,20 @@ exports.process = async function process(msg, cfg) {
 
 _WEBHOOK = """'use strict';
 // Generated by `connector export elasticio`: do not edit. Subscribes the flow's webhook URL when the flow
-// starts, unsubscribes it when the flow stops; each event POSTed to the flow is passed on as it came.
-const { call, message } = require('../service');
+// starts, unsubscribes it when the flow stops; each event POSTed to the flow is passed on when its
+// signature proves it came from the connector, and refused (an error, no data) otherwise.
+const { InvalidSignature, call, message, startupData, verifyEvent } = require('../service');
 
 const SUBSCRIPTIONS = __SUBSCRIPTIONS__;
 
+// The subscription's signing secret, once startup made it or the platform's startup data gave it back.
+let signingSecret = null;
+
 exports.startup = async function startup(cfg) {
   const { data } = await call(cfg, 'POST', SUBSCRIPTIONS, { target_url: process.env.ELASTICIO_FLOW_WEBHOOK_URI });
-  return { subscriptionId: data.id };
+  signingSecret = data.secret;
+  // The platform keeps what startup returns for the flow: the secret survives a restart of this step.
+  return { subscriptionId: data.id, secret: data.secret };
 };
 
 exports.shutdown = async function shutdown(cfg, startData) {
@@ -224,6 +300,18 @@ exports.shutdown = async function shutdown(cfg, startData) {
 };
 
 exports.process = async function process(msg) {
+  if (!signingSecret) {
+    signingSecret = (await startupData()).secret || null;
+  }
+  try {
+    verifyEvent(signingSecret, msg.headers, msg.body);
+  } catch (error) {
+    if (error instanceof InvalidSignature) {
+      await this.emit('error', error);
+      return;
+    }
+    throw error;
+  }
   await this.emit('data', message(msg.body));
 };
 """
@@ -263,7 +351,9 @@ const path = require('node:path');
 const CREATES = __CREATES__;
 const PUSHED = __PUSHED__;
 const POLLED = __POLLED__;
+const VECTOR = __VECTOR__;
 const component = require('../component.json');
+const { InvalidSignature, TOLERANCE, verifyEvent } = require('../lib/service');
 
 __HELPERS__
 const CFG = CREDENTIALS;
@@ -284,6 +374,29 @@ before(async () => {
   process.env.ELASTICIO_FLOW_WEBHOOK_URI = `${started.url}/flow`;
 });
 after(() => receiver.close());
+
+test('an event signed by the connector verifies from its parsed body; a bad, missing or stale one is refused', () => {
+  const body = JSON.parse(VECTOR.raw);
+  const now = Number(VECTOR.headers['webhook-timestamp']);
+  const signature = VECTOR.headers['webhook-signature'];
+  verifyEvent(VECTOR.secret, VECTOR.headers, body, now);
+  verifyEvent(VECTOR.secret, { ...VECTOR.headers, 'webhook-signature': `v1,${'A'.repeat(44)} ${signature}` }, body,
+    now + TOLERANCE);
+  const wrong = Buffer.alloc(32, 7).toString('base64');
+  const refused = [
+    [VECTOR.secret, { ...VECTOR.headers, 'webhook-signature': `v1,${wrong}` }, body, now],
+    [VECTOR.secret, VECTOR.headers, { ...body, type: 'sms.delivery_receipt' }, now],
+    [`whsec_${wrong}`, VECTOR.headers, body, now],
+    [VECTOR.secret, { ...VECTOR.headers, 'webhook-signature': undefined }, body, now],
+    [VECTOR.secret, {}, body, now],
+    [VECTOR.secret, VECTOR.headers, body, now + TOLERANCE + 1],
+    [VECTOR.secret, VECTOR.headers, body, now - TOLERANCE - 1],
+    [undefined, VECTOR.headers, body, now],
+  ];
+  for (const [secret, headers, event, at] of refused) {
+    assert.throws(() => verifyEvent(secret, headers, event, at), InvalidSignature);
+  }
+});
 
 test('verifyCredentials accepts good credentials and refuses bad ones', async () => {
   const verify = require('../verifyCredentials');
@@ -333,10 +446,13 @@ for (const key of PUSHED) {
         await until(() => simulateReply('Yes'), 'the simulated reply');
       }
       const types = component.triggers[key].metadata.out.properties.type.enum;
-      const event = await until(() => received.slice(before).map((r) => r.body).find((e) => types.includes(e.type)),
+      const delivery = await until(() => received.slice(before).find((r) => types.includes(r.body.type)),
         `a ${key} event`);
-      const emitted = await run(trigger, { body: event }, CFG);
-      assert.deepStrictEqual(emitted.map((e) => e.value.body.id), [event.id]);
+      const event = delivery.body;
+      const emitted = await run(trigger, { body: event, headers: delivery.headers }, CFG);
+      assert.deepStrictEqual(emitted.map((e) => [e.kind, e.value.body.id]), [['data', event.id]]);
+      const forged = await run(trigger, { body: { ...event, id: 'forged' }, headers: delivery.headers }, CFG);
+      assert.deepStrictEqual(forged.map((e) => [e.kind, e.value instanceof InvalidSignature]), [['error', true]]);
     } finally {
       await trigger.shutdown(CFG, startData);
       await trigger.shutdown(CFG, startData);  // again: already gone is fine

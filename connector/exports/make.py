@@ -48,7 +48,7 @@ def app(manifest: Manifest, base_url: str) -> dict:
             # The key goes as a header, never in the body (the service refuses fields it does not know).
             "communication": {"url": action.path, "method": "POST",
                               "headers": {"Idempotency-Key": f"{{{{parameters.{key.key}}}}}"},
-                              "body": f"{{{{omit(parameters, '', '{key.key}')}}}}",
+                              "body": f"{{{{omit(parameters, '{key.key}')}}}}",
                               "response": {"output": "{{body}}"}},
             "mappableParameters": [_parameter(f) for f in [*input_fields(schema), key]],
             "interface": _interface(catalog.resolved(action.output)),

@@ -35,6 +35,13 @@ KEY_SOURCE = KeySource(
              "in one run from one action (a loop) is sent once")
 
 
+# Power Automate runs no code of ours, so nothing in a flow can check `webhook-signature`: the users must know
+# what protects the trigger instead.
+_UNSIGNED = ("Power Automate cannot verify the webhook-signature header of the events; what protects this "
+             "trigger is its callback URL, which Power Automate makes unguessable (it carries its own sig= "
+             "token): do not share that URL.")
+
+
 def files(manifest: Manifest, base_url: str) -> dict[str, str]:
     return {"apiDefinition.swagger.json": as_json(document(manifest, base_url)),
             "apiProperties.json": as_json(_properties(manifest))}
@@ -47,16 +54,18 @@ def document(manifest: Manifest, base_url: str) -> dict:
     paths: dict = {
         manifest.auth["test"]["path"]: {"get": {
             "operationId": "TestConnection", "summary": "Test the connection", "x-ms-visibility": "internal",
+            "description": "Reads the account the login and API key belong to: Power Automate calls it to check "
+                           "a new connection.",
             "responses": {"200": {"description": "The account", "schema": _schema(catalog.resolved("api/me.json"))},
                           "401": {"description": "Wrong login or API key"}}}},
     }
     for action in manifest.actions:
         paths[action.path] = {"post": {
             "operationId": _operation_id(action.key),
-            "summary": action.label,
+            "summary": _summary(action.label),
             "description": action.description,
             "x-ms-visibility": "important",
-            "parameters": [{"name": "body", "in": "body", "required": True,
+            "parameters": [{"name": "body", "in": "body", "required": True, "x-ms-summary": action.label,
                             "schema": _schema(catalog.resolved(action.input))},
                            _key_parameter(catalog.resolved(action.input))],
             "responses": {"200": {"description": action.label, "schema": _schema(catalog.resolved(action.output))},
@@ -67,30 +76,37 @@ def document(manifest: Manifest, base_url: str) -> dict:
         event = _schema(catalog.resolved(trigger.event))
         base = f"/v1/triggers/{trigger.key}"
         if trigger.delivery == "push":
-            paths[f"{base}/subscriptions"] = {"post": {
+            # Microsoft's connector schema wants the event schema on the path item, beside `post`.
+            paths[f"{base}/subscriptions"] = {"x-ms-notification-content": {"description": trigger.label,
+                                                                            "schema": event}, "post": {
                 "operationId": _operation_id(f"when_{trigger.key}"),
-                "summary": f"When: {trigger.label}",
-                "description": trigger.description,
+                "summary": _summary(f"When {trigger.label}"),
+                "description": f"{trigger.description} {_UNSIGNED}",
                 "x-ms-trigger": "single",
                 "x-ms-visibility": "important",
-                "parameters": [{"name": "body", "in": "body", "required": True, "schema": {
+                "parameters": [{"name": "body", "in": "body", "required": True, "x-ms-summary": "Subscription",
+                                "schema": {
                     "type": "object", "required": ["target_url"],
                     "properties": {"target_url": {"type": "string", "description": "The flow's callback URL",
                                                   "x-ms-notification-url": True, "x-ms-visibility": "internal"}}}}],
                 "responses": {"201": {"description": "Subscribed; DELETE the Location to unsubscribe.",
                                       "headers": {"Location": {"type": "string"}}}},
-                "x-ms-notification-content": {"description": trigger.label, "schema": event},
             }}
             paths[f"{base}/subscriptions/{{subscription_id}}"] = {"delete": {
                 "operationId": _operation_id(f"unsubscribe_{trigger.key}"),
-                "summary": f"Stop: {trigger.label}",
+                "summary": _summary(f"Stop {trigger.label} notifications"),
+                "description": "Deletes the subscription: Power Automate calls it on the subscription's Location "
+                               "when the flow is removed.",
                 "x-ms-visibility": "internal",
-                "parameters": [{"name": "subscription_id", "in": "path", "required": True, "type": "string"}],
+                "parameters": [{"name": "subscription_id", "in": "path", "required": True, "type": "string",
+                                "x-ms-summary": "Subscription ID", "x-ms-url-encoding": "single",
+                                "description": "The id the subscribe answer gave."}],
                 "responses": {"204": {"description": "Removed"}, "404": {"description": "Already removed"}},
             }}
         else:
             parameters = [{"name": "limit", "in": "query", "required": False, "type": "integer", "default": 50,
-                           "x-ms-visibility": "advanced"}]
+                           "x-ms-visibility": "advanced", "x-ms-summary": "Maximum number of events",
+                           "description": "How many of the newest events to return."}]
             if trigger.input:
                 for name, prop in catalog.resolved(trigger.input).get("properties", {}).items():
                     parameters.append({"name": name, "in": "query", "required": True,
@@ -98,7 +114,7 @@ def document(manifest: Manifest, base_url: str) -> dict:
                                        "x-ms-summary": prop.get("title", name)})
             paths[f"{base}/events"] = {"get": {
                 "operationId": _operation_id(f"list_{trigger.key}"),
-                "summary": f"List: {trigger.label}",
+                "summary": _summary(f"List {trigger.label} events"),
                 "description": f"{trigger.description} Newest first; run it on a recurrence.",
                 "x-ms-visibility": "advanced",
                 "parameters": parameters,
@@ -144,6 +160,16 @@ def _key_parameter(schema: dict) -> dict:
     return {"name": idempotency.HEADER, "in": "header", "required": False, "type": "string",
             "x-ms-summary": field.label, "x-ms-visibility": "advanced",
             "description": f"{field.help} Without it the connector derives one from the flow, its run and the action."}
+
+
+def _summary(label: str) -> str:
+    """Microsoft's string guidelines: sentence case, ending in a letter or digit. A word with a capital
+    after its first letter (SMS, AllMySMS, ID) is an acronym or a name and keeps its case; brackets go,
+    as a summary may not end in one."""
+    words = label.replace("(", "").replace(")", "").split()
+    words = [w if any(c.isupper() for c in w[1:]) else w.lower() for w in words]
+    words[0] = words[0][:1].upper() + words[0][1:]
+    return " ".join(words).rstrip(" .:;,!?-")
 
 
 def _operation_id(key: str) -> str:

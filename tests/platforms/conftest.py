@@ -78,17 +78,19 @@ def node_env(major: int, **extra) -> dict:
             "npm_config_nodedir": str(folder.parent), "npm_config_update_notifier": "false", **extra}
 
 
-def installed(name: str, package_json: dict, major: int, timeout: float = 1800) -> Path:
+def installed(name: str, package_json: dict, major: int, timeout: float = 1800, flags: tuple = ()) -> Path:
     """A folder where ``npm install`` has run for ``package_json`` with Node ``major``: made once, kept in the
-    cache under a name that changes whenever what is asked for changes."""
-    digest = hashlib.sha256(json.dumps([package_json, major], sort_keys=True).encode()).hexdigest()[:16]
+    cache under a name that changes whenever what is asked for changes. ``flags`` go to ``npm install``
+    (e.g. ``--ignore-scripts`` for a package whose install script insists on another package manager)."""
+    asked = [package_json, major] + ([list(flags)] if flags else [])
+    digest = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()[:16]
     folder = CACHE / f"{name}-{digest}"
     with _locked(f"{name}-{digest}"):
         if not (folder / ".installed").exists():
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
             (folder / "package.json").write_text(json.dumps(package_json, indent=2))
-            done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=folder,
+            done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", *flags], cwd=folder,
                                   env=node_env(major), capture_output=True, text=True, timeout=timeout)
             assert done.returncode == 0, f"npm install for {name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
             (folder / ".installed").write_text("ok")

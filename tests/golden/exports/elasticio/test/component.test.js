@@ -82,7 +82,17 @@ const POLLED = [
     }
   }
 ];
+const VECTOR = {
+  "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+  "raw": "{\"id\":\"evt_2Vx7golden\",\"type\":\"sms.reply_received\",\"timestamp\":\"2026-01-02T03:04:05Z\",\"data\":{\"message\":\"Réponse « oui » ✓ \\\"cité\\\"\\n\",\"sender\":\"+33611111111\",\"parts\":1}}",
+  "headers": {
+    "webhook-id": "msg_golden",
+    "webhook-timestamp": "1767323045",
+    "webhook-signature": "v1,skLmvCN09uQRVLCGmam7EDDb9kaCvirUB5HasAKHdQY="
+  }
+};
 const component = require('../component.json');
+const { InvalidSignature, TOLERANCE, verifyEvent } = require('../lib/service');
 
 const CREDENTIALS = {
   login: process.env.ALLMYSMS_LOGIN || 'demo',
@@ -143,6 +153,29 @@ before(async () => {
 });
 after(() => receiver.close());
 
+test('an event signed by the connector verifies from its parsed body; a bad, missing or stale one is refused', () => {
+  const body = JSON.parse(VECTOR.raw);
+  const now = Number(VECTOR.headers['webhook-timestamp']);
+  const signature = VECTOR.headers['webhook-signature'];
+  verifyEvent(VECTOR.secret, VECTOR.headers, body, now);
+  verifyEvent(VECTOR.secret, { ...VECTOR.headers, 'webhook-signature': `v1,${'A'.repeat(44)} ${signature}` }, body,
+    now + TOLERANCE);
+  const wrong = Buffer.alloc(32, 7).toString('base64');
+  const refused = [
+    [VECTOR.secret, { ...VECTOR.headers, 'webhook-signature': `v1,${wrong}` }, body, now],
+    [VECTOR.secret, VECTOR.headers, { ...body, type: 'sms.delivery_receipt' }, now],
+    [`whsec_${wrong}`, VECTOR.headers, body, now],
+    [VECTOR.secret, { ...VECTOR.headers, 'webhook-signature': undefined }, body, now],
+    [VECTOR.secret, {}, body, now],
+    [VECTOR.secret, VECTOR.headers, body, now + TOLERANCE + 1],
+    [VECTOR.secret, VECTOR.headers, body, now - TOLERANCE - 1],
+    [undefined, VECTOR.headers, body, now],
+  ];
+  for (const [secret, headers, event, at] of refused) {
+    assert.throws(() => verifyEvent(secret, headers, event, at), InvalidSignature);
+  }
+});
+
 test('verifyCredentials accepts good credentials and refuses bad ones', async () => {
   const verify = require('../verifyCredentials');
   assert.deepStrictEqual(await verify(CFG), { verified: true });
@@ -191,10 +224,13 @@ for (const key of PUSHED) {
         await until(() => simulateReply('Yes'), 'the simulated reply');
       }
       const types = component.triggers[key].metadata.out.properties.type.enum;
-      const event = await until(() => received.slice(before).map((r) => r.body).find((e) => types.includes(e.type)),
+      const delivery = await until(() => received.slice(before).find((r) => types.includes(r.body.type)),
         `a ${key} event`);
-      const emitted = await run(trigger, { body: event }, CFG);
-      assert.deepStrictEqual(emitted.map((e) => e.value.body.id), [event.id]);
+      const event = delivery.body;
+      const emitted = await run(trigger, { body: event, headers: delivery.headers }, CFG);
+      assert.deepStrictEqual(emitted.map((e) => [e.kind, e.value.body.id]), [['data', event.id]]);
+      const forged = await run(trigger, { body: { ...event, id: 'forged' }, headers: delivery.headers }, CFG);
+      assert.deepStrictEqual(forged.map((e) => [e.kind, e.value instanceof InvalidSignature]), [['error', true]]);
     } finally {
       await trigger.shutdown(CFG, startData);
       await trigger.shutdown(CFG, startData);  // again: already gone is fine

@@ -5,6 +5,7 @@ export class AllMySmsApi implements ICredentialType {
   name = 'allMySmsApi';
   displayName = "AllMySMS API";
   documentationUrl = "https://www.allmysms.com";
+  icon = { light: 'file:allmysms.svg', dark: 'file:allmysms.dark.svg' } as const;
   properties: INodeProperties[] = [
   {
     "displayName": "Login",

@@ -124,8 +124,30 @@ const AUTH = CREDENTIALS;
 const received = [];
 let receiver;
 let targetBase;
+
+// Zapier's hook URL, keeping each call as perform gets it: the body as received (what was signed) and
+// the headers named the way Zapier names them ("Http-Webhook-Signature").
+const startHookReceiver = async (calls) => {
+  const server = http.createServer((request, response) => {
+    const chunks = [];
+    request.on('data', (chunk) => chunks.push(chunk));
+    request.on('end', () => {
+      const content = Buffer.concat(chunks).toString('utf8');
+      const headers = {};
+      for (const [name, value] of Object.entries(request.headers)) {
+        headers['Http-' + name.replace(/(^|-)([a-z])/g, (part) => part.toUpperCase())] = value;
+      }
+      calls.push({ path: request.url, rawRequest: { method: request.method, headers, content },
+                   body: JSON.parse(content) });
+      response.writeHead(200).end('ok');
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${server.address().port}` };
+};
+
 before(async () => {
-  ({ server: receiver, url: targetBase } = await startReceiver(received));
+  ({ server: receiver, url: targetBase } = await startHookReceiver(received));
 });
 after(() => receiver.close());
 
@@ -187,6 +209,7 @@ for (const key of PUSHED) {
     const targetUrl = `${targetBase}/${key}`;
     const subscribeData = await appTester(operation.performSubscribe, { authData: AUTH, targetUrl });
     assert.ok(subscribeData.id, 'the subscription has an id');
+    assert.match(subscribeData.secret, /^whsec_/, 'the subscription keeps its signing secret');
     try {
       // Something to be told about: an SMS (its receipt), and a reply to it (sandbox).
       const sent = await appTester(App.creates.send_sms.operation.perform,
@@ -196,10 +219,14 @@ for (const key of PUSHED) {
         await until(() => simulateReply('Yes'), 'the simulated reply');
       }
       const delivery = await until(() => received.find((r) => r.path === `/${key}`), `a ${key} event`);
-      assert.ok(delivery.headers['webhook-signature'], 'the delivery is signed');
-      const results = await appTester(operation.perform, { authData: AUTH, cleanedRequest: delivery.body });
+      const call = { authData: AUTH, subscribeData, rawRequest: delivery.rawRequest, cleanedRequest: delivery.body };
+      const results = await appTester(operation.perform, call);
       assert.strictEqual(results.length, 1);
       assert.strictEqual(results[0].id, delivery.body.id);
+      // The same call with one character of the body changed is not an event.
+      const forged = { ...delivery.rawRequest, content: delivery.rawRequest.content.replace('"id":"', '"id":"x') };
+      await assert.rejects(appTester(operation.perform, { ...call, rawRequest: forged }),
+        (error) => error.name === 'HaltedError' && /no signature matches/.test(error.message));
       const listed = await appTester(operation.performList, { authData: AUTH });
       assert.ok(listed.length >= 1 && listed.every((item) => item.id), 'listed items have ids');
       const times = listed.map((item) => item.timestamp);

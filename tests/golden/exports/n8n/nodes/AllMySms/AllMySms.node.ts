@@ -52,10 +52,12 @@ export class AllMySms implements INodeType {
   description: INodeTypeDescription = {
     displayName: "AllMySMS",
     name: "allMySms",
+    icon: { light: 'file:allmysms.svg', dark: 'file:allmysms.dark.svg' },
     group: [
   "output"
 ],
     version: 1,
+    usableAsTool: true,
     subtitle: "={{$parameter[\"operation\"]}}",
     description: "Send SMS and voice messages through AllMySMS, schedule and cancel sends, estimate their cost, and react to delivery receipts and replies.",
     defaults: {

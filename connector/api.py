@@ -115,8 +115,7 @@ def perform(manifest: Manifest, action: Action, handle, ctx: Context, payload: d
         if not outage.unavailable(error):
             raise
         if services.accounts.unremembered(ctx.credentials.login):
-            recovery.keep(services, recovery.Entry(recovery.ACCOUNT, {"login": ctx.credentials.login}),
-                          "a new account")
+            recovery.keep(services, recovery.Entry(recovery.ACCOUNT, {"login": ctx.credentials.login}))
     services.refusals.accepted(ctx.credentials.login, ctx.credentials.api_key)
     log.info("action %s done in %.0f ms", action.key, (time.perf_counter() - started) * 1000)
     if current_app.config["CONNECTOR_VALIDATE_OUTPUT"]:
@@ -181,11 +180,17 @@ def _action_view(manifest: Manifest, action: Action, handle):
         # Only a caller AllMySMS accepts as this login may see what was answered under its keys.
         _verified(ctx.credentials)
         login = ctx.credentials.login
-        replay = idempotency.begin(
-            store, login, key, action.key, request_hash,
-            # A first call still "running" long after any answer could come has ended without one.
-            stale_after=current_app.config["ALLMYSMS_READ_TIMEOUT"] * 4 + 60,
-            kept_for=current_app.config["CONNECTOR_IDEMPOTENCY_HOURS"] * 3600)
+        try:
+            replay = idempotency.begin(
+                store, login, key, action.key, request_hash,
+                # A first call still "running" long after any answer could come has ended without one.
+                stale_after=current_app.config["ALLMYSMS_READ_TIMEOUT"] * 4 + 60,
+                kept_for=current_app.config["CONNECTOR_IDEMPOTENCY_HOURS"] * 3600)
+        except idempotency.ClaimUnsure as unsure:
+            recovery.keep(current_app.extensions["connector"],
+                          recovery.Entry(recovery.CLAIM, {"login": login, "key": key, "owner": unsure.owner,
+                                                          "created_at": unsure.created_at}))
+            raise unsure.__cause__ from None
         if replay is not None:
             response = current_app.response_class(replay.body, status=replay.status_code,
                                                   mimetype="application/json")
@@ -229,8 +234,7 @@ def _settle(login: str, key: str, state: str | None, status_code: int | None = N
             raise
     # Should the journal fail too, still safe: the key stays "running" under this process, so a retry waits,
     # and once this process is gone it is answered "may have been sent".
-    recovery.keep(services, recovery.key_entry(login, key, state, status_code, response, now),
-                  "the outcome of a keyed action")
+    recovery.keep(services, recovery.key_entry(login, key, state, status_code, response, now))
 
 
 def inbound_url(token: str) -> str:

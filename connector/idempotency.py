@@ -23,7 +23,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from . import processes
+from . import outage, processes
 from .errors import ConnectorError, FieldError, InProgress, KeyReused, MalformedRequest, OutcomeUnknown
 from .store import Store
 
@@ -33,6 +33,16 @@ _VALID = re.compile(r"[\x21-\x7e]{1,255}")
 WAIT_FOR_FIRST = 2.0
 # Kept answers: a success, or a send that may have gone out.
 _KEPT_DISPOSITIONS = {"check_before_retry"}
+
+
+class ClaimUnsure(Exception):
+    """The database went away while the key was being taken: the claim may have been written (a commit whose
+    answer was lost). Nothing was sent; the claim, if it is there, must be undone, or every retry would find
+    the key "running" under this live process and wait."""
+
+    def __init__(self, owner: str, created_at: float):
+        super().__init__("the key's claim may or may not have been written")
+        self.owner, self.created_at = owner, created_at
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,13 @@ def begin(store: Store, login: str, key: str, action: str, request_hash: str, *,
     KeyReused, InProgress, or OutcomeUnknown (the first call ended without a kept answer)."""
     deadline = clock() + WAIT_FOR_FIRST
     while True:
-        row = store.claim_key(login, key, action, request_hash, clock(), owner=processes.identity())
+        now, owner = clock(), processes.identity()
+        try:
+            row = store.claim_key(login, key, action, request_hash, now, owner=owner)
+        except Exception as error:
+            if outage.unavailable(error):
+                raise ClaimUnsure(owner, now) from error
+            raise
         if row is None:
             return None
         if row["created_at"] < clock() - kept_for:

@@ -11,17 +11,19 @@ log = logging.getLogger(__name__)
 
 #: Idempotency-key outcomes that could not be written when their action ended (see api._idempotent).
 KEY = "idempotency_key"
+#: Claims of keys whose INSERT may have been written when the database went away (nothing ran under them).
+CLAIM = "idempotency_claim"
 #: Accounts AllMySMS accepted while the database was away: made before their callbacks are replayed, which
 #: would otherwise find no account at their inbound URL.
 ACCOUNT = "account"
 
 
-def keep(services, entry: Entry, what: str) -> bool:
-    """Journal ``entry`` and have it replayed; False (and one log line) when the journal cannot take it."""
+def keep(services, entry: Entry) -> bool:
+    """Journal ``entry`` and have it replayed; False when the journal cannot take it (which the journal logs
+    once for as long as it lasts, whatever it was asked to keep)."""
     try:
         services.journal.append(entry)
-    except JournalUnavailable as error:
-        log.error("%s could not be kept for later (%s)", what, error)
+    except JournalUnavailable:
         return False
     services.replayer.wake()
     return True
@@ -40,6 +42,9 @@ def apply(services, batch: list[Entry]) -> None:
     for entry in batch:
         if entry.kind == inbound.KIND:
             inbound.replay(services, inbound.Callback.of(entry.data))
+        elif entry.kind == CLAIM:
+            data = entry.data
+            services.store.undo_claim(data["login"], data["key"], data["owner"], data["created_at"])
         elif entry.kind == ACCOUNT:
             services.accounts.remember(entry.data["login"])
         elif entry.kind == KEY:

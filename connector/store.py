@@ -449,6 +449,14 @@ class Store:
             db.execute(update(idempotency_keys).where(idempotency_keys.c.login == login, idempotency_keys.c.key == key)
                        .values(state=state, status_code=status_code, response=response, updated_at=now))
 
+    def undo_claim(self, login: str, key: str, owner: str, created_at: float) -> None:
+        """Forget the claim of a key made by ``owner`` at ``created_at`` if it is there and still running:
+        the answer to its INSERT was lost, nothing ran under it. Any later claim of the key is left alone."""
+        with self._writing() as db:
+            db.execute(delete(idempotency_keys).where(
+                idempotency_keys.c.login == login, idempotency_keys.c.key == key, idempotency_keys.c.owner == owner,
+                idempotency_keys.c.created_at == created_at, idempotency_keys.c.state == "running"))
+
     def release_key(self, login: str, key: str) -> None:
         """Forget a key whose request did nothing upstream: a retry with it runs afresh."""
         with self._writing() as db:

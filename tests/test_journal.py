@@ -332,3 +332,26 @@ def test_backoff_doubles_up_to_its_ceiling_with_jitter_and_starts_over_when_rese
     assert len(set(delays)) == len(delays), "spread, so processes do not come back in step"
     backoff.reset()
     assert backoff.delay() <= 0.25 * 1.5
+
+
+def test_a_claim_whose_answer_was_lost_is_undone_so_that_the_retry_sends_once(outage, sandbox):
+    # The database wrote the key's claim, then went away before saying so: the caller got 503 (nothing was
+    # sent). Left there, the claim would make every retry wait on this live process for minutes.
+    from sqlalchemy.exc import OperationalError
+    api, app, proxy, url = outage
+    store = app.extensions["connector"].store
+    original = store.claim_key
+
+    def claimed_then_lost(*args, **kwargs):
+        original(*args, **kwargs)
+        raise OperationalError("INSERT INTO idempotency_keys", {}, Exception("server closed the connection"))
+
+    store.claim_key = claimed_then_lost
+    body = {"recipients": [{"phone_number": "0611111111"}], "message": "Once"}
+    lost = api.action("send_sms", body, headers={"Idempotency-Key": "lost-claim"})
+    assert lost.status_code == 503 and lost.json()["error"]["disposition"] == "retry_later"
+    store.claim_key = original
+    wait_for(lambda: app.extensions["connector"].journal.files() == [], what="the claim undone from the journal")
+    retried = api.action("send_sms", body, headers={"Idempotency-Key": "lost-claim"})
+    assert retried.status_code == 200, retried.text
+    assert len(sandbox.state.campaigns("demo")) == 1

@@ -15,6 +15,7 @@ import json
 
 from .. import signing
 from ..manifest import Manifest
+from .signature import VERIFY_JS
 from . import as_json
 from .fields import Field, input_fields, output_fields
 from .retries import KEY_FIELD, KeySource, key_field
@@ -399,53 +400,7 @@ _SIGNATURE = """'use strict';
 // the subscription's secret and sends "v1,<base64>" (several, space-separated, while a secret rotates).
 const crypto = require('node:crypto');
 
-// How far a delivery's timestamp may be from now: bounds how long a captured delivery can be replayed.
-const TOLERANCE_SECONDS = 5 * 60;
-
-class InvalidSignature extends Error {}
-
-// Zapier hands hook headers over as "Http-Webhook-Signature"; a test or another runtime may not.
-const header = (headers, name) => {
-  for (const [key, value] of Object.entries(headers || {})) {
-    const bare = key.toLowerCase().replace(/^http-/, '');
-    if (bare === name && value !== undefined && value !== null && String(value).trim() !== '') {
-      return String(value).trim();
-    }
-  }
-  throw new InvalidSignature(`the ${name} header is missing`);
-};
-
-// Returns if one signature matches, else throws InvalidSignature (whose message holds no secret).
-const verify = ({ secret, headers, content, now = Date.now() / 1000 }) => {
-  if (typeof secret !== 'string' || !secret.startsWith('whsec_')) {
-    throw new InvalidSignature('the subscription has no signing secret');
-  }
-  const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
-  const id = header(headers, 'webhook-id');
-  const stamp = header(headers, 'webhook-timestamp');
-  const given = header(headers, 'webhook-signature');
-  if (!/^[0-9]{1,12}$/.test(stamp)) {
-    throw new InvalidSignature('the webhook-timestamp header is not a whole number of seconds');
-  }
-  if (Math.abs(now - Number(stamp)) > TOLERANCE_SECONDS) {
-    throw new InvalidSignature('the webhook-timestamp is more than 5 minutes away from now');
-  }
-  // The bytes received: a body parsed and serialised again would not be what was signed.
-  const expected = crypto.createHmac('sha256', key).update(`${id}.${stamp}.`)
-    .update(Buffer.from(content || '', 'utf8')).digest();
-  let matched = false;
-  for (const part of given.split(' ')) {
-    if (!part.startsWith('v1,')) continue;
-    const candidate = Buffer.from(part.slice(3), 'base64');
-    // Every candidate is compared in constant time: timing tells nothing about how close one was.
-    const same = candidate.length === expected.length && crypto.timingSafeEqual(candidate, expected);
-    matched = same || matched;
-  }
-  if (!matched) {
-    throw new InvalidSignature('no signature matches');
-  }
-};
-
+""" + VERIFY_JS + """
 // The event of a hook call, once its signature is proven. HaltedError: the run stops without an error
 // that counts toward turning the user's Zap off, so forged calls cannot switch it off.
 const verifiedEvent = (z, bundle) => {

@@ -35,7 +35,7 @@ const verify = ({ secret, headers, content, now = Date.now() / 1000 }) => {
   if (Math.abs(now - Number(stamp)) > TOLERANCE_SECONDS) {
     throw new InvalidSignature('the webhook-timestamp is more than 5 minutes away from now');
   }
-  // The bytes received: a body parsed and serialised again would not be what was signed.
+  // Over the bytes the service sent: `content` must be them (a body parsed and written again may not be).
   const expected = crypto.createHmac('sha256', key).update(`${id}.${stamp}.`)
     .update(Buffer.from(content || '', 'utf8')).digest();
   let matched = false;

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import free_port
+from tests.conftest import wait_for, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def start(argv: list[str], env: dict, tmp_path, ready: str = "/v1/manifest"):
     """Start a server process in a session of its own; (url, log, process) once ``ready`` answers. Any
     failure to start stops the whole process tree (gunicorn's workers, the delivery workers) before failing."""
-    log = (tmp_path / "serve.log").open("w+")
+    # Appending: the server shares this file's offset, which reading it here moves back to the start; without
+    # O_APPEND its next lines would be written over the first ones.
+    log = (tmp_path / "serve.log").open("a+")
     process = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
     url = f"http://127.0.0.1:{env['PORT']}"
@@ -118,9 +120,12 @@ def test_serve_logs_neither_keys_nor_phone_numbers(served, log_format):
     sent = requests.post(url + "/v1/actions/send_sms", auth=auth, timeout=10,
                          json={"message": "Secret text", "recipients": ["0611111111"]})
     requests.get(url + "/v1/me?apiKey=demo-api-key", auth=("demo", "wrong-key-123"), timeout=10)
-    time.sleep(0.2)  # the access log line is written once the answer has gone
-    text = logged(log, log_format)
-    assert "POST /v1/actions/send_sms" in text
+    # The access line is written once the answer has gone.
+    def with_the_send():
+        text = logged(log, log_format)
+        return text if "POST /v1/actions/send_sms" in text else None
+
+    text = wait_for(with_the_send, what="the access log line of the send")
     if log_format == "json":
         # The access line and the application's own lines about a request carry the id its caller was given.
         about = [json.loads(line) for line in text.splitlines() if sent.headers["X-Request-Id"] in line]

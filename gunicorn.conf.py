@@ -14,8 +14,8 @@ are not made here: run `connector worker` beside it.
 
 # gunicorn reads every module-level name that is one of its settings ("config" is): hence these names.
 from connector.config import load as load_settings
-from connector.metrics import prepare_directory
-from connector.serving import gunicorn_options
+from connector.observe.metrics import prepare_directory
+from connector.ops.serving import gunicorn_options
 
 _settings = load_settings()
 prepare_directory(_settings["CONNECTOR_DATA_DIR"])  # before the workers fork: they inherit it

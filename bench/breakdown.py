@@ -12,8 +12,10 @@ from pathlib import Path
 
 from flask import Flask
 
-from connector import config, feeds, manifest, messages
-from connector.upstream import AllMySMS, Credentials
+from connector import config
+from connector.sending import feeds, messages
+from connector.description import manifest
+from connector.sending.upstream import AllMySMS, Credentials
 
 MESSAGE = "Hello #param_1#, your code is #param_2#."
 _REPO = Path(__file__).resolve().parent.parent

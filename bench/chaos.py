@@ -33,7 +33,7 @@ the listening socket, unanswered, for up to 20 s. A process that dies unasked is
 Then the load stops, retries go on until every item has a definitive answer (or --settle s), the outbox is
 drained (or --drain s), and this is reconciled:
 - every callback answered 200 reached every subscriber (matched by the event id the connector derives from
-  the callback, computed here with connector/events.py); duplicates only with the same webhook-id;
+  the callback, computed here with connector/events/callbacks.py); duplicates only with the same webhook-id;
 - for every Idempotency-Key the sandbox launched at most one campaign (zero duplicate SMS), and exactly one
   for every key answered 200;
 - a key whose first call was cut by a SIGKILL of its web process is answered "may have been sent" (504) as
@@ -230,12 +230,12 @@ class _Cluster:
             CONNECTOR_RETRY_SCHEDULE="0,1,2,4,8,16")
 
     def _start_web(self) -> servers.Server:
-        argv = [sys.executable, "-m", "connector.cli", "serve"]
+        argv = [sys.executable, "-m", "connector.ops.cli", "serve"]
         return self.fleet.start(f"web-{next(self.generation)}", argv, self._env(), self.port, "/v1/manifest",
                                 workers=WEB_WORKERS)
 
     def _start_worker(self, slot: int) -> servers.Server:
-        argv = [sys.executable, "-m", "connector.cli", "worker"]
+        argv = [sys.executable, "-m", "connector.ops.cli", "worker"]
         return self.fleet.spawn(f"worker-{slot}-{next(self.generation)}", argv, self._env())
 
     # Kills and restarts

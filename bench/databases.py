@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import bindparam, create_engine, text
 
 import servers
-from connector.store import engine_url
+from connector.storage.store import engine_url
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -36,7 +36,7 @@ class Schemas:
         self._admin(f"CREATE SCHEMA {name}")
         self.made.append(name)
         url = f"{self.base_url}?options=-csearch_path%3D{name}&application_name={name}"
-        subprocess.run([sys.executable, "-m", "connector.cli", "migrate"], env=servers.clean_env(DATABASE_URL=url),
+        subprocess.run([sys.executable, "-m", "connector.ops.cli", "migrate"], env=servers.clean_env(DATABASE_URL=url),
                        check=True, capture_output=True, timeout=120)
         return url
 

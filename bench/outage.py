@@ -33,7 +33,7 @@ after a warm-up and are spread evenly over the load.
 Then retries go on until every item has a definitive answer (or --settle s), the journal
 (CONNECTOR_DATA_DIR/journal) and the outbox drain (or --drain s each), and each phase is reconciled:
 - no callback answered 500 (503 with Retry-After is allowed), every one accepted in the end, every accepted
-  one stored as an event (its id computed with connector/events.py) and delivered to each subscriber;
+  one stored as an event (its id computed with connector/events/callbacks.py) and delivered to each subscriber;
 - no action answered 500, every key answered definitively, no key launched twice at AllMySMS;
 - the journal and the outbox empty at the end;
 - from the start of each fault to the next one (or the end), at most 3 log lines about the database or the
@@ -78,7 +78,7 @@ import servers
 from hooks import Hooks, Receivers
 from report import say
 
-from connector.store import default_url
+from connector.storage.store import default_url
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -435,9 +435,9 @@ class _Service:
         self.receivers = Receivers.start(self.fleet, SUBSCRIBERS)
         env = self._env()
         # As a release step would; on SQLite too, so that both phases start the same way.
-        subprocess.run([sys.executable, "-m", "connector.cli", "migrate"], env=env, check=True, capture_output=True,
+        subprocess.run([sys.executable, "-m", "connector.ops.cli", "migrate"], env=env, check=True, capture_output=True,
                        timeout=120)
-        self.web = self.fleet.start("connector", [sys.executable, "-m", "connector.cli", "serve"], env, self.port,
+        self.web = self.fleet.start("connector", [sys.executable, "-m", "connector.ops.cli", "serve"], env, self.port,
                                     "/readyz", workers=WEB_WORKERS + DELIVERY_PROCESSES)
         hooks = Hooks(self.url, (LOGIN, API_KEY))
         self.inbound_path = hooks.inbound_path()

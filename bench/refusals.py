@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from connector import create_app  # noqa: E402
+from connector import create_app
 from connector.sandbox import SandboxState, create_sandbox_app, make_sandbox_server  # noqa: E402
 
 

@@ -43,8 +43,8 @@ import breakdown
 import loadgen
 import report
 import servers
-from connector import messages
-from connector.upstream import Credentials
+from connector.sending import messages
+from connector.sending.upstream import Credentials
 from passthrough import SAMPLE_BODY
 from report import say as _say
 
@@ -110,7 +110,7 @@ def _start_connector(fleet: servers.Fleet, sandbox: servers.Server, name: str, w
                CONNECTOR_WORKERS=str(workers), CONNECTOR_THREADS=str(SERVER_THREADS),
                CONNECTOR_ACTIONS_PER_MINUTE="0")
     _say(f"{name}: connector serve {workers}x{SERVER_THREADS} on port {port}")
-    return fleet.start(name, [sys.executable, "-m", "connector.cli", "serve"], env, port, "/v1/manifest",
+    return fleet.start(name, [sys.executable, "-m", "connector.ops.cli", "serve"], env, port, "/v1/manifest",
                        workers=workers)
 
 

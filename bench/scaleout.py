@@ -47,7 +47,7 @@ from sqlalchemy import create_engine, func, select
 import loadgen
 import report
 import servers
-from connector.store import deliveries, engine_url, events, fanout
+from connector.storage.store import deliveries, engine_url, events, fanout
 from databases import Schemas
 from hooks import Hooks, Receivers
 from report import say
@@ -141,7 +141,7 @@ class _Bench:
         env = self._env(connector.port, url, web_workers=1, delivery="off",
                         CONNECTOR_DELIVERY_CONCURRENCY=str(plan["concurrency"]))
         launched = time.time()
-        running = [self.fleet.spawn(f"worker-{tag}-{n}", [sys.executable, "-m", "connector.cli", "worker"], env)
+        running = [self.fleet.spawn(f"worker-{tag}-{n}", [sys.executable, "-m", "connector.ops.cli", "worker"], env)
                    for n in range(workers)]
         try:
             meter = servers.CpuMeter([psutil.Process(w.process.pid) for w in running]).start()
@@ -219,7 +219,7 @@ class _Bench:
     def _connector(self, name: str, database_url: str | None, *, web_workers: int, delivery: str) -> servers.Server:
         port = servers.free_port()
         env = self._env(port, database_url, web_workers=web_workers, delivery=delivery)
-        return self.fleet.start(f"connector-{name}", [sys.executable, "-m", "connector.cli", "serve"], env, port,
+        return self.fleet.start(f"connector-{name}", [sys.executable, "-m", "connector.ops.cli", "serve"], env, port,
                                 "/v1/manifest", workers=web_workers)
 
 

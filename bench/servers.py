@@ -24,13 +24,13 @@ import psutil
 import requests
 
 import report
-from connector import events
+from connector.events import callbacks as events
 
 HOST = "127.0.0.1"
 MB = 1024 * 1024
 
 
-# The same server settings `connector serve` uses (connector/serving.py), so only the app differs.
+# The same server settings `connector serve` uses (connector/ops/serving.py), so only the app differs.
 ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 
 
@@ -206,7 +206,7 @@ class RssSampler:
 def gunicorn_argv(port: int, workers: int, threads: int, worker_class: str | None = None) -> list[str]:
     """gunicorn with the worker class and timeouts `connector serve` uses (or ``worker_class``); the app spec
     goes last."""
-    from connector.serving import WORKER_CLASS
+    from connector.ops.serving import WORKER_CLASS
     return [sys.executable, "-m", "gunicorn", "--bind", f"{HOST}:{port}",
             "--worker-class", worker_class or WORKER_CLASS,
             "--workers", str(workers), "--threads", str(threads), "--timeout", "90", "--graceful-timeout", "5",

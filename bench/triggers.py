@@ -13,7 +13,7 @@ Everything runs on loopback, with servers started here and always stopped on exi
 AllMySMS sandbox runs under gunicorn (2 workers x 8 threads, an account with 10**12 credits); it only
 answers the credential checks. Subscribers are bench/receiver.py (one asyncio process each),
 answering 204 at once or after `?delay_ms=N` and recording when each delivery arrived. Each
-phase gets its own `connector serve` (gunicorn through connector/serving.py) on a fresh data directory,
+phase gets its own `connector serve` (gunicorn through connector/ops/serving.py) on a fresh data directory,
 so each starts on an empty SQLite database.
 
 1. Ingest. Form-encoded delivery receipts, each with its own smsId (so none is a duplicate), are POSTed
@@ -252,7 +252,7 @@ class _Bench:
         """POST `count` receipts at `rate`/s, wait for every delivery, and measure what arrived."""
         subscribers = self.plan["subscribers"]
         starts = self.receivers.counts()
-        processes = connector.processes()
+        processes = connector.observe.processes()
         worker = [p for p in processes if "worker" in " ".join(_cmdline(p))]
         meters = {"connector": servers.CpuMeter(processes),
                   "web": servers.CpuMeter([p for p in processes if p not in worker]),
@@ -312,7 +312,7 @@ class _Bench:
         env = self._connector_env(connector.port, database, workers=1, delivery="off",
                                   CONNECTOR_DELIVERY_CONCURRENCY=str(concurrency))
         launched = time.time()
-        worker = self.fleet.spawn(f"worker-{name}", [sys.executable, "-m", "connector.cli", "worker"], env)
+        worker = self.fleet.spawn(f"worker-{name}", [sys.executable, "-m", "connector.ops.cli", "worker"], env)
         spy = _start_py_spy(self.py_spy, worker.process.pid, profile_to) if profile_to else None
         profile = None
         try:
@@ -366,7 +366,7 @@ class _Bench:
         port = servers.free_port()
         env = self._connector_env(port, database, workers=workers, delivery=delivery)
         say(f"{name}: connector serve {workers}x{SERVER_THREADS}, delivery worker {delivery}, port {port}")
-        server = self.fleet.start(f"connector-{name}", [sys.executable, "-m", "connector.cli", "serve"], env, port,
+        server = self.fleet.start(f"connector-{name}", [sys.executable, "-m", "connector.ops.cli", "serve"], env, port,
                                   "/v1/manifest", workers=workers)
         return server, database
 

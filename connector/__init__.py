@@ -7,18 +7,23 @@ from dataclasses import dataclass
 
 from flask import Flask, g
 
-from . import addresses, api, config, errors, health, inbound, manifest as manifest_module, metrics, recovery, triggers
-from . import console
-from .accounts import Accounts, secret_key
-from .actions import HANDLERS
-from .delivery import Policy
-from .errors import ConfigError
-from .journal import Journal, Replayer, folder_of
-from .messages import Rules
-from .store import Store, data_folder, default_url
-from .targets import AllowList
-from .ratelimit import RateLimit, Refusals
-from .upstream import AllMySMS, new_session
+from connector.web import addresses, api, health, triggers
+from connector import config, errors
+from connector.events import inbound
+from connector.description import manifest as manifest_module
+from connector.observe import metrics
+from connector.storage import recovery
+from connector import console
+from connector.web.accounts import Accounts, secret_key
+from connector.sending.actions import HANDLERS
+from connector.events.delivery import Policy
+from connector.errors import ConfigError
+from connector.storage.journal import Journal, Replayer, folder_of
+from connector.sending.messages import Rules
+from connector.storage.store import Store, data_folder, default_url
+from connector.events.targets import AllowList
+from connector.sending.ratelimit import RateLimit, Refusals
+from connector.sending.upstream import AllMySMS, new_session
 
 
 #: Blueprints of routes for the operator, not for platforms: they stay out of the OpenAPI document that

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
-from .catalog import Validator
-from .errors import ConfigError
-from .validation import check
+from connector.description.catalog import Validator
+from connector.errors import ConfigError
+from connector.description.validation import check
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.json")
 

@@ -251,7 +251,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
-        from . import outage
+        from connector.storage import outage
         if outage.unavailable(error):
             # Said once in the log by the store's Outage, not once per request.
             return _response(DatabaseUnavailable("The service's database does not answer at the moment. Nothing "

@@ -18,9 +18,10 @@ import pytest
 import requests
 from werkzeug.wrappers import Request, Response
 
-from connector import create_app, schema
-from connector.serving import worker_for
-from connector.store import default_url, engine_url
+from connector import create_app
+from connector.storage import schema
+from connector.ops.serving import worker_for
+from connector.storage.store import default_url, engine_url
 from connector.sandbox import SandboxState, create_sandbox_app, make_sandbox_server
 
 DEMO = ("demo", "demo-api-key")

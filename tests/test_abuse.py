@@ -14,7 +14,7 @@ import requests
 
 from connector import create_app
 from connector.sandbox import SandboxState, create_sandbox_app
-from connector.validation import MAX_EXPLAINED_ITEMS
+from connector.description.validation import MAX_EXPLAINED_ITEMS
 from tests.conftest import DEMO, LoopbackServer, Scripted, connector_settings, free_port, wait_for
 
 GET_INFO = "/http/9.0/getInfo/"

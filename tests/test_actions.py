@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from connector.manifest import load
+from connector.description.manifest import load
 
 MANIFEST = load()
 

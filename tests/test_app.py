@@ -6,7 +6,7 @@ import pytest
 
 from connector import config, create_app
 from connector.errors import ConfigError
-from connector.manifest import load
+from connector.description.manifest import load
 
 
 def test_the_factory_builds_an_app_from_test_settings(sandbox):
@@ -73,7 +73,7 @@ def test_an_unknown_override_is_refused():
 def test_the_readme_reference_sections_are_current():
     from pathlib import Path
 
-    from connector import docs
+    from connector.ops import docs
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     assert docs.update_readme(readme, load()) == readme, "run `connector docs` to regenerate README sections"
 
@@ -86,14 +86,14 @@ def test_the_readme_test_command_is_the_one_ci_runs():
 
 
 def test_connector_check_passes_on_the_shipped_manifest(capsys, monkeypatch):
-    from connector.cli import main
+    from connector.ops.cli import main
     monkeypatch.delenv("PORT", raising=False)
     assert main(["check"]) == 0
     assert capsys.readouterr().out.startswith("ok: 6 actions, 4 triggers")
 
 
 def test_connector_check_lists_every_bad_setting_and_exits_2(capsys, monkeypatch):
-    from connector.cli import main
+    from connector.ops.cli import main
     monkeypatch.setenv("ALLMYSMS_FEED_FORMAT", "csv")
     monkeypatch.setenv("CONNECTOR_WORKERS", "zero")
     assert main(["check"]) == 2
@@ -102,7 +102,7 @@ def test_connector_check_lists_every_bad_setting_and_exits_2(capsys, monkeypatch
 
 
 def test_serve_without_an_upstream_and_without_the_sandbox_refuses_to_start(capsys, monkeypatch):
-    from connector.cli import main
+    from connector.ops.cli import main
     monkeypatch.delenv("ALLMYSMS_BASE_URL", raising=False)
     monkeypatch.setenv("CONNECTOR_SANDBOX", "false")
     assert main(["serve"]) == 2

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from connector.batching import GroupWriter
+from connector.storage.batching import GroupWriter
 from tests.conftest import wait_for
 
 

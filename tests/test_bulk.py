@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from connector import bulk
+from connector.ops import bulk
 from tests.conftest import DEMO
 
 

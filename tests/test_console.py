@@ -15,8 +15,8 @@ import requests
 
 from connector import OPERATOR_BLUEPRINTS, create_app
 from connector.exports import openapi
-from connector.manifest import load
-from connector.serving import worker_for
+from connector.description.manifest import load
+from connector.ops.serving import worker_for
 from tests.conftest import Api, Scripted, connector_settings, wait_for
 
 TOKEN = "operator-token-for-the-tests-0123"
@@ -180,7 +180,7 @@ def test_behind_a_trusted_proxy_a_guesser_is_held_off_by_its_own_address_not_the
 
 
 def test_the_client_address_is_the_first_untrusted_hop_from_the_right():
-    from connector.addresses import client_address, trusted_networks
+    from connector.web.addresses import client_address, trusted_networks
     proxies = trusted_networks("10.0.0.0/8, 192.168.1.5,::1")
     assert client_address("10.0.0.1", "198.51.100.9", proxies) == "198.51.100.9"
     assert client_address("10.0.0.1", "6.6.6.6, 198.51.100.9, 192.168.1.5", proxies) == "198.51.100.9"
@@ -295,7 +295,7 @@ def test_on_the_sandbox_a_token_is_made_once_readable_by_its_owner_only(sandbox,
 
 def test_serve_says_where_the_token_is_never_what_it_is(tmp_path, caplog):
     from connector import config
-    from connector.serving import _announce_console
+    from connector.ops.serving import _announce_console
     values = config.load({"CONNECTOR_DATA_DIR": str(tmp_path / "var"), "PORT": "8123"})
     with caplog.at_level(logging.WARNING):
         _announce_console(values)

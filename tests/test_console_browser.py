@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from connector import create_app
-from connector.serving import worker_for
+from connector.ops.serving import worker_for
 from tests.conftest import Api, connector_settings, require, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")

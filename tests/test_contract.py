@@ -12,7 +12,7 @@ import json
 import pytest
 import requests
 
-from connector import feeds, outcomes
+from connector.sending import feeds, outcomes
 from connector.sandbox import SandboxState, create_sandbox_app
 from tests.conftest import DEMO, LoopbackServer, Scripted
 from tests.contract import fixtures

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from connector.deadlines import Deadlines
+from connector.sending.deadlines import Deadlines
 from tests.conftest import wait_for
 
 

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from connector.delivery import Policy, next_step
-from connector.retry import retry_after_seconds
-from connector.store import FAILED, PENDING, SUCCEEDED
+from connector.events.delivery import Policy, next_step
+from connector.sending.retry import retry_after_seconds
+from connector.storage.store import FAILED, PENDING, SUCCEEDED
 
 POLICY = Policy(schedule=(0, 5, 300, 1800), jitter=0.0, disable_after=3600)
 RNG = random.Random(0)
@@ -75,9 +75,9 @@ def test_retry_after_is_read_as_seconds_or_as_an_http_date(header, seconds):
 
 from sqlalchemy import select, update  # noqa: E402
 
-from connector.delivery import HostBudget, Worker  # noqa: E402
-from connector.store import Store, attempts, deliveries, subscriptions  # noqa: E402
-from connector.targets import AllowList  # noqa: E402
+from connector.events.delivery import HostBudget, Worker  # noqa: E402
+from connector.storage.store import Store, attempts, deliveries, subscriptions  # noqa: E402
+from connector.events.targets import AllowList  # noqa: E402
 from tests.conftest import Scripted, wait_for  # noqa: E402
 
 KEY = "k" * 64
@@ -246,7 +246,7 @@ def test_a_stopping_worker_gives_back_at_once_the_deliveries_it_holds_for_their_
     # One delivery a hundred seconds to the host: the first goes, the next two wait in the worker for their turn
     # (kept there, however long, here). Stopped with a long grace, the worker does not wait for them: they go
     # back to the queue, untried, free for any worker.
-    monkeypatch.setattr("connector.delivery.MAX_HELD", 600.0)
+    monkeypatch.setattr("connector.events.delivery.MAX_HELD", 600.0)
     queue(store, "held", [subscriber.target("/held")], events=3, received_at=time.time())
     running = worker(store, per_host=0.01, limit_loopback=True)
     running.start()

@@ -23,10 +23,10 @@ import requests
 from sqlalchemy import event, select
 
 from connector import config, open_store
-from connector.delivery import Policy, Worker
-from connector.outage import Backoff
-from connector.store import Store, attempts, default_url, deliveries, events, subscriptions
-from connector.targets import AllowList
+from connector.events.delivery import Policy, Worker
+from connector.storage.outage import Backoff
+from connector.storage.store import Store, attempts, default_url, deliveries, events, subscriptions
+from connector.events.targets import AllowList
 from tests.conftest import Scripted, wait_for
 from tests.test_serve import clean_env, start, stop
 
@@ -96,7 +96,7 @@ def test_sigterm_to_serve_answers_every_request_it_accepted_then_refuses_connect
     scripted.default = Scripted(body={"status": "Active Account", "credits": "1"}, delay=2.0)
     env = clean_env(tmp_path, ALLMYSMS_BASE_URL=scripted.url, CONNECTOR_WORKERS="2", CONNECTOR_THREADS="4",
                     CONNECTOR_DELIVERY_PROCESSES="1", CONNECTOR_SHUTDOWN_GRACE="15")
-    url, log, process = start([sys.executable, "-m", "connector.cli", "serve"], env, tmp_path)
+    url, log, process = start([sys.executable, "-m", "connector.ops.cli", "serve"], env, tmp_path)
     port = int(env["PORT"])
     try:
         me = requests.get(url + "/v1/me", auth=("demo", "demo-api-key"), timeout=30)
@@ -199,7 +199,7 @@ def _deliveries(store: Store) -> dict[str, dict]:
 
 def _start_worker(env: dict, log_path) -> subprocess.Popen:
     with log_path.open("a") as log:
-        return subprocess.Popen([sys.executable, "-m", "connector.cli", "worker"], env=env, stdout=log,
+        return subprocess.Popen([sys.executable, "-m", "connector.ops.cli", "worker"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
 
 

@@ -1,4 +1,4 @@
-"""Tests for connector.events: callbacks from AllMySMS read into records, records into canonical events."""
+"""Tests for connector.events.callbacks: callbacks from AllMySMS read into records, records into canonical events."""
 
 import dataclasses
 import json
@@ -11,8 +11,9 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from connector import events, manifest
-from connector.events import CallbackRejected, Event
+from connector.events import callbacks as events
+from connector.description import manifest
+from connector.events.callbacks import CallbackRejected, Event
 from tests.contract import fixtures as contract
 
 NOW = datetime(2026, 12, 1, 10, 0, 0, tzinfo=timezone.utc)

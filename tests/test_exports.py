@@ -15,7 +15,9 @@ import pytest
 import yaml
 from openapi_spec_validator import validate as validate_openapi
 
-from connector import OPERATOR_BLUEPRINTS, create_app, exports, manifest as manifest_module, signing
+from connector import OPERATOR_BLUEPRINTS, create_app, exports
+from connector.description import manifest as manifest_module
+from connector.events import signing
 from connector.exports import openapi
 from tests.conftest import connector_settings, require
 

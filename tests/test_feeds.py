@@ -1,4 +1,4 @@
-"""Tests for connector.feeds: smsData feeds (golden files), replies read safely, results shaped by schema.
+"""Tests for connector.sending.feeds: smsData feeds (golden files), replies read safely, results shaped by schema.
 
 The golden files under tests/golden/ were written from sms_data's output and checked by hand against
 the feed format AllMySMS documents (DATA > MESSAGE, TPOA, DYNAMIC, DATE, SMS > MOBILEPHONE, PARAM_n;
@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from defusedxml import ElementTree as SafeET
 
-from connector import feeds, manifest, messages
+from connector.sending import feeds, messages
+from connector.description import manifest
 from connector.errors import InvalidInput
-from connector.validation import check
+from connector.description.validation import check
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=timezone.utc)

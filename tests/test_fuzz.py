@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connector import create_app, messages
+from connector import create_app
+from connector.sending import messages
 from connector.sandbox import SandboxState, create_sandbox_app
 from tests.conftest import DEMO, LoopbackServer, connector_settings
 

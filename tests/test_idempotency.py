@@ -184,8 +184,8 @@ def test_a_key_whose_first_call_died_with_its_process_answers_at_once_that_it_ma
     import sys
     import time as clock
 
-    from connector import processes
-    from connector.idempotency import fingerprint
+    from connector.observe import processes
+    from connector.sending.idempotency import fingerprint
 
     doomed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     holder = processes.identity(doomed.pid)
@@ -201,7 +201,7 @@ def test_a_key_whose_first_call_died_with_its_process_answers_at_once_that_it_ma
 
 
 def test_a_key_held_by_a_live_process_is_still_in_progress():
-    from connector import processes
+    from connector.observe import processes
     assert not processes.gone(processes.identity())
     assert not processes.gone("another-host:1:1")
 

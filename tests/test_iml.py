@@ -9,7 +9,7 @@ import json
 import pytest
 import requests
 
-from connector import manifest as manifest_module
+from connector.description import manifest as manifest_module
 from connector.exports import make
 from tests import iml
 from tests.conftest import DEMO, wait_for

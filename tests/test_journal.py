@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from connector import create_app
-from connector.journal import Entry, Journal, JournalUnavailable, _line
-from connector.store import Store
+from connector.storage.journal import Entry, Journal, JournalUnavailable, _line
+from connector.storage.store import Store
 
 from conftest import connector_settings, wait_for
 from test_triggers import receipt
@@ -78,7 +78,7 @@ def test_a_file_another_live_process_writes_is_left_to_it_and_a_dead_ones_file_i
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from connector.journal import Entry, Journal
+        from connector.storage.journal import Entry, Journal
         journal = Journal(Path({str(folder)!r}), max_bytes=1 << 20)
         journal.append(Entry("callback", {{"from": "other"}}))
         print("written", flush=True)
@@ -119,7 +119,7 @@ def _events(url: str) -> list[str]:
     try:
         with store.engine.connect() as db:
             from sqlalchemy import select
-            from connector.store import events
+            from connector.storage.store import events
             return [row.data for row in db.execute(select(events.c.data).order_by(events.c.seq))]
     finally:
         store.close()
@@ -215,8 +215,8 @@ def test_an_account_first_seen_while_the_database_is_away_gets_its_callbacks_onc
     proxy.cut()  # before this process has ever seen the login
     sent = api.action("send_sms", {"recipients": [{"phone_number": "0611111111"}], "message": "First"})
     assert sent.status_code == 200, sent.text
-    from connector.accounts import inbound_token
-    from connector.inbound import url as inbound_url
+    from connector.web.accounts import inbound_token
+    from connector.events.inbound import url as inbound_url
     token = inbound_token(app.extensions["connector"].accounts.secret, "demo")
     answered = requests.post(inbound_url(api.url, token), json=receipt("first-receipt"), timeout=30)
     assert answered.status_code == 200 and answered.json()["journalled"]
@@ -295,7 +295,7 @@ def test_a_full_disk_answers_503_keeps_what_was_stored_and_recovers_when_space_r
 
 def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends_with_its_length(caplog):
     from sqlalchemy.exc import IntegrityError, OperationalError
-    from connector.outage import Outage
+    from connector.storage.outage import Outage
     now = [100.0]
     lost = []
     outage = Outage(counted=lambda: lost.append(1), clock=lambda: now[0])
@@ -324,7 +324,7 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends_with_its_
 
 def test_backoff_doubles_up_to_its_ceiling_with_jitter_and_starts_over_when_reset():
     import random
-    from connector.outage import Backoff
+    from connector.storage.outage import Backoff
     backoff = Backoff(first=0.25, most=4.0, jitter=0.5, rng=random.Random(7))
     delays = [backoff.delay() for _ in range(8)]
     bases = [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from connector import config, logs
+from connector import config
+from connector.observe import logs
 
 TOKEN = "Zq3" * 10 + "x9"  # 32 characters, as an inbound URL token
 
@@ -143,7 +144,7 @@ def test_a_request_path_with_a_line_break_and_an_escape_is_one_access_log_line_w
     from tests.conftest import wait_for
     from tests.test_serve import clean_env, start, stop
     env = clean_env(tmp_path, CONNECTOR_WORKERS="1", CONNECTOR_THREADS="2", CONNECTOR_LOG_FORMAT=log_format)
-    url, log, process = start([sys.executable, "-m", "connector.cli", "serve"], env, tmp_path)
+    url, log, process = start([sys.executable, "-m", "connector.ops.cli", "serve"], env, tmp_path)
     try:
         answer = requests.get(url + "/v1/x%0a127.0.0.1%20%22GET%20/v1/forged%22%20200%1b[2K", timeout=10)
         assert answer.status_code == 404

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from connector import manifest
-from connector.actions import HANDLERS
+from connector.description import manifest
+from connector.sending.actions import HANDLERS
 from connector.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,13 +1,13 @@
-"""Tests for connector.messages: action input read into send requests, texts checked, times resolved."""
+"""Tests for connector.sending.messages: action input read into send requests, texts checked, times resolved."""
 
 from datetime import datetime, timezone
 
 import pytest
 
-from connector import messages, phones, segments
+from connector.sending import messages, phones, segments
 from connector.errors import InvalidInput
-from connector.messages import Recipient, Rules, campaign_ids, send_time, sms_request, voice_request
-from connector.validation import MAX_LISTED
+from connector.sending.messages import Recipient, Rules, campaign_ids, send_time, sms_request, voice_request
+from connector.description.validation import MAX_LISTED
 
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=timezone.utc)
 RULES = Rules()

@@ -16,9 +16,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from connector import create_app, metrics
-from connector.accounts import token_hash
-from connector.serving import worker_for
+from connector import create_app
+from connector.observe import metrics
+from connector.web.accounts import token_hash
+from connector.ops.serving import worker_for
 from tests.conftest import DEMO, Scripted, connector_settings, wait_for
 from tests.test_serve import clean_env, start, stop
 
@@ -156,7 +157,7 @@ def test_a_metrics_token_is_asked_for_as_a_bearer_token_when_set(sandbox, serve)
 def test_importing_the_package_leaves_the_choice_of_metrics_storage_to_serve_and_worker():
     """prometheus-client decides at import whether counts go to shared files: importing the package (as the
     `connector` command does, before it sets the directory) must not import it."""
-    ran = subprocess.run([sys.executable, "-c", "import sys, connector, connector.cli, connector.serving; "
+    ran = subprocess.run([sys.executable, "-c", "import sys, connector, connector.ops.cli, connector.ops.serving; "
                                                 "print('prometheus_client' in sys.modules)"],
                          capture_output=True, text=True, timeout=60)
     assert ran.stdout.strip() == "False", ran.stdout + ran.stderr
@@ -184,7 +185,7 @@ def test_serve_sums_the_counts_of_its_web_and_delivery_processes(tmp_path, subsc
     env = clean_env(tmp_path, CONNECTOR_WORKERS="2", CONNECTOR_THREADS="4", CONNECTOR_DELIVERY_PROCESSES="1",
                     CONNECTOR_ALLOWED_TARGETS="127.0.0.1", CONNECTOR_ACTIONS_PER_MINUTE="0")
     env.pop(metrics.MULTIPROCESS_DIR, None)
-    url, log, process = start([sys.executable, "-m", "connector.cli", "serve"], env, tmp_path)
+    url, log, process = start([sys.executable, "-m", "connector.ops.cli", "serve"], env, tmp_path)
     try:
         auth = DEMO
         assert requests.post(f"{url}/v1/triggers/delivery_receipt/subscriptions", auth=auth, timeout=10,

@@ -1,8 +1,8 @@
-"""Tests for connector.outcomes: every way a call to AllMySMS ends, mapped to a result word or an error."""
+"""Tests for connector.sending.outcomes: every way a call to AllMySMS ends, mapped to a result word or an error."""
 
 import pytest
 
-from connector import outcomes
+from connector.sending import outcomes
 from connector.errors import AuthenticationFailed, CreditExhausted, InvalidInput, UpstreamFailed
 
 ALLMYSMS_TEXT = "Texte renvoyé par AllMySMS"

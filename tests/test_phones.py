@@ -1,8 +1,8 @@
-"""Tests for connector.phones: numbers as people type them, read into E.164 and AllMySMS's form."""
+"""Tests for connector.sending.phones: numbers as people type them, read into E.164 and AllMySMS's form."""
 
 import pytest
 
-from connector import phones
+from connector.sending import phones
 
 # --- parse: accepted numbers ------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import pytest
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation import OpenAPIV2SpecValidator
 
-from connector import manifest as manifest_module
+from connector.description import manifest as manifest_module
 from connector.exports import powerautomate
 
 BASE_URL = "https://connector.example.com"

@@ -11,7 +11,7 @@ from defusedxml import ElementTree as SafeET
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from connector import feeds, messages, phones, segments
+from connector.sending import feeds, messages, phones, segments
 from connector.errors import InvalidInput
 
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=timezone.utc)

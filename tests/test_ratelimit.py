@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from connector import create_app
-from connector.ratelimit import RateLimit
+from connector.sending.ratelimit import RateLimit
 from tests.conftest import Api, connector_settings
 
 SEND = {"message": "Hi", "recipients": ["+33611111111"]}

@@ -2,7 +2,7 @@
 Idempotency-Key stays taken, and how many times AllMySMS saw the send once the caller retried.
 
 The upstream here is a raw TCP server, so that it can also refuse connections, hang up without
-answering, or stall: every row of connector.outcomes.ENDINGS is reached by a real fault on loopback.
+answering, or stall: every row of connector.sending.outcomes.ENDINGS is reached by a real fault on loopback.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from connector import create_app, outcomes
+from connector import create_app
+from connector.sending import outcomes
 from tests.conftest import connector_settings
 
 SEND = {"message": "Hi", "recipients": ["0611111111"]}

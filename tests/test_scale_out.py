@@ -15,7 +15,7 @@ import requests
 from sqlalchemy import create_engine, func, select
 
 from connector import create_app
-from connector.store import attempts, deliveries, engine_url
+from connector.storage.store import attempts, deliveries, engine_url
 from tests.conftest import Scripted, Subscriber, connector_settings, wait_for
 
 WORKERS, EVENTS = 4, 240
@@ -30,7 +30,7 @@ def subscribers():
 
 
 def start_worker(env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "connector.cli", "worker"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "connector.ops.cli", "worker"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -12,9 +12,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
-from connector import create_app, schema
+from connector import create_app
+from connector.storage import schema
 from connector.errors import ConfigError
-from connector.store import Store, engine_url, metadata
+from connector.storage.store import Store, engine_url, metadata
 from tests.conftest import connector_settings, postgres_database
 
 
@@ -66,7 +67,7 @@ def test_on_postgresql_the_service_refuses_an_unmigrated_database_until_connecto
     with pytest.raises(ConfigError) as refused:
         create_app(connector_settings(sandbox.url))
     assert "connector migrate" in str(refused.value)
-    done = subprocess.run([sys.executable, "-m", "connector.cli", "migrate"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "connector.ops.cli", "migrate"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert f"database schema at {schema.head()} (was empty)" in done.stdout

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
-from connector import schema
+from connector.storage import schema
 from connector.errors import ConfigError
-from connector.store import Store, engine_url
+from connector.storage.store import Store, engine_url
 
 KEY = "k" * 64
 
@@ -113,7 +113,7 @@ def test_every_shipped_migration_says_which_versions_can_run_on_its_schema():
 
 def test_this_version_runs_on_a_newer_schema_that_declares_itself_readable_by_it(database, later, caplog):
     url, engine = database
-    caplog.set_level(logging.INFO, logger="connector.schema")
+    caplog.set_level(logging.INFO, logger="connector.storage.schema")
     newer = later.add(EXPAND, readable_by=schema.head())
     assert schema.migrate(engine, later.path) == (schema.head(), newer)
     assert revision_and_row(engine) == (newer, [(newer, schema.head())])
@@ -153,7 +153,7 @@ def test_migrating_with_this_version_leaves_a_newer_readable_schema_as_it_is(dat
     schema.migrate(engine, later.path)
 
     assert schema.migrate(engine) == (newer, newer)
-    done = subprocess.run([sys.executable, "-m", "connector.cli", "migrate"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "connector.ops.cli", "migrate"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert f"database schema at {newer} (newer than this version's" in done.stdout and "left as it is" in done.stdout

@@ -1,4 +1,4 @@
-"""Tests for connector.segments: encoding choice, unit counts and part splitting of SMS texts."""
+"""Tests for connector.sending.segments: encoding choice, unit counts and part splitting of SMS texts."""
 
 import dataclasses
 import random
@@ -6,7 +6,7 @@ import string
 
 import pytest
 
-from connector.segments import (
+from connector.sending.segments import (
     ESCAPE,
     GSM7_BASIC,
     GSM7_BASIC_TABLE,

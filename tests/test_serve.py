@@ -75,7 +75,7 @@ def log_format(request):
 def served(tmp_path, log_format):
     env = clean_env(tmp_path, CONNECTOR_WORKERS="2", CONNECTOR_THREADS="4", CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
                     CONNECTOR_LOG_FORMAT=log_format)
-    url, log, process = start([sys.executable, "-m", "connector.cli", "serve"], env, tmp_path)
+    url, log, process = start([sys.executable, "-m", "connector.ops.cli", "serve"], env, tmp_path)
     yield url, log
     stop(process)
 
@@ -129,7 +129,7 @@ def test_serve_logs_neither_keys_nor_phone_numbers(served, log_format):
     if log_format == "json":
         # The access line and the application's own lines about a request carry the id its caller was given.
         about = [json.loads(line) for line in text.splitlines() if sent.headers["X-Request-Id"] in line]
-        assert {entry["logger"] for entry in about} >= {"gunicorn.access", "connector.api"}
+        assert {entry["logger"] for entry in about} >= {"gunicorn.access", "connector.web.api"}
     # The demo key is public and printed once, in the start-up banner; never again.
     assert text.count("demo-api-key") == 1 and "Sandbox mode" in text.split("demo-api-key")[0]
     for secret in ("wrong-key-123", "0611111111", "33611111111", "Secret text",
@@ -154,7 +154,7 @@ def test_serve_delivers_a_receipt_and_a_reply_to_a_subscriber_with_no_configurat
     delivered = wait_for(lambda: subscriber.deliveries("/delivery_receipt"), what="the receipt")[0]
     event = Webhook(hooks["delivery_receipt"]).verify(delivered["body"], delivered["headers"])
     assert event["data"]["sms_id"] == sent["sms_ids"][0]["sms_id"]
-    reply = subprocess.run([sys.executable, "-m", "connector.cli", "reply", "--url", url, "--phone", "0611111111",
+    reply = subprocess.run([sys.executable, "-m", "connector.ops.cli", "reply", "--url", url, "--phone", "0611111111",
                             "--message", "On arrive"], capture_output=True, text=True, timeout=60)
     assert reply.returncode == 0, reply.stdout + reply.stderr
     delivered = wait_for(lambda: subscriber.deliveries("/reply_received"), what="the reply")[0]
@@ -198,7 +198,7 @@ def _trickle(url: str, stop: threading.Event, count: int = 150) -> list[socket.s
 
 def test_clients_trickling_their_requests_do_not_keep_health_checks_from_being_answered(tmp_path):
     env = clean_env(tmp_path, CONNECTOR_WORKERS="1", CONNECTOR_THREADS="2", CONNECTOR_REQUEST_READ_TIMEOUT="60")
-    url, _, process = start([sys.executable, "-m", "connector.cli", "serve"], env, tmp_path, ready="/healthz")
+    url, _, process = start([sys.executable, "-m", "connector.ops.cli", "serve"], env, tmp_path, ready="/healthz")
     stop_dripping = threading.Event()
     clients = []
     try:
@@ -230,7 +230,7 @@ def _ask_slowly(port: int, request: bytes, piece: int = 7) -> bytes:
 
 def test_a_request_that_arrives_in_pieces_is_answered_whole_and_one_that_stops_is_cut_off(tmp_path):
     env = clean_env(tmp_path, CONNECTOR_WORKERS="1", CONNECTOR_THREADS="2", CONNECTOR_REQUEST_READ_TIMEOUT="2")
-    url, _, process = start([sys.executable, "-m", "connector.cli", "serve"], env, tmp_path, ready="/healthz")
+    url, _, process = start([sys.executable, "-m", "connector.ops.cli", "serve"], env, tmp_path, ready="/healthz")
     port = int(url.rsplit(":", 1)[1])
     auth = b"Authorization: Basic ZGVtbzpkZW1vLWFwaS1rZXk=\r\nConnection: close\r\n"
     body = b'{"message": "Hi", "recipients": ["0611111111"]}'
@@ -252,7 +252,7 @@ def test_a_request_that_arrives_in_pieces_is_answered_whole_and_one_that_stops_i
 
 def test_the_reply_command_says_what_to_do_when_nothing_answers():
     from tests.conftest import free_port
-    done = subprocess.run([sys.executable, "-m", "connector.cli", "reply", "--phone", "0611111111", "--message",
+    done = subprocess.run([sys.executable, "-m", "connector.ops.cli", "reply", "--phone", "0611111111", "--message",
                            "Oui", "--url", f"http://127.0.0.1:{free_port()}"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 1

@@ -1,4 +1,4 @@
-"""Tests for connector.signing: Standard Webhooks signatures made, checked against the reference package."""
+"""Tests for connector.events.signing: Standard Webhooks signatures made, checked against the reference package."""
 
 import base64
 import time
@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from connector import signing
-from connector.signing import InvalidSignature
+from connector.events import signing
+from connector.events.signing import InvalidSignature
 
 # The golden vector: computed once, checked against the reference package, then frozen. Any change
 # to what is signed or how breaks every subscriber's verification, so it must break this test first.

@@ -7,7 +7,7 @@ import secrets
 import pytest
 from sqlalchemy import select
 
-from connector.store import DISABLED, Store, deliveries, fanout
+from connector.storage.store import DISABLED, Store, deliveries, fanout
 
 
 KEY = "k" * 64
@@ -140,7 +140,7 @@ def test_the_data_folder_and_the_sqlite_files_are_readable_by_their_owner_only(t
     import os
     import stat
 
-    from connector.store import default_url
+    from connector.storage.store import default_url
 
     folder = tmp_path / "fresh"
     made = Store(default_url(str(folder)), secret_key=KEY)
@@ -163,7 +163,7 @@ def test_two_subscriptions_at_once_cannot_both_pass_the_limit(backend):
     """Two stores (two web processes) subscribe one account at the same moment, one place left: one wins."""
     import threading
 
-    from connector.store import SubscriptionLimit
+    from connector.storage.store import SubscriptionLimit
 
     stores = [Store(backend, secret_key=KEY), Store(backend, secret_key=KEY)]
     account = stores[0].account("mine", "a" * 64)

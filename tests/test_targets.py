@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from connector.targets import AllowList, TargetRefused, check
+from connector.events.targets import AllowList, TargetRefused, check
 
 PUBLIC = "93.184.216.34"
 

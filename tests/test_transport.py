@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from connector.targets import AllowList, TargetRefused
-from connector.transport import MAX_ANSWER_BYTES, DeliveryFailed, Transport
+from connector.events.targets import AllowList, TargetRefused
+from connector.events.transport import MAX_ANSWER_BYTES, DeliveryFailed, Transport
 
 NO_CONTENT = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
 

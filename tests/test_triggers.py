@@ -12,10 +12,11 @@ from standardwebhooks.webhooks import Webhook
 
 from sqlalchemy import select, update
 
-from connector import create_app, signing
-from connector.accounts import secret_key
-from connector.serving import worker_for
-from connector.store import deliveries, subscriptions
+from connector import create_app
+from connector.events import signing
+from connector.web.accounts import secret_key
+from connector.ops.serving import worker_for
+from connector.storage.store import deliveries, subscriptions
 from tests.conftest import Api, Scripted, connector_settings, wait_for
 
 # Every test here runs on SQLite and on PostgreSQL.
@@ -397,7 +398,7 @@ def test_unsubscribing_while_a_delivery_is_out_neither_fails_nor_stalls_the_work
     record, and the worker goes on delivering to the others."""
     from sqlalchemy import select
 
-    from connector.store import deliveries
+    from connector.storage.store import deliveries
     slow = subscribe(wired, subscriber.target("/slow"))
     subscribe(wired, subscriber.target("/fast"))
     subscriber.script("/slow", Scripted(status=204, delay=1.0))
@@ -417,7 +418,7 @@ def test_unsubscribing_while_a_delivery_is_out_neither_fails_nor_stalls_the_work
     wait_for(lambda: subscriber.deliveries("/slow"), timeout=5, what="the slow delivery's answer")
     requests.post(url, data=receipt("s-3"), timeout=10).raise_for_status()
     wait_for(lambda: len(subscriber.deliveries("/fast")) == 3, what="the next event after that")
-    assert [r.getMessage() for r in caplog.records if r.name == "connector.delivery" and r.levelname == "ERROR"] == []
+    assert [r.getMessage() for r in caplog.records if r.name == "connector.events.delivery" and r.levelname == "ERROR"] == []
 
 
 def stored(api: Api, event_id: str) -> dict:
@@ -577,7 +578,7 @@ def test_the_same_target_subscribed_again_is_the_subscription_already_there_and_
 
 
 def test_subscribing_again_to_a_disabled_subscription_turns_it_back_on(wired, subscriber):
-    from connector.store import DISABLED
+    from connector.storage.store import DISABLED
     sub = subscribe(wired, subscriber.target())
     wired.app.extensions["connector"].store.set_subscription_status(sub["id"], DISABLED, "Every delivery failed.")
     again = wired.session.post(subscriptions_url(wired), json={"target_url": subscriber.target()}, timeout=10)

@@ -1,12 +1,12 @@
-"""Tests for connector.validation: JSON Schema failures read as field errors a person can act on."""
+"""Tests for connector.description.validation: JSON Schema failures read as field errors a person can act on."""
 
 import pytest
 from jsonschema import Draft202012Validator
 
-from connector import manifest
-from connector.catalog import BASE_URI
+from connector.description import manifest
+from connector.description.catalog import BASE_URI
 from connector.errors import FieldError, InvalidInput
-from connector.validation import MAX_LISTED, check, field_path, invalid_input
+from connector.description.validation import MAX_LISTED, check, field_path, invalid_input
 
 CATALOG = manifest.load().catalog
 SEND = "actions/send_sms.input.json"
@@ -233,7 +233,7 @@ def test_every_action_sample_in_the_manifest_validates_against_its_output_schema
 
 
 def test_the_fast_screen_and_the_explaining_validator_agree_on_bad_and_good_inputs():
-    from connector.manifest import load
+    from connector.description.manifest import load
     catalog = load().catalog
     name = "actions/send_sms.input.json"
     cases = [
@@ -262,8 +262,8 @@ def test_the_fast_screen_and_the_explaining_validator_agree_on_bad_and_good_inpu
 
 
 def test_when_the_explaining_validator_finds_nothing_the_fast_screens_words_are_used():
-    from connector.catalog import Validator
-    from connector.manifest import load
+    from connector.description.catalog import Validator
+    from connector.description.manifest import load
     catalog = load().catalog
     name = "actions/send_sms.input.json"
     catalog._validators[name] = Validator({})  # an explainer that accepts everything

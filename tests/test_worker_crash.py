@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("backend")
 
 
 def start_worker(env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "connector.cli", "worker"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "connector.ops.cli", "worker"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

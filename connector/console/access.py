@@ -14,7 +14,7 @@ from pathlib import Path
 
 from flask import session
 
-from ..accounts import kept_secret
+from connector.web.accounts import kept_secret
 
 TOKEN_FILE = "operator-token"
 SESSIONS_FILE = "console-sessions"

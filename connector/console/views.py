@@ -9,13 +9,14 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from .. import addresses, phones
-from ..accounts import inbound_token
-from ..actions import HANDLERS
-from ..api import checked, context_for, inbound_url, perform, simulate_reply
-from ..errors import ConnectorError
-from ..store import ACTIVE, DISABLED, FAILED, PENDING, SUCCEEDED
-from ..upstream import Credentials
+from connector.web import addresses
+from connector.sending import phones
+from connector.web.accounts import inbound_token
+from connector.sending.actions import HANDLERS
+from connector.web.api import checked, context_for, inbound_url, perform, simulate_reply
+from connector.errors import ConnectorError
+from connector.storage.store import ACTIVE, DISABLED, FAILED, PENDING, SUCCEEDED
+from connector.sending.upstream import Credentials
 from . import access, charts
 
 log = logging.getLogger(__name__)

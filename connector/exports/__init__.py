@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from ..manifest import Manifest
+from connector.description.manifest import Manifest
 
 DEFAULT_BASE_URL = "https://connector.example.com"
 

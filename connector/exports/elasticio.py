@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 
-from .. import signing
-from ..manifest import Manifest
+from connector.events import signing
+from connector.description.manifest import Manifest
 from .signature import VERIFY_JS
 from . import as_json
 from .fields import narrow

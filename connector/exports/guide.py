@@ -4,8 +4,8 @@ Every URL and field in it comes from the manifest."""
 
 from __future__ import annotations
 
-from .. import idempotency
-from ..manifest import Manifest
+from connector.sending import idempotency
+from connector.description.manifest import Manifest
 from . import elasticio, make, n8n, openapi, powerautomate, zapier
 from .fields import input_fields, output_fields
 from .retries import KeySource, table

@@ -8,7 +8,7 @@ Make deduplicate on `id`.
 
 from __future__ import annotations
 
-from ..manifest import Manifest
+from connector.description.manifest import Manifest
 from . import as_json
 from .fields import Field, input_fields, output_fields
 from .retries import KEY_FIELD, KeySource, key_field

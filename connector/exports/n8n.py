@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
-from ..manifest import Manifest
-from ..signing import DEFAULT_TOLERANCE, PREFIX, VERSION
+from connector.description.manifest import Manifest
+from connector.events.signing import DEFAULT_TOLERANCE, PREFIX, VERSION
 from . import as_json
 from .fields import Field, input_fields
 from .retries import KeySource

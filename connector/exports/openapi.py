@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 
-from .. import errors, idempotency, inbound
-from ..manifest import Manifest
+from connector import errors
+from connector.sending import idempotency
+from connector.events import inbound
+from connector.description.manifest import Manifest
 from . import as_json
 
 VERSION = "3.1.0"
@@ -260,7 +262,7 @@ def _path(name: str) -> dict:
 
 
 def _limit() -> dict:
-    from ..triggers import MAX_LIMIT
+    from connector.web.triggers import MAX_LIMIT
     return {"name": "limit", "in": "query", "required": False,
             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50}}
 

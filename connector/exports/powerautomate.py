@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .. import idempotency
-from ..manifest import Manifest
+from connector.sending import idempotency
+from connector.description.manifest import Manifest
 from . import as_json
 from .fields import narrow
 from .retries import KEY_FIELD, KeySource, key_field

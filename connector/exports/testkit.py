@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from ..manifest import Manifest
+from connector.description.manifest import Manifest
 
 
 def action_examples(manifest: Manifest) -> str:

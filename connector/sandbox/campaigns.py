@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 from . import phones, statuses
-from ..segments import analyse
+from connector.sending.segments import analyse
 from .statuses import ApiError, invalid_feed
 
 PARIS = ZoneInfo("Europe/Paris")

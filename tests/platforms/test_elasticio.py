@@ -20,7 +20,7 @@ import pytest
 from werkzeug.wrappers import Request, Response
 
 from connector import exports
-from connector import manifest as manifest_module
+from connector.description import manifest as manifest_module
 from tests.conftest import DEMO, LoopbackServer, require, wait_for
 from tests.platforms.conftest import installed, node_env
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from connector import exports, manifest as manifest_module
+from connector import exports
+from connector.description import manifest as manifest_module
 from tests.conftest import DEMO, wait_for
 from tests.platforms.conftest import installed, node_env
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from connector import exports, manifest as manifest_module
+from connector import exports
+from connector.description import manifest as manifest_module
 from connector.exports import zapier
 from tests.platforms.conftest import installed, node_env
 from tests.test_exports import run_node_tests

@@ -1,0 +1,2 @@
+"""The event path: callbacks read into events (pure), signatures, where events may go, the transport and
+the delivery worker."""

@@ -1,0 +1,1 @@
+"""What every layer uses to be seen: logs (all redaction in one place), metrics, process identities."""

@@ -1,0 +1,301 @@
+"""Pure: send requests written as AllMySMS feeds (smsData, JSON or XML), and replies read into results."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from xml.etree import ElementTree
+
+from defusedxml import ElementTree as SafeET
+from defusedxml.common import DefusedXmlException
+
+from connector.sending import phones
+from connector.sending.outcomes import status_of
+from connector.sending.messages import SmsRequest, VoiceRequest
+
+FORMATS = ("json", "xml")
+# AllMySMS lists refused numbers in one text ("" when none), joined by a separator no source pins down.
+_NUMBER_SEPARATORS = re.compile(r"[\s,;|]+")
+
+
+class Unreadable(ValueError):
+    """An answer that is not a reply AllMySMS documents; the message is for logs (it holds no data)."""
+
+
+def sms_data(request: SmsRequest, start: int, stop: int, fmt: str) -> str:
+    """The smsData feed for recipients[start:stop] of ``request``."""
+    head = _head(request)
+    if fmt == "json":
+        recipients = request.recipients[start:stop]
+        if request.dynamic:
+            sms = [{"MOBILEPHONE": phones.upstream(r.e164),
+                    **{f"PARAM_{i + 1}": p for i, p in enumerate(r.params)}} for r in recipients]
+        else:
+            sms = [{"MOBILEPHONE": phones.upstream(r.e164)} for r in recipients]
+        return json.dumps({"DATA": {**head, "SMS": sms}}, ensure_ascii=False, separators=(",", ":"))
+    if fmt == "xml":
+        return _xml(head, request, start, stop)
+    raise ValueError(f"unknown feed format {fmt!r}")
+
+
+def _head(request: SmsRequest) -> dict:
+    head = {"MESSAGE": request.message}
+    if request.sender:
+        head["TPOA"] = request.sender
+    if request.dynamic:
+        head["DYNAMIC"] = str(request.dynamic)
+    if request.send_at:
+        head["DATE"] = request.send_at.local_text
+    if request.campaign_name:
+        head["CAMPAIGN_NAME"] = request.campaign_name
+    if request.flash:
+        head["FLASH"] = "1"
+    if request.client_reference:
+        head["CLIMSGID"] = request.client_reference
+    return head
+
+
+def _xml(head: dict, request: SmsRequest, start: int, stop: int) -> str:
+    root = ElementTree.Element("DATA")
+    for key, value in head.items():
+        # MESSAGE stays empty here and receives its CDATA sections below.
+        ElementTree.SubElement(root, key).text = None if key == "MESSAGE" else value
+    for recipient in request.recipients[start:stop]:
+        sms = ElementTree.SubElement(root, "SMS")
+        ElementTree.SubElement(sms, "MOBILEPHONE").text = phones.upstream(recipient.e164)
+        for i, param in enumerate(recipient.params):
+            ElementTree.SubElement(sms, f"PARAM_{i + 1}").text = param
+    # XML parsers turn a raw carriage return into a line feed; a character reference keeps it.
+    text = ElementTree.tostring(root, encoding="unicode", short_empty_elements=True).replace("\r", "&#13;")
+    # ElementTree writes no CDATA; MESSAGE is DATA's first child, so its empty tag is the first one.
+    return text.replace("<MESSAGE />", f"<MESSAGE>{cdata(head['MESSAGE'])}</MESSAGE>", 1)
+
+
+def cdata(text: str) -> str:
+    """``text`` as CDATA sections: ']]>' cannot stand inside one, so it is split between two, and a
+    carriage return goes between sections as a character reference."""
+    return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>").replace("\r", "]]>&#13;<![CDATA[") + "]]>"
+
+
+def voice_body(request: VoiceRequest, recipients: tuple, *, simulate: bool = False) -> dict:
+    """The REST voice request. Only `to`, `from`, `type`, `url`, `campaignName`, `date` and `simulate`
+    are attested; the text-to-speech field name (`text`) is an assumption kept here alone. `from` is a
+    French landline written nationally (0123456789), and `simulate` the integer 1, as the one client
+    that uses this endpoint writes them."""
+    body: dict = {"to": [phones.upstream(r.e164) for r in recipients]}
+    if request.audio_url:
+        body.update(type="directdeposit", url=request.audio_url)
+    else:
+        body.update(type="tts", text=request.text)
+    if request.sender:
+        body["from"] = phones.national(request.sender)
+    if request.campaign_name:
+        body["campaignName"] = request.campaign_name
+    if request.send_at:
+        body["date"] = request.send_at.local_text
+    if simulate:
+        body["simulate"] = 1
+    return body
+
+
+def read_reply(body: bytes, content_type: str = "") -> dict:
+    """An AllMySMS reply (JSON, or XML when it ignores returnformat) as a dict; anything else raises
+    Unreadable."""
+    text = body.lstrip()
+    if text.startswith((b"{", b"[")):
+        try:
+            reply = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise Unreadable(f"invalid JSON: {type(exc).__name__}") from None
+        if not isinstance(reply, dict):
+            raise Unreadable("a JSON reply that is not an object")
+        return reply
+    if text.startswith(b"<"):
+        try:
+            root = SafeET.fromstring(body, forbid_dtd=True)
+        except (SafeET.ParseError, DefusedXmlException, ValueError, RecursionError) as exc:
+            raise Unreadable(f"unreadable XML: {type(exc).__name__}") from None
+        if root.tag.rpartition("}")[2].lower() == "html":
+            raise Unreadable("an HTML page")
+        reply = _xml_value(root)
+        return reply if isinstance(reply, dict) else {"value": reply}
+    raise Unreadable(f"neither JSON nor XML ({content_type[:60] or 'no content type'}, {len(body)} bytes)")
+
+
+def _xml_value(element):
+    children = list(element)
+    if not children:
+        return (element.text or "").strip()
+    tags = [c.tag for c in children]
+    if len(children) > 1 and len(set(tags)) == 1:
+        return [_xml_value(c) for c in children]
+    value: dict = {}
+    for child in children:
+        item = _xml_value(child)
+        if child.tag in value:
+            if not isinstance(value[child.tag], list):
+                value[child.tag] = [value[child.tag]]
+            value[child.tag].append(item)
+        else:
+            value[child.tag] = item
+    return value
+
+
+def integer(value, default: int = 0) -> int:
+    """AllMySMS writes numbers sometimes as numbers, sometimes as text."""
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def as_list(value) -> list:
+    if value is None or value == "":
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        # XML wraps items: <smsIds><sms>…</sms><sms>…</sms></smsIds>, or a single <sms>.
+        inner = next(iter(value.values()))
+        if isinstance(inner, list):
+            return inner
+        if isinstance(inner, dict):
+            return [inner]
+    return [value]
+
+
+def sent_messages(reply: dict, key: str = "smsIds") -> list[dict]:
+    out = []
+    for item in as_list(reply.get(key)):
+        if isinstance(item, dict) and item.get("phoneNumber"):
+            out.append({"phone_number": phones.from_upstream(item.get("phoneNumber", "")),
+                        "sms_id": str(item.get("smsId", ""))})
+    return out
+
+
+def upstream_invalid_numbers(reply: dict) -> list[dict]:
+    """The numbers AllMySMS refused: a text of numbers joined by a separator in every public example
+    ("" when none), a list in XML replies."""
+    value = reply.get("invalidNumbers")
+    items = _NUMBER_SEPARATORS.split(value) if isinstance(value, str) else as_list(value)
+    return [{"input": str(n).strip(), "reason": "refused by AllMySMS"} for n in items
+            if n is not None and str(n).strip()]
+
+
+def sent_chunk(reply: dict, word: str, scheduled_asked: bool) -> dict:
+    """What one sendSms reply says, in our terms; the raw reply (its 2,000 smsIds as AllMySMS wrote
+    them) can then be let go before the next chunk is sent. ``word`` is the reply's success word; 113
+    (some numbers refused) says "sent" for a scheduled send too, so the request tells which it was."""
+    sent = sent_messages(reply)
+    scheduled = word == "scheduled" or (scheduled_asked and status_of(reply) == 113)
+    return {
+        "status": "scheduled" if scheduled else "sent",
+        "campaign_id": str(reply.get("campaignId", "")),
+        "sms_ids": sent,
+        "invalid_numbers": upstream_invalid_numbers(reply),
+        "recipients": integer(reply.get("nbContacts"), len(sent)),
+        "sms_parts": integer(reply.get("nbSms")),
+        "credits_used": integer(reply.get("creditsUsed")),
+        "credits_left": integer(reply.get("credits")),
+        "status_text": str(reply.get("statusText", "")),
+    }
+
+
+def sms_result(request: SmsRequest, chunks: list[dict]) -> dict:
+    """The send result from every chunk's ``sent_chunk``."""
+    campaigns = [c["campaign_id"] for c in chunks]
+    # What AllMySMS did, not what was asked: a 101 is scheduled even without a time, and a send it
+    # answered 100 went out now.
+    status = "scheduled" if all(c["status"] == "scheduled" for c in chunks) else "sent"
+    scheduled = request.send_at if status == "scheduled" else None
+    return {
+        "id": campaigns[0],
+        "campaign_id": campaigns[0],
+        "campaign_ids": campaigns,
+        "status": status,
+        "status_text": chunks[-1]["status_text"],
+        "recipients": sum(c["recipients"] for c in chunks),
+        "sms_ids": [m for c in chunks for m in c["sms_ids"]],
+        "invalid_numbers": [n.as_json() for n in request.invalid] + [n for c in chunks for n in c["invalid_numbers"]],
+        "sms_parts": sum(c["sms_parts"] for c in chunks),
+        "credits_used": sum(c["credits_used"] for c in chunks),
+        "credits_left": chunks[-1]["credits_left"],
+        "scheduled_at": scheduled.utc_text if scheduled else None,
+        "scheduled_at_local": scheduled.local_text if scheduled else None,
+        "text": _analysis(request),
+        "parts_max": request.parts_max,
+    }
+
+
+def estimate_result(request: SmsRequest, feeds_digest: str, replies: list[dict]) -> dict:
+    invalid = [n.as_json() for n in request.invalid] + [n for r in replies for n in upstream_invalid_numbers(r)]
+    return {
+        "id": "est-" + feeds_digest[:16],
+        "recipients": sum(integer(r.get("nbContacts")) for r in replies),
+        "sms_parts": sum(integer(r.get("nbSms")) for r in replies),
+        "credits": sum(integer(r.get("nbCredits")) for r in replies),
+        "invalid_numbers": invalid,
+        "text": _analysis(request),
+        "parts_max": request.parts_max,
+    }
+
+
+def digest(*feeds: str) -> str:
+    h = hashlib.sha256()
+    for feed in feeds:
+        h.update(feed.encode("utf-8"))
+    return h.hexdigest()
+
+
+def voice_result(request: VoiceRequest, word: str, reply: dict) -> dict:
+    campaign = str(reply.get("campaignId", ""))
+    return {
+        "id": campaign,
+        "campaign_id": campaign,
+        "status": word,
+        "recipients": len(as_list(reply.get("smsIds"))) or len(request.recipients),
+        "message_ids": sent_messages(reply),
+        "invalid_numbers": [n.as_json() for n in request.invalid] + upstream_invalid_numbers(reply),
+        # The REST API counts money, not credits: 0.19 and 2.81 (euros), never to be rounded away.
+        "cost": money(reply.get("cost")),
+        "balance": money(reply.get("balance")),
+        "scheduled_at": request.send_at.utc_text if request.send_at and word == "scheduled" else None,
+        "scheduled_at_local": request.send_at.local_text if request.send_at and word == "scheduled" else None,
+    }
+
+
+def money(value) -> float | None:
+    """An amount AllMySMS wrote as a number or as text ("0.19", "0,19"); None when absent or unreadable."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        amount = float(value.replace(",", ".").strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        return None
+    return round(amount, 6) if amount == amount and abs(amount) != float("inf") else None
+
+
+def account_result(login: str, reply: dict, credits_per_sms_fr: int) -> dict:
+    credits = integer(reply.get("credits"))
+    return {
+        "id": login,
+        "login": login,
+        "status": str(reply.get("status", "")),
+        "credits": credits,
+        "sms_left_france": credits // credits_per_sms_fr,
+        "first_name": _text_or_none(reply.get("firstName")),
+        "last_name": _text_or_none(reply.get("lastName")),
+        "company": _text_or_none(reply.get("society")),
+        "email": _text_or_none(reply.get("email")),
+    }
+
+
+def _text_or_none(value) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _analysis(request: SmsRequest) -> dict:
+    t = request.text
+    return {"encoding": t.encoding, "characters": t.characters, "units": t.units, "parts": t.parts,
+            "unit_limit": t.unit_limit, "remaining": t.remaining}

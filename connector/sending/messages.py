@@ -1,0 +1,312 @@
+"""Pure: validated action input turned into a send request (recipients read, texts checked, time resolved)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from connector.sending import phones, segments
+from connector.errors import FieldError
+from connector.description.validation import field_path, invalid_input
+
+MAX_MESSAGE_CHARACTERS = 640
+_PLACEHOLDER = re.compile(r"#param_(\d+)#")
+# AllMySMS documents #param_1# in lower case only: another case would go out as written.
+_PLACEHOLDER_OTHER_CASE = re.compile(r"#(?!param_)(?i:param_)\d+#")
+# XML 1.0 cannot carry these, and no phone shows them: refuse them rather than send a broken feed.
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    e164: str
+    params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InvalidNumber:
+    path: str
+    input: str
+    reason: str
+
+    def as_json(self) -> dict:
+        return {"input": self.input, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class SendTime:
+    utc: datetime
+    local: datetime
+
+    @property
+    def utc_text(self) -> str:
+        return self.utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    @property
+    def local_text(self) -> str:
+        return self.local.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass(frozen=True)
+class SmsRequest:
+    message: str
+    recipients: tuple[Recipient, ...]
+    invalid: tuple[InvalidNumber, ...]
+    dynamic: int
+    text: segments.Analysis
+    parts_max: int
+    sender: str = ""
+    campaign_name: str = ""
+    flash: bool = False
+    client_reference: str = ""
+    send_at: SendTime | None = None
+
+
+@dataclass(frozen=True)
+class VoiceRequest:
+    recipients: tuple[Recipient, ...]
+    invalid: tuple[InvalidNumber, ...]
+    audio_url: str = ""
+    text: str = ""
+    sender: str = ""
+    campaign_name: str = ""
+    send_at: SendTime | None = None
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The settings that shape how input is read."""
+
+    region: str = "FR"
+    zone: str = "Europe/Paris"
+    stop_mention: str = "STOP au 36180"
+    max_recipients: int = 100_000
+
+
+def sms_request(payload: dict, rules: Rules, now: datetime, *, schedule: bool = False) -> SmsRequest:
+    """Raises InvalidInput listing every problem; ``payload`` already matches its JSON Schema."""
+    problems: list[FieldError] = []
+    message = payload["message"]
+    if payload.get("add_stop_mention") and rules.stop_mention.lower() not in message.lower():
+        message = f"{message}\n{rules.stop_mention}"
+    problems += _text_problems("message", message)
+    problems += _text_problems("campaign_name", payload.get("campaign_name", ""))
+    if len(message) > MAX_MESSAGE_CHARACTERS:
+        problems.append(FieldError("message", f"With the STOP mention the message has {len(message)} characters; "
+                                              f"the most AllMySMS accepts is {MAX_MESSAGE_CHARACTERS}."))
+    other_case = _PLACEHOLDER_OTHER_CASE.search(message)
+    if other_case:
+        problems.append(FieldError("message", f"Write {other_case.group()} in lower case, "
+                                              f"{other_case.group().lower()}: AllMySMS reads only that form as a "
+                                              "placeholder and would send the other as written."))
+    used = sorted({int(n) for n in _PLACEHOLDER.findall(message)})
+    dynamic = used[-1] if used else 0
+    if used and used[0] < 1:
+        problems.append(FieldError("message", "Placeholders start at #param_1#."))
+    entries = _entries(payload["recipients"])
+    if not used and any(params for _, params in entries):
+        problems.append(FieldError("message", "Recipients carry personalisation values but the message has no "
+                                              "#param_1# placeholder to put them in."))
+    recipients, invalid, recipient_problems = _read_recipients(entries, rules, dynamic)
+    problems += recipient_problems
+    problems += _invalid_number_problems(invalid, payload.get("invalid_numbers", "reject"), len(recipients))
+    send_at = None
+    if schedule:
+        send_at, time_problems = send_time(payload["send_at"], rules.zone, now)
+        problems += time_problems
+    if problems:
+        raise invalid_input(problems)
+    text = segments.analyse(message)
+    parts_max = text.parts
+    if dynamic:
+        parts_max = max(segments.analyse(render(message, r.params)).parts for r in recipients)
+    return SmsRequest(
+        message=message, recipients=tuple(recipients), invalid=tuple(invalid), dynamic=dynamic, text=text,
+        parts_max=parts_max, sender=payload.get("sender", ""), campaign_name=payload.get("campaign_name", ""),
+        flash=bool(payload.get("flash", False)), client_reference=payload.get("client_reference", ""),
+        send_at=send_at,
+    )
+
+
+def voice_request(payload: dict, rules: Rules, now: datetime) -> VoiceRequest:
+    problems: list[FieldError] = []
+    entries = _entries(payload["recipients"])
+    if any(params for _, params in entries):
+        problems.append(FieldError("recipients", "Voice messages cannot be personalised: give phone numbers only."))
+    recipients, invalid, recipient_problems = _read_recipients(entries, rules, 0)
+    problems += recipient_problems
+    problems += _invalid_number_problems(invalid, payload.get("invalid_numbers", "reject"), len(recipients))
+    text = payload.get("text", "")
+    problems += _text_problems("text", text)
+    problems += _text_problems("campaign_name", payload.get("campaign_name", ""))
+    sender = ""
+    if payload.get("sender"):
+        sender, reason = phones.parse(payload["sender"], rules.region)
+        reason = reason or phones.french_landline_problem(sender)
+        if reason:
+            problems.append(FieldError("sender", f"The caller number is {reason}."))
+    send_at = None
+    if payload.get("send_at"):
+        send_at, time_problems = send_time(payload["send_at"], rules.zone, now)
+        problems += time_problems
+    if problems:
+        raise invalid_input(problems)
+    return VoiceRequest(recipients=tuple(recipients), invalid=tuple(invalid), audio_url=payload.get("audio_url", ""),
+                        text=text, sender=sender or "", campaign_name=payload.get("campaign_name", ""),
+                        send_at=send_at)
+
+
+def campaign_ids(value) -> list[str]:
+    """Campaign IDs from a list or from one text separated by commas, semicolons or new lines."""
+    items = phones.split(value) if isinstance(value, str) else [str(v).strip() for v in value]
+    problems = [FieldError("campaign_id", f"{item!r} is not a campaign ID: campaign IDs are letters and digits.")
+                for item in items if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", item)]
+    if not items:
+        problems.append(FieldError("campaign_id", "Give the campaign ID returned by the send."))
+    if problems:
+        raise invalid_input(problems)
+    return list(dict.fromkeys(items))
+
+
+def render(message: str, params: tuple[str, ...]) -> str:
+    return _PLACEHOLDER.sub(lambda m: params[int(m.group(1)) - 1] if 0 < int(m.group(1)) <= len(params) else "",
+                            message)
+
+
+def send_time(value: str, zone_name: str, now: datetime) -> tuple[SendTime | None, list[FieldError]]:
+    """An ISO 8601 time (naive ones read in the AllMySMS zone) as UTC and AllMySMS local time."""
+    zone = ZoneInfo(zone_name)
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None, [FieldError("send_at", f"{value!r} is not a date and time. Write it in ISO 8601, e.g. "
+                                            "2026-12-01T09:30:00+01:00, or 2026-12-01 09:30 for AllMySMS local time.")]
+    if len(text) <= 10:
+        return None, [FieldError("send_at", "Give a time as well as a date, e.g. 2026-12-01 09:30.")]
+    try:
+        return _send_time(parsed, text, zone, zone_name, now)
+    except OverflowError:
+        # A moment at the very edge of the calendar (year 1 or 9999) has no UTC or local time within it.
+        return None, [FieldError("send_at", f"{text} is too far {'ahead' if parsed.year > 1 else 'back'} to be "
+                                            "sent at: give a time in the coming years, e.g. 2026-12-01 09:30.")]
+
+
+def _send_time(parsed: datetime, text: str, zone: ZoneInfo, zone_name: str,
+               now: datetime) -> tuple[SendTime | None, list[FieldError]]:
+    if parsed.tzinfo is None:
+        local = parsed.replace(tzinfo=zone)
+        # Wall-clock times skipped when clocks go forward do not exist; do not guess.
+        if local.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) != parsed:
+            return None, [FieldError("send_at", f"{text} does not exist in {zone_name}: clocks go forward at that "
+                                                "time. Choose another time or give an offset.")]
+        utc = local.astimezone(timezone.utc)
+    else:
+        utc = parsed.astimezone(timezone.utc)
+    utc = utc.replace(microsecond=0)
+    if utc <= now:
+        return None, [FieldError("send_at", f"{utc.strftime('%Y-%m-%d %H:%M:%S')} UTC is in the past; "
+                                            "give a time in the future.")]
+    return SendTime(utc=utc, local=utc.astimezone(zone).replace(tzinfo=None)), []
+
+
+def _entries(value) -> list[tuple[str, tuple]]:
+    """(number as given, params) per recipient, whichever of the accepted shapes was used; an entry's
+    index is its place in the input, so its field path is ``recipients[index]``."""
+    if isinstance(value, str):
+        return [(number, ()) for number in phones.split(value)]
+    return [(item, ()) if isinstance(item, str)
+            else (item["phone_number"], tuple(_param_text(p) for p in item.get("params", ())))
+            for item in value]
+
+
+def _param_text(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _read_recipients(entries, rules: Rules, dynamic: int):
+    problems: list[FieldError] = []
+    if not entries:
+        problems.append(FieldError("recipients", "Give at least one phone number."))
+    if len(entries) > rules.max_recipients:
+        problems.append(FieldError("recipients", f"{len(entries)} recipients is more than the "
+                                                 f"{rules.max_recipients} one request accepts; split the list."))
+        return [], [], problems
+    recipients: list[Recipient] = []
+    invalid: list[InvalidNumber] = []
+    for i, (raw, params) in enumerate(entries):
+        e164, reason = phones.parse(raw, rules.region)
+        if reason:
+            invalid.append(InvalidNumber(f"recipients[{i}]", raw, reason))
+            continue
+        if len(params) < dynamic:
+            problems.append(FieldError(f"recipients[{i}].params", f"The message uses #param_{dynamic}# but this "
+                                       f"recipient has {len(params)} value(s); give {dynamic}."))
+        params = params[:dynamic]
+        for j, param in enumerate(params):
+            if _FORBIDDEN.search(param):  # the path is written only for the rare bad value
+                problems += _text_problems(f"recipients[{i}].params[{j}]", param)
+        recipients.append(Recipient(e164, params))
+    return recipients, invalid, problems
+
+
+def _invalid_number_problems(invalid: list[InvalidNumber], mode: str, valid_count: int) -> list[FieldError]:
+    if not invalid:
+        return []
+    if mode == "reject" or valid_count == 0:
+        hint = " Correct them, or set invalid_numbers to skip to send to the others." if valid_count else ""
+        return [FieldError(n.path, f"{n.input!r} is {n.reason}.{hint}") for n in invalid]
+    return []
+
+
+def lone_surrogates(document) -> list[FieldError]:
+    """A field error for each text (value or name) of a decoded JSON ``document`` holding half of a UTF-16
+    pair: JSON lets ``"\\ud800"`` through, but no encoder, schema validator or database takes it. To be
+    asked before anything else reads the input; a bad name is shown in its path with U+FFFD in its place."""
+    problems: list[FieldError] = []
+    # A loop, not recursion, and each path a link to its parent's: a body nested as deep as the JSON parser
+    # allows must exhaust neither the stack nor the time it takes to copy its paths.
+    pending: list[tuple[tuple | None, object]] = [(None, document)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            bad = _SURROGATE.search(value)
+            if bad:
+                problems.append(FieldError(_path_text(path), _surrogate_reason("Contains", bad)))
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                bad = _SURROGATE.search(key) if isinstance(key, str) else None
+                if bad:
+                    problems.append(FieldError(_path_text((path, _SURROGATE.sub("\ufffd", key))),
+                                               _surrogate_reason("The field's name contains", bad)))
+                else:
+                    pending.append(((path, key), item))
+        elif isinstance(value, list):
+            pending.extend(((path, index), item) for index, item in reversed(list(enumerate(value))))
+    return problems
+
+
+def _path_text(link: tuple | None) -> str:
+    parts = []
+    while link is not None:
+        link, part = link
+        parts.append(part)
+    return field_path(reversed(parts))
+
+
+def _surrogate_reason(start: str, bad: re.Match) -> str:
+    return (f"{start} U+{ord(bad.group()):04X} at position {bad.start() + 1}, half of a UTF-16 pair without its "
+            "other half: it is not a character. Remove it.")
+
+
+def _text_problems(path: str, text: str) -> list[FieldError]:
+    bad = _FORBIDDEN.search(text)
+    if bad:
+        return [FieldError(path, f"Contains the character U+{ord(bad.group()):04X} at position {bad.start() + 1}, "
+                                 "which cannot be sent by SMS; remove it.")]
+    return []

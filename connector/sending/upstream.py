@@ -1,0 +1,213 @@
+"""The only HTTP client of AllMySMS: timeouts, retries that are safe, and every reply classified."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from connector.sending import feeds, outcomes
+from connector.observe import metrics
+from connector.sending.deadlines import Deadlines
+from connector.sending.retry import retry_after_seconds
+from connector.errors import AuthenticationFailed, InvalidInput, UpstreamUnavailable
+
+FEED_PATH = "/http/9.0/{method}/"
+VOICE_PATH = "/voice/send/bulk"
+SANDBOX_REPLY_PATH = "/sandbox/replies"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    login: str
+    api_key: str = field(repr=False)
+
+
+def new_session(pool_size: int = 16) -> requests.Session:
+    session = requests.Session()
+    # Retries are decided here, knowing whether a send may have gone out; urllib3 must not retry on its own.
+    adapter = HTTPAdapter(max_retries=0, pool_connections=pool_size, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class _Ended(Exception):
+    """A call that ended before an answer could be read: its row of outcomes.ENDINGS, and what to log."""
+
+    def __init__(self, ending: str, detail: str):
+        super().__init__(detail)
+        self.ending = ending
+        self.detail = detail
+
+
+class AllMySMS:
+    def __init__(self, base_url: str, *, session: requests.Session | None = None, connect_timeout: float = 5,
+                 read_timeout: float = 60, connect_retries: int = 2, max_reply_bytes: int = 64 << 20,
+                 max_concurrent: int = 16):
+        self.base_url = base_url.rstrip("/")
+        self.session = session or new_session()
+        self.timeout = (connect_timeout, read_timeout)
+        self.connect_retries = connect_retries
+        self.max_reply_bytes = max_reply_bytes
+        self.max_concurrent = max_concurrent
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+
+    # Feed methods of the HTTP API 9.0.
+
+    def send_sms(self, credentials: Credentials, sms_data: str) -> tuple[str, dict]:
+        return self._feed(outcomes.SEND_SMS, credentials, {"smsData": sms_data})
+
+    def simulate(self, credentials: Credentials, sms_data: str) -> dict:
+        return self._feed(outcomes.SIMULATE_CAMPAIGN, credentials, {"smsData": sms_data})[1]
+
+    def account(self, credentials: Credentials) -> dict:
+        return self._feed(outcomes.GET_INFO, credentials, {})[1]
+
+    def blacklist(self, credentials: Credentials) -> dict:
+        return self._feed(outcomes.GET_BLACKLIST, credentials, {})[1]
+
+    def delete_campaign(self, credentials: Credentials, campaign_id: str) -> dict:
+        return self._feed(outcomes.DELETE_CAMPAIGN, credentials, {"campId": campaign_id})[1]
+
+    def _feed(self, method: outcomes.Method, credentials: Credentials, params: dict) -> tuple[str, dict]:
+        data = {"login": credentials.login, "apiKey": credentials.api_key, "returnformat": "json", **params}
+        return self._call(method, FEED_PATH.format(method=method.name), data=data)
+
+    # REST API.
+
+    def send_voice(self, credentials: Credentials, body: dict) -> tuple[str, dict]:
+        method = outcomes.SIMULATE_VOICE if body.get("simulate") else outcomes.SEND_VOICE
+        return self._call(method, VOICE_PATH, json=body, auth=(credentials.login, credentials.api_key))
+
+    def sandbox_reply(self, credentials: Credentials, body: dict) -> dict:
+        """The built-in sandbox only: play a phone answering an SMS."""
+        try:
+            with self._slot():
+                response = self._request(self.base_url + SANDBOX_REPLY_PATH, json=body,
+                                         auth=(credentials.login, credentials.api_key))
+                with response:
+                    raw = _read_bounded(response, 1 << 20, self.timeout[1])
+            answer = feeds.read_reply(raw, response.headers.get("Content-Type", ""))
+        except (_Ended, feeds.Unreadable) as failed:
+            raise UpstreamUnavailable("The sandbox did not answer as expected; try again.",
+                                      log_detail=f"sandbox reply: {failed}") from None
+        if response.status_code == 201:
+            return answer
+        if response.status_code == 401:
+            raise AuthenticationFailed("The sandbox does not know this login and API key.")
+        raise InvalidInput(f"The sandbox refused the reply: {answer.get('description', 'no reason given')}")
+
+    # Every call ends in one row of outcomes.ENDINGS: transport failures are rows too.
+
+    def _call(self, method: outcomes.Method, path: str, **kwargs) -> tuple[str, dict]:
+        reply, retry_after = None, None
+        with self._slot(), metrics.upstream_request(method.name) as seen:
+            try:
+                response = self._request(self.base_url + path, **kwargs)
+                with response:
+                    body = _read_bounded(response, self.max_reply_bytes, self.timeout[1])
+                seen.http_status = status = response.status_code
+                detail = f"HTTP {status} from {path}"
+                try:
+                    reply = seen.reply = feeds.read_reply(body, response.headers.get("Content-Type", ""))
+                except feeds.Unreadable as unreadable:
+                    detail += f": {unreadable}"
+                ending = outcomes.classify(status, reply, method)
+                if ending == "throttled":
+                    retry_after = _retry_after(response)
+            except _Ended as ended:
+                ending, detail = ended.ending, f"{path}: {ended.detail}"
+        word = outcomes.settle(ending, method, reply, log_detail=f"{method.name} ended {ending}; {detail}",
+                               retry_after=retry_after)
+        return word, reply
+
+    @contextmanager
+    def _slot(self):
+        """One of ``max_concurrent`` calls at once. Waiting for a slot is waiting to connect: past the connect
+        timeout the caller is told to come back, rather than every thread of the service queueing here
+        while AllMySMS is slow (and AllMySMS seeing a flood from one address)."""
+        if not self._slots.acquire(timeout=self.timeout[0]):
+            raise UpstreamUnavailable(
+                "The service is waiting on AllMySMS for too many requests at once. Nothing was sent; try again "
+                "in a few seconds.", code="upstream_busy", status=503, retry_after=5,
+                log_detail=f"all {self.max_concurrent} calls to AllMySMS in use")
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def _request(self, url: str, **kwargs) -> requests.Response:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self.session.request("POST", url, timeout=self.timeout, allow_redirects=False, stream=True,
+                                            **kwargs)
+            except requests.exceptions.RequestException as exc:
+                if not _never_connected(exc):
+                    raise _Ended("no_answer", f"{type(exc).__name__} after the request was sent") from None
+                if attempt > self.connect_retries:
+                    raise _Ended("not_connected", f"{type(exc).__name__} after {attempt} attempts") from None
+                time.sleep(min(0.2 * 2 ** (attempt - 1), 2.0))
+
+
+_DEADLINES = Deadlines()
+
+
+def _read_bounded(response: requests.Response, limit: int, seconds: float) -> bytes:
+    """The body, at most ``limit`` bytes, all of it within ``seconds``: the read timeout bounds each wait
+    for data, and an answer trickling a byte at a time would otherwise hold the request for as long as
+    it likes. Past the deadline the connection is cut, and the answer counts as lost."""
+    chunks, size = [], 0
+    cut = _DEADLINES.after(seconds, lambda: _cut(response))
+    try:
+        for chunk in response.iter_content(chunk_size=65536):
+            size += len(chunk)
+            if size > limit:
+                raise _Ended("too_large", f"reply over {limit} bytes")
+            chunks.append(chunk)
+    except _Ended:
+        raise
+    except Exception as exc:  # the cut shows as whatever the socket raised mid-read
+        raise _Ended("no_answer", f"{type(exc).__name__} while reading the answer") from None
+    finally:
+        cut.cancel()
+    return b"".join(chunks)
+
+
+def _cut(response: requests.Response) -> None:
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when the request provably never left: refused or timed out while connecting."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (NewConnectionError, ConnectTimeoutError)):
+            return True
+        inner = getattr(exc, "reason", None)
+        if inner is None and exc.args and isinstance(exc.args[0], BaseException):
+            inner = exc.args[0]
+        exc = inner or exc.__cause__ or exc.__context__
+    return False
+
+
+def _retry_after(response: requests.Response) -> int:
+    seconds = retry_after_seconds(response.headers.get("Retry-After"), time.time())
+    return 30 if seconds is None else max(1, min(int(seconds), 3600))

@@ -1,0 +1,1 @@
+"""The HTTP surface platforms call: routes derived from the manifest, authentication, request bodies."""

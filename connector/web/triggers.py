@@ -1,0 +1,255 @@
+"""Triggers as platforms use them: REST hook subscriptions, newest-first event lists, replay and logs.
+
+Routes are built by looping over the manifest's triggers.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+
+from connector.events import callbacks as events, targets
+from connector.sending import feeds
+from connector.web.api import credentials, json_body
+from connector.errors import FieldError, InvalidInput, NotFound, Throttled, TooManySubscriptions
+from connector.storage.store import SubscriptionLimit, iso
+from connector.description.validation import invalid_input
+from connector.description.manifest import Manifest, Trigger
+
+MAX_LIMIT = 100
+
+
+def blueprint(manifest: Manifest, account_of) -> Blueprint:
+    """``account_of()`` returns the caller's verified Account (it raises 401 otherwise)."""
+    bp = Blueprint("triggers", __name__)
+    for trigger in manifest.triggers:
+        base = f"/v1/triggers/{trigger.key}"
+        bp.add_url_rule(f"{base}/events", f"events_{trigger.key}", _events_view(trigger, account_of), methods=["GET"])
+        if trigger.delivery == "push":
+            bp.add_url_rule(f"{base}/subscriptions", f"subscribe_{trigger.key}",
+                            _subscribe_view(trigger, account_of), methods=["POST"])
+            bp.add_url_rule(f"{base}/subscriptions", f"subscriptions_{trigger.key}",
+                            _list_view(trigger, account_of), methods=["GET"])
+            bp.add_url_rule(f"{base}/subscriptions/<subscription_id>", f"subscription_{trigger.key}",
+                            _one_view(trigger, account_of), methods=["GET", "DELETE"])
+            bp.add_url_rule(f"{base}/subscriptions/<subscription_id>/deliveries", f"deliveries_{trigger.key}",
+                            _deliveries_view(trigger, account_of), methods=["GET"])
+            bp.add_url_rule(f"{base}/subscriptions/<subscription_id>/replay", f"replay_{trigger.key}",
+                            _replay_failed_view(trigger, account_of), methods=["POST"])
+
+    @bp.post("/v1/events/<event_id>/replay")
+    def replay_event(event_id: str):
+        account = account_of()
+        json_body()  # nothing is read from it, but a body is still JSON or refused
+        _may_replay(account)
+        # At most one delivery per subscription of the event's type, and those are capped per trigger.
+        count = _store().replay_event(account.id, event_id, time.time())
+        if count < 0:
+            raise NotFound("No event of this account has this id.")
+        return jsonify({"event_id": event_id, "subscriptions": count}), 202
+
+    @bp.get("/v1/inbound/rejected")
+    def rejected():
+        account = account_of()
+        items = _store().rejected(account.id, _limit())
+        for item in items:
+            item["received_at"] = iso(item["received_at"])
+        return jsonify(items)
+
+    return bp
+
+
+def _store():
+    return current_app.extensions["connector"].store
+
+
+def _may_replay(account) -> None:
+    """Replays are limited per account: each makes deliveries to targets the caller chose."""
+    wait = current_app.extensions["connector"].replay_limit.wait_for(account.login, "replays")
+    if wait:
+        per_minute = current_app.config["CONNECTOR_REPLAYS_PER_MINUTE"]
+        raise Throttled(f"Too many replays from this account: at most {per_minute} a minute. Nothing was replayed; "
+                        f"try again in {wait} s.", retry_after=wait)
+
+
+def _limit() -> int:
+    raw = request.args.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}.",
+                           fields=[FieldError("limit", f"Give a whole number from 1 to {MAX_LIMIT}.")])
+    return int(raw)
+
+
+def _events_view(trigger: Trigger, account_of):
+    source = POLLED.get(trigger.key)
+    if trigger.delivery == "poll" and source is None:
+        raise ValueError(f"trigger {trigger.key!r} is polled but nothing reads its events")
+
+    def view():
+        account = account_of()
+        limit = _limit()
+        if source:
+            items = source(account, _trigger_input(trigger), limit)
+        else:
+            items = _store().recent_events(account.id, trigger.event_type, limit)
+        if not items and request.args.get("sample") in ("1", "true", "yes"):
+            items = [trigger.sample]
+        return jsonify(items)
+    return view
+
+
+def _trigger_input(trigger: Trigger) -> dict:
+    """The trigger's options, from the query string, checked against its input schema."""
+    if not trigger.input:
+        return {}
+    catalog = current_app.extensions["connector"].manifest.catalog
+    properties = catalog.resolved(trigger.input).get("properties", {})
+    values = {}
+    for name, prop in properties.items():
+        if name in request.args:
+            raw = request.args[name]
+            values[name] = int(raw) if prop.get("type") == "integer" and raw.lstrip("-").isdigit() else raw
+    problems = catalog.check(trigger.input, values)
+    if problems:
+        raise invalid_input(problems)
+    return values
+
+
+# Triggers AllMySMS cannot push: read from AllMySMS with the caller's credentials at each poll.
+
+def _opt_outs(account, options: dict, limit: int) -> list[dict]:
+    services = current_app.extensions["connector"]
+    reply = services.upstream.blacklist(credentials())
+    # Read as one list: an entry's id depends on the entries it shares its number and time with.
+    found = [event.as_json() for event in events.opt_outs(feeds.as_list(reply.get("blacklist")),
+                                                          account=account.login, zone=services.rules.zone,
+                                                          region=services.rules.region)]
+    found.sort(key=lambda e: (e["timestamp"], e["id"]), reverse=True)
+    return found[:limit]
+
+
+def _credits_low(account, options: dict, limit: int) -> list[dict]:
+    services = current_app.extensions["connector"]
+    threshold = options["threshold"]
+    credits = feeds.integer(services.upstream.account(credentials()).get("credits"))
+    crossing = services.store.watch_credits(account.id, threshold, credits)
+    if crossing:
+        event = events.credits_low(account=account.login, threshold=threshold, credits=credits, crossing=crossing,
+                                   now=datetime.now(timezone.utc))
+        services.store.add_events(account.id, [{**event.as_json(), "raw": {}}], time.time())
+    recent = services.store.recent_events(account.id, events.CREDITS_LOW, MAX_LIMIT)
+    return [e for e in recent if e["data"]["threshold"] == threshold][:limit]
+
+
+POLLED = {"opt_out_received": _opt_outs, "credits_low": _credits_low}
+
+
+def _subscribe_view(trigger: Trigger, account_of):
+    def view():
+        account = account_of()
+        body = json_body()
+        target_url = body.get("target_url") or body.get("targetUrl") or body.get("url")
+        if not isinstance(target_url, str) or not target_url.strip():
+            raise InvalidInput("target_url: This field is required.",
+                               fields=[FieldError("target_url", "Give the URL events are to be sent to.")])
+        if len(target_url) > 2000:
+            raise InvalidInput("target_url: at most 2000 characters.",
+                               fields=[FieldError("target_url", "At most 2000 characters.")])
+        target_url = target_url.strip()
+        try:
+            # First: it also refuses characters no URL has (NUL, controls, half surrogates), which the
+            # database would choke on.
+            targets.check(target_url, current_app.extensions["connector"].allowed_targets)
+        except targets.TargetRefused as refused:
+            raise InvalidInput(f"target_url: {refused}", fields=[FieldError("target_url", str(refused))]) from None
+        limit = current_app.config["CONNECTOR_MAX_SUBSCRIPTIONS"]
+        try:
+            row, created = _store().subscribe(account.id, trigger.key, trigger.event_type, target_url, time.time(),
+                                              limit=limit)
+        except SubscriptionLimit:
+            raise TooManySubscriptions(
+                f"This account already has {limit} subscriptions to the trigger {trigger.key}, the most it may have. "
+                f"Delete those it no longer uses (GET /v1/triggers/{trigger.key}/subscriptions lists them, DELETE "
+                "on one removes it), then subscribe again.", extra={"limit": limit}) from None
+        response = jsonify(_public(row, with_secret=True))
+        # The same target again is the subscription already there (200), with the same secret: platforms
+        # subscribe again when a flow is turned back on.
+        response.status_code = 201 if created else 200
+        response.headers["Location"] = url_for(f"triggers.subscription_{trigger.key}", subscription_id=row["id"],
+                                               _external=True)
+        return response
+    return view
+
+
+def _list_view(trigger: Trigger, account_of):
+    def view():
+        account = account_of()
+        return jsonify([_public(row) for row in _store().subscriptions(account.id, trigger.key)])
+    return view
+
+
+def _one_view(trigger: Trigger, account_of):
+    def view(subscription_id: str):
+        account = account_of()
+        if request.method == "DELETE":
+            # Unsubscribing twice is not an error worth failing a platform's clean-up for: 404 says it is gone.
+            if not _store().unsubscribe(account.id, subscription_id):
+                raise NotFound("This subscription does not exist (or was already removed).")
+            return "", 204
+        return jsonify(_public(_owned(account, trigger, subscription_id)))
+    return view
+
+
+def _deliveries_view(trigger: Trigger, account_of):
+    def view(subscription_id: str):
+        account = account_of()
+        _owned(account, trigger, subscription_id)
+        return jsonify(_store().delivery_log(subscription_id, _limit()))
+    return view
+
+
+def _replay_failed_view(trigger: Trigger, account_of):
+    def view(subscription_id: str):
+        account = account_of()
+        _owned(account, trigger, subscription_id)
+        since_text = json_body().get("since")
+        since = 0.0
+        if since_text is not None and not isinstance(since_text, str):
+            raise InvalidInput("since: not an ISO 8601 date and time.",
+                               fields=[FieldError("since", "Give an ISO 8601 time, e.g. 2026-12-01T08:00:00Z.")])
+        if since_text:
+            try:
+                moment = datetime.fromisoformat(str(since_text))
+            except ValueError:
+                raise InvalidInput("since: not an ISO 8601 date and time.",
+                                   fields=[FieldError("since", "Give an ISO 8601 time, e.g. 2026-12-01T08:00:00Z.")]) \
+                    from None
+            since = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+        _may_replay(account)
+        count, more = _store().replay_failed(subscription_id, since, time.time(),
+                                             current_app.config["CONNECTOR_REPLAY_LIMIT"])
+        # The oldest first; what is left waits for another call, which "more" asks for.
+        return jsonify({"subscription_id": subscription_id, "replayed": count, "more": more}), 202
+    return view
+
+
+def _owned(account, trigger: Trigger, subscription_id: str) -> dict:
+    row = _store().subscription(account.id, subscription_id)
+    if row is None or row["trigger"] != trigger.key:
+        raise NotFound("This subscription does not exist.")
+    return row
+
+
+def _public(row: dict, with_secret: bool = False) -> dict:
+    out = {"id": row["id"], "trigger": row["trigger"], "event": row["event_type"], "target_url": row["target_url"],
+           "status": row["status"], "created_at": iso(row["created_at"])}
+    if row.get("status_reason"):
+        out["status_reason"] = row["status_reason"]
+    if "last_status_code" in row:
+        out.update(last_attempt_at=iso(row.get("last_attempt_at")), last_status_code=row.get("last_status_code"),
+                   failing_since=iso(row.get("failing_since")))
+    if with_secret:
+        out["secret"] = row["secret"]
+    return out

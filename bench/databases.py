@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import bindparam, create_engine, text
 
 import servers
-from connector.storage.store import engine_url
+from connector.storage.database import engine_url
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

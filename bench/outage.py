@@ -78,7 +78,7 @@ import servers
 from hooks import Hooks, Receivers
 from report import say
 
-from connector.storage.store import default_url
+from connector.storage.database import default_url
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"

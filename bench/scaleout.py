@@ -47,7 +47,8 @@ from sqlalchemy import create_engine, func, select
 import loadgen
 import report
 import servers
-from connector.storage.store import deliveries, engine_url, events, fanout
+from connector.storage.database import engine_url
+from connector.storage.tables import deliveries, events, fanout
 from databases import Schemas
 from hooks import Hooks, Receivers
 from report import say

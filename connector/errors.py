@@ -64,7 +64,8 @@ class ConnectorError(Exception):
         self.retry_after = retry_after
 
     def with_disposition(self, disposition: str) -> "ConnectorError":
-        assert disposition in DISPOSITIONS
+        if disposition not in DISPOSITIONS:
+            raise ValueError(f"unknown disposition {disposition!r}: one of {', '.join(DISPOSITIONS)}")
         self.disposition = disposition
         return self
 

@@ -20,8 +20,7 @@ from werkzeug.wrappers import Request, Response
 
 from connector import create_app
 from connector.storage import schema
-from connector.ops.serving import worker_for
-from connector.storage.store import default_url, engine_url
+from connector.storage.database import default_url, engine_url
 from connector.sandbox import SandboxState, create_sandbox_app, make_sandbox_server
 
 DEMO = ("demo", "demo-api-key")
@@ -157,6 +156,13 @@ def app(sandbox):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def runner():
+    """Runs the `connector` command in this process: ``runner.invoke(connector, ["check"])``."""
+    from click.testing import CliRunner
+    return CliRunner()
 
 
 class Api:
@@ -412,7 +418,7 @@ def live_service(sandbox, serve):
     the demo account's inbound URL, and 127.0.0.1 allowed as a target for the tests' local receivers."""
     app = create_app(connector_settings(sandbox.url, ALLMYSMS_SANDBOX=True, CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
                                         CONNECTOR_RETRY_SCHEDULE="0,0.2,0.2"))
-    worker = worker_for(app.config, app.extensions["connector"].store)
+    worker = app.extensions["connector"].delivery_worker()
     worker.poll_interval = 0.01
     worker.start()
     api = serve(app)

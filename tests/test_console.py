@@ -16,7 +16,6 @@ import requests
 from connector import OPERATOR_BLUEPRINTS, create_app
 from connector.exports import openapi
 from connector.description.manifest import load
-from connector.ops.serving import worker_for
 from tests.conftest import Api, Scripted, connector_settings, wait_for
 
 TOKEN = "operator-token-for-the-tests-0123"
@@ -61,7 +60,7 @@ def settings(sandbox, **overrides) -> dict:
 def wired(sandbox, serve):
     """The connector on the sandbox with a delivery worker, served for real; ``.operator`` is logged in."""
     app = create_app(settings(sandbox))
-    worker = worker_for(app.config, app.extensions["connector"].store)
+    worker = app.extensions["connector"].delivery_worker()
     worker.poll_interval = 0.01
     worker.start()
     api = serve(app)
@@ -351,7 +350,7 @@ def test_subscriptions_show_their_last_delivery_and_failure_streak_and_can_be_di
     subscriber.script("/failing", *[Scripted(status=503)] * 20)
     callback(wired)
     store = wired.app.extensions["connector"].store
-    wait_for(lambda: store.counts().get("failed") == 1, what="the failing delivery to give up")
+    wait_for(lambda: store.views.counts().get("failed") == 1, what="the failing delivery to give up")
     html = wired.operator.page("/console/subscriptions")
     row = html.split(f'<tr id="{failing["id"]}">')[1].split("</tr>")[0]
     assert subscriber.target("/failing") in row and ">503</span>" in row and "badge bad" in row
@@ -443,11 +442,11 @@ def test_the_sandbox_page_sends_an_sms_and_plays_a_reply_through_the_service(wir
     assert answer.status_code == 200 and "Sent: campaign" in html
     campaign = re.search(r"campaign <code>([^<]+)</code>", html).group(1)
     store = wired.app.extensions["connector"].store
-    wait_for(lambda: store.find_events(data_fields={"campaign_id": campaign}), what="the receipt of the test SMS")
+    wait_for(lambda: store.views.find_events(data_fields={"campaign_id": campaign}), what="the receipt of the test SMS")
     answer = wired.operator.post("/console/sandbox", do="reply", login="demo", phone_number="0644444444",
                                  message="Bien reçu")
     assert answer.status_code == 200 and "Reply played" in answer.get_data(as_text=True)
-    reply = wait_for(lambda: store.find_events(event_type="sms.reply_received"), what="the reply event")[0]
+    reply = wait_for(lambda: store.views.find_events(event_type="sms.reply_received"), what="the reply event")[0]
     assert reply["data"]["message"] == "Bien reçu" and reply["data"]["campaign_id"] == campaign
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for secret in ("0644444444", "33644444444", "44 44 44", "Console test", "Bien reçu", TOKEN):

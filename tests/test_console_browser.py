@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from connector import create_app
-from connector.ops.serving import worker_for
 from tests.conftest import Api, connector_settings, require, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -43,7 +42,7 @@ def loop(sandbox, serve, subscriber):
     """The connector on the sandbox as `connector serve` runs it (no operator token set: one is made), a
     delivery worker, and a subscriber to delivery receipts and replies."""
     app = create_app(connector_settings(sandbox.url, ALLMYSMS_SANDBOX=True, **FAST))
-    worker = worker_for(app.config, app.extensions["connector"].store)
+    worker = app.extensions["connector"].delivery_worker()
     worker.poll_interval = 0.01
     worker.start()
     api: Api = serve(app)

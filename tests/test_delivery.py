@@ -9,7 +9,7 @@ import pytest
 
 from connector.events.delivery import Policy, next_step
 from connector.sending.retry import retry_after_seconds
-from connector.storage.store import FAILED, PENDING, SUCCEEDED
+from connector.storage.tables import FAILED, PENDING, SUCCEEDED
 
 POLICY = Policy(schedule=(0, 5, 300, 1800), jitter=0.0, disable_after=3600)
 RNG = random.Random(0)
@@ -75,8 +75,10 @@ def test_retry_after_is_read_as_seconds_or_as_an_http_date(header, seconds):
 
 from sqlalchemy import select, update  # noqa: E402
 
-from connector.events.delivery import HostBudget, Worker  # noqa: E402
-from connector.storage.store import Store, attempts, deliveries, subscriptions  # noqa: E402
+from connector.events.delivery import Worker  # noqa: E402
+from connector.events.pacing import HostBudget  # noqa: E402
+from connector.storage.store import Store  # noqa: E402
+from connector.storage.tables import attempts, deliveries, subscriptions  # noqa: E402
 from connector.events.targets import AllowList  # noqa: E402
 from tests.conftest import Scripted, wait_for  # noqa: E402
 
@@ -135,13 +137,13 @@ def store(backend):
 
 def queue(store: Store, login: str, targets: list[str], events: int, received_at: float) -> list[str]:
     """``events`` receipts of a new account, fanned out to one subscription per target: the subscription ids."""
-    account = store.account(login, login.ljust(64, "0"))
-    subs = [store.subscribe(account, "delivery_receipt", "sms.delivery_receipt", target, 1.0)[0]["id"]
+    account = store.accounts.ensure(login, login.ljust(64, "0"))
+    subs = [store.subscriptions.add(account, "delivery_receipt", "sms.delivery_receipt", target, 1.0)[0]["id"]
             for target in targets]
-    store.add_events(account, [{"id": f"evt_{login}_{n}", "type": "sms.delivery_receipt",
+    store.events.add(account, [{"id": f"evt_{login}_{n}", "type": "sms.delivery_receipt",
                                 "timestamp": "2026-12-01T08:30:03Z", "data": {"sms_id": f"{login}-{n}"}}
                                for n in range(events)], received_at)
-    store.fan_out(received_at)
+    store.events.fan_out(received_at)
     return subs
 
 
@@ -159,7 +161,7 @@ def test_deliveries_over_a_hosts_budget_wait_their_turn_neither_dropped_nor_coun
     queue(store, "flood", [subscriber.target(f"/{n}") for n in range(4)], events=5, received_at=time.time())
     running = worker(store, per_host=5, limit_loopback=True)
     clock = FrozenClock()
-    running.hosts = HostBudget(5, clock=clock)
+    running.pacing.budget = HostBudget(5, clock=clock)
     running.start()
     try:
         def waiting():
@@ -191,7 +193,7 @@ def test_hosts_of_the_allow_list_are_not_limited(store, subscriber):
     queue(store, "local", [subscriber.target(f"/{n}") for n in range(4)], events=5, received_at=time.time())
     running = worker(store, per_host=5)
     clock = FrozenClock()
-    running.hosts = HostBudget(5, clock=clock)  # would hold back all but seven, were 127.0.0.1 limited
+    running.pacing.budget = HostBudget(5, clock=clock)  # would hold back all but seven, were 127.0.0.1 limited
     running.start()
     try:
         wait_for(lambda: len(subscriber.received) == 20, what="all twenty delivered")
@@ -237,7 +239,7 @@ def test_the_worker_survives_stored_targets_no_request_can_carry_and_delivers_th
     finally:
         running.stop()
     for sub in subs[:len(bad)]:
-        log = store.delivery_log(sub, 10)
+        log = store.outbox.log(sub, 10)
         assert len(log) == 2 and all(d["attempts"] and d["attempts"][0]["status_code"] is None for d in log)
 
 

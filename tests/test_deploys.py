@@ -22,10 +22,13 @@ import pytest
 import requests
 from sqlalchemy import event, select
 
-from connector import config, open_store
+from connector import config
+from connector.services import open_store
 from connector.events.delivery import Policy, Worker
 from connector.storage.outage import Backoff
-from connector.storage.store import Store, attempts, default_url, deliveries, events, subscriptions
+from connector.storage.database import default_url
+from connector.storage.store import Store
+from connector.storage.tables import attempts, deliveries, events, subscriptions
 from connector.events.targets import AllowList
 from tests.conftest import Scripted, wait_for
 from tests.test_serve import clean_env, start, stop
@@ -175,14 +178,14 @@ def test_sigterm_to_serve_answers_every_request_it_accepted_then_refuses_connect
 
 def _queue(store: Store, targets: list[str], count: int) -> None:
     """``count`` receipts of one account, fanned out to one subscription per target."""
-    account = store.account("deploys", "0" * 64)
+    account = store.accounts.ensure("deploys", "0" * 64)
     for target in targets:
-        store.subscribe(account, "delivery_receipt", "sms.delivery_receipt", target, time.time())
+        store.subscriptions.add(account, "delivery_receipt", "sms.delivery_receipt", target, time.time())
     now, batch = time.time(), secrets.token_hex(4)
-    store.add_events(account, [{"id": f"evt_{batch}_{n}", "type": "sms.delivery_receipt",
+    store.events.add(account, [{"id": f"evt_{batch}_{n}", "type": "sms.delivery_receipt",
                                 "timestamp": "2026-12-01T08:30:03Z", "data": {"sms_id": f"s-{batch}-{n}"}}
                                for n in range(count)], now)
-    store.fan_out(now)
+    store.events.fan_out(now)
 
 
 def _deliveries(store: Store) -> dict[str, dict]:

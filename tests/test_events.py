@@ -981,7 +981,7 @@ def test_a_callback_number_too_large_for_a_float_is_stored_and_listed_as_its_tex
     assert answer.status_code == 200 and answer.get_json()["accepted"] == 1
     (listed,) = client.get("/v1/triggers/delivery_receipt/events", headers=auth).get_json()
     assert listed["data"]["campaign_id"] == "1e400"
-    stored = app.extensions["connector"].store.event_with_deliveries(listed["id"])
+    stored = app.extensions["connector"].store.views.event(listed["id"])
     assert stored["raw"] == {"note": "-1e400"} and stored["data"]["campaign_id"] == "1e400"
 
 

@@ -192,7 +192,7 @@ def test_a_key_whose_first_call_died_with_its_process_answers_at_once_that_it_ma
     doomed.kill()
     doomed.wait()
     store = app.extensions["connector"].store
-    store.claim_key("demo", "order-7", "send_sms", fingerprint("send_sms", SEND), clock.time(), owner=holder)
+    store.keys.claim("demo", "order-7", "send_sms", fingerprint("send_sms", SEND), clock.time(), owner=holder)
     started = clock.monotonic()
     retried = keyed(api, "order-7")
     assert retried.status_code == 504 and retried.json()["error"]["code"] == "outcome_unknown"

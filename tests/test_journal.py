@@ -119,7 +119,7 @@ def _events(url: str) -> list[str]:
     try:
         with store.engine.connect() as db:
             from sqlalchemy import select
-            from connector.storage.store import events
+            from connector.storage.tables import events
             return [row.data for row in db.execute(select(events.c.data).order_by(events.c.seq))]
     finally:
         store.close()
@@ -191,16 +191,16 @@ def test_a_keyed_send_whose_outcome_cannot_be_written_is_answered_and_never_sent
     api, app, proxy, url = outage
     store = app.extensions["connector"].store
     body = {"recipients": [{"phone_number": "0611111111"}], "message": "Cut after the send"}
-    original = store.settle_key
+    original = store.keys.settle
 
     def settle_while_cut(*args, **kwargs):
         proxy.cut()  # the database goes away while AllMySMS sends
         return original(*args, **kwargs)
 
-    store.settle_key = settle_while_cut
+    store.keys.settle = settle_while_cut
     first = api.action("send_sms", body, headers={"Idempotency-Key": "cut-1"})
     assert first.status_code == 200, first.text  # the send's own answer, not an error a platform would retry
-    store.settle_key = original
+    store.keys.settle = original
     retried = api.action("send_sms", body, headers={"Idempotency-Key": "cut-1"})
     assert retried.status_code == 503  # the key's state cannot be read: refused, not sent
     proxy.restore()
@@ -340,17 +340,17 @@ def test_a_claim_whose_answer_was_lost_is_undone_so_that_the_retry_sends_once(ou
     from sqlalchemy.exc import OperationalError
     api, app, proxy, url = outage
     store = app.extensions["connector"].store
-    original = store.claim_key
+    original = store.keys.claim
 
     def claimed_then_lost(*args, **kwargs):
         original(*args, **kwargs)
         raise OperationalError("INSERT INTO idempotency_keys", {}, Exception("server closed the connection"))
 
-    store.claim_key = claimed_then_lost
+    store.keys.claim = claimed_then_lost
     body = {"recipients": [{"phone_number": "0611111111"}], "message": "Once"}
     lost = api.action("send_sms", body, headers={"Idempotency-Key": "lost-claim"})
     assert lost.status_code == 503 and lost.json()["error"]["disposition"] == "retry_later"
-    store.claim_key = original
+    store.keys.claim = original
     wait_for(lambda: app.extensions["connector"].journal.files() == [], what="the claim undone from the journal")
     retried = api.action("send_sms", body, headers={"Idempotency-Key": "lost-claim"})
     assert retried.status_code == 200, retried.text

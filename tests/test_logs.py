@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import sys
+import threading
 
 import pytest
 
@@ -162,3 +163,93 @@ def test_a_request_path_with_a_line_break_and_an_escape_is_one_access_log_line_w
     message = json.loads(line)["message"] if log_format == "json" else line
     # gunicorn escapes the quotes itself; the line break and the escape are ours to escape.
     assert '"GET /v1/x\\x0a127.0.0.1 \\"GET /v1/forged\\" 200\\x1b[2K" 404' in message
+
+
+# One filter, every log: the application's, gunicorn's access log and the sandbox's.
+
+BASIC_KEY = "ZGVtbzpkZW1vLWFwaS1rZXk="  # demo:demo-api-key
+NUMBER = "0611111111"
+
+
+def _app_line(tmp_path, log_format: str) -> str:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    logs.equip(handler, {**config.load({}), "CONNECTOR_LOG_FORMAT": log_format})  # as logs.configure does
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        logging.getLogger("connector.web.actions").warning(
+            "POST /v1/inbound/allmysms/%s from %s, Authorization: Basic %s", TOKEN, NUMBER, BASIC_KEY)
+    finally:
+        root.removeHandler(handler)
+    return out.getvalue()
+
+
+def _access_line(tmp_path, log_format: str) -> str:
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from connector.ops.serving import AccessLog
+    cfg = Config()
+    cfg.set("accesslog", str(tmp_path / "access.log"))
+    cfg.set("access_log_format", '%(h)s "%(r)s" %(s)s %(U)s %({authorization}i)s')
+    logger = AccessLog(cfg)
+    environ = {"REQUEST_METHOD": "POST", "RAW_URI": f"/v1/inbound/allmysms/{TOKEN}?from={NUMBER}",
+               "PATH_INFO": f"/v1/inbound/allmysms/{TOKEN}", "QUERY_STRING": f"from={NUMBER}",
+               "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1"}
+    try:
+        logger.access(SimpleNamespace(status="200 OK", headers=[], sent=2), [("AUTHORIZATION", f"Basic {BASIC_KEY}")],
+                      environ, timedelta(milliseconds=5))
+    finally:
+        for handler in logger.access_log.handlers:
+            handler.close()
+        logging.captureWarnings(False)  # set by the JSON set-up, for the process it serves
+    return (tmp_path / "access.log").read_text(encoding="utf-8")
+
+
+def _sandbox_line(tmp_path, log_format: str) -> str:
+    import requests
+
+    from connector.sandbox import create_sandbox_app, make_sandbox_server
+    server = make_sandbox_server(create_sandbox_app())
+    # A handler of its own, with no filter: the masking is the sandbox logger's, whatever it writes to.
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    werkzeug = logging.getLogger("werkzeug")
+    werkzeug.addHandler(handler)
+    level = werkzeug.level
+    werkzeug.setLevel(logging.INFO)
+    try:
+        thread = threading.Thread(target=server.handle_request)
+        thread.start()
+        requests.get(f"http://127.0.0.1:{server.server_port}/{TOKEN}/{NUMBER}?apiKey=demo-api-key", timeout=10,
+                     headers={"Authorization": f"Basic {BASIC_KEY}"})
+        thread.join(timeout=10)
+        werkzeug.warning("Authorization: Basic %s", BASIC_KEY)
+    finally:
+        werkzeug.removeHandler(handler)
+        werkzeug.setLevel(level)
+        server.server_close()
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.parametrize("line", [_app_line, _access_line, _sandbox_line], ids=["app", "access", "sandbox"])
+def test_one_filter_masks_a_token_a_basic_key_and_a_number_in_every_log(tmp_path, monkeypatch, line, log_format):
+    monkeypatch.setenv("CONNECTOR_LOG_FORMAT", log_format)
+    text = line(tmp_path, log_format)
+    assert "sha256:" in text and "Basic [masked]" in text
+    for clear in (TOKEN, BASIC_KEY, NUMBER, "demo-api-key"):
+        assert clear not in text, text
+
+
+def test_a_record_masked_on_its_logger_is_masked_again_by_a_handler_that_knows_more_secrets():
+    secret_key = "the-service-secret-key-0123456789"
+    logger, out = emitted("text", {"CONNECTOR_SECRET_KEY": secret_key})
+    logs.guard(logger, queries=True)
+    logs.guard(logger, queries=True)  # once is enough: the second is a no-op
+    logger.warning('"GET /http/9.0/getInfo/?apiKey=alice-key&login=alice HTTP/1.1" 200 with %s', secret_key)
+    assert len([f for f in logger.filters if isinstance(f, logs.Masking)]) == 1
+    assert out.getvalue().endswith('"GET /http/9.0/getInfo/?[redacted] HTTP/1.1" 200 with [masked]\n')

@@ -19,7 +19,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from connector import create_app
 from connector.observe import metrics
 from connector.web.accounts import token_hash
-from connector.ops.serving import worker_for
 from tests.conftest import DEMO, Scripted, connector_settings, wait_for
 from tests.test_serve import clean_env, start, stop
 
@@ -52,7 +51,7 @@ def service(sandbox, serve, subscriber):
     answer = api.session.post(f"{api.url}/v1/triggers/delivery_receipt/subscriptions", timeout=10,
                               json={"target_url": subscriber.target("/hook")})
     assert answer.status_code == 201, answer.text
-    worker = worker_for(app.config, app.extensions["connector"].store)
+    worker = app.extensions["connector"].delivery_worker()
     worker.poll_interval = 0.01
     yield api, app, worker
     worker.stop()
@@ -98,14 +97,14 @@ def test_actions_upstream_requests_callbacks_and_deliveries_are_counted(service,
 def test_queue_depth_and_the_oldest_due_delivery_come_from_the_database(service, subscriber):
     api, app, worker = service
     store = app.extensions["connector"].store
-    account_id = store.account_by_token_hash(token_hash(api.get("/v1/me").json()["inbound_url"].rsplit("/", 1)[1]))[0]
+    account_id = store.accounts.by_token_hash(token_hash(api.get("/v1/me").json()["inbound_url"].rsplit("/", 1)[1]))[0]
     due = time.time() - 30
     event = {"type": "sms.delivery_receipt", "timestamp": "2026-11-29T12:00:00Z", "data": {"sms_id": "1"}}
-    store.add_events(account_id, [{**event, "id": "evt_queued_1"}, {**event, "id": "evt_queued_2"}], due)
+    store.events.add(account_id, [{**event, "id": "evt_queued_1"}, {**event, "id": "evt_queued_2"}], due)
     samples = scrape(api.url)
     assert value(samples, "connector_queue_depth", queue="fanout") == 2
     assert 29 <= value(samples, "connector_queue_oldest_seconds", queue="fanout") < 120
-    store.fan_out(time.time())  # each queued event becomes a delivery, due since it was received
+    store.events.fan_out(time.time())  # each queued event becomes a delivery, due since it was received
     samples = scrape(api.url)
     assert value(samples, "connector_queue_depth", queue="fanout") == 0
     assert value(samples, "connector_queue_depth", queue="deliveries") == 2

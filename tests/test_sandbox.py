@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 import defusedxml.ElementTree
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from connector.sandbox import (
     DEMO_ACCOUNTS,
@@ -18,7 +17,6 @@ from connector.sandbox import (
     create_sandbox_app,
     make_sandbox_server,
 )
-from connector.sandbox.server import RedactingRequestHandler
 from connector.sandbox.campaigns import parse_schedule
 from connector.sandbox.phones import normalise_number
 from connector.sandbox.statuses import ApiError
@@ -63,9 +61,7 @@ def sandbox():
     clock = Clock()
     state = SandboxState(ACCOUNTS, clock=clock)
     app = create_sandbox_app(state)
-    server = make_server(
-        "127.0.0.1", 0, app, threaded=True, request_handler=RedactingRequestHandler
-    )
+    server = make_sandbox_server(app)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
     thread.start()
     try:

@@ -15,7 +15,8 @@ import requests
 from sqlalchemy import create_engine, func, select
 
 from connector import create_app
-from connector.storage.store import attempts, deliveries, engine_url
+from connector.storage.database import engine_url
+from connector.storage.tables import attempts, deliveries
 from tests.conftest import Scripted, Subscriber, connector_settings, wait_for
 
 WORKERS, EVENTS = 4, 240
@@ -62,7 +63,7 @@ def test_four_workers_one_killed_deliver_every_event_to_every_subscriber(postgre
             wait_for(lambda: {json.loads(r["body"])["data"]["sms_id"] for r in subscriber.received} == everything,
                      timeout=120, what="every event at every subscriber")
         # The killed worker's deliveries are sent again once their lease ends, and recorded.
-        wait_for(lambda: api.app_store.counts() == {"succeeded": EVENTS * len(subscribers)}, timeout=60,
+        wait_for(lambda: api.app_store.views.counts() == {"succeeded": EVENTS * len(subscribers)}, timeout=60,
                  what="every delivery recorded as succeeded")
     finally:
         for worker in workers:

@@ -15,7 +15,9 @@ from sqlalchemy import create_engine, text
 from connector import create_app
 from connector.storage import schema
 from connector.errors import ConfigError
-from connector.storage.store import Store, engine_url, metadata
+from connector.storage.database import engine_url
+from connector.storage.store import Store
+from connector.storage.tables import metadata
 from tests.conftest import connector_settings, postgres_database
 
 

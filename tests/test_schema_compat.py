@@ -16,7 +16,8 @@ from sqlalchemy.exc import DBAPIError
 
 from connector.storage import schema
 from connector.errors import ConfigError
-from connector.storage.store import Store, engine_url
+from connector.storage.database import engine_url
+from connector.storage.store import Store
 
 KEY = "k" * 64
 
@@ -121,21 +122,21 @@ def test_this_version_runs_on_a_newer_schema_that_declares_itself_readable_by_it
     schema.check(engine)
     store = Store(url, secret_key=KEY)  # SQLite migrates on start, PostgreSQL checks: both run
     try:
-        account = store.account("demo", "a" * 64)
-        subscription = store.subscribe(account, "delivery_receipt", "sms.delivery_receipt",
-                                       "https://hooks.example.com/one", 1.0)[0]["id"]
-        assert store.add_events(account, [receipt("evt_1")], 10.0) == [True]
-        assert store.fan_out(11.0) == 1
-        claimed = store.claim(10, 12.0, 30.0)
+        account = store.accounts.ensure("demo", "a" * 64)
+        subscription = store.subscriptions.add(account, "delivery_receipt", "sms.delivery_receipt",
+                                               "https://hooks.example.com/one", 1.0)[0]["id"]
+        assert store.events.add(account, [receipt("evt_1")], 10.0) == [True]
+        assert store.events.fan_out(11.0) == 1
+        claimed = store.outbox.claim(10, 12.0, 30.0)
         assert [(due.event_id, due.subscription_id, due.event_data) for due in claimed] == [
             ("evt_1", subscription, '{"sms_id": "evt_1"}')]
-        assert store.event(account, "evt_1")["data"] == {"sms_id": "evt_1"}
+        assert store.events.get(account, "evt_1")["data"] == {"sms_id": "evt_1"}
         with store.engine.begin() as db:  # the later version labels the event in its own table
             db.execute(text("INSERT INTO event_labels (event_seq, label) VALUES (:seq, 'vip')"),
-                       {"seq": store.event(account, "evt_1")["seq"]})
+                       {"seq": store.events.get(account, "evt_1")["seq"]})
             assert db.execute(text("SELECT id, priority FROM deliveries")).all() == [(claimed[0].id, None)]
         # Its table follows the events it points at, so this version can still forget old events.
-        assert store.prune(older_than=100.0) == 1
+        assert store.events.prune(older_than=100.0) == 1
         with store.engine.connect() as db:
             assert db.execute(text("SELECT count(*) FROM event_labels")).scalar() == 0
     finally:

@@ -15,8 +15,7 @@ from sqlalchemy import select, update
 from connector import create_app
 from connector.events import signing
 from connector.web.accounts import secret_key
-from connector.ops.serving import worker_for
-from connector.storage.store import deliveries, subscriptions
+from connector.storage.tables import deliveries, subscriptions
 from tests.conftest import Api, Scripted, connector_settings, wait_for
 
 # Every test here runs on SQLite and on PostgreSQL.
@@ -39,7 +38,7 @@ def wired(sandbox, serve):
 
 def running_worker(app, start: bool = True):
     """The app's delivery worker, polling often, started unless asked not to: the caller stops it."""
-    worker = worker_for(app.config, app.extensions["connector"].store)
+    worker = app.extensions["connector"].delivery_worker()
     worker.poll_interval = 0.01
     if start:
         worker.start()
@@ -398,7 +397,7 @@ def test_unsubscribing_while_a_delivery_is_out_neither_fails_nor_stalls_the_work
     record, and the worker goes on delivering to the others."""
     from sqlalchemy import select
 
-    from connector.storage.store import deliveries
+    from connector.storage.tables import deliveries
     slow = subscribe(wired, subscriber.target("/slow"))
     subscribe(wired, subscriber.target("/fast"))
     subscriber.script("/slow", Scripted(status=204, delay=1.0))
@@ -425,7 +424,7 @@ def stored(api: Api, event_id: str) -> dict:
     """The event as the connector keeps it, raw record included."""
     services = api.app.extensions["connector"]
     account_id, _ = services.accounts.by_token(inbound(api).rsplit("/", 1)[1])
-    return services.store.event(account_id, event_id)
+    return services.store.events.get(account_id, event_id)
 
 
 def delivered_events(subscriber, path="/hook", count=1) -> list[dict]:
@@ -578,9 +577,9 @@ def test_the_same_target_subscribed_again_is_the_subscription_already_there_and_
 
 
 def test_subscribing_again_to_a_disabled_subscription_turns_it_back_on(wired, subscriber):
-    from connector.storage.store import DISABLED
+    from connector.storage.tables import DISABLED
     sub = subscribe(wired, subscriber.target())
-    wired.app.extensions["connector"].store.set_subscription_status(sub["id"], DISABLED, "Every delivery failed.")
+    wired.app.extensions["connector"].store.subscriptions.set_status(sub["id"], DISABLED, "Every delivery failed.")
     again = wired.session.post(subscriptions_url(wired), json={"target_url": subscriber.target()}, timeout=10)
     assert again.status_code == 200 and again.json()["status"] == "active" and "status_reason" not in again.json()
     requests.post(inbound(wired), data=receipt(), timeout=10).raise_for_status()

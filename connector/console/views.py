@@ -13,9 +13,9 @@ from connector.web import addresses
 from connector.sending import phones
 from connector.web.accounts import inbound_token
 from connector.sending.actions import HANDLERS
-from connector.web.api import checked, context_for, inbound_url, perform, simulate_reply
+from connector.web.actions import checked, inbound_url, perform, simulate_reply
 from connector.errors import ConnectorError
-from connector.storage.store import ACTIVE, DISABLED, FAILED, PENDING, SUCCEEDED
+from connector.storage.tables import ACTIVE, DISABLED, FAILED, PENDING, SUCCEEDED
 from connector.sending.upstream import Credentials
 from . import access, charts
 
@@ -112,9 +112,9 @@ def register(bp: Blueprint, token: str, settings: dict) -> None:
     def overview():
         store, now = _store(), time.time()
         start = (now // 3600 - 23) * 3600
-        per_hour = store.events_per_hour(start, 24)
+        per_hour = store.views.events_per_hour(start, 24)
         hours = [time.strftime("%H:00", time.gmtime(start + 3600 * n)) for n in range(24)]
-        state = store.state(now)
+        state = store.views.state(now)
         sent, subs = state["deliveries"]["by_status"], state["subscriptions"]
         delivery_parts = [("succeeded", sent.get(SUCCEEDED, 0), "ok"), ("failed", sent.get(FAILED, 0), "bad"),
                           ("pending", sent.get(PENDING, 0), "wait")]
@@ -131,17 +131,17 @@ def register(bp: Blueprint, token: str, settings: dict) -> None:
     def accounts():
         secret = current_app.extensions["connector"].accounts.secret
         rows = [{**row, "inbound_url": inbound_url(inbound_token(secret, row["login"]))}
-                for row in _store().accounts_overview()]
+                for row in _store().views.accounts()]
         return render_template("console/accounts.html", accounts=rows)
 
     @bp.get("/subscriptions")
     def subscriptions():
-        return render_template("console/subscriptions.html", subscriptions=_store().all_subscriptions())
+        return render_template("console/subscriptions.html", subscriptions=_store().views.subscriptions())
 
     @bp.post("/subscriptions/<subscription_id>/disable")
     def disable(subscription_id: str):
         _subscription(subscription_id)
-        _store().set_subscription_status(subscription_id, DISABLED, "disabled by the operator in the console")
+        _store().subscriptions.set_status(subscription_id, DISABLED, "disabled by the operator in the console")
         flash(f"{subscription_id} is disabled: nothing is delivered to it until it is enabled again.")
         return redirect(url_for("console.subscriptions"), 303)
 
@@ -149,7 +149,7 @@ def register(bp: Blueprint, token: str, settings: dict) -> None:
     def enable(subscription_id: str):
         _subscription(subscription_id)
         # Back to active with a clean slate: the failure streak that disabled it is over.
-        _store().set_subscription_status(subscription_id, ACTIVE, None)
+        _store().subscriptions.set_status(subscription_id, ACTIVE, None)
         flash(f"{subscription_id} is active again.")
         return redirect(url_for("console.subscriptions"), 303)
 
@@ -157,7 +157,7 @@ def register(bp: Blueprint, token: str, settings: dict) -> None:
     def events():
         filters = {name: request.args.get(name, "").strip() for name in ("type", "phone", "campaign", "since", "until")}
         problems, query = _event_query(filters)
-        found = [] if problems else _store().find_events(limit=EVENT_LIMIT, **query)
+        found = [] if problems else _store().views.find_events(limit=EVENT_LIMIT, **query)
         types = sorted({t.event_type for t in current_app.extensions["connector"].manifest.triggers})
         return render_template("console/events.html", events=found, filters=filters, problems=problems,
                                types=types, limit=EVENT_LIMIT)
@@ -169,7 +169,7 @@ def register(bp: Blueprint, token: str, settings: dict) -> None:
     @bp.post("/events/<event_id>/replay")
     def replay(event_id: str):
         found = _event(event_id)
-        count = _store().replay_event(found["account_id"], event_id, time.time())
+        count = _store().outbox.replay(found["account_id"], event_id, time.time())
         flash(f"Sent again to {count} active subscription{'s' if count != 1 else ''}." if count else
               "No active subscription takes this event: nothing to send.")
         return redirect(url_for("console.event", event_id=event_id), 303)
@@ -190,8 +190,8 @@ def _try_on_sandbox(form, demo_accounts) -> dict:
     login = form.get("login", "demo")
     if login not in demo_accounts:
         return {"error": "The sandbox has no such account."}
-    ctx = context_for(Credentials(login, demo_accounts[login]["api_key"]))
     services = current_app.extensions["connector"]
+    ctx = services.context(Credentials(login, demo_accounts[login]["api_key"]))
     try:
         if form.get("do") == "reply":
             body = {k: form.get(k, "").strip() for k in ("phone_number", "message", "sms_id") if form.get(k, "").strip()}
@@ -232,14 +232,14 @@ def _store():
 
 
 def _subscription(subscription_id: str) -> dict:
-    found = _store().subscription_by_id(subscription_id)
+    found = _store().views.subscription(subscription_id)
     if found is None:
         raise PageError(404, "There is no such subscription (it may have been removed by its platform).")
     return found
 
 
 def _event(event_id: str) -> dict:
-    found = _store().event_with_deliveries(event_id)
+    found = _store().views.event(event_id)
     if found is None:
         raise PageError(404, "There is no such event (events are kept for CONNECTOR_EVENT_RETENTION_DAYS).")
     return found

@@ -44,6 +44,20 @@ class Trigger:
     sample: dict
     input: str | None = None
 
+    @property
+    def path(self) -> str:
+        return f"/v1/triggers/{self.key}"
+
+    @property
+    def events_path(self) -> str:
+        """Newest events first: what polling platforms read."""
+        return f"{self.path}/events"
+
+    @property
+    def subscriptions_path(self) -> str:
+        """REST hooks: POST a target_url here; a subscription's own URL is this one followed by its id."""
+        return f"{self.path}/subscriptions"
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -79,8 +93,8 @@ class Manifest:
                 {
                     "key": t.key, "noun": t.noun, "label": t.label, "description": t.description,
                     "event_type": t.event_type, "delivery": t.delivery,
-                    "request": ({"method": "GET", "path": f"/v1/triggers/{t.key}/events"} if t.delivery == "poll"
-                                else {"method": "POST", "path": f"/v1/triggers/{t.key}/subscriptions"}),
+                    "request": ({"method": "GET", "path": t.events_path} if t.delivery == "poll"
+                                else {"method": "POST", "path": t.subscriptions_path}),
                     "input": self.catalog.resolved(t.input) if t.input else None,
                     "event": self.catalog.resolved(t.event),
                     "sample": t.sample,

@@ -8,17 +8,18 @@ import logging
 import random
 import threading
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from connector.observe import metrics
 from connector.events import signing, targets
+from connector.events.fairness import Shares
+from connector.events.pacing import HostBudget, Pacing
 from connector.storage.outage import Backoff
 from connector.sending.retry import retry_after_seconds
 from connector.events.transport import DeliveryFailed, Transport
-from connector.storage.store import FAILED, PENDING, SUCCEEDED, Due, Store
+from connector.storage.store import Store
+from connector.storage.tables import FAILED, PENDING, SUCCEEDED, Due
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,6 @@ BATCH_WINDOW = 0.01
 #: How long deliveries in flight may finish when the worker is told to stop (seconds); `connector worker`
 #: uses CONNECTOR_SHUTDOWN_GRACE instead.
 STOP_GRACE = 5.0
-# How many turns' claims tell which accounts already have their share (see Worker._later).
-RECENT_TURNS = 4
 #: A delivery whose host has had its share waits in the worker at most this long; one that would wait
 #: longer goes back to the database, due when its turn comes (seconds).
 MAX_HELD = 0.5
@@ -79,57 +78,6 @@ def body_of(due: Due) -> bytes:
                        "data": json.loads(due.event_data)}, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-class HostBudget:
-    """A token bucket per host: how many deliveries it may receive now. Over it, a delivery waits its turn;
-    it is neither dropped nor counted as a failure. Many subscriptions (of many accounts) can point at one
-    host, which must not receive more from us than it would from one busy subscriber."""
-
-    def __init__(self, per_second: float, clock=time.monotonic):
-        self.rate = per_second
-        self.capacity = max(1.0, per_second)
-        self.clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # host -> (tokens, when)
-        self._next_turn: dict[str, float] = {}  # host -> when the next delivery sent back may be due
-
-    def take(self, host: str) -> float:
-        """0 when a delivery to ``host`` may go now, else the seconds until it may (its token is taken:
-        it is to wait that long, then go)."""
-        if self.rate <= 0:
-            return 0.0
-        now = self.clock()
-        tokens, then = self._buckets.get(host, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - then) * self.rate) - 1
-        self._buckets[host] = (tokens, now)
-        if len(self._buckets) > 10_000:
-            self._forget_full(now)
-        return 0.0 if tokens >= 0 else -tokens / self.rate
-
-    def give_back(self, host: str, wait: float) -> float:
-        """Return the token of a delivery that will not wait ``wait`` seconds here after all; the seconds
-        from now when it may be due, spaced from the others sent back, so they do not all return at once."""
-        tokens, then = self._buckets[host]
-        self._buckets[host] = (tokens + 1, then)
-        now = self.clock()
-        turn = max(now + wait, self._next_turn.get(host, 0.0))
-        self._next_turn[host] = turn + 1 / self.rate
-        if len(self._next_turn) > 10_000:
-            self._next_turn = {h: t for h, t in self._next_turn.items() if t > now}
-        return turn - now
-
-    def spent(self) -> set[str]:
-        """The hosts that have no delivery left to take now."""
-        if self.rate <= 0 or not self._buckets:
-            return set()
-        now = self.clock()
-        return {host for host, (tokens, then) in self._buckets.items() if tokens + (now - then) * self.rate < 1}
-
-    def _forget_full(self, now: float) -> None:
-        # A bucket that has filled up again is the same as no bucket.
-        for host, (tokens, then) in list(self._buckets.items()):
-            if tokens + (now - then) * self.rate >= self.capacity:
-                del self._buckets[host]
-
-
 class Worker:
     """Claims due deliveries, sends them concurrently from one event loop, records outcomes in batches.
 
@@ -146,19 +94,8 @@ class Worker:
         self.store = store
         self.policy = policy
         self.concurrency = concurrency
-        # A quarter of the slots at most go to any one subscription: slow ones do not hold back the rest.
-        self.per_subscription = max(1, concurrency // 4)
-        # An account with more than half of them out has the others' due deliveries claimed before its own.
-        self.per_account = max(1, concurrency // 2)
-        self.hosts = HostBudget(policy.per_host)
-        self._unlimited = allowed if unlimited is None else unlimited
-        self._host_of: dict[str, str] = {}  # subscription id -> its target's host
-        self._account_sending: dict[int, int] = {}  # account id -> deliveries in flight
-        self._fair_probe_after = 0.0
-        # Deliveries claimed per account in the last few turns. More than the last one: a turn that finds
-        # every slot free (its deliveries all ended while it waited, as on a busy machine) would otherwise
-        # see no account as busy, and hand every slot to the oldest backlog again.
-        self._claimed_lately: deque[dict[int, int]] = deque(maxlen=RECENT_TURNS)
+        self.shares = Shares(concurrency)
+        self.pacing = Pacing(HostBudget(policy.per_host), allowed if unlimited is None else unlimited)
         self.lease_seconds = max(lease_seconds, policy.timeout + 5)
         self.poll_interval = poll_interval
         self.retention_seconds = retention_seconds
@@ -167,7 +104,6 @@ class Worker:
         self.rng = random.Random()
         self.transport = Transport(allowed, timeout=policy.timeout, resolve=resolve)
         self._results: list[dict] = []
-        self._sending: dict[str, int] = {}  # subscription id -> deliveries in flight
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -214,7 +150,7 @@ class Worker:
                 results = self._take_results()
                 try:
                     busy = await self._loop.run_in_executor(database, self._turn_in_database, results,
-                                                            self._full(), self._later())
+                                                            self._full(), self.shares.later())
                     for due in busy:
                         self._begin(due)
                     more = len(busy) >= max(1, self.concurrency // 4)
@@ -275,24 +211,7 @@ class Worker:
     def _full(self) -> tuple[int, list[str]]:
         """Free slots, and the subscriptions that may not have more in flight: those with their share out,
         and those whose host has had its share for the moment."""
-        full = [sub for sub, sending in self._sending.items() if sending >= self.per_subscription]
-        spent = self.hosts.spent()
-        if spent:
-            full += [sub for sub, host in self._host_of.items() if host in spent]
-        return self.concurrency - len(self._tasks), full
-
-    def _later(self) -> set[int]:
-        """Accounts with more than their share out or just taken: the other accounts' due deliveries are
-        claimed first. Once such a turn found none, the next few turns do not look again."""
-        recent: dict[int, int] = {}
-        for turn in self._claimed_lately:
-            for account, count in turn.items():
-                recent[account] = recent.get(account, 0) + count
-        busy = {account for account in self._account_sending.keys() | recent.keys()
-                if self._account_sending.get(account, 0) + recent.get(account, 0) >= self.per_account}
-        if not busy or time.monotonic() < self._fair_probe_after:
-            return set()
-        return busy
+        return self.concurrency - len(self._tasks), self.shares.full() + self.pacing.held_back()
 
     def _turn_in_database(self, results: list[dict], room: tuple[int, list[str]],
                           busy: set[int] = frozenset()) -> list[Due]:
@@ -301,21 +220,15 @@ class Worker:
         now = self.clock()
         if now - self._pruned_at > 3600:
             self._pruned_at = now
-            pruned = self.store.prune(now - self.retention_seconds)
+            pruned = self.store.events.prune(now - self.retention_seconds)
             if pruned:
                 log.info("pruned %d events older than the retention", pruned)
-            self.store.prune_keys(now - self.keys_kept_for)
+            self.store.keys.prune(now - self.keys_kept_for)
         free, full = room
         outcomes = self._outcomes(results, now)
-        claimed = self.store.finish_and_claim(outcomes, now, free, self.lease_seconds, skip_subscriptions=full,
-                                              later_accounts=busy)
-        if busy and free > 0 and not any(due.account_id not in busy for due in claimed):
-            self._fair_probe_after = time.monotonic() + 0.25
-        if free > 0:  # a turn with no room to claim says nothing of who had their share: not counted as one
-            by_account: dict[int, int] = {}
-            for due in claimed:
-                by_account[due.account_id] = by_account.get(due.account_id, 0) + 1
-            self._claimed_lately.append(by_account)
+        claimed = self.store.outbox.finish_and_claim(outcomes, now, free, self.lease_seconds, skip_subscriptions=full,
+                                                     later_accounts=busy)
+        self.shares.claimed(claimed, free, busy)
         # Counted once committed: a turn undone is made again, and would count its attempts twice.
         metrics.deliveries([o for o in outcomes if not o.get("postponed")])
         return claimed
@@ -324,7 +237,7 @@ class Worker:
         if results:
             now = self.clock()
             outcomes = self._outcomes(results, now)
-            self.store.finish(outcomes, now)
+            self.store.outbox.finish(outcomes, now)
             metrics.deliveries([o for o in outcomes if not o.get("postponed")])
 
     def _settle(self, results: list[dict], unfinished: list[Due]) -> None:
@@ -334,7 +247,7 @@ class Worker:
         try:
             self._record(results)
             recorded = True
-            self.store.return_leases(unfinished, self.clock())
+            self.store.outbox.give_back(unfinished, self.clock())
         except Exception as exc:
             left = 0 if recorded else len(results)
             if self.store.outage.failed(exc):
@@ -349,8 +262,8 @@ class Worker:
         """What follows each attempt (next_step), with what the delivery log keeps of it."""
         if not results:
             return []
-        failing = self.store.failing_since({r["due"].subscription_id for r in results
-                                            if not r.get("postponed") and not _ok(r["status_code"])})
+        failing = self.store.subscriptions.failing_since({r["due"].subscription_id for r in results
+                                                          if not r.get("postponed") and not _ok(r["status_code"])})
         outcomes = []
         for result in results:
             if result.get("postponed"):
@@ -366,15 +279,10 @@ class Worker:
         return outcomes
 
     def _begin(self, due: Due) -> None:
-        host = _host(due.target_url)
-        wait = 0.0 if host is None or self._unlimited.allows_host(host) else self.hosts.take(host)
-        if host is not None:
-            if len(self._host_of) > 50_000:
-                self._host_of.clear()
-            self._host_of[due.subscription_id] = host
+        wait = self.pacing.wait(due)
         if wait > MAX_HELD:
             # Not tried, so neither an attempt nor a failure: back to the database, due when its turn comes.
-            later = self.hosts.give_back(host, wait)
+            later = self.pacing.give_back(due, wait)
             self._results.append({"due": due, "postponed": True, "status": PENDING,
                                   "next_attempt_at": self.clock() + later})
             return
@@ -383,8 +291,7 @@ class Worker:
         self._out[due.seq] = due
         if wait:
             self._held.add(task)
-        self._sending[due.subscription_id] = self._sending.get(due.subscription_id, 0) + 1
-        self._account_sending[due.account_id] = self._account_sending.get(due.account_id, 0) + 1
+        self.shares.begun(due)
 
     async def _send(self, due: Due, wait: float = 0.0) -> None:
         started = self.clock()
@@ -410,8 +317,7 @@ class Worker:
             error = f"failed: {type(exc).__name__}"
         finally:
             self._tasks.discard(asyncio.current_task())
-            _count_down(self._sending, due.subscription_id)
-            _count_down(self._account_sending, due.account_id)
+            self.shares.ended(due)
         if status_code is not None and not _ok(status_code):
             error = "redirects are not followed" if 300 <= status_code < 400 else f"answered HTTP {status_code}"
         self._results.append({"due": due, "attempted_at": started, "status_code": status_code, "error": error,
@@ -420,23 +326,6 @@ class Worker:
         # Early only when many slots are free again: they are worth filling now.
         if len(self._results) >= self.concurrency // 2:
             self._wake.set()
-
-
-def _count_down(counts: dict, key) -> None:
-    left = counts[key] - 1
-    if left:
-        counts[key] = left
-    else:
-        del counts[key]
-
-
-def _host(url: str) -> str | None:
-    """The host deliveries to ``url`` are counted against; None when the URL cannot be read (its delivery
-    then fails when sent, as it would anyway)."""
-    try:
-        return (urlsplit(url).hostname or "").rstrip(".") or None
-    except ValueError:
-        return None
 
 
 def _ok(status_code: int | None) -> bool:

@@ -6,20 +6,16 @@ neither can take it (the disk is full) the answer is 503 with Retry-After, never
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from flask import Blueprint, current_app, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector.events import callbacks as events
 from connector.storage import journal, outage
 from connector.observe import metrics
-from connector.errors import MalformedRequest, NotFound, StorageUnavailable
+from connector.observe.logs import fingerprint
+from connector.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +25,6 @@ PATH = "/v1/inbound/allmysms/<token>"
 def url(base: str, token: str) -> str:
     """The inbound URL of the account whose token this is, on a service reachable at ``base``."""
     return base.rstrip("/") + PATH.replace("<token>", token)
-
-
-_PATH_TOKEN = re.compile(re.escape(PATH.replace("<token>", "")) + r"([^/?#\s\"]+)")
-
-
-def fingerprint(token: str) -> str:
-    """What logs show of a token (a credential): the start of its SHA-256."""
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:12]
-
-
-def masked(text: str) -> str:
-    """``text`` (a path, a request line, a URL) with any inbound token replaced by its fingerprint. A
-    fingerprint is left as it is (no token holds ':'): text masked twice reads the same."""
-    return _PATH_TOKEN.sub(lambda m: m.group(0) if m.group(1).startswith("sha256:") else
-                           PATH.replace("<token>", fingerprint(m.group(1))), text)
 
 
 @dataclass(frozen=True)
@@ -82,57 +63,7 @@ class Refused(Exception):
 #: The journal entries this module writes.
 KIND = "callback"
 #: A token looked up while the database was away: whether it is an account's is found out on replay.
-_UNRESOLVED = (None, "-")
-
-
-def blueprint() -> Blueprint:
-    bp = Blueprint("inbound", __name__)
-
-    @bp.route(PATH, methods=["GET", "POST"])
-    def receive(token: str):
-        services = current_app.extensions["connector"]
-        try:
-            found = services.accounts.by_token(token)
-        except Exception as error:
-            if not outage.unavailable(error):
-                raise
-            found = _UNRESOLVED
-        if found is None:
-            _unknown_token(token)
-            raise NotFound("There is no account at this inbound URL. Copy the URL again from GET /v1/me.")
-        account_id, login = found
-        now = time.time()
-        request.max_content_length = current_app.config["CONNECTOR_MAX_CALLBACK_BYTES"]
-        try:
-            body = request.get_data(cache=True)
-        except RequestEntityTooLarge:
-            _note_rejection(services, account_id, request.method, request.content_type or "",
-                            "larger than the callback size limit", b"", now)
-            metrics.callback("too_large")
-            raise
-        callback = Callback(token, request.method, request.content_type or "", request.query_string, body, now)
-        try:
-            accepted, refused = read(services, callback, login)
-        except Refused as rejected:
-            _note_rejection(services, account_id, callback.method, callback.content_type, str(rejected), body, now)
-            metrics.callback(rejected.kind, refused=len(rejected.refused))
-            raise MalformedRequest(f"The callback was refused: {rejected}", code="callback_rejected",
-                                   extra={"rejected": rejected.refused} if rejected.refused else None) from None
-        if account_id is not None and not services.journal.backlog:
-            try:
-                fresh = store(services, callback, account_id, accepted, refused)
-            except Exception as error:
-                if not outage.unavailable(error):
-                    raise
-            else:
-                metrics.callback(new=sum(fresh), duplicates=len(fresh) - sum(fresh), refused=len(refused))
-                return jsonify({"accepted": sum(fresh), "duplicates": len(fresh) - sum(fresh),
-                                "rejected": refused}), 200
-        keep(services, callback)
-        metrics.callback(new=len(accepted), refused=len(refused), journalled=True)
-        return jsonify({"accepted": len(accepted), "duplicates": 0, "rejected": refused, "journalled": True}), 200
-
-    return bp
+UNRESOLVED = (None, "-")
 
 
 def read(services, callback: Callback, login: str) -> tuple[list[dict], list[dict]]:
@@ -162,9 +93,9 @@ def read(services, callback: Callback, login: str) -> tuple[list[dict], list[dic
 
 def store(services, callback: Callback, account_id: int, accepted: list[dict], refused: list[dict]) -> list[bool]:
     """Store a callback's events (and note its refused records): per event, whether it was new."""
-    fresh = services.store.add_events(account_id, accepted, callback.received_at)
+    fresh = services.store.events.add(account_id, accepted, callback.received_at)
     for item in refused:
-        _note_rejection(services, account_id, callback.method, callback.content_type,
+        note_rejection(services, account_id, callback.method, callback.content_type,
                         f"record {item['index']}: {item['reason']}", callback.body, callback.received_at)
     return fresh
 
@@ -185,33 +116,33 @@ def replay(services, callback: Callback) -> None:
     away (the journal keeps it); anything else about it is settled here, as it would have been then."""
     found = services.accounts.by_token(callback.token)
     if found is None:
-        _unknown_token(callback.token, journalled=True)
+        unknown_token(callback.token, journalled=True)
         return
     account_id, login = found
     try:
         accepted, refused = read(services, callback, login)
     except Refused as rejected:  # its login only now known: refused as it would have been then
-        _note_rejection(services, account_id, callback.method, callback.content_type, str(rejected), callback.body,
+        note_rejection(services, account_id, callback.method, callback.content_type, str(rejected), callback.body,
                         callback.received_at)
         return
     store(services, callback, account_id, accepted, refused)
 
 
-def _unknown_token(token: str, journalled: bool = False) -> None:
+def unknown_token(token: str, journalled: bool = False) -> None:
     # Only a fingerprint of the token is logged: the token itself is a credential.
     log.warning("%s callback for an unknown token (%s)", "a journalled" if journalled else "inbound",
                 fingerprint(token))
     metrics.callback("unknown_token")
 
 
-def _note_rejection(services, account_id: int | None, method: str, content_type: str, reason: str, body: bytes,
+def note_rejection(services, account_id: int | None, method: str, content_type: str, reason: str, body: bytes,
                     now: float) -> None:
     """Keep a refused callback for the account to see; skipped when the database is away (the refusal is
     still answered, and counted)."""
     if account_id is None:
         return
     try:
-        services.store.reject_callback(account_id, method, content_type, reason, body, now)
+        services.store.events.reject(account_id, method, content_type, reason, body, now)
     except Exception as error:
         if not outage.unavailable(error):
             raise

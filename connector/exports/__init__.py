@@ -7,7 +7,6 @@ formatting, and nothing depends on the clock or the machine.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -17,7 +16,7 @@ DEFAULT_BASE_URL = "https://connector.example.com"
 
 
 def _exporters() -> dict[str, tuple[str, Callable[[Manifest, str], dict[str, str]]]]:
-    from . import elasticio, guide, make, n8n, openapi, powerautomate, zapier
+    from connector.exports import elasticio, guide, make, n8n, openapi, powerautomate, zapier
     return {
         "openapi": ("OpenAPI 3.1 document of the service (also served at /openapi.json)", openapi.files),
         "powerautomate": ("Power Automate / Logic Apps custom connector (OpenAPI 2.0 with x-ms extensions)",
@@ -51,8 +50,3 @@ def write(platform: str, manifest: Manifest, out_dir: Path, base_url: str = DEFA
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
-
-
-def as_json(document) -> str:
-    """The one JSON formatting of every export: stable, readable, UTF-8, ending in a newline."""
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"

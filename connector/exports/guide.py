@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from connector.sending import idempotency
 from connector.description.manifest import Manifest
-from . import elasticio, make, n8n, openapi, powerautomate, zapier
-from .fields import input_fields, output_fields
-from .retries import KeySource, table
+from connector.exports import elasticio, make, n8n, openapi, powerautomate, zapier
+from connector.exports.fields import input_fields, output_fields
+from connector.exports.retries import KeySource, table
 
 _ZOHO_KEY = KeySource(
     platform="Zoho Flow",
@@ -74,7 +74,7 @@ def guide(manifest: Manifest, base_url: str) -> str:
             "```sh",
             f"curl -u LOGIN:API_KEY -H 'Content-Type: application/json' \\",
             f"     -d '{{\"target_url\": \"<the Zoho Flow webhook URL>\"}}' \\",
-            f"     {base_url}/v1/triggers/{trigger.key}/subscriptions",
+            f"     {base_url}{trigger.subscriptions_path}",
             "```",
             "",
             f"Each event arrives as JSON with these fields: "
@@ -92,7 +92,7 @@ def guide(manifest: Manifest, base_url: str) -> str:
         query = "?limit=50"
         if trigger.input:
             query += "".join(f"&{f.key}=<{f.label}>" for f in input_fields(catalog.resolved(trigger.input)))
-        lines.append(f"- **{trigger.label}**: `GET {base_url}/v1/triggers/{trigger.key}/events{query}`")
+        lines.append(f"- **{trigger.label}**: `GET {base_url}{trigger.events_path}{query}`")
     lines += [
         "",
         "### Actions (custom function with `invokeUrl`)",

@@ -9,9 +9,9 @@ Make deduplicate on `id`.
 from __future__ import annotations
 
 from connector.description.manifest import Manifest
-from . import as_json
-from .fields import Field, input_fields, output_fields
-from .retries import KEY_FIELD, KeySource, key_field
+from connector.exports.fields import Field, input_fields, output_fields
+from connector.exports.files import as_json
+from connector.exports.retries import KEY_FIELD, KeySource, key_field
 
 KEY_SOURCE = KeySource(
     platform="Make",
@@ -60,10 +60,10 @@ def app(manifest: Manifest, base_url: str) -> dict:
             hook = f"{trigger.key}_hook"
             webhooks.append({
                 "name": hook, "label": trigger.label, "type": "web", "connection": connection_name,
-                "attach": {"url": f"/v1/triggers/{trigger.key}/subscriptions", "method": "POST",
+                "attach": {"url": trigger.subscriptions_path, "method": "POST",
                            "body": {"target_url": "{{webhook.url}}"},
                            "response": {"data": {"externalHookId": "{{body.id}}"}}},
-                "detach": {"url": f"/v1/triggers/{trigger.key}/subscriptions/{{{{webhook.externalHookId}}}}",
+                "detach": {"url": f"{trigger.subscriptions_path}/{{{{webhook.externalHookId}}}}",
                            "method": "DELETE"},
                 # Each delivery is one event: the module outputs it as it came.
                 "communication": {"output": "{{body}}"},
@@ -83,7 +83,7 @@ def app(manifest: Manifest, base_url: str) -> dict:
             modules.append({
                 "name": f"watch_{trigger.key}", "label": f"Watch: {trigger.label}", "description": trigger.description,
                 "typeOf": "trigger", "connection": connection_name,
-                "communication": {"url": f"/v1/triggers/{trigger.key}/events", "method": "GET", "qs": qs,
+                "communication": {"url": trigger.events_path, "method": "GET", "qs": qs,
                                   "response": {"iterate": "{{body}}", "output": "{{item}}",
                                                "trigger": {"type": "id", "order": "desc", "id": "{{item.id}}"},
                                                "limit": "{{parameters.limit}}"}},

@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 
 from connector.sending import idempotency
 from connector.description.manifest import Manifest
-from . import as_json
-from .fields import narrow
-from .retries import KEY_FIELD, KeySource, key_field
+from connector.web.operations import DEFAULT_LIMIT
+from connector.exports.fields import narrow
+from connector.exports.files import as_json
+from connector.exports.retries import KEY_FIELD, KeySource, key_field
 
 KEY_SOURCE = KeySource(
     platform="Power Automate / Logic Apps",
@@ -74,10 +75,9 @@ def document(manifest: Manifest, base_url: str) -> dict:
         }}
     for trigger in manifest.triggers:
         event = _schema(catalog.resolved(trigger.event))
-        base = f"/v1/triggers/{trigger.key}"
         if trigger.delivery == "push":
             # Microsoft's connector schema wants the event schema on the path item, beside `post`.
-            paths[f"{base}/subscriptions"] = {"x-ms-notification-content": {"description": trigger.label,
+            paths[trigger.subscriptions_path] = {"x-ms-notification-content": {"description": trigger.label,
                                                                             "schema": event}, "post": {
                 "operationId": _operation_id(f"when_{trigger.key}"),
                 "summary": _summary(f"When {trigger.label}"),
@@ -92,7 +92,7 @@ def document(manifest: Manifest, base_url: str) -> dict:
                 "responses": {"201": {"description": "Subscribed; DELETE the Location to unsubscribe.",
                                       "headers": {"Location": {"type": "string"}}}},
             }}
-            paths[f"{base}/subscriptions/{{subscription_id}}"] = {"delete": {
+            paths[f"{trigger.subscriptions_path}/{{subscription_id}}"] = {"delete": {
                 "operationId": _operation_id(f"unsubscribe_{trigger.key}"),
                 "summary": _summary(f"Stop {trigger.label} notifications"),
                 "description": "Deletes the subscription: Power Automate calls it on the subscription's Location "
@@ -104,7 +104,7 @@ def document(manifest: Manifest, base_url: str) -> dict:
                 "responses": {"204": {"description": "Removed"}, "404": {"description": "Already removed"}},
             }}
         else:
-            parameters = [{"name": "limit", "in": "query", "required": False, "type": "integer", "default": 50,
+            parameters = [{"name": "limit", "in": "query", "required": False, "type": "integer", "default": DEFAULT_LIMIT,
                            "x-ms-visibility": "advanced", "x-ms-summary": "Maximum number of events",
                            "description": "How many of the newest events to return."}]
             if trigger.input:
@@ -112,7 +112,7 @@ def document(manifest: Manifest, base_url: str) -> dict:
                     parameters.append({"name": name, "in": "query", "required": True,
                                        "type": _single_type(prop), "description": prop.get("description", ""),
                                        "x-ms-summary": prop.get("title", name)})
-            paths[f"{base}/events"] = {"get": {
+            paths[trigger.events_path] = {"get": {
                 "operationId": _operation_id(f"list_{trigger.key}"),
                 "summary": _summary(f"List {trigger.label} events"),
                 "description": f"{trigger.description} Newest first; run it on a recurrence.",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .fields import Field
+from connector.exports.fields import Field
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Log output: text lines for a person at a terminal, or JSON lines for a log pipeline; in both, whatever
 looks like a secret or a phone number is masked, whoever logged it, and what is not printable is escaped.
 
-The code logs no secret and masks numbers itself (inbound.fingerprint, phones.mask); the Masking filter
-is the last line of defence, for a message or a traceback that slipped through.
+All redaction is here, in one filter (Masking) that every handler carries: the application's, gunicorn's
+access and error logs, the delivery worker's and the sandbox's. The code logs no secret on purpose and shows
+tokens as fingerprints (:func:`fingerprint`); the filter is the last line of defence, for a message, a request
+line or a traceback that carries one anyway.
 
 Messages carry what callers wrote (a request's path, a header): a line break or a terminal escape in one
 would write a line of the caller's choosing, or rewrite the terminal, so every character that is not
@@ -11,6 +13,7 @@ printable is written as an escape (\\x0a, \\x1b, \\u2028), in messages and in JS
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -18,6 +21,8 @@ import time
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+# The inbound URL (connector.events.inbound.PATH) holds an account's token, a credential, as its last segment.
+_INBOUND_TOKEN = re.compile(r"(/v1/inbound/allmysms/)([^/?#\s\"]+)")
 _BASIC_OR_BEARER = re.compile(r"\b(Basic|Bearer)(\s+)[A-Za-z0-9+/=._~-]{6,}", re.IGNORECASE)
 # AllMySMS's apiKey in a form, query string or JSON, and the like.
 _KEY_FIELD = re.compile(r"""(\b(?:api[_-]?key|apikey|password|secret|token)\b["']?\s*[:=]\s*["']?)[^\s"'&,;}]+""",
@@ -31,14 +36,26 @@ _BARE_TOKEN = re.compile(r"(?<![\w-])[A-Za-z0-9_-]{32}(?![\w-])")
 _PHONE = re.compile(r"(?<![\w+.-])\+?(?:\d{9,15}|\d{1,4}(?:(?: \d{1,4}){2,7}|(?:\.\d{1,4}){2,7}|(?:-\d{1,4}){2,7}))"
                     r"(?!\w|[.:-]\d)")
 _DATE = re.compile(r"\d{4}-\d\d-\d\d")
+# A URL's query string in a request line: the sandbox's feed methods accept GET, so API keys, numbers and
+# whole messages travel there.
+_QUERY = re.compile(r"\?[^\s\"']*")
 
 
-def mask(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with secrets and phone numbers replaced by what logs may show of them."""
-    from connector.events import inbound
+def fingerprint(token: str) -> str:
+    """What logs show of a token (a credential): the start of its SHA-256."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def mask(text: str, secrets: tuple[str, ...] = (), *, queries: bool = False) -> str:
+    """``text`` with secrets and phone numbers replaced by what logs may show of them, and with ``queries``
+    any URL query string cut out. Masking masked text changes nothing."""
+    if queries:
+        text = _QUERY.sub("?[redacted]", text)
     for secret in secrets:
         text = text.replace(secret, "[masked]")
-    text = inbound.masked(text)
+    # A fingerprint is left as it is (no token holds ':').
+    text = _INBOUND_TOKEN.sub(lambda m: m.group(0) if m.group(2).startswith("sha256:") else
+                              m.group(1) + fingerprint(m.group(2)), text)
     text = _BASIC_OR_BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}[masked]", text)
     text = _KEY_FIELD.sub(lambda m: f"{m.group(1)}[masked]", text)
     text = _SIGNING_SECRET.sub("whsec_[masked]", text)
@@ -77,7 +94,6 @@ def _json_escape(character: str) -> str:
 
 
 def _token_fingerprint(match: re.Match) -> str:
-    from connector.events.inbound import fingerprint
     token = match.group(0)
     # Mixed letters and digits like a random token; a word of 32 letters or digits alone is left as is.
     if not (any(c.isdigit() for c in token) and any(c.isalpha() for c in token)):
@@ -94,29 +110,51 @@ def _phone(match: re.Match) -> str:
 
 
 class Masking(logging.Filter):
-    """Rewrites each record's message, traceback and stack with :func:`mask` and :func:`escaped`, before any
-    handler formats it. A traceback keeps its line breaks: it is many lines by nature, each indented or
-    starting with the name of an exception."""
+    """Rewrites each record's message, traceback, stack and access fields (``http``) with :func:`mask`, and
+    all but the access fields with :func:`escaped`, before any handler formats it. A traceback keeps its line
+    breaks: it is many lines by nature, each indented or starting with the name of an exception.
 
-    def __init__(self, secrets: tuple[str, ...] = ()):
+    ``secrets`` are the values to mask wherever they appear (the settings marked secret); with ``queries``
+    every URL query string is cut out too. On a logger and on its handlers alike, a record is rewritten once
+    for each set of secrets not yet masked in it."""
+
+    def __init__(self, secrets: tuple[str, ...] = (), *, queries: bool = False):
         super().__init__()
         self.secrets = tuple(s for s in secrets if s and len(s) >= 8)
+        self.queries = queries
         self._formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not getattr(record, "_masked", False):
-            try:
-                record.msg, record.args = escaped(mask(record.getMessage(), self.secrets)), None
-            except Exception:  # a message that cannot be formatted is shown as logging would show it, masked
-                record.msg, record.args = escaped(mask(f"{record.msg!r} {record.args!r}", self.secrets)), None
-            if record.exc_info and not record.exc_text:
-                record.exc_text = self._formatter.formatException(record.exc_info)
-            if record.exc_text:
-                record.exc_text = escaped(mask(record.exc_text, self.secrets), keep="\n")
-            if record.stack_info:
-                record.stack_info = escaped(mask(record.stack_info, self.secrets), keep="\n")
-            record._masked = True
+        done = getattr(record, "_masked_with", None)
+        if done is not None and not self.queries and done.issuperset(self.secrets):
+            return True
+        try:
+            record.msg, record.args = escaped(self._mask(record.getMessage())), None
+        except Exception:  # a message that cannot be formatted is shown as logging would show it, masked
+            record.msg, record.args = escaped(self._mask(f"{record.msg!r} {record.args!r}")), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = escaped(self._mask(record.exc_text), keep="\n")
+        if record.stack_info:
+            record.stack_info = escaped(self._mask(record.stack_info), keep="\n")
+        http = getattr(record, "http", None)
+        if isinstance(http, dict):
+            # JSON lines show these fields as they are (JSON escapes them): masked only.
+            record.http = {name: self._mask(value) if isinstance(value, str) else value
+                           for name, value in http.items()}
+        record._masked_with = (done or frozenset()) | frozenset(self.secrets)
         return True
+
+    def _mask(self, text: str) -> str:
+        return mask(text, self.secrets, queries=self.queries)
+
+
+def guard(logger: logging.Logger, *, queries: bool = False) -> None:
+    """Mask what ``logger`` records before any handler sees it, whichever handlers it ends up with (a
+    library's own default one included)."""
+    if not any(isinstance(f, Masking) for f in logger.filters):
+        logger.addFilter(Masking(queries=queries))
 
 
 class JsonLines(logging.Formatter):

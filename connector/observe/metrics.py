@@ -232,7 +232,7 @@ class _StoreState:
         from prometheus_client.core import GaugeMetricFamily
         up = GaugeMetricFamily("connector_database_up", "1 when the database answered this scrape's queries.")
         try:
-            state = self.store.state(time.time())
+            state = self.store.views.state(time.time())
         except SQLAlchemyError as exc:
             if not self.store.outage.failed(exc):  # an outage is logged once, by the store
                 log.warning("metrics: the database did not answer (%s)", type(exc).__name__)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import threading
 
 
 def _start_ticks(pid: int) -> str | None:
@@ -59,3 +60,17 @@ def alive(pid: int) -> bool:
     except OSError:
         return True
     return True
+
+
+_stopping = threading.Event()
+
+
+def stop_taking_work() -> None:
+    """This process was told to stop (SIGTERM): it answers what it holds and takes nothing more."""
+    _stopping.set()
+
+
+def draining() -> bool:
+    """Whether this process was told to stop and is answering the requests it holds: not ready for more
+    (/readyz), so that a proxy sends them elsewhere."""
+    return _stopping.is_set()

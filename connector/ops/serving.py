@@ -21,6 +21,9 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
+from connector import services
+from connector.observe import processes
+
 log = logging.getLogger(__name__)
 
 #: Seconds a delivery worker process has, past the grace, to record its outcomes and give back the rest.
@@ -43,31 +46,17 @@ class _Gunicorn(BaseApplication):
         return create_app()
 
 
-def worker_for(settings, store=None):
-    """A delivery worker for these settings (over ``store``, or a store of its own)."""
-    from connector import open_store, policy
-    from connector.events.delivery import Worker
-    from connector.events.targets import AllowList
-    return Worker(store or open_store(settings, replayable=True), policy=policy(settings),
-                  allowed=AllowList(settings["CONNECTOR_ALLOWED_TARGETS"]),
-                  concurrency=settings["CONNECTOR_DELIVERY_CONCURRENCY"],
-                  lease_seconds=settings["CONNECTOR_LEASE_SECONDS"],
-                  retention_seconds=settings["CONNECTOR_EVENT_RETENTION_DAYS"] * 86400,
-                  keys_kept_for=settings["CONNECTOR_IDEMPOTENCY_HOURS"] * 3600)
-
-
 def worker_once_the_database_answers(settings, told_to_stop: Callable[[float], bool]):
     """A delivery worker for these settings, made once the database answers; None when ``told_to_stop`` (which
     waits up to the seconds given, and says whether the process is to stop) says so first. A worker started
     while the database is away waits for it quietly: one line then, one when it answers, none in between."""
-    from connector import open_store
     from connector.storage import schema
     from connector.storage.outage import Backoff, reason, unavailable
     backoff, store, waiting_since = Backoff(), None, None
     while True:
         try:
             if store is None:
-                store = open_store(settings, replayable=True)
+                store = services.open_store(settings, replayable=True)
             # Asked again: the store may have been made without the database; a schema that is not this
             # version's stops the worker here (ConfigError), not at each of its turns.
             schema.check(store.engine)
@@ -89,7 +78,7 @@ def worker_once_the_database_answers(settings, told_to_stop: Callable[[float], b
     if waiting_since is not None:
         log.warning("The database answers again, after %.1f s: the delivery worker starts.",
                     time.monotonic() - waiting_since)
-    return worker_for(settings, store)
+    return services.build(settings, store=store).delivery_worker()
 
 
 def run_worker(settings: dict, parent: int | None = None) -> None:
@@ -282,15 +271,6 @@ def _refuse_new_connections(listener) -> None:
         log.warning("new connections could not be turned away before stopping (%s)", exc)
 
 
-_draining = threading.Event()
-
-
-def draining() -> bool:
-    """Whether this web process was told to stop (SIGTERM) and is answering the requests it holds: not ready
-    for more (/readyz), so that a proxy sends them elsewhere."""
-    return _draining.is_set()
-
-
 #: The answer to a request still arriving when a stopping process can wait for it no longer: it was not
 #: handled, so a client or proxy may safely send it again (to another process).
 _STOPPING = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
@@ -323,7 +303,7 @@ class ReadingWorker(ThreadWorker):
         super().init_process()
 
     def handle_exit(self, sig, frame):
-        _draining.set()  # SIGTERM: /readyz says so from now on (draining())
+        processes.stop_taking_work()  # SIGTERM: /readyz says so from now on
         super().handle_exit(sig, frame)
 
     def set_accept_enabled(self, enabled):
@@ -518,8 +498,9 @@ def _child_exit(_server, worker) -> None:
 
 
 class AccessLog(glogging.Logger):
-    """gunicorn's logger, with inbound URL tokens (credentials) shown as fingerprints, every line masked
-    (logs.Masking), and JSON lines when CONNECTOR_LOG_FORMAT is json."""
+    """gunicorn's logger, every line of its access and error logs masked (logs.Masking: inbound URL tokens,
+    credentials, shown as fingerprints, the access fields of JSON lines included), and JSON lines when
+    CONNECTOR_LOG_FORMAT is json."""
 
     _json = False
 
@@ -533,14 +514,6 @@ class AccessLog(glogging.Logger):
             logs.equip(handler, settings, keep_format=not self._json)
         # The application's own lines go to the root logger; under plain gunicorn nobody else sets it up.
         logs.configure(settings)
-
-    def atoms(self, resp, req, environ, request_time):
-        from connector.events.inbound import masked
-        atoms = super().atoms(resp, req, environ, request_time)
-        for name in ("U", "r", "{raw_uri}e"):
-            if isinstance(atoms.get(name), str):
-                atoms[name] = masked(atoms[name])
-        return atoms
 
     def access(self, resp, req, environ, request_time):
         if not self._json:

@@ -7,9 +7,11 @@ delivery receipts and replies to each account's callback URL, set through
 `/sandbox/accounts/<login>/callback` (see controls.py).
 """
 
+from .accounts import DEMO_ACCOUNTS
 from .app import create_sandbox_app
+from .ledger import Campaign, Recipient
 from .server import make_sandbox_server
-from .state import DEMO_ACCOUNTS, Campaign, Recipient, SandboxState
+from .state import SandboxState
 
 __all__ = [
     "DEMO_ACCOUNTS",

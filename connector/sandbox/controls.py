@@ -21,8 +21,9 @@ import logging
 from flask import Blueprint, Response, current_app, request
 
 from . import statuses
+from .ledger import paris_timestamp
 from .replies import JSON_MIMETYPE, to_json
-from .state import EXTENSION_KEY, paris_timestamp
+from .state import EXTENSION_KEY
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("sandbox_controls", __name__, url_prefix="/sandbox")

@@ -28,9 +28,11 @@ from flask import Blueprint, Response, current_app, request
 from . import statuses
 from .campaigns import plan_sms
 from .feeds import parse_feed
+from .inbox import DEFAULT_PULL_LIMIT
+from .ledger import SCHEDULED
 from .phones import credits_for_country
 from .replies import JSON_MIMETYPE, render, to_json, wants_json
-from .state import DEFAULT_PULL_LIMIT, EXTENSION_KEY, SCHEDULED
+from .state import EXTENSION_KEY
 from .statuses import STATUS_TEXTS, ApiError
 
 log = logging.getLogger(__name__)

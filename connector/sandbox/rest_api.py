@@ -13,9 +13,10 @@ import logging
 from flask import Blueprint, Response, current_app, request
 
 from . import statuses
-from .replies import JSON_MIMETYPE, to_json
 from .http_api import INVALID_NUMBERS_SEPARATOR
-from .state import EXTENSION_KEY, SCHEDULED
+from .ledger import SCHEDULED
+from .replies import JSON_MIMETYPE, to_json
+from .state import EXTENSION_KEY
 from .statuses import ApiError
 from .voice import plan_voice
 

@@ -103,7 +103,7 @@ def begin(store: Store, login: str, key: str, action: str, request_hash: str, *,
     while True:
         now, owner = clock(), processes.identity()
         try:
-            row = store.claim_key(login, key, action, request_hash, now, owner=owner)
+            row = store.keys.claim(login, key, action, request_hash, now, owner=owner)
         except Exception as error:
             if outage.unavailable(error):
                 raise ClaimUnsure(owner, now) from error
@@ -111,7 +111,7 @@ def begin(store: Store, login: str, key: str, action: str, request_hash: str, *,
         if row is None:
             return None
         if row["created_at"] < clock() - kept_for:
-            store.release_key(login, key)  # expired: the key is free again
+            store.keys.release(login, key)  # expired: the key is free again
             continue
         if row["request_hash"] != request_hash:
             raise KeyReused(f"This {HEADER} was already used for another request (another action or body). "

@@ -45,16 +45,16 @@ def apply(services, batch: list[Entry]) -> None:
             inbound.replay(services, inbound.Callback.of(entry.data))
         elif entry.kind == CLAIM:
             data = entry.data
-            services.store.undo_claim(data["login"], data["key"], data["owner"], data["created_at"])
+            services.store.keys.undo_claim(data["login"], data["key"], data["owner"], data["created_at"])
         elif entry.kind == ACCOUNT:
             services.accounts.remember(entry.data["login"])
         elif entry.kind == KEY:
             data = entry.data
             if data["state"] is None:
-                services.store.release_key(data["login"], data["key"])
+                services.store.keys.release(data["login"], data["key"])
             else:
-                services.store.settle_key(data["login"], data["key"], data["state"], data["status_code"],
-                                          data["response"], data["at"])
+                services.store.keys.settle(data["login"], data["key"], data["state"], data["status_code"],
+                                           data["response"], data["at"])
         else:  # written by a newer version: left for it, rather than guessed at
             log.error("a journal entry of kind %r is not known to this version; skipped", entry.kind)
     metrics.journal_replayed(len(batch))

@@ -84,7 +84,7 @@ class Accounts:
         if hit and now - hit[0] < self.ttl:
             return Account(hit[1], credentials.login, token)
         self.upstream.account(credentials)  # raises when AllMySMS refuses the credentials
-        account_id = self.store.account(credentials.login, token_hash(token))
+        account_id = self.store.accounts.ensure(credentials.login, token_hash(token))
         with self._lock:
             if len(self._verified) > 10_000:
                 self._verified.clear()
@@ -96,7 +96,7 @@ class Accounts:
         with self._lock:
             if login in self._remembered:
                 return
-        self.store.account(login, token_hash(inbound_token(self.secret, login)))
+        self.store.accounts.ensure(login, token_hash(inbound_token(self.secret, login)))
         with self._lock:
             self._remembered.add(login)
             self._unremembered.discard(login)
@@ -114,7 +114,7 @@ class Accounts:
             known = self._tokens.get(token)
         if known:
             return known
-        found = self.store.account_by_token_hash(token_hash(token))
+        found = self.store.accounts.by_token_hash(token_hash(token))
         if found is None:
             return None
         # The row was found by hash; compare the derived token too, in constant time, so a stale row

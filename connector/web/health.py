@@ -5,24 +5,21 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
+from connector.observe import processes
 from connector.storage import schema
+from connector.web import operations
 from connector.errors import ConfigError, NotReady
 
 
-def blueprint() -> Blueprint:
-    bp = Blueprint("health", __name__)
-
-    @bp.get("/healthz")
+def blueprint(table, routed: set[str]) -> Blueprint:
     def healthz():
         """The process answers: restart it if not."""
         return jsonify({"status": "ok"})
 
-    @bp.get("/readyz")
     def readyz():
         """The process can do its work: the database answers and its schema is one this version runs on.
         What the local journal holds is shown either way: callbacks kept while the database was away."""
-        from connector.ops.serving import draining
-        if draining():
+        if processes.draining():
             raise NotReady("This process is stopping: it answers the requests it holds and takes no new ones.",
                            retry_after=1)
         services = current_app.extensions["connector"]
@@ -50,4 +47,5 @@ def blueprint() -> Blueprint:
                                "the local journal meanwhile.", extra={"journal": waiting}, retry_after=5)
         return jsonify({"status": "ok", "schema": schema.head(), "journal": waiting})
 
-    return bp
+    return operations.route(Blueprint("health", __name__), table,
+                            {"healthz": lambda _: healthz, "readyz": lambda _: readyz}, routed)

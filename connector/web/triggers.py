@@ -1,6 +1,6 @@
 """Triggers as platforms use them: REST hook subscriptions, newest-first event lists, replay and logs.
 
-Routes are built by looping over the manifest's triggers.
+Their routes are the operation table's (web/operations.py); this module answers them.
 """
 
 from __future__ import annotations
@@ -12,53 +12,42 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 
 from connector.events import callbacks as events, targets
 from connector.sending import feeds
-from connector.web.api import credentials, json_body
+from connector.web import bodies, operations
+from connector.web.auth import credentials, verified_account
+from connector.web.operations import DEFAULT_LIMIT, MAX_LIMIT, Operation
 from connector.errors import FieldError, InvalidInput, NotFound, Throttled, TooManySubscriptions
-from connector.storage.store import SubscriptionLimit, iso
+from connector.storage.subscriptions import SubscriptionLimit
+from connector.storage.tables import iso
 from connector.description.validation import invalid_input
-from connector.description.manifest import Manifest, Trigger
+from connector.description.manifest import Trigger
 
-MAX_LIMIT = 100
+def blueprint(table: tuple[Operation, ...], routed: set[str]) -> Blueprint:
+    def replay_event(_: Operation):
+        def view(event_id: str):
+            account = verified_account()
+            bodies.json_body()  # nothing is read from it, but a body is still JSON or refused
+            _may_replay(account)
+            # At most one delivery per subscription of the event's type, and those are capped per trigger.
+            count = _store().outbox.replay(account.id, event_id, time.time())
+            if count < 0:
+                raise NotFound("No event of this account has this id.")
+            return jsonify({"event_id": event_id, "subscriptions": count}), 202
+        return view
 
+    def rejected(_: Operation):
+        def view():
+            account = verified_account()
+            items = _store().events.rejected(account.id, _limit())
+            for item in items:
+                item["received_at"] = iso(item["received_at"])
+            return jsonify(items)
+        return view
 
-def blueprint(manifest: Manifest, account_of) -> Blueprint:
-    """``account_of()`` returns the caller's verified Account (it raises 401 otherwise)."""
-    bp = Blueprint("triggers", __name__)
-    for trigger in manifest.triggers:
-        base = f"/v1/triggers/{trigger.key}"
-        bp.add_url_rule(f"{base}/events", f"events_{trigger.key}", _events_view(trigger, account_of), methods=["GET"])
-        if trigger.delivery == "push":
-            bp.add_url_rule(f"{base}/subscriptions", f"subscribe_{trigger.key}",
-                            _subscribe_view(trigger, account_of), methods=["POST"])
-            bp.add_url_rule(f"{base}/subscriptions", f"subscriptions_{trigger.key}",
-                            _list_view(trigger, account_of), methods=["GET"])
-            bp.add_url_rule(f"{base}/subscriptions/<subscription_id>", f"subscription_{trigger.key}",
-                            _one_view(trigger, account_of), methods=["GET", "DELETE"])
-            bp.add_url_rule(f"{base}/subscriptions/<subscription_id>/deliveries", f"deliveries_{trigger.key}",
-                            _deliveries_view(trigger, account_of), methods=["GET"])
-            bp.add_url_rule(f"{base}/subscriptions/<subscription_id>/replay", f"replay_{trigger.key}",
-                            _replay_failed_view(trigger, account_of), methods=["POST"])
-
-    @bp.post("/v1/events/<event_id>/replay")
-    def replay_event(event_id: str):
-        account = account_of()
-        json_body()  # nothing is read from it, but a body is still JSON or refused
-        _may_replay(account)
-        # At most one delivery per subscription of the event's type, and those are capped per trigger.
-        count = _store().replay_event(account.id, event_id, time.time())
-        if count < 0:
-            raise NotFound("No event of this account has this id.")
-        return jsonify({"event_id": event_id, "subscriptions": count}), 202
-
-    @bp.get("/v1/inbound/rejected")
-    def rejected():
-        account = account_of()
-        items = _store().rejected(account.id, _limit())
-        for item in items:
-            item["received_at"] = iso(item["received_at"])
-        return jsonify(items)
-
-    return bp
+    return operations.route(Blueprint("triggers", __name__), table, {
+        "trigger_events": _events_view, "subscribe": _subscribe_view, "subscriptions": _list_view,
+        "subscription": _one_view, "unsubscribe": _unsubscribe_view, "deliveries": _deliveries_view,
+        "replay_failed": _replay_failed_view, "replay_event": replay_event, "rejected_callbacks": rejected,
+    }, routed)
 
 
 def _store():
@@ -75,25 +64,26 @@ def _may_replay(account) -> None:
 
 
 def _limit() -> int:
-    raw = request.args.get("limit", "50")
+    raw = request.args.get("limit", str(DEFAULT_LIMIT))
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}.",
                            fields=[FieldError("limit", f"Give a whole number from 1 to {MAX_LIMIT}.")])
     return int(raw)
 
 
-def _events_view(trigger: Trigger, account_of):
+def _events_view(operation: Operation):
+    trigger = operation.trigger
     source = POLLED.get(trigger.key)
     if trigger.delivery == "poll" and source is None:
         raise ValueError(f"trigger {trigger.key!r} is polled but nothing reads its events")
 
     def view():
-        account = account_of()
+        account = verified_account()
         limit = _limit()
         if source:
             items = source(account, _trigger_input(trigger), limit)
         else:
-            items = _store().recent_events(account.id, trigger.event_type, limit)
+            items = _store().events.recent(account.id, trigger.event_type, limit)
         if not items and request.args.get("sample") in ("1", "true", "yes"):
             items = [trigger.sample]
         return jsonify(items)
@@ -134,30 +124,24 @@ def _credits_low(account, options: dict, limit: int) -> list[dict]:
     services = current_app.extensions["connector"]
     threshold = options["threshold"]
     credits = feeds.integer(services.upstream.account(credentials()).get("credits"))
-    crossing = services.store.watch_credits(account.id, threshold, credits)
+    crossing = services.store.accounts.watch_credits(account.id, threshold, credits)
     if crossing:
         event = events.credits_low(account=account.login, threshold=threshold, credits=credits, crossing=crossing,
                                    now=datetime.now(timezone.utc))
-        services.store.add_events(account.id, [{**event.as_json(), "raw": {}}], time.time())
-    recent = services.store.recent_events(account.id, events.CREDITS_LOW, MAX_LIMIT)
+        services.store.events.add(account.id, [{**event.as_json(), "raw": {}}], time.time())
+    recent = services.store.events.recent(account.id, events.CREDITS_LOW, MAX_LIMIT)
     return [e for e in recent if e["data"]["threshold"] == threshold][:limit]
 
 
 POLLED = {"opt_out_received": _opt_outs, "credits_low": _credits_low}
 
 
-def _subscribe_view(trigger: Trigger, account_of):
+def _subscribe_view(operation: Operation):
+    trigger = operation.trigger
+
     def view():
-        account = account_of()
-        body = json_body()
-        target_url = body.get("target_url") or body.get("targetUrl") or body.get("url")
-        if not isinstance(target_url, str) or not target_url.strip():
-            raise InvalidInput("target_url: This field is required.",
-                               fields=[FieldError("target_url", "Give the URL events are to be sent to.")])
-        if len(target_url) > 2000:
-            raise InvalidInput("target_url: at most 2000 characters.",
-                               fields=[FieldError("target_url", "At most 2000 characters.")])
-        target_url = target_url.strip()
+        account = verified_account()
+        target_url = bodies.read(operation)["target_url"].strip()
         try:
             # First: it also refuses characters no URL has (NUL, controls, half surrogates), which the
             # database would choke on.
@@ -166,59 +150,62 @@ def _subscribe_view(trigger: Trigger, account_of):
             raise InvalidInput(f"target_url: {refused}", fields=[FieldError("target_url", str(refused))]) from None
         limit = current_app.config["CONNECTOR_MAX_SUBSCRIPTIONS"]
         try:
-            row, created = _store().subscribe(account.id, trigger.key, trigger.event_type, target_url, time.time(),
-                                              limit=limit)
+            row, created = _store().subscriptions.add(account.id, trigger.key, trigger.event_type, target_url,
+                                                      time.time(), limit=limit)
         except SubscriptionLimit:
             raise TooManySubscriptions(
                 f"This account already has {limit} subscriptions to the trigger {trigger.key}, the most it may have. "
-                f"Delete those it no longer uses (GET /v1/triggers/{trigger.key}/subscriptions lists them, DELETE "
+                f"Delete those it no longer uses (GET {trigger.subscriptions_path} lists them, DELETE "
                 "on one removes it), then subscribe again.", extra={"limit": limit}) from None
         response = jsonify(_public(row, with_secret=True))
         # The same target again is the subscription already there (200), with the same secret: platforms
         # subscribe again when a flow is turned back on.
         response.status_code = 201 if created else 200
-        response.headers["Location"] = url_for(f"triggers.subscription_{trigger.key}", subscription_id=row["id"],
+        response.headers["Location"] = url_for(f"triggers.{trigger.key}_subscription", subscription_id=row["id"],
                                                _external=True)
         return response
     return view
 
 
-def _list_view(trigger: Trigger, account_of):
+def _list_view(operation: Operation):
     def view():
-        account = account_of()
-        return jsonify([_public(row) for row in _store().subscriptions(account.id, trigger.key)])
+        account = verified_account()
+        rows = _store().subscriptions.of_account(account.id, operation.trigger.key)
+        return jsonify([_public(row) for row in rows])
     return view
 
 
-def _one_view(trigger: Trigger, account_of):
+def _one_view(operation: Operation):
     def view(subscription_id: str):
-        account = account_of()
-        if request.method == "DELETE":
-            # Unsubscribing twice is not an error worth failing a platform's clean-up for: 404 says it is gone.
-            if not _store().unsubscribe(account.id, subscription_id):
-                raise NotFound("This subscription does not exist (or was already removed).")
-            return "", 204
-        return jsonify(_public(_owned(account, trigger, subscription_id)))
+        account = verified_account()
+        return jsonify(_public(_owned(account, operation.trigger, subscription_id)))
     return view
 
 
-def _deliveries_view(trigger: Trigger, account_of):
+def _unsubscribe_view(_: Operation):
     def view(subscription_id: str):
-        account = account_of()
-        _owned(account, trigger, subscription_id)
-        return jsonify(_store().delivery_log(subscription_id, _limit()))
+        account = verified_account()
+        # Unsubscribing twice is not an error worth failing a platform's clean-up for: 404 says it is gone.
+        if not _store().subscriptions.remove(account.id, subscription_id):
+            raise NotFound("This subscription does not exist (or was already removed).")
+        return "", 204
     return view
 
 
-def _replay_failed_view(trigger: Trigger, account_of):
+def _deliveries_view(operation: Operation):
     def view(subscription_id: str):
-        account = account_of()
-        _owned(account, trigger, subscription_id)
-        since_text = json_body().get("since")
+        account = verified_account()
+        _owned(account, operation.trigger, subscription_id)
+        return jsonify(_store().outbox.log(subscription_id, _limit()))
+    return view
+
+
+def _replay_failed_view(operation: Operation):
+    def view(subscription_id: str):
+        account = verified_account()
+        _owned(account, operation.trigger, subscription_id)
+        since_text = bodies.read(operation).get("since")
         since = 0.0
-        if since_text is not None and not isinstance(since_text, str):
-            raise InvalidInput("since: not an ISO 8601 date and time.",
-                               fields=[FieldError("since", "Give an ISO 8601 time, e.g. 2026-12-01T08:00:00Z.")])
         if since_text:
             try:
                 moment = datetime.fromisoformat(str(since_text))
@@ -228,15 +215,15 @@ def _replay_failed_view(trigger: Trigger, account_of):
                     from None
             since = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
         _may_replay(account)
-        count, more = _store().replay_failed(subscription_id, since, time.time(),
-                                             current_app.config["CONNECTOR_REPLAY_LIMIT"])
+        count, more = _store().outbox.replay_failed(subscription_id, since, time.time(),
+                                                    current_app.config["CONNECTOR_REPLAY_LIMIT"])
         # The oldest first; what is left waits for another call, which "more" asks for.
         return jsonify({"subscription_id": subscription_id, "replayed": count, "more": more}), 202
     return view
 
 
 def _owned(account, trigger: Trigger, subscription_id: str) -> dict:
-    row = _store().subscription(account.id, subscription_id)
+    row = _store().subscriptions.get(account.id, subscription_id)
     if row is None or row["trigger"] != trigger.key:
         raise NotFound("This subscription does not exist.")
     return row

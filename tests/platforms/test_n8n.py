@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -50,16 +51,20 @@ def _run(args, cwd, env, timeout=300) -> subprocess.CompletedProcess:
     return done
 
 
+def _build_dependencies() -> Path:
+    """The export's devDependencies (TypeScript, n8n-workflow's types), installed with Node 22 once, kept."""
+    dev = json.loads(exports.render("n8n", manifest_module.load())["package.json"])["devDependencies"]
+    return installed("n8n-build", {"name": "n8n-build", "private": True, "dependencies": dev}, NODE,
+                     flags=("--ignore-scripts",))
+
+
 @pytest.fixture(scope="module")
 def package(tmp_path_factory):
     """The export built with Node 22 (its devDependencies installed once, kept) and packed as npm would
     publish it: ``(sources, published)``."""
     sources = tmp_path_factory.mktemp("n8n-export")
     exports.write("n8n", manifest_module.load(), sources, "http://127.0.0.1:8080")
-    dev = json.loads((sources / "package.json").read_text())["devDependencies"]
-    deps = installed("n8n-build", {"name": "n8n-build", "private": True, "dependencies": dev}, NODE,
-                     flags=("--ignore-scripts",))
-    (sources / "node_modules").symlink_to(deps / "node_modules")
+    (sources / "node_modules").symlink_to(_build_dependencies() / "node_modules")
     env = node_env(NODE)
     _run(["npm", "run", "--silent", "build"], sources, env)
     packed = tmp_path_factory.mktemp("n8n-packed")
@@ -75,6 +80,35 @@ def n8n():
     """n8n's install folder (holding node_modules/.bin/n8n)."""
     return installed("n8n", {"name": "n8n-platform-check", "private": True, "dependencies": {"n8n": N8N_VERSION},
                              "overrides": N8N_OVERRIDES}, NODE)
+
+
+PARSE = """
+// The TypeScript compiler's parser on each file: syntax only, as the templates are, before any value is in place.
+const [compiler, ...paths] = process.argv.slice(2);
+const ts = require(compiler);
+const fs = require('fs');
+const problems = [];
+for (const path of paths) {
+  const { diagnostics } = ts.transpileModule(fs.readFileSync(path, 'utf8'), {
+    fileName: path, reportDiagnostics: true,
+    compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2021 } });
+  for (const d of diagnostics) problems.push(`${path}: ${ts.flattenDiagnosticMessageText(d.messageText, '\\n')}`);
+}
+console.log(JSON.stringify({ parsed: paths.length, problems }));
+"""
+
+
+def test_the_typescript_templates_parse_as_they_are(tmp_path):
+    """The package's own compile (the ``package`` fixture: ``tsc -p tsconfig.json``, strict) type-checks what is
+    rendered; this parses the templates themselves, whose marks stand in for values not yet given."""
+    templates = Path(str(resources.files("connector.exports").joinpath("templates", "n8n")))
+    paths = sorted(str(p) for p in templates.rglob("*.ts"))
+    assert paths
+    script = tmp_path / "parse.js"
+    script.write_text(PARSE, encoding="utf-8")
+    compiler = _build_dependencies() / "node_modules" / "typescript"
+    ran = _run(["node", str(script), str(compiler), *paths], tmp_path, node_env(NODE))
+    assert json.loads(ran.stdout.strip().splitlines()[-1]) == {"parsed": len(paths), "problems": []}
 
 
 def test_n8ns_own_scanner_finds_nothing_to_report_in_the_package_or_its_sources(package, tmp_path):

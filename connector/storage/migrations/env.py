@@ -3,7 +3,7 @@
 from alembic import context
 
 from connector.storage.schema import bookkeeping
-from connector.storage.store import metadata
+from connector.storage.tables import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=[metadata, bookkeeping],

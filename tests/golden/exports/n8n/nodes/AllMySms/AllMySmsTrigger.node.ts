@@ -18,6 +18,8 @@ import {
 
 // A captured event replayed later than this is refused.
 const TOLERANCE_SECONDS = 300;
+// Where each event's subscriptions are made; a subscription's own URL is this one followed by its id.
+const SUBSCRIPTIONS: Record<string, string> = {"delivery_receipt": "/v1/triggers/delivery_receipt/subscriptions", "reply_received": "/v1/triggers/reply_received/subscriptions"};
 
 async function call(context: IHookFunctions, method: IHttpRequestMethods, url: string, body?: IDataObject) {
   const credentials = await context.getCredentials('allMySmsApi');
@@ -99,7 +101,7 @@ export class AllMySmsTrigger implements INodeType {
         if (!data.subscriptionId || !data.secret) return false;
         const event = this.getNodeParameter('event') as string;
         try {
-          await call(this, 'GET', `/v1/triggers/${event}/subscriptions/${encodeURIComponent(String(data.subscriptionId))}`);
+          await call(this, 'GET', `${SUBSCRIPTIONS[event]}/${encodeURIComponent(String(data.subscriptionId))}`);
           return true;
         } catch (error) {
           if (!subscriptionGone(error)) throw new NodeApiError(this.getNode(), error as JsonObject);
@@ -110,7 +112,7 @@ export class AllMySmsTrigger implements INodeType {
       },
       async create(this: IHookFunctions): Promise<boolean> {
         const event = this.getNodeParameter('event') as string;
-        const answer = await call(this, 'POST', `/v1/triggers/${event}/subscriptions`,
+        const answer = await call(this, 'POST', SUBSCRIPTIONS[event],
           { target_url: this.getNodeWebhookUrl('default') as string });
         const data = this.getWorkflowStaticData('node');
         data.subscriptionId = answer.id;
@@ -123,7 +125,7 @@ export class AllMySmsTrigger implements INodeType {
         if (data.subscriptionId) {
           const event = this.getNodeParameter('event') as string;
           try {
-            await call(this, 'DELETE', `/v1/triggers/${event}/subscriptions/${encodeURIComponent(String(data.subscriptionId))}`);
+            await call(this, 'DELETE', `${SUBSCRIPTIONS[event]}/${encodeURIComponent(String(data.subscriptionId))}`);
           } catch (error) {
             // 404 or 410: the subscription is already gone, which is what was asked. Anything else may have
             // left it in place: n8n reports the failure and keeps the workflow as it was.

@@ -1,8 +1,4 @@
-"""The check of our deliveries' signatures (Standard Webhooks) in JavaScript, for the exports whose apps
-run JavaScript on the platform (Zapier, elastic.io): one text, so that a fix reaches every app. It expects
-``crypto`` (node:crypto) to be required by the module it is placed in."""
-
-VERIFY_JS = """// How far a delivery's timestamp may be from now: bounds how long a captured delivery can be replayed.
+// How far a delivery's timestamp may be from now: bounds how long a captured delivery can be replayed.
 const TOLERANCE_SECONDS = 5 * 60;
 
 class InvalidSignature extends Error {}
@@ -48,4 +44,3 @@ const verify = ({ secret, headers, content, now = Date.now() / 1000 }) => {
     throw new InvalidSignature('no signature matches');
   }
 };
-"""

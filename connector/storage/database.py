@@ -1,0 +1,186 @@
+"""The database as the store uses it: the engine and its settings per backend, one writer at a time on
+SQLite, write transactions, and statements built once.
+
+SQLAlchemy Core keeps the SQL portable: SQLite (a file in WAL mode) on one machine, PostgreSQL when
+several share it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+
+from connector.storage import schema
+from connector.storage.outage import Outage, unavailable
+
+
+def engine_url(url: str) -> str:
+    """SQLAlchemy's URL for a DATABASE_URL: hosts write PostgreSQL's as ``postgres://`` or
+    ``postgresql://``, which SQLAlchemy would open with psycopg2, a driver not installed here."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
+
+
+def data_folder(data_dir: str) -> Path:
+    """The data folder, made readable by this user only when it is created here: it holds the database
+    and the secret key."""
+    path = Path(data_dir)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def default_url(data_dir: str) -> str:
+    return f"sqlite:///{(data_folder(data_dir) / 'connector.db').resolve()}"
+
+
+def _private_database(database: str) -> None:
+    """Make the SQLite file before SQLite does, readable by this user only: SQLite gives its -wal and -shm
+    files the database's mode. Files made by earlier versions (0644) are narrowed too."""
+    fd = os.open(database, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for path in (database, f"{database}-wal", f"{database}-shm"):
+        try:
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except FileNotFoundError:
+            pass
+
+
+class Database:
+    """One engine and its write gate. ``replayable``: every write through it can be made again, as a delivery
+    worker's are (an attempt recorded twice, a delivery sent twice with the same webhook-id). On SQLite its
+    commits then skip the disk flush: a power cut may undo the last of them, never an event, since each
+    callback's commit flushes everything written before it."""
+
+    def __init__(self, url: str, replayable: bool = False):
+        self.url = url = engine_url(url)
+        self.sqlite = url.startswith("sqlite")
+        kwargs = {"connect_args": {"timeout": 30, "check_same_thread": False}} if self.sqlite else {
+            "pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+        self.engine: Engine = create_engine(url, **kwargs)
+        # Whether the database answers, as this process last found it (see outage.py).
+        self.outage = Outage(counted=_database_lost).attach(self.engine)
+        self._gate = None
+        if self.sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas_flushing_lazily if replayable else _sqlite_pragmas)
+            database = self.engine.url.database
+            if database and database != ":memory:":
+                data_folder(str(Path(database).parent))  # as for the default file
+                _private_database(database)
+                self._gate = WriterGate(f"{database}-writer.lock")
+            with self._gate or nullcontext():  # processes starting together migrate one after the other
+                schema.migrate(self.engine)
+        else:
+            if replayable:
+                event.listen(self.engine, "connect", _postgresql_commits_unflushed)
+            try:
+                schema.check(self.engine)
+            except Exception as error:
+                # A process (re)started while the database is away starts anyway: it journals callbacks and
+                # answers actions meanwhile; /readyz checks the schema once the database answers.
+                if not unavailable(error):
+                    raise
+        self._built: dict[str, dict | tuple] = {}
+
+    @contextmanager
+    def writing(self):
+        """A write transaction. On SQLite, writers queue at the gate first: SQLite itself makes a writer
+        that finds the database locked sleep and try again (up to 100 ms a time), which under load cost
+        more than the writes; the gate hands the turn over the moment the last writer is done."""
+        with self._gate or nullcontext(), self.engine.begin() as db:
+            yield db
+        self.outage.answered(wrote=True)
+
+    def probe_write(self) -> None:
+        """Commit one small write, to learn whether writes go through again (asked only while they fail: a
+        full disk lets reads through)."""
+        with self.writing() as db:
+            db.execute(update(schema.compatibility).values(readable_by=schema.compatibility.c.readable_by))
+
+    def insert(self, table):
+        """INSERT with ON CONFLICT, which each engine spells in its own dialect."""
+        return (sqlite_insert if self.sqlite else postgresql_insert)(table)
+
+    def skip_locked(self, query):
+        """On PostgreSQL, rows another worker's transaction holds are passed over rather than waited for:
+        each worker takes its own share of the queue at once. SQLite has one writer at a time anyway."""
+        return query if self.sqlite else query.with_for_update(skip_locked=True, of=query.selected_columns[0].table)
+
+    def statements(self, name: str, build):
+        """Statements built once per database: SQLAlchemy then reuses their compiled form without working out
+        again that they are the same (a third of the cost of a small transaction)."""
+        built = self._built.get(name)
+        if built is None:
+            built = self._built[name] = build()
+        return built
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _database_lost() -> None:
+    from connector.observe import metrics
+    metrics.database_lost()
+
+
+
+
+class WriterGate:
+    """One writer at a time across threads and processes: a lock for the threads of this process, then
+    an exclusive flock on a file beside the database for the processes."""
+
+    def __init__(self, path: str):
+        self._threads = threading.Lock()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self):
+        self._threads.acquire()
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+
+def _postgresql_commits_unflushed(connection, _record):
+    # PostgreSQL's own form of the same bargain as on SQLite: a server crash may undo the last few of a
+    # worker's commits (a delivery sent again, same webhook-id), never corrupt anything.
+    cursor = connection.cursor()
+    cursor.execute("SET synchronous_commit TO OFF")
+    cursor.close()
+    connection.commit()
+
+
+def _sqlite_pragmas_flushing_lazily(connection, record):
+    _sqlite_pragmas(connection, record)
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: no flush at commit, safe from crashes
+    cursor.close()
+
+
+def _sqlite_pragmas(connection, _record):
+    cursor = connection.cursor()
+    # WAL lets web and worker processes read while one writes; FULL syncs every commit, so an event
+    # acknowledged to AllMySMS survives a power cut too; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    # 64 MB of page cache (2 MB by default): the outbox tables and their indexes stay in memory.
+    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.close()

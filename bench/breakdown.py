@@ -7,14 +7,14 @@ import cProfile
 import json
 import pstats
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import Flask
 
 from connector import config
-from connector.sending import feeds, messages
 from connector.description import manifest
+from connector.sending import feeds, messages
 from connector.sending.upstream import AllMySMS, Credentials
 
 MESSAGE = "Hello #param_1#, your code is #param_2#."
@@ -26,9 +26,10 @@ def personalised_payload(count: int) -> dict:
     if not 1 <= count <= 10_000_000:
         raise ValueError("count must be between 1 and 10,000,000")
     # 061xxxxxxx is a French mobile range phone number libraries accept as valid.
-    return {"message": MESSAGE,
-            "recipients": [{"phone_number": f"061{i:07d}", "params": [f"Client {i}", f"{i:06d}"]}
-                           for i in range(count)]}
+    return {
+        "message": MESSAGE,
+        "recipients": [{"phone_number": f"061{i:07d}", "params": [f"Client {i}", f"{i:06d}"]} for i in range(count)],
+    }
 
 
 class Steps:
@@ -41,9 +42,12 @@ class Steps:
         self.catalog = loaded.catalog
         self.input = action.input
         s = self.settings
-        self.rules = messages.Rules(region=s["CONNECTOR_DEFAULT_COUNTRY"], zone=s["ALLMYSMS_TIMEZONE"],
-                                    stop_mention=s["CONNECTOR_STOP_MENTION"],
-                                    max_recipients=s["CONNECTOR_MAX_RECIPIENTS"])
+        self.rules = messages.Rules(
+            region=s["CONNECTOR_DEFAULT_COUNTRY"],
+            zone=s["ALLMYSMS_TIMEZONE"],
+            stop_mention=s["CONNECTOR_STOP_MENTION"],
+            max_recipients=s["CONNECTOR_MAX_RECIPIENTS"],
+        )
         self.chunk = s["ALLMYSMS_RECIPIENTS_PER_FEED"]
         self.upstream = AllMySMS(upstream_url, read_timeout=s["ALLMYSMS_READ_TIMEOUT"])
         self.credentials = credentials
@@ -52,11 +56,13 @@ class Steps:
         return self.catalog.check(self.input, payload)
 
     def sms_request(self, payload: dict) -> messages.SmsRequest:
-        return messages.sms_request(payload, self.rules, datetime.now(timezone.utc))
+        return messages.sms_request(payload, self.rules, datetime.now(UTC))
 
     def feeds(self, request: messages.SmsRequest, fmt: str) -> list[str]:
-        return [feeds.sms_data(request, start, start + self.chunk, fmt)
-                for start in range(0, len(request.recipients), self.chunk)]
+        return [
+            feeds.sms_data(request, start, start + self.chunk, fmt)
+            for start in range(0, len(request.recipients), self.chunk)
+        ]
 
 
 def measure(count: int, upstream_url: str, credentials: Credentials) -> list[dict]:
@@ -72,8 +78,9 @@ def measure(count: int, upstream_url: str, credentials: Credentials) -> list[dic
         return value
 
     payload = step("parse body", "json.loads of the request body (stdlib, no duplicate-key hook)", json.loads, body)
-    problems = step("schema validation", "catalog.check: jsonschema-rs screen, jsonschema explains", steps.validate,
-                    payload)
+    problems = step(
+        "schema validation", "catalog.check: jsonschema-rs screen, jsonschema explains", steps.validate, payload
+    )
     if problems:
         raise RuntimeError(f"the benchmark payload does not validate: {problems[:3]}")
     request = step("sms_request", "messages.sms_request: numbers, params, texts, segments", steps.sms_request, payload)
@@ -81,9 +88,14 @@ def measure(count: int, upstream_url: str, credentials: Credentials) -> list[dic
     step("feeds XML", f"feeds.sms_data, XML, all chunks of {steps.chunk}", steps.feeds, request, "xml")
     if steps.settings["ALLMYSMS_FEED_FORMAT"] != "json":
         fed = steps.feeds(request, steps.settings["ALLMYSMS_FEED_FORMAT"])
-    chunks = step("upstream round trips", f"{len(fed)} sendSms POSTs to the sandbox, replies read",
-                  lambda: [feeds.sent_chunk(reply, word, False)
-                           for word, reply in (steps.upstream.send_sms(credentials, feed) for feed in fed)])
+    chunks = step(
+        "upstream round trips",
+        f"{len(fed)} sendSms POSTs to the sandbox, replies read",
+        lambda: [
+            feeds.sent_chunk(reply, word, False)
+            for word, reply in (steps.upstream.send_sms(credentials, feed) for feed in fed)
+        ],
+    )
     result = step("sms_result", "feeds.sms_result over all chunks", feeds.sms_result, request, chunks)
     step("serialise result", "Flask JSON response of the result", _flask_json, result)
     return timings
@@ -107,13 +119,24 @@ def profile(func, *args, top: int = 5) -> dict:
     total = time.perf_counter() - started
     stats = pstats.Stats(profiler).stats
     entry = _code_key(func)
-    rows = [{"function": _label(key), "calls": calls, "own_s": own, "cumulative_s": cumulative}
-            for key, (_, calls, own, cumulative, _) in stats.items()
-            if key != entry and key[0] != "~" and not key[0].endswith("breakdown.py")]
-    by = lambda field: [dict(r, own_s=round(r["own_s"], 3), cumulative_s=round(r["cumulative_s"], 3))
-                        for r in sorted(rows, key=lambda r: r[field], reverse=True)[:top]]
-    return {"function": _label(entry) if entry else getattr(func, "__qualname__", repr(func)),
-            "profiled_s": round(total, 3), "by_cumulative": by("cumulative_s"), "by_own_time": by("own_s")}
+    rows = [
+        {"function": _label(key), "calls": calls, "own_s": own, "cumulative_s": cumulative}
+        for key, (_, calls, own, cumulative, _) in stats.items()
+        if key != entry and key[0] != "~" and not key[0].endswith("breakdown.py")
+    ]
+
+    def by(field):
+        return [
+            dict(r, own_s=round(r["own_s"], 3), cumulative_s=round(r["cumulative_s"], 3))
+            for r in sorted(rows, key=lambda r: r[field], reverse=True)[:top]
+        ]
+
+    return {
+        "function": _label(entry) if entry else getattr(func, "__qualname__", repr(func)),
+        "profiled_s": round(total, 3),
+        "by_cumulative": by("cumulative_s"),
+        "by_own_time": by("own_s"),
+    }
 
 
 def _code_key(func):
@@ -127,5 +150,5 @@ def _label(key) -> str:
     if "site-packages/" in path:
         path = path.split("site-packages/", 1)[1]
     elif path.startswith(str(_REPO)):
-        path = path[len(str(_REPO)) + 1:]
+        path = path[len(str(_REPO)) + 1 :]
     return f"{path}:{line}({name})"

@@ -56,15 +56,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-
-import psutil
-import requests
 
 # bench/ is on sys.path when this file is run as a script, so its modules import by name.
 import databases
+import psutil
 import report
+import requests
 import servers
 from hooks import Hooks, Receivers
 from report import say
@@ -73,7 +72,7 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 
 LOGIN, API_KEY = "chaos", "chaos-api-key"
-CREDITS = 10 ** 12
+CREDITS = 10**12
 PHONE = "0611111111"  # never printed
 SUBSCRIBERS = 3
 WEB_WORKERS, WEB_THREADS = 2, 8
@@ -98,10 +97,14 @@ def main(argv: list[str] | None = None) -> int:
         stale.unlink()
     rng = random.Random(args.seed)
     started = time.monotonic()
-    results = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
-               "plan": {k: getattr(args, k) for k in ("seconds", "rate", "callback_rate", "kill_every", "settle",
-                                                       "drain", "seed")},
-               "machine": report.machine()}
+    results = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "plan": {
+            k: getattr(args, k) for k in ("seconds", "rate", "callback_rate", "kill_every", "settle", "drain", "seed")
+        },
+        "machine": report.machine(),
+    }
     with servers.Fleet(logs) as fleet, tempfile.TemporaryDirectory(prefix="bench-chaos-") as scratch:
         schemas = databases.Schemas() if args.postgres else None
         data_dir = Path(scratch) / "var"
@@ -110,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             database = schemas.new() if schemas else f"sqlite:///{data_dir / 'connector.db'}"
             cluster = _Cluster(fleet, data_dir, database)
             cluster.start()
-            load = servers.Load(cluster.web_url, cluster.inbound_path, secrets.token_hex(3), (LOGIN, API_KEY), PHONE,
-                                prefix="chaos")
+            load = servers.Load(
+                cluster.web_url, cluster.inbound_path, secrets.token_hex(3), (LOGIN, API_KEY), PHONE, prefix="chaos"
+            )
             # Kills and restarts run on this thread, so leaving the `with` (even on Ctrl-C) never races a restart.
             results.update(_soak(cluster, load, _Chaos(cluster, rng, args.kill_every), args))
         finally:
@@ -120,26 +124,35 @@ def main(argv: list[str] | None = None) -> int:
     results["total_s"] = round(time.monotonic() - started, 1)
     rows = _rows(results)
     results["ok"] = all(r["ok"] is not False for r in rows)
-    report.publish(results, rows, out_dir / "chaos.json", logs,
-                   verdict="reconciled" if results["ok"] else "NOT RECONCILED")
+    report.publish(
+        results, rows, out_dir / "chaos.json", logs, verdict="reconciled" if results["ok"] else "NOT RECONCILED"
+    )
     return 0 if results["ok"] else 1
 
 
 def _arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="short run (about 20 s): 12 s of load at 10/s, a kill every 2 s")
+    parser.add_argument(
+        "--quick", action="store_true", help="short run (about 20 s): 12 s of load at 10/s, a kill every 2 s"
+    )
     parser.add_argument("--seconds", type=float, help="seconds of load and kills (default 60; quick 12)")
     parser.add_argument("--rate", type=float, help="keyed send_sms actions a second (default 20; quick 10)")
     parser.add_argument("--callback-rate", type=float, help="callbacks a second (default: --rate)")
     parser.add_argument("--kill-every", type=float, help="mean seconds between SIGKILLs (default 5; quick 2)")
-    parser.add_argument("--settle", type=float,
-                        help="seconds allowed after the load for retries to get their answers (default 30; quick 12)")
-    parser.add_argument("--drain", type=float,
-                        help="seconds allowed after that for the outbox to drain (default 60; quick 20)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        help="seconds allowed after the load for retries to get their answers (default 30; quick 12)",
+    )
+    parser.add_argument(
+        "--drain", type=float, help="seconds allowed after that for the outbox to drain (default 60; quick 20)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of the kill schedule (default: random)")
-    parser.add_argument("--postgres", action="store_true",
-                        help="every process on PostgreSQL (BENCH_POSTGRES_URL; a schema of its own) instead of SQLite")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="every process on PostgreSQL (BENCH_POSTGRES_URL; a schema of its own) instead of SQLite",
+    )
     parser.add_argument("--out", help="directory for chaos.json and logs/chaos/ (default bench/results)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
@@ -149,18 +162,27 @@ def _arguments(argv):
     if args.callback_rate is None:
         args.callback_rate = args.rate
     if args.seed is None:
-        args.seed = secrets.randbelow(10 ** 6)
+        args.seed = secrets.randbelow(10**6)
     # Bounded whatever is asked: a soak is minutes, not hours, on a shared machine.
-    if not (0 < args.seconds <= 3600 and 0 < args.rate <= 500 and 0 < args.callback_rate <= 500
-            and args.kill_every >= 0.5 and 0 < args.settle <= 600 and 0 < args.drain <= 600):
-        parser.error("keep to 0 < --seconds <= 3600, rates in (0, 500], --kill-every >= 0.5, "
-                     "--settle and --drain in (0, 600]")
+    if not (
+        0 < args.seconds <= 3600
+        and 0 < args.rate <= 500
+        and 0 < args.callback_rate <= 500
+        and args.kill_every >= 0.5
+        and 0 < args.settle <= 600
+        and 0 < args.drain <= 600
+    ):
+        parser.error(
+            "keep to 0 < --seconds <= 3600, rates in (0, 500], --kill-every >= 0.5, --settle and --drain in (0, 600]"
+        )
     return args
 
 
 def _soak(cluster: _Cluster, load: servers.Load, chaos: _Chaos, args) -> dict:
-    say(f"load: {args.rate:g} actions/s + {args.callback_rate:g} callbacks/s for {args.seconds:g} s; a SIGKILL "
-        f"every {args.kill_every:g} s on average (seed {args.seed})")
+    say(
+        f"load: {args.rate:g} actions/s + {args.callback_rate:g} callbacks/s for {args.seconds:g} s; a SIGKILL "
+        f"every {args.kill_every:g} s on average (seed {args.seed})"
+    )
     load_started = time.time()
     load.start(args.rate, args.callback_rate, args.seconds)
     chaos.run(args.seconds)  # returns when the load window is over, with everything running again
@@ -176,11 +198,16 @@ def _soak(cluster: _Cluster, load: servers.Load, chaos: _Chaos, args) -> dict:
     records = cluster.records()
     campaigns = cluster.campaigns()
     keys_in_db = cluster.key_states([a.key for a in load.actions if a.outcome is None])
-    return {"load_window": [load_started, load_ended], "settle_s": round(settled, 1), "drain": drain,
-            "kills": chaos.kills, "unplanned_exits": chaos.unplanned,
-            "actions": _action_figures(load, campaigns, keys_in_db, chaos.kills, load_started, load_ended),
-            "callbacks": servers.callback_figures(load, records, SUBSCRIBERS, load_started, load_ended),
-            "http": dict(load.statuses)}
+    return {
+        "load_window": [load_started, load_ended],
+        "settle_s": round(settled, 1),
+        "drain": drain,
+        "kills": chaos.kills,
+        "unplanned_exits": chaos.unplanned,
+        "actions": _action_figures(load, campaigns, keys_in_db, chaos.kills, load_started, load_ended),
+        "callbacks": servers.callback_figures(load, records, SUBSCRIBERS, load_started, load_ended),
+        "http": dict(load.statuses),
+    }
 
 
 # The processes
@@ -214,25 +241,36 @@ class _Cluster:
         for k in range(SUBSCRIBERS):
             hooks.subscribe(self.receivers.target(k))
         self.workers = [self._start_worker(slot) for slot in range(DELIVERY_WORKERS)]
-        say(f"sandbox on port {self.sandbox.port}; connector web on port {self.port} ({WEB_WORKERS} x "
-            f"{WEB_THREADS}); {DELIVERY_WORKERS} delivery workers; {SUBSCRIBERS} subscribers")
+        say(
+            f"sandbox on port {self.sandbox.port}; connector web on port {self.port} ({WEB_WORKERS} x "
+            f"{WEB_THREADS}); {DELIVERY_WORKERS} delivery workers; {SUBSCRIBERS} subscribers"
+        )
 
     def _env(self) -> dict:
         return servers.clean_env(
-            ALLMYSMS_BASE_URL=self.sandbox.url, ALLMYSMS_READ_TIMEOUT=str(READ_TIMEOUT), PORT=str(self.port),
-            CONNECTOR_HOST=servers.HOST, CONNECTOR_WORKERS=str(WEB_WORKERS), CONNECTOR_THREADS=str(WEB_THREADS),
-            CONNECTOR_ALLOWED_TARGETS=servers.HOST, CONNECTOR_DATA_DIR=str(self.data_dir), DATABASE_URL=self.database,
+            ALLMYSMS_BASE_URL=self.sandbox.url,
+            ALLMYSMS_READ_TIMEOUT=str(READ_TIMEOUT),
+            PORT=str(self.port),
+            CONNECTOR_HOST=servers.HOST,
+            CONNECTOR_WORKERS=str(WEB_WORKERS),
+            CONNECTOR_THREADS=str(WEB_THREADS),
+            CONNECTOR_ALLOWED_TARGETS=servers.HOST,
+            CONNECTOR_DATA_DIR=str(self.data_dir),
+            DATABASE_URL=self.database,
             CONNECTOR_DELIVERY_WORKER="off",
             # One caller sends all the load: the per-caller limit would only add 429s to tell apart.
             CONNECTOR_ACTIONS_PER_MINUTE="0",
             # What a killed worker had leased comes back after timeout + 5 s, not the default minute.
-            CONNECTOR_LEASE_SECONDS="1", CONNECTOR_DELIVERY_TIMEOUT="2",
-            CONNECTOR_RETRY_SCHEDULE="0,1,2,4,8,16")
+            CONNECTOR_LEASE_SECONDS="1",
+            CONNECTOR_DELIVERY_TIMEOUT="2",
+            CONNECTOR_RETRY_SCHEDULE="0,1,2,4,8,16",
+        )
 
     def _start_web(self) -> servers.Server:
         argv = [sys.executable, "-m", "connector.ops.cli", "serve"]
-        return self.fleet.start(f"web-{next(self.generation)}", argv, self._env(), self.port, "/v1/manifest",
-                                workers=WEB_WORKERS)
+        return self.fleet.start(
+            f"web-{next(self.generation)}", argv, self._env(), self.port, "/v1/manifest", workers=WEB_WORKERS
+        )
 
     def _start_worker(self, slot: int) -> servers.Server:
         argv = [sys.executable, "-m", "connector.ops.cli", "worker"]
@@ -268,8 +306,12 @@ class _Cluster:
 
     def _unplanned(self, kind: str, server: servers.Server) -> dict:
         say(f"{server.name} ({kind}) exited by itself with code {server.process.returncode}")
-        return {"kind": kind, "at": time.time(), "exit_code": server.process.returncode,
-                "log_tail": server.log_tail(10)}
+        return {
+            "kind": kind,
+            "at": time.time(),
+            "exit_code": server.process.returncode,
+            "log_tail": server.log_tail(10),
+        }
 
     def _restart_web(self, kill: bool) -> None:
         master = self.web
@@ -315,16 +357,20 @@ class _Cluster:
             counts = databases.outbox(self.database)
             elapsed = time.monotonic() - started
             if (counts["queued"] == 0 and counts["pending"] == 0) or elapsed > timeout:
-                return {**counts, "drained": counts["queued"] == 0 and counts["pending"] == 0,
-                        "waited_s": round(elapsed, 1)}
+                return {
+                    **counts,
+                    "drained": counts["queued"] == 0 and counts["pending"] == 0,
+                    "waited_s": round(elapsed, 1),
+                }
             time.sleep(0.1)
 
     def records(self) -> list[list]:
         return self.receivers.records_since([0] * SUBSCRIBERS)
 
     def campaigns(self) -> list[dict]:
-        answer = requests.get(f"{self.sandbox.url}/sandbox/accounts/{LOGIN}/campaigns", auth=(LOGIN, API_KEY),
-                              timeout=30)
+        answer = requests.get(
+            f"{self.sandbox.url}/sandbox/accounts/{LOGIN}/campaigns", auth=(LOGIN, API_KEY), timeout=30
+        )
         answer.raise_for_status()
         return answer.json()["campaigns"]
 
@@ -393,8 +439,9 @@ def _orphaned(item: servers.Item, web_kills: list[float]) -> bool:
 # Reconciliation
 
 
-def _action_figures(load: servers.Load, campaigns: list[dict], key_states: dict, kills: list[dict], start: float,
-                    end: float) -> dict:
+def _action_figures(
+    load: servers.Load, campaigns: list[dict], key_states: dict, kills: list[dict], start: float, end: float
+) -> dict:
     sent_per_key = Counter(c["client_reference"] for c in campaigns)
     campaign_of = {c["client_reference"]: c["id"] for c in campaigns}
     keys = {a.key for a in load.actions}
@@ -416,10 +463,12 @@ def _action_figures(load: servers.Load, campaigns: list[dict], key_states: dict,
         "keys_sent_twice": sorted(k for k, n in sent_per_key.items() if n > 1)[:20],
         "unknown_references": sum(1 for ref in sent_per_key if ref not in keys),
         "sent_without_sms": sorted(a.key for a in sent if sent_per_key[a.key] != 1)[:20],
-        "sent_other_campaign": sorted(a.key for a in sent if a.campaign_id and sent_per_key[a.key] == 1
-                                      and campaign_of[a.key] != a.campaign_id)[:20],
-        "unknown_that_went_out": sum(1 for a in load.actions if a.outcome == "outcome unknown"
-                                     and sent_per_key[a.key] == 1),
+        "sent_other_campaign": sorted(
+            a.key for a in sent if a.campaign_id and sent_per_key[a.key] == 1 and campaign_of[a.key] != a.campaign_id
+        )[:20],
+        "unknown_that_went_out": sum(
+            1 for a in load.actions if a.outcome == "outcome unknown" and sent_per_key[a.key] == 1
+        ),
         "in_progress": len(unresolved),
         "in_progress_went_out": sum(1 for a in unresolved if sent_per_key[a.key] == 1),
         "in_progress_states": dict(Counter(key_states.get(a.key, "absent") for a in unresolved)),
@@ -429,8 +478,12 @@ def _action_figures(load: servers.Load, campaigns: list[dict], key_states: dict,
 
 def _cut_by_kill(item: servers.Item, kill_times: list[float]) -> bool:
     """Whether a web kill fell during one of the item's attempts that got no answer (the call it cut)."""
-    return any(started - 0.05 <= at <= ended + 0.05 for started, ended, what in item.attempts if what == "no answer"
-               for at in kill_times)
+    return any(
+        started - 0.05 <= at <= ended + 0.05
+        for started, ended, what in item.attempts
+        if what == "no answer"
+        for at in kill_times
+    )
 
 
 # The table
@@ -451,23 +504,34 @@ def _rows(results: dict) -> list[dict]:
 
 def _load_rows(rows: report.Rows, plan: dict, actions: dict, callbacks: dict) -> None:
     seconds = plan["seconds"]
-    rows.info(f"keyed send_sms: offered / answered within the {seconds:g} s", f"{actions['offered'] / seconds:.1f}/s "
-              f"/ {actions['held_per_s']:.1f}/s", f"asked {plan['rate']:g}/s")
-    rows.info(f"callbacks: offered / accepted within the {seconds:g} s", f"{callbacks['offered'] / seconds:.1f}/s "
-              f"/ {callbacks['held_per_s']:.1f}/s", f"asked {plan['callback_rate']:g}/s")
+    rows.info(
+        f"keyed send_sms: offered / answered within the {seconds:g} s",
+        f"{actions['offered'] / seconds:.1f}/s / {actions['held_per_s']:.1f}/s",
+        f"asked {plan['rate']:g}/s",
+    )
+    rows.info(
+        f"callbacks: offered / accepted within the {seconds:g} s",
+        f"{callbacks['offered'] / seconds:.1f}/s / {callbacks['held_per_s']:.1f}/s",
+        f"asked {plan['callback_rate']:g}/s",
+    )
     for name, figures in (("keyed send_sms", actions), ("callbacks", callbacks)):
         spread = figures["answer_s"]
         if spread["p50"] is not None:
-            rows.info(f"{name}: time to a definitive answer p50 / p99 / max",
-                      f"{spread['p50']:.2f} / {spread['p99']:.2f} / {spread['max']:.2f} s", "retries included")
+            rows.info(
+                f"{name}: time to a definitive answer p50 / p99 / max",
+                f"{spread['p50']:.2f} / {spread['p99']:.2f} / {spread['max']:.2f} s",
+                "retries included",
+            )
 
 
 def _kill_rows(rows: report.Rows, results: dict) -> None:
     kills = results["kills"]
     by_kind = Counter(k["kind"] for k in kills)
-    rows.info("SIGKILLs: web master / web worker / delivery worker",
-              " / ".join(str(by_kind[kind]) for kind in KINDS) + f" ({len(kills)} in all)",
-              f"mean gap {results['plan']['kill_every']:g} s, seed {results['plan']['seed']}")
+    rows.info(
+        "SIGKILLs: web master / web worker / delivery worker",
+        " / ".join(str(by_kind[kind]) for kind in KINDS) + f" ({len(kills)} in all)",
+        f"mean gap {results['plan']['kill_every']:g} s, seed {results['plan']['seed']}",
+    )
     masters = [k["back_after_s"] for k in kills if k["kind"] == "web master"]
     if masters:
         rows.info("web master killed: serving again after (max)", f"{max(masters):.1f} s")
@@ -477,17 +541,27 @@ def _kill_rows(rows: report.Rows, results: dict) -> None:
 
 def _callback_rows(rows: report.Rows, callbacks: dict, drain: dict) -> None:
     outcomes = callbacks["outcomes"]
-    rows.info("callbacks accepted (answered 200)", f"{callbacks['accepted']} of {callbacks['offered']}",
-              f"{callbacks['retried']} needed a retry")
+    rows.info(
+        "callbacks accepted (answered 200)",
+        f"{callbacks['accepted']} of {callbacks['offered']}",
+        f"{callbacks['retried']} needed a retry",
+    )
     unanswered = callbacks["offered"] - callbacks["accepted"]
     rows.judged("callbacks never accepted", str(unanswered) + _detail(outcomes, "accepted"), "0", unanswered == 0)
     drained = drain["drained"]
-    rows.judged("outbox drained after the load", f"{drain['waited_s']:.1f} s" if drained else
-                f"no: {drain['queued']} queued, {drain['pending']} pending", "yes", drained)
+    rows.judged(
+        "outbox drained after the load",
+        f"{drain['waited_s']:.1f} s" if drained else f"no: {drain['queued']} queued, {drain['pending']} pending",
+        "yes",
+        drained,
+    )
     for sub in callbacks["subscribers"]:
-        rows.judged(f"subscriber {sub['subscriber']}: accepted events delivered",
-                    f"{sub['accepted_delivered']} of {callbacks['accepted']}", "all",
-                    sub["accepted_delivered"] == callbacks["accepted"])
+        rows.judged(
+            f"subscriber {sub['subscriber']}: accepted events delivered",
+            f"{sub['accepted_delivered']} of {callbacks['accepted']}",
+            "all",
+            sub["accepted_delivered"] == callbacks["accepted"],
+        )
     rows.judged("events lost (accepted, missing at a subscriber)", str(callbacks["lost"]), "0", callbacks["lost"] == 0)
     rows.info("duplicate deliveries (same webhook-id)", str(callbacks["duplicates_same_webhook_id"]), "allowed")
     several = callbacks["events_with_several_webhook_ids"]
@@ -498,26 +572,45 @@ def _callback_rows(rows: report.Rows, callbacks: dict, drain: dict) -> None:
 
 def _action_rows(rows: report.Rows, actions: dict) -> None:
     outcomes = actions["outcomes"]
-    rows.info("keyed send_sms: sent / outcome unknown / in progress at the end",
-              f"{outcomes.get('sent', 0)} / {outcomes.get('outcome unknown', 0)} / {actions['in_progress']}",
-              f"of {actions['offered']}")
+    rows.info(
+        "keyed send_sms: sent / outcome unknown / in progress at the end",
+        f"{outcomes.get('sent', 0)} / {outcomes.get('outcome unknown', 0)} / {actions['in_progress']}",
+        f"of {actions['offered']}",
+    )
     refused = {k: v for k, v in outcomes.items() if k.startswith("refused")}
-    rows.judged("keyed send_sms refused (4xx)", str(sum(refused.values())) + (f" {refused}" if refused else ""), "0",
-                not refused)
-    rows.info("keyed send_sms retried with the same key", f"{actions['keys_retried']} keys, {actions['retries']} "
-              f"retries", f"{actions['replayed']} answers replayed")
-    rows.judged("duplicate SMS (a key launched twice at AllMySMS)", str(actions["duplicate_sms"]), "0",
-                actions["duplicate_sms"] == 0)
+    rows.judged(
+        "keyed send_sms refused (4xx)",
+        str(sum(refused.values())) + (f" {refused}" if refused else ""),
+        "0",
+        not refused,
+    )
+    rows.info(
+        "keyed send_sms retried with the same key",
+        f"{actions['keys_retried']} keys, {actions['retries']} retries",
+        f"{actions['replayed']} answers replayed",
+    )
+    rows.judged(
+        "duplicate SMS (a key launched twice at AllMySMS)",
+        str(actions["duplicate_sms"]),
+        "0",
+        actions["duplicate_sms"] == 0,
+    )
     wrong = len(actions["sent_without_sms"]) + len(actions["sent_other_campaign"])
     rows.judged("keys answered 'sent' without exactly their one SMS", str(wrong), "0", wrong == 0)
-    rows.judged("SMS launched under no key of this run", str(actions["unknown_references"]), "0",
-                actions["unknown_references"] == 0)
+    rows.judged(
+        "SMS launched under no key of this run",
+        str(actions["unknown_references"]),
+        "0",
+        actions["unknown_references"] == 0,
+    )
     if outcomes.get("outcome unknown"):
         rows.info("outcome unknown: of which AllMySMS did launch", str(actions["unknown_that_went_out"]))
     if actions["in_progress"]:
-        rows.info("in progress at the end (first call cut by a kill; 409 until stale)",
-                  f"{actions['in_progress']}, {actions['in_progress_went_out']} launched",
-                  f"key states {actions['in_progress_states']}")
+        rows.info(
+            "in progress at the end (first call cut by a kill; 409 until stale)",
+            f"{actions['in_progress']}, {actions['in_progress_went_out']} launched",
+            f"key states {actions['in_progress_states']}",
+        )
     unexplained = len(actions["in_progress_unexplained"])
     rows.judged("in progress at the end with no kill to explain it", str(unexplained), "0", unexplained == 0)
 

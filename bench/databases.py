@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import servers
 from sqlalchemy import bindparam, create_engine, text
 
-import servers
 from connector.storage.database import engine_url
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -36,14 +36,18 @@ class Schemas:
         self._admin(f"CREATE SCHEMA {name}")
         self.made.append(name)
         url = f"{self.base_url}?options=-csearch_path%3D{name}&application_name={name}"
-        subprocess.run([sys.executable, "-m", "connector.ops.cli", "migrate"], env=servers.clean_env(DATABASE_URL=url),
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [sys.executable, "-m", "connector.ops.cli", "migrate"],
+            env=servers.clean_env(DATABASE_URL=url),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         return url
 
     def drop_all(self) -> None:
         for name in self.made:
-            self._admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :n",
-                        n=name)
+            self._admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :n", n=name)
             self._admin(f"DROP SCHEMA IF EXISTS {name} CASCADE")
         self.made.clear()
 
@@ -59,11 +63,17 @@ def counts(database_url: str) -> dict:
     engine = create_engine(engine_url(database_url))
     try:
         with engine.connect() as db:
+
             def count(table: str) -> int:
                 return db.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
-            return {"events": count("events"), "deliveries": count("deliveries"), "attempts": count("attempts"),
-                    "queued": count("fanout"),
-                    "by_status": dict(db.execute(text("SELECT status, count(*) FROM deliveries GROUP BY status")).all())}
+
+            return {
+                "events": count("events"),
+                "deliveries": count("deliveries"),
+                "attempts": count("attempts"),
+                "queued": count("fanout"),
+                "by_status": dict(db.execute(text("SELECT status, count(*) FROM deliveries GROUP BY status")).all()),
+            }
     finally:
         engine.dispose()
 
@@ -71,8 +81,12 @@ def counts(database_url: str) -> dict:
 def outbox(database_url: str) -> dict:
     """Events stored, events waiting for fan-out (queued), deliveries pending or failed."""
     found = counts(database_url)
-    return {"events": found["events"], "queued": found["queued"],
-            "pending": found["by_status"].get("pending", 0), "failed": found["by_status"].get("failed", 0)}
+    return {
+        "events": found["events"],
+        "queued": found["queued"],
+        "pending": found["by_status"].get("pending", 0),
+        "failed": found["by_status"].get("failed", 0),
+    }
 
 
 def stored_events(database_url: str, ids: list[str]) -> set[str]:
@@ -84,9 +98,13 @@ def stored_events(database_url: str, ids: list[str]) -> set[str]:
         with engine.connect() as db:
             found = set()
             for start in range(0, len(ids), 500):  # SQLite allows a bounded number of parameters
-                chunk = ids[start:start + 500]
-                found |= set(db.execute(text("SELECT id FROM events WHERE id IN :ids")
-                                        .bindparams(bindparam("ids", expanding=True)), {"ids": chunk}).scalars())
+                chunk = ids[start : start + 500]
+                found |= set(
+                    db.execute(
+                        text("SELECT id FROM events WHERE id IN :ids").bindparams(bindparam("ids", expanding=True)),
+                        {"ids": chunk},
+                    ).scalars()
+                )
             return found
     finally:
         engine.dispose()
@@ -99,8 +117,12 @@ def key_states(database_url: str, login: str, keys: list[str]) -> dict:
     engine = create_engine(engine_url(database_url))
     try:
         with engine.connect() as db:
-            rows = db.execute(text("SELECT key, state FROM idempotency_keys WHERE login = :login AND key IN :keys")
-                              .bindparams(bindparam("keys", expanding=True)), {"login": login, "keys": keys}).all()
+            rows = db.execute(
+                text("SELECT key, state FROM idempotency_keys WHERE login = :login AND key IN :keys").bindparams(
+                    bindparam("keys", expanding=True)
+                ),
+                {"login": login, "keys": keys},
+            ).all()
     finally:
         engine.dispose()
     return {key: state for key, state in rows}
@@ -121,8 +143,11 @@ def postgres_bindir() -> Path | None:
             candidates.append(Path(found.stdout.strip()))
         except (OSError, subprocess.SubprocessError):
             pass
-    candidates += sorted((Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")),
-                         key=lambda p: [int(part) for part in re.findall(r"\d+", p.parent.name)], reverse=True)
+    candidates += sorted(
+        (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")),
+        key=lambda p: [int(part) for part in re.findall(r"\d+", p.parent.name)],
+        reverse=True,
+    )
     if shutil.which("initdb"):
         candidates.append(Path(shutil.which("initdb")).parent)
     for bindir in candidates:
@@ -134,8 +159,10 @@ def postgres_bindir() -> Path | None:
 def postgres_problem() -> str | None:
     """Why OwnPostgres cannot run here, or None."""
     if postgres_bindir() is None:
-        return ("no PostgreSQL server programs (initdb, pg_ctl, postgres) found: install PostgreSQL, or set "
-                "BENCH_POSTGRES_BIN to their folder")
+        return (
+            "no PostgreSQL server programs (initdb, pg_ctl, postgres) found: install PostgreSQL, or set "
+            "BENCH_POSTGRES_BIN to their folder"
+        )
     if os.geteuid() == 0:
         if _unprivileged_user() is None:
             return "running as root with no unprivileged user (postgres, nobody) to run PostgreSQL as"
@@ -192,9 +219,27 @@ class OwnPostgres:
             if self.user is not None:
                 os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
             # -N: initdb's own files need no flush for a throwaway cluster; the server runs with fsync on.
-            made = subprocess.run(self._as_owner([str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
-                                                  "--auth=trust", "-E", "UTF8", "--locale=C", "-N"]),
-                                  cwd=self.root, env=self._env(), capture_output=True, text=True, timeout=120)
+            made = subprocess.run(
+                self._as_owner(
+                    [
+                        str(self.bindir / "initdb"),
+                        "-D",
+                        str(self.data),
+                        "-U",
+                        "postgres",
+                        "--auth=trust",
+                        "-E",
+                        "UTF8",
+                        "--locale=C",
+                        "-N",
+                    ]
+                ),
+                cwd=self.root,
+                env=self._env(),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             if made.returncode != 0:
                 raise RuntimeError(f"initdb failed ({made.returncode}): {made.stderr.strip()[-800:]}")
             self.start()
@@ -219,13 +264,34 @@ class OwnPostgres:
     def start(self, timeout: float = 60) -> float:
         """Start the server and wait until it takes connections: the seconds that took."""
         started = time.monotonic()
-        argv = [str(self.bindir / "postgres"), "-D", str(self.data), "-c", f"port={self.port}",
-                "-c", f"listen_addresses={servers.HOST}", "-c", f"unix_socket_directories={self.root}",
-                "-c", "fsync=on", "-c", "max_connections=300", "-c", "logging_collector=off"]
+        argv = [
+            str(self.bindir / "postgres"),
+            "-D",
+            str(self.data),
+            "-c",
+            f"port={self.port}",
+            "-c",
+            f"listen_addresses={servers.HOST}",
+            "-c",
+            f"unix_socket_directories={self.root}",
+            "-c",
+            "fsync=on",
+            "-c",
+            "max_connections=300",
+            "-c",
+            "logging_collector=off",
+        ]
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(self._as_owner(argv, pdeathsig=True), cwd=self.root, env=self._env(),
-                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                self._as_owner(argv, pdeathsig=True),
+                cwd=self.root,
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         import psycopg
+
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"PostgreSQL exited with code {self.process.returncode}:\n{self._log_tail()}")
@@ -234,7 +300,9 @@ class OwnPostgres:
                 return time.monotonic() - started
             except psycopg.Error:
                 if time.monotonic() - started > timeout:
-                    raise RuntimeError(f"PostgreSQL took no connection within {timeout:.0f} s:\n{self._log_tail()}")
+                    raise RuntimeError(
+                        f"PostgreSQL took no connection within {timeout:.0f} s:\n{self._log_tail()}"
+                    ) from None
                 time.sleep(0.1)
 
     def crash(self) -> None:
@@ -250,9 +318,14 @@ class OwnPostgres:
             self.process.wait(10)
 
     def _pg_ctl_stop(self, mode: str) -> None:
-        stopped = subprocess.run(self._as_owner([str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data), "-m", mode,
-                                                 "-w", "-t", "30"]),
-                                 cwd=self.root, env=self._env(), capture_output=True, text=True, timeout=60)
+        stopped = subprocess.run(
+            self._as_owner([str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data), "-m", mode, "-w", "-t", "30"]),
+            cwd=self.root,
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if stopped.returncode != 0 and self.running:
             # pg_ctl could not do it (its signal is what matters): send the same signal itself.
             self.process.send_signal(signal.SIGQUIT if mode == "immediate" else signal.SIGINT)
@@ -262,8 +335,15 @@ class OwnPostgres:
         if self.user is None:
             return ([setpriv, "--pdeathsig", "SIGQUIT", "--"] if pdeathsig and setpriv else []) + argv
         if setpriv:
-            return [setpriv, f"--reuid={self.user.pw_uid}", f"--regid={self.user.pw_gid}", "--clear-groups",
-                    *(["--pdeathsig", "SIGQUIT"] if pdeathsig else []), "--", *argv]
+            return [
+                setpriv,
+                f"--reuid={self.user.pw_uid}",
+                f"--regid={self.user.pw_gid}",
+                "--clear-groups",
+                *(["--pdeathsig", "SIGQUIT"] if pdeathsig else []),
+                "--",
+                *argv,
+            ]
         return [shutil.which("runuser"), "-u", self.user.pw_name, "--", *argv]
 
     @staticmethod

@@ -9,7 +9,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
-
 import servers
 
 BENCH = Path(__file__).resolve().parent
@@ -41,8 +40,11 @@ class Receivers:
 
     def records_since(self, starts: list[int]) -> list[list]:
         """Every delivery recorded since `starts`: [path, sms_id, webhook-id, arrival time, event id]."""
-        return [record for server, start in zip(self.servers, starts)
-                for record in self.session.get(f"{server.url}/records", params={"start": start}, timeout=30).json()]
+        return [
+            record
+            for server, start in zip(self.servers, starts)
+            for record in self.session.get(f"{server.url}/records", params={"start": start}, timeout=30).json()
+        ]
 
     def wait(self, starts: list[int], expected: int, *, deadline: float, alive=None) -> int:
         """Until `expected` deliveries arrived since `starts`, time is up, or `alive()` says the sender died."""
@@ -67,8 +69,9 @@ class Hooks:
         return urlsplit(answer.json()["inbound_url"]).path
 
     def subscribe(self, target_url: str, trigger: str = TRIGGER) -> dict:
-        answer = self.session.post(f"{self.url}/v1/triggers/{trigger}/subscriptions",
-                                   json={"target_url": target_url}, timeout=30)
+        answer = self.session.post(
+            f"{self.url}/v1/triggers/{trigger}/subscriptions", json={"target_url": target_url}, timeout=30
+        )
         if answer.status_code != 201:
             raise RuntimeError(f"subscribing {target_url} answered HTTP {answer.status_code}: {answer.text[:300]}")
         return answer.json()

@@ -38,14 +38,21 @@ class LoadResult:
         return _rank(sorted(self.latencies), q)
 
     def summary(self) -> dict:
-        return {"requests_per_s": round(self.rate, 1), "ok": self.ok, "errors": self.errors,
-                "seconds": round(self.seconds, 3), "p50_ms": round(self.percentile(50) * 1000, 2),
-                "p99_ms": round(self.percentile(99) * 1000, 2), "client_cpu_cores": round(self.client_cpu, 2),
-                "first_error": self.first_error}
+        return {
+            "requests_per_s": round(self.rate, 1),
+            "ok": self.ok,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+            "p50_ms": round(self.percentile(50) * 1000, 2),
+            "p99_ms": round(self.percentile(99) * 1000, 2),
+            "client_cpu_cores": round(self.client_cpu, 2),
+            "first_error": self.first_error,
+        }
 
 
-def drive(port: int, path: str, body: bytes | Callable[[], bytes], headers: dict, *, clients: int,
-          seconds: float) -> LoadResult:
+def drive(
+    port: int, path: str, body: bytes | Callable[[], bytes], headers: dict, *, clients: int, seconds: float
+) -> LoadResult:
     """POST `body` to 127.0.0.1:`port``path` from `clients` threads for `seconds`; when `body` is a
     function, each request sends what it returns (distinct requests, e.g. callbacks that must not be
     duplicates)."""
@@ -58,8 +65,9 @@ def drive(port: int, path: str, body: bytes | Callable[[], bytes], headers: dict
     return _closed_loop(port, path, lambda: body, headers, clients, seconds)
 
 
-def post_each(port: int, path: str, bodies: Iterable[bytes], headers: dict, *, clients: int,
-              timeout: float = MAX_SECONDS) -> LoadResult:
+def post_each(
+    port: int, path: str, bodies: Iterable[bytes], headers: dict, *, clients: int, timeout: float = MAX_SECONDS
+) -> LoadResult:
     """POST every one of `bodies` once, from `clients` threads; give up on what is left after `timeout` s."""
     remaining = iter(bodies)
     lock = threading.Lock()
@@ -77,8 +85,12 @@ def _closed_loop(port, path, next_body, headers, clients, seconds) -> LoadResult
     gate = threading.Barrier(clients + 1)
     clock: dict[str, float] = {}
     tallies: list[dict] = []
-    threads = [threading.Thread(target=_client, args=(port, path, next_body, headers, gate, clock, tallies),
-                                name=f"load-{i}", daemon=True) for i in range(clients)]
+    threads = [
+        threading.Thread(
+            target=_client, args=(port, path, next_body, headers, gate, clock, tallies), name=f"load-{i}", daemon=True
+        )
+        for i in range(clients)
+    ]
     for thread in threads:
         thread.start()
     me = psutil.Process()
@@ -92,10 +104,14 @@ def _closed_loop(port, path, next_body, headers, clients, seconds) -> LoadResult
     ended = max((t["ended"] for t in tallies), default=time.perf_counter())
     wall = ended - clock["start"]
     cpu = sum(me.cpu_times()[:2]) - cpu_before
-    return LoadResult(ok=sum(t["ok"] for t in tallies), errors=sum(t["errors"] for t in tallies),
-                      seconds=wall, latencies=[x for t in tallies for x in t["latencies"]],
-                      client_cpu=cpu / wall if wall else 0.0,
-                      first_error=next((t["first_error"] for t in tallies if t["first_error"]), ""))
+    return LoadResult(
+        ok=sum(t["ok"] for t in tallies),
+        errors=sum(t["errors"] for t in tallies),
+        seconds=wall,
+        latencies=[x for t in tallies for x in t["latencies"]],
+        client_cpu=cpu / wall if wall else 0.0,
+        first_error=next((t["first_error"] for t in tallies if t["first_error"]), ""),
+    )
 
 
 def _client(port, path, next_body, headers, gate, clock, tallies):
@@ -171,16 +187,32 @@ class PacedResult:
     def summary(self) -> dict:
         answered = sorted(x for x in self.latencies if x == x)
         lags = sorted(self.lag)
-        return {"rate_asked": self.rate, "requests": len(self.statuses), "ok": self.ok, "errors": self.errors,
-                "achieved_rate": round(len(self.statuses) / self.seconds, 1) if self.seconds else None,
-                "p50_ms": round(_rank(answered, 50) * 1000, 2), "p99_ms": round(_rank(answered, 99) * 1000, 2),
-                "max_ms": round(answered[-1] * 1000, 2) if answered else None,
-                "max_lag_ms": round(lags[-1] * 1000, 2) if lags else None,
-                "p99_lag_ms": round(_rank(lags, 99) * 1000, 2), "first_error": self.first_error}
+        return {
+            "rate_asked": self.rate,
+            "requests": len(self.statuses),
+            "ok": self.ok,
+            "errors": self.errors,
+            "achieved_rate": round(len(self.statuses) / self.seconds, 1) if self.seconds else None,
+            "p50_ms": round(_rank(answered, 50) * 1000, 2),
+            "p99_ms": round(_rank(answered, 99) * 1000, 2),
+            "max_ms": round(answered[-1] * 1000, 2) if answered else None,
+            "max_lag_ms": round(lags[-1] * 1000, 2) if lags else None,
+            "p99_lag_ms": round(_rank(lags, 99) * 1000, 2),
+            "first_error": self.first_error,
+        }
 
 
-def paced(port: int, path: str, make_body: Callable[[int], bytes], headers: dict, *, rate: float, count: int,
-          senders: int = 32, timeout: float = _TIMEOUT) -> PacedResult:
+def paced(
+    port: int,
+    path: str,
+    make_body: Callable[[int], bytes],
+    headers: dict,
+    *,
+    rate: float,
+    count: int,
+    senders: int = 32,
+    timeout: float = _TIMEOUT,
+) -> PacedResult:
     """POST `make_body(i)` for i in range(`count`), request i starting `i / rate` seconds after the first,
     from `senders` threads. When all senders are busy a request starts late; its lag is kept, so a
     server that cannot keep up shows as lag, not as a lower rate that looks fine. A request unanswered
@@ -190,12 +222,20 @@ def paced(port: int, path: str, make_body: Callable[[int], bytes], headers: dict
     if not 1 <= count <= MAX_PACED or rate <= 0:
         raise ValueError(f"count must be between 1 and {MAX_PACED}, rate above 0")
     bodies = [make_body(i) for i in range(count)]  # built first, so building never delays a send
-    result = PacedResult(rate=rate, sent_at=[0.0] * count, lag=[0.0] * count, latencies=[float("nan")] * count,
-                         statuses=[0] * count)
+    result = PacedResult(
+        rate=rate, sent_at=[0.0] * count, lag=[0.0] * count, latencies=[float("nan")] * count, statuses=[0] * count
+    )
     todo: queue.SimpleQueue = queue.SimpleQueue()
     errors: list[str] = []
-    threads = [threading.Thread(target=_sender, args=(port, path, bodies, headers, todo, result, errors, timeout),
-                                name=f"paced-{i}", daemon=True) for i in range(senders)]
+    threads = [
+        threading.Thread(
+            target=_sender,
+            args=(port, path, bodies, headers, todo, result, errors, timeout),
+            name=f"paced-{i}",
+            daemon=True,
+        )
+        for i in range(senders)
+    ]
     for thread in threads:
         thread.start()
     start = time.perf_counter()

@@ -65,18 +65,17 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-
-import requests
-from sqlalchemy.exc import SQLAlchemyError
 
 # bench/ is on sys.path when this file is run as a script, so its modules import by name.
 import databases
 import report
+import requests
 import servers
 from hooks import Hooks, Receivers
 from report import say
+from sqlalchemy.exc import SQLAlchemyError
 
 from connector.storage.database import default_url
 
@@ -84,7 +83,7 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 
 LOGIN, API_KEY = "outage", "outage-api-key"
-CREDITS = 10 ** 12
+CREDITS = 10**12
 PHONE = "0611111111"  # never printed
 SUBSCRIBERS = 2
 WEB_WORKERS, WEB_THREADS = 2, 8
@@ -96,15 +95,15 @@ PROBE_EVERY = 0.5  # seconds between two looks at /readyz and /healthz, as an or
 # replayed; on a full disk the journal cannot be written either, which is said going and coming back too.
 LOG_LINES_PER_PROCESS = {"postgres_outage": 3, "disk_full": 4}
 # What a line about the database or the disk says (the driver's exceptions included).
-ABOUT_STORAGE = re.compile(r"database|OperationalError|InterfaceError|psycopg|sqlalchemy|sqlite|postgres|"
-                           r"connection (refused|reset)|server closed|disk|no space|ENOSPC|journal|Traceback",
-                           re.IGNORECASE)
+ABOUT_STORAGE = re.compile(
+    r"database|OperationalError|InterfaceError|psycopg|sqlalchemy|sqlite|postgres|"
+    r"connection (refused|reset)|server closed|disk|no space|ENOSPC|journal|Traceback",
+    re.IGNORECASE,
+)
 
 PHASES = {"postgres_outage": "PostgreSQL killed", "disk_full": "disk full"}
-FULL = {"seconds": 60.0, "rate": 5.0, "callback_rate": 40.0, "down": 15.0, "outages": 2, "settle": 60.0,
-        "drain": 60.0}
-QUICK = {"seconds": 8.0, "rate": 5.0, "callback_rate": 20.0, "down": 4.0, "outages": 1, "settle": 25.0,
-         "drain": 25.0}
+FULL = {"seconds": 60.0, "rate": 5.0, "callback_rate": 40.0, "down": 15.0, "outages": 2, "settle": 60.0, "drain": 60.0}
+QUICK = {"seconds": 8.0, "rate": 5.0, "callback_rate": 20.0, "down": 4.0, "outages": 1, "settle": 25.0, "drain": 25.0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,10 +115,16 @@ def main(argv: list[str] | None = None) -> int:
         for stale in (logs / phase).glob("*.log"):  # only this script's own logs, from an earlier run
             stale.unlink()
     started = time.monotonic()
-    results = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
-               "plan": {k: getattr(args, k) for k in ("seconds", "rate", "callback_rate", "down", "outages",
-                                                       "settle", "drain", "disk_mb")},
-               "machine": report.machine(), "phases": {}}
+    results = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "plan": {
+            k: getattr(args, k)
+            for k in ("seconds", "rate", "callback_rate", "down", "outages", "settle", "drain", "disk_mb")
+        },
+        "machine": report.machine(),
+        "phases": {},
+    }
     for phase in args.phases:
         (logs / phase).mkdir(parents=True, exist_ok=True)
         run = _postgres_phase if phase == "postgres_outage" else _disk_phase
@@ -141,20 +146,28 @@ def main(argv: list[str] | None = None) -> int:
 
 def _arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--postgres-outage", action="store_true",
-                        help="run the PostgreSQL phase (default: both phases)")
+    parser.add_argument(
+        "--postgres-outage", action="store_true", help="run the PostgreSQL phase (default: both phases)"
+    )
     parser.add_argument("--disk-full", action="store_true", help="run the disk-full phase (default: both phases)")
-    parser.add_argument("--quick", action="store_true",
-                        help="short run: 8 s of load (5 actions/s, 20 callbacks/s), one 4 s fault a phase")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="short run: 8 s of load (5 actions/s, 20 callbacks/s), one 4 s fault a phase",
+    )
     parser.add_argument("--seconds", type=float, help="seconds of load a phase (default 60; quick 8)")
     parser.add_argument("--rate", type=float, help="keyed send_sms actions a second (default 5)")
     parser.add_argument("--callback-rate", type=float, help="callbacks a second (default 40; quick 20)")
     parser.add_argument("--down", type=float, help="seconds each fault lasts (default 15; quick 4)")
     parser.add_argument("--outages", type=int, help="faults a phase (default 2; quick 1)")
-    parser.add_argument("--settle", type=float,
-                        help="seconds allowed after the load for retries to get their answers (default 60; quick 25)")
-    parser.add_argument("--drain", type=float,
-                        help="seconds allowed for the journal, then the outbox, to drain (default 60; quick 25)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        help="seconds allowed after the load for retries to get their answers (default 60; quick 25)",
+    )
+    parser.add_argument(
+        "--drain", type=float, help="seconds allowed for the journal, then the outbox, to drain (default 60; quick 25)"
+    )
     parser.add_argument("--disk-mb", type=int, default=64, help="size of the disk-full phase's tmpfs (default 64)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout (table on stderr)")
     parser.add_argument("--out", help="directory for outage.json and logs/outage/ (default bench/results)")
@@ -165,14 +178,25 @@ def _arguments(argv):
             setattr(args, name, plan[name])
     args.phases = [p for p in PHASES if getattr(args, p)] or list(PHASES)
     # Bounded whatever is asked: a run is minutes, not hours, on a shared machine.
-    if not (0 < args.seconds <= 3600 and 0 < args.rate <= 500 and 0 < args.callback_rate <= 500
-            and 0.5 <= args.down <= 600 and 1 <= args.outages <= 50 and 0 < args.settle <= 600
-            and 0 < args.drain <= 600 and 8 <= args.disk_mb <= 4096):
-        parser.error("keep to 0 < --seconds <= 3600, rates in (0, 500], --down in [0.5, 600], --outages in "
-                     "[1, 50], --settle and --drain in (0, 600], --disk-mb in [8, 4096]")
+    if not (
+        0 < args.seconds <= 3600
+        and 0 < args.rate <= 500
+        and 0 < args.callback_rate <= 500
+        and 0.5 <= args.down <= 600
+        and 1 <= args.outages <= 50
+        and 0 < args.settle <= 600
+        and 0 < args.drain <= 600
+        and 8 <= args.disk_mb <= 4096
+    ):
+        parser.error(
+            "keep to 0 < --seconds <= 3600, rates in (0, 500], --down in [0.5, 600], --outages in "
+            "[1, 50], --settle and --drain in (0, 600], --disk-mb in [8, 4096]"
+        )
     if _gap(args) < 1:
-        parser.error(f"{args.outages} faults of {args.down:g} s do not fit in {args.seconds:g} s of load with a "
-                     f"warm-up and a second at least after each: give more --seconds")
+        parser.error(
+            f"{args.outages} faults of {args.down:g} s do not fit in {args.seconds:g} s of load with a "
+            f"warm-up and a second at least after each: give more --seconds"
+        )
     return args
 
 
@@ -200,8 +224,11 @@ def _postgres_phase(args, logs: Path) -> dict:
         return {"missing": problem}
     say("PostgreSQL phase: a server of its own, killed with `pg_ctl stop -m immediate` and started again")
     # The service stops before its database does: its shutdown is not part of any outage.
-    with databases.OwnPostgres(logs / "postgresql.log") as postgres, \
-            tempfile.TemporaryDirectory(prefix="bench-outage-") as scratch, servers.Fleet(logs) as fleet:
+    with (
+        databases.OwnPostgres(logs / "postgresql.log") as postgres,
+        tempfile.TemporaryDirectory(prefix="bench-outage-") as scratch,
+        servers.Fleet(logs) as fleet,
+    ):
         service = _Service(fleet, Path(scratch) / "var", postgres.url)
         return _run(service, _PostgresKill(postgres), args)
 
@@ -228,11 +255,14 @@ def _disk_phase(args, logs: Path) -> dict:
 def _run(service: _Service, fault, args) -> dict:
     """Start the service, put the load on it with the faults in it, wait for it to settle, reconcile."""
     service.start()
-    load = servers.Load(service.url, service.inbound_path, secrets.token_hex(3), (LOGIN, API_KEY), PHONE,
-                        prefix="outage")
+    load = servers.Load(
+        service.url, service.inbound_path, secrets.token_hex(3), (LOGIN, API_KEY), PHONE, prefix="outage"
+    )
     faults: list[dict] = []
-    say(f"load: {args.rate:g} actions/s + {args.callback_rate:g} callbacks/s for {args.seconds:g} s; "
-        f"{args.outages} x {fault.what} for {args.down:g} s")
+    say(
+        f"load: {args.rate:g} actions/s + {args.callback_rate:g} callbacks/s for {args.seconds:g} s; "
+        f"{args.outages} x {fault.what} for {args.down:g} s"
+    )
     with _Probe(service) as probe:
         log_from = service.log_offset()
         load_started = time.time()
@@ -246,8 +276,10 @@ def _run(service: _Service, fault, args) -> dict:
         say(f"load over; waiting up to {args.settle:g} s for definitive answers")
         settled = load.settle(args.settle)
         load.stop()
-        say(f"answers settled in {settled:.1f} s; waiting up to {args.drain:g} s each for the journal and "
-            "the outbox to drain")
+        say(
+            f"answers settled in {settled:.1f} s; waiting up to {args.drain:g} s each for the journal and "
+            "the outbox to drain"
+        )
         journal = _wait_journal_drained(service.journal_dir, args.drain)
         outbox = _wait_outbox_drained(service.database, args.drain)
         log_to = service.log_offset()
@@ -257,8 +289,11 @@ def _run(service: _Service, fault, args) -> dict:
         found["log"] = window
         found["readyz"] = probe.around(found["at"], found["ended"])
     return {
-        "what": fault.what, "load_window": [load_started, load_ended], "settle_s": round(settled, 1),
-        "faults": faults, "log_before_faults": windows[0],
+        "what": fault.what,
+        "load_window": [load_started, load_ended],
+        "settle_s": round(settled, 1),
+        "faults": faults,
+        "log_before_faults": windows[0],
         "callbacks": _callback_figures(load, service, faults, load_started, load_ended),
         "actions": _action_figures(load, service, faults, load_started, load_ended),
         "journal": {**journal, "most_bytes_seen": probe.most_journal_bytes()},
@@ -367,12 +402,18 @@ class _Tmpfs:
     def mount(self) -> str | None:
         """Mount it; or say why it cannot be, having mounted nothing."""
         if os.geteuid() != 0:
-            return ("the disk-full phase mounts a tmpfs of its own, which needs root: run as root, or run this "
-                    "phase alone in a user namespace: unshare -rm .venv/bin/python bench/outage.py --disk-full")
+            return (
+                "the disk-full phase mounts a tmpfs of its own, which needs root: run as root, or run this "
+                "phase alone in a user namespace: unshare -rm .venv/bin/python bench/outage.py --disk-full"
+            )
         self.path = Path(tempfile.mkdtemp(prefix="bench-outage-disk-"))
         try:
-            done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size_mb}m,mode=0700", "tmpfs",
-                                   str(self.path)], capture_output=True, text=True, timeout=30)
+            done = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={self.size_mb}m,mode=0700", "tmpfs", str(self.path)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             done = subprocess.CompletedProcess([], 1, "", str(exc))
         if done.returncode != 0:
@@ -435,32 +476,54 @@ class _Service:
         self.receivers = Receivers.start(self.fleet, SUBSCRIBERS)
         env = self._env()
         # As a release step would; on SQLite too, so that both phases start the same way.
-        subprocess.run([sys.executable, "-m", "connector.ops.cli", "migrate"], env=env, check=True, capture_output=True,
-                       timeout=120)
-        self.web = self.fleet.start("connector", [sys.executable, "-m", "connector.ops.cli", "serve"], env, self.port,
-                                    "/readyz", workers=WEB_WORKERS + DELIVERY_PROCESSES)
+        subprocess.run(
+            [sys.executable, "-m", "connector.ops.cli", "migrate"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        self.web = self.fleet.start(
+            "connector",
+            [sys.executable, "-m", "connector.ops.cli", "serve"],
+            env,
+            self.port,
+            "/readyz",
+            workers=WEB_WORKERS + DELIVERY_PROCESSES,
+        )
         hooks = Hooks(self.url, (LOGIN, API_KEY))
         self.inbound_path = hooks.inbound_path()
         for k in range(SUBSCRIBERS):
             hooks.subscribe(self.receivers.target(k))
         self.children_at_start = {p.pid for p in self.web.workers()}
-        say(f"sandbox on port {self.sandbox.port}; connector on port {self.port} ({WEB_WORKERS} x {WEB_THREADS}, "
+        say(
+            f"sandbox on port {self.sandbox.port}; connector on port {self.port} ({WEB_WORKERS} x {WEB_THREADS}, "
             f"{DELIVERY_PROCESSES} delivery workers); {SUBSCRIBERS} subscribers; database "
-            f"{'PostgreSQL' if self.database_url else 'SQLite'}")
+            f"{'PostgreSQL' if self.database_url else 'SQLite'}"
+        )
 
     def _env(self) -> dict:
         env = servers.clean_env(
-            ALLMYSMS_BASE_URL=self.sandbox.url, ALLMYSMS_READ_TIMEOUT=str(READ_TIMEOUT), PORT=str(self.port),
-            CONNECTOR_HOST=servers.HOST, CONNECTOR_WORKERS=str(WEB_WORKERS), CONNECTOR_THREADS=str(WEB_THREADS),
-            CONNECTOR_ALLOWED_TARGETS=servers.HOST, CONNECTOR_DATA_DIR=str(self.data_dir),
-            CONNECTOR_DELIVERY_WORKER="process", CONNECTOR_DELIVERY_PROCESSES=str(DELIVERY_PROCESSES),
+            ALLMYSMS_BASE_URL=self.sandbox.url,
+            ALLMYSMS_READ_TIMEOUT=str(READ_TIMEOUT),
+            PORT=str(self.port),
+            CONNECTOR_HOST=servers.HOST,
+            CONNECTOR_WORKERS=str(WEB_WORKERS),
+            CONNECTOR_THREADS=str(WEB_THREADS),
+            CONNECTOR_ALLOWED_TARGETS=servers.HOST,
+            CONNECTOR_DATA_DIR=str(self.data_dir),
+            CONNECTOR_DELIVERY_WORKER="process",
+            CONNECTOR_DELIVERY_PROCESSES=str(DELIVERY_PROCESSES),
             # One caller sends all the load: the per-caller limit would only add 429s to tell apart.
             CONNECTOR_ACTIONS_PER_MINUTE="0",
             # JSON lines say which process wrote each one, and whether it carries a traceback.
             CONNECTOR_LOG_FORMAT="json",
             # A delivery whose outcome could not be recorded during the fault is due again within seconds.
-            CONNECTOR_LEASE_SECONDS="1", CONNECTOR_DELIVERY_TIMEOUT="2", CONNECTOR_RETRY_SCHEDULE="0,1,2,4,8,16",
-            **({"DATABASE_URL": self.database_url} if self.database_url else {}))
+            CONNECTOR_LEASE_SECONDS="1",
+            CONNECTOR_DELIVERY_TIMEOUT="2",
+            CONNECTOR_RETRY_SCHEDULE="0,1,2,4,8,16",
+            **({"DATABASE_URL": self.database_url} if self.database_url else {}),
+        )
         # The metrics' files go where the service puts them by default: in its data folder, on the full disk.
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         return env
@@ -472,8 +535,9 @@ class _Service:
             return 0
 
     def campaigns(self) -> list[dict]:
-        answer = requests.get(f"{self.sandbox.url}/sandbox/accounts/{LOGIN}/campaigns", auth=(LOGIN, API_KEY),
-                              timeout=30)
+        answer = requests.get(
+            f"{self.sandbox.url}/sandbox/accounts/{LOGIN}/campaigns", auth=(LOGIN, API_KEY), timeout=30
+        )
         answer.raise_for_status()
         return answer.json()["campaigns"]
 
@@ -486,6 +550,7 @@ class _Service:
         if answer.status_code != 200:
             return {"error": f"HTTP {answer.status_code}"}
         from prometheus_client.parser import text_string_to_metric_families
+
         found: dict = {}
         for family in text_string_to_metric_families(answer.text):
             for sample in family.samples:
@@ -495,8 +560,7 @@ class _Service:
 
     def processes_report(self) -> dict:
         children = {p.pid for p in self.web.workers()}
-        return {"running": self.web.process.poll() is None,
-                "children_replaced": len(self.children_at_start - children)}
+        return {"running": self.web.process.poll() is None, "children_replaced": len(self.children_at_start - children)}
 
 
 class _Probe:
@@ -540,10 +604,12 @@ class _Probe:
         during = [s for s in self.samples if began <= s[0] <= ended]
         after = [s for s in self.samples if s[0] > ended]
         again = next((s[0] for s in after if s[1] == 200), None)
-        return {"during": dict(Counter(str(s[1]) for s in during)),
-                "reasons": sorted({s[2] for s in during if s[1] not in (200, None)})[:3],
-                "not_ready_seen": any(s[1] == 503 for s in during),
-                "ready_again_after_s": None if again is None else round(again - ended, 1)}
+        return {
+            "during": dict(Counter(str(s[1]) for s in during)),
+            "reasons": sorted({s[2] for s in during if s[1] not in (200, None)})[:3],
+            "not_ready_seen": any(s[1] == 503 for s in during),
+            "ready_again_after_s": None if again is None else round(again - ended, 1),
+        }
 
     def healthz_failures(self) -> dict:
         return dict(Counter(str(s[3]) for s in self.samples if s[3] != 200))
@@ -565,14 +631,22 @@ def _wait_journal_drained(folder: Path, timeout: float) -> dict:
     while True:
         left = {}
         try:
-            left = {entry.name: entry.stat().st_size for entry in folder.iterdir()
-                    if entry.is_file() and entry.stat().st_size > 0}
+            left = {
+                entry.name: entry.stat().st_size
+                for entry in folder.iterdir()
+                if entry.is_file() and entry.stat().st_size > 0
+            }
         except FileNotFoundError:
             pass
         elapsed = time.monotonic() - started
         if not left or elapsed > timeout:
-            return {"drained": not left, "waited_s": round(elapsed, 1), "folder_exists": folder.is_dir(),
-                    "files_left": dict(list(left.items())[:10]), "bytes_left": sum(left.values())}
+            return {
+                "drained": not left,
+                "waited_s": round(elapsed, 1),
+                "folder_exists": folder.is_dir(),
+                "files_left": dict(list(left.items())[:10]),
+                "bytes_left": sum(left.values()),
+            }
         time.sleep(0.1)
 
 
@@ -597,12 +671,10 @@ def _wait_outbox_drained(database: str, timeout: float) -> dict:
 
 def _during(attempts: list, faults: list[dict]) -> Counter:
     """The answers to the attempts that began while a fault lasted."""
-    return Counter(what for started, _, what in attempts
-                   if any(f["at"] <= started <= f["ended"] for f in faults))
+    return Counter(what for started, _, what in attempts if any(f["at"] <= started <= f["ended"] for f in faults))
 
 
-def _callback_figures(load: servers.Load, service: _Service, faults: list[dict], start: float,
-                      end: float) -> dict:
+def _callback_figures(load: servers.Load, service: _Service, faults: list[dict], start: float, end: float) -> dict:
     records = service.receivers.records_since([0] * SUBSCRIBERS)
     figures = servers.callback_figures(load, records, SUBSCRIBERS, start, end)
     accepted = sorted(c.event_id for c in load.callbacks if c.outcome == "accepted")
@@ -613,11 +685,16 @@ def _callback_figures(load: servers.Load, service: _Service, faults: list[dict],
         missing = accepted
         figures["store_error"] = type(exc).__name__
     answers = Counter(what for c in load.callbacks for _, _, what in c.attempts)
-    return {**figures, "not_stored": len(missing), "not_stored_ids": missing[:20],
-            "several_webhook_ids": _several_webhook_ids(records),
-            "answers": dict(answers), "answered_500": answers["HTTP 500"],
-            "answers_during_faults": dict(_during([a for c in load.callbacks for a in c.attempts], faults)),
-            "without_retry_after": sum(n for what, n in load.unhinted.items() if what.startswith("callback"))}
+    return {
+        **figures,
+        "not_stored": len(missing),
+        "not_stored_ids": missing[:20],
+        "several_webhook_ids": _several_webhook_ids(records),
+        "answers": dict(answers),
+        "answered_500": answers["HTTP 500"],
+        "answers_during_faults": dict(_during([a for c in load.callbacks for a in c.attempts], faults)),
+        "without_retry_after": sum(n for what, n in load.unhinted.items() if what.startswith("callback")),
+    }
 
 
 def _several_webhook_ids(records: list[list]) -> list[dict]:
@@ -626,9 +703,11 @@ def _several_webhook_ids(records: list[list]) -> list[dict]:
     arrivals: dict[tuple, list] = {}
     for path, _, webhook_id, arrived, event_id in records:
         arrivals.setdefault((path, event_id), []).append([webhook_id, round(arrived, 3)])
-    return [{"subscriber": path, "event_id": event_id, "deliveries": got}
-            for (path, event_id), got in sorted(arrivals.items())
-            if len({webhook_id for webhook_id, _ in got}) > 1][:10]
+    return [
+        {"subscriber": path, "event_id": event_id, "deliveries": got}
+        for (path, event_id), got in sorted(arrivals.items())
+        if len({webhook_id for webhook_id, _ in got}) > 1
+    ][:10]
 
 
 def _action_figures(load: servers.Load, service: _Service, faults: list[dict], start: float, end: float) -> dict:
@@ -643,7 +722,8 @@ def _action_figures(load: servers.Load, service: _Service, faults: list[dict], s
         "unresolved": sum(1 for a in load.actions if a.outcome is None),
         "held_per_s": servers.held_per_s(load.actions, start, end),
         "answer_s": servers.spread([a.resolved_at - a.created for a in load.actions if a.resolved_at]),
-        "answers": dict(answers), "answered_500": answers["HTTP 500"],
+        "answers": dict(answers),
+        "answered_500": answers["HTTP 500"],
         "answers_during_faults": dict(_during([x for a in load.actions for x in a.attempts], faults)),
         "without_retry_after": sum(n for what, n in load.unhinted.items() if what.startswith("action")),
         "sms_campaigns": len(campaigns),
@@ -660,8 +740,9 @@ def _log_windows(path: Path, marks: list[int]) -> list[dict]:
         data = path.read_bytes()
     except OSError:
         data = b""
-    return [_read_lines(data[begin:end].decode("utf-8", "replace").splitlines())
-            for begin, end in zip(marks, marks[1:])]
+    return [
+        _read_lines(data[begin:end].decode("utf-8", "replace").splitlines()) for begin, end in zip(marks, marks[1:])
+    ]
 
 
 def _read_lines(lines: list[str]) -> dict:
@@ -694,9 +775,16 @@ def _read_lines(lines: list[str]) -> dict:
             if short not in samples and len(samples) < 8:
                 samples.append(short)
     worst = about.most_common(1)[0] if about else ("-", 0)
-    return {"lines": sum(every.values()), "lines_by_process": dict(every), "about_storage": sum(about.values()),
-            "about_storage_by_process": dict(about), "most_from_one_process": worst[1], "worst_process": worst[0],
-            "tracebacks": tracebacks, "samples": samples}
+    return {
+        "lines": sum(every.values()),
+        "lines_by_process": dict(every),
+        "about_storage": sum(about.values()),
+        "about_storage_by_process": dict(about),
+        "most_from_one_process": worst[1],
+        "worst_process": worst[0],
+        "tracebacks": tracebacks,
+        "samples": samples,
+    }
 
 
 # The table
@@ -721,54 +809,92 @@ def _rows(results: dict) -> list[dict]:
 def _load_rows(rows: report.Rows, label: str, plan: dict, found: dict) -> None:
     seconds = plan["seconds"]
     callbacks, actions = found["callbacks"], found["actions"]
-    rows.info(f"{label}: callbacks offered / accepted within the {seconds:g} s",
-              f"{callbacks['offered'] / seconds:.1f}/s / {callbacks['held_per_s']:.1f}/s",
-              f"asked {plan['callback_rate']:g}/s")
-    rows.info(f"{label}: keyed send_sms offered / answered within the {seconds:g} s",
-              f"{actions['offered'] / seconds:.1f}/s / {actions['held_per_s']:.1f}/s", f"asked {plan['rate']:g}/s")
+    rows.info(
+        f"{label}: callbacks offered / accepted within the {seconds:g} s",
+        f"{callbacks['offered'] / seconds:.1f}/s / {callbacks['held_per_s']:.1f}/s",
+        f"asked {plan['callback_rate']:g}/s",
+    )
+    rows.info(
+        f"{label}: keyed send_sms offered / answered within the {seconds:g} s",
+        f"{actions['offered'] / seconds:.1f}/s / {actions['held_per_s']:.1f}/s",
+        f"asked {plan['rate']:g}/s",
+    )
 
 
 def _callback_rows(rows: report.Rows, label: str, callbacks: dict) -> None:
     rows.info(f"{label}: callbacks, answers while it lasted", _answers(callbacks["answers_during_faults"]))
-    rows.judged(f"{label}: callbacks answered 500", str(callbacks["answered_500"]), "0",
-                callbacks["answered_500"] == 0)
-    rows.judged(f"{label}: 503 answers to callbacks without Retry-After", str(callbacks["without_retry_after"]), "0",
-                callbacks["without_retry_after"] == 0)
+    rows.judged(f"{label}: callbacks answered 500", str(callbacks["answered_500"]), "0", callbacks["answered_500"] == 0)
+    rows.judged(
+        f"{label}: 503 answers to callbacks without Retry-After",
+        str(callbacks["without_retry_after"]),
+        "0",
+        callbacks["without_retry_after"] == 0,
+    )
     never = callbacks["offered"] - callbacks["accepted"]
     others = {k: v for k, v in callbacks["outcomes"].items() if k != "accepted"}
     rows.judged(f"{label}: callbacks never accepted", str(never) + (f" {others}" if others else ""), "0", never == 0)
-    rows.judged(f"{label}: accepted callbacks not stored as events",
-                f"{callbacks['not_stored']} of {callbacks['accepted']}", "0", callbacks["not_stored"] == 0)
+    rows.judged(
+        f"{label}: accepted callbacks not stored as events",
+        f"{callbacks['not_stored']} of {callbacks['accepted']}",
+        "0",
+        callbacks["not_stored"] == 0,
+    )
     for sub in callbacks["subscribers"]:
-        rows.judged(f"{label}: subscriber {sub['subscriber']}: accepted events delivered",
-                    f"{sub['accepted_delivered']} of {callbacks['accepted']}", "all",
-                    sub["accepted_delivered"] == callbacks["accepted"])
+        rows.judged(
+            f"{label}: subscriber {sub['subscriber']}: accepted events delivered",
+            f"{sub['accepted_delivered']} of {callbacks['accepted']}",
+            "all",
+            sub["accepted_delivered"] == callbacks["accepted"],
+        )
     several = callbacks["events_with_several_webhook_ids"]
     rows.judged(f"{label}: events delivered under two webhook-ids", str(several), "0", several == 0)
 
 
 def _action_rows(rows: report.Rows, label: str, actions: dict) -> None:
     rows.info(f"{label}: keyed send_sms, answers while it lasted", _answers(actions["answers_during_faults"]))
-    rows.judged(f"{label}: keyed send_sms answered 500", str(actions["answered_500"]), "0",
-                actions["answered_500"] == 0)
+    rows.judged(
+        f"{label}: keyed send_sms answered 500", str(actions["answered_500"]), "0", actions["answered_500"] == 0
+    )
     outcomes = actions["outcomes"]
-    rows.judged(f"{label}: keyed send_sms sent", f"{outcomes.get('sent', 0)} of {actions['offered']}"
-                + (f" {outcomes}" if len(outcomes) > 1 else ""), "all", outcomes.get("sent", 0) == actions["offered"])
-    rows.judged(f"{label}: duplicate SMS (a key launched twice at AllMySMS)", str(actions["duplicate_sms"]), "0",
-                actions["duplicate_sms"] == 0)
+    rows.judged(
+        f"{label}: keyed send_sms sent",
+        f"{outcomes.get('sent', 0)} of {actions['offered']}" + (f" {outcomes}" if len(outcomes) > 1 else ""),
+        "all",
+        outcomes.get("sent", 0) == actions["offered"],
+    )
+    rows.judged(
+        f"{label}: duplicate SMS (a key launched twice at AllMySMS)",
+        str(actions["duplicate_sms"]),
+        "0",
+        actions["duplicate_sms"] == 0,
+    )
     wrong = len(actions["sent_without_sms"]) + actions["unknown_references"]
     rows.judged(f"{label}: keys 'sent' without their one SMS, SMS of no key", str(wrong), "0", wrong == 0)
 
 
 def _drain_rows(rows: report.Rows, label: str, found: dict) -> None:
     journal, outbox = found["journal"], found["outbox"]
-    rows.info(f"{label}: journal, most bytes seen", str(journal["most_bytes_seen"]),
-              "" if journal["folder_exists"] else "no journal folder")
-    rows.judged(f"{label}: journal drained", f"{journal['waited_s']:.1f} s" if journal["drained"] else
-                f"no: {journal['bytes_left']} bytes in {len(journal['files_left'])} files", "yes", journal["drained"])
-    rows.judged(f"{label}: outbox drained", f"{outbox['waited_s']:.1f} s" if outbox["drained"] else
-                f"no: {outbox.get('queued')} queued, {outbox.get('pending')} pending {outbox.get('error', '')}".strip(),
-                "yes", outbox["drained"])
+    rows.info(
+        f"{label}: journal, most bytes seen",
+        str(journal["most_bytes_seen"]),
+        "" if journal["folder_exists"] else "no journal folder",
+    )
+    rows.judged(
+        f"{label}: journal drained",
+        f"{journal['waited_s']:.1f} s"
+        if journal["drained"]
+        else f"no: {journal['bytes_left']} bytes in {len(journal['files_left'])} files",
+        "yes",
+        journal["drained"],
+    )
+    rows.judged(
+        f"{label}: outbox drained",
+        f"{outbox['waited_s']:.1f} s"
+        if outbox["drained"]
+        else f"no: {outbox.get('queued')} queued, {outbox.get('pending')} pending {outbox.get('error', '')}".strip(),
+        "yes",
+        outbox["drained"],
+    )
 
 
 def _fault_rows(rows: report.Rows, label: str, phase: str, found: dict) -> None:
@@ -776,9 +902,12 @@ def _fault_rows(rows: report.Rows, label: str, phase: str, found: dict) -> None:
     rows.info(f"{label}: log lines about the database or disk before any fault", str(before["about_storage"]))
     for n, fault in enumerate(found["faults"], 1):
         log = fault["log"]
-        rows.judged(f"{label} #{n}: log lines about it, most from one process",
-                    f"{log['most_from_one_process']} ({log['about_storage']} in all, {log['lines']} lines)",
-                    f"<= {LOG_LINES_PER_PROCESS[phase]}", log["most_from_one_process"] <= LOG_LINES_PER_PROCESS[phase])
+        rows.judged(
+            f"{label} #{n}: log lines about it, most from one process",
+            f"{log['most_from_one_process']} ({log['about_storage']} in all, {log['lines']} lines)",
+            f"<= {LOG_LINES_PER_PROCESS[phase]}",
+            log["most_from_one_process"] <= LOG_LINES_PER_PROCESS[phase],
+        )
         rows.judged(f"{label} #{n}: tracebacks logged", str(log["tracebacks"]), "0", log["tracebacks"] == 0)
         ready = fault["readyz"]
         during = ", ".join(f"{k} x{v}" for k, v in sorted(ready["during"].items())) or "no sample"
@@ -787,50 +916,74 @@ def _fault_rows(rows: report.Rows, label: str, phase: str, found: dict) -> None:
         else:
             rows.info(f"{label} #{n}: /readyz during it", during)
         again = ready["ready_again_after_s"]
-        rows.judged(f"{label} #{n}: /readyz 200 again after it", "never" if again is None else f"after {again:g} s",
-                    "yes", again is not None)
+        rows.judged(
+            f"{label} #{n}: /readyz 200 again after it",
+            "never" if again is None else f"after {again:g} s",
+            "yes",
+            again is not None,
+        )
 
 
 def _service_rows(rows: report.Rows, label: str, phase: str, found: dict, plan: dict) -> None:
     failures = found["healthz_failures"]
-    rows.judged(f"{label}: /healthz answers other than 200", _answers(failures) if failures else "0", "0",
-                not failures)
+    rows.judged(f"{label}: /healthz answers other than 200", _answers(failures) if failures else "0", "0", not failures)
     metrics = found["metrics"]
     counted = metrics.get("connector_database_outages_total")
     if phase == "postgres_outage":
-        rows.judged(f"{label}: outages counted (connector_database_outages_total)",
-                    "absent" if counted is None else f"{counted:g}", f">= {plan['outages']}",
-                    counted is not None and counted >= plan["outages"])
+        rows.judged(
+            f"{label}: outages counted (connector_database_outages_total)",
+            "absent" if counted is None else f"{counted:g}",
+            f">= {plan['outages']}",
+            counted is not None and counted >= plan["outages"],
+        )
     else:
-        rows.info(f"{label}: outages counted (connector_database_outages_total)",
-                  "absent" if counted is None else f"{counted:g}")
+        rows.info(
+            f"{label}: outages counted (connector_database_outages_total)",
+            "absent" if counted is None else f"{counted:g}",
+        )
     for n, fault in enumerate(found["faults"], 1):
         rows.info(f"{label} #{n}: journal metrics at its end", _journal_metrics(fault["metrics_during"]))
     rows.info(f"{label}: journal metrics after the run", _journal_metrics(metrics))
     service = found["service"]
-    rows.judged(f"{label}: connector serve running at the end", "yes" if service["running"] else "no", "yes",
-                service["running"])
+    rows.judged(
+        f"{label}: connector serve running at the end", "yes" if service["running"] else "no", "yes", service["running"]
+    )
     # A web or delivery worker that died (and was started again by its supervisor) is a crash all the same.
-    rows.judged(f"{label}: worker processes that died during the run", str(service["children_replaced"]), "0",
-                service["children_replaced"] == 0)
+    rows.judged(
+        f"{label}: worker processes that died during the run",
+        str(service["children_replaced"]),
+        "0",
+        service["children_replaced"] == 0,
+    )
     if phase == "disk_full":
-        rows.info(f"{label}: filler written", f"{found['faults'][0].get('filler_bytes', 0) // 1024} KiB",
-                  f"tmpfs of {plan['disk_mb']} MB")
-        rows.judged(f"{label}: SQLite integrity_check after the run", found["integrity"], "ok",
-                    found["integrity"] == "ok")
+        rows.info(
+            f"{label}: filler written",
+            f"{found['faults'][0].get('filler_bytes', 0) // 1024} KiB",
+            f"tmpfs of {plan['disk_mb']} MB",
+        )
+        rows.judged(
+            f"{label}: SQLite integrity_check after the run", found["integrity"], "ok", found["integrity"] == "ok"
+        )
 
 
 def _journal_metrics(metrics: dict) -> str:
     """E.g. "entries 80, bytes 30866" from {"connector_journal_entries": 80.0, ...}."""
-    shown = [f"{name.removeprefix('connector_journal_')} {value:g}" for name, value in sorted(metrics.items())
-             if name.startswith("connector_journal")]
+    shown = [
+        f"{name.removeprefix('connector_journal_')} {value:g}"
+        for name, value in sorted(metrics.items())
+        if name.startswith("connector_journal")
+    ]
     return ", ".join(shown) or metrics.get("error", "absent")
 
 
 def _answers(tallies: dict) -> str:
     """E.g. "200 x17, 503 x40, none x2" from {"HTTP 200": 17, ...}."""
-    return ", ".join(f"{what.replace('HTTP ', '').replace('no answer', 'none')} x{n}"
-                     for what, n in sorted(tallies.items())) or "none"
+    return (
+        ", ".join(
+            f"{what.replace('HTTP ', '').replace('no answer', 'none')} x{n}" for what, n in sorted(tallies.items())
+        )
+        or "none"
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,11 @@ def create_app(upstream: str | None = None, pool_size: int = 16) -> Flask:
     def send_sms():
         request.get_json(force=True)
         auth = request.authorization
-        reply = session.post(url, data={"login": auth.username, "apiKey": auth.password, "returnformat": "json",
-                                        "smsData": SMS_DATA}, timeout=(5, 60))
+        reply = session.post(
+            url,
+            data={"login": auth.username, "apiKey": auth.password, "returnformat": "json", "smsData": SMS_DATA},
+            timeout=(5, 60),
+        )
         return jsonify(reply.json())
 
     return app

@@ -60,8 +60,8 @@ class _Connection(asyncio.Protocol):
             length = int(headers.get(b"content-length", b"0"))
             if len(self.buffer) < end + 4 + length:
                 return
-            body = self.buffer[end + 4:end + 4 + length]
-            self.buffer = self.buffer[end + 4 + length:]
+            body = self.buffer[end + 4 : end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length :]
             method, target = lines[0].split(b" ")[:2]
             self._handle(method, target.decode(), headers, body)
 
@@ -85,14 +85,20 @@ class _Connection(asyncio.Protocol):
         if parts.path == "/stats":
             answer = {"count": len(self.records.rows), "unsigned": self.records.unsigned}
         elif parts.path == "/records":
-            answer = self.records.rows[int(parse_qs(parts.query).get("start", ["0"])[0]):]
+            answer = self.records.rows[int(parse_qs(parts.query).get("start", ["0"])[0]) :]
         else:
             self.pending.append([b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"])
             self._flush()
             return
         payload = json.dumps(answer, separators=(",", ":")).encode()
-        self.pending.append([b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                             + str(len(payload)).encode() + b"\r\n\r\n" + payload])
+        self.pending.append(
+            [
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                + str(len(payload)).encode()
+                + b"\r\n\r\n"
+                + payload
+            ]
+        )
         self._flush()
 
     def _ready(self, slot: list, answer: bytes) -> None:

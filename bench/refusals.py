@@ -25,8 +25,10 @@ from connector.sandbox import SandboxState, create_sandbox_app, make_sandbox_ser
 
 
 def _auth(login: str, key: str) -> dict:
-    return {"Authorization": "Basic " + base64.b64encode(f"{login}:{key}".encode()).decode(),
-            "Content-Type": "application/json"}
+    return {
+        "Authorization": "Basic " + base64.b64encode(f"{login}:{key}".encode()).decode(),
+        "Content-Type": "application/json",
+    }
 
 
 def _body(recipients) -> bytes:
@@ -39,28 +41,40 @@ def main() -> None:
     runs = parser.parse_args().runs
 
     import threading
+
     state = SandboxState()
     sandbox = make_sandbox_server(create_sandbox_app(state))
     threading.Thread(target=sandbox.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     with tempfile.TemporaryDirectory() as data_dir:
         # No throttling here: each run must take the path it measures, not a 429.
-        app = create_app({"ALLMYSMS_BASE_URL": f"http://127.0.0.1:{sandbox.server_port}", "CONNECTOR_DATA_DIR": data_dir,
-                          "CONNECTOR_ACTIONS_PER_MINUTE": 0, "CONNECTOR_AUTH_FAILURES_PER_MINUTE": 0,
-                          "CONNECTOR_LOGIN_FAILURES_PER_MINUTE": 0})
+        app = create_app(
+            {
+                "ALLMYSMS_BASE_URL": f"http://127.0.0.1:{sandbox.server_port}",
+                "CONNECTOR_DATA_DIR": data_dir,
+                "CONNECTOR_ACTIONS_PER_MINUTE": 0,
+                "CONNECTOR_AUTH_FAILURES_PER_MINUTE": 0,
+                "CONNECTOR_LOGIN_FAILURES_PER_MINUTE": 0,
+            }
+        )
         client = app.test_client()
         bad_20k = _body([{"a": 0}] * 20_000)
         wrong_keys = iter(f"wrong-{n}" for n in range(10_000))
         cases = [
-            ("baseline: valid send, 1 recipient, right key", lambda: ("demo", "demo-api-key"),
-             _body(["+33611111111"])),
+            ("baseline: valid send, 1 recipient, right key", lambda: ("demo", "demo-api-key"), _body(["+33611111111"])),
             ("baseline: GET /v1/manifest", None, None),
             ("20,000 invalid items, a new wrong key each time", lambda: ("demo", next(wrong_keys)), bad_20k),
             ("20,000 invalid items, a wrong key refused a moment ago", lambda: ("demo", "wrong"), bad_20k),
             ("20,000 invalid items, right key (422, bounded)", lambda: ("demo", "demo-api-key"), bad_20k),
-            ("100,000 recipients, a new wrong key each time", lambda: ("demo", next(wrong_keys)),
-             _body(["+33611111111"] * 100_000)),
-            ("8 MB of invalid items, a new wrong key each time", lambda: ("demo", next(wrong_keys)),
-             _body([{"a": 0}] * 1_000_000)),
+            (
+                "100,000 recipients, a new wrong key each time",
+                lambda: ("demo", next(wrong_keys)),
+                _body(["+33611111111"] * 100_000),
+            ),
+            (
+                "8 MB of invalid items, a new wrong key each time",
+                lambda: ("demo", next(wrong_keys)),
+                _body([{"a": 0}] * 1_000_000),
+            ),
         ]
         print(f"{'case':58} {'median ms':>10} {'worst ms':>9}  status  body")
         for label, who, body in cases:

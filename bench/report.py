@@ -20,12 +20,20 @@ class Rows:
         self.rows: list[dict] = []
 
     def info(self, measure: str, value: str, baseline: str = "") -> None:
-        self.rows.append({"measure": measure, "value": value, "baseline_or_target": baseline, "verdict": "info",
-                          "ok": None})
+        self.rows.append(
+            {"measure": measure, "value": value, "baseline_or_target": baseline, "verdict": "info", "ok": None}
+        )
 
     def judged(self, measure: str, value: str, target: str, ok: bool) -> None:
-        self.rows.append({"measure": measure, "value": value, "baseline_or_target": target,
-                          "verdict": "ok" if ok else "MISSED", "ok": ok})
+        self.rows.append(
+            {
+                "measure": measure,
+                "value": value,
+                "baseline_or_target": target,
+                "verdict": "ok" if ok else "MISSED",
+                "ok": ok,
+            }
+        )
 
 
 def table(rows: list[dict]) -> str:
@@ -35,8 +43,9 @@ def table(rows: list[dict]) -> str:
     right = {"value"}
 
     def line(r):
-        return "  ".join(str(r[c]).rjust(widths[c]) if c in right else str(r[c]).ljust(widths[c])
-                         for c in columns).rstrip()
+        return "  ".join(
+            str(r[c]).rjust(widths[c]) if c in right else str(r[c]).ljust(widths[c]) for c in columns
+        ).rstrip()
 
     rule = "  ".join("-" * widths[c] for c in columns)
     return "\n".join([line(header), rule, *(line(r) for r in rows)])
@@ -48,14 +57,26 @@ def basic_auth(login: str, api_key: str) -> str:
 
 def machine() -> dict:
     try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=5).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=5).stdout.strip())
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", None
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "git_commit": commit, "git_dirty": dirty}
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": commit,
+        "git_dirty": dirty,
+    }
 
 
 def say(text: str) -> None:
@@ -84,8 +105,10 @@ def publish(results: dict, rows: list[dict], out: Path, logs: Path, *, notes=(),
         print(note)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"\n{results['total_s']} s in all; {verdict + '; ' if verdict else ''}results in {shown(out)}, "
-          f"server logs in {shown(logs)}/")
+    print(
+        f"\n{results['total_s']} s in all; {verdict + '; ' if verdict else ''}results in {shown(out)}, "
+        f"server logs in {shown(logs)}/"
+    )
 
 
 def run(main) -> None:

@@ -35,7 +35,7 @@ import json
 import signal
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 # bench/ is on sys.path when this file is run as a script, so its modules import by name.
@@ -43,27 +43,42 @@ import breakdown
 import loadgen
 import report
 import servers
-from connector.sending import messages
-from connector.sending.upstream import Credentials
 from passthrough import SAMPLE_BODY
 from report import say as _say
+
+from connector.sending import messages
+from connector.sending.upstream import Credentials
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RESULTS = BENCH / "results"
 
 LOGIN, API_KEY = "bench", "bench-api-key"
-CREDITS = 10 ** 12
+CREDITS = 10**12
 SEND_PATH = "/v1/actions/send_sms"
 SERVER_WORKERS, SERVER_THREADS = 2, 8
 LARGE_SEND_TIMEOUT = 300
 
 TARGETS = {"ratio": 0.8, "send_10000_s": 0.5, "send_100000_s": 4.0, "rss_growth_mb": 100.0}
 
-FULL = {"seconds": 10.0, "warmup": 3.0, "rounds": 2, "sizes": (10_000, 100_000), "repeats": 2,
-        "in_process": 100_000, "profile": True}
-QUICK = {"seconds": 2.0, "warmup": 1.0, "rounds": 2, "sizes": (10_000,), "repeats": 1,
-         "in_process": 10_000, "profile": False}
+FULL = {
+    "seconds": 10.0,
+    "warmup": 3.0,
+    "rounds": 2,
+    "sizes": (10_000, 100_000),
+    "repeats": 2,
+    "in_process": 100_000,
+    "profile": True,
+}
+QUICK = {
+    "seconds": 2.0,
+    "warmup": 1.0,
+    "rounds": 2,
+    "sizes": (10_000,),
+    "repeats": 1,
+    "in_process": 10_000,
+    "profile": False,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,17 +94,25 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, report.exit_on_sigterm)
 
     started = time.perf_counter()
-    results = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "plan": {k: list(v) if isinstance(v, tuple) else v for k, v in plan.items()},
-               "machine": report.machine(), "targets": TARGETS}
+    results = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "plan": {k: list(v) if isinstance(v, tuple) else v for k, v in plan.items()},
+        "machine": report.machine(),
+        "targets": TARGETS,
+    }
     with servers.Fleet(RESULTS / "logs") as fleet:
         sandbox = _start_sandbox(fleet)
         results["throughput"] = _throughput(fleet, sandbox, plan)
         results["large_sends"] = [_large_send(fleet, sandbox, size, plan["repeats"]) for size in plan["sizes"]]
         results["in_process"] = _in_process(sandbox, plan)
     results["total_s"] = round(time.perf_counter() - started, 1)
-    report.publish(results, _rows(results), RESULTS / "latest.json", RESULTS / "logs",
-                   notes=[_profile_text(p) for p in results["in_process"].get("profiles", [])])
+    report.publish(
+        results,
+        _rows(results),
+        RESULTS / "latest.json",
+        RESULTS / "logs",
+        notes=[_profile_text(p) for p in results["in_process"].get("profiles", [])],
+    )
     return 0
 
 
@@ -97,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _start_sandbox(fleet: servers.Fleet) -> servers.Server:
-    sandbox = servers.start_sandbox(fleet, {LOGIN: {"api_key": API_KEY, "credits": CREDITS}}, SERVER_WORKERS,
-                                    SERVER_THREADS, LOGIN)
+    sandbox = servers.start_sandbox(
+        fleet, {LOGIN: {"api_key": API_KEY, "credits": CREDITS}}, SERVER_WORKERS, SERVER_THREADS, LOGIN
+    )
     _say(f"sandbox: gunicorn {SERVER_WORKERS}x{SERVER_THREADS} on port {sandbox.port}")
     return sandbox
 
@@ -106,30 +130,50 @@ def _start_sandbox(fleet: servers.Fleet) -> servers.Server:
 def _start_connector(fleet: servers.Fleet, sandbox: servers.Server, name: str, workers: int) -> servers.Server:
     port = servers.free_port()
     # One benchmark login sends a thousand actions a second: the per-account limit would answer 429.
-    env = servers.clean_env(ALLMYSMS_BASE_URL=sandbox.url, PORT=str(port), CONNECTOR_HOST=servers.HOST,
-               CONNECTOR_WORKERS=str(workers), CONNECTOR_THREADS=str(SERVER_THREADS),
-               CONNECTOR_ACTIONS_PER_MINUTE="0")
+    env = servers.clean_env(
+        ALLMYSMS_BASE_URL=sandbox.url,
+        PORT=str(port),
+        CONNECTOR_HOST=servers.HOST,
+        CONNECTOR_WORKERS=str(workers),
+        CONNECTOR_THREADS=str(SERVER_THREADS),
+        CONNECTOR_ACTIONS_PER_MINUTE="0",
+    )
     _say(f"{name}: connector serve {workers}x{SERVER_THREADS} on port {port}")
-    return fleet.start(name, [sys.executable, "-m", "connector.ops.cli", "serve"], env, port, "/v1/manifest",
-                       workers=workers)
+    return fleet.start(
+        name, [sys.executable, "-m", "connector.ops.cli", "serve"], env, port, "/v1/manifest", workers=workers
+    )
 
 
 def _start_passthrough(fleet: servers.Fleet, sandbox: servers.Server) -> servers.Server:
     port = servers.free_port()
     argv = servers.gunicorn_argv(port, SERVER_WORKERS, SERVER_THREADS) + [
-        "--access-logfile", "-", "--access-logformat", servers.ACCESS_LOG_FORMAT,
-        "--pythonpath", str(BENCH), f"passthrough:create_app(pool_size={SERVER_THREADS * 2})"]
+        "--access-logfile",
+        "-",
+        "--access-logformat",
+        servers.ACCESS_LOG_FORMAT,
+        "--pythonpath",
+        str(BENCH),
+        f"passthrough:create_app(pool_size={SERVER_THREADS * 2})",
+    ]
     _say(f"passthrough: gunicorn {SERVER_WORKERS}x{SERVER_THREADS} on port {port}")
-    return fleet.start("passthrough", argv, servers.clean_env(PASSTHROUGH_UPSTREAM=sandbox.url), port,
-                       "/v1/manifest", workers=SERVER_WORKERS)
+    return fleet.start(
+        "passthrough",
+        argv,
+        servers.clean_env(PASSTHROUGH_UPSTREAM=sandbox.url),
+        port,
+        "/v1/manifest",
+        workers=SERVER_WORKERS,
+    )
 
 
 # 1. Throughput
 
 
 def _throughput(fleet: servers.Fleet, sandbox: servers.Server, plan: dict) -> dict:
-    targets = {"connector": _start_connector(fleet, sandbox, "connector", SERVER_WORKERS),
-               "passthrough": _start_passthrough(fleet, sandbox)}
+    targets = {
+        "connector": _start_connector(fleet, sandbox, "connector", SERVER_WORKERS),
+        "passthrough": _start_passthrough(fleet, sandbox),
+    }
     body = json.dumps(SAMPLE_BODY).encode()
     headers = {"Content-Type": "application/json", "Authorization": report.basic_auth(LOGIN, API_KEY)}
 
@@ -140,23 +184,32 @@ def _throughput(fleet: servers.Fleet, sandbox: servers.Server, plan: dict) -> di
         warm = drive(name, plan["warmup"])
         _say(f"warm-up {name}: {warm.rate:.0f} req/s, {warm.errors} errors")
         if not warm.ok:
-            raise RuntimeError(f"{name} answered no send_sms during warm-up ({warm.first_error}):\n"
-                               f"{targets[name].log_tail()}")
+            raise RuntimeError(
+                f"{name} answered no send_sms during warm-up ({warm.first_error}):\n{targets[name].log_tail()}"
+            )
     rounds = []
     for round_number in range(1, plan["rounds"] + 1):
         for name in targets:
             result = drive(name, plan["seconds"])
-            _say(f"round {round_number} {name}: {result.rate:.0f} req/s, p50 {result.percentile(50) * 1000:.1f} ms, "
-                 f"p99 {result.percentile(99) * 1000:.1f} ms, {result.errors} errors, "
-                 f"client {result.client_cpu:.2f} cores")
+            _say(
+                f"round {round_number} {name}: {result.rate:.0f} req/s, p50 {result.percentile(50) * 1000:.1f} ms, "
+                f"p99 {result.percentile(99) * 1000:.1f} ms, {result.errors} errors, "
+                f"client {result.client_cpu:.2f} cores"
+            )
             rounds.append({"round": round_number, "target": name, **result.summary()})
     for server in targets.values():
         fleet.stop(server)
-    best = {name: max((r for r in rounds if r["target"] == name), key=lambda r: r["requests_per_s"])
-            for name in targets}
+    best = {
+        name: max((r for r in rounds if r["target"] == name), key=lambda r: r["requests_per_s"]) for name in targets
+    }
     passthrough_rate = best["passthrough"]["requests_per_s"]
-    return {"clients": plan["clients"], "seconds_per_round": plan["seconds"], "rounds": rounds, "best": best,
-            "ratio": round(best["connector"]["requests_per_s"] / passthrough_rate, 3) if passthrough_rate else None}
+    return {
+        "clients": plan["clients"],
+        "seconds_per_round": plan["seconds"],
+        "rounds": rounds,
+        "best": best,
+        "ratio": round(best["connector"]["requests_per_s"] / passthrough_rate, 3) if passthrough_rate else None,
+    }
 
 
 # 2. Large personalised sends
@@ -177,21 +230,31 @@ def _large_send(fleet: servers.Fleet, sandbox: servers.Server, size: int, repeat
                 started = time.perf_counter()
                 status, reply = _post(server.port, body, headers, timeout=LARGE_SEND_TIMEOUT)
                 seconds = time.perf_counter() - started
-            run = {"seconds": round(seconds, 3), "status": status,
-                   "rss_baseline_mb": round(rss.baseline / servers.MB, 1),
-                   "rss_growth_mb": round(rss.growth_mb, 1), "rss_samples": rss.samples}
+            run = {
+                "seconds": round(seconds, 3),
+                "status": status,
+                "rss_baseline_mb": round(rss.baseline / servers.MB, 1),
+                "rss_growth_mb": round(rss.growth_mb, 1),
+                "rss_samples": rss.samples,
+            }
             run.update(_check_reply(status, reply, size))
-            _say(f"{size:,} recipients: HTTP {status} in {seconds:.2f} s, worker RSS +{rss.growth_mb:.1f} MB"
-                 + (f" ({run['problem']})" if run.get("problem") else ""))
+            _say(
+                f"{size:,} recipients: HTTP {status} in {seconds:.2f} s, worker RSS +{rss.growth_mb:.1f} MB"
+                + (f" ({run['problem']})" if run.get("problem") else "")
+            )
             runs.append(run)
     finally:
         fleet.stop(server)
     good = [r for r in runs if not r.get("problem")]
-    return {"recipients": size, "body_mb": round(len(body) / servers.MB, 2), "runs": runs,
-            "ok": len(good) == len(runs),
-            "best_seconds": min((r["seconds"] for r in good), default=None),
-            # The first send into a fresh worker grows it most; later ones reuse the memory it kept.
-            "max_rss_growth_mb": max(r["rss_growth_mb"] for r in runs)}
+    return {
+        "recipients": size,
+        "body_mb": round(len(body) / servers.MB, 2),
+        "runs": runs,
+        "ok": len(good) == len(runs),
+        "best_seconds": min((r["seconds"] for r in good), default=None),
+        # The first send into a fresh worker grows it most; later ones reuse the memory it kept.
+        "max_rss_growth_mb": max(r["rss_growth_mb"] for r in runs),
+    }
 
 
 def _check_reply(status: int, reply: bytes, size: int) -> dict:
@@ -233,8 +296,7 @@ def _in_process(sandbox: servers.Server, plan: dict) -> dict:
         payload = breakdown.personalised_payload(size)
         out["profiles"] = [
             {"recipients": size, **breakdown.profile(prepared.validate, payload)},
-            {"recipients": size, **breakdown.profile(messages.sms_request, payload, prepared.rules,
-                                                     datetime.now(timezone.utc))},
+            {"recipients": size, **breakdown.profile(messages.sms_request, payload, prepared.rules, datetime.now(UTC))},
         ]
     return out
 
@@ -246,8 +308,7 @@ def _rows(results: dict) -> list[dict]:
     rows = []
 
     def row(measure, value, baseline, verdict="info", ok=None):
-        rows.append({"measure": measure, "value": value, "baseline_or_target": baseline, "verdict": verdict,
-                     "ok": ok})
+        rows.append({"measure": measure, "value": value, "baseline_or_target": baseline, "verdict": verdict, "ok": ok})
 
     def judged(measure, value, baseline, ok):
         row(measure, value, baseline, "ok" if ok else "MISSED", ok)
@@ -255,10 +316,17 @@ def _rows(results: dict) -> list[dict]:
     t = results["throughput"]
     best_c, best_p = t["best"]["connector"], t["best"]["passthrough"]
     load = f"{t['clients']} clients, best of {len(t['rounds']) // 2} x {t['seconds_per_round']:g} s"
-    row(f"send_sms throughput, connector ({load})", f"{best_c['requests_per_s']:.0f} req/s",
-        f"passthrough {best_p['requests_per_s']:.0f} req/s")
-    judged("throughput ratio connector/passthrough", f"{t['ratio']:.2f}", f">= {TARGETS['ratio']}",
-           t["ratio"] is not None and t["ratio"] >= TARGETS["ratio"])
+    row(
+        f"send_sms throughput, connector ({load})",
+        f"{best_c['requests_per_s']:.0f} req/s",
+        f"passthrough {best_p['requests_per_s']:.0f} req/s",
+    )
+    judged(
+        "throughput ratio connector/passthrough",
+        f"{t['ratio']:.2f}",
+        f">= {TARGETS['ratio']}",
+        t["ratio"] is not None and t["ratio"] >= TARGETS["ratio"],
+    )
     row("send_sms p50 latency, connector", f"{best_c['p50_ms']:.1f} ms", f"passthrough {best_p['p50_ms']:.1f} ms")
     row("send_sms p99 latency, connector", f"{best_c['p99_ms']:.1f} ms", f"passthrough {best_p['p99_ms']:.1f} ms")
     errors = sum(r["errors"] for r in t["rounds"])
@@ -272,12 +340,20 @@ def _rows(results: dict) -> list[dict]:
             problem = next(r["problem"] for r in send["runs"] if r.get("problem"))
             judged(f"{label}: one send_sms (1 worker)", "failed", problem[:60], False)
         elif target is not None:
-            judged(f"{label}: one send_sms (1 worker)", f"{send['best_seconds']:.2f} s", f"<= {target:g} s",
-                   send["best_seconds"] <= target)
+            judged(
+                f"{label}: one send_sms (1 worker)",
+                f"{send['best_seconds']:.2f} s",
+                f"<= {target:g} s",
+                send["best_seconds"] <= target,
+            )
         else:
             row(f"{label}: one send_sms (1 worker)", f"{send['best_seconds']:.2f} s", "")
-        judged(f"{label}: peak worker RSS growth", f"{send['max_rss_growth_mb']:.1f} MB",
-               f"<= {TARGETS['rss_growth_mb']:g} MB", send["max_rss_growth_mb"] <= TARGETS["rss_growth_mb"])
+        judged(
+            f"{label}: peak worker RSS growth",
+            f"{send['max_rss_growth_mb']:.1f} MB",
+            f"<= {TARGETS['rss_growth_mb']:g} MB",
+            send["max_rss_growth_mb"] <= TARGETS["rss_growth_mb"],
+        )
 
     size = results["in_process"]["recipients"]
     total = sum(s["seconds"] for s in results["in_process"]["steps"])
@@ -289,10 +365,14 @@ def _rows(results: dict) -> list[dict]:
 
 
 def _profile_text(profiled: dict) -> str:
-    lines = [f"\ncProfile of {profiled['function']} for {profiled['recipients']:,} recipients "
-             f"({profiled['profiled_s']:.2f} s under the profiler):"]
-    for title, key, field in (("top 5 by cumulative time", "by_cumulative", "cumulative_s"),
-                              ("top 5 by own time", "by_own_time", "own_s")):
+    lines = [
+        f"\ncProfile of {profiled['function']} for {profiled['recipients']:,} recipients "
+        f"({profiled['profiled_s']:.2f} s under the profiler):"
+    ]
+    for title, key, field in (
+        ("top 5 by cumulative time", "by_cumulative", "cumulative_s"),
+        ("top 5 by own time", "by_own_time", "own_s"),
+    ):
         lines.append(f"  {title}:")
         lines += [f"    {r[field]:8.3f} s  {r['calls']:>9,} calls  {r['function']}" for r in profiled[key]]
     return "\n".join(lines)

@@ -36,22 +36,22 @@ import signal
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
-import psutil
-from sqlalchemy import create_engine, func, select
-
 # bench/ is on sys.path when this file is run as a script, so its modules import by name.
 import loadgen
+import psutil
 import report
 import servers
-from connector.storage.database import engine_url
-from connector.storage.tables import deliveries, events, fanout
 from databases import Schemas
 from hooks import Hooks, Receivers
 from report import say
+from sqlalchemy import create_engine, func, select
+
+from connector.storage.database import engine_url
+from connector.storage.tables import deliveries, events, fanout
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -63,13 +63,36 @@ RECEIVERS = 2
 SUBSCRIBERS = 10
 SUBSCRIBER_DELAY_MS = 50
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-RECEIPT_REST = "&" + urlencode({"campaignId": "c-bench", "phoneNumber": "33611111111", "status": "1",
-                                "statusText": "Delivered", "receptionDate": "2026-12-01 09:30:03"})
+RECEIPT_REST = "&" + urlencode(
+    {
+        "campaignId": "c-bench",
+        "phoneNumber": "33611111111",
+        "status": "1",
+        "statusText": "Delivered",
+        "receptionDate": "2026-12-01 09:30:03",
+    }
+)
 
-FULL = {"workers": (1, 2, 4), "concurrency": 32, "events": 600, "clients": 16, "ingest_seconds": 8.0,
-        "ingest_rounds": 2, "ingest_warmup": 2.0, "delivery_timeout_s": 120}
-QUICK = {"workers": (1, 2), "concurrency": 32, "events": 200, "clients": 8, "ingest_seconds": 3.0,
-         "ingest_rounds": 1, "ingest_warmup": 1.0, "delivery_timeout_s": 60}
+FULL = {
+    "workers": (1, 2, 4),
+    "concurrency": 32,
+    "events": 600,
+    "clients": 16,
+    "ingest_seconds": 8.0,
+    "ingest_rounds": 2,
+    "ingest_warmup": 2.0,
+    "delivery_timeout_s": 120,
+}
+QUICK = {
+    "workers": (1, 2),
+    "concurrency": 32,
+    "events": 200,
+    "clients": 8,
+    "ingest_seconds": 3.0,
+    "ingest_rounds": 1,
+    "ingest_warmup": 1.0,
+    "delivery_timeout_s": 60,
+}
 TARGET_SPEED_UP = 1.7
 
 
@@ -86,9 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     LOGS.mkdir(parents=True, exist_ok=True)
     for stale in LOGS.glob("*.log"):
         stale.unlink()
-    results = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
-               "plan": {k: list(v) if isinstance(v, tuple) else v for k, v in plan.items()},
-               "machine": report.machine()}
+    results = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "plan": {k: list(v) if isinstance(v, tuple) else v for k, v in plan.items()},
+        "machine": report.machine(),
+    }
     with servers.Fleet(LOGS) as fleet, tempfile.TemporaryDirectory(prefix="bench-scaleout-") as scratch:
         bench = _Bench(fleet, Path(scratch), plan)
         try:
@@ -108,11 +134,13 @@ class _Bench:
         self.plan = plan
         self.schemas = Schemas()
         self.runs = 0
-        accounts = {LOGIN: {"api_key": API_KEY, "credits": 10 ** 12}}
+        accounts = {LOGIN: {"api_key": API_KEY, "credits": 10**12}}
         self.sandbox = servers.start_sandbox(fleet, accounts, SERVER_WORKERS, SERVER_THREADS, LOGIN)
         self.receivers = Receivers.start(fleet, RECEIVERS)
-        say(f"sandbox on port {self.sandbox.port}; receivers on ports "
-            f"{', '.join(str(r.port) for r in self.receivers.servers)}")
+        say(
+            f"sandbox on port {self.sandbox.port}; receivers on ports "
+            f"{', '.join(str(r.port) for r in self.receivers.servers)}"
+        )
 
     # 1. Delivery throughput
 
@@ -121,8 +149,11 @@ class _Bench:
         one = runs[0]["deliveries_per_s"]
         for run in runs:
             run["speed_up"] = round(run["deliveries_per_s"] / one, 2) if one else None
-        return {"concurrency_per_worker": self.plan["concurrency"], "subscriber_delay_ms": SUBSCRIBER_DELAY_MS,
-                "runs": runs}
+        return {
+            "concurrency_per_worker": self.plan["concurrency"],
+            "subscriber_delay_ms": SUBSCRIBER_DELAY_MS,
+            "runs": runs,
+        }
 
     def _throughput_run(self, workers: int) -> dict:
         plan = self.plan
@@ -133,21 +164,29 @@ class _Bench:
         for k in range(SUBSCRIBERS):
             hooks.subscribe(self.receivers.target(k, delay_ms=SUBSCRIBER_DELAY_MS))
         path = hooks.inbound_path()
-        preload = loadgen.post_each(connector.port, path, (_receipt(f"{tag}-{i}") for i in range(plan["events"])),
-                                    FORM, clients=plan["clients"])
+        preload = loadgen.post_each(
+            connector.port, path, (_receipt(f"{tag}-{i}") for i in range(plan["events"])), FORM, clients=plan["clients"]
+        )
         expected = plan["events"] * SUBSCRIBERS
         if preload.ok != plan["events"]:
             raise RuntimeError(f"only {preload.ok} of {plan['events']} receipts were stored ({preload.first_error})")
         starts = self.receivers.counts()
-        env = self._env(connector.port, url, web_workers=1, delivery="off",
-                        CONNECTOR_DELIVERY_CONCURRENCY=str(plan["concurrency"]))
+        env = self._env(
+            connector.port, url, web_workers=1, delivery="off", CONNECTOR_DELIVERY_CONCURRENCY=str(plan["concurrency"])
+        )
         launched = time.time()
-        running = [self.fleet.spawn(f"worker-{tag}-{n}", [sys.executable, "-m", "connector.ops.cli", "worker"], env)
-                   for n in range(workers)]
+        running = [
+            self.fleet.spawn(f"worker-{tag}-{n}", [sys.executable, "-m", "connector.ops.cli", "worker"], env)
+            for n in range(workers)
+        ]
         try:
             meter = servers.CpuMeter([psutil.Process(w.process.pid) for w in running]).start()
-            self.receivers.wait(starts, expected, deadline=time.monotonic() + plan["delivery_timeout_s"],
-                                alive=lambda: all(w.process.poll() is None for w in running))
+            self.receivers.wait(
+                starts,
+                expected,
+                deadline=time.monotonic() + plan["delivery_timeout_s"],
+                alive=lambda: all(w.process.poll() is None for w in running),
+            )
             cores = meter.stop()
         finally:
             for worker in running:
@@ -159,13 +198,23 @@ class _Bench:
         last = max((r[3] for r in records), default=math.nan)
         span = last - first
         rate = (len(records) - 1) / span if span > 0 else 0.0
-        run = {"workers": workers, "events": plan["events"], "expected": expected, "delivered": len(set(ids)),
-               "lost": expected - len(set(ids)), "sent_twice": len(ids) - len(set(ids)),
-               "deliveries_per_s": round(rate, 1), "first_to_last_arrival_s": round(span, 3),
-               "start_to_first_arrival_s": round(first - launched, 3), "workers_cpu_cores": round(cores, 2),
-               "database": _counts(url)}
-        say(f"{workers} worker(s) x {plan['concurrency']}: {run['delivered']}/{expected} delivered, {rate:.0f}/s, "
-            f"sent twice {run['sent_twice']}, workers {cores:.2f} cores")
+        run = {
+            "workers": workers,
+            "events": plan["events"],
+            "expected": expected,
+            "delivered": len(set(ids)),
+            "lost": expected - len(set(ids)),
+            "sent_twice": len(ids) - len(set(ids)),
+            "deliveries_per_s": round(rate, 1),
+            "first_to_last_arrival_s": round(span, 3),
+            "start_to_first_arrival_s": round(first - launched, 3),
+            "workers_cpu_cores": round(cores, 2),
+            "database": _counts(url),
+        }
+        say(
+            f"{workers} worker(s) x {plan['concurrency']}: {run['delivered']}/{expected} delivered, {rate:.0f}/s, "
+            f"sent twice {run['sent_twice']}, workers {cores:.2f} cores"
+        )
         return run
 
     # 2. Ingest
@@ -173,14 +222,17 @@ class _Bench:
     def ingest(self) -> dict:
         plan = self.plan
         targets = {"sqlite": None, "postgresql": self.schemas.new()}
-        started = {name: self._connector(f"ingest-{name}", url, web_workers=SERVER_WORKERS, delivery="process")
-                   for name, url in targets.items()}
+        started = {
+            name: self._connector(f"ingest-{name}", url, web_workers=SERVER_WORKERS, delivery="process")
+            for name, url in targets.items()
+        }
         paths = {name: Hooks(server.url, (LOGIN, API_KEY)).inbound_path() for name, server in started.items()}
-        counter = iter(range(10 ** 9))
+        counter = iter(range(10**9))
 
         def drive(name: str, seconds: float) -> loadgen.LoadResult:
             def body() -> bytes:
                 return _receipt(f"in-{next(counter)}")
+
             return loadgen.drive(started[name].port, paths[name], body, FORM, clients=plan["clients"], seconds=seconds)
 
         rounds = []
@@ -192,27 +244,43 @@ class _Bench:
             for number in range(1, plan["ingest_rounds"] + 1):
                 for name in started:
                     result = drive(name, plan["ingest_seconds"])
-                    say(f"ingest round {number} {name}: {result.rate:.0f} callbacks/s, p99 "
-                        f"{result.percentile(99) * 1000:.1f} ms, {result.errors} errors")
+                    say(
+                        f"ingest round {number} {name}: {result.rate:.0f} callbacks/s, p99 "
+                        f"{result.percentile(99) * 1000:.1f} ms, {result.errors} errors"
+                    )
                     rounds.append({"round": number, "backend": name, **result.summary()})
         finally:
             for server in started.values():
                 self.fleet.stop(server)
-        best = {name: max((r for r in rounds if r["backend"] == name), key=lambda r: r["requests_per_s"])
-                for name in started}
+        best = {
+            name: max((r for r in rounds if r["backend"] == name), key=lambda r: r["requests_per_s"])
+            for name in started
+        }
         sqlite_rate = best["sqlite"]["requests_per_s"]
-        return {"clients": plan["clients"], "rounds": rounds, "best": best,
-                "postgresql_over_sqlite": round(best["postgresql"]["requests_per_s"] / sqlite_rate, 2)
-                if sqlite_rate else None}
+        return {
+            "clients": plan["clients"],
+            "rounds": rounds,
+            "best": best,
+            "postgresql_over_sqlite": round(best["postgresql"]["requests_per_s"] / sqlite_rate, 2)
+            if sqlite_rate
+            else None,
+        }
 
     # Servers
 
     def _env(self, port: int, database_url: str | None, *, web_workers: int, delivery: str, **extra: str) -> dict:
         self.runs += 1
-        settings = dict(ALLMYSMS_BASE_URL=self.sandbox.url, PORT=str(port), CONNECTOR_HOST=servers.HOST,
-                        CONNECTOR_WORKERS=str(web_workers), CONNECTOR_THREADS=str(SERVER_THREADS),
-                        CONNECTOR_ALLOWED_TARGETS=servers.HOST, CONNECTOR_DELIVERY_WORKER=delivery,
-                        CONNECTOR_DATA_DIR=str(self.scratch / f"data-{port}"), **extra)
+        settings = dict(
+            ALLMYSMS_BASE_URL=self.sandbox.url,
+            PORT=str(port),
+            CONNECTOR_HOST=servers.HOST,
+            CONNECTOR_WORKERS=str(web_workers),
+            CONNECTOR_THREADS=str(SERVER_THREADS),
+            CONNECTOR_ALLOWED_TARGETS=servers.HOST,
+            CONNECTOR_DELIVERY_WORKER=delivery,
+            CONNECTOR_DATA_DIR=str(self.scratch / f"data-{port}"),
+            **extra,
+        )
         if database_url:
             settings["DATABASE_URL"] = database_url
         return servers.clean_env(**settings)
@@ -220,8 +288,14 @@ class _Bench:
     def _connector(self, name: str, database_url: str | None, *, web_workers: int, delivery: str) -> servers.Server:
         port = servers.free_port()
         env = self._env(port, database_url, web_workers=web_workers, delivery=delivery)
-        return self.fleet.start(f"connector-{name}", [sys.executable, "-m", "connector.ops.cli", "serve"], env, port,
-                                "/v1/manifest", workers=web_workers)
+        return self.fleet.start(
+            f"connector-{name}",
+            [sys.executable, "-m", "connector.ops.cli", "serve"],
+            env,
+            port,
+            "/v1/manifest",
+            workers=web_workers,
+        )
 
 
 def _receipt(sms_id: str) -> bytes:
@@ -232,9 +306,11 @@ def _counts(database_url: str) -> dict:
     engine = create_engine(engine_url(database_url))
     with engine.connect() as db:
         by_status = dict(db.execute(select(deliveries.c.status, func.count()).group_by(deliveries.c.status)).all())
-        counts = {"events": db.execute(select(func.count()).select_from(events)).scalar_one(),
-                  "queued": db.execute(select(func.count()).select_from(fanout)).scalar_one(),
-                  "deliveries_by_status": by_status}
+        counts = {
+            "events": db.execute(select(func.count()).select_from(events)).scalar_one(),
+            "queued": db.execute(select(func.count()).select_from(fanout)).scalar_one(),
+            "deliveries_by_status": by_status,
+        }
     engine.dispose()
     return counts
 
@@ -244,19 +320,29 @@ def _rows(results: dict) -> list[dict]:
     throughput = results["throughput"]
     one = throughput["runs"][0]
     for run in throughput["runs"]:
-        measure = (f"delivery, {run['workers']} worker(s) x {throughput['concurrency_per_worker']} in flight, "
-                   f"subscribers {throughput['subscriber_delay_ms']} ms")
-        value = f"{run['deliveries_per_s']:.0f}/s = {run['speed_up']:.2f}x (lost {run['lost']}, twice {run['sent_twice']})"
+        measure = (
+            f"delivery, {run['workers']} worker(s) x {throughput['concurrency_per_worker']} in flight, "
+            f"subscribers {throughput['subscriber_delay_ms']} ms"
+        )
+        value = (
+            f"{run['deliveries_per_s']:.0f}/s = {run['speed_up']:.2f}x (lost {run['lost']}, twice {run['sent_twice']})"
+        )
         if run["workers"] == 2:
-            rows.judged(measure, value, f"1 worker {one['deliveries_per_s']:.0f}/s; >= {TARGET_SPEED_UP}x",
-                        run["speed_up"] >= TARGET_SPEED_UP and run["lost"] == 0)
+            rows.judged(
+                measure,
+                value,
+                f"1 worker {one['deliveries_per_s']:.0f}/s; >= {TARGET_SPEED_UP}x",
+                run["speed_up"] >= TARGET_SPEED_UP and run["lost"] == 0,
+            )
         else:
             rows.judged(measure, value, f"1 worker {one['deliveries_per_s']:.0f}/s; nothing lost", run["lost"] == 0)
     ingest = results["ingest"]
     best = ingest["best"]
-    rows.info(f"ingest, {ingest['clients']} clients, 2 web workers: PostgreSQL / SQLite",
-              f"{best['postgresql']['requests_per_s']:.0f}/s = {ingest['postgresql_over_sqlite']:.2f}x",
-              f"SQLite {best['sqlite']['requests_per_s']:.0f}/s")
+    rows.info(
+        f"ingest, {ingest['clients']} clients, 2 web workers: PostgreSQL / SQLite",
+        f"{best['postgresql']['requests_per_s']:.0f}/s = {ingest['postgresql_over_sqlite']:.2f}x",
+        f"SQLite {best['sqlite']['requests_per_s']:.0f}/s",
+    )
     return rows.rows
 
 

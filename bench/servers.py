@@ -21,9 +21,9 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 import psutil
+import report
 import requests
 
-import report
 from connector.events import callbacks as events
 
 HOST = "127.0.0.1"
@@ -89,13 +89,13 @@ class Fleet:
         for server in reversed(list(self.running)):
             self.stop(server)
 
-    def start(self, name: str, argv: list[str], env: dict, port: int, ready_path: str, *,
-              workers: int, timeout: float = 60) -> Server:
+    def start(
+        self, name: str, argv: list[str], env: dict, port: int, ready_path: str, *, workers: int, timeout: float = 60
+    ) -> Server:
         """Start `argv` and wait until GET `ready_path` answers 200 and all `workers` are up."""
         log_path = self.log_dir / f"{name}.log"
         with log_path.open("wb") as log:
-            process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         server = Server(name, process, port, log_path)
         self.running.append(server)
         _wait_ready(server, ready_path, workers, timeout)
@@ -105,8 +105,7 @@ class Fleet:
         """Start `argv`, a process that serves no HTTP (a delivery worker): no readiness to wait for."""
         log_path = self.log_dir / f"{name}.log"
         with log_path.open("wb") as log:
-            process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         server = Server(name, process, 0, log_path)
         self.running.append(server)
         return server
@@ -207,12 +206,27 @@ def gunicorn_argv(port: int, workers: int, threads: int, worker_class: str | Non
     """gunicorn with the worker class and timeouts `connector serve` uses (or ``worker_class``); the app spec
     goes last."""
     from connector.ops.serving import WORKER_CLASS
-    return [sys.executable, "-m", "gunicorn", "--bind", f"{HOST}:{port}",
-            "--worker-class", worker_class or WORKER_CLASS,
-            "--workers", str(workers), "--threads", str(threads), "--timeout", "90", "--graceful-timeout", "5",
-            # gunicorn 27 puts one control socket per user at ~/.gunicorn/gunicorn.ctl: servers started side
-            # by side would take it from each other.
-            "--no-control-socket"]
+
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{HOST}:{port}",
+        "--worker-class",
+        worker_class or WORKER_CLASS,
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--timeout",
+        "90",
+        "--graceful-timeout",
+        "5",
+        # gunicorn 27 puts one control socket per user at ~/.gunicorn/gunicorn.ctl: servers started side
+        # by side would take it from each other.
+        "--no-control-socket",
+    ]
 
 
 def clean_env(**overrides: str) -> dict:
@@ -232,8 +246,9 @@ def start_sandbox(fleet: Fleet, accounts: dict, workers: int, threads: int, read
     spec = f"connector.sandbox:create_sandbox_app(accounts={accounts!r})"
     key = accounts[ready_login]["api_key"]
     ready = f"/http/9.0/getInfo/?login={ready_login}&apiKey={key}&returnformat=json"
-    return fleet.start("sandbox", gunicorn_argv(port, workers, threads) + [spec], clean_env(), port, ready,
-                       workers=workers)
+    return fleet.start(
+        "sandbox", gunicorn_argv(port, workers, threads) + [spec], clean_env(), port, ready, workers=workers
+    )
 
 
 class CpuMeter:
@@ -270,8 +285,13 @@ def _cpu(process: psutil.Process) -> float:
 REQUEST_TIMEOUT = 10.0
 SENDERS = 8  # threads per kind of load: retries of stuck items must not hold back new ones
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-RECEIPT = {"campaignId": "c-bench", "phoneNumber": "33611111111", "status": "1", "statusText": "Delivered",
-           "receptionDate": "2026-12-01 09:30:03"}
+RECEIPT = {
+    "campaignId": "c-bench",
+    "phoneNumber": "33611111111",
+    "status": "1",
+    "statusText": "Delivered",
+    "receptionDate": "2026-12-01 09:30:03",
+}
 
 
 @dataclass
@@ -328,8 +348,7 @@ class Load:
     an action with the same key and body after no answer, a 5xx, 409 (in progress) or 429, until the answer
     is definitive; a callback until it is answered 200. Every answer is tallied."""
 
-    def __init__(self, url: str, inbound_path: str, run: str, auth: tuple[str, str], phone: str,
-                 prefix: str = "bench"):
+    def __init__(self, url: str, inbound_path: str, run: str, auth: tuple[str, str], phone: str, prefix: str = "bench"):
         self.url = url
         self.inbound_path = inbound_path
         self.run = run
@@ -349,11 +368,15 @@ class Load:
         self.lock = threading.Lock()
 
     def start(self, rate: float, callback_rate: float, seconds: float) -> None:
-        self.offering = [threading.Thread(target=self._offer, args=("action", rate, seconds), daemon=True),
-                         threading.Thread(target=self._offer, args=("callback", callback_rate, seconds),
-                                          daemon=True)]
-        self.senders = [threading.Thread(target=self._send, args=(kind,), name=f"{kind}-{i}", daemon=True)
-                        for kind in self.due for i in range(SENDERS)]
+        self.offering = [
+            threading.Thread(target=self._offer, args=("action", rate, seconds), daemon=True),
+            threading.Thread(target=self._offer, args=("callback", callback_rate, seconds), daemon=True),
+        ]
+        self.senders = [
+            threading.Thread(target=self._send, args=(kind,), name=f"{kind}-{i}", daemon=True)
+            for kind in self.due
+            for i in range(SENDERS)
+        ]
         for thread in self.offering + self.senders:
             thread.start()
 
@@ -393,8 +416,11 @@ class Load:
 
     def _action(self, n: int) -> Item:
         key = f"{self.prefix}-{self.run}-{n}"
-        body = {"message": f"{self.prefix.capitalize()} run message {n}", "recipients": [self.phone],
-                "client_reference": key}
+        body = {
+            "message": f"{self.prefix.capitalize()} run message {n}",
+            "recipients": [self.phone],
+            "client_reference": key,
+        }
         return Item(n, json.dumps(body).encode(), time.time(), key=key)
 
     def _callback(self, n: int) -> Item:
@@ -435,8 +461,7 @@ class Load:
 
     def _attempt_action(self, item: Item) -> float | None:
         """Seconds before the next try, or None once the answer is definitive."""
-        headers = {"Content-Type": "application/json", "Idempotency-Key": item.key,
-                   "Authorization": self.authorization}
+        headers = {"Content-Type": "application/json", "Idempotency-Key": item.key, "Authorization": self.authorization}
         answer = self._post(item, "/v1/actions/send_sms", headers, "action")
         retry = backoff(item)
         if answer is None:
@@ -503,13 +528,19 @@ def callback_figures(load: Load, records: list[list], subscribers: int, start: f
         webhook_ids: dict[str, set] = {}
         for _, _, webhook_id, _, event_id in mine:
             webhook_ids.setdefault(event_id, set()).add(webhook_id)
-        per_subscriber.append({
-            "subscriber": k, "deliveries": len(mine), "events": len(webhook_ids),
-            "accepted_delivered": len(accepted & webhook_ids.keys()),
-            "lost": sorted(accepted - webhook_ids.keys())[:20], "lost_count": len(accepted - webhook_ids.keys()),
-            "duplicates_same_webhook_id": len(mine) - len(webhook_ids),
-            "events_with_several_webhook_ids": sum(1 for ids in webhook_ids.values() if len(ids) > 1),
-            "foreign_events": len(webhook_ids.keys() - offered)})
+        per_subscriber.append(
+            {
+                "subscriber": k,
+                "deliveries": len(mine),
+                "events": len(webhook_ids),
+                "accepted_delivered": len(accepted & webhook_ids.keys()),
+                "lost": sorted(accepted - webhook_ids.keys())[:20],
+                "lost_count": len(accepted - webhook_ids.keys()),
+                "duplicates_same_webhook_id": len(mine) - len(webhook_ids),
+                "events_with_several_webhook_ids": sum(1 for ids in webhook_ids.values() if len(ids) > 1),
+                "foreign_events": len(webhook_ids.keys() - offered),
+            }
+        )
     return {
         "offered": len(load.callbacks),
         "outcomes": dict(Counter(c.outcome or "no answer yet" for c in load.callbacks)),

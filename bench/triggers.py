@@ -52,15 +52,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode
-
-import psutil
 
 # bench/ is on sys.path when this file is run as a script, so its modules import by name.
 import databases
 import loadgen
+import psutil
 import report
 import servers
 from hooks import Hooks, Receivers
@@ -71,40 +70,82 @@ RESULTS = BENCH / "results"
 LOGS = RESULTS / "logs" / "triggers"
 
 LOGIN, API_KEY = "bench", "bench-api-key"
-CREDITS = 10 ** 12
+CREDITS = 10**12
 SERVER_WORKERS, SERVER_THREADS = 2, 8
 RECEIVERS = 2
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 CALLBACK_TIMEOUT = 10.0  # a callback unanswered after this long counts as failed (and keeps runs bounded)
 # Everything of a receipt but its smsId, which makes each callback a new event.
-RECEIPT_REST = "&" + urlencode({"campaignId": "c-bench", "phoneNumber": "33611111111", "status": "1",
-                                "statusText": "Delivered", "receptionDate": "2026-12-01 09:30:03"})
+RECEIPT_REST = "&" + urlencode(
+    {
+        "campaignId": "c-bench",
+        "phoneNumber": "33611111111",
+        "status": "1",
+        "statusText": "Delivered",
+        "receptionDate": "2026-12-01 09:30:03",
+    }
+)
 
 PHASES = ("ingest", "latency", "throughput")
 TARGETS = {"ingest_ratio": 0.4, "e2e_rate": 300, "e2e_p99_ms": 200.0, "deliveries_per_s": 500.0}
 
-FULL = {"clients": 16, "ingest_warmup": 2.0, "ingest_seconds": 5.0, "ingest_rounds": 2,
-        "subscribers": 10, "rate": 300, "latency_seconds": 10.0, "ladder": (50, 75, 100, 150, 200),
-        "ladder_seconds": 5.0, "latency_warmup_events": 100, "drain_s": 45.0,
-        "preload_events": 300, "concurrencies": (64, 128), "delay_ms": 50, "delivery_timeout_s": 40.0,
-        "profile_events": 600}
-QUICK = {"clients": 16, "ingest_warmup": 0.5, "ingest_seconds": 1.5, "ingest_rounds": 1,
-         "subscribers": 10, "rate": 300, "latency_seconds": 3.0, "ladder": (50,), "ladder_seconds": 1.5,
-         "latency_warmup_events": 30, "drain_s": 15.0,
-         "preload_events": 60, "concurrencies": (64, 128), "delay_ms": 50, "delivery_timeout_s": 15.0,
-         "profile_events": 200}
+FULL = {
+    "clients": 16,
+    "ingest_warmup": 2.0,
+    "ingest_seconds": 5.0,
+    "ingest_rounds": 2,
+    "subscribers": 10,
+    "rate": 300,
+    "latency_seconds": 10.0,
+    "ladder": (50, 75, 100, 150, 200),
+    "ladder_seconds": 5.0,
+    "latency_warmup_events": 100,
+    "drain_s": 45.0,
+    "preload_events": 300,
+    "concurrencies": (64, 128),
+    "delay_ms": 50,
+    "delivery_timeout_s": 40.0,
+    "profile_events": 600,
+}
+QUICK = {
+    "clients": 16,
+    "ingest_warmup": 0.5,
+    "ingest_seconds": 1.5,
+    "ingest_rounds": 1,
+    "subscribers": 10,
+    "rate": 300,
+    "latency_seconds": 3.0,
+    "ladder": (50,),
+    "ladder_seconds": 1.5,
+    "latency_warmup_events": 30,
+    "drain_s": 15.0,
+    "preload_events": 60,
+    "concurrencies": (64, 128),
+    "delay_ms": 50,
+    "delivery_timeout_s": 15.0,
+    "profile_events": 200,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: short rounds, fewer events")
-    parser.add_argument("--py-spy", metavar="PATH", help="py-spy executable: profile the delivery worker of "
-                                                         "phase 3 (what holds the GIL) into bench/results/")
-    parser.add_argument("--postgres", action="store_true",
-                        help="run the connector on PostgreSQL (BENCH_POSTGRES_URL; a schema per phase) instead "
-                             "of SQLite")
-    parser.add_argument("--only", choices=PHASES, action="append",
-                        help="run only this phase (may be repeated; the table shows what ran)")
+    parser.add_argument(
+        "--py-spy",
+        metavar="PATH",
+        help="py-spy executable: profile the delivery worker of phase 3 (what holds the GIL) into bench/results/",
+    )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="run the connector on PostgreSQL (BENCH_POSTGRES_URL; a schema per phase) instead of SQLite",
+    )
+    parser.add_argument(
+        "--only",
+        choices=PHASES,
+        action="append",
+        help="run only this phase (may be repeated; the table shows what ran)",
+    )
     args = parser.parse_args(argv)
     plan = dict(QUICK if args.quick else FULL)
     phases = args.only or list(PHASES)
@@ -113,9 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for stale in LOGS.glob("*.log"):  # only this benchmark's own logs, from an earlier run
         stale.unlink()
-    results = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
-               "plan": {k: list(v) if isinstance(v, tuple) else v for k, v in plan.items()},
-               "machine": report.machine(), "targets": TARGETS}
+    results = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "plan": {k: list(v) if isinstance(v, tuple) else v for k, v in plan.items()},
+        "machine": report.machine(),
+        "targets": TARGETS,
+    }
     with servers.Fleet(LOGS) as fleet, tempfile.TemporaryDirectory(prefix="bench-triggers-") as scratch:
         results["machine"]["data_dir_filesystem"] = _filesystem(scratch)
         results["machine"]["connector_uncommitted"] = _uncommitted("connector", "manifest.yaml", "schemas")
@@ -131,14 +176,20 @@ def main(argv: list[str] | None = None) -> int:
             if bench.schemas is not None:
                 bench.schemas.drop_all()
     results["total_s"] = round(time.perf_counter() - started, 1)
-    report.publish(results, _rows(results), RESULTS / "triggers-latest.json", LOGS,
-                   notes=[_profile_text(p) for p in results.get("throughput", {}).get("profiles", [])])
+    report.publish(
+        results,
+        _rows(results),
+        RESULTS / "triggers-latest.json",
+        LOGS,
+        notes=[_profile_text(p) for p in results.get("throughput", {}).get("profiles", [])],
+    )
     return 0
 
 
 class _Bench:
-    def __init__(self, fleet: servers.Fleet, scratch: Path, plan: dict, py_spy: str | None,
-                 schemas: databases.Schemas | None):
+    def __init__(
+        self, fleet: servers.Fleet, scratch: Path, plan: dict, py_spy: str | None, schemas: databases.Schemas | None
+    ):
         self.schemas = schemas
         self.fleet = fleet
         self.scratch = scratch
@@ -149,8 +200,10 @@ class _Bench:
         self.sandbox = servers.start_sandbox(fleet, accounts, SERVER_WORKERS, SERVER_THREADS, LOGIN)
         say(f"sandbox: gunicorn {SERVER_WORKERS}x{SERVER_THREADS} on port {self.sandbox.port}")
         self.receivers = Receivers.start(fleet, RECEIVERS)
-        say(f"receivers: {RECEIVERS} x asyncio (bench/receiver.py) on ports "
-            f"{', '.join(str(r.port) for r in self.receivers.servers)}")
+        say(
+            f"receivers: {RECEIVERS} x asyncio (bench/receiver.py) on ports "
+            f"{', '.join(str(r.port) for r in self.receivers.servers)}"
+        )
 
     # 1. Ingest
 
@@ -161,12 +214,13 @@ class _Bench:
         hooks = Hooks(connector.url, (LOGIN, API_KEY))
         path = hooks.inbound_path()
         targets = {"connector": connector, "echo": echo}
-        counter = iter(range(10 ** 9))
+        counter = iter(range(10**9))
 
         def drive(name: str, seconds: float) -> tuple[loadgen.LoadResult, float]:
             # next() on a range iterator is atomic under the GIL: every callback gets its own smsId.
             def body() -> bytes:
                 return _receipt(f"in-{next(counter)}")
+
             meter = servers.CpuMeter(targets[name].processes()).start()
             result = loadgen.drive(targets[name].port, path, body, FORM, clients=plan["clients"], seconds=seconds)
             return result, meter.stop()
@@ -175,29 +229,40 @@ class _Bench:
             warm, _ = drive(name, plan["ingest_warmup"])
             say(f"warm-up {name}: {warm.rate:.0f} callbacks/s, {warm.errors} errors")
             if not warm.ok:
-                raise RuntimeError(f"{name} accepted no callback during warm-up ({warm.first_error}):\n"
-                                   f"{targets[name].log_tail()}")
+                raise RuntimeError(
+                    f"{name} accepted no callback during warm-up ({warm.first_error}):\n{targets[name].log_tail()}"
+                )
         rounds = []
         for number in range(1, plan["ingest_rounds"] + 1):
             for name in targets:
                 result, cores = drive(name, plan["ingest_seconds"])
-                say(f"round {number} {name}: {result.rate:.0f} callbacks/s, p50 {result.percentile(50) * 1000:.1f} "
+                say(
+                    f"round {number} {name}: {result.rate:.0f} callbacks/s, p50 {result.percentile(50) * 1000:.1f} "
                     f"ms, p99 {result.percentile(99) * 1000:.1f} ms, {result.errors} errors, server "
-                    f"{cores:.2f} cores, client {result.client_cpu:.2f} cores")
-                rounds.append({"round": number, "target": name, **result.summary(),
-                               "server_cpu_cores": round(cores, 2)})
+                    f"{cores:.2f} cores, client {result.client_cpu:.2f} cores"
+                )
+                rounds.append(
+                    {"round": number, "target": name, **result.summary(), "server_cpu_cores": round(cores, 2)}
+                )
         accepted = _count_requests_answered(rounds, "connector")
         self.fleet.stop(echo)
         self.fleet.stop(connector)
         stored = databases.counts(database)
-        best = {name: max((r for r in rounds if r["target"] == name), key=lambda r: r["requests_per_s"])
-                for name in targets}
+        best = {
+            name: max((r for r in rounds if r["target"] == name), key=lambda r: r["requests_per_s"]) for name in targets
+        }
         echo_rate = best["echo"]["requests_per_s"]
-        return {"clients": plan["clients"], "seconds_per_round": plan["ingest_seconds"], "rounds": rounds,
-                "best": best, "ratio": round(best["connector"]["requests_per_s"] / echo_rate, 3) if echo_rate else None,
-                # Warm-up callbacks are stored too; rounds are what was counted.
-                "events_stored": stored["events"], "callbacks_accepted_in_rounds": accepted,
-                "deliveries_stored": stored["deliveries"]}
+        return {
+            "clients": plan["clients"],
+            "seconds_per_round": plan["ingest_seconds"],
+            "rounds": rounds,
+            "best": best,
+            "ratio": round(best["connector"]["requests_per_s"] / echo_rate, 3) if echo_rate else None,
+            # Warm-up callbacks are stored too; rounds are what was counted.
+            "events_stored": stored["events"],
+            "callbacks_accepted_in_rounds": accepted,
+            "deliveries_stored": stored["deliveries"],
+        }
 
     # 2. End-to-end latency
 
@@ -212,8 +277,11 @@ class _Bench:
                 if not runs[-1]["meets_target"]:
                     break
         passing = [r["rate"] for r in runs if r["meets_target"]]
-        return {"runs": runs, "highest_rate_meeting_target": max(passing) if passing else None,
-                "subscribers": plan["subscribers"]}
+        return {
+            "runs": runs,
+            "highest_rate_meeting_target": max(passing) if passing else None,
+            "subscribers": plan["subscribers"],
+        }
 
     def _latency_run(self, rate: int, seconds: float) -> dict:
         plan = self.plan
@@ -224,65 +292,103 @@ class _Bench:
             for k in range(plan["subscribers"]):
                 hooks.subscribe(self.receivers.target(k))
             # Warm-up: connections to the subscribers, caches and the database's first pages.
-            self._paced_and_delivered(connector, path, f"w{rate}", rate=min(rate, 100),
-                                      count=plan["latency_warmup_events"], drain_s=plan["drain_s"])
-            run = self._paced_and_delivered(connector, path, f"r{rate}", rate=rate, count=int(rate * seconds),
-                                            drain_s=plan["drain_s"])
+            self._paced_and_delivered(
+                connector,
+                path,
+                f"w{rate}",
+                rate=min(rate, 100),
+                count=plan["latency_warmup_events"],
+                drain_s=plan["drain_s"],
+            )
+            run = self._paced_and_delivered(
+                connector, path, f"r{rate}", rate=rate, count=int(rate * seconds), drain_s=plan["drain_s"]
+            )
         finally:
             self.fleet.stop(connector)
         # What did not arrive in time is either still queued (late) or lost for good.
         queued = databases.counts(database)["by_status"].get("pending", 0)
         late = min(queued, run["missing"])
         p99 = run["e2e"]["p99_ms"]
-        run.update(rate=rate, seconds=seconds, drain_s=plan["drain_s"], late=late, lost=run["missing"] - late,
-                   meets_target=(run["missing"] == 0 and run["callbacks"]["errors"] == 0 and p99 is not None
-                                 and p99 <= TARGETS["e2e_p99_ms"]))
+        run.update(
+            rate=rate,
+            seconds=seconds,
+            drain_s=plan["drain_s"],
+            late=late,
+            lost=run["missing"] - late,
+            meets_target=(
+                run["missing"] == 0
+                and run["callbacks"]["errors"] == 0
+                and p99 is not None
+                and p99 <= TARGETS["e2e_p99_ms"]
+            ),
+        )
         e2e = run["e2e"]
-        say(f"{rate}/s for {seconds:g} s: {run['delivered']}/{run['expected']} delivered ({run['late']} late, "
+        say(
+            f"{rate}/s for {seconds:g} s: {run['delivered']}/{run['expected']} delivered ({run['late']} late, "
             f"{run['lost']} lost), e2e p50 {_text_ms(e2e['p50_ms'])}, p99 {_text_ms(e2e['p99_ms'])}, max "
             f"{_text_ms(e2e['max_ms'])}; {run['deliveries_per_s']:.0f} deliveries/s; callbacks: "
             f"{run['callbacks']['achieved_rate']:.0f}/s, p99 {run['callbacks']['p99_ms']:.0f} ms, max lag "
             f"{run['callbacks']['max_lag_ms']:.0f} ms; cores: connector {run['cpu_cores']['connector']:.2f} "
             f"(web {run['cpu_cores']['web']:.2f}, worker {run['cpu_cores']['worker']:.2f}), "
-            f"receivers {run['cpu_cores']['receivers']:.2f}, client {run['cpu_cores']['client']:.2f}")
+            f"receivers {run['cpu_cores']['receivers']:.2f}, client {run['cpu_cores']['client']:.2f}"
+        )
         return run
 
-    def _paced_and_delivered(self, connector: servers.Server, path: str, tag: str, *, rate: float, count: int,
-                             drain_s: float) -> dict:
+    def _paced_and_delivered(
+        self, connector: servers.Server, path: str, tag: str, *, rate: float, count: int, drain_s: float
+    ) -> dict:
         """POST `count` receipts at `rate`/s, wait for every delivery, and measure what arrived."""
         subscribers = self.plan["subscribers"]
         starts = self.receivers.counts()
         processes = connector.observe.processes()
         worker = [p for p in processes if "worker" in " ".join(_cmdline(p))]
-        meters = {"connector": servers.CpuMeter(processes),
-                  "web": servers.CpuMeter([p for p in processes if p not in worker]),
-                  "worker": servers.CpuMeter(worker),
-                  "receivers": servers.CpuMeter([p for r in self.receivers.servers for p in r.processes()]),
-                  "client": servers.CpuMeter([psutil.Process()])}
+        meters = {
+            "connector": servers.CpuMeter(processes),
+            "web": servers.CpuMeter([p for p in processes if p not in worker]),
+            "worker": servers.CpuMeter(worker),
+            "receivers": servers.CpuMeter([p for r in self.receivers.servers for p in r.processes()]),
+            "client": servers.CpuMeter([psutil.Process()]),
+        }
         for meter in meters.values():
             meter.start()
-        sent = loadgen.paced(connector.port, path, lambda i: _receipt(f"{tag}-{i}"), FORM, rate=rate, count=count,
-                             timeout=CALLBACK_TIMEOUT)
+        sent = loadgen.paced(
+            connector.port,
+            path,
+            lambda i: _receipt(f"{tag}-{i}"),
+            FORM,
+            rate=rate,
+            count=count,
+            timeout=CALLBACK_TIMEOUT,
+        )
         posted = time.time()
         expected = count * subscribers
         self.receivers.wait(starts, expected, deadline=time.monotonic() + drain_s)
         cores = {name: round(meter.stop(), 2) for name, meter in meters.items()}
         records = self.receivers.records_since(starts)
-        return {**_arrivals(records, tag, sent.ok * subscribers, sent), "callbacks": sent.summary(), "cpu_cores": cores,
-                "drain_after_last_post_s": None if not records else round(max(r[3] for r in records) - posted, 2)}
+        return {
+            **_arrivals(records, tag, sent.ok * subscribers, sent),
+            "callbacks": sent.summary(),
+            "cpu_cores": cores,
+            "drain_after_last_post_s": None if not records else round(max(r[3] for r in records) - posted, 2),
+        }
 
     # 3. Delivery throughput of one worker
 
     def throughput(self) -> dict:
         plan = self.plan
         runs = [self._throughput_run(concurrency, plan["preload_events"]) for concurrency in plan["concurrencies"]]
-        out = {"runs": runs, "events": plan["preload_events"], "subscribers": plan["subscribers"],
-               "delay_ms": plan["delay_ms"]}
+        out = {
+            "runs": runs,
+            "events": plan["preload_events"],
+            "subscribers": plan["subscribers"],
+            "delay_ms": plan["delay_ms"],
+        }
         if self.py_spy:
             # A run of its own, longer for more samples, and kept out of the table: the profiler costs a little.
             concurrency = plan["concurrencies"][0]
-            profiled = self._throughput_run(concurrency, plan["profile_events"],
-                                            RESULTS / f"triggers-worker-profile-{concurrency}.txt")
+            profiled = self._throughput_run(
+                concurrency, plan["profile_events"], RESULTS / f"triggers-worker-profile-{concurrency}.txt"
+            )
             out["profiles"] = [profiled.pop("profile")]
             out["profiled_run"] = profiled
         return out
@@ -298,27 +404,36 @@ class _Bench:
         for k in range(subscribers):
             hooks.subscribe(self.receivers.target(k, delay_ms=plan["delay_ms"]))
         tag = f"t{concurrency}-{'p' if profile_to else 'm'}"
-        preload = loadgen.post_each(connector.port, path, (_receipt(f"{tag}-{i}") for i in range(events)), FORM,
-                                    clients=plan["clients"])
+        preload = loadgen.post_each(
+            connector.port, path, (_receipt(f"{tag}-{i}") for i in range(events)), FORM, clients=plan["clients"]
+        )
         counts = databases.counts(database)
         # Events wait in the fan-out queue until a worker turns them into deliveries (that work is timed).
         pending = counts["by_status"].get("pending", 0) + counts["queued"] * subscribers
-        say(f"preloaded {preload.ok} receipts x {subscribers} subscriptions in {preload.seconds:.1f} s "
-            f"({preload.rate:.0f}/s): {pending} deliveries pending or queued")
+        say(
+            f"preloaded {preload.ok} receipts x {subscribers} subscriptions in {preload.seconds:.1f} s "
+            f"({preload.rate:.0f}/s): {pending} deliveries pending or queued"
+        )
         if pending != expected:
-            raise RuntimeError(f"{pending} deliveries are pending or queued, expected {expected} "
-                               f"({preload.first_error})")
+            raise RuntimeError(
+                f"{pending} deliveries are pending or queued, expected {expected} ({preload.first_error})"
+            )
         starts = self.receivers.counts()
-        env = self._connector_env(connector.port, database, workers=1, delivery="off",
-                                  CONNECTOR_DELIVERY_CONCURRENCY=str(concurrency))
+        env = self._connector_env(
+            connector.port, database, workers=1, delivery="off", CONNECTOR_DELIVERY_CONCURRENCY=str(concurrency)
+        )
         launched = time.time()
         worker = self.fleet.spawn(f"worker-{name}", [sys.executable, "-m", "connector.ops.cli", "worker"], env)
         spy = _start_py_spy(self.py_spy, worker.process.pid, profile_to) if profile_to else None
         profile = None
         try:
             meter = servers.CpuMeter([psutil.Process(worker.process.pid)]).start()
-            self.receivers.wait(starts, expected, deadline=time.monotonic() + plan["delivery_timeout_s"],
-                                alive=lambda: worker.process.poll() is None)
+            self.receivers.wait(
+                starts,
+                expected,
+                deadline=time.monotonic() + plan["delivery_timeout_s"],
+                alive=lambda: worker.process.poll() is None,
+            )
             cores = meter.stop()
         finally:
             self.fleet.stop(worker)
@@ -332,16 +447,28 @@ class _Bench:
         last = max((r[3] for r in records), default=math.nan)
         span = last - first
         rate = (len(records) - 1) / span if span > 0 else 0.0
-        run = {"concurrency": concurrency, "events": events, "subscribers": subscribers, "expected": expected,
-               "delivered": arrived["delivered"], "lost": arrived["missing"], "duplicates": arrived["duplicates"],
-               "deliveries_per_s": round(rate, 1), "first_to_last_arrival_s": round(span, 3),
-               "start_to_first_arrival_s": round(first - launched, 3),
-               "start_to_last_arrival_s": round(last - launched, 3),
-               "worker_cpu_cores": round(cores, 2), "statuses_after": final["by_status"],
-               "attempts_recorded": final["attempts"], "preload_per_s": round(preload.rate, 1)}
-        say(f"one worker, concurrency {concurrency}: {run['delivered']}/{expected} delivered, "
+        run = {
+            "concurrency": concurrency,
+            "events": events,
+            "subscribers": subscribers,
+            "expected": expected,
+            "delivered": arrived["delivered"],
+            "lost": arrived["missing"],
+            "duplicates": arrived["duplicates"],
+            "deliveries_per_s": round(rate, 1),
+            "first_to_last_arrival_s": round(span, 3),
+            "start_to_first_arrival_s": round(first - launched, 3),
+            "start_to_last_arrival_s": round(last - launched, 3),
+            "worker_cpu_cores": round(cores, 2),
+            "statuses_after": final["by_status"],
+            "attempts_recorded": final["attempts"],
+            "preload_per_s": round(preload.rate, 1),
+        }
+        say(
+            f"one worker, concurrency {concurrency}: {run['delivered']}/{expected} delivered, "
             f"{rate:.0f} deliveries/s (first to last arrival {span:.2f} s; start-up {first - launched:.2f} s), "
-            f"worker {cores:.2f} cores")
+            f"worker {cores:.2f} cores"
+        )
         if profile is not None:
             run["profile"] = profile
         return run
@@ -349,11 +476,18 @@ class _Bench:
     # Servers
 
     def _connector_env(self, port: int, database: str, *, workers: int, delivery: str, **extra: str) -> dict:
-        return servers.clean_env(ALLMYSMS_BASE_URL=self.sandbox.url, PORT=str(port), CONNECTOR_HOST=servers.HOST,
-                                 CONNECTOR_WORKERS=str(workers), CONNECTOR_THREADS=str(SERVER_THREADS),
-                                 CONNECTOR_ALLOWED_TARGETS=servers.HOST, DATABASE_URL=database,
-                                 CONNECTOR_DATA_DIR=str(self.scratch / "data"),
-                                 CONNECTOR_DELIVERY_WORKER=delivery, **extra)
+        return servers.clean_env(
+            ALLMYSMS_BASE_URL=self.sandbox.url,
+            PORT=str(port),
+            CONNECTOR_HOST=servers.HOST,
+            CONNECTOR_WORKERS=str(workers),
+            CONNECTOR_THREADS=str(SERVER_THREADS),
+            CONNECTOR_ALLOWED_TARGETS=servers.HOST,
+            DATABASE_URL=database,
+            CONNECTOR_DATA_DIR=str(self.scratch / "data"),
+            CONNECTOR_DELIVERY_WORKER=delivery,
+            **extra,
+        )
 
     def _connector(self, name: str, *, workers: int, delivery: str) -> tuple[servers.Server, str]:
         """A connector on a database of its own: (server, its DATABASE_URL)."""
@@ -366,15 +500,27 @@ class _Bench:
         port = servers.free_port()
         env = self._connector_env(port, database, workers=workers, delivery=delivery)
         say(f"{name}: connector serve {workers}x{SERVER_THREADS}, delivery worker {delivery}, port {port}")
-        server = self.fleet.start(f"connector-{name}", [sys.executable, "-m", "connector.ops.cli", "serve"], env, port,
-                                  "/v1/manifest", workers=workers)
+        server = self.fleet.start(
+            f"connector-{name}",
+            [sys.executable, "-m", "connector.ops.cli", "serve"],
+            env,
+            port,
+            "/v1/manifest",
+            workers=workers,
+        )
         return server, database
 
     def _echo(self) -> servers.Server:
         port = servers.free_port()
         argv = servers.gunicorn_argv(port, SERVER_WORKERS, SERVER_THREADS) + [
-            "--access-logfile", "-", "--access-logformat", servers.ACCESS_LOG_FORMAT,
-            "--pythonpath", str(BENCH), "echo:create_app()"]
+            "--access-logfile",
+            "-",
+            "--access-logformat",
+            servers.ACCESS_LOG_FORMAT,
+            "--pythonpath",
+            str(BENCH),
+            "echo:create_app()",
+        ]
         say(f"echo: gunicorn {SERVER_WORKERS}x{SERVER_THREADS} on port {port}")
         return self.fleet.start("echo", argv, servers.clean_env(), port, "/v1/manifest", workers=SERVER_WORKERS)
 
@@ -396,27 +542,38 @@ def _arrivals(records: list[list], tag: str, expected: int, sent: loadgen.PacedR
         key = (path, sms_id)
         first_arrival[key] = min(arrived, first_arrival.get(key, arrived))
     missing = max(0, expected - len(first_arrival))
-    out = {"expected": expected, "delivered": len(first_arrival), "missing": missing,
-           "duplicates": len(mine) - len(first_arrival)}
+    out = {
+        "expected": expected,
+        "delivered": len(first_arrival),
+        "missing": missing,
+        "duplicates": len(mine) - len(first_arrival),
+    }
     if sent is None:
         return out
-    index = {key: int(key[1][len(prefix):]) for key in first_arrival}
+    index = {key: int(key[1][len(prefix) :]) for key in first_arrival}
     latencies = sorted(arrived - sent.sent_at[index[key]] for key, arrived in first_arrival.items())
     # From when the callback was due to be sent: includes any wait for a free sender, i.e. the time
     # AllMySMS would have spent queueing or retrying callbacks the connector was too slow to take.
-    scheduled = sorted(arrived - (sent.sent_at[index[key]] - sent.lag[index[key]])
-                       for key, arrived in first_arrival.items())
+    scheduled = sorted(
+        arrived - (sent.sent_at[index[key]] - sent.lag[index[key]]) for key, arrived in first_arrival.items()
+    )
     span = (max(first_arrival.values()) - min(sent.sent_at)) if first_arrival else 0.0
     out["deliveries_per_s"] = round(len(first_arrival) / span, 1) if span > 0 else 0.0
-    out["e2e"] = {**_percentiles(latencies + [math.inf] * missing),
-                  "per_second": _per_second(first_arrival, sent, prefix)}
+    out["e2e"] = {
+        **_percentiles(latencies + [math.inf] * missing),
+        "per_second": _per_second(first_arrival, sent, prefix),
+    }
     out["e2e_from_schedule"] = _percentiles(scheduled + [math.inf] * missing)
     return out
 
 
 def _percentiles(ordered: list[float]) -> dict:
-    return {"p50_ms": _ms(_rank(ordered, 50)), "p90_ms": _ms(_rank(ordered, 90)), "p99_ms": _ms(_rank(ordered, 99)),
-            "max_ms": _ms(ordered[-1] if ordered else math.nan)}
+    return {
+        "p50_ms": _ms(_rank(ordered, 50)),
+        "p90_ms": _ms(_rank(ordered, 90)),
+        "p99_ms": _ms(_rank(ordered, 99)),
+        "max_ms": _ms(ordered[-1] if ordered else math.nan),
+    }
 
 
 def _per_second(first_arrival: dict, sent: loadgen.PacedResult, prefix: str) -> list[dict]:
@@ -424,10 +581,17 @@ def _per_second(first_arrival: dict, sent: loadgen.PacedResult, prefix: str) -> 
     start = min(sent.sent_at)
     buckets: dict[int, list[float]] = collections.defaultdict(list)
     for (_, sms_id), arrived in first_arrival.items():
-        posted = sent.sent_at[int(sms_id[len(prefix):])]
+        posted = sent.sent_at[int(sms_id[len(prefix) :])]
         buckets[int(posted - start)].append(arrived - posted)
-    return [{"second": second, "deliveries": len(late), "p50_ms": _ms(_rank(sorted(late), 50)),
-             "p99_ms": _ms(_rank(sorted(late), 99))} for second, late in sorted(buckets.items())]
+    return [
+        {
+            "second": second,
+            "deliveries": len(late),
+            "p50_ms": _ms(_rank(sorted(late), 50)),
+            "p99_ms": _ms(_rank(sorted(late), 99)),
+        }
+        for second, late in sorted(buckets.items())
+    ]
 
 
 def _rank(ordered: list[float], q: float) -> float:
@@ -452,8 +616,12 @@ def _count_requests_answered(rounds: list[dict], target: str) -> int:
 def _uncommitted(*paths: str) -> list[str]:
     """What of the measured code differs from the commit in results["machine"] (others may be editing it)."""
     try:
-        return subprocess.run(["git", "-C", str(report.REPO), "status", "--porcelain", "--", *paths],
-                              capture_output=True, text=True, timeout=5).stdout.splitlines()
+        return subprocess.run(
+            ["git", "-C", str(report.REPO), "status", "--porcelain", "--", *paths],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         return ["(git status failed)"]
 
@@ -480,9 +648,25 @@ def _start_py_spy(executable: str, pid: int, out: Path) -> subprocess.Popen:
     RESULTS.mkdir(parents=True, exist_ok=True)
     # --gil: only what holds the GIL, i.e. what one Python process can do at a time; raw = collapsed stacks.
     # --nonblocking: sampled without pausing the worker, so what is measured is not slowed much.
-    return subprocess.Popen([executable, "record", "--pid", str(pid), "--rate", "200", "--gil", "--nonblocking",
-                             "--format", "raw", "--output", str(out)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            executable,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "200",
+            "--gil",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _finish_py_spy(spy: subprocess.Popen, out: Path, concurrency: int) -> dict:
@@ -553,19 +737,29 @@ def _rows(results: dict) -> list[dict]:
 def _ingest_rows(rows: report.Rows, ingest: dict) -> None:
     c, e = ingest["best"]["connector"], ingest["best"]["echo"]
     load = f"{ingest['clients']} clients, best of {len(ingest['rounds']) // 2} x {ingest['seconds_per_round']:g} s"
-    rows.info(f"ingest: callbacks accepted/s, connector ({load})", f"{c['requests_per_s']:.0f}/s",
-              f"echo {e['requests_per_s']:.0f}/s")
+    rows.info(
+        f"ingest: callbacks accepted/s, connector ({load})",
+        f"{c['requests_per_s']:.0f}/s",
+        f"echo {e['requests_per_s']:.0f}/s",
+    )
     ratio = ingest["ratio"]
-    rows.judged("ingest ratio connector/echo", f"{ratio:.2f}" if ratio is not None else "n/a",
-                f">= {TARGETS['ingest_ratio']}", ratio is not None and ratio >= TARGETS["ingest_ratio"])
+    rows.judged(
+        "ingest ratio connector/echo",
+        f"{ratio:.2f}" if ratio is not None else "n/a",
+        f">= {TARGETS['ingest_ratio']}",
+        ratio is not None and ratio >= TARGETS["ingest_ratio"],
+    )
     rows.info("ingest p50 latency, connector", f"{c['p50_ms']:.1f} ms", f"echo {e['p50_ms']:.1f} ms")
     rows.info("ingest p99 latency, connector", f"{c['p99_ms']:.1f} ms", f"echo {e['p99_ms']:.1f} ms")
     rows.info("ingest server CPU, connector", f"{c['server_cpu_cores']:.2f} cores", f"echo {e['server_cpu_cores']:.2f}")
     errors = sum(r["errors"] for r in ingest["rounds"])
     rows.judged("ingest: failed callbacks", str(errors), "0", errors == 0)
-    rows.judged("ingest: events stored = callbacks accepted", f"{ingest['events_stored']}",
-                f">= {ingest['callbacks_accepted_in_rounds']} (+ warm-up)",
-                ingest["events_stored"] >= ingest["callbacks_accepted_in_rounds"])
+    rows.judged(
+        "ingest: events stored = callbacks accepted",
+        f"{ingest['events_stored']}",
+        f">= {ingest['callbacks_accepted_in_rounds']} (+ warm-up)",
+        ingest["events_stored"] >= ingest["callbacks_accepted_in_rounds"],
+    )
 
 
 def _latency_rows(rows: report.Rows, latency: dict) -> None:
@@ -579,45 +773,67 @@ def _latency_rows(rows: report.Rows, latency: dict) -> None:
             value = f"> {run['drain_s']:g} s (not all arrived)"
         else:
             value = f"{p99:.0f} ms" + ("" if p99 <= limit else f" ({p99 / limit:.1f}x the target)")
-        rows.judged(f"{label}: p99 callback -> subscriber", value, f"<= {limit:g} ms",
-                    p99 is not None and p99 <= limit)
+        rows.judged(f"{label}: p99 callback -> subscriber", value, f"<= {limit:g} ms", p99 is not None and p99 <= limit)
         rows.info(f"{label}: p50 / max", f"{_text_ms(e2e['p50_ms'])} / {_text_ms(e2e['max_ms'])}")
         if run["callbacks"]["max_lag_ms"] > 100:
             late = run["e2e_from_schedule"]
-            rows.info(f"{label}: p50 / p99 from when each callback was due",
-                      f"{_text_ms(late['p50_ms'])} / {_text_ms(late['p99_ms'])}", "senders were held up")
+            rows.info(
+                f"{label}: p50 / p99 from when each callback was due",
+                f"{_text_ms(late['p50_ms'])} / {_text_ms(late['p99_ms'])}",
+                "senders were held up",
+            )
         rows.judged(f"{label}: lost deliveries", f"{run['lost']} of {run['expected']}", "0", run["lost"] == 0)
         if run["late"]:
             rows.judged(f"{label}: still queued after {run['drain_s']:g} s", f"{run['late']}", "0", False)
-        rows.info(f"{label}: deliveries/s achieved", f"{run['deliveries_per_s']:.0f}/s",
-                  f"offered {run['rate'] * subscribers}/s")
-        rows.info(f"{label}: callbacks answered/s, p99, max lag",
-                  f"{run['callbacks']['achieved_rate']:.0f}/s, {run['callbacks']['p99_ms']:.0f} ms, "
-                  f"{run['callbacks']['max_lag_ms']:.0f} ms", f"offered {run['rate']}/s")
+        rows.info(
+            f"{label}: deliveries/s achieved",
+            f"{run['deliveries_per_s']:.0f}/s",
+            f"offered {run['rate'] * subscribers}/s",
+        )
+        rows.info(
+            f"{label}: callbacks answered/s, p99, max lag",
+            f"{run['callbacks']['achieved_rate']:.0f}/s, {run['callbacks']['p99_ms']:.0f} ms, "
+            f"{run['callbacks']['max_lag_ms']:.0f} ms",
+            f"offered {run['rate']}/s",
+        )
     failed = sum(run["callbacks"]["errors"] for run in latency["runs"])
     first = next((run["callbacks"]["first_error"] for run in latency["runs"] if run["callbacks"]["errors"]), "")
-    rows.judged("e2e: failed callbacks, all runs", str(failed) + (f" ({first[:40]})" if first else ""), "0",
-                failed == 0)
+    rows.judged(
+        "e2e: failed callbacks, all runs", str(failed) + (f" ({first[:40]})" if first else ""), "0", failed == 0
+    )
     best = latency["highest_rate_meeting_target"]
-    rows.judged(f"e2e: highest rate tried with p99 <= {limit:g} ms, none lost",
-                f"{best}/s" if best else "none", f">= {TARGETS['e2e_rate']}/s",
-                best is not None and best >= TARGETS["e2e_rate"])
+    rows.judged(
+        f"e2e: highest rate tried with p99 <= {limit:g} ms, none lost",
+        f"{best}/s" if best else "none",
+        f">= {TARGETS['e2e_rate']}/s",
+        best is not None and best >= TARGETS["e2e_rate"],
+    )
 
 
 def _throughput_rows(rows: report.Rows, throughput: dict) -> None:
     for run in throughput["runs"]:
-        label = (f"one worker, concurrency {run['concurrency']}, {run['events']} x {run['subscribers']} "
-                 f"deliveries, {throughput['delay_ms']} ms subscribers")
-        rows.judged(f"{label}: deliveries/s", f"{run['deliveries_per_s']:.0f}/s",
-                    f">= {TARGETS['deliveries_per_s']:g}/s", run["deliveries_per_s"] >= TARGETS["deliveries_per_s"])
+        label = (
+            f"one worker, concurrency {run['concurrency']}, {run['events']} x {run['subscribers']} "
+            f"deliveries, {throughput['delay_ms']} ms subscribers"
+        )
+        rows.judged(
+            f"{label}: deliveries/s",
+            f"{run['deliveries_per_s']:.0f}/s",
+            f">= {TARGETS['deliveries_per_s']:g}/s",
+            run["deliveries_per_s"] >= TARGETS["deliveries_per_s"],
+        )
         rows.judged(f"{label}: lost", f"{run['lost']} of {run['expected']}", "0", run["lost"] == 0)
-        rows.info(f"{label}: worker CPU / start-up", f"{run['worker_cpu_cores']:.2f} cores / "
-                  f"{run['start_to_first_arrival_s']:.1f} s")
+        rows.info(
+            f"{label}: worker CPU / start-up",
+            f"{run['worker_cpu_cores']:.2f} cores / {run['start_to_first_arrival_s']:.1f} s",
+        )
 
 
 def _profile_text(profile: dict) -> str:
-    lines = [f"\npy-spy of the delivery worker (concurrency {profile['concurrency']}, {profile['samples']} samples "
-             f"holding the GIL; {profile['file']}):"]
+    lines = [
+        f"\npy-spy of the delivery worker (concurrency {profile['concurrency']}, {profile['samples']} samples "
+        f"holding the GIL; {profile['file']}):"
+    ]
     for title, key in (("top by own samples", "by_own"), ("top by inclusive samples", "by_inclusive")):
         lines.append(f"  {title}:")
         lines += [f"    {r['share']:6.1%}  {r['function']}" for r in profile[key]]

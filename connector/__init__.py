@@ -6,7 +6,8 @@ import logging
 
 from flask import Flask, g
 
-from connector import config, console, errors, services as services_module
+from connector import config, console, errors
+from connector import services as services_module
 from connector.description import manifest as manifest_module
 from connector.errors import ConfigError
 from connector.observe import metrics
@@ -22,9 +23,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     """Config, then services (the manifest among them), then blueprints, then error handlers."""
     settings = config.load(overrides=test_config)
     if not settings["ALLMYSMS_BASE_URL"]:
-        raise ConfigError("The configuration is not complete", [
-            "ALLMYSMS_BASE_URL is not set. `connector serve` starts the built-in sandbox and sets it; "
-            "to send real messages set it to https://api.allmysms.com"])
+        raise ConfigError(
+            "The configuration is not complete",
+            [
+                "ALLMYSMS_BASE_URL is not set. `connector serve` starts the built-in sandbox and sets it; "
+                "to send real messages set it to https://api.allmysms.com"
+            ],
+        )
     services = services_module.build(settings)
     manifest = services.manifest
     problems = manifest_module.check_handlers(manifest, HANDLERS)

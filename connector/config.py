@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 
 from connector.description.catalog import Validator
-from connector.errors import ConfigError
 from connector.description.validation import check
+from connector.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.json")
 

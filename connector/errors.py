@@ -50,8 +50,17 @@ class ConnectorError(Exception):
     code = "internal_error"
     disposition = "give_up"
 
-    def __init__(self, message: str, *, code: str | None = None, fields=(), log_detail: str | None = None,
-                 extra: dict | None = None, retry_after: int | None = None, status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        fields=(),
+        log_detail: str | None = None,
+        extra: dict | None = None,
+        retry_after: int | None = None,
+        status: int | None = None,
+    ):
         super().__init__(message)
         self.message = message
         if code:
@@ -63,7 +72,7 @@ class ConnectorError(Exception):
         self.extra = dict(extra or {})
         self.retry_after = retry_after
 
-    def with_disposition(self, disposition: str) -> "ConnectorError":
+    def with_disposition(self, disposition: str) -> ConnectorError:
         if disposition not in DISPOSITIONS:
             raise ValueError(f"unknown disposition {disposition!r}: one of {', '.join(DISPOSITIONS)}")
         self.disposition = disposition
@@ -253,15 +262,23 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         from connector.storage import outage
+
         if outage.unavailable(error):
             # Said once in the log by the store's Outage, not once per request.
-            return _response(DatabaseUnavailable("The service's database does not answer at the moment. Nothing "
-                                                  "was done: send the same request again in a few seconds.",
-                                                  retry_after=5))
+            return _response(
+                DatabaseUnavailable(
+                    "The service's database does not answer at the moment. Nothing "
+                    "was done: send the same request again in a few seconds.",
+                    retry_after=5,
+                )
+            )
         if isinstance(error, ConfigError):
             # A database migrated by a version this one cannot run on, found after start-up.
             log.error("%s", error)
             return _response(NotReady(f"{error.what}: {'; '.join(error.problems)}."))
         log.exception("unexpected error (request %s)", getattr(g, "request_id", "-"))
-        return _response(ConnectorError("Something went wrong on our side. Try again; if it persists, "
-                                        "contact support with the request id."))
+        return _response(
+            ConnectorError(
+                "Something went wrong on our side. Try again; if it persists, contact support with the request id."
+            )
+        )

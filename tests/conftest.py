@@ -5,23 +5,23 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 import socket
 import threading
 import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 from werkzeug.wrappers import Request, Response
 
 from connector import create_app
+from connector.sandbox import SandboxState, create_sandbox_app, make_sandbox_server
 from connector.storage import schema
 from connector.storage.database import default_url, engine_url
-from connector.sandbox import SandboxState, create_sandbox_app, make_sandbox_server
 
 DEMO = ("demo", "demo-api-key")
 
@@ -33,8 +33,7 @@ class LoopbackServer:
         self._server = make_sandbox_server(wsgi_app)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         # A short poll interval keeps shutdown, and so every test's teardown, quick.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self._thread.start()
 
     def stop(self):
@@ -59,12 +58,14 @@ def postgres_unreachable() -> str | None:
     """Why PostgreSQL cannot be used for tests, or None; asked once per run."""
     if not _postgres_problem:
         import psycopg
+
         try:
             psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
             _postgres_problem.append("")
         except psycopg.Error as exc:
-            _postgres_problem.append(f"PostgreSQL is not reachable at {POSTGRES_URL} "
-                                     f"(set CONNECTOR_TEST_POSTGRES_URL): {str(exc).strip()}")
+            _postgres_problem.append(
+                f"PostgreSQL is not reachable at {POSTGRES_URL} (set CONNECTOR_TEST_POSTGRES_URL): {str(exc).strip()}"
+            )
     return _postgres_problem[0] or None
 
 
@@ -74,12 +75,14 @@ def postgres_schema(migrated: bool = True):
     Dropped at the end, after ending the connections that the test's engines left open (they carry the
     schema's name)."""
     import psycopg
+
     name = f"t_{secrets.token_hex(6)}"
     url = f"{POSTGRES_URL}?options=-csearch_path%3D{name}&application_name={name}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
         admin.execute(f"CREATE SCHEMA {name}")
     try:
         from sqlalchemy import create_engine
+
         if migrated:
             engine = create_engine(engine_url(url))
             schema.migrate(engine)
@@ -87,8 +90,7 @@ def postgres_schema(migrated: bool = True):
         yield url
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-                          (name,))
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (name,))
             admin.execute(f"DROP SCHEMA {name} CASCADE")
 
 
@@ -162,6 +164,7 @@ def client(app):
 def runner():
     """Runs the `connector` command in this process: ``runner.invoke(connector, ["check"])``."""
     from click.testing import CliRunner
+
     return CliRunner()
 
 
@@ -203,8 +206,10 @@ def api(app, serve):
 @pytest.fixture
 def through(scripted, serve):
     """The connector, as a real server, in front of the scripted upstream."""
+
     def build(**settings):
         return serve(create_app(connector_settings(scripted.url, **settings)))
+
     return build
 
 
@@ -233,13 +238,19 @@ class ScriptedUpstream:
 
     def _wsgi(self, environ, start_response):
         request = Request(environ)
-        self.requests.append({"path": request.path, "form": request.form.to_dict(), "json": request.get_json(silent=True)})
+        self.requests.append(
+            {"path": request.path, "form": request.form.to_dict(), "json": request.get_json(silent=True)}
+        )
         reply = self.replies.popleft() if self.replies else self.default
         if reply.delay:
             time.sleep(reply.delay)  # the upstream being slow is the behaviour under test
         body = json.dumps(reply.body) if isinstance(reply.body, dict) else reply.body
-        response = Response(body, status=reply.status, headers=reply.headers,
-                            content_type=reply.headers.get("Content-Type", "application/json"))
+        response = Response(
+            body,
+            status=reply.status,
+            headers=reply.headers,
+            content_type=reply.headers.get("Content-Type", "application/json"),
+        )
         return response(environ, start_response)
 
 
@@ -279,14 +290,20 @@ class Subscriber:
         reply = replies.popleft() if replies else Scripted(status=200, body=b"ok")
         if reply.delay:
             time.sleep(reply.delay)  # a slow subscriber is the behaviour under test
-        self.received.append({"path": request.path, "headers": dict(request.headers), "body": body,
-                              "status": reply.status, "at": arrived})
+        self.received.append(
+            {
+                "path": request.path,
+                "headers": dict(request.headers),
+                "body": body,
+                "status": reply.status,
+                "at": arrived,
+            }
+        )
         body_out = json.dumps(reply.body) if isinstance(reply.body, dict) else reply.body
         return Response(body_out, status=reply.status, headers=reply.headers)(environ, start_response)
 
     def deliveries(self, path: str = "/hook", ok_only: bool = True) -> list[dict]:
-        return [r for r in list(self.received)
-                if r["path"] == path and (not ok_only or 200 <= r["status"] < 300)]
+        return [r for r in list(self.received) if r["path"] == path and (not ok_only or 200 <= r["status"] < 300)]
 
 
 @pytest.fixture
@@ -312,7 +329,7 @@ class Clock:
     """A clock tests move by hand, so scheduled campaigns and receipts come due without sleeping."""
 
     def __init__(self):
-        self.now = datetime.now(timezone.utc).replace(microsecond=0)
+        self.now = datetime.now(UTC).replace(microsecond=0)
 
     def __call__(self):
         return self.now
@@ -401,6 +418,7 @@ class CuttableProxy:
 def postgres_through_proxy(monkeypatch):
     """A migrated PostgreSQL schema of the test's own, reached through a CuttableProxy: (DATABASE_URL, proxy)."""
     from urllib.parse import urlsplit
+
     with postgres_database(monkeypatch) as url:
         parts = urlsplit(url)
         proxy = CuttableProxy(parts.hostname, parts.port or 5432)
@@ -416,8 +434,14 @@ def postgres_through_proxy(monkeypatch):
 def live_service(sandbox, serve):
     """The connector on its sandbox, as `connector serve` runs it: a delivery worker, receipts pushed to
     the demo account's inbound URL, and 127.0.0.1 allowed as a target for the tests' local receivers."""
-    app = create_app(connector_settings(sandbox.url, ALLMYSMS_SANDBOX=True, CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
-                                        CONNECTOR_RETRY_SCHEDULE="0,0.2,0.2"))
+    app = create_app(
+        connector_settings(
+            sandbox.url,
+            ALLMYSMS_SANDBOX=True,
+            CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
+            CONNECTOR_RETRY_SCHEDULE="0,0.2,0.2",
+        )
+    )
     worker = app.extensions["connector"].delivery_worker()
     worker.poll_interval = 0.01
     worker.start()

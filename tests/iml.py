@@ -26,18 +26,37 @@ class IMLError(ValueError):
     """An expression outside the subset we can check."""
 
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     \s*(?:
       (?P<number>\d+(?:\.\d+)?)
     | (?P<string>'[^']*'|"[^"]*")
     | (?P<tick>`[^`]*`)
     | (?P<name>[A-Za-z_$][A-Za-z0-9_$]*)
     | (?P<op>===|!==|==|!=|<=|>=|&&|\|\||[-+*/%<>!=().,\[\]])
-    )""", re.VERBOSE)
+    )""",
+    re.VERBOSE,
+)
 
 #: Binding power of each binary operator (higher binds tighter), as in JavaScript.
-_BINARY = {"||": 1, "&&": 2, "==": 3, "=": 3, "===": 3, "!=": 3, "!==": 3,
-           "<": 4, "<=": 4, ">": 4, ">=": 4, "+": 5, "-": 5, "*": 6, "/": 6, "%": 6}
+_BINARY = {
+    "||": 1,
+    "&&": 2,
+    "==": 3,
+    "=": 3,
+    "===": 3,
+    "!=": 3,
+    "!==": 3,
+    "<": 4,
+    "<=": 4,
+    ">": 4,
+    ">=": 4,
+    "+": 5,
+    "-": 5,
+    "*": 6,
+    "/": 6,
+    "%": 6,
+}
 _LITERALS = {"true": True, "false": False, "null": None}
 _EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 
@@ -189,8 +208,12 @@ def _number(value):
 
 def _arith(op: str, left, right):
     if op == "+":
-        if isinstance(left, str) or isinstance(right, str) or isinstance(left, (dict, list)) \
-                or isinstance(right, (dict, list)):
+        if (
+            isinstance(left, str)
+            or isinstance(right, str)
+            or isinstance(left, (dict, list))
+            or isinstance(right, (dict, list))
+        ):
             return _text(left) + _text(right)
         return _number(left) + _number(right)
     left, right = _number(left), _number(right)
@@ -239,8 +262,11 @@ def _get(container, path):
     """get(object, key): the key may be a dot path (Make's help: "raw variable names ... dot notation")."""
     value = container
     for part in _text(path).split("."):
-        value = _item(value, int(part)) if isinstance(value, list) and part.lstrip("-").isdigit() \
+        value = (
+            _item(value, int(part))
+            if isinstance(value, list) and part.lstrip("-").isdigit()
             else _property(value, part)
+        )
     return value
 
 

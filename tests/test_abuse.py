@@ -3,7 +3,6 @@ too often on anyone's behalf, and nothing a caller sends makes the service keep 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,8 +12,8 @@ import pytest
 import requests
 
 from connector import create_app
-from connector.sandbox import SandboxState, create_sandbox_app
 from connector.description.validation import MAX_EXPLAINED_ITEMS
+from connector.sandbox import SandboxState, create_sandbox_app
 from tests.conftest import DEMO, LoopbackServer, Scripted, connector_settings, free_port, wait_for
 
 GET_INFO = "/http/9.0/getInfo/"
@@ -79,8 +78,9 @@ def test_with_the_right_key_a_20000_item_invalid_body_explains_a_few_items_and_c
 
 
 def test_a_valid_small_send_asks_allmysms_nothing_more_than_the_send(counted):
-    answer = _connector(counted).post("/v1/actions/send_sms", json={"message": "Hi", "recipients": ["0611111111"]},
-                                      auth=DEMO)
+    answer = _connector(counted).post(
+        "/v1/actions/send_sms", json={"message": "Hi", "recipients": ["0611111111"]}, auth=DEMO
+    )
     assert answer.status_code == 200
     assert counted.paths == ["/http/9.0/sendSms/"]
 
@@ -124,16 +124,20 @@ def test_many_addresses_guessing_one_login_are_held_back_but_its_accepted_key_is
 def test_a_pair_allmysms_refused_is_refused_again_from_memory(counted):
     client = _connector(counted)
     first = client.get("/v1/me", auth=("demo", "wrong"))
-    again = client.post("/v1/actions/send_sms", json={"message": "Hi", "recipients": ["0611111111"]},
-                        auth=("demo", "wrong"))
+    again = client.post(
+        "/v1/actions/send_sms", json={"message": "Hi", "recipients": ["0611111111"]}, auth=("demo", "wrong")
+    )
     assert (first.status_code, again.status_code) == (401, 401)
     assert again.headers["WWW-Authenticate"].startswith("Basic")
     assert counted.paths == [GET_INFO]
 
 
 def test_behind_a_trusted_proxy_clients_are_told_apart_by_x_forwarded_for(counted, serve):
-    proxied = serve(create_app(connector_settings(counted.url, CONNECTOR_AUTH_FAILURES_PER_MINUTE=2,
-                                                  CONNECTOR_TRUSTED_PROXIES="127.0.0.1")))
+    proxied = serve(
+        create_app(
+            connector_settings(counted.url, CONNECTOR_AUTH_FAILURES_PER_MINUTE=2, CONNECTOR_TRUSTED_PROXIES="127.0.0.1")
+        )
+    )
     proxied.session.auth = None
 
     def me(client: str, key: str) -> int:
@@ -147,13 +151,14 @@ def test_behind_a_trusted_proxy_clients_are_told_apart_by_x_forwarded_for(counte
 def test_without_trusted_proxies_x_forwarded_for_is_not_believed(counted, serve):
     direct = serve(create_app(connector_settings(counted.url, CONNECTOR_AUTH_FAILURES_PER_MINUTE=2)))
     direct.session.auth = None
-    statuses = [direct.get("/v1/me", auth=("demo", f"guess-{n}"), headers={"X-Forwarded-For": f"203.0.113.{n}"})
-                .status_code for n in range(3)]
+    statuses = [
+        direct.get("/v1/me", auth=("demo", f"guess-{n}"), headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code
+        for n in range(3)
+    ]
     assert statuses == [401, 401, 429]
 
 
-def test_over_the_cap_on_calls_to_allmysms_a_request_gets_503_with_retry_after_instead_of_queueing(
-        scripted, through):
+def test_over_the_cap_on_calls_to_allmysms_a_request_gets_503_with_retry_after_instead_of_queueing(scripted, through):
     api = through(ALLMYSMS_MAX_CONCURRENT_CALLS=1, ALLMYSMS_CONNECT_TIMEOUT=0.2)
     scripted.script(Scripted(body={"status": "Active Account", "credits": "1000"}, delay=1.0))
     slow = threading.Thread(target=api.get, args=("/v1/me",))
@@ -173,6 +178,7 @@ def test_over_the_cap_on_calls_to_allmysms_a_request_gets_503_with_retry_after_i
 
 def test_fifty_host_names_build_the_openapi_document_once(counted, monkeypatch):
     from connector.exports import openapi
+
     builds = []
     real = openapi.document
     monkeypatch.setattr(openapi, "document", lambda *args, **kwargs: builds.append(args[1:]) or real(*args, **kwargs))
@@ -189,8 +195,9 @@ def test_fifty_host_names_build_the_openapi_document_once(counted, monkeypatch):
 
 def test_a_huge_unknown_field_name_is_quoted_cut_short_in_the_answer(counted):
     name = "x" * 100_000
-    answer = _connector(counted).post("/v1/actions/send_sms",
-                                      json={"message": "Hi", "recipients": ["0611111111"], name: 1}, auth=DEMO)
+    answer = _connector(counted).post(
+        "/v1/actions/send_sms", json={"message": "Hi", "recipients": ["0611111111"], name: 1}, auth=DEMO
+    )
     assert answer.status_code == 422
     assert len(answer.data) < 2_000
     field = answer.get_json()["error"]["fields"][0]
@@ -199,8 +206,9 @@ def test_a_huge_unknown_field_name_is_quoted_cut_short_in_the_answer(counted):
 
 
 def test_a_huge_value_quoted_in_an_error_is_cut_short_in_the_answer(counted):
-    answer = _connector(counted).post("/v1/actions/send_sms", json={"message": "Hi", "recipients": "x" * 100_000},
-                                      auth=DEMO)
+    answer = _connector(counted).post(
+        "/v1/actions/send_sms", json={"message": "Hi", "recipients": "x" * 100_000}, auth=DEMO
+    )
     assert answer.status_code == 422
     assert len(answer.data) < 2_000
     error = answer.get_json()["error"]
@@ -212,12 +220,23 @@ def test_a_huge_value_quoted_in_an_error_is_cut_short_in_the_answer(counted):
 def gunicorn(counted, tmp_path):
     """The connector as `connector serve` runs it (gunicorn.conf.py), one worker, in front of the sandbox."""
     port = free_port()
-    env = {**os.environ, "ALLMYSMS_BASE_URL": counted.url, "PORT": str(port), "CONNECTOR_WORKERS": "1",
-           "CONNECTOR_DATA_DIR": str(tmp_path / "var"), "CONNECTOR_HOST": "127.0.0.1"}
+    env = {
+        **os.environ,
+        "ALLMYSMS_BASE_URL": counted.url,
+        "PORT": str(port),
+        "CONNECTOR_WORKERS": "1",
+        "CONNECTOR_DATA_DIR": str(tmp_path / "var"),
+        "CONNECTOR_HOST": "127.0.0.1",
+    }
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     log = (tmp_path / "gunicorn.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "connector:create_app()"],
-                               cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "connector:create_app()"],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def ready():
@@ -225,6 +244,7 @@ def gunicorn(counted, tmp_path):
             return requests.get(url + "/healthz", timeout=1).ok
         except requests.RequestException:
             return process.poll() is not None  # stops the wait; the test then fails on the dead server
+
     try:
         wait_for(ready, timeout=30, what="gunicorn to answer")
         assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
@@ -238,8 +258,9 @@ def gunicorn(counted, tmp_path):
 @pytest.mark.parametrize(("path", "auth"), [("/v1/actions/nope", DEMO), ("/v1/actions/send_sms", ("demo", "wrong"))])
 def test_a_large_body_nobody_reads_leaves_the_keep_alive_connection_usable(gunicorn, path, auth):
     session = requests.Session()
-    refused = session.post(gunicorn + path, data=b" " * 1_000_000, auth=auth,
-                           headers={"Content-Type": "application/json"}, timeout=30)
+    refused = session.post(
+        gunicorn + path, data=b" " * 1_000_000, auth=auth, headers={"Content-Type": "application/json"}, timeout=30
+    )
     assert refused.status_code in (401, 404)
     after = session.get(gunicorn + "/v1/manifest", timeout=30)
     assert after.status_code == 200 and after.json()["connector"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -24,8 +24,9 @@ def test_the_connection_test_returns_the_account_and_a_label(api):
 
 
 def test_a_plain_send_returns_one_sms_id_per_recipient_in_e164(api, sandbox):
-    response = api.action("send_sms", {"message": "Your parcel arrives today.",
-                                       "recipients": ["06 11 11 11 11", "+33 6 22 22 22 22"]})
+    response = api.action(
+        "send_sms", {"message": "Your parcel arrives today.", "recipients": ["06 11 11 11 11", "+33 6 22 22 22 22"]}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "sent" and body["recipients"] == 2
@@ -45,18 +46,26 @@ def test_a_pasted_list_of_numbers_is_split_on_commas_semicolons_and_new_lines(ap
 def test_a_personalised_send_puts_each_recipients_values_in_the_feed(scripted, serve):
     from connector import create_app
     from tests.conftest import connector_settings
+
     scripted.default.body = {"status": 100, "campaignId": "1", "smsIds": [], "credits": "10", "nbSms": "2"}
     api = serve(create_app(connector_settings(scripted.url)))
-    response = api.action("send_sms", {
-        "message": "Hello #param_1#, see you at #param_2#.",
-        "recipients": [{"phone_number": "0611111111", "params": ["Alice", "10:00"]},
-                       {"phone_number": "0622222222", "params": ["Bob", 11]}],
-    })
+    response = api.action(
+        "send_sms",
+        {
+            "message": "Hello #param_1#, see you at #param_2#.",
+            "recipients": [
+                {"phone_number": "0611111111", "params": ["Alice", "10:00"]},
+                {"phone_number": "0622222222", "params": ["Bob", 11]},
+            ],
+        },
+    )
     assert response.status_code == 200, response.text
     feed = json.loads(scripted.requests[-1]["form"]["smsData"])["DATA"]
     assert feed["DYNAMIC"] == "2"
-    assert feed["SMS"] == [{"MOBILEPHONE": "33611111111", "PARAM_1": "Alice", "PARAM_2": "10:00"},
-                           {"MOBILEPHONE": "33622222222", "PARAM_1": "Bob", "PARAM_2": "11"}]
+    assert feed["SMS"] == [
+        {"MOBILEPHONE": "33611111111", "PARAM_1": "Alice", "PARAM_2": "10:00"},
+        {"MOBILEPHONE": "33622222222", "PARAM_1": "Bob", "PARAM_2": "11"},
+    ]
 
 
 def test_a_unicode_message_is_counted_in_ucs2_parts(api):
@@ -69,8 +78,9 @@ def test_a_unicode_message_is_counted_in_ucs2_parts(api):
 def test_a_message_with_cdata_terminator_goes_through_the_xml_feed_intact(sandbox, serve):
     from connector import create_app
     from tests.conftest import connector_settings
+
     api = serve(create_app(connector_settings(sandbox.url, ALLMYSMS_FEED_FORMAT="xml")))
-    message = "a]]>b <tag> & \"quotes\" [brackets]"
+    message = 'a]]>b <tag> & "quotes" [brackets]'
     response = api.action("send_sms", {"message": message, "recipients": ["0611111111"]})
     assert response.status_code == 200, response.text
     assert sandbox.state.campaign(response.json()["campaign_id"]).message == message
@@ -79,6 +89,7 @@ def test_a_message_with_cdata_terminator_goes_through_the_xml_feed_intact(sandbo
 def test_a_large_send_is_split_into_campaigns_and_reported_as_one_result(sandbox, serve):
     from connector import create_app
     from tests.conftest import connector_settings
+
     api = serve(create_app(connector_settings(sandbox.url, ALLMYSMS_RECIPIENTS_PER_FEED=3)))
     numbers = [f"06{i:08d}" for i in range(10000000, 10000007)]
     response = api.action("send_sms", {"message": "Hi", "recipients": numbers})
@@ -92,6 +103,7 @@ def test_a_large_send_is_split_into_campaigns_and_reported_as_one_result(sandbox
 def test_a_later_chunk_refused_reports_exactly_what_went_out(sandbox, serve):
     from connector import create_app
     from tests.conftest import connector_settings
+
     sandbox.state.set_credits("demo", 15 * 3)
     api = serve(create_app(connector_settings(sandbox.url, ALLMYSMS_RECIPIENTS_PER_FEED=3)))
     numbers = [f"06{i:08d}" for i in range(10000000, 10000006)]
@@ -104,32 +116,40 @@ def test_a_later_chunk_refused_reports_exactly_what_went_out(sandbox, serve):
 
 
 def test_schedule_reads_a_naive_time_in_paris_and_reports_utc(api, sandbox):
-    local = (datetime.now(ZoneInfo("Europe/Paris")) + timedelta(days=3)).replace(hour=9, minute=30, second=0,
-                                                                                 microsecond=0, tzinfo=None)
-    response = api.action("schedule_sms", {"message": "Reminder", "recipients": ["0611111111"],
-                                           "send_at": local.strftime("%Y-%m-%d %H:%M")})
+    local = (datetime.now(ZoneInfo("Europe/Paris")) + timedelta(days=3)).replace(
+        hour=9, minute=30, second=0, microsecond=0, tzinfo=None
+    )
+    response = api.action(
+        "schedule_sms",
+        {"message": "Reminder", "recipients": ["0611111111"], "send_at": local.strftime("%Y-%m-%d %H:%M")},
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "scheduled"
     assert body["scheduled_at_local"] == local.strftime("%Y-%m-%d %H:%M:%S")
-    expected_utc = local.replace(tzinfo=ZoneInfo("Europe/Paris")).astimezone(timezone.utc)
+    expected_utc = local.replace(tzinfo=ZoneInfo("Europe/Paris")).astimezone(UTC)
     assert body["scheduled_at"] == expected_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_schedule_converts_an_offset_time_to_paris_for_allmysms(api, sandbox):
-    when = (datetime.now(timezone.utc) + timedelta(days=2)).replace(hour=12, minute=0, second=0, microsecond=0)
-    response = api.action("schedule_sms", {"message": "Reminder", "recipients": ["0611111111"],
-                                           "send_at": when.strftime("%Y-%m-%dT%H:%M:%S+00:00")})
+    when = (datetime.now(UTC) + timedelta(days=2)).replace(hour=12, minute=0, second=0, microsecond=0)
+    response = api.action(
+        "schedule_sms",
+        {"message": "Reminder", "recipients": ["0611111111"], "send_at": when.strftime("%Y-%m-%dT%H:%M:%S+00:00")},
+    )
     assert response.status_code == 200, response.text
     campaign = sandbox.state.campaign(response.json()["campaign_id"])
     assert campaign.scheduled_date == when.astimezone(ZoneInfo("Europe/Paris")).strftime("%Y-%m-%d %H:%M:%S")
 
 
-@pytest.mark.parametrize("send_at, expected", [
-    ("2020-01-01 10:00", "in the past"),
-    ("tomorrow at ten", "not a date and time"),
-    ("2030-03-31 02:30", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "send_at, expected",
+    [
+        ("2020-01-01 10:00", "in the past"),
+        ("tomorrow at ten", "not a date and time"),
+        ("2030-03-31 02:30", "does not exist"),
+    ],
+)
 def test_schedule_refuses_bad_times_before_anything_is_sent(api, sandbox, send_at, expected):
     response = api.action("schedule_sms", {"message": "Hi", "recipients": ["0611111111"], "send_at": send_at})
     assert response.status_code == 422
@@ -139,13 +159,16 @@ def test_schedule_refuses_bad_times_before_anything_is_sent(api, sandbox, send_a
 
 
 def test_cancel_refunds_a_scheduled_send(api, sandbox):
-    when = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     scheduled = api.action("schedule_sms", {"message": "Hi", "recipients": ["0611111111"], "send_at": when}).json()
     assert sandbox.state.credits("demo") == 100000 - 15
     response = api.action("cancel_scheduled", {"campaign_id": scheduled["campaign_id"]})
     assert response.status_code == 200, response.text
-    assert response.json() == {"id": scheduled["campaign_id"], "campaign_ids": [scheduled["campaign_id"]],
-                               "status": "cancelled"}
+    assert response.json() == {
+        "id": scheduled["campaign_id"],
+        "campaign_ids": [scheduled["campaign_id"]],
+        "status": "cancelled",
+    }
     assert sandbox.state.credits("demo") == 100000
 
 
@@ -171,8 +194,10 @@ def test_an_estimate_id_is_stable_for_the_same_input(api):
 
 
 def test_a_voice_message_from_an_audio_url(api, sandbox):
-    response = api.action("send_voice", {"recipients": ["0611111111"], "audio_url": "https://example.com/m.mp3",
-                                         "sender": "01 23 45 67 89"})
+    response = api.action(
+        "send_voice",
+        {"recipients": ["0611111111"], "audio_url": "https://example.com/m.mp3", "sender": "01 23 45 67 89"},
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "sent" and body["message_ids"][0]["phone_number"] == "+33611111111"
@@ -182,7 +207,7 @@ def test_a_voice_message_from_an_audio_url(api, sandbox):
 
 
 def test_a_voice_message_read_from_text_can_be_scheduled(api):
-    when = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     response = api.action("send_voice", {"recipients": "0611111111", "text": "Bonjour", "send_at": when})
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "scheduled" and response.json()["scheduled_at"] == when
@@ -201,6 +226,7 @@ def test_get_account_accepts_an_empty_body(api):
 
 # Authentication.
 
+
 def test_no_credentials_get_401_with_a_basic_challenge(api):
     response = requests.post(api.url + "/v1/actions/get_account", json={}, timeout=10)
     assert response.status_code == 401
@@ -208,12 +234,15 @@ def test_no_credentials_get_401_with_a_basic_challenge(api):
     assert response.headers["WWW-Authenticate"].startswith("Basic")
 
 
-@pytest.mark.parametrize("header, code", [
-    ("Bearer abc", "unsupported_authentication"),
-    ("Basic !!!notbase64", "malformed_credentials"),
-    ("Basic " + base64.b64encode(b"no-colon").decode(), "missing_credentials"),
-    ("Basic " + base64.b64encode(b"demo:").decode(), "missing_credentials"),
-])
+@pytest.mark.parametrize(
+    "header, code",
+    [
+        ("Bearer abc", "unsupported_authentication"),
+        ("Basic !!!notbase64", "malformed_credentials"),
+        ("Basic " + base64.b64encode(b"no-colon").decode(), "missing_credentials"),
+        ("Basic " + base64.b64encode(b"demo:").decode(), "missing_credentials"),
+    ],
+)
 def test_garbled_credentials_get_401_saying_what_is_wrong(api, header, code):
     response = requests.get(api.url + "/v1/me", headers={"Authorization": header}, timeout=10)
     assert response.status_code == 401 and response.json()["error"]["code"] == code
@@ -228,6 +257,7 @@ def test_credentials_allmysms_rejects_get_401(api):
 
 
 # Credit.
+
 
 def test_an_account_without_credit_gets_402(api):
     api.session.auth = ("broke", "broke-api-key")
@@ -264,8 +294,11 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize("name, body, status, path", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
 def test_bad_input_names_the_field(api, sandbox, name, body, status, path):
-    response = api.session.post(api.url + "/v1/actions/send_sms", json=body, timeout=10) if body is not None else \
-        api.session.post(api.url + "/v1/actions/send_sms", timeout=10)
+    response = (
+        api.session.post(api.url + "/v1/actions/send_sms", json=body, timeout=10)
+        if body is not None
+        else api.session.post(api.url + "/v1/actions/send_sms", timeout=10)
+    )
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert path in [f["path"] for f in error["fields"]]
@@ -273,19 +306,23 @@ def test_bad_input_names_the_field(api, sandbox, name, body, status, path):
     assert sandbox.state.campaigns("demo") == []
 
 
-@pytest.mark.parametrize("raw, content_type, expected", [
-    (b"{not json", "application/json", "not valid JSON"),
-    (b"\xff\xfe{}", "application/json", "UTF-8"),
-    (b'{"message": "a", "message": "b"}', "application/json", "appears twice"),
-    (b"[1, 2]", "application/json", "JSON object"),
-    (b'{"message": NaN}', "application/json", "NaN"),
-    (b"[" * 100000 + b"]" * 100000, "application/json", "nested too deeply"),
-    (b'{"message": ' + b"9" * 5000 + b"}", "application/json", "too large"),
-    (b"message=hi", "application/x-www-form-urlencoded", "must be JSON"),
-])
+@pytest.mark.parametrize(
+    "raw, content_type, expected",
+    [
+        (b"{not json", "application/json", "not valid JSON"),
+        (b"\xff\xfe{}", "application/json", "UTF-8"),
+        (b'{"message": "a", "message": "b"}', "application/json", "appears twice"),
+        (b"[1, 2]", "application/json", "JSON object"),
+        (b'{"message": NaN}', "application/json", "NaN"),
+        (b"[" * 100000 + b"]" * 100000, "application/json", "nested too deeply"),
+        (b'{"message": ' + b"9" * 5000 + b"}", "application/json", "too large"),
+        (b"message=hi", "application/x-www-form-urlencoded", "must be JSON"),
+    ],
+)
 def test_unreadable_bodies_get_a_4xx_that_says_why(api, raw, content_type, expected):
-    response = api.session.post(api.url + "/v1/actions/send_sms", data=raw, headers={"Content-Type": content_type},
-                                timeout=10)
+    response = api.session.post(
+        api.url + "/v1/actions/send_sms", data=raw, headers={"Content-Type": content_type}, timeout=10
+    )
     assert response.status_code in (400, 415), response.text
     assert expected in response.json()["error"]["message"]
 
@@ -315,6 +352,7 @@ def test_ten_thousand_recipients_with_skip_send_to_the_valid_ones(api, sandbox):
 def test_an_oversized_body_gets_413(sandbox, serve):
     from connector import create_app
     from tests.conftest import connector_settings
+
     api = serve(create_app(connector_settings(sandbox.url, CONNECTOR_MAX_BODY_BYTES=2048)))
     response = api.action("send_sms", {"message": "x" * 4000, "recipients": ["0611111111"]})
     assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from connector import config, create_app
-from connector.errors import ConfigError
 from connector.description.manifest import load
+from connector.errors import ConfigError
 
 
 def test_the_factory_builds_an_app_from_test_settings(sandbox):
@@ -26,17 +26,28 @@ def test_routes_are_exactly_those_the_manifest_describes(app):
     # The console's pages are for people, not the API the manifest describes (test_console.py checks them).
     rules = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint.partition(".")[0] != "console"}
     manifest = load()
-    expected = {a.path for a in manifest.actions} | {"/v1/me", "/v1/manifest", "/v1/inbound/allmysms/<token>",
-                                                      "/v1/inbound/rejected", "/v1/events/<event_id>/replay",
-                                                      "/v1/sandbox/replies", "/openapi.json", "/healthz", "/readyz",
-                                                      "/metrics"}
+    expected = {a.path for a in manifest.actions} | {
+        "/v1/me",
+        "/v1/manifest",
+        "/v1/inbound/allmysms/<token>",
+        "/v1/inbound/rejected",
+        "/v1/events/<event_id>/replay",
+        "/v1/sandbox/replies",
+        "/openapi.json",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    }
     for trigger in manifest.triggers:
         base = f"/v1/triggers/{trigger.key}"
         expected.add(f"{base}/events")
         if trigger.delivery == "push":
-            expected |= {f"{base}/subscriptions", f"{base}/subscriptions/<subscription_id>",
-                         f"{base}/subscriptions/<subscription_id>/deliveries",
-                         f"{base}/subscriptions/<subscription_id>/replay"}
+            expected |= {
+                f"{base}/subscriptions",
+                f"{base}/subscriptions/<subscription_id>",
+                f"{base}/subscriptions/<subscription_id>/deliveries",
+                f"{base}/subscriptions/<subscription_id>/replay",
+            }
     assert rules == expected
 
 
@@ -55,9 +66,16 @@ def test_settings_are_converted_from_environment_text():
 
 def test_every_settings_problem_is_listed_at_once():
     with pytest.raises(ConfigError) as caught:
-        config.load({"PORT": "eighty", "ALLMYSMS_FEED_FORMAT": "csv", "ALLMYSMS_TIMEZONE": "Mars/Olympus",
-                     "CONNECTOR_DEFAULT_COUNTRY": "ZZ", "CONNECTOR_SANDBOX": "maybe",
-                     "ALLMYSMS_BASE_URL": "ftp://x"})
+        config.load(
+            {
+                "PORT": "eighty",
+                "ALLMYSMS_FEED_FORMAT": "csv",
+                "ALLMYSMS_TIMEZONE": "Mars/Olympus",
+                "CONNECTOR_DEFAULT_COUNTRY": "ZZ",
+                "CONNECTOR_SANDBOX": "maybe",
+                "ALLMYSMS_BASE_URL": "ftp://x",
+            }
+        )
     problems = caught.value.problems
     assert len(problems) == 6
     assert any(p.startswith("PORT:") for p in problems)
@@ -74,6 +92,7 @@ def test_every_generated_section_of_the_readme_and_the_docs_is_current():
     from pathlib import Path
 
     from connector.ops import docs
+
     root = Path(__file__).resolve().parent.parent
     manifest, found = load(), set()
     for path in docs.documents(root):
@@ -85,6 +104,7 @@ def test_every_generated_section_of_the_readme_and_the_docs_is_current():
 
 def test_the_readme_test_command_is_the_one_ci_runs():
     from pathlib import Path
+
     root = Path(__file__).resolve().parent.parent
     command = "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"
     assert command in (root / "README.md").read_text() and command in (root / ".ci" / "run").read_text()

@@ -18,8 +18,10 @@ def write_csv(tmp_path, count: int, header: bool = True):
 
 def test_a_csv_file_gives_numbers_and_params_and_its_header_is_skipped(tmp_path):
     recipients = bulk.read_recipients(str(write_csv(tmp_path, 2)))
-    assert recipients == [{"phone_number": "06 12 34 00 00", "params": ["Name 0"]},
-                          {"phone_number": "06 12 34 00 01", "params": ["Name 1"]}]
+    assert recipients == [
+        {"phone_number": "06 12 34 00 00", "params": ["Name 0"]},
+        {"phone_number": "06 12 34 00 01", "params": ["Name 1"]},
+    ]
 
 
 def test_a_bulk_send_goes_in_chunks_and_reports_progress_after_each(api, sandbox, tmp_path):

@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_sandbox_lists_an_accounts_campaigns_with_their_client_reference_and_no_numbers(api, sandbox):
     for reference in ("order-1", "order-2"):
-        sent = api.action("send_sms", {"message": "Hello there", "recipients": ["0611111111"],
-                                       "client_reference": reference})
+        sent = api.action(
+            "send_sms", {"message": "Hello there", "recipients": ["0611111111"], "client_reference": reference}
+        )
         assert sent.status_code == 200, sent.text
     answer = requests.get(f"{sandbox.url}/sandbox/accounts/demo/campaigns", auth=DEMO, timeout=10)
     assert answer.status_code == 200
@@ -39,9 +40,23 @@ def test_a_short_chaos_run_reconciles_every_callback_and_every_key(tmp_path):
     # Kills come 0.6 to 1.8 s after the last one is repaired, each kind in turn in a shuffled order. How many
     # fit in 12 s depends on how fast the machine restarts a web master (over 10 s on a loaded one): what
     # is checked is that kills happened and that the first three, as many as there were, are of distinct kinds.
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "chaos.py"), "--quick",
-                          "--kill-every", "1.2", "--seed", "7", "--out", str(tmp_path)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "chaos.py"),
+            "--quick",
+            "--kill-every",
+            "1.2",
+            "--seed",
+            "7",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = json.loads((tmp_path / "chaos.json").read_text())
     first = [kill["kind"] for kill in results["kills"]][:3]

@@ -71,8 +71,9 @@ def test_the_options_of_serve_override_the_environment_and_are_checked_like_it(r
 
 
 def test_the_reply_command_says_what_to_do_when_nothing_answers(runner):
-    result = runner.invoke(connector, ["reply", "--phone", "0611111111", "--message", "Oui",
-                                       "--url", f"http://127.0.0.1:{free_port()}"])
+    result = runner.invoke(
+        connector, ["reply", "--phone", "0611111111", "--message", "Oui", "--url", f"http://127.0.0.1:{free_port()}"]
+    )
     assert result.exit_code == 1
     assert "nothing answers at" in result.stderr and "Traceback" not in result.output
 
@@ -94,8 +95,9 @@ def test_export_lists_the_platforms_and_refuses_an_unknown_one(runner, tmp_path)
 
 
 def test_export_writes_a_platforms_files_for_the_url_given(runner, tmp_path):
-    result = runner.invoke(connector, ["export", "openapi", str(tmp_path / "out"), "--base-url",
-                                       "https://sms.example.org"])
+    result = runner.invoke(
+        connector, ["export", "openapi", str(tmp_path / "out"), "--base-url", "https://sms.example.org"]
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("wrote ") and "(service at https://sms.example.org)" in result.stdout
     assert any((tmp_path / "out").iterdir())
@@ -111,8 +113,24 @@ def test_send_refuses_a_file_without_recipients(runner, tmp_path):
 def test_send_goes_through_the_running_service_in_chunks_and_exits_0(runner, api, sandbox, tmp_path):
     path = tmp_path / "recipients.csv"
     path.write_text("0612345601\n0612345602\n0612345603\n", encoding="utf-8")
-    result = runner.invoke(connector, ["send", "--file", str(path), "--message", "Hello", "--chunk-size", "2",
-                                       "--url", api.url, "--login", DEMO[0], "--api-key", DEMO[1]])
+    result = runner.invoke(
+        connector,
+        [
+            "send",
+            "--file",
+            str(path),
+            "--message",
+            "Hello",
+            "--chunk-size",
+            "2",
+            "--url",
+            api.url,
+            "--login",
+            DEMO[0],
+            "--api-key",
+            DEMO[1],
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "done: 3 recipients in 2 chunks" in result.stderr
     assert len(sandbox.state.campaigns("demo")) == 2

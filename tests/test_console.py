@@ -14,13 +14,16 @@ import pytest
 import requests
 
 from connector import OPERATOR_BLUEPRINTS, create_app
-from connector.exports import openapi
 from connector.description.manifest import load
+from connector.exports import openapi
 from tests.conftest import Api, Scripted, connector_settings, wait_for
 
 TOKEN = "operator-token-for-the-tests-0123"
-FAST = {"CONNECTOR_ALLOWED_TARGETS": "127.0.0.1", "CONNECTOR_RETRY_SCHEDULE": "0,0.2,0.2,0.2",
-        "CONNECTOR_LEASE_SECONDS": 2}
+FAST = {
+    "CONNECTOR_ALLOWED_TARGETS": "127.0.0.1",
+    "CONNECTOR_RETRY_SCHEDULE": "0,0.2,0.2,0.2",
+    "CONNECTOR_LEASE_SECONDS": 2,
+}
 PAGES = ["/console", "/console/accounts", "/console/subscriptions", "/console/events", "/console/sandbox"]
 # The tests that read what the store keeps run on SQLite and on PostgreSQL.
 on_each_backend = pytest.mark.usefixtures("backend")
@@ -52,8 +55,9 @@ class Operator:
 
 
 def settings(sandbox, **overrides) -> dict:
-    return connector_settings(sandbox.url, **{"ALLMYSMS_SANDBOX": True, "CONNECTOR_OPERATOR_TOKEN": TOKEN, **FAST,
-                                              **overrides})
+    return connector_settings(
+        sandbox.url, **{"ALLMYSMS_SANDBOX": True, "CONNECTOR_OPERATOR_TOKEN": TOKEN, **FAST, **overrides}
+    )
 
 
 @pytest.fixture
@@ -76,15 +80,21 @@ def inbound(api: Api) -> str:
 
 
 def subscribe(api: Api, target: str, trigger: str = "delivery_receipt") -> dict:
-    answer = api.session.post(f"{api.url}/v1/triggers/{trigger}/subscriptions", json={"target_url": target},
-                              timeout=10)
+    answer = api.session.post(f"{api.url}/v1/triggers/{trigger}/subscriptions", json={"target_url": target}, timeout=10)
     assert answer.status_code == 201, answer.text
     return answer.json()
 
 
 def receipt(sms_id="s-1", phone="33611111111", campaign="c-1", status="1", **extra) -> dict:
-    return {"smsId": sms_id, "campaignId": campaign, "phoneNumber": phone, "status": status,
-            "statusText": "Delivered", "receptionDate": "2026-12-01 09:30:03", **extra}
+    return {
+        "smsId": sms_id,
+        "campaignId": campaign,
+        "phoneNumber": phone,
+        "status": status,
+        "statusText": "Delivered",
+        "receptionDate": "2026-12-01 09:30:03",
+        **extra,
+    }
 
 
 def callback(api: Api, **fields) -> None:
@@ -98,6 +108,7 @@ def event_ids(html: str) -> list[str]:
 
 # --- Who gets in ------------------------------------------------------------------------------------
 
+
 def test_every_page_sends_a_visitor_who_has_not_logged_in_to_the_login_form(sandbox):
     client = create_app(settings(sandbox)).test_client()
     for path in PAGES + ["/console/events/evt_x"]:
@@ -109,16 +120,26 @@ def test_every_page_sends_a_visitor_who_has_not_logged_in_to_the_login_form(sand
 
 
 def test_logging_in_leads_back_to_the_page_asked_for_but_never_to_another_site(sandbox):
-    for asked, landing in (("/console/events?type=sms.reply_received", "/console/events?type=sms.reply_received"),
-                           ("https://evil.example/console", "/console"), ("//evil.example/console", "/console")):
+    for asked, landing in (
+        ("/console/events?type=sms.reply_received", "/console/events?type=sms.reply_received"),
+        ("https://evil.example/console", "/console"),
+        ("//evil.example/console", "/console"),
+    ):
         operator = Operator(create_app(settings(sandbox)))
         answer = operator.client.post("/console/login", data={"csrf": operator.csrf(), "token": TOKEN, "next": asked})
         assert answer.status_code == 303 and answer.headers["Location"] == landing
 
 
 def test_a_next_page_with_control_characters_or_off_the_console_leads_to_the_overview_never_to_an_error(sandbox):
-    for asked in ("/console\r\nSet-Cookie: x=1", "/console/events\n", "/console\x00", "/console/\u2028x",
-                  "/consoleevil", "/v1/me", "javascript:alert(1)"):
+    for asked in (
+        "/console\r\nSet-Cookie: x=1",
+        "/console/events\n",
+        "/console\x00",
+        "/console/\u2028x",
+        "/consoleevil",
+        "/v1/me",
+        "javascript:alert(1)",
+    ):
         operator = Operator(create_app(settings(sandbox)))
         form = operator.client.get("/console/login", query_string={"next": asked})
         assert form.status_code == 200 and 'name="next" value="/console"' in form.get_data(as_text=True), repr(asked)
@@ -140,6 +161,7 @@ def test_a_wrong_token_is_refused_and_repeated_failures_from_one_address_are_hel
 
 def test_wrong_tokens_make_an_address_wait_longer_each_time_but_never_lock_it_out():
     from connector.console.access import FREE_FAILURES, MAX_WAIT, Throttle
+
     now = [1000.0]
     throttle = Throttle(clock=lambda: now[0])
     waits = []
@@ -158,28 +180,53 @@ def test_behind_a_trusted_proxy_a_guesser_is_held_off_by_its_own_address_not_the
     guesser, operator, spoofer = Operator(app), Operator(app), Operator(app)
     proxy = {"REMOTE_ADDR": "10.1.2.3"}
     for _ in range(6):
-        guesser.client.post("/console/login", data={"csrf": guesser.csrf(), "token": "wrong-token"},
-                            environ_base=proxy, headers={"X-Forwarded-For": "198.51.100.9"})
-    held = guesser.client.post("/console/login", data={"csrf": guesser.csrf(), "token": TOKEN}, environ_base=proxy,
-                               headers={"X-Forwarded-For": "198.51.100.9"})
+        guesser.client.post(
+            "/console/login",
+            data={"csrf": guesser.csrf(), "token": "wrong-token"},
+            environ_base=proxy,
+            headers={"X-Forwarded-For": "198.51.100.9"},
+        )
+    held = guesser.client.post(
+        "/console/login",
+        data={"csrf": guesser.csrf(), "token": TOKEN},
+        environ_base=proxy,
+        headers={"X-Forwarded-For": "198.51.100.9"},
+    )
     assert held.status_code == 429
     # What the client itself wrote left of the proxy's entry is not believed: the guesser cannot pose as another.
-    dodge = guesser.client.post("/console/login", data={"csrf": guesser.csrf(), "token": TOKEN}, environ_base=proxy,
-                                headers={"X-Forwarded-For": "192.0.2.1, 198.51.100.9"})
+    dodge = guesser.client.post(
+        "/console/login",
+        data={"csrf": guesser.csrf(), "token": TOKEN},
+        environ_base=proxy,
+        headers={"X-Forwarded-For": "192.0.2.1, 198.51.100.9"},
+    )
     assert dodge.status_code == 429
-    answer = operator.client.post("/console/login", data={"csrf": operator.csrf(), "token": TOKEN},
-                                  environ_base=proxy, headers={"X-Forwarded-For": "203.0.113.5"})
+    answer = operator.client.post(
+        "/console/login",
+        data={"csrf": operator.csrf(), "token": TOKEN},
+        environ_base=proxy,
+        headers={"X-Forwarded-For": "203.0.113.5"},
+    )
     assert answer.status_code == 303 and operator.client.get("/console").status_code == 200
     # A peer that is not a trusted proxy is known by its own address, whatever X-Forwarded-For it sends.
     for _ in range(6):
-        spoofer.client.post("/console/login", data={"csrf": spoofer.csrf(), "token": "wrong-token"},
-                            environ_base={"REMOTE_ADDR": "192.0.2.50"}, headers={"X-Forwarded-For": "203.0.113.5"})
-    assert spoofer.client.post("/console/login", data={"csrf": spoofer.csrf(), "token": TOKEN},
-                               environ_base={"REMOTE_ADDR": "192.0.2.50"}).status_code == 429
+        spoofer.client.post(
+            "/console/login",
+            data={"csrf": spoofer.csrf(), "token": "wrong-token"},
+            environ_base={"REMOTE_ADDR": "192.0.2.50"},
+            headers={"X-Forwarded-For": "203.0.113.5"},
+        )
+    assert (
+        spoofer.client.post(
+            "/console/login", data={"csrf": spoofer.csrf(), "token": TOKEN}, environ_base={"REMOTE_ADDR": "192.0.2.50"}
+        ).status_code
+        == 429
+    )
 
 
 def test_the_client_address_is_the_first_untrusted_hop_from_the_right():
     from connector.web.addresses import client_address, trusted_networks
+
     proxies = trusted_networks("10.0.0.0/8, 192.168.1.5,::1")
     assert client_address("10.0.0.1", "198.51.100.9", proxies) == "198.51.100.9"
     assert client_address("10.0.0.1", "6.6.6.6, 198.51.100.9, 192.168.1.5", proxies) == "198.51.100.9"
@@ -191,6 +238,7 @@ def test_the_client_address_is_the_first_untrusted_hop_from_the_right():
 
 def test_a_trusted_proxies_setting_that_is_not_addresses_stops_the_start_with_the_setting_named(sandbox):
     from connector.errors import ConfigError
+
     with pytest.raises(ConfigError) as refused:
         create_app(settings(sandbox, CONNECTOR_TRUSTED_PROXIES="10.0.0.0/8,proxy.internal"))
     assert "CONNECTOR_TRUSTED_PROXIES: 'proxy.internal' is not an address or a network" in str(refused.value)
@@ -206,7 +254,9 @@ def test_a_form_without_its_csrf_token_is_refused_with_400_and_with_a_wrong_one_
     stranger = Operator(wired.app)
     assert stranger.client.post("/console/login", data={"token": TOKEN}).status_code == 400  # no session yet
     stranger.csrf()
-    assert stranger.client.post("/console/login", data={"token": TOKEN, "csrf": "forged-" + "y" * 30}).status_code == 403
+    assert (
+        stranger.client.post("/console/login", data={"token": TOKEN, "csrf": "forged-" + "y" * 30}).status_code == 403
+    )
 
 
 def test_the_session_cookie_is_httponly_lax_kept_to_the_console_and_carries_no_secret(sandbox):
@@ -245,6 +295,7 @@ def test_logging_out_ends_every_copy_of_the_session_in_every_web_process_and_no_
 
 def test_a_session_past_its_hours_is_over_even_if_its_cookie_comes_back(tmp_path):
     from connector.console.access import Sessions
+
     now = [1000.0]
     sessions = Sessions(str(tmp_path), lifetime=3600, clock=lambda: now[0])
     kept, ended = sessions.open(), sessions.open()
@@ -295,6 +346,7 @@ def test_on_the_sandbox_a_token_is_made_once_readable_by_its_owner_only(sandbox,
 def test_serve_says_where_the_token_is_never_what_it_is(tmp_path, caplog):
     from connector import config
     from connector.ops.serving import _announce_console
+
     values = config.load({"CONNECTOR_DATA_DIR": str(tmp_path / "var"), "PORT": "8123"})
     with caplog.at_level(logging.WARNING):
         _announce_console(values)
@@ -307,15 +359,26 @@ def test_serve_says_where_the_token_is_never_what_it_is(tmp_path, caplog):
 def test_the_console_has_exactly_its_routes_and_none_is_in_the_api_description(sandbox):
     app = create_app(settings(sandbox))
     pages = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint.partition(".")[0] == "console"}
-    assert pages == {"/console", "/console/login", "/console/logout", "/console/accounts", "/console/subscriptions",
-                     "/console/subscriptions/<subscription_id>/disable", "/console/subscriptions/<subscription_id>/enable",
-                     "/console/events", "/console/events/<event_id>", "/console/events/<event_id>/replay",
-                     "/console/sandbox", "/console/static/<path:filename>"}
+    assert pages == {
+        "/console",
+        "/console/login",
+        "/console/logout",
+        "/console/accounts",
+        "/console/subscriptions",
+        "/console/subscriptions/<subscription_id>/disable",
+        "/console/subscriptions/<subscription_id>/enable",
+        "/console/events",
+        "/console/events/<event_id>",
+        "/console/events/<event_id>/replay",
+        "/console/sandbox",
+        "/console/static/<path:filename>",
+    }
     assert "console" in OPERATOR_BLUEPRINTS  # what keeps them out of /openapi.json's route check
     assert not [path for path in openapi.document(load(), "https://x.example")["paths"] if "console" in path]
 
 
 # --- What the pages show ----------------------------------------------------------------------------
+
 
 @on_each_backend
 def test_the_overview_counts_real_events_deliveries_and_subscriptions(wired, subscriber):
@@ -323,8 +386,10 @@ def test_the_overview_counts_real_events_deliveries_and_subscriptions(wired, sub
     failing = subscribe(wired, subscriber.target("/failing"))
     subscriber.script("/failing", *[Scripted(status=500)] * 10)
     callback(wired)
-    wait_for(lambda: subscriber.deliveries() and len(subscriber.deliveries("/failing", ok_only=False)) == 4,
-             what="one success and four failures")
+    wait_for(
+        lambda: subscriber.deliveries() and len(subscriber.deliveries("/failing", ok_only=False)) == 4,
+        what="one success and four failures",
+    )
     wait_for(lambda: "<b>1</b> failed" in wired.operator.page("/console"), what="the failure recorded")
     wired.operator.post(f"/console/subscriptions/{failing['id']}/disable")
     html = wired.operator.page("/console")
@@ -378,8 +443,9 @@ def test_the_event_log_filters_by_type_phone_campaign_and_time(wired, sandbox):
     callback(wired, sms_id="s-3", phone="33622222222", campaign="c-1")
     sandbox.state.set_callback_url("demo", inbound(wired))
     sent = wired.action("send_sms", {"message": "Hi", "recipients": ["0633333333"]}).json()
-    assert wired.session.post(f"{wired.url}/v1/sandbox/replies", json={"phone_number": "0633333333",
-                                                                        "message": "Oui"}, timeout=10).ok
+    assert wired.session.post(
+        f"{wired.url}/v1/sandbox/replies", json={"phone_number": "0633333333", "message": "Oui"}, timeout=10
+    ).ok
     page = wired.operator.page
     wait_for(lambda: len(event_ids(page("/console/events"))) == 5, what="the reply and the sandbox receipt")
     assert len(event_ids(page("/console/events?type=sms.reply_received"))) == 1
@@ -405,8 +471,10 @@ def test_an_event_shows_its_payload_and_each_delivery_attempt(wired, subscriber)
     callback(wired, mccmnc="20801")
     wait_for(subscriber.deliveries, what="the retry to succeed")
     event_id = event_ids(wired.operator.page("/console/events"))[0]
-    html = wait_for(lambda: (lambda h: h if ">succeeded</span>" in h else None)(
-        wired.operator.page(f"/console/events/{event_id}")), what="the success recorded")
+    html = wait_for(
+        lambda: (lambda h: h if ">succeeded</span>" in h else None)(wired.operator.page(f"/console/events/{event_id}")),
+        what="the success recorded",
+    )
     webhook_id = subscriber.deliveries()[0]["headers"]["Webhook-Id"]
     assert webhook_id in html and subscriber.target() in html
     assert ">502</span>" in html and ">200</span>" in html and html.count(" ms</td>") == 2
@@ -432,19 +500,22 @@ def test_replay_delivers_again_with_the_same_webhook_id_and_reaches_subscription
 
 # --- The sandbox page -------------------------------------------------------------------------------
 
+
 @on_each_backend
 def test_the_sandbox_page_sends_an_sms_and_plays_a_reply_through_the_service(wired, sandbox, caplog):
     caplog.set_level(logging.DEBUG)
     sandbox.state.set_callback_url("demo", inbound(wired))
-    answer = wired.operator.post("/console/sandbox", do="send", login="demo", recipients="06 44 44 44 44",
-                                 message="Console test")
+    answer = wired.operator.post(
+        "/console/sandbox", do="send", login="demo", recipients="06 44 44 44 44", message="Console test"
+    )
     html = answer.get_data(as_text=True)
     assert answer.status_code == 200 and "Sent: campaign" in html
     campaign = re.search(r"campaign <code>([^<]+)</code>", html).group(1)
     store = wired.app.extensions["connector"].store
     wait_for(lambda: store.views.find_events(data_fields={"campaign_id": campaign}), what="the receipt of the test SMS")
-    answer = wired.operator.post("/console/sandbox", do="reply", login="demo", phone_number="0644444444",
-                                 message="Bien reçu")
+    answer = wired.operator.post(
+        "/console/sandbox", do="reply", login="demo", phone_number="0644444444", message="Bien reçu"
+    )
     assert answer.status_code == 200 and "Reply played" in answer.get_data(as_text=True)
     reply = wait_for(lambda: store.views.find_events(event_type="sms.reply_received"), what="the reply event")[0]
     assert reply["data"]["message"] == "Bien reçu" and reply["data"]["campaign_id"] == campaign
@@ -470,8 +541,10 @@ def test_the_sandbox_page_is_not_there_when_the_service_uses_a_real_allmysms(san
 
 # --- Charts -----------------------------------------------------------------------------------------
 
+
 def test_bars_are_as_tall_as_their_share_of_the_busiest_hour_and_labels_are_escaped():
     from connector.console import charts
+
     svg = str(charts.bars([0, 5, 10], ["<a>", "b", "c"], "events", label_every=1))
     heights = [float(h) for h in re.findall(r'<rect class="bar[^"]*"[^>]* height="([0-9.]+)"', svg)]
     assert heights[0] == 1.0 and heights[2] == 2 * heights[1]  # an empty hour keeps a sliver
@@ -481,6 +554,7 @@ def test_bars_are_as_tall_as_their_share_of_the_busiest_hour_and_labels_are_esca
 
 def test_shares_split_one_bar_by_count_and_leave_out_zeros():
     from connector.console import charts
+
     svg = str(charts.shares([("succeeded", 3, "ok"), ("failed", 1, "bad"), ("pending", 0, "wait")]))
     assert 'class="ok" x="0.00" y="0" width="75.00"' in svg and 'class="bad" x="75.00" y="0" width="25.00"' in svg
     assert 'class="wait"' not in svg and "pending: 0" in svg

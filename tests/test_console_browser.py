@@ -16,16 +16,22 @@ from tests.conftest import Api, connector_settings, require, wait_for
 CHROMIUM = Path("/usr/bin/chromium")
 OVERVIEW_PICTURE = Path(__file__).parent / "screenshots" / "console-overview.png"
 LAPTOP, PHONE = {"width": 1280, "height": 800}, {"width": 390, "height": 844}
-FAST = {"CONNECTOR_ALLOWED_TARGETS": "127.0.0.1", "CONNECTOR_RETRY_SCHEDULE": "0,0.2,0.2,0.2",
-        "CONNECTOR_LEASE_SECONDS": 2}
+FAST = {
+    "CONNECTOR_ALLOWED_TARGETS": "127.0.0.1",
+    "CONNECTOR_RETRY_SCHEDULE": "0,0.2,0.2,0.2",
+    "CONNECTOR_LEASE_SECONDS": 2,
+}
 
 try:
     from playwright.sync_api import Page, sync_playwright
 except ImportError:
     require("the browser test needs the playwright package (pip install -e '.[test]')", module=True)
 if not CHROMIUM.exists():
-    require(f"the browser test drives Debian's chromium, and {CHROMIUM} is missing (apt-get install chromium; "
-            ".ci/run does it)", module=True)
+    require(
+        f"the browser test drives Debian's chromium, and {CHROMIUM} is missing (apt-get install chromium; "
+        ".ci/run does it)",
+        module=True,
+    )
 
 
 @pytest.fixture
@@ -48,8 +54,9 @@ def loop(sandbox, serve, subscriber):
     api: Api = serve(app)
     sandbox.state.set_callback_url("demo", api.get("/v1/me").json()["inbound_url"])
     for trigger in ("delivery_receipt", "reply_received"):
-        answer = api.session.post(f"{api.url}/v1/triggers/{trigger}/subscriptions", timeout=10,
-                                  json={"target_url": subscriber.target()})
+        answer = api.session.post(
+            f"{api.url}/v1/triggers/{trigger}/subscriptions", timeout=10, json={"target_url": subscriber.target()}
+        )
         assert answer.status_code == 201, answer.text
     yield api
     worker.stop()
@@ -57,9 +64,11 @@ def loop(sandbox, serve, subscriber):
 
 def shown(page: Page, text: str, what: str, timeout: float = 20.0) -> None:
     """Reload ``page`` until ``text`` is on it: the console has no script to refresh itself."""
+
     def there():
         page.reload()
         return text in page.content()
+
     if text not in page.content():
         wait_for(there, timeout=timeout, what=what)
 
@@ -69,8 +78,9 @@ def fits_the_width(page: Page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
 
 
-def test_an_operator_sends_a_test_sms_watches_its_receipt_delivered_and_replays_it(chromium, loop, subscriber,
-                                                                                   tmp_path):
+def test_an_operator_sends_a_test_sms_watches_its_receipt_delivered_and_replays_it(
+    chromium, loop, subscriber, tmp_path
+):
     token = (tmp_path / "var" / "operator-token").read_text().strip()
     shots = tmp_path / "screenshots"
     page = chromium.new_page(viewport=LAPTOP)
@@ -106,8 +116,9 @@ def test_an_operator_sends_a_test_sms_watches_its_receipt_delivered_and_replays_
     again = wait_for(lambda: subscriber.deliveries()[1:], what="the replayed delivery")[0]
     assert again["headers"]["Webhook-Id"] == first["headers"]["Webhook-Id"]
     shown(page, ">200</span>", what="the replay's attempt on the event page")
-    wait_for(lambda: (page.reload(), page.locator("table.attempts tbody tr").count() == 2)[1],
-             what="both attempts listed")
+    wait_for(
+        lambda: (page.reload(), page.locator("table.attempts tbody tr").count() == 2)[1], what="both attempts listed"
+    )
     page.screenshot(path=shots / "4-event-replayed.png", full_page=True)
 
     page.get_by_role("link", name="Sandbox").click()

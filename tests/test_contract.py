@@ -12,8 +12,8 @@ import json
 import pytest
 import requests
 
-from connector.sending import feeds, outcomes
 from connector.sandbox import SandboxState, create_sandbox_app
+from connector.sending import feeds, outcomes
 from tests.conftest import DEMO, LoopbackServer, Scripted
 from tests.contract import fixtures
 
@@ -44,18 +44,28 @@ def test_the_recorded_replies_cover_every_method_of_the_table():
 def _play(scripted, *names):
     for name in names:
         fixture = fixtures.reply(name)
-        scripted.script(Scripted(status=fixture.http_status, body=fixture.body(),
-                                 headers={"Content-Type": fixture.content_type or "application/json"}))
+        scripted.script(
+            Scripted(
+                status=fixture.http_status,
+                body=fixture.body(),
+                headers={"Content-Type": fixture.content_type or "application/json"},
+            )
+        )
 
 
 def test_a_send_answered_as_recorded_gives_its_campaign_messages_and_credits(scripted, through):
     _play(scripted, "getInfo.active", "sendSms.sent")
-    response = through().action("send_sms", {"message": "Bonjour", "recipients": ["0612345678"]},
-                                headers={"Idempotency-Key": "contract-send"})
+    response = through().action(
+        "send_sms", {"message": "Bonjour", "recipients": ["0612345678"]}, headers={"Idempotency-Key": "contract-send"}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["status"], body["campaign_id"], body["credits_left"], body["credits_used"]) == (
-        "sent", "xxxxxxxxxxx", 340, 15)
+        "sent",
+        "xxxxxxxxxxx",
+        340,
+        15,
+    )
     assert body["sms_ids"] == [{"phone_number": "+33612345678", "sms_id": "330792bd-8e0b-11e5-bf51-0025907cd72e"}]
     assert body["invalid_numbers"] == []
 
@@ -92,9 +102,14 @@ def test_an_estimate_answered_as_recorded_gives_its_figures(scripted, through):
 
 def test_a_voice_send_answered_as_recorded_keeps_its_cost_and_balance_in_money(scripted, through):
     _play(scripted, "voice.sent")
-    response = through().action("send_voice", {"recipients": ["0612345678", "0612345679"],
-                                               "audio_url": "https://mon-app.netlify.app/api/audio/abc123",
-                                               "sender": "0123456789"})
+    response = through().action(
+        "send_voice",
+        {
+            "recipients": ["0612345678", "0612345679"],
+            "audio_url": "https://mon-app.netlify.app/api/audio/abc123",
+            "sender": "0123456789",
+        },
+    )
     assert response.status_code == 200, response.text
     assert (response.json()["cost"], response.json()["balance"]) == (0.38, 2.43)
     assert scripted.requests[-1]["json"]["from"] == "0123456789"
@@ -109,12 +124,15 @@ def test_the_opt_out_list_answered_without_a_status_is_polled_with_one_event_per
     assert len({e["id"] for e in events}) == 2
 
 
-@pytest.mark.parametrize("name, code", [
-    ("sendSms.status_102_bad_credentials", "invalid_credentials"),
-    ("sendSms.status_103_no_credit", "no_credit"),
-    ("sendSms.status_104_not_enough_credit", "insufficient_credit"),
-    ("sendSms.status_114_no_valid_number", "no_valid_number"),
-])
+@pytest.mark.parametrize(
+    "name, code",
+    [
+        ("sendSms.status_102_bad_credentials", "invalid_credentials"),
+        ("sendSms.status_103_no_credit", "no_credit"),
+        ("sendSms.status_104_not_enough_credit", "insufficient_credit"),
+        ("sendSms.status_114_no_valid_number", "no_valid_number"),
+    ],
+)
 def test_a_recorded_refusal_reaches_the_caller_with_its_code(scripted, through, name, code):
     _play(scripted, name)
     response = through().action("send_sms", {"message": "Bonjour", "recipients": ["0612345678"]})
@@ -139,8 +157,9 @@ def _fits(answer, recorded, where="reply"):
         if not isinstance(answer, dict):
             return [f"{where} is not an object"]
         problems = [f"{where}.{key} is missing" for key in recorded if key not in answer]
-        return problems + [p for key in recorded if key in answer
-                           for p in _fits(answer[key], recorded[key], f"{where}.{key}")]
+        return problems + [
+            p for key in recorded if key in answer for p in _fits(answer[key], recorded[key], f"{where}.{key}")
+        ]
     if isinstance(recorded, list):
         if not isinstance(answer, list):
             return [f"{where} is not a list"]
@@ -185,8 +204,12 @@ def _sandbox_answers(url, state):
     state.add_blacklist("demo", "33612345679", "manual unsubscribe")
     state.add_reply("demo", "33612345678", "Réponse 1", sms_id=sms_id)
     scheduled = _feed(url, "sendSms", smsData=_sms_data(DATE="2099-01-01 10:00:00"))
-    voice = requests.post(f"{url}/voice/send/bulk", auth=DEMO, timeout=10, json={
-        "to": ["33612345678"], "from": "0123456789", "type": "directdeposit", "url": "https://example.com/a"})
+    voice = requests.post(
+        f"{url}/voice/send/bulk",
+        auth=DEMO,
+        timeout=10,
+        json={"to": ["33612345678"], "from": "0123456789", "type": "directdeposit", "url": "https://example.com/a"},
+    )
     return {
         "sendSms.sent": sent,
         "sendSms.scheduled": scheduled,
@@ -213,8 +236,10 @@ def test_the_sandbox_answers_every_recorded_shape_with_the_same_keys_and_types(l
         problems += [f"{name}: {p}" for p in _fits(_shape(answer), _shape(fixture.reply))]
         # Nothing the sources never show for this method: its recorded replies together say what exists.
         known = set().union(*(_keys(_shape(f.reply)) for f in fixtures.replies(fixture.method) if f.has_json_reply))
-        problems += [f"{name}: {key} is in no recorded reply of {fixture.method}"
-                     for key in sorted(_keys(_shape(answer)) - known)]
+        problems += [
+            f"{name}: {key} is in no recorded reply of {fixture.method}"
+            for key in sorted(_keys(_shape(answer)) - known)
+        ]
     assert problems == []
 
 

@@ -16,8 +16,17 @@ ALL = REPLIES + CALLBACKS
 
 # Methods of ALLMYSMS.md's table (and the REST calls) that a public source shows a reply for.
 REQUIRED_METHODS = {
-    "sendSms", "simulateCampaign", "getInfo", "deleteCampaign", "getAcks", "getAckBySmsId", "getPulls",
-    "getBlacklist", "getCreditsByCountryIsoCode", "voice/send/bulk", "sms/send",
+    "sendSms",
+    "simulateCampaign",
+    "getInfo",
+    "deleteCampaign",
+    "getAcks",
+    "getAckBySmsId",
+    "getPulls",
+    "getBlacklist",
+    "getCreditsByCountryIsoCode",
+    "voice/send/bulk",
+    "sms/send",
 }
 
 
@@ -91,8 +100,13 @@ def test_invalid_numbers_is_never_a_list(fixture):
 
 
 def test_status_less_replies_really_have_no_status_key():
-    for name in ("getBlacklist.two_entries", "getAcks.statut", "getAckBySmsId.one", "getPulls.two",
-                 "getCreditsByCountryIsoCode.fr"):
+    for name in (
+        "getBlacklist.two_entries",
+        "getAcks.statut",
+        "getAckBySmsId.one",
+        "getPulls.two",
+        "getCreditsByCountryIsoCode.fr",
+    ):
         assert "status" not in fixtures.reply(name).reply, name
 
 
@@ -134,9 +148,15 @@ def test_every_callback_decodes_to_the_ids_and_text_it_expects(fixture):
 
 def test_the_lenient_callback_variants_the_doc_requires_are_present():
     names = {f.name for f in CALLBACKS}
-    for required in ("delivery_receipt.date_t", "delivery_receipt.date_millis", "delivery_receipt.code_description",
-                     "delivery_receipt.xml", "delivery_receipt.latin1_form", "reply.latin1_form",
-                     "delivery_receipt.get_query"):
+    for required in (
+        "delivery_receipt.date_t",
+        "delivery_receipt.date_millis",
+        "delivery_receipt.code_description",
+        "delivery_receipt.xml",
+        "delivery_receipt.latin1_form",
+        "reply.latin1_form",
+        "delivery_receipt.get_query",
+    ):
         assert required in names
 
 

@@ -32,6 +32,7 @@ def test_a_failing_action_does_not_stop_the_others():
 
     def broken():
         raise RuntimeError("a socket already closed")
+
     deadlines.after(0.01, broken)
     deadlines.after(0.02, fired.set)
     assert fired.wait(5)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from connector.events.delivery import Policy, next_step
+from connector.events.policy import Policy, next_step
 from connector.sending.retry import retry_after_seconds
 from connector.storage.tables import FAILED, PENDING, SUCCEEDED
 
@@ -56,16 +56,19 @@ def test_jitter_stays_within_its_bounds():
     assert min(delays) >= 90 and max(delays) <= 110 and len(set(delays)) > 100
 
 
-@pytest.mark.parametrize("header, seconds", [
-    ("120", 120.0),
-    ("0", 0.0),
-    ("-5", 0.0),
-    ("Wed, 21 Oct 2026 07:28:00 GMT", 90.0),  # an HTTP date, 90 s after "now" below
-    ("Wed, 21 Oct 2026 07:20:00 GMT", 0.0),  # already past
-    ("soon", None),
-    ("", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "header, seconds",
+    [
+        ("120", 120.0),
+        ("0", 0.0),
+        ("-5", 0.0),
+        ("Wed, 21 Oct 2026 07:28:00 GMT", 90.0),  # an HTTP date, 90 s after "now" below
+        ("Wed, 21 Oct 2026 07:20:00 GMT", 0.0),  # already past
+        ("soon", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_retry_after_is_read_as_seconds_or_as_an_http_date(header, seconds):
     now = 1792567590.0  # 2026-10-21 07:26:30 UTC
     assert retry_after_seconds(header, now) == seconds
@@ -77,9 +80,9 @@ from sqlalchemy import select, update  # noqa: E402
 
 from connector.events.delivery import Worker  # noqa: E402
 from connector.events.pacing import HostBudget  # noqa: E402
+from connector.events.targets import AllowList  # noqa: E402
 from connector.storage.store import Store  # noqa: E402
 from connector.storage.tables import attempts, deliveries, subscriptions  # noqa: E402
-from connector.events.targets import AllowList  # noqa: E402
 from tests.conftest import Scripted, wait_for  # noqa: E402
 
 KEY = "k" * 64
@@ -138,19 +141,36 @@ def store(backend):
 def queue(store: Store, login: str, targets: list[str], events: int, received_at: float) -> list[str]:
     """``events`` receipts of a new account, fanned out to one subscription per target: the subscription ids."""
     account = store.accounts.ensure(login, login.ljust(64, "0"))
-    subs = [store.subscriptions.add(account, "delivery_receipt", "sms.delivery_receipt", target, 1.0)[0]["id"]
-            for target in targets]
-    store.events.add(account, [{"id": f"evt_{login}_{n}", "type": "sms.delivery_receipt",
-                                "timestamp": "2026-12-01T08:30:03Z", "data": {"sms_id": f"{login}-{n}"}}
-                               for n in range(events)], received_at)
+    subs = [
+        store.subscriptions.add(account, "delivery_receipt", "sms.delivery_receipt", target, 1.0)[0]["id"]
+        for target in targets
+    ]
+    store.events.add(
+        account,
+        [
+            {
+                "id": f"evt_{login}_{n}",
+                "type": "sms.delivery_receipt",
+                "timestamp": "2026-12-01T08:30:03Z",
+                "data": {"sms_id": f"{login}-{n}"},
+            }
+            for n in range(events)
+        ],
+        received_at,
+    )
     store.events.fan_out(received_at)
     return subs
 
 
 def worker(store: Store, concurrency: int = 8, per_host: float = 0.0, limit_loopback: bool = False) -> Worker:
-    made = Worker(store, policy=Policy(schedule=(0, 0.2), jitter=0.0, per_host=per_host),
-                  allowed=AllowList("127.0.0.1"), concurrency=concurrency, poll_interval=0.01,
-                  unlimited=AllowList("") if limit_loopback else None)
+    made = Worker(
+        store,
+        policy=Policy(schedule=(0, 0.2), jitter=0.0, per_host=per_host),
+        allowed=AllowList("127.0.0.1"),
+        concurrency=concurrency,
+        poll_interval=0.01,
+        unlimited=AllowList("") if limit_loopback else None,
+    )
     return made
 
 
@@ -164,26 +184,47 @@ def test_deliveries_over_a_hosts_budget_wait_their_turn_neither_dropped_nor_coun
     running.pacing.budget = HostBudget(5, clock=clock)
     running.start()
     try:
+
         def waiting():
             with store.engine.connect() as db:
-                return db.execute(select(deliveries.c.seq).where(
-                    deliveries.c.status == "pending", deliveries.c.attempts == 0, deliveries.c.lease.is_(None))).all()
+                return db.execute(
+                    select(deliveries.c.seq).where(
+                        deliveries.c.status == "pending", deliveries.c.attempts == 0, deliveries.c.lease.is_(None)
+                    )
+                ).all()
+
         def tried():
             with store.engine.connect() as db:
                 return db.execute(select(attempts.c.seq)).all()
+
         # The thirteen waiting have no attempt: only the seven sent do.
-        wait_for(lambda: len(subscriber.received) == 7 and len(waiting()) == 13 and len(tried()) == 7,
-                 what="7 sent and recorded, 13 waiting untried")
+        wait_for(
+            lambda: len(subscriber.received) == 7 and len(waiting()) == 13 and len(tried()) == 7,
+            what="7 sent and recorded, 13 waiting untried",
+        )
         with store.engine.connect() as db:
             assert {row.status for row in db.execute(select(deliveries.c.status)).all()} <= {"pending", "succeeded"}
-            assert db.execute(select(subscriptions.c.failing_since).where(
-                subscriptions.c.failing_since.is_not(None))).all() == []
+            assert (
+                db.execute(
+                    select(subscriptions.c.failing_since).where(subscriptions.c.failing_since.is_not(None))
+                ).all()
+                == []
+            )
         clock.run()  # the host's budget refills, five a second
         wait_for(lambda: len(subscriber.received) == 20, what="all twenty delivered")
         with store.engine.connect() as db:
-            wait_for(lambda: {tuple(r) for r in store.engine.connect().execute(
-                select(deliveries.c.status, deliveries.c.attempts)).all()} == {("succeeded", 1)},
-                what="each delivered once, at its first attempt")
+            wait_for(
+                lambda: (
+                    {
+                        tuple(r)
+                        for r in store.engine.connect()
+                        .execute(select(deliveries.c.status, deliveries.c.attempts))
+                        .all()
+                    }
+                    == {("succeeded", 1)}
+                ),
+                what="each delivered once, at its first attempt",
+            )
     finally:
         running.stop()
     assert len({(r["path"], r["body"]) for r in subscriber.received}) == 20  # none twice
@@ -224,8 +265,13 @@ def test_the_worker_survives_stored_targets_no_request_can_carry_and_delivers_th
     bad = ["https://[::1/", "https://exa\tmple.com/", "https://exa\u200bmple.com/"]
     if backend.startswith("sqlite"):
         bad.append("https://exa\x00mple.com/")  # PostgreSQL refuses to store it at all
-    subs = queue(store, "mixed", [f"https://ok{n}.example/" for n in range(len(bad))] + [subscriber.target()],
-                 events=2, received_at=time.time())
+    subs = queue(
+        store,
+        "mixed",
+        [f"https://ok{n}.example/" for n in range(len(bad))] + [subscriber.target()],
+        events=2,
+        received_at=time.time(),
+    )
     with store.engine.begin() as db:
         for sub, url in zip(subs, bad):
             db.execute(update(subscriptions).where(subscriptions.c.id == sub).values(target_url=url))
@@ -234,17 +280,20 @@ def test_the_worker_survives_stored_targets_no_request_can_carry_and_delivers_th
     try:
         wait_for(lambda: len(subscriber.deliveries()) == 2, what="the good subscription's two deliveries")
         with store.engine.connect() as db:
-            wait_for(lambda: len(store.engine.connect().execute(select(attempts.c.seq)).all()) == 2 * len(subs),
-                     what="an attempt recorded for every delivery")
+            wait_for(
+                lambda: len(store.engine.connect().execute(select(attempts.c.seq)).all()) == 2 * len(subs),
+                what="an attempt recorded for every delivery",
+            )
     finally:
         running.stop()
-    for sub in subs[:len(bad)]:
-        log = store.outbox.log(sub, 10)
+    for sub in subs[: len(bad)]:
+        log = store.history.log(sub, 10)
         assert len(log) == 2 and all(d["attempts"] and d["attempts"][0]["status_code"] is None for d in log)
 
 
-def test_a_stopping_worker_gives_back_at_once_the_deliveries_it_holds_for_their_hosts_turn(store, subscriber,
-                                                                                          monkeypatch):
+def test_a_stopping_worker_gives_back_at_once_the_deliveries_it_holds_for_their_hosts_turn(
+    store, subscriber, monkeypatch
+):
     # One delivery a hundred seconds to the host: the first goes, the next two wait in the worker for their turn
     # (kept there, however long, here). Stopped with a long grace, the worker does not wait for them: they go
     # back to the queue, untried, free for any worker.
@@ -255,11 +304,18 @@ def test_a_stopping_worker_gives_back_at_once_the_deliveries_it_holds_for_their_
 
     def states():
         with store.engine.connect() as db:
-            return sorted(tuple(r) for r in db.execute(select(
-                deliveries.c.status, deliveries.c.attempts, deliveries.c.lease.is_not(None))).all())
+            return sorted(
+                tuple(r)
+                for r in db.execute(
+                    select(deliveries.c.status, deliveries.c.attempts, deliveries.c.lease.is_not(None))
+                ).all()
+            )
+
     try:
-        wait_for(lambda: states() == [("pending", 0, True), ("pending", 0, True), ("succeeded", 1, False)],
-                 what="one delivered, two held")
+        wait_for(
+            lambda: states() == [("pending", 0, True), ("pending", 0, True), ("succeeded", 1, False)],
+            what="one delivered, two held",
+        )
     finally:
         running.stop(timeout=10, grace=60)
     assert not running._thread.is_alive()

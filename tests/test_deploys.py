@@ -23,13 +23,14 @@ import requests
 from sqlalchemy import event, select
 
 from connector import config
+from connector.events.delivery import Worker
+from connector.events.policy import Policy
+from connector.events.targets import AllowList
 from connector.services import open_store
-from connector.events.delivery import Policy, Worker
-from connector.storage.outage import Backoff
 from connector.storage.database import default_url
+from connector.storage.outage import Backoff
 from connector.storage.store import Store
 from connector.storage.tables import attempts, deliveries, events, subscriptions
-from connector.events.targets import AllowList
 from tests.conftest import Scripted, wait_for
 from tests.test_serve import clean_env, start, stop
 
@@ -67,21 +68,28 @@ def _exchange(port: int, pieces: list[bytes], pause: float = 0.0, sent=lambda n:
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
     whole = bool(lines[0]) and int(headers.get("content-length", -1)) == len(body)
-    return {"result": "answered" if whole else "broken", "status": int(lines[0].split()[1]) if lines[0] else None,
-            "body": body, "started": started, "ended": time.monotonic()}
+    return {
+        "result": "answered" if whole else "broken",
+        "status": int(lines[0].split()[1]) if lines[0] else None,
+        "body": body,
+        "started": started,
+        "ended": time.monotonic(),
+    }
 
 
 def _callback(path: str, sms_id: str) -> tuple[bytes, bytes]:
     """The head and body of a delivery receipt AllMySMS would push."""
     body = (f"smsId={sms_id}&phoneNumber=33611111111&status=1&receptionDate=2026-12-01+09%3A30%3A00").encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
     return head, body
 
 
 def _pieces(body: bytes, count: int) -> list[bytes]:
     size = -(-len(body) // count)
-    return [body[i:i + size] for i in range(0, len(body), size)]
+    return [body[i : i + size] for i in range(0, len(body), size)]
 
 
 def _gone(pid: int) -> bool:
@@ -97,8 +105,14 @@ def test_sigterm_to_serve_answers_every_request_it_accepted_then_refuses_connect
     connection that was made gets a whole answer, none 5xx; each client's next connection is refused, not left
     hanging; every process of the tree exits; and every callback answered 200 is in the database."""
     scripted.default = Scripted(body={"status": "Active Account", "credits": "1"}, delay=2.0)
-    env = clean_env(tmp_path, ALLMYSMS_BASE_URL=scripted.url, CONNECTOR_WORKERS="2", CONNECTOR_THREADS="4",
-                    CONNECTOR_DELIVERY_PROCESSES="1", CONNECTOR_SHUTDOWN_GRACE="15")
+    env = clean_env(
+        tmp_path,
+        ALLMYSMS_BASE_URL=scripted.url,
+        CONNECTOR_WORKERS="2",
+        CONNECTOR_THREADS="4",
+        CONNECTOR_DELIVERY_PROCESSES="1",
+        CONNECTOR_SHUTDOWN_GRACE="15",
+    )
     url, log, process = start([sys.executable, "-m", "connector.ops.cli", "serve"], env, tmp_path)
     port = int(env["PORT"])
     try:
@@ -116,8 +130,13 @@ def test_sigterm_to_serve_answers_every_request_it_accepted_then_refuses_connect
         def stop_midway(piece: int) -> None:
             # Sent by the slow client itself, its upload a quarter done, while an action has a second or more
             # to go: both are surely under way when the signal comes.
-            if (piece == 0 and not stopped_at and sum(o["kind"] == "fast" for o in outcomes) >= 20
-                    and asking_since and time.monotonic() - asking_since[0] < 0.8):
+            if (
+                piece == 0
+                and not stopped_at
+                and sum(o["kind"] == "fast" for o in outcomes) >= 20
+                and asking_since
+                and time.monotonic() - asking_since[0] < 0.8
+            ):
                 stopped_at.append(time.monotonic())
                 process.send_signal(signal.SIGTERM)
 
@@ -126,8 +145,13 @@ def test_sigterm_to_serve_answers_every_request_it_accepted_then_refuses_connect
                 sms_id = f"{name}-{n}"
                 if kind == "action":
                     asking_since[:] = [time.monotonic()]
-                    outcome = _exchange(port, [f"GET /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic "
-                                               f"{auth}\r\nConnection: close\r\n\r\n".encode()])
+                    outcome = _exchange(
+                        port,
+                        [
+                            f"GET /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic "
+                            f"{auth}\r\nConnection: close\r\n\r\n".encode()
+                        ],
+                    )
                     asking_since.clear()
                 elif kind == "upload":
                     head, body = _callback(path, sms_id)
@@ -138,8 +162,10 @@ def test_sigterm_to_serve_answers_every_request_it_accepted_then_refuses_connect
                 if outcome["result"] != "answered":
                     return
 
-        threads = [threading.Thread(target=client, args=(kind, f"{kind}{n}"), daemon=True)
-                   for kind, n in (("fast", 0), ("fast", 1), ("fast", 2), ("upload", 0), ("action", 0))]
+        threads = [
+            threading.Thread(target=client, args=(kind, f"{kind}{n}"), daemon=True)
+            for kind, n in (("fast", 0), ("fast", 1), ("fast", 2), ("upload", 0), ("action", 0))
+        ]
         for thread in threads:
             thread.start()
         wait_for(lambda: stopped_at, timeout=60, what="SIGTERM, sent midway through a slow upload")
@@ -182,28 +208,54 @@ def _queue(store: Store, targets: list[str], count: int) -> None:
     for target in targets:
         store.subscriptions.add(account, "delivery_receipt", "sms.delivery_receipt", target, time.time())
     now, batch = time.time(), secrets.token_hex(4)
-    store.events.add(account, [{"id": f"evt_{batch}_{n}", "type": "sms.delivery_receipt",
-                                "timestamp": "2026-12-01T08:30:03Z", "data": {"sms_id": f"s-{batch}-{n}"}}
-                               for n in range(count)], now)
+    store.events.add(
+        account,
+        [
+            {
+                "id": f"evt_{batch}_{n}",
+                "type": "sms.delivery_receipt",
+                "timestamp": "2026-12-01T08:30:03Z",
+                "data": {"sms_id": f"s-{batch}-{n}"},
+            }
+            for n in range(count)
+        ],
+        now,
+    )
     store.events.fan_out(now)
 
 
 def _deliveries(store: Store) -> dict[str, dict]:
     """Each delivery's target path, status, attempts, lease, and attempts logged, by delivery id."""
     with store.engine.connect() as db:
-        rows = db.execute(select(deliveries.c.id, deliveries.c.seq, deliveries.c.status, deliveries.c.attempts,
-                                 deliveries.c.lease, deliveries.c.lease_until, subscriptions.c.target_url)
-                          .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)).all()
+        rows = db.execute(
+            select(
+                deliveries.c.id,
+                deliveries.c.seq,
+                deliveries.c.status,
+                deliveries.c.attempts,
+                deliveries.c.lease,
+                deliveries.c.lease_until,
+                subscriptions.c.target_url,
+            ).join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
+        ).all()
         logged = Counter(db.execute(select(attempts.c.delivery_seq)).scalars())
-    return {r.id: {"path": "/" + r.target_url.split("/", 3)[3], "status": r.status, "attempts": r.attempts,
-                   "leased": r.lease is not None or r.lease_until is not None, "logged": logged[r.seq]}
-            for r in rows}
+    return {
+        r.id: {
+            "path": "/" + r.target_url.split("/", 3)[3],
+            "status": r.status,
+            "attempts": r.attempts,
+            "leased": r.lease is not None or r.lease_until is not None,
+            "logged": logged[r.seq],
+        }
+        for r in rows
+    }
 
 
 def _start_worker(env: dict, log_path) -> subprocess.Popen:
     with log_path.open("a") as log:
-        return subprocess.Popen([sys.executable, "-m", "connector.ops.cli", "worker"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "connector.ops.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
 
 
 @contextmanager
@@ -218,29 +270,43 @@ def _running(process: subprocess.Popen):
 
 @pytest.mark.usefixtures("backend")
 def test_sigterm_to_a_worker_records_what_finished_and_gives_back_the_rest_for_another_worker_at_once(
-        subscriber, tmp_path):
+    subscriber, tmp_path
+):
     """Three events to a fast subscriber and to one that answers after 5 s: SIGTERM with a grace of 1 s. The
     fast deliveries are recorded; the slow ones go back to the queue untried (their lease of 60 s given back),
     and a new worker delivers them at once, with the same webhook-id."""
     store = open_store(config.load())
     subscriber.script("/slow", *[Scripted(status=200, delay=5)] * 3)
     _queue(store, [subscriber.target("/fast"), subscriber.target("/slow")], 3)
-    env = {**os.environ, "CONNECTOR_ALLOWED_TARGETS": "127.0.0.1", "CONNECTOR_SHUTDOWN_GRACE": "1",
-           "CONNECTOR_LEASE_SECONDS": "60"}
+    env = {
+        **os.environ,
+        "CONNECTOR_ALLOWED_TARGETS": "127.0.0.1",
+        "CONNECTOR_SHUTDOWN_GRACE": "1",
+        "CONNECTOR_LEASE_SECONDS": "60",
+    }
     try:
         with _running(_start_worker(env, tmp_path / "worker.log")) as first:
-            wait_for(lambda: not subscriber.scripts["/slow"] and sum(
-                d["status"] == "succeeded" for d in _deliveries(store).values()) == 3,
-                timeout=30, what="the fast deliveries made, the slow ones under way")
+            wait_for(
+                lambda: (
+                    not subscriber.scripts["/slow"]
+                    and sum(d["status"] == "succeeded" for d in _deliveries(store).values()) == 3
+                ),
+                timeout=30,
+                what="the fast deliveries made, the slow ones under way",
+            )
             first.send_signal(signal.SIGTERM)
             assert first.wait(30) == 0
         after = _deliveries(store)
         assert sorted((d["path"], d["status"], d["attempts"], d["leased"], d["logged"]) for d in after.values()) == (
-            [("/fast", "succeeded", 1, False, 1)] * 3 + [("/slow", "pending", 0, False, 0)] * 3)
+            [("/fast", "succeeded", 1, False, 1)] * 3 + [("/slow", "pending", 0, False, 0)] * 3
+        )
         # Far sooner than the 60 s lease would have let them go.
         with _running(_start_worker(env, tmp_path / "worker.log")) as second:
-            wait_for(lambda: all(d["status"] == "succeeded" for d in _deliveries(store).values()), timeout=30,
-                     what="the slow deliveries made by the second worker")
+            wait_for(
+                lambda: all(d["status"] == "succeeded" for d in _deliveries(store).values()),
+                timeout=30,
+                what="the slow deliveries made by the second worker",
+            )
             second.send_signal(signal.SIGTERM)
             assert second.wait(30) == 0
         # The first worker's slow attempts were answered too, late: each delivery reached the slow subscriber
@@ -249,7 +315,8 @@ def test_sigterm_to_a_worker_records_what_finished_and_gives_back_the_rest_for_a
         slow_ids = {i for i, d in after.items() if d["path"] == "/slow"}
         assert Counter(r["headers"]["Webhook-Id"] for r in subscriber.deliveries("/slow")) == {i: 2 for i in slow_ids}
         assert sorted(r["headers"]["Webhook-Id"] for r in subscriber.deliveries("/fast")) == sorted(
-            i for i, d in after.items() if d["path"] == "/fast")
+            i for i, d in after.items() if d["path"] == "/fast"
+        )
         assert "Traceback" not in (tmp_path / "worker.log").read_text()
     finally:
         store.close()
@@ -271,9 +338,13 @@ def outage_prone(postgres_through_proxy):
 
 
 def _worker_through_proxy() -> Worker:
-    return Worker(Store(os.environ["DATABASE_URL"], replayable=True, secret_key=KEY),
-                  policy=Policy(schedule=(0, 0.2), jitter=0.0), allowed=AllowList("127.0.0.1"), concurrency=8,
-                  poll_interval=0.01)
+    return Worker(
+        Store(os.environ["DATABASE_URL"], replayable=True, secret_key=KEY),
+        policy=Policy(schedule=(0, 0.2), jitter=0.0),
+        allowed=AllowList("127.0.0.1"),
+        concurrency=8,
+        poll_interval=0.01,
+    )
 
 
 def _failures(store: Store) -> list:
@@ -290,7 +361,8 @@ def _quiet(caplog) -> list[str]:
 
 
 def test_a_worker_rides_out_a_database_outage_quietly_and_records_every_outcome_once_it_is_back(
-        outage_prone, subscriber, caplog):
+    outage_prone, subscriber, caplog
+):
     """Three deliveries are out when the database goes away; their answers come during the outage, three more
     events arrive meanwhile, and the worker's turns fail for several seconds. Logged: the outage, once, and its
     end, once. Once it is back: every outcome recorded (one attempt each), every event delivered."""
@@ -310,8 +382,14 @@ def test_a_worker_rides_out_a_database_outage_quietly_and_records_every_outcome_
         wait_for(lambda: len(failures) >= 5, timeout=30, what="five failed tries")
         assert [d["attempts"] for d in _deliveries(direct).values()] == [0] * 6
         proxy.restore()
-        wait_for(lambda: [(d["status"], d["attempts"], d["logged"]) for d in _deliveries(direct).values()]
-                 == [("succeeded", 1, 1)] * 6, timeout=30, what="every delivery recorded once")
+        wait_for(
+            lambda: (
+                [(d["status"], d["attempts"], d["logged"]) for d in _deliveries(direct).values()]
+                == [("succeeded", 1, 1)] * 6
+            ),
+            timeout=30,
+            what="every delivery recorded once",
+        )
         wait_for(lambda: not worker.store.outage.down, what="the worker to find the database back")
     finally:
         worker.stop()
@@ -324,7 +402,8 @@ def test_a_worker_rides_out_a_database_outage_quietly_and_records_every_outcome_
 
 
 def test_a_worker_stopped_during_an_outage_stops_at_once_and_says_what_it_could_not_record(
-        outage_prone, subscriber, caplog):
+    outage_prone, subscriber, caplog
+):
     """Stopped while waiting for the database (a long wait, here), the worker stops without waiting it out;
     its outcomes cannot be recorded: one line says so, and the deliveries stay leased, to be sent again once
     the lease ends."""
@@ -347,7 +426,8 @@ def test_a_worker_stopped_during_an_outage_stops_at_once_and_says_what_it_could_
         worker.stop(timeout=1)
         worker.store.close()
     assert [(d["status"], d["attempts"], d["leased"]) for d in _deliveries(direct).values()] == [
-        ("pending", 0, True)] * 2
+        ("pending", 0, True)
+    ] * 2
     logged = _quiet(caplog)
     assert len(logged) == 2 and "does not answer" in logged[0], logged
     assert logged[1].startswith("stopping with 2 outcomes not recorded"), logged

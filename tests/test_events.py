@@ -2,7 +2,7 @@
 
 import dataclasses
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -11,12 +11,12 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from connector.events import callbacks as events
 from connector.description import manifest
+from connector.events import callbacks as events
 from connector.events.callbacks import CallbackRejected, Event
 from tests.contract import fixtures as contract
 
-NOW = datetime(2026, 12, 1, 10, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
 PHONE = "33611111111"
 
 RECEIPT = {
@@ -35,8 +35,17 @@ REPLY = {
     "receptionDate": "2026-12-01 09:41:09",
     "message": "Yes, see you tomorrow",
 }
-RECEIPT_KEYS = {"sms_id", "campaign_id", "phone_number", "status", "status_code", "status_text", "received_at",
-                "client_reference", "unreadable_fields"}
+RECEIPT_KEYS = {
+    "sms_id",
+    "campaign_id",
+    "phone_number",
+    "status",
+    "status_code",
+    "status_text",
+    "received_at",
+    "client_reference",
+    "unreadable_fields",
+}
 REPLY_KEYS = {"reply_id", "sms_id", "campaign_id", "phone_number", "message", "received_at", "unreadable_fields"}
 
 
@@ -198,8 +207,9 @@ def test_a_record_with_a_nested_value_is_refused_without_quoting_the_value(value
 
 
 def test_a_form_that_is_not_utf8_and_declares_no_charset_is_read_as_latin_1():
-    records = _callback(data=b"smsId=1&status=1&statusText=Remis+%E0+l%27op%E9rateur",
-                        content_type="application/x-www-form-urlencoded")
+    records = _callback(
+        data=b"smsId=1&status=1&statusText=Remis+%E0+l%27op%E9rateur", content_type="application/x-www-form-urlencoded"
+    )
     assert records == [{"smsId": "1", "status": "1", "statusText": "Remis à l'opérateur"}]
 
 
@@ -258,8 +268,17 @@ def test_a_delivery_receipt_reads_into_every_field_of_the_event():
 
 @pytest.mark.parametrize(
     ("code", "word"),
-    [(1, "delivered"), (2, "undelivered"), (3, "pending"), (4, "rejected"), (5, "unknown_number"),
-     (0, "unknown"), (6, "unknown"), (99, "unknown"), (-1, "unknown")],
+    [
+        (1, "delivered"),
+        (2, "undelivered"),
+        (3, "pending"),
+        (4, "rejected"),
+        (5, "unknown_number"),
+        (0, "unknown"),
+        (6, "unknown"),
+        (99, "unknown"),
+        (-1, "unknown"),
+    ],
 )
 def test_each_status_code_reads_as_its_word(code, word):
     event = _event({**RECEIPT, "status": str(code)})
@@ -294,9 +313,17 @@ def test_the_client_reference_is_read_from_each_of_its_spellings(key):
 
 def test_optional_receipt_fields_that_are_absent_read_as_null():
     event = _event({"smsId": "a1", "phoneNumber": PHONE, "status": "3"})
-    assert event.data == {"sms_id": "a1", "campaign_id": None, "phone_number": "+33611111111", "status": "pending",
-                          "status_code": 3, "status_text": None, "received_at": None, "client_reference": None,
-                          "unreadable_fields": []}
+    assert event.data == {
+        "sms_id": "a1",
+        "campaign_id": None,
+        "phone_number": "+33611111111",
+        "status": "pending",
+        "status_code": 3,
+        "status_text": None,
+        "received_at": None,
+        "client_reference": None,
+        "unreadable_fields": [],
+    }
 
 
 def test_optional_fields_sent_empty_read_as_null():
@@ -439,25 +466,27 @@ def test_the_reception_date_can_be_read_in_another_zone():
 
 
 def test_the_event_time_is_the_reception_date():
-    assert _event(RECEIPT, received_now=datetime(2030, 1, 1, tzinfo=timezone.utc)).timestamp == "2026-12-01T08:30:03Z"
+    assert _event(RECEIPT, received_now=datetime(2030, 1, 1, tzinfo=UTC)).timestamp == "2026-12-01T08:30:03Z"
 
 
 def test_without_a_reception_date_the_event_time_is_when_the_callback_arrived():
     record = {k: v for k, v in RECEIPT.items() if k != "receptionDate"}
-    event = _event(record, received_now=datetime(2026, 12, 1, 10, 0, 7, 500, tzinfo=timezone.utc))
+    event = _event(record, received_now=datetime(2026, 12, 1, 10, 0, 7, 500, tzinfo=UTC))
     assert (event.timestamp, event.data["received_at"]) == ("2026-12-01T10:00:07Z", None)
 
 
 def test_the_arrival_time_never_changes_the_event_id():
     record = {k: v for k, v in REPLY.items() if k not in ("receptionDate", "smsMoId")}
-    early = _event(record, received_now=datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc))
-    late = _event(record, received_now=datetime(2026, 12, 2, 11, 0, tzinfo=timezone.utc))
+    early = _event(record, received_now=datetime(2026, 12, 1, 10, 0, tzinfo=UTC))
+    late = _event(record, received_now=datetime(2026, 12, 2, 11, 0, tzinfo=UTC))
     assert early.timestamp != late.timestamp
     assert early.id == late.id
 
 
-@pytest.mark.parametrize("date", ["01/12/2026 09:30:03", "2026-13-01 09:30:03", "2026-02-30 09:30:03",
-                                  "2026-12-01", "tomorrow", 1764577803, True])
+@pytest.mark.parametrize(
+    "date",
+    ["01/12/2026 09:30:03", "2026-13-01 09:30:03", "2026-02-30 09:30:03", "2026-12-01", "tomorrow", 1764577803, True],
+)
 def test_a_reception_date_that_is_not_a_date_and_time_is_flagged_and_kept_as_sent(date):
     event = _event({**RECEIPT, "receptionDate": date})
     assert (event.data["received_at"], event.timestamp) == (None, "2026-12-01T10:00:00Z")
@@ -516,8 +545,11 @@ def test_a_receipt_without_a_required_field_is_refused_naming_it(missing, reason
 
 def test_a_receipt_with_an_empty_status_is_kept_as_unknown_and_flagged():
     event = _event({**RECEIPT, "status": ""})
-    assert (event.data["status"], event.data["status_code"], event.data["unreadable_fields"]) == ("unknown", None,
-                                                                                                  ["status"])
+    assert (event.data["status"], event.data["status_code"], event.data["unreadable_fields"]) == (
+        "unknown",
+        None,
+        ["status"],
+    )
 
 
 def test_a_receipt_with_an_empty_sms_id_is_refused():
@@ -568,9 +600,11 @@ def test_a_mapped_field_that_is_true_or_false_is_refused():
 
 def test_no_refusal_quotes_the_phone_number_or_the_message():
     secret_text = "my code is 4242"
-    cases = [{**REPLY, "message": secret_text, "smsMoId": True},
-             {**REPLY, "message": secret_text, "phoneNumber": "33600", "SMSMOID": "other"},
-             {**RECEIPT, "smsId": ""}]
+    cases = [
+        {**REPLY, "message": secret_text, "smsMoId": True},
+        {**REPLY, "message": secret_text, "phoneNumber": "33600", "SMSMOID": "other"},
+        {**RECEIPT, "smsId": ""},
+    ]
     for record in cases:
         reason = _refusal(record)
         assert PHONE not in reason and "33600" not in reason and secret_text not in reason
@@ -581,10 +615,12 @@ def test_no_refusal_quotes_the_phone_number_or_the_message():
 
 @pytest.mark.parametrize(
     "record",
-    [RECEIPT,
-     {**RECEIPT, "CLIMSGID": "order-42", "status": 5},
-     {"smsId": "a1", "phoneNumber": PHONE, "statut": "weird"},
-     {"SMSID": 77, "PHONENUMBER": 33611111111, "STATUS": 2, "COMMENT": "Echec"}],
+    [
+        RECEIPT,
+        {**RECEIPT, "CLIMSGID": "order-42", "status": 5},
+        {"smsId": "a1", "phoneNumber": PHONE, "statut": "weird"},
+        {"SMSID": 77, "PHONENUMBER": 33611111111, "STATUS": 2, "COMMENT": "Echec"},
+    ],
 )
 def test_receipt_events_match_their_schema(catalog, record):
     event = _event(record)
@@ -595,10 +631,12 @@ def test_receipt_events_match_their_schema(catalog, record):
 
 @pytest.mark.parametrize(
     "record",
-    [REPLY,
-     {"phoneNumber": PHONE, "text": "Oui"},
-     {"id": 9, "phoneNumber": "+32470123456", "mo": "Ja", "smsId": ""},
-     {"SMSMOID": "mo-1", "PHONENUMBER": PHONE, "MESSAGE": "Stop ☀", "RECEPTIONDATE": "2026-07-01 00:15:00"}],
+    [
+        REPLY,
+        {"phoneNumber": PHONE, "text": "Oui"},
+        {"id": 9, "phoneNumber": "+32470123456", "mo": "Ja", "smsId": ""},
+        {"SMSMOID": "mo-1", "PHONENUMBER": PHONE, "MESSAGE": "Stop ☀", "RECEPTIONDATE": "2026-07-01 00:15:00"},
+    ],
 )
 def test_reply_events_match_their_schema(catalog, record):
     event = _event(record)
@@ -628,9 +666,11 @@ def test_a_form_callback_with_a_multidict_reads_each_key_once():
 
 # --- read_callback: XML -------------------------------------------------------------------------------
 
-XML_RECEIPT = (b'<?xml version="1.0" encoding="UTF-8"?>\n<ack><smsId>a1b2c3d4e5</smsId><campaignId>5012874</campaignId>'
-               b'<phoneNumber>33611111111</phoneNumber><receptionDate>2026-12-01 09:30:03</receptionDate>'
-               b'<status>1</status><statusText>Delivered</statusText></ack>')
+XML_RECEIPT = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<ack><smsId>a1b2c3d4e5</smsId><campaignId>5012874</campaignId>'
+    b"<phoneNumber>33611111111</phoneNumber><receptionDate>2026-12-01 09:30:03</receptionDate>"
+    b"<status>1</status><statusText>Delivered</statusText></ack>"
+)
 
 
 def _xml_refusal(body: bytes, content_type="application/xml") -> str:
@@ -641,43 +681,53 @@ def test_an_xml_body_whose_root_holds_the_fields_is_one_record():
     assert _callback(data=XML_RECEIPT, content_type="application/xml") == [RECEIPT]
 
 
-@pytest.mark.parametrize("content_type", ["text/xml", "application/xml; charset=utf-8", "application/soap+xml",
-                                          "text/plain"])
+@pytest.mark.parametrize(
+    "content_type", ["text/xml", "application/xml; charset=utf-8", "application/soap+xml", "text/plain"]
+)
 def test_xml_is_read_under_each_xml_content_type_and_as_text_plain(content_type):
     assert _callback(data=XML_RECEIPT, content_type=content_type) == [RECEIPT]
 
 
 def test_an_xml_root_holding_elements_of_fields_is_a_batch_of_records():
-    body = ("<callbacks>"
-            + "".join(f"<record>{''.join(f'<{k}>{v}</{k}>' for k, v in record.items())}</record>"
-                      for record in (RECEIPT, REPLY))
-            + "</callbacks>").encode()
+    body = (
+        "<callbacks>"
+        + "".join(
+            f"<record>{''.join(f'<{k}>{v}</{k}>' for k, v in record.items())}</record>" for record in (RECEIPT, REPLY)
+        )
+        + "</callbacks>"
+    ).encode()
     assert _callback(data=body, content_type="text/xml") == [RECEIPT, REPLY]
 
 
 def test_an_xml_reply_keeps_its_cdata_text_as_typed_and_namespaces_are_ignored():
-    body = ('<mo xmlns="urn:allmysms"><smsMoId>mo-1</smsMoId><phoneNumber>33611111111</phoneNumber>'
-            '<message><![CDATA[Oui <b> & ]]]]><![CDATA[> à demain\n]]></message></mo>').encode()
+    body = (
+        '<mo xmlns="urn:allmysms"><smsMoId>mo-1</smsMoId><phoneNumber>33611111111</phoneNumber>'
+        "<message><![CDATA[Oui <b> & ]]]]><![CDATA[> à demain\n]]></message></mo>"
+    ).encode()
     (record,) = _callback(data=body, content_type="application/xml")
     assert record == {"smsMoId": "mo-1", "phoneNumber": "33611111111", "message": "Oui <b> & ]]> à demain\n"}
 
 
 def test_an_empty_xml_element_reads_as_an_absent_field():
-    (record,) = _callback(data=XML_RECEIPT.replace(b"<campaignId>5012874</campaignId>", b"<campaignId/>"),
-                          content_type="application/xml")
+    (record,) = _callback(
+        data=XML_RECEIPT.replace(b"<campaignId>5012874</campaignId>", b"<campaignId/>"), content_type="application/xml"
+    )
     assert _event(record).data["campaign_id"] is None
 
 
 def test_a_repeated_xml_element_keeps_its_first_value_as_a_repeated_form_key_does():
-    (record,) = _callback(data=b"<ack><smsId>a1</smsId><smsId>a2</smsId><status>1</status></ack>",
-                          content_type="application/xml")
+    (record,) = _callback(
+        data=b"<ack><smsId>a1</smsId><smsId>a2</smsId><status>1</status></ack>", content_type="application/xml"
+    )
     assert record == {"smsId": "a1", "status": "1"}
 
 
 def test_an_xml_batch_of_exactly_the_limit_is_accepted_and_one_more_is_refused():
     record = b"<ack><smsId>a1</smsId><status>1</status></ack>"
-    assert len(_callback(data=b"<acks>" + record * events.MAX_RECORDS + b"</acks>",
-                         content_type="application/xml")) == events.MAX_RECORDS
+    assert (
+        len(_callback(data=b"<acks>" + record * events.MAX_RECORDS + b"</acks>", content_type="application/xml"))
+        == events.MAX_RECORDS
+    )
     over = b"<acks>" + record * (events.MAX_RECORDS + 1) + b"</acks>"
     assert _xml_refusal(over) == "a callback may carry at most 1000 records"
 
@@ -687,12 +737,15 @@ def test_malformed_xml_is_refused(body):
     assert _xml_refusal(body) == "the body is not valid XML"
 
 
-@pytest.mark.parametrize("body", [
-    b'<?xml version="1.0"?><!DOCTYPE ack [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
-    b"<ack><smsId>&b;</smsId><status>1</status></ack>",
-    b'<?xml version="1.0"?><!DOCTYPE ack [<!ENTITY x SYSTEM "file:///etc/passwd">]><ack><smsId>&x;</smsId></ack>',
-    b'<?xml version="1.0"?><!DOCTYPE ack SYSTEM "http://127.0.0.1:9/ack.dtd"><ack><smsId>1</smsId></ack>',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<?xml version="1.0"?><!DOCTYPE ack [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+        b"<ack><smsId>&b;</smsId><status>1</status></ack>",
+        b'<?xml version="1.0"?><!DOCTYPE ack [<!ENTITY x SYSTEM "file:///etc/passwd">]><ack><smsId>&x;</smsId></ack>',
+        b'<?xml version="1.0"?><!DOCTYPE ack SYSTEM "http://127.0.0.1:9/ack.dtd"><ack><smsId>1</smsId></ack>',
+    ],
+)
 def test_xml_with_a_dtd_or_entities_is_refused_before_any_is_expanded_or_fetched(body):
     assert _xml_refusal(body) == "the XML body declares a DTD or entities, which are not accepted"
 
@@ -721,9 +774,14 @@ def test_xml_nested_very_deeply_is_refused_without_crashing():
 LATIN_REPLY = {**REPLY, "message": "Très bien, à demain"}
 
 
-@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded; charset=ISO-8859-1",
-                                          "application/x-www-form-urlencoded; charset=windows-1252",
-                                          "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/x-www-form-urlencoded; charset=ISO-8859-1",
+        "application/x-www-form-urlencoded; charset=windows-1252",
+        "application/x-www-form-urlencoded",
+    ],
+)
 def test_a_latin_1_form_is_read_with_its_accents_whether_or_not_it_declares_its_charset(content_type):
     body = urlencode(LATIN_REPLY, encoding="latin-1").encode()
     (record,) = _callback(data=body, content_type=content_type)
@@ -744,12 +802,14 @@ def test_a_latin_1_query_string_is_read_with_its_accents():
 
 def test_a_latin_1_multipart_form_is_read_whether_the_part_or_nobody_declares_the_charset():
     boundary = "XyZ"
-    parts = [b"--XyZ\r\nContent-Disposition: form-data; name=\"smsMoId\"\r\n\r\nmo-1\r\n",
-             b"--XyZ\r\nContent-Disposition: form-data; name=\"message\"\r\n\r\nTr\xe8s\r\n",
-             b"--XyZ\r\nContent-Disposition: form-data; name=\"statusText\"\r\n"
-             b"Content-Type: text/plain; charset=utf-8\r\n\r\nd\xc3\xa9j\xc3\xa0\r\n",
-             b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n\r\n\xff\xfe\r\n",
-             b"--XyZ--\r\n"]
+    parts = [
+        b'--XyZ\r\nContent-Disposition: form-data; name="smsMoId"\r\n\r\nmo-1\r\n',
+        b'--XyZ\r\nContent-Disposition: form-data; name="message"\r\n\r\nTr\xe8s\r\n',
+        b'--XyZ\r\nContent-Disposition: form-data; name="statusText"\r\n'
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nd\xc3\xa9j\xc3\xa0\r\n",
+        b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n\r\n\xff\xfe\r\n',
+        b"--XyZ--\r\n",
+    ]
     (record,) = _callback(data=b"".join(parts), content_type=f"multipart/form-data; boundary={boundary}")
     assert record == {"smsMoId": "mo-1", "message": "Très", "statusText": "déjà"}
 
@@ -760,22 +820,33 @@ def test_a_json_body_declaring_latin_1_is_read_in_it():
 
 
 def test_an_xml_body_is_read_in_the_encoding_its_declaration_names_unless_the_content_type_names_one():
-    latin = ('<?xml version="1.0" encoding="ISO-8859-1"?><mo><smsMoId>mo-1</smsMoId>'
-             '<message>Très</message></mo>').encode("latin-1")
+    latin = (
+        '<?xml version="1.0" encoding="ISO-8859-1"?><mo><smsMoId>mo-1</smsMoId><message>Très</message></mo>'
+    ).encode("latin-1")
     assert _callback(data=latin, content_type="text/xml")[0]["message"] == "Très"
     utf8 = latin.decode("latin-1").encode("utf-8")
     assert _callback(data=utf8, content_type="text/xml; charset=utf-8")[0]["message"] == "Très"
 
 
-@pytest.mark.parametrize(("content_type", "body"), [
-    ("application/x-www-form-urlencoded; charset=utf-8",
-     b"smsMoId=mo-77120&phoneNumber=33611111111&message=Tr%E8s+bien&campaignId=5012874"),
-    ("application/json; charset=utf-8",
-     b'{"smsMoId": "mo-77120", "phoneNumber": "33611111111", "message": "Tr\xe8s bien", "campaignId": "5012874"}'),
-    ("application/xml; charset=utf-8",
-     b"<mo><smsMoId>mo-77120</smsMoId><phoneNumber>33611111111</phoneNumber><message>Tr\xe8s bien</message>"
-     b"<campaignId>5012874</campaignId></mo>"),
-])
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        (
+            "application/x-www-form-urlencoded; charset=utf-8",
+            b"smsMoId=mo-77120&phoneNumber=33611111111&message=Tr%E8s+bien&campaignId=5012874",
+        ),
+        (
+            "application/json; charset=utf-8",
+            b'{"smsMoId": "mo-77120", "phoneNumber": "33611111111", "message": "Tr\xe8s bien", '
+            b'"campaignId": "5012874"}',
+        ),
+        (
+            "application/xml; charset=utf-8",
+            b"<mo><smsMoId>mo-77120</smsMoId><phoneNumber>33611111111</phoneNumber><message>Tr\xe8s bien</message>"
+            b"<campaignId>5012874</campaignId></mo>",
+        ),
+    ],
+)
 def test_text_not_valid_in_its_declared_charset_is_kept_flagged_and_the_rest_read(catalog, content_type, body):
     (record,) = _callback(data=body, content_type=content_type)
     event = _event(record)
@@ -787,8 +858,10 @@ def test_text_not_valid_in_its_declared_charset_is_kept_flagged_and_the_rest_rea
 
 
 def test_a_json_lone_surrogate_escape_is_kept_as_the_replacement_character_and_flagged():
-    (record,) = _callback(data=b'{"smsMoId": "mo-1", "message": "a\\ud800b", "phoneNumber": "33611111111"}',
-                          content_type="application/json")
+    (record,) = _callback(
+        data=b'{"smsMoId": "mo-1", "message": "a\\ud800b", "phoneNumber": "33611111111"}',
+        content_type="application/json",
+    )
     event = _event(record)
     assert (event.data["message"], event.data["unreadable_fields"]) == ("a\ufffdb", ["message"])
 
@@ -801,9 +874,18 @@ def test_an_id_that_is_not_valid_in_its_declared_charset_refuses_the_record():
 # --- normalise: what cannot be read is flagged, never a reason to refuse ------------------------------
 
 
-@pytest.mark.parametrize("date", ["2026-12-01T09:30:03", "2026-12-01 09:30:03.123", "2026-12-01T09:30:03,5",
-                                  "2026-12-01T08:30:03Z", "2026-12-01T08:30:03.999z", "2026-12-01T09:30:03+01:00",
-                                  "2026-12-01 03:30:03-0500"])
+@pytest.mark.parametrize(
+    "date",
+    [
+        "2026-12-01T09:30:03",
+        "2026-12-01 09:30:03.123",
+        "2026-12-01T09:30:03,5",
+        "2026-12-01T08:30:03Z",
+        "2026-12-01T08:30:03.999z",
+        "2026-12-01T09:30:03+01:00",
+        "2026-12-01 03:30:03-0500",
+    ],
+)
 def test_a_reception_date_with_a_t_a_fraction_or_a_zone_reads_as_the_same_instant_and_id(date):
     event = _event({**RECEIPT, "receptionDate": date})
     assert (event.data["received_at"], event.data["unreadable_fields"]) == ("2026-12-01T08:30:03Z", [])
@@ -818,8 +900,7 @@ def test_the_same_reply_with_an_iso_date_then_the_documented_one_has_one_id():
 
 def test_a_receipt_with_an_unreadable_date_keeps_one_id_and_differs_from_another_unreadable_date():
     first = _event({**RECEIPT, "receptionDate": "01/12/2026 09:30:03"})
-    again = _event({**RECEIPT, "receptionDate": "01/12/2026 09:30:03"},
-                   received_now=datetime(2026, 12, 2, tzinfo=timezone.utc))
+    again = _event({**RECEIPT, "receptionDate": "01/12/2026 09:30:03"}, received_now=datetime(2026, 12, 2, tzinfo=UTC))
     other = _event({**RECEIPT, "receptionDate": "01/12/2026 09:30:04"})
     assert first.id == again.id
     assert len({first.id, other.id, _event(RECEIPT).id}) == 3
@@ -832,8 +913,9 @@ def test_code_and_description_read_as_the_status_and_its_text_with_the_same_id()
     assert (event.id, event.raw) == (_event(RECEIPT).id, {})
 
 
-@pytest.mark.parametrize(("key", "status"), [("status", "DELIVRD"), ("code", "OK"), ("statut", "1.5"),
-                                             ("status", True)])
+@pytest.mark.parametrize(
+    ("key", "status"), [("status", "DELIVRD"), ("code", "OK"), ("statut", "1.5"), ("status", True)]
+)
 def test_a_status_that_is_not_a_code_is_kept_as_unknown_flagged_with_its_value_in_raw(catalog, key, status):
     record = {k: v for k, v in RECEIPT.items() if k != "status"} | {key: status}
     event = _event(record)
@@ -843,13 +925,29 @@ def test_a_status_that_is_not_a_code_is_kept_as_unknown_flagged_with_its_value_i
 
 
 def test_every_unreadable_field_of_one_record_is_listed_and_the_record_kept(catalog):
-    event = _event({**RECEIPT, "phoneNumber": "not a number", "receptionDate": "yesterday", "status": "OK",
-                    "campaignId": True, "operator": "Orange"})
+    event = _event(
+        {
+            **RECEIPT,
+            "phoneNumber": "not a number",
+            "receptionDate": "yesterday",
+            "status": "OK",
+            "campaignId": True,
+            "operator": "Orange",
+        }
+    )
     assert event.data["unreadable_fields"] == ["campaignId", "phoneNumber", "receptionDate", "status"]
-    assert event.raw == {"phoneNumber": "not a number", "receptionDate": "yesterday", "status": "OK",
-                         "campaignId": True, "operator": "Orange"}
+    assert event.raw == {
+        "phoneNumber": "not a number",
+        "receptionDate": "yesterday",
+        "status": "OK",
+        "campaignId": True,
+        "operator": "Orange",
+    }
     assert (event.data["sms_id"], event.data["campaign_id"], event.data["phone_number"]) == (
-        "a1b2c3d4e5", None, "not a number")
+        "a1b2c3d4e5",
+        None,
+        "not a number",
+    )
     assert catalog.check("events/sms.delivery_receipt.json", event.as_json()) == []
 
 
@@ -883,8 +981,12 @@ def _opt_outs(entries, **kwargs) -> list[Event]:
 def test_an_opt_out_reads_into_every_field_of_the_event():
     (event,) = _opt_outs([STOP])
     assert (event.type, event.timestamp) == ("sms.opt_out", "2026-12-01T08:00:00Z")
-    assert event.data == {"phone_number": "+33611111111", "reason": "stop", "received_at": "2026-12-01T08:00:00Z",
-                          "unreadable_fields": []}
+    assert event.data == {
+        "phone_number": "+33611111111",
+        "reason": "stop",
+        "received_at": "2026-12-01T08:00:00Z",
+        "unreadable_fields": [],
+    }
 
 
 def test_an_opt_out_alone_at_its_number_and_time_keeps_the_id_it_always_had():
@@ -906,35 +1008,48 @@ def test_identical_opt_out_entries_have_different_ids_that_stay_the_same_at_ever
 
 def test_an_opt_out_whose_number_or_date_cannot_be_read_is_kept_flagged(catalog):
     (event,) = _opt_outs([{**STOP, "phoneNumber": "33 6 xx", "receptionDate": "hier"}])
-    assert event.data == {"phone_number": "33 6 xx", "reason": "stop", "received_at": None,
-                          "unreadable_fields": ["phoneNumber", "receptionDate"]}
+    assert event.data == {
+        "phone_number": "33 6 xx",
+        "reason": "stop",
+        "received_at": None,
+        "unreadable_fields": ["phoneNumber", "receptionDate"],
+    }
     assert event.raw == {"phoneNumber": "33 6 xx", "receptionDate": "hier"}
     assert catalog.check("events/sms.opt_out.json", event.as_json()) == []
 
 
 def test_an_opt_out_entry_without_a_number_or_that_is_not_an_object_is_left_out():
     assert [event.data["phone_number"] for event in _opt_outs([{"comment": "stop"}, "33622222222", STOP])] == [
-        "+33611111111"]
+        "+33611111111"
+    ]
 
 
 # --- contract fixtures: callbacks as public sources show them ----------------------------------------
 
-_EXPECTED_DATA = {"sms_id": "sms_id", "sms_mo_id": "reply_id", "campaign_id": "campaign_id",
-                  "phone_number_e164": "phone_number", "status_code": "status_code", "status_text": "status_text",
-                  "message": "message"}
+_EXPECTED_DATA = {
+    "sms_id": "sms_id",
+    "sms_mo_id": "reply_id",
+    "campaign_id": "campaign_id",
+    "phone_number_e164": "phone_number",
+    "status_code": "status_code",
+    "status_text": "status_text",
+    "message": "message",
+}
 
 
 @pytest.mark.parametrize("fixture", contract.callbacks(), ids=lambda fixture: fixture.name)
 def test_every_contract_callback_reads_into_the_event_its_source_shows(catalog, fixture):
-    records = events.read_callback(fixture.http_method, fixture.content_type or "", fixture.query_string().encode(),
-                                   {}, fixture.body())
+    records = events.read_callback(
+        fixture.http_method, fixture.content_type or "", fixture.query_string().encode(), {}, fixture.body()
+    )
     (event,) = (_event(record) for record in records)
     assert event.type == {"delivery_receipt": "sms.delivery_receipt", "reply": "sms.reply_received"}[fixture.kind]
     expected = {_EXPECTED_DATA[key]: value for key, value in fixture.expect.items() if key in _EXPECTED_DATA}
     assert {key: event.data[key] for key in expected} == expected
     local = datetime.strptime(fixture.expect["received_local"], "%Y-%m-%d %H:%M:%S").replace(
-        tzinfo=ZoneInfo("Europe/Paris"))
-    assert event.data["received_at"] == local.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        tzinfo=ZoneInfo("Europe/Paris")
+    )
+    assert event.data["received_at"] == local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert set(fixture.expect) <= set(_EXPECTED_DATA) | {"received_local"}
     assert event.data["unreadable_fields"] == []
     assert catalog.check(f"events/{event.type}.json", event.as_json()) == []
@@ -957,27 +1072,35 @@ def test_a_status_too_large_for_a_float_is_an_unreadable_status_not_infinity():
     (record,) = events.read_callback("POST", "application/json", b"", {}, b'{"smsId": "a1", "status": 1e400}')
     event = _event(record)
     assert (event.data["status"], event.data["status_code"], event.data["unreadable_fields"]) == (
-        "unknown", None, ["status"])
+        "unknown",
+        None,
+        ["status"],
+    )
     assert event.raw == {"status": "1e400"}
 
 
 def test_a_json_integer_longer_than_python_reads_is_kept_as_its_text_not_refused():
     digits = "7" * 5000
-    (record,) = events.read_callback("POST", "application/json", b"", {},
-                                     b'{"smsId": "a1", "status": 1, "campaignId": ' + digits.encode() + b"}")
+    (record,) = events.read_callback(
+        "POST", "application/json", b"", {}, b'{"smsId": "a1", "status": 1, "campaignId": ' + digits.encode() + b"}"
+    )
     assert record["campaignId"] == digits and _event(record).data["campaign_id"] == digits
 
 
 def test_a_callback_number_too_large_for_a_float_is_stored_and_listed_as_its_text(backend, sandbox):
     from connector import create_app
     from tests.conftest import DEMO, connector_settings
+
     app = create_app(connector_settings(sandbox.url))
     client = app.test_client()
     auth = {"Authorization": "Basic ZGVtbzpkZW1vLWFwaS1rZXk="}
     assert DEMO == ("demo", "demo-api-key")
     inbound = "/v1/inbound/allmysms/" + client.get("/v1/me", headers=auth).get_json()["inbound_url"].rsplit("/", 1)[1]
-    answer = client.post(inbound, data=b'{"smsId": "big-1", "status": 1, "campaignId": 1e400, "note": -1e400}',
-                         content_type="application/json")
+    answer = client.post(
+        inbound,
+        data=b'{"smsId": "big-1", "status": 1, "campaignId": 1e400, "note": -1e400}',
+        content_type="application/json",
+    )
     assert answer.status_code == 200 and answer.get_json()["accepted"] == 1
     (listed,) = client.get("/v1/triggers/delivery_receipt/events", headers=auth).get_json()
     assert listed["data"]["campaign_id"] == "1e400"

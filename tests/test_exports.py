@@ -39,8 +39,11 @@ def test_each_export_matches_its_snapshot(manifest, platform):
     if os.environ.get("UPDATE_SNAPSHOTS"):
         shutil.rmtree(folder, ignore_errors=True)
         exports.write(platform, manifest, folder, BASE_URL)
-    on_disk = {p.relative_to(folder).as_posix(): p.read_text(encoding="utf-8")
-               for p in sorted(folder.rglob("*")) if p.is_file()}
+    on_disk = {
+        p.relative_to(folder).as_posix(): p.read_text(encoding="utf-8")
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
     assert sorted(on_disk) == sorted(rendered), "files differ: run UPDATE_SNAPSHOTS=1 pytest tests/test_exports.py"
     for name, text in rendered.items():
         assert on_disk[name] == text, f"{platform}/{name} changed: run UPDATE_SNAPSHOTS=1 pytest tests/test_exports.py"
@@ -72,18 +75,35 @@ def test_the_base_url_is_an_option_of_every_export(manifest):
 
 
 def test_the_cli_lists_platforms_and_writes_one(tmp_path):
-    listed = subprocess.run([str(ROOT / ".venv" / "bin" / "connector"), "export", "--list"], capture_output=True,
-                            text=True, timeout=60, env={**os.environ, "ALLMYSMS_BASE_URL": "http://127.0.0.1:1"})
+    listed = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "connector"), "export", "--list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "ALLMYSMS_BASE_URL": "http://127.0.0.1:1"},
+    )
     if listed.returncode == 127 or not (ROOT / ".venv" / "bin" / "connector").exists():
         require("the connector command is not installed in .venv")
     assert listed.returncode == 0 and "zapier" in listed.stdout and "openapi" in listed.stdout
-    wrote = subprocess.run([str(ROOT / ".venv" / "bin" / "connector"), "export", "openapi", str(tmp_path),
-                            "--base-url", "https://sms.acme.test"], capture_output=True, text=True, timeout=60)
+    wrote = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "connector"),
+            "export",
+            "openapi",
+            str(tmp_path),
+            "--base-url",
+            "https://sms.acme.test",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert wrote.returncode == 0, wrote.stderr
     assert json.loads((tmp_path / "openapi.json").read_text())["servers"] == [{"url": "https://sms.acme.test"}]
 
 
 # --- OpenAPI ---------------------------------------------------------------------------------------
+
 
 def test_the_openapi_document_is_valid_openapi_3_1(manifest):
     document = openapi.document(manifest, BASE_URL)
@@ -121,6 +141,7 @@ def test_the_webhooks_section_describes_each_pushed_event_with_its_signature_hea
 
 # --- Zapier: its own schema and app tester, against the live service ---------------------------------
 
+
 @pytest.fixture(scope="module")
 def zapier_app(tmp_path_factory, manifest):
     node, npm = shutil.which("node"), shutil.which("npm")
@@ -128,8 +149,13 @@ def zapier_app(tmp_path_factory, manifest):
         require("node and npm are needed to check the Zapier export (Node.js 18 or newer)")
     folder = tmp_path_factory.mktemp("zapier")
     exports.write("zapier", manifest, folder, BASE_URL)
-    installed = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=folder,
-                               capture_output=True, text=True, timeout=600)
+    installed = subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert installed.returncode == 0, f"npm install failed:\n{installed.stdout}\n{installed.stderr}"
     return folder
 
@@ -139,12 +165,19 @@ def test_the_zapier_app_passes_zapiers_own_schema_with_zero_errors(zapier_app):
     assert checked.returncode == 0 and checked.stdout.strip() == "0 errors", checked.stdout + checked.stderr
 
 
-def run_node_tests(folder: Path, service_url: str, command=("node", "--test", "test/"),
-                   env: dict | None = None) -> subprocess.CompletedProcess:
+def run_node_tests(
+    folder: Path, service_url: str, command=("node", "--test", "test/"), env: dict | None = None
+) -> subprocess.CompletedProcess:
     """The export's own node tests against ``service_url``; ``command`` as its package.json runs them (a
     folder argument finds no test on Node 22: the Zapier export runs plain `node --test` through `npm test`)."""
-    return subprocess.run(list(command), cwd=folder, capture_output=True, text=True, timeout=300,
-                          env={**(env or os.environ), "NODE_ENV": "test", "ALLMYSMS_CONNECTOR_URL": service_url})
+    return subprocess.run(
+        list(command),
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**(env or os.environ), "NODE_ENV": "test", "ALLMYSMS_CONNECTOR_URL": service_url},
+    )
 
 
 def test_the_zapier_apps_own_tests_pass_against_the_live_service(zapier_app, live_service):
@@ -156,8 +189,10 @@ def test_the_zapier_apps_own_tests_pass_against_the_live_service(zapier_app, liv
 
 # --- elastic.io ------------------------------------------------------------------------------------------
 
+
 def test_the_elasticio_component_describes_credentials_actions_and_both_kinds_of_trigger(manifest):
     from connector.exports import elasticio
+
     component = elasticio.component(manifest)
     fields = component["credentials"]["fields"]
     assert fields["apiKey"]["viewClass"] == "PasswordFieldView" and fields["login"]["viewClass"] == "TextFieldView"
@@ -189,16 +224,24 @@ def test_the_elasticio_modules_run_against_the_live_service(manifest, live_servi
 
 # --- Power Automate ----------------------------------------------------------------------------------
 
+
 def test_the_power_automate_connector_is_valid_swagger_2_with_webhook_triggers(manifest):
     from openapi_spec_validator.validation import OpenAPIV2SpecValidator
+
     from connector.exports import powerautomate
+
     document = powerautomate.document(manifest, BASE_URL)
     validate_openapi(document, cls=OpenAPIV2SpecValidator)
-    operations = {op["operationId"]: op for item in document["paths"].values() for key, op in item.items()
-                  if not key.startswith("x-")}
+    operations = {
+        op["operationId"]: op
+        for item in document["paths"].values()
+        for key, op in item.items()
+        if not key.startswith("x-")
+    }
     assert document["x-ms-capabilities"]["testConnection"]["operationId"] in operations
-    triggers = {path: item["post"] for path, item in document["paths"].items()
-                if "x-ms-trigger" in item.get("post", {})}
+    triggers = {
+        path: item["post"] for path, item in document["paths"].items() if "x-ms-trigger" in item.get("post", {})
+    }
     assert len(triggers) == len([t for t in manifest.triggers if t.delivery == "push"])
     for path, trigger in triggers.items():
         body = trigger["parameters"][0]["schema"]["properties"]
@@ -210,6 +253,7 @@ def test_the_power_automate_connector_is_valid_swagger_2_with_webhook_triggers(m
 
 def test_a_power_automate_subscription_is_removed_by_a_delete_on_its_location(manifest, wired_api):
     from connector.exports import powerautomate
+
     document = powerautomate.document(manifest, wired_api.url)
     path = next(p for p, item in document["paths"].items() if "x-ms-trigger" in item.get("post", {}))
     created = wired_api.session.post(wired_api.url + path, json={"target_url": "http://127.0.0.1:9/flow"}, timeout=10)
@@ -226,9 +270,11 @@ def wired_api(sandbox, serve):
 
 # --- Make, Zoho Flow and Blendr.io ---------------------------------------------------------------------
 
+
 def test_the_make_app_has_a_module_per_action_and_trigger_in_makes_shapes(manifest):
     from connector.exports import make
     from connector.exports.fields import input_fields
+
     app = make.app(manifest, BASE_URL)
     modules = {m["name"]: m for m in app["modules"]}
     for action in manifest.actions:
@@ -250,21 +296,29 @@ def test_the_make_app_has_a_module_per_action_and_trigger_in_makes_shapes(manife
             assert hook["detach"]["url"].endswith("/{{webhook.externalHookId}}")
         else:
             assert module["typeOf"] == "trigger"
-            assert module["communication"]["response"]["trigger"] == {"type": "id", "order": "desc",
-                                                                      "id": "{{item.id}}"}
+            assert module["communication"]["response"]["trigger"] == {
+                "type": "id",
+                "order": "desc",
+                "id": "{{item.id}}",
+            }
     assert app["base"]["baseUrl"] == BASE_URL
 
 
 def test_only_actions_send_an_idempotency_key_on_make_and_power_automate(manifest):
     from connector.exports import make, powerautomate
+
     modules = {m["name"]: m for m in make.app(manifest, BASE_URL)["modules"]}
     keyed = {name for name, m in modules.items() if "Idempotency-Key" in m.get("communication", {}).get("headers", {})}
     assert keyed == {a.key for a in manifest.actions}
     for name in keyed:  # the key goes as a header, never in the body
         assert "idempotency_key" in modules[name]["communication"]["body"]
     document = powerautomate.document(manifest, BASE_URL)
-    keyed = {op["operationId"] for item in document["paths"].values() for key, op in item.items()
-             if not key.startswith("x-") and any(p["name"] == "Idempotency-Key" for p in op.get("parameters", []))}
+    keyed = {
+        op["operationId"]
+        for item in document["paths"].values()
+        for key, op in item.items()
+        if not key.startswith("x-") and any(p["name"] == "Idempotency-Key" for p in op.get("parameters", []))
+    }
     assert keyed == {powerautomate._operation_id(a.key) for a in manifest.actions}
 
 
@@ -294,18 +348,37 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_documented
         require("schemathesis is not installed (pip install -e '.[test]')")
     examples = os.environ.get("SCHEMATHESIS_EXAMPLES", "15")
     ran = subprocess.run(
-        [str(tool), "run", f"{live_service.url}/openapi.json", "--auth", "demo:demo-api-key",
-         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
-                     "response_schema_conformance,response_headers_conformance",
-         "--max-examples", examples, "--phases", "examples,coverage,fuzzing,stateful", "--workers", "1",
-         "--seed", "20261129", "--no-color"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        [
+            str(tool),
+            "run",
+            f"{live_service.url}/openapi.json",
+            "--auth",
+            "demo:demo-api-key",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,"
+            "response_schema_conformance,response_headers_conformance",
+            "--max-examples",
+            examples,
+            "--phases",
+            "examples,coverage,fuzzing,stateful",
+            "--workers",
+            "1",
+            "--seed",
+            "20261129",
+            "--no-color",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     summary = ran.stdout[-3000:]
     assert ran.returncode == 0, summary + ran.stderr[-2000:]
     assert " passed" in summary and "failed" not in summary.split("Test cases:")[-1], summary
 
 
 # --- n8n -----------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def n8n_package(tmp_path_factory, manifest):
@@ -315,8 +388,13 @@ def n8n_package(tmp_path_factory, manifest):
     folder = tmp_path_factory.mktemp("n8n")
     exports.write("n8n", manifest, folder, BASE_URL)
     # Types are all the build needs: no native add-on of n8n-workflow's dependencies is built.
-    installed = subprocess.run([npm, "install", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
-                               cwd=folder, capture_output=True, text=True, timeout=600)
+    installed = subprocess.run(
+        [npm, "install", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert installed.returncode == 0, installed.stderr[-3000:]
     built = subprocess.run([npm, "run", "--silent", "build"], cwd=folder, capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
@@ -327,7 +405,11 @@ def test_the_n8n_package_compiles_against_n8n_workflow_types_and_lists_what_it_b
     declared = json.loads((n8n_package / "package.json").read_text())["n8n"]
     for path in declared["credentials"] + declared["nodes"]:
         assert (n8n_package / path).is_file(), path
-    shown = subprocess.run(["node", "-e", """
+    shown = subprocess.run(
+        [
+            "node",
+            "-e",
+            """
         const { AllMySms } = require('./dist/nodes/AllMySms/AllMySms.node.js');
         const { AllMySmsTrigger } = require('./dist/nodes/AllMySms/AllMySmsTrigger.node.js');
         const { AllMySmsApi } = require('./dist/credentials/AllMySmsApi.credentials.js');
@@ -335,7 +417,13 @@ def test_the_n8n_package_compiles_against_n8n_workflow_types_and_lists_what_it_b
           .flatMap((p) => p.options.map((o) => [o.value, o.routing.request.method, o.routing.request.url]));
         const events = new AllMySmsTrigger().description.properties[0].options.map((o) => o.value);
         console.log(JSON.stringify({ operations, events, test: new AllMySmsApi().test.request.url }));
-    """], cwd=n8n_package, capture_output=True, text=True, timeout=60)
+    """,
+        ],
+        cwd=n8n_package,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert shown.returncode == 0, shown.stderr
     described = json.loads(shown.stdout)
     assert described["operations"] == [[a.key, "POST", a.path] for a in manifest.actions]
@@ -411,8 +499,20 @@ def test_the_n8n_key_names_instance_workflow_and_execution_and_is_kept_by_retry_
     for k in keys.values():
         assert re.fullmatch(rf"n8n:{'a' * 64}:Wf7kLq2ZpR9xYb3N:1041:{node}:0:0:[0-9a-f]{{16}}", k["first"]), k["first"]
         assert k["retried"] == k["first"] and k["oldN8nRetried"] == k["oldN8n"]
-        different = [k[name] for name in ("first", "otherInstance", "otherWorkflow", "sameIdsElsewhere",
-                                          "nextExecution", "nextRun", "nextItem", "oldN8n", "oldN8nElsewhere")]
+        different = [
+            k[name]
+            for name in (
+                "first",
+                "otherInstance",
+                "otherWorkflow",
+                "sameIdsElsewhere",
+                "nextExecution",
+                "nextRun",
+                "nextItem",
+                "oldN8n",
+                "oldN8nElsewhere",
+            )
+        ]
         assert len(set(different)) == len(different), different
         assert re.fullmatch(rf"n8n::Wf7kLq2ZpR9xYb3N:1041:{node}:0:0:[0-9a-f]{{16}}", k["oldN8n"]), k["oldN8n"]
         assert k["withoutExecution"] is None
@@ -460,17 +560,34 @@ const context = {
   steps.push(await hooks.delete.call(context), staticData.subscriptionId === undefined);
   console.log(JSON.stringify(steps));
 })().catch((error) => { console.error(error); process.exit(1); });
-"""
+"""  # noqa: E501 (JavaScript run as it is)
 
 
 def test_the_n8n_trigger_subscribes_checks_and_unsubscribes_against_the_live_service(n8n_package, live_service):
     script = n8n_package / "hooks.js"
     script.write_text(N8N_HOOKS, encoding="utf-8")
-    ran = subprocess.run(["node", str(script)], cwd=n8n_package, capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "SERVICE": live_service.url})
+    ran = subprocess.run(
+        ["node", str(script)],
+        cwd=n8n_package,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SERVICE": live_service.url},
+    )
     assert ran.returncode == 0, ran.stderr[-3000:]
-    (before, created, subscription_id, secret, exists, deleted, forgotten, exists_after, forgotten_after,
-     deleted_again, forgotten_again) = json.loads(ran.stdout)
+    (
+        before,
+        created,
+        subscription_id,
+        secret,
+        exists,
+        deleted,
+        forgotten,
+        exists_after,
+        forgotten_after,
+        deleted_again,
+        forgotten_again,
+    ) = json.loads(ran.stdout)
     assert (before, created, exists, deleted, forgotten) == (False, True, True, True, True)
     assert subscription_id.startswith("sub_") and secret.startswith("whsec_")
     assert (deleted_again, forgotten_again) == (True, True)
@@ -525,8 +642,14 @@ def test_the_n8n_trigger_starts_only_on_an_event_signed_with_its_secret_within_f
     }
     script = n8n_package / "webhook.js"
     script.write_text(N8N_WEBHOOK, encoding="utf-8")
-    ran = subprocess.run(["node", str(script)], cwd=n8n_package, capture_output=True, text=True, timeout=60,
-                         input=json.dumps([{"secret": k, "headers": h, "body": b} for k, h, b in cases.values()]))
+    ran = subprocess.run(
+        ["node", str(script)],
+        cwd=n8n_package,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=json.dumps([{"secret": k, "headers": h, "body": b} for k, h, b in cases.values()]),
+    )
     assert ran.returncode == 0, ran.stderr[-3000:]
     answers = dict(zip(cases, json.loads(ran.stdout)))
     for name in ("good", "rotation, one of two signatures good"):

@@ -6,19 +6,19 @@ numbers as 336…; MESSAGE in CDATA). A change to them must be checked the same 
 """
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from defusedxml import ElementTree as SafeET
 
-from connector.sending import feeds, messages
 from connector.description import manifest
-from connector.errors import InvalidInput
 from connector.description.validation import check
+from connector.errors import InvalidInput
+from connector.sending import feeds, messages
 
 GOLDEN = Path(__file__).parent / "golden"
-NOW = datetime(2030, 1, 15, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
 RULES = messages.Rules()
 
 PERSONALISED = {
@@ -101,8 +101,7 @@ def test_the_golden_xml_feed_carries_the_same_tree_as_the_json_one():
 
 def test_a_plain_json_feed_has_only_the_message_and_the_numbers():
     feed = json.loads(feeds.sms_data(_plain(), 0, 10, "json"))
-    assert feed == {"DATA": {"MESSAGE": "Hi", "SMS": [{"MOBILEPHONE": "33611111111"},
-                                                       {"MOBILEPHONE": "33622222222"}]}}
+    assert feed == {"DATA": {"MESSAGE": "Hi", "SMS": [{"MOBILEPHONE": "33611111111"}, {"MOBILEPHONE": "33622222222"}]}}
 
 
 def test_the_json_feed_keeps_non_ascii_characters_as_they_are():
@@ -128,10 +127,14 @@ def test_xml_round_trips_a_message_with_cdata_terminators_and_markup_characters(
 
 def test_xml_round_trips_params_with_markup_characters():
     params = ["]]> <&\"'", "a & b <c>", "Zoé \U0001f600"]
-    request = messages.sms_request({
-        "message": "#param_1# / #param_2# / #param_3# ]]>",
-        "recipients": [{"phone_number": "0611111111", "params": params}],
-    }, RULES, NOW)
+    request = messages.sms_request(
+        {
+            "message": "#param_1# / #param_2# / #param_3# ]]>",
+            "recipients": [{"phone_number": "0611111111", "params": params}],
+        },
+        RULES,
+        NOW,
+    )
     root = SafeET.fromstring(feeds.sms_data(request, 0, 1, "xml"))
     sms = root.find("SMS")
     assert [sms.find(f"PARAM_{i}").text for i in (1, 2, 3)] == params
@@ -179,9 +182,9 @@ def test_xml_round_trips_a_message_with_a_carriage_return():
 
 
 def test_xml_round_trips_a_param_with_a_carriage_return():
-    request = messages.sms_request({"message": "x #param_1#",
-                                    "recipients": [{"phone_number": "0611111111", "params": ["a\r\nb"]}]},
-                                   RULES, NOW)
+    request = messages.sms_request(
+        {"message": "x #param_1#", "recipients": [{"phone_number": "0611111111", "params": ["a\r\nb"]}]}, RULES, NOW
+    )
     raw = feeds.sms_data(request, 0, 1, "xml")
     assert "<PARAM_1>a&#13;\nb</PARAM_1>" in raw
     assert SafeET.fromstring(raw).find("SMS/PARAM_1").text == "a\r\nb"
@@ -190,11 +193,14 @@ def test_xml_round_trips_a_param_with_a_carriage_return():
 # --- smsData: chunks --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("start", "stop", "numbers"), [
-    (0, 1, ["33611111111"]),
-    (1, 3, ["33622222222", "33633333333"]),
-    (2, 100, ["33633333333"]),
-])
+@pytest.mark.parametrize(
+    ("start", "stop", "numbers"),
+    [
+        (0, 1, ["33611111111"]),
+        (1, 3, ["33622222222", "33633333333"]),
+        (2, 100, ["33633333333"]),
+    ],
+)
 def test_a_json_chunk_covers_only_its_slice_of_recipients(start, stop, numbers):
     data = json.loads(feeds.sms_data(_personalised(), start, stop, "json"))["DATA"]
     assert [sms["MOBILEPHONE"] for sms in data["SMS"]] == numbers
@@ -205,7 +211,8 @@ def test_a_json_chunk_covers_only_its_slice_of_recipients(start, stop, numbers):
 def test_an_xml_chunk_covers_only_its_slice_of_recipients_with_their_own_params():
     root = SafeET.fromstring(feeds.sms_data(_personalised(), 1, 2, "xml"))
     assert [(s.find("MOBILEPHONE").text, s.find("PARAM_1").text) for s in root.findall("SMS")] == [
-        ("33622222222", "Bob")]
+        ("33622222222", "Bob")
+    ]
     assert root.find("MESSAGE") is not None and root.find("DATE").text == "2030-12-01 09:30:00"
 
 
@@ -221,18 +228,33 @@ def test_chunks_together_cover_every_recipient_once():
 
 
 def test_a_voice_body_from_an_audio_file_is_a_voicemail_drop():
-    request = messages.voice_request({"recipients": ["0611111111"], "audio_url": "https://example.com/a.mp3",
-                                      "sender": "01 23 45 67 89", "campaign_name": "Relance",
-                                      "send_at": "2030-12-01 09:30"}, RULES, NOW)
+    request = messages.voice_request(
+        {
+            "recipients": ["0611111111"],
+            "audio_url": "https://example.com/a.mp3",
+            "sender": "01 23 45 67 89",
+            "campaign_name": "Relance",
+            "send_at": "2030-12-01 09:30",
+        },
+        RULES,
+        NOW,
+    )
     assert feeds.voice_body(request, request.recipients) == {
-        "to": ["33611111111"], "type": "directdeposit", "url": "https://example.com/a.mp3",
-        "from": "0123456789", "campaignName": "Relance", "date": "2030-12-01 09:30:00",
+        "to": ["33611111111"],
+        "type": "directdeposit",
+        "url": "https://example.com/a.mp3",
+        "from": "0123456789",
+        "campaignName": "Relance",
+        "date": "2030-12-01 09:30:00",
     }
 
 
 def test_a_voice_caller_number_must_be_a_french_landline():
-    for sender, problem in (("06 11 11 11 11", "mobile"), ("+44 20 7946 0958", "not a French number"),
-                            ("0800 123 456", "not a landline")):
+    for sender, problem in (
+        ("06 11 11 11 11", "mobile"),
+        ("+44 20 7946 0958", "not a French number"),
+        ("0800 123 456", "not a landline"),
+    ):
         with pytest.raises(InvalidInput) as caught:
             messages.voice_request({"recipients": ["0611111111"], "text": "Bonjour", "sender": sender}, RULES, NOW)
         assert [f.path for f in caught.value.fields] == ["sender"] and problem in caught.value.message
@@ -241,7 +263,11 @@ def test_a_voice_caller_number_must_be_a_french_landline():
 def test_a_voice_body_from_a_text_is_text_to_speech_and_can_be_a_simulation():
     request = messages.voice_request({"recipients": ["0611111111"], "text": "Bonjour"}, RULES, NOW)
     assert feeds.voice_body(request, request.recipients, simulate=True) == {
-        "to": ["33611111111"], "type": "tts", "text": "Bonjour", "simulate": 1}
+        "to": ["33611111111"],
+        "type": "tts",
+        "text": "Bonjour",
+        "simulate": 1,
+    }
 
 
 # --- read_reply -------------------------------------------------------------------------------
@@ -249,7 +275,9 @@ def test_a_voice_body_from_a_text_is_text_to_speech_and_can_be_a_simulation():
 
 def test_a_json_reply_is_read_as_a_dict():
     assert feeds.read_reply(b'  \n{"status": 100, "statusText": "ok"}', "application/json") == {
-        "status": 100, "statusText": "ok"}
+        "status": 100,
+        "statusText": "ok",
+    }
 
 
 def test_numbers_written_as_text_are_coerced_by_integer():
@@ -257,21 +285,30 @@ def test_numbers_written_as_text_are_coerced_by_integer():
     assert [feeds.integer(reply[k]) for k in ("status", "nbSms", "credits", "creditsUsed")] == [100, 3, 99970, 45]
 
 
-@pytest.mark.parametrize(("value", "default", "expected"), [
-    ("12", 0, 12), ("12.0", 0, 12), (12.7, 0, 12), (None, 0, 0), ("", 5, 5), ("abc", 0, 0), ({}, 3, 3)])
+@pytest.mark.parametrize(
+    ("value", "default", "expected"),
+    [("12", 0, 12), ("12.0", 0, 12), (12.7, 0, 12), (None, 0, 0), ("", 5, 5), ("abc", 0, 0), ({}, 3, 3)],
+)
 def test_integer_falls_back_to_its_default_for_what_is_not_a_number(value, default, expected):
     assert feeds.integer(value, default) == expected
 
 
 def test_an_xml_reply_is_read_into_dicts_and_lists():
-    body = (b'<?xml version="1.0" encoding="UTF-8"?><allmysms><status>100</status><statusText>Sent</statusText>'
-            b'<smsIds><smsId><phoneNumber>33611111111</phoneNumber><smsId>a1</smsId></smsId>'
-            b'<smsId><phoneNumber>33622222222</phoneNumber><smsId>b2</smsId></smsId></smsIds></allmysms>')
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?><allmysms><status>100</status><statusText>Sent</statusText>'
+        b"<smsIds><smsId><phoneNumber>33611111111</phoneNumber><smsId>a1</smsId></smsId>"
+        b"<smsId><phoneNumber>33622222222</phoneNumber><smsId>b2</smsId></smsId></smsIds></allmysms>"
+    )
     reply = feeds.read_reply(body, "text/xml")
-    assert reply == {"status": "100", "statusText": "Sent", "smsIds": [
-        {"phoneNumber": "33611111111", "smsId": "a1"}, {"phoneNumber": "33622222222", "smsId": "b2"}]}
-    assert feeds.sent_messages(reply) == [{"phone_number": "+33611111111", "sms_id": "a1"},
-                                          {"phone_number": "+33622222222", "sms_id": "b2"}]
+    assert reply == {
+        "status": "100",
+        "statusText": "Sent",
+        "smsIds": [{"phoneNumber": "33611111111", "smsId": "a1"}, {"phoneNumber": "33622222222", "smsId": "b2"}],
+    }
+    assert feeds.sent_messages(reply) == [
+        {"phone_number": "+33611111111", "sms_id": "a1"},
+        {"phone_number": "+33622222222", "sms_id": "b2"},
+    ]
 
 
 def test_repeated_xml_elements_among_others_become_a_list():
@@ -279,27 +316,32 @@ def test_repeated_xml_elements_among_others_become_a_list():
 
 
 def test_an_xml_reply_with_a_single_sms_id_gives_that_sms_id():
-    body = (b"<allmysms><status>100</status><smsIds><smsId><phoneNumber>33611111111</phoneNumber>"
-            b"<smsId>a1</smsId></smsId></smsIds></allmysms>")
+    body = (
+        b"<allmysms><status>100</status><smsIds><smsId><phoneNumber>33611111111</phoneNumber>"
+        b"<smsId>a1</smsId></smsId></smsIds></allmysms>"
+    )
     assert feeds.sent_messages(feeds.read_reply(body)) == [{"phone_number": "+33611111111", "sms_id": "a1"}]
 
 
-@pytest.mark.parametrize("body", [
-    b"<!DOCTYPE html><html><head><title>502</title></head><body><p>Bad gateway<br></p></body></html>",
-    b"<html><body><p>Maintenance<br></p></body></html>",
-    b'{"status": 100, "smsIds": [',
-    b'{"status": 100',
-    b"[]",
-    b'[{"status": 100}]',
-    b"",
-    b"   \n",
-    b"Error",
-    b"null",
-    b'"100"',
-    b"100",
-    b"<status>100",
-    b"\x00\x01\x02",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<!DOCTYPE html><html><head><title>502</title></head><body><p>Bad gateway<br></p></body></html>",
+        b"<html><body><p>Maintenance<br></p></body></html>",
+        b'{"status": 100, "smsIds": [',
+        b'{"status": 100',
+        b"[]",
+        b'[{"status": 100}]',
+        b"",
+        b"   \n",
+        b"Error",
+        b"null",
+        b'"100"',
+        b"100",
+        b"<status>100",
+        b"\x00\x01\x02",
+    ],
+)
 def test_a_reply_that_is_not_a_json_object_or_readable_xml_is_unreadable(body):
     with pytest.raises(feeds.Unreadable) as caught:
         feeds.read_reply(body, "text/html")
@@ -338,8 +380,11 @@ PARAMETER_ENTITY = b"""<?xml version="1.0"?>
 <reply><status>100</status></reply>"""
 
 
-@pytest.mark.parametrize("body", [BILLION_LAUGHS, EXTERNAL_ENTITY, EXTERNAL_DTD, PARAMETER_ENTITY],
-                         ids=["billion-laughs", "external-entity", "external-dtd", "parameter-entity"])
+@pytest.mark.parametrize(
+    "body",
+    [BILLION_LAUGHS, EXTERNAL_ENTITY, EXTERNAL_DTD, PARAMETER_ENTITY],
+    ids=["billion-laughs", "external-entity", "external-dtd", "parameter-entity"],
+)
 def test_xml_with_entities_or_a_dtd_raises_instead_of_being_expanded(body):
     with pytest.raises(feeds.Unreadable) as caught:
         feeds.read_reply(body, "text/xml")
@@ -368,8 +413,14 @@ def test_sent_messages_reads_numbers_and_ids_given_as_numbers():
 
 
 SEND_REPLY = {
-    "status": 100, "statusText": "Your messages have been sent", "invalidNumbers": "", "campaignId": 5012874,
-    "credits": "99970", "creditsUsed": "30", "nbContacts": "2", "nbSms": "2",
+    "status": 100,
+    "statusText": "Your messages have been sent",
+    "invalidNumbers": "",
+    "campaignId": 5012874,
+    "credits": "99970",
+    "creditsUsed": "30",
+    "nbContacts": "2",
+    "nbSms": "2",
     "smsIds": [{"phoneNumber": "33611111111", "smsId": "a1"}, {"phoneNumber": 33622222222, "smsId": "b2"}],
 }
 
@@ -379,11 +430,19 @@ def test_sms_result_reads_a_reply_with_numbers_as_text_and_matches_its_schema(ca
     result = feeds.sms_result(request, [feeds.sent_chunk(SEND_REPLY, "sent", False)])
     _assert_valid(catalog, "actions/send_sms.output.json", result)
     assert result == {
-        "id": "5012874", "campaign_id": "5012874", "campaign_ids": ["5012874"], "status": "sent",
-        "status_text": "Your messages have been sent", "recipients": 2,
+        "id": "5012874",
+        "campaign_id": "5012874",
+        "campaign_ids": ["5012874"],
+        "status": "sent",
+        "status_text": "Your messages have been sent",
+        "recipients": 2,
         "sms_ids": [{"phone_number": "+33611111111", "sms_id": "a1"}, {"phone_number": "+33622222222", "sms_id": "b2"}],
         "invalid_numbers": [{"input": "0612", "reason": "too short to be a phone number"}],
-        "sms_parts": 2, "credits_used": 30, "credits_left": 99970, "scheduled_at": None, "scheduled_at_local": None,
+        "sms_parts": 2,
+        "credits_used": 30,
+        "credits_left": 99970,
+        "scheduled_at": None,
+        "scheduled_at_local": None,
         "text": {"encoding": "GSM-7", "characters": 2, "units": 2, "parts": 1, "unit_limit": 160, "remaining": 158},
         "parts_max": 1,
     }
@@ -391,14 +450,30 @@ def test_sms_result_reads_a_reply_with_numbers_as_text_and_matches_its_schema(ca
 
 def test_sms_result_adds_up_every_chunk_and_keeps_the_last_credit_balance(catalog):
     request = _personalised()
-    first = {"status": 101, "campaignId": "11", "credits": 970, "creditsUsed": 30, "nbContacts": 2, "nbSms": 2,
-             "statusText": "Scheduled", "smsIds": [{"phoneNumber": "33611111111", "smsId": "a"},
-                                                   {"phoneNumber": "33622222222", "smsId": "b"}]}
-    second = {"status": "101", "campaignId": "12", "credits": "955", "creditsUsed": "15", "nbContacts": "1",
-              "nbSms": "1", "statusText": "Scheduled later", "invalidNumbers": ["33699999999"],
-              "smsIds": [{"phoneNumber": "33633333333", "smsId": "c"}]}
-    result = feeds.sms_result(request, [feeds.sent_chunk(first, "scheduled", True),
-                                        feeds.sent_chunk(second, "scheduled", True)])
+    first = {
+        "status": 101,
+        "campaignId": "11",
+        "credits": 970,
+        "creditsUsed": 30,
+        "nbContacts": 2,
+        "nbSms": 2,
+        "statusText": "Scheduled",
+        "smsIds": [{"phoneNumber": "33611111111", "smsId": "a"}, {"phoneNumber": "33622222222", "smsId": "b"}],
+    }
+    second = {
+        "status": "101",
+        "campaignId": "12",
+        "credits": "955",
+        "creditsUsed": "15",
+        "nbContacts": "1",
+        "nbSms": "1",
+        "statusText": "Scheduled later",
+        "invalidNumbers": ["33699999999"],
+        "smsIds": [{"phoneNumber": "33633333333", "smsId": "c"}],
+    }
+    result = feeds.sms_result(
+        request, [feeds.sent_chunk(first, "scheduled", True), feeds.sent_chunk(second, "scheduled", True)]
+    )
     _assert_valid(catalog, "actions/send_sms.output.json", result)
     assert result["id"] == result["campaign_id"] == "11"
     assert result["campaign_ids"] == ["11", "12"]
@@ -417,14 +492,17 @@ def test_sms_result_counts_the_sent_messages_when_the_reply_has_no_contact_count
     assert feeds.sms_result(_plain(), [feeds.sent_chunk(reply, "sent", False)])["recipients"] == 2
 
 
-@pytest.mark.parametrize(("invalid", "expected"), [
-    ("", []),
-    ("33600000000", ["33600000000"]),
-    ("33600000000,33600000001", ["33600000000", "33600000001"]),
-    ("33600000000, 33600000001;33600000002|33600000003 33600000004", [f"3360000000{i}" for i in range(5)]),
-    (["33600000000", "33600000001"], ["33600000000", "33600000001"]),
-    ({"phoneNumber": ["33600000000", "33600000001"]}, ["33600000000", "33600000001"]),
-])
+@pytest.mark.parametrize(
+    ("invalid", "expected"),
+    [
+        ("", []),
+        ("33600000000", ["33600000000"]),
+        ("33600000000,33600000001", ["33600000000", "33600000001"]),
+        ("33600000000, 33600000001;33600000002|33600000003 33600000004", [f"3360000000{i}" for i in range(5)]),
+        (["33600000000", "33600000001"], ["33600000000", "33600000001"]),
+        ({"phoneNumber": ["33600000000", "33600000001"]}, ["33600000000", "33600000001"]),
+    ],
+)
 def test_the_numbers_allmysms_refused_are_read_one_by_one_from_its_text(invalid, expected):
     chunk = feeds.sent_chunk(SEND_REPLY | {"status": 113, "invalidNumbers": invalid}, "sent", False)
     assert [n["input"] for n in chunk["invalid_numbers"]] == expected
@@ -450,8 +528,9 @@ def test_a_send_allmysms_sent_at_once_is_sent_even_when_a_time_was_asked():
 def test_estimate_result_matches_its_schema_and_is_named_after_the_feeds(catalog):
     request = _plain("Hi", ("0611111111", "0622222222", "0612"), invalid_numbers="skip")
     feed = feeds.sms_data(request, 0, 10, "json")
-    result = feeds.estimate_result(request, feeds.digest(feed), [
-        {"status": 100, "nbCredits": "30", "nbContacts": 2, "nbSms": "2"}])
+    result = feeds.estimate_result(
+        request, feeds.digest(feed), [{"status": 100, "nbCredits": "30", "nbContacts": 2, "nbSms": "2"}]
+    )
     _assert_valid(catalog, "actions/estimate_sms.output.json", result)
     assert result["id"] == "est-" + feeds.digest(feed)[:16]
     assert (result["recipients"], result["sms_parts"], result["credits"]) == (2, 2, 30)
@@ -465,20 +544,44 @@ def test_the_digest_depends_on_every_feed_and_their_order():
 
 
 def test_voice_result_matches_its_schema(catalog):
-    request = messages.voice_request({"recipients": ["0611111111", "0612"], "audio_url": "https://e.com/a.mp3",
-                                      "invalid_numbers": "skip", "send_at": "2030-12-01 09:30"}, RULES, NOW)
-    result = feeds.voice_result(request, "scheduled", {
-        "code": 101, "campaignId": 7003311, "smsIds": [{"phoneNumber": "33611111111", "smsId": "v9"}],
-        "cost": 0.19, "balance": "2.81", "invalidNumbers": "33699999999"})
+    request = messages.voice_request(
+        {
+            "recipients": ["0611111111", "0612"],
+            "audio_url": "https://e.com/a.mp3",
+            "invalid_numbers": "skip",
+            "send_at": "2030-12-01 09:30",
+        },
+        RULES,
+        NOW,
+    )
+    result = feeds.voice_result(
+        request,
+        "scheduled",
+        {
+            "code": 101,
+            "campaignId": 7003311,
+            "smsIds": [{"phoneNumber": "33611111111", "smsId": "v9"}],
+            "cost": 0.19,
+            "balance": "2.81",
+            "invalidNumbers": "33699999999",
+        },
+    )
     _assert_valid(catalog, "actions/send_voice.output.json", result)
     assert result == {
-        "id": "7003311", "campaign_id": "7003311", "status": "scheduled", "recipients": 1,
+        "id": "7003311",
+        "campaign_id": "7003311",
+        "status": "scheduled",
+        "recipients": 1,
         "message_ids": [{"phone_number": "+33611111111", "sms_id": "v9"}],
-        "invalid_numbers": [{"input": "0612", "reason": "too short to be a phone number"},
-                            {"input": "33699999999", "reason": "refused by AllMySMS"}],
+        "invalid_numbers": [
+            {"input": "0612", "reason": "too short to be a phone number"},
+            {"input": "33699999999", "reason": "refused by AllMySMS"},
+        ],
         # Money, as the REST API answers it: 0.19 is not rounded down to 0 credits.
-        "cost": 0.19, "balance": 2.81,
-        "scheduled_at": "2030-12-01T08:30:00Z", "scheduled_at_local": "2030-12-01 09:30:00",
+        "cost": 0.19,
+        "balance": 2.81,
+        "scheduled_at": "2030-12-01T08:30:00Z",
+        "scheduled_at_local": "2030-12-01 09:30:00",
     }
 
 
@@ -491,18 +594,41 @@ def test_voice_result_without_a_cost_or_balance_leaves_them_unknown(catalog):
 
 
 def test_account_result_matches_its_schema_and_counts_whole_french_sms(catalog):
-    result = feeds.account_result("demo", {"status": "Active Account", "credits": "99970", "firstName": "Demo",
-                                           "lastName": "", "society": None, "email": "demo@example.com"}, 15)
+    result = feeds.account_result(
+        "demo",
+        {
+            "status": "Active Account",
+            "credits": "99970",
+            "firstName": "Demo",
+            "lastName": "",
+            "society": None,
+            "email": "demo@example.com",
+        },
+        15,
+    )
     _assert_valid(catalog, "actions/get_account.output.json", result)
-    assert result == {"id": "demo", "login": "demo", "status": "Active Account", "credits": 99970,
-                      "sms_left_france": 6664, "first_name": "Demo", "last_name": None, "company": None,
-                      "email": "demo@example.com"}
+    assert result == {
+        "id": "demo",
+        "login": "demo",
+        "status": "Active Account",
+        "credits": 99970,
+        "sms_left_france": 6664,
+        "first_name": "Demo",
+        "last_name": None,
+        "company": None,
+        "email": "demo@example.com",
+    }
 
 
 def test_account_result_of_an_xml_reply_matches_its_schema(catalog):
-    reply = feeds.read_reply(b"<info><status>Active Account</status><credits>30</credits><firstName/>"
-                             b"<society>ACME</society></info>")
+    reply = feeds.read_reply(
+        b"<info><status>Active Account</status><credits>30</credits><firstName/><society>ACME</society></info>"
+    )
     result = feeds.account_result("demo", reply, 15)
     _assert_valid(catalog, "actions/get_account.output.json", result)
     assert (result["credits"], result["sms_left_france"], result["first_name"], result["company"]) == (
-        30, 2, None, "ACME")
+        30,
+        2,
+        None,
+        "ACME",
+    )

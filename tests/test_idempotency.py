@@ -42,8 +42,10 @@ def test_another_key_or_no_key_sends_again(sandbox, api):
 
 def test_the_same_key_for_another_request_is_refused_naming_the_header(sandbox, api):
     keyed(api, "order-1001")
-    for other in (keyed(api, "order-1001", {**SEND, "message": "Bye"}),
-                  keyed(api, "order-1001", SEND, action="estimate_sms")):
+    for other in (
+        keyed(api, "order-1001", {**SEND, "message": "Bye"}),
+        keyed(api, "order-1001", SEND, action="estimate_sms"),
+    ):
         assert other.status_code == 422
         error = other.json()["error"]
         assert error["code"] == "idempotency_key_reused"
@@ -52,11 +54,16 @@ def test_the_same_key_for_another_request_is_refused_naming_the_header(sandbox, 
 
 
 def test_the_same_body_written_differently_is_the_same_request(sandbox, api):
-    first = api.session.post(f"{api.url}/v1/actions/send_sms", headers={"Idempotency-Key": "k",
-                             "Content-Type": "application/json"}, data='{"message":"Hi","recipients":["+33611111111"]}')
-    second = api.session.post(f"{api.url}/v1/actions/send_sms", headers={"Idempotency-Key": "k",
-                              "Content-Type": "application/json"},
-                              data='{ "recipients": [ "+33611111111" ], "message": "Hi" }')
+    first = api.session.post(
+        f"{api.url}/v1/actions/send_sms",
+        headers={"Idempotency-Key": "k", "Content-Type": "application/json"},
+        data='{"message":"Hi","recipients":["+33611111111"]}',
+    )
+    second = api.session.post(
+        f"{api.url}/v1/actions/send_sms",
+        headers={"Idempotency-Key": "k", "Content-Type": "application/json"},
+        data='{ "recipients": [ "+33611111111" ], "message": "Hi" }',
+    )
     assert (first.status_code, second.status_code) == (200, 200)
     assert second.headers.get("Idempotent-Replayed") == "true"
 
@@ -144,8 +151,7 @@ def test_a_blank_key_is_no_key_as_platforms_send_an_optional_field_left_empty(sa
 
 def from_a_run(api: Api, run: str, step: str = "Send_SMS", body=SEND):
     """A call as Logic Apps / Power Automate makes it: no Idempotency-Key, its run and action names."""
-    return api.action("send_sms", body, headers={"x-ms-workflow-run-id": run,
-                                                 "x-ms-workflow-operation-name": step})
+    return api.action("send_sms", body, headers={"x-ms-workflow-run-id": run, "x-ms-workflow-operation-name": step})
 
 
 def test_a_workflow_runs_retry_of_an_action_sends_once_with_no_key_given(sandbox, api):
@@ -157,8 +163,11 @@ def test_a_workflow_runs_retry_of_an_action_sends_once_with_no_key_given(sandbox
 
 def test_another_run_another_action_or_another_item_of_a_loop_sends_again(sandbox, api):
     from_a_run(api, "08586-run-1")
-    answers = [from_a_run(api, "08586-run-2"), from_a_run(api, "08586-run-1", step="Send_SMS_2"),
-               from_a_run(api, "08586-run-1", body={**SEND, "recipients": ["+33622222222"]})]
+    answers = [
+        from_a_run(api, "08586-run-2"),
+        from_a_run(api, "08586-run-1", step="Send_SMS_2"),
+        from_a_run(api, "08586-run-1", body={**SEND, "recipients": ["+33622222222"]}),
+    ]
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert not any("Idempotent-Replayed" in a.headers for a in answers)
     assert len(sandbox.state.campaigns("demo")) == 4
@@ -171,8 +180,11 @@ def test_a_key_derived_from_a_run_belongs_to_one_account(sandbox, app, serve):
 
 
 def test_a_key_given_wins_over_the_run_names(sandbox, api):
-    headers = {"Idempotency-Key": "order-1001", "x-ms-workflow-run-id": "08586-run-1",
-               "x-ms-workflow-operation-name": "Send_SMS"}
+    headers = {
+        "Idempotency-Key": "order-1001",
+        "x-ms-workflow-run-id": "08586-run-1",
+        "x-ms-workflow-operation-name": "Send_SMS",
+    }
     assert api.action("send_sms", SEND, headers=headers).status_code == 200
     assert keyed(api, "order-1001").headers["Idempotent-Replayed"] == "true"
 
@@ -193,7 +205,6 @@ def test_a_key_whose_first_call_died_with_its_process_answers_at_once_that_it_ma
     doomed.wait()
     store = app.extensions["connector"].store
     store.keys.claim("demo", "order-7", "send_sms", fingerprint("send_sms", SEND), clock.time(), owner=holder)
-    started = clock.monotonic()
     retried = keyed(api, "order-7")
     assert retried.status_code == 504 and retried.json()["error"]["code"] == "outcome_unknown"
     assert "ended without an answer" in retried.json()["error"]["message"]  # not the 409 of a call still running
@@ -202,23 +213,26 @@ def test_a_key_whose_first_call_died_with_its_process_answers_at_once_that_it_ma
 
 def test_a_key_held_by_a_live_process_is_still_in_progress():
     from connector.observe import processes
+
     assert not processes.gone(processes.identity())
     assert not processes.gone("another-host:1:1")
 
 
 # As Logic Apps sends them beside the run and action names (Microsoft's request-history samples).
-WORKFLOW = {"x-ms-workflow-subscription-id": "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345",
-            "x-ms-workflow-resourcegroup-name": "sms-flows",
-            "x-ms-workflow-system-id":
-                "/locations/westeurope/scaleunits/prod-17/workflows/80244732be3648f59d2084fd979cdd56",
-            "x-ms-workflow-id": "80244732be3648f59d2084fd979cdd56",
-            "x-ms-workflow-name": "sms-on-new-order"}
+WORKFLOW = {
+    "x-ms-workflow-subscription-id": "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345",
+    "x-ms-workflow-resourcegroup-name": "sms-flows",
+    "x-ms-workflow-system-id": "/locations/westeurope/scaleunits/prod-17/workflows/80244732be3648f59d2084fd979cdd56",
+    "x-ms-workflow-id": "80244732be3648f59d2084fd979cdd56",
+    "x-ms-workflow-name": "sms-on-new-order",
+}
 SENT = Scripted(body={"status": 100} | SUCCESS_FIELDS)
 
 
 def from_a_workflow(api: Api, workflow: dict, run: str = "08586-run-1", step: str = "Send_SMS"):
-    return api.action("send_sms", SEND, headers={**workflow, "x-ms-workflow-run-id": run,
-                                                 "x-ms-workflow-operation-name": step})
+    return api.action(
+        "send_sms", SEND, headers={**workflow, "x-ms-workflow-run-id": run, "x-ms-workflow-operation-name": step}
+    )
 
 
 def test_a_retry_in_a_run_that_names_its_workflow_sends_once(scripted, through):

@@ -21,37 +21,58 @@ BASIC = "Basic " + base64.b64encode(f"{DEMO[0]}:{DEMO[1]}".encode()).decode()
 
 # --- Make's documented examples (developer docs "JavaScript in Make"; help "Functions") ---------------------
 
-@pytest.mark.parametrize("template, context, expected", [
-    ("{{body.data}}", {"body": {"data": {"a": 1}}}, {"a": 1}),
-    ("{{'Hello, ' + item.name}}", {"item": {"name": "Ada"}}, "Hello, Ada"),
-    ('{{"Hello, " + item.name}}', {"item": {"name": "Ada"}}, "Hello, Ada"),
-    ("{{if(body.id > 100, body.user, false)}}", {"body": {"id": 101, "user": "u1"}}, "u1"),
-    ("{{if(body.id > 100, body.user, false)}}", {"body": {"id": 7, "user": "u1"}}, False),
-    ("{{ifempty(body.username, body.user)}}", {"body": {"username": "ada", "user": "u1"}}, "ada"),
-    ("{{ifempty(body.username, body.user)}}", {"body": {"user": "u1"}}, "u1"),
-    ("{{ifempty(body.username, body.user)}}", {"body": {"username": None, "user": "u1"}}, "u1"),
-    ("{{ifempty(body.username, body.user)}}", {"body": {"username": "", "user": "u1"}}, "u1"),
-    ("{{parameters.input.data}}", {"parameters": {"input": {"data": 42}}}, 42),
-    ("{{headers.`X-HOOK-TYPE`}}", {"headers": {"X-HOOK-TYPE": "ping"}}, "ping"),
-    ("{{parameters.`First Name`}}", {"parameters": {"First Name": "Ada"}}, "Ada"),
-    ("{{body.data[2].prop}}", {"body": {"data": [{"prop": "a"}, {"prop": "b"}, {"prop": "c"}]}}, "b"),
-    ("{{body.data[-1].prop}}", {"body": {"data": [{"prop": "a"}, {"prop": "b"}, {"prop": "c"}]}}, "c"),
-    ("{{get(body.data, 'some property')}}", {"body": {"data": {"some property": 5}}}, 5),
-    ("{{get(body, parameters.fieldName)}}", {"body": {"x": 1}, "parameters": {"fieldName": "x"}}, 1),
-    ("{{get(body.data, if(body.xml == true, 'xml', 'json'))}}",
-     {"body": {"xml": True, "data": {"xml": "<a/>", "json": "{}"}}}, "<a/>"),
-    ("{{base64('Make')}}", {}, "TWFrZQ=="),
-    ("{{omit(user, 'password')}}", {"user": {"name": "ada", "password": "x"}}, {"name": "ada"}),
-])
+
+@pytest.mark.parametrize(
+    "template, context, expected",
+    [
+        ("{{body.data}}", {"body": {"data": {"a": 1}}}, {"a": 1}),
+        ("{{'Hello, ' + item.name}}", {"item": {"name": "Ada"}}, "Hello, Ada"),
+        ('{{"Hello, " + item.name}}', {"item": {"name": "Ada"}}, "Hello, Ada"),
+        ("{{if(body.id > 100, body.user, false)}}", {"body": {"id": 101, "user": "u1"}}, "u1"),
+        ("{{if(body.id > 100, body.user, false)}}", {"body": {"id": 7, "user": "u1"}}, False),
+        ("{{ifempty(body.username, body.user)}}", {"body": {"username": "ada", "user": "u1"}}, "ada"),
+        ("{{ifempty(body.username, body.user)}}", {"body": {"user": "u1"}}, "u1"),
+        ("{{ifempty(body.username, body.user)}}", {"body": {"username": None, "user": "u1"}}, "u1"),
+        ("{{ifempty(body.username, body.user)}}", {"body": {"username": "", "user": "u1"}}, "u1"),
+        ("{{parameters.input.data}}", {"parameters": {"input": {"data": 42}}}, 42),
+        ("{{headers.`X-HOOK-TYPE`}}", {"headers": {"X-HOOK-TYPE": "ping"}}, "ping"),
+        ("{{parameters.`First Name`}}", {"parameters": {"First Name": "Ada"}}, "Ada"),
+        ("{{body.data[2].prop}}", {"body": {"data": [{"prop": "a"}, {"prop": "b"}, {"prop": "c"}]}}, "b"),
+        ("{{body.data[-1].prop}}", {"body": {"data": [{"prop": "a"}, {"prop": "b"}, {"prop": "c"}]}}, "c"),
+        ("{{get(body.data, 'some property')}}", {"body": {"data": {"some property": 5}}}, 5),
+        ("{{get(body, parameters.fieldName)}}", {"body": {"x": 1}, "parameters": {"fieldName": "x"}}, 1),
+        (
+            "{{get(body.data, if(body.xml == true, 'xml', 'json'))}}",
+            {"body": {"xml": True, "data": {"xml": "<a/>", "json": "{}"}}},
+            "<a/>",
+        ),
+        ("{{base64('Make')}}", {}, "TWFrZQ=="),
+        ("{{omit(user, 'password')}}", {"user": {"name": "ada", "password": "x"}}, {"name": "ada"}),
+    ],
+)
 def test_the_evaluator_gives_what_makes_documentation_says(template, context, expected):
     assert iml.render(template, context) == expected
 
 
-@pytest.mark.parametrize("expression, expected", [
-    ("1 == '1'", False), ("1 = 1", True), ("1 === 1", True), ("1 != '1'", True), ("'a' !== 'a'", False),
-    ("2 + 3 * 4", 14), ("(2 + 3) * 4", 20), ("7 % 3", 1), ("7 / 2", 3.5), ("'n' + 1", "n1"),
-    ("1 < 2 && 2 <= 2", True), ("!true || 3 >= 4", False), ("missing.deeper.still", None), ("-2 + 1", -1),
-])
+@pytest.mark.parametrize(
+    "expression, expected",
+    [
+        ("1 == '1'", False),
+        ("1 = 1", True),
+        ("1 === 1", True),
+        ("1 != '1'", True),
+        ("'a' !== 'a'", False),
+        ("2 + 3 * 4", 14),
+        ("(2 + 3) * 4", 20),
+        ("7 % 3", 1),
+        ("7 / 2", 3.5),
+        ("'n' + 1", "n1"),
+        ("1 < 2 && 2 <= 2", True),
+        ("!true || 3 >= 4", False),
+        ("missing.deeper.still", None),
+        ("-2 + 1", -1),
+    ],
+)
 def test_operators_are_strict_and_javascript_like_as_documented(expression, expected):
     assert iml.evaluate(expression, {}) == expected
 
@@ -62,9 +83,18 @@ def test_one_expression_keeps_its_type_and_text_around_it_makes_text():
     assert iml.render("[{{statusCode}}] n={{body.n}}{{body.gone}}", context) == "[422] n=3"
 
 
-@pytest.mark.parametrize("expression", [
-    "body..id", "if(statusCode == 429, 'a'", "unknownFunction(body)", "body.id +", "'open", "a ? b : c", "x => x",
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "body..id",
+        "if(statusCode == 429, 'a'",
+        "unknownFunction(body)",
+        "body.id +",
+        "'open",
+        "a ? b : c",
+        "x => x",
+    ],
+)
 def test_an_expression_outside_the_subset_is_refused(expression):
     with pytest.raises(iml.IMLError):
         iml.parse(expression)
@@ -76,6 +106,7 @@ def test_unbalanced_braces_are_refused():
 
 
 # --- The Make export ---------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def manifest():
@@ -113,7 +144,8 @@ def test_the_authorization_header_is_basic_with_login_and_api_key(app):
     connection = app["connections"][0]
     # the connection dialog's own check uses the values just typed, before the connection exists
     assert iml.render_all(connection["communication"]["headers"], {"parameters": CONNECTION}) == {
-        "authorization": BASIC}
+        "authorization": BASIC
+    }
     assert {p["name"] for p in connection["parameters"]} == set(CONNECTION)
 
 
@@ -122,9 +154,17 @@ def test_an_api_key_with_non_ascii_characters_is_encoded_as_utf8(app):
     assert base64.b64decode(header.removeprefix("Basic ")).decode() == "zoé:k"
 
 
-@pytest.mark.parametrize("status, kind", [(401, "InvalidAccessTokenError"), (402, "DataError"),
-                                          (422, "DataError"), (429, "RateLimitError"),
-                                          (502, "ConnectionError"), (503, "ConnectionError")])
+@pytest.mark.parametrize(
+    "status, kind",
+    [
+        (401, "InvalidAccessTokenError"),
+        (402, "DataError"),
+        (422, "DataError"),
+        (429, "RateLimitError"),
+        (502, "ConnectionError"),
+        (503, "ConnectionError"),
+    ],
+)
 def test_the_error_mapping_gives_makes_error_type_for_each_status(app, status, kind):
     body = {"error": {"code": "x", "message": "Top up your AllMySMS credits.", "disposition": "top_up"}}
     error = iml.render_all(app["base"]["response"]["error"], {"statusCode": status, "body": body})
@@ -144,6 +184,7 @@ def test_an_action_sends_its_parameters_as_body_and_the_key_only_as_a_header(app
 
 # --- Run as Make would, against the live connector ---------------------------------------------------------
 
+
 class _MakeRun:
     """What Make does with the app's JSON for one call: render the request with IML, merge the base, send,
     and render the response or the error mapping."""
@@ -156,8 +197,9 @@ class _MakeRun:
         request = iml.render_all({k: v for k, v in communication.items() if k != "response"}, context)
         url = request["url"] if request["url"].startswith("http") else self.base_url + request["url"]
         headers = {**iml.render_all(self.app["base"]["headers"], context), **request.get("headers", {})}
-        answer = requests.request(request["method"], url, headers=headers, params=request.get("qs"),
-                                  json=request.get("body"), timeout=30)
+        answer = requests.request(
+            request["method"], url, headers=headers, params=request.get("qs"), json=request.get("body"), timeout=30
+        )
         reply = {"statusCode": answer.status_code, "body": answer.json() if answer.content else None}
         if answer.status_code >= 400:
             return answer, {"error": iml.render_all(self.app["base"]["response"]["error"], {**context, **reply})}
@@ -192,11 +234,18 @@ def test_the_make_error_mapping_shows_the_services_own_message(live_service):
     answer, mapped = run.call(module["communication"], {"parameters": {"message": "Hi"}})
     assert answer.status_code == 422
     assert mapped["error"] == {"message": f"[422] {answer.json()['error']['message']}", "type": "DataError"}
-    answer, mapped = run.call(module["communication"], {"parameters": {"message": "Hi", "recipients": ["0611111111"]},
-                                                        "connection": {"login": "demo", "apiKey": "wrong"}})
+    answer, mapped = run.call(
+        module["communication"],
+        {
+            "parameters": {"message": "Hi", "recipients": ["0611111111"]},
+            "connection": {"login": "demo", "apiKey": "wrong"},
+        },
+    )
     assert answer.status_code == 401
-    assert mapped["error"] == {"message": f"[401] {answer.json()['error']['message']}",
-                               "type": "InvalidAccessTokenError"}
+    assert mapped["error"] == {
+        "message": f"[401] {answer.json()['error']['message']}",
+        "type": "InvalidAccessTokenError",
+    }
 
 
 def test_the_make_webhook_attaches_receives_a_reply_and_detaches(live_service, subscriber):
@@ -211,8 +260,11 @@ def test_the_make_webhook_attaches_receives_a_reply_and_detaches(live_service, s
     module = next(m for m in app["modules"] if m["name"] == "send_sms")
     sent, _ = run.call(module["communication"], {"parameters": {"message": "Hi", "recipients": ["0611111111"]}})
     assert sent.status_code == 200 and "Idempotency-Key" not in sent.request.headers, sent.text
-    fired = live_service.session.post(f"{live_service.url}/v1/sandbox/replies",
-                                      json={"phone_number": "06 11 11 11 11", "message": "Oui merci"}, timeout=10)
+    fired = live_service.session.post(
+        f"{live_service.url}/v1/sandbox/replies",
+        json={"phone_number": "06 11 11 11 11", "message": "Oui merci"},
+        timeout=10,
+    )
     assert fired.status_code == 201, fired.text
     delivery = wait_for(lambda: subscriber.deliveries("/make"), what="the reply at Make's webhook")[0]
     event = iml.render(hook["communication"]["output"], {"body": json.loads(delivery["body"])})
@@ -231,12 +283,12 @@ def test_a_make_polling_trigger_reads_newest_first_items_with_their_ids(live_ser
     run = _MakeRun(app, live_service.url)
     module = next(m for m in app["modules"] if m["name"] == "watch_credits_low")
     communication, response = module["communication"], module["communication"]["response"]
-    parameters = {"limit": 5, "threshold": 10 ** 8}  # above any balance: the first poll sees the crossing
+    parameters = {"limit": 5, "threshold": 10**8}  # above any balance: the first poll sees the crossing
     answer, _ = run.call({k: v for k, v in communication.items() if k != "response"}, {"parameters": parameters})
     assert answer.status_code == 200, answer.text
-    assert answer.request.url.endswith(f"limit=5&threshold={10 ** 8}")
+    assert answer.request.url.endswith(f"limit=5&threshold={10**8}")
     items = iml.render(response["iterate"], {"body": answer.json()})
-    assert len(items) == 1 and items[0]["data"]["threshold"] == 10 ** 8
+    assert len(items) == 1 and items[0]["data"]["threshold"] == 10**8
     assert iml.render(response["output"], {"item": items[0]}) == items[0]
     assert iml.render(response["trigger"]["id"], {"item": items[0]}) == items[0]["id"] != ""
     assert iml.render(response["limit"], {"parameters": parameters}) == 5

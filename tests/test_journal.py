@@ -4,23 +4,21 @@ order once it answers; keyed actions never send without their key's protection; 
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 import requests
+from conftest import connector_settings, wait_for
+from test_triggers import receipt
 
 from connector import create_app
 from connector.storage.journal import Entry, Journal, JournalUnavailable, _line
 from connector.storage.store import Store
 
-from conftest import connector_settings, wait_for
-from test_triggers import receipt
-
-
 # The journal on its own.
+
 
 def test_entries_are_replayed_in_the_order_written_and_each_file_removed_once_done(tmp_path):
     journal = Journal(tmp_path / "journal", max_bytes=1 << 20)
@@ -119,7 +117,9 @@ def _events(url: str) -> list[str]:
     try:
         with store.engine.connect() as db:
             from sqlalchemy import select
+
             from connector.storage.tables import events
+
             return [row.data for row in db.execute(select(events.c.data).order_by(events.c.seq))]
     finally:
         store.close()
@@ -127,6 +127,7 @@ def _events(url: str) -> list[str]:
 
 def _sms_ids(url: str) -> list[str]:
     import json
+
     return [json.loads(data)["sms_id"] for data in _events(url)]
 
 
@@ -149,25 +150,36 @@ def test_callbacks_while_the_database_is_away_are_journalled_then_stored_once_in
     assert app.extensions["connector"].journal.depth()["entries"] == 7
 
     proxy.restore()
-    wait_for(lambda: app.extensions["connector"].journal.depth()["entries"] == 0, timeout=30,
-             what="the journal to be replayed")
+    wait_for(
+        lambda: app.extensions["connector"].journal.depth()["entries"] == 0,
+        timeout=30,
+        what="the journal to be replayed",
+    )
     # A callback after the outage goes in after those journalled before it (sent again until it is stored
     # directly and the outage's end is logged, after a quiet moment: the same callback is one event).
-    wait_for(lambda: requests.post(inbound, json=receipt("after"), timeout=30).json().get("journalled") is None
-             and "answers again" in caplog.text, what="callbacks stored directly again, and the outage over")
+    wait_for(
+        lambda: (
+            requests.post(inbound, json=receipt("after"), timeout=30).json().get("journalled") is None
+            and "answers again" in caplog.text
+        ),
+        what="callbacks stored directly again, and the outage over",
+    )
     assert _sms_ids(url) == ["before", *[f"during-{n}" for n in range(6)], "after"]
-    ready = wait_for(lambda: (r := requests.get(api.url + "/readyz", timeout=10)).status_code == 200 and r,
-                     what="ready again")
+    ready = wait_for(
+        lambda: (r := requests.get(api.url + "/readyz", timeout=10)).status_code == 200 and r, what="ready again"
+    )
     assert ready.json()["journal"]["entries"] == 0
 
     about_db = [r for r in caplog.records if "database" in r.getMessage().lower() and r.name.startswith("connector")]
-    assert [r.levelname for r in about_db if "does not answer" in r.getMessage() or "answers again" in r.getMessage()
-            ] == ["ERROR", "WARNING"], [r.getMessage() for r in about_db]
+    assert [
+        r.levelname for r in about_db if "does not answer" in r.getMessage() or "answers again" in r.getMessage()
+    ] == ["ERROR", "WARNING"], [r.getMessage() for r in about_db]
     assert not any(r.exc_info for r in caplog.records), "no traceback for an outage"
 
 
 def test_keyed_actions_are_refused_without_a_send_and_plain_ones_keep_working_while_the_database_is_away(
-        outage, sandbox):
+    outage, sandbox
+):
     api, app, proxy, url = outage
     assert api.action("get_account").status_code == 200  # credentials known before the outage
     proxy.cut()
@@ -180,8 +192,11 @@ def test_keyed_actions_are_refused_without_a_send_and_plain_ones_keep_working_wh
     assert plain.status_code == 200, plain.text
     assert len(sandbox.state.campaigns("demo")) == 1
     proxy.restore()
-    wait_for(lambda: api.action("send_sms", body, headers={"Idempotency-Key": "outage-1"}).status_code == 200,
-             timeout=30, what="the keyed send once the database answers")
+    wait_for(
+        lambda: api.action("send_sms", body, headers={"Idempotency-Key": "outage-1"}).status_code == 200,
+        timeout=30,
+        what="the keyed send once the database answers",
+    )
     again = api.action("send_sms", body, headers={"Idempotency-Key": "outage-1"})
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert len(sandbox.state.campaigns("demo")) == 2
@@ -204,8 +219,14 @@ def test_a_keyed_send_whose_outcome_cannot_be_written_is_answered_and_never_sent
     retried = api.action("send_sms", body, headers={"Idempotency-Key": "cut-1"})
     assert retried.status_code == 503  # the key's state cannot be read: refused, not sent
     proxy.restore()
-    replayed = wait_for(lambda: (r := api.action("send_sms", body, headers={"Idempotency-Key": "cut-1"}))
-                        .headers.get("Idempotent-Replayed") and r, timeout=30, what="the journalled outcome")
+    replayed = wait_for(
+        lambda: (
+            (r := api.action("send_sms", body, headers={"Idempotency-Key": "cut-1"})).headers.get("Idempotent-Replayed")
+            and r
+        ),
+        timeout=30,
+        what="the journalled outcome",
+    )
     assert replayed.json() == first.json()
     assert len(sandbox.state.campaigns("demo")) == 1
 
@@ -215,8 +236,9 @@ def test_an_account_first_seen_while_the_database_is_away_gets_its_callbacks_onc
     proxy.cut()  # before this process has ever seen the login
     sent = api.action("send_sms", {"recipients": [{"phone_number": "0611111111"}], "message": "First"})
     assert sent.status_code == 200, sent.text
-    from connector.web.accounts import inbound_token
     from connector.events.inbound import url as inbound_url
+    from connector.web.accounts import inbound_token
+
     token = inbound_token(app.extensions["connector"].accounts.secret, "demo")
     answered = requests.post(inbound_url(api.url, token), json=receipt("first-receipt"), timeout=30)
     assert answered.status_code == 200 and answered.json()["journalled"]
@@ -241,12 +263,17 @@ def test_an_unreadable_callback_is_refused_while_the_database_is_away_and_not_jo
 def small_disk(tmp_path, monkeypatch):
     """The data folder on a 4 MB filesystem of the test's own (tmpfs): (folder, fill, free)."""
     from conftest import require
+
     folder = tmp_path / "small"
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    require(None if mounted.returncode == 0 else f"cannot mount a small tmpfs for the full-disk test: "
-                                                  f"{mounted.stderr.strip() or mounted.returncode}")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(folder)], capture_output=True, text=True
+    )
+    require(
+        None
+        if mounted.returncode == 0
+        else f"cannot mount a small tmpfs for the full-disk test: {mounted.stderr.strip() or mounted.returncode}"
+    )
     monkeypatch.setenv("CONNECTOR_DATA_DIR", str(folder / "var"))
     filler = folder / "filler"
 
@@ -265,27 +292,28 @@ def small_disk(tmp_path, monkeypatch):
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
-def test_a_full_disk_answers_503_keeps_what_was_stored_and_recovers_when_space_returns(
-        small_disk, sandbox, serve):
+def test_a_full_disk_answers_503_keeps_what_was_stored_and_recovers_when_space_returns(small_disk, sandbox, serve):
     folder, fill, free = small_disk
     app = create_app(connector_settings(sandbox.url, **FAST))
     api = serve(app)
     inbound = api.get("/v1/me").json()["inbound_url"]
     assert requests.post(inbound, json=receipt("before"), timeout=10).status_code == 200
     fill()
-    refused = [requests.post(inbound, json=receipt(f"full-{n}", statusText="x" * 20_000), timeout=30)
-               for n in range(3)]
+    refused = [requests.post(inbound, json=receipt(f"full-{n}", statusText="x" * 20_000), timeout=30) for n in range(3)]
     assert {r.status_code for r in refused} == {503}, [r.text for r in refused]
     assert all(r.headers["Retry-After"] and r.json()["error"]["disposition"] == "retry_later" for r in refused)
     free()
-    wait_for(lambda: requests.post(inbound, json=receipt("after"), timeout=30).status_code == 200,
-             what="callbacks taken again once space returns")
+    wait_for(
+        lambda: requests.post(inbound, json=receipt("after"), timeout=30).status_code == 200,
+        what="callbacks taken again once space returns",
+    )
     url = app.extensions["connector"].store.url
     assert _sms_ids(url) == ["before", "after"]  # a callback answered 503 was not kept, nor half-kept
     store = Store(url)
     try:
         with store.engine.connect() as db:
             from sqlalchemy import text
+
             assert db.execute(text("PRAGMA integrity_check")).scalar() == "ok"
     finally:
         store.close()
@@ -293,14 +321,18 @@ def test_a_full_disk_answers_503_keeps_what_was_stored_and_recovers_when_space_r
 
 # The outage state each process keeps.
 
+
 def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends_with_its_length(caplog):
     from sqlalchemy.exc import IntegrityError, OperationalError
+
     from connector.storage.outage import Outage
+
     now = [100.0]
     lost = []
     outage = Outage(counted=lambda: lost.append(1), clock=lambda: now[0])
-    down = OperationalError("SELECT phone FROM t WHERE phone = '+33611111111'", {},
-                            Exception("connection refused\nIs the server running?"))
+    down = OperationalError(
+        "SELECT phone FROM t WHERE phone = '+33611111111'", {}, Exception("connection refused\nIs the server running?")
+    )
     caplog.set_level(logging.INFO)
     assert outage.failed(down) and outage.failed(down) and outage.down
     assert not outage.failed(IntegrityError("INSERT", {}, Exception("duplicate key")))
@@ -324,7 +356,9 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends_with_its_
 
 def test_backoff_doubles_up_to_its_ceiling_with_jitter_and_starts_over_when_reset():
     import random
+
     from connector.storage.outage import Backoff
+
     backoff = Backoff(first=0.25, most=4.0, jitter=0.5, rng=random.Random(7))
     delays = [backoff.delay() for _ in range(8)]
     bases = [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
@@ -338,6 +372,7 @@ def test_a_claim_whose_answer_was_lost_is_undone_so_that_the_retry_sends_once(ou
     # The database wrote the key's claim, then went away before saying so: the caller got 503 (nothing was
     # sent). Left there, the claim would make every retry wait on this live process for minutes.
     from sqlalchemy.exc import OperationalError
+
     api, app, proxy, url = outage
     store = app.extensions["connector"].store
     original = store.keys.claim

@@ -111,17 +111,21 @@ def test_no_class_is_longer_than_a_person_reads_at_once():
 
 
 def test_every_module_says_first_what_it_is_for():
-    silent = [name for name, path in _modules().items()
-              if not ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))]
+    silent = [
+        name for name, path in _modules().items() if not ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+    ]
     assert silent == []
 
 
 def test_every_route_platforms_call_is_an_operation_of_the_table_and_every_operation_is_routed(app):
     services = app.extensions["connector"]
     table = operations.table(services.manifest)
-    routed = {(rule.rule, method) for rule in app.url_map.iter_rules()
-              if rule.endpoint.split(".")[0] not in OPERATOR_BLUEPRINTS
-              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    routed = {
+        (rule.rule, method)
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.split(".")[0] not in OPERATOR_BLUEPRINTS
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
     assert routed == {(op.path, op.method) for op in table}
     assert len({op.key for op in table}) == len(table), "an operationId is used twice"
 

@@ -16,36 +16,52 @@ from connector.observe import logs
 TOKEN = "Zq3" * 10 + "x9"  # 32 characters, as an inbound URL token
 
 
-@pytest.mark.parametrize("text, shown", [
-    (f"POST /v1/inbound/allmysms/{TOKEN} 200", "POST /v1/inbound/allmysms/sha256:"),
-    (f"unknown token {TOKEN}", "unknown token sha256:"),
-    ("Authorization: Basic ZGVtbzpkZW1vLWFwaS1rZXk=", "Authorization: Basic [masked]"),
-    ("Authorization: Bearer abcdefgh12345678", "Authorization: Bearer [masked]"),
-    ("login=demo&apiKey=demo-api-key&returnformat=json", "login=demo&apiKey=[masked]&returnformat=json"),
-    ('{"apiKey": "k-123", "login": "demo"}', '{"apiKey": "[masked]", "login": "demo"}'),
-    ("secret whsec_c2VjcmV0LXNpZ25pbmcta2V5", "secret whsec_[masked]"),
-    ("to 0611111111: ok", "to 061…11: ok"),
-    ("to 06 11 11 11 11.", "to 061…11."),
-    ("to +33 6 11 11 11 11", "to +33…11"),
-    ("to 33611111111", "to 336…11"),
-    ("to 06.11.11.11.11 or 06-11-11-11-12", "to 061…11 or 061…12"),
-    ('"phone_number": "+33612345678"', '"phone_number": "+33…78"'),
-])
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        (f"POST /v1/inbound/allmysms/{TOKEN} 200", "POST /v1/inbound/allmysms/sha256:"),
+        (f"unknown token {TOKEN}", "unknown token sha256:"),
+        ("Authorization: Basic ZGVtbzpkZW1vLWFwaS1rZXk=", "Authorization: Basic [masked]"),
+        ("Authorization: Bearer abcdefgh12345678", "Authorization: Bearer [masked]"),
+        ("login=demo&apiKey=demo-api-key&returnformat=json", "login=demo&apiKey=[masked]&returnformat=json"),
+        ('{"apiKey": "k-123", "login": "demo"}', '{"apiKey": "[masked]", "login": "demo"}'),
+        ("secret whsec_c2VjcmV0LXNpZ25pbmcta2V5", "secret whsec_[masked]"),
+        ("to 0611111111: ok", "to 061…11: ok"),
+        ("to 06 11 11 11 11.", "to 061…11."),
+        ("to +33 6 11 11 11 11", "to +33…11"),
+        ("to 33611111111", "to 336…11"),
+        ("to 06.11.11.11.11 or 06-11-11-11-12", "to 061…11 or 061…12"),
+        ('"phone_number": "+33612345678"', '"phone_number": "+33…78"'),
+    ],
+)
 def test_secrets_and_numbers_are_masked(text, shown):
     masked = logs.mask(text)
     assert masked.startswith(shown)
-    for clear in (TOKEN, "ZGVtbzpkZW1vLWFwaS1rZXk=", "abcdefgh12345678", "demo-api-key", "k-123",
-                  "c2VjcmV0LXNpZ25pbmcta2V5", "0611111111", "11 11 11 11", "611111111", "612345678"):
+    for clear in (
+        TOKEN,
+        "ZGVtbzpkZW1vLWFwaS1rZXk=",
+        "abcdefgh12345678",
+        "demo-api-key",
+        "k-123",
+        "c2VjcmV0LXNpZ25pbmcta2V5",
+        "0611111111",
+        "11 11 11 11",
+        "611111111",
+        "612345678",
+    ):
         assert clear not in masked
 
 
-@pytest.mark.parametrize("text", [
-    "2026-11-29 12:30:00 action send_sms done in 123 ms",
-    "Listening at: http://127.0.0.1:8000 (41234)",
-    "request 5f0c2b7e9a1d4c3e, delivery msg_0123456789abcdef01234567, event evt_5f0c2b7e9a1d4c3e5f0c2b7e",
-    "Booting worker with pid: 123456",
-    "inbound callback for an unknown token (sha256:0123456789ab)",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-29 12:30:00 action send_sms done in 123 ms",
+        "Listening at: http://127.0.0.1:8000 (41234)",
+        "request 5f0c2b7e9a1d4c3e, delivery msg_0123456789abcdef01234567, event evt_5f0c2b7e9a1d4c3e5f0c2b7e",
+        "Booting worker with pid: 123456",
+        "inbound callback for an unknown token (sha256:0123456789ab)",
+    ],
+)
 def test_what_is_neither_secret_nor_a_number_is_left_as_it_is(text):
     assert logs.mask(text) == text
 
@@ -65,6 +81,7 @@ def test_a_json_line_has_the_time_level_logger_message_and_the_request_id(app):
     logger, out = emitted("json")
     with app.test_request_context("/v1/me"):
         from flask import g
+
         g.request_id = "5f0c2b7e9a1d4c3e"
         logger.warning("sent to %s", "0611111111")
     entry = json.loads(out.getvalue())
@@ -87,8 +104,9 @@ def test_a_traceback_is_one_json_line_and_masked_too():
 
 def test_settings_marked_secret_in_the_config_schema_are_masked_wherever_they_appear():
     secret_key = "k" * 8 + "-the-service-secret-key-0123456789"
-    logger, out = emitted("text", {"CONNECTOR_SECRET_KEY": secret_key,
-                                   "DATABASE_URL": "postgresql://app:hunter2-long@db/connector"})
+    logger, out = emitted(
+        "text", {"CONNECTOR_SECRET_KEY": secret_key, "DATABASE_URL": "postgresql://app:hunter2-long@db/connector"}
+    )
     logger.error("could not open postgresql://app:hunter2-long@db/connector with %s", secret_key)
     assert "hunter2" not in out.getvalue() and secret_key not in out.getvalue()
     assert "could not open [masked] with [masked]" in out.getvalue()
@@ -138,12 +156,14 @@ def test_a_traceback_keeps_its_line_breaks_but_not_the_escapes_in_its_message():
 
 # `connector serve` itself: gunicorn's access log, through the same filter and formats.
 
+
 @pytest.mark.parametrize("log_format", ["text", "json"])
 def test_a_request_path_with_a_line_break_and_an_escape_is_one_access_log_line_with_them_escaped(tmp_path, log_format):
     import requests
 
     from tests.conftest import wait_for
     from tests.test_serve import clean_env, start, stop
+
     env = clean_env(tmp_path, CONNECTOR_WORKERS="1", CONNECTOR_THREADS="2", CONNECTOR_LOG_FORMAT=log_format)
     url, log, process = start([sys.executable, "-m", "connector.ops.cli", "serve"], env, tmp_path)
     try:
@@ -155,6 +175,7 @@ def test_a_request_path_with_a_line_break_and_an_escape_is_one_access_log_line_w
             log.seek(0)
             so_far = log.read()
             return so_far if request_id in so_far else None
+
         text = wait_for(logged, what="the access log line")
     finally:
         stop(process)
@@ -179,7 +200,8 @@ def _app_line(tmp_path, log_format: str) -> str:
     root.addHandler(handler)
     try:
         logging.getLogger("connector.web.actions").warning(
-            "POST /v1/inbound/allmysms/%s from %s, Authorization: Basic %s", TOKEN, NUMBER, BASIC_KEY)
+            "POST /v1/inbound/allmysms/%s from %s, Authorization: Basic %s", TOKEN, NUMBER, BASIC_KEY
+        )
     finally:
         root.removeHandler(handler)
     return out.getvalue()
@@ -192,16 +214,26 @@ def _access_line(tmp_path, log_format: str) -> str:
     from gunicorn.config import Config
 
     from connector.ops.serving import AccessLog
+
     cfg = Config()
     cfg.set("accesslog", str(tmp_path / "access.log"))
     cfg.set("access_log_format", '%(h)s "%(r)s" %(s)s %(U)s %({authorization}i)s')
     logger = AccessLog(cfg)
-    environ = {"REQUEST_METHOD": "POST", "RAW_URI": f"/v1/inbound/allmysms/{TOKEN}?from={NUMBER}",
-               "PATH_INFO": f"/v1/inbound/allmysms/{TOKEN}", "QUERY_STRING": f"from={NUMBER}",
-               "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1"}
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": f"/v1/inbound/allmysms/{TOKEN}?from={NUMBER}",
+        "PATH_INFO": f"/v1/inbound/allmysms/{TOKEN}",
+        "QUERY_STRING": f"from={NUMBER}",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
     try:
-        logger.access(SimpleNamespace(status="200 OK", headers=[], sent=2), [("AUTHORIZATION", f"Basic {BASIC_KEY}")],
-                      environ, timedelta(milliseconds=5))
+        logger.access(
+            SimpleNamespace(status="200 OK", headers=[], sent=2),
+            [("AUTHORIZATION", f"Basic {BASIC_KEY}")],
+            environ,
+            timedelta(milliseconds=5),
+        )
     finally:
         for handler in logger.access_log.handlers:
             handler.close()
@@ -213,6 +245,7 @@ def _sandbox_line(tmp_path, log_format: str) -> str:
     import requests
 
     from connector.sandbox import create_sandbox_app, make_sandbox_server
+
     server = make_sandbox_server(create_sandbox_app())
     # A handler of its own, with no filter: the masking is the sandbox logger's, whatever it writes to.
     out = io.StringIO()
@@ -224,8 +257,11 @@ def _sandbox_line(tmp_path, log_format: str) -> str:
     try:
         thread = threading.Thread(target=server.handle_request)
         thread.start()
-        requests.get(f"http://127.0.0.1:{server.server_port}/{TOKEN}/{NUMBER}?apiKey=demo-api-key", timeout=10,
-                     headers={"Authorization": f"Basic {BASIC_KEY}"})
+        requests.get(
+            f"http://127.0.0.1:{server.server_port}/{TOKEN}/{NUMBER}?apiKey=demo-api-key",
+            timeout=10,
+            headers={"Authorization": f"Basic {BASIC_KEY}"},
+        )
         thread.join(timeout=10)
         werkzeug.warning("Authorization: Basic %s", BASIC_KEY)
     finally:

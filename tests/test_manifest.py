@@ -10,18 +10,28 @@ import pytest
 import yaml
 
 from connector.description import manifest
-from connector.sending.actions import HANDLERS
 from connector.errors import ConfigError
+from connector.sending.actions import HANDLERS
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_shipped_manifest_and_schemas_load_without_problems():
     loaded = manifest.load()
-    assert [a.key for a in loaded.actions] == ["send_sms", "schedule_sms", "cancel_scheduled", "estimate_sms",
-                                               "send_voice", "get_account"]
-    assert [t.event_type for t in loaded.triggers] == ["sms.delivery_receipt", "sms.reply_received", "sms.opt_out",
-                                                       "account.credits_low"]
+    assert [a.key for a in loaded.actions] == [
+        "send_sms",
+        "schedule_sms",
+        "cancel_scheduled",
+        "estimate_sms",
+        "send_voice",
+        "get_account",
+    ]
+    assert [t.event_type for t in loaded.triggers] == [
+        "sms.delivery_receipt",
+        "sms.reply_received",
+        "sms.opt_out",
+        "account.credits_low",
+    ]
     assert [t.delivery for t in loaded.triggers] == ["push", "push", "poll", "poll"]
     assert loaded.secret_fields == ("apiKey",)
 
@@ -33,7 +43,9 @@ def test_every_action_has_a_handler_and_every_handler_an_action():
 def test_a_missing_handler_and_an_undescribed_one_are_both_reported():
     handlers = {k: v for k, v in HANDLERS.items() if k != "send_voice"} | {"send_fax": lambda ctx, p: {}}
     assert manifest.check_handlers(manifest.load(), handlers) == [
-        "action 'send_voice' has no handler", "handler 'send_fax' is not described in the manifest"]
+        "action 'send_voice' has no handler",
+        "handler 'send_fax' is not described in the manifest",
+    ]
 
 
 @pytest.fixture
@@ -70,6 +82,7 @@ def test_several_structural_problems_are_all_listed_at_once(copy):
         del data["actions"][1]["output"]
         data["actions"][2]["colour"] = "blue"
         data["auth"]["type"] = "oauth2"
+
     problems = problems_of(copy, mutate=break_it)
     assert any("actions[0].label" in p for p in problems)
     assert any("actions[1].output" in p and "required" in p for p in problems)
@@ -81,6 +94,7 @@ def test_a_sample_that_does_not_match_its_schema_is_reported(copy):
     def break_it(data):
         data["actions"][0]["sample"]["credits_used"] = "thirty"
         data["triggers"][0]["sample"]["type"] = "sms.other"
+
     problems = problems_of(copy, mutate=break_it)
     assert any("send_sms: sample credits_used" in p for p in problems)
     assert any("delivery_receipt: sample type is 'sms.other'" in p for p in problems)
@@ -90,6 +104,7 @@ def test_a_duplicate_key_and_a_missing_schema_file_are_reported(copy):
     def break_it(data):
         data["actions"][1]["key"] = "send_sms"
         data["actions"][2]["input"] = "actions/nothing.input.json"
+
     problems = problems_of(copy, mutate=break_it)
     assert "key 'send_sms' is used more than once" in problems
     assert any("schemas/actions/nothing.input.json does not exist" in p for p in problems)
@@ -101,6 +116,7 @@ def test_a_schema_whose_counterexample_validates_is_reported(copy):
         document = json.loads(path.read_text())
         document["required"] = []
         path.write_text(json.dumps(document))
+
     problems = problems_of(copy, mutate_schemas=loosen)
     assert "schemas/actions/cancel_scheduled.input.json: x-counterexamples[0] validates but should not" in problems
 
@@ -112,6 +128,7 @@ def test_a_schema_with_a_wrong_id_or_bad_json_is_reported(copy):
         document["$id"] = "https://elsewhere.example/x.json"
         path.write_text(json.dumps(document))
         (schemas / "events" / "sms.reply_received.json").write_text("{not json")
+
     problems = problems_of(copy, mutate_schemas=damage)
     assert any("get_account.output.json: $id must be" in p for p in problems)
     assert any("sms.reply_received.json: not readable JSON" in p for p in problems)

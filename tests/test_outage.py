@@ -21,9 +21,13 @@ ROUND_TIMEOUT = 240
 def _round(phase: str, out: Path) -> tuple[dict, int, str]:
     """One quick round of one phase: its results, the exit code and the end of the run's output."""
     flag = "--" + phase.replace("_", "-")
-    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "outage.py"), "--quick", "--json", flag,
-                                "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "outage.py"), "--quick", "--json", flag, "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         stdout, stderr = process.communicate(timeout=ROUND_TIMEOUT)
     except subprocess.TimeoutExpired:

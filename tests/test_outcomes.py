@@ -2,8 +2,8 @@
 
 import pytest
 
-from connector.sending import outcomes
 from connector.errors import AuthenticationFailed, CreditExhausted, InvalidInput, UpstreamFailed
+from connector.sending import outcomes
 
 ALLMYSMS_TEXT = "Texte renvoyé par AllMySMS"
 SEND, READ = outcomes.SEND_SMS, outcomes.SIMULATE_CAMPAIGN
@@ -53,8 +53,16 @@ def test_delete_campaign_succeeds_with_the_word_ok():
     assert _word({"status": "OK"}, outcomes.DELETE_CAMPAIGN) == "ok"
 
 
-@pytest.mark.parametrize("method", [outcomes.GET_BLACKLIST, outcomes.GET_ACKS, outcomes.GET_ACK_BY_SMS_ID,
-                                    outcomes.GET_PULLS, outcomes.GET_CREDITS_BY_COUNTRY])
+@pytest.mark.parametrize(
+    "method",
+    [
+        outcomes.GET_BLACKLIST,
+        outcomes.GET_ACKS,
+        outcomes.GET_ACK_BY_SMS_ID,
+        outcomes.GET_PULLS,
+        outcomes.GET_CREDITS_BY_COUNTRY,
+    ],
+)
 def test_the_read_methods_succeed_with_their_data_and_no_status_at_all(method):
     assert _word({"blacklist": [], "acks": [], "mos": []}, method) == "ok"
 
@@ -145,8 +153,9 @@ def test_an_undocumented_status_on_a_send_may_have_been_carried_out_so_the_calle
     assert error.disposition == "check_before_retry" and not error.retryable
 
 
-@pytest.mark.parametrize("reply", [{"status": "Erreur"}, {"status": None}, {"status": ""}, {}, {"statusText": "x"},
-                                   {"status": True}])
+@pytest.mark.parametrize(
+    "reply", [{"status": "Erreur"}, {"status": None}, {"status": ""}, {}, {"statusText": "x"}, {"status": True}]
+)
 def test_a_send_answered_without_a_numeric_status_may_have_gone_out(reply):
     error = _raised(reply, SEND)
     assert isinstance(error, UpstreamFailed) and error.status == 502
@@ -292,8 +301,9 @@ def test_on_a_send_every_ending_that_may_have_sent_asks_to_check_and_every_other
         assert error.disposition in ("retry_later", "fix_credentials"), ending
 
 
-@pytest.mark.parametrize("ending", sorted(e for e, row in outcomes.ENDINGS.items() if row.acted != "yes"
-                                          and e != "refused"))
+@pytest.mark.parametrize(
+    "ending", sorted(e for e, row in outcomes.ENDINGS.items() if row.acted != "yes" and e != "refused")
+)
 def test_on_anything_but_a_send_no_ending_asks_to_check_for_a_send(ending):
     with pytest.raises(Exception) as caught:
         outcomes.settle(ending, READ, {})

@@ -77,8 +77,17 @@ def test_an_invalid_number_is_refused_with_its_reason(raw, reason):
 
 @pytest.mark.parametrize(
     "raw",
-    ["06abcdefgh", "abc", "06 12 34 AB CD", "0612 ABC 678", "06 12 34 56 7a", "0612345678x", "tel: 0612345678",
-     "06 12 34 56 78 ext 5", "+33 6 12 34 56 78 #"],
+    [
+        "06abcdefgh",
+        "abc",
+        "06 12 34 AB CD",
+        "0612 ABC 678",
+        "06 12 34 56 7a",
+        "0612345678x",
+        "tel: 0612345678",
+        "06 12 34 56 78 ext 5",
+        "+33 6 12 34 56 78 #",
+    ],
 )
 def test_a_number_with_letters_or_symbols_is_refused_rather_than_read_as_keypad_digits(raw):
     assert phones.parse(raw, "FR") == (None, LETTERS)
@@ -148,6 +157,7 @@ def test_the_shortcut_for_plainly_written_numbers_agrees_with_the_full_parser():
     import random
 
     import phonenumbers
+
     rng = random.Random(1234)
 
     def full_parser(raw, region):
@@ -167,7 +177,7 @@ def test_the_shortcut_for_plainly_written_numbers_agrees_with_the_full_parser():
             digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(6, 13)))
             raw = rng.choice(["0", "+33", "0033", "+49", "+", "", "+33 0", "06", "07"]) + digits
             if rng.random() < 0.3:
-                raw = " ".join(raw[i:i + 2] for i in range(0, len(raw), 2))
+                raw = " ".join(raw[i : i + 2] for i in range(0, len(raw), 2))
             assert phones.parse(raw, region)[0] == full_parser(raw, region), (region, raw)
             checked += 1
     assert checked == 21000

@@ -38,8 +38,11 @@ def _parameters(document: dict):
 
 
 def notification_content_on_the_path_item(document: dict) -> list[str]:
-    problems = [f"{m.upper()} {p}: x-ms-notification-content inside an operation"
-                for p, m, op in _operations(document) if "x-ms-notification-content" in op]
+    problems = [
+        f"{m.upper()} {p}: x-ms-notification-content inside an operation"
+        for p, m, op in _operations(document)
+        if "x-ms-notification-content" in op
+    ]
     for path, item in document["paths"].items():
         content = item.get("x-ms-notification-content")
         if content is None:
@@ -65,8 +68,12 @@ def trigger_only_on_trigger_operations(document: dict) -> list[str]:
         if "x-ms-notification-content" not in document["paths"][path]:
             problems.append(f"POST {path}: a trigger without x-ms-notification-content on its path item")
         bodies = [p.get("schema", {}) for p in operation.get("parameters", []) if p.get("in") == "body"]
-        urls = [name for body in bodies for name, prop in body.get("properties", {}).items()
-                if prop.get("x-ms-notification-url") is True]
+        urls = [
+            name
+            for body in bodies
+            for name, prop in body.get("properties", {}).items()
+            if prop.get("x-ms-notification-url") is True
+        ]
         if len(urls) != 1:
             problems.append(f"POST {path}: a trigger needs exactly one body property with x-ms-notification-url")
         if "Location" not in operation.get("responses", {}).get("201", {}).get("headers", {}):
@@ -107,19 +114,27 @@ def summaries_short_sentence_case_ending_in_a_letter_or_digit(document: dict) ->
 
 
 def every_operation_has_a_description(document: dict) -> list[str]:
-    return [f"{m.upper()} {p}: no description" for p, m, op in _operations(document)
-            if not op.get("description", "").strip()]
+    return [
+        f"{m.upper()} {p}: no description"
+        for p, m, op in _operations(document)
+        if not op.get("description", "").strip()
+    ]
 
 
 def every_parameter_has_a_summary(document: dict) -> list[str]:
-    return [f"{where}: no x-ms-summary" for where, parameter in _parameters(document)
-            if not parameter.get("x-ms-summary", "").strip()]
+    return [
+        f"{where}: no x-ms-summary"
+        for where, parameter in _parameters(document)
+        if not parameter.get("x-ms-summary", "").strip()
+    ]
 
 
 def path_parameters_encoded_once(document: dict) -> list[str]:
-    return [f"{where}: a path parameter needs x-ms-url-encoding \"single\""
-            for where, parameter in _parameters(document)
-            if parameter.get("in") == "path" and parameter.get("x-ms-url-encoding") != "single"]
+    return [
+        f'{where}: a path parameter needs x-ms-url-encoding "single"'
+        for where, parameter in _parameters(document)
+        if parameter.get("in") == "path" and parameter.get("x-ms-url-encoding") != "single"
+    ]
 
 
 def visibilities_are_known(document: dict) -> list[str]:
@@ -144,10 +159,18 @@ def connection_test_names_an_operation(document: dict) -> list[str]:
     return [] if named in ids else [f"testConnection names {named!r}, no operation of the document"]
 
 
-RULES = [notification_content_on_the_path_item, trigger_only_on_trigger_operations, unique_operation_ids,
-         summaries_short_sentence_case_ending_in_a_letter_or_digit, every_operation_has_a_description,
-         every_parameter_has_a_summary, path_parameters_encoded_once, visibilities_are_known,
-         title_short_without_api_or_connector, connection_test_names_an_operation]
+RULES = [
+    notification_content_on_the_path_item,
+    trigger_only_on_trigger_operations,
+    unique_operation_ids,
+    summaries_short_sentence_case_ending_in_a_letter_or_digit,
+    every_operation_has_a_description,
+    every_parameter_has_a_summary,
+    path_parameters_encoded_once,
+    visibilities_are_known,
+    title_short_without_api_or_connector,
+    connection_test_names_an_operation,
+]
 
 
 @pytest.fixture(scope="module")
@@ -178,18 +201,22 @@ def _unencoded_path_parameter(d):
 BREAKS = {
     notification_content_on_the_path_item: _move_content_into_post,
     trigger_only_on_trigger_operations: lambda d: _first(d, lambda op: "x-ms-trigger" not in op).update(
-        {"x-ms-trigger": "single"}),
+        {"x-ms-trigger": "single"}
+    ),
     unique_operation_ids: _duplicate_id,
     summaries_short_sentence_case_ending_in_a_letter_or_digit: lambda d: _first(d, lambda op: True).update(
-        {"summary": "New Opt-out (STOP)"}),
+        {"summary": "New Opt-out (STOP)"}
+    ),
     every_operation_has_a_description: lambda d: _first(d, lambda op: "description" in op).pop("description"),
     every_parameter_has_a_summary: lambda d: next(p for _, p in _parameters(d) if "x-ms-summary" in p).pop(
-        "x-ms-summary"),
+        "x-ms-summary"
+    ),
     path_parameters_encoded_once: _unencoded_path_parameter,
     visibilities_are_known: lambda d: _first(d, lambda op: True).update({"x-ms-visibility": "hidden"}),
     title_short_without_api_or_connector: lambda d: d["info"].update({"title": "AllMySMS API Connector"}),
     connection_test_names_an_operation: lambda d: d["x-ms-capabilities"]["testConnection"].update(
-        {"operationId": "Nowhere"}),
+        {"operationId": "Nowhere"}
+    ),
 }
 
 
@@ -209,18 +236,30 @@ def test_each_rule_catches_a_document_that_breaks_it(document, rule):
     assert rule(broken), f"{rule.__name__} saw nothing wrong"
 
 
-@pytest.mark.parametrize("summary, sentence", [
-    ("Send SMS", True), ("Get AllMySMS account ID", True), ("When reply received", True),
-    ("Estimate SMS Cost", False), ("New opt-out (STOP)", False), ("send SMS", False), ("List events:", False),
-])
+@pytest.mark.parametrize(
+    "summary, sentence",
+    [
+        ("Send SMS", True),
+        ("Get AllMySMS account ID", True),
+        ("When reply received", True),
+        ("Estimate SMS Cost", False),
+        ("New opt-out (STOP)", False),
+        ("send SMS", False),
+        ("List events:", False),
+    ],
+)
 def test_the_summary_rule_accepts_sentence_case_and_refuses_title_case(summary, sentence):
     document = {"paths": {"/x": {"get": {"summary": summary}}}}
     assert (summaries_short_sentence_case_ending_in_a_letter_or_digit(document) == []) is sentence
 
 
 def test_a_manifest_label_becomes_a_sentence_case_summary_keeping_acronyms():
-    labels = {"New Opt-out (STOP)": "New opt-out STOP", "Estimate SMS Cost": "Estimate SMS cost",
-              "Get Account Credits": "Get account credits", "Check AllMySMS ID.": "Check AllMySMS ID"}
+    labels = {
+        "New Opt-out (STOP)": "New opt-out STOP",
+        "Estimate SMS Cost": "Estimate SMS cost",
+        "Get Account Credits": "Get account credits",
+        "Check AllMySMS ID.": "Check AllMySMS ID",
+    }
     assert {label: powerautomate._summary(label) for label in labels} == labels
 
 

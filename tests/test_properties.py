@@ -4,24 +4,48 @@ reading of GSM 03.38 written here, phone numbers normalise the same whatever way
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import phonenumbers
 from defusedxml import ElementTree as SafeET
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from connector.sending import feeds, messages, phones, segments
 from connector.errors import InvalidInput
+from connector.sending import feeds, messages, phones, segments
 
-NOW = datetime(2030, 1, 15, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
 RULES = messages.Rules()
 PROFILE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Any text, with what tends to break feeds on purpose: XML specials, CDATA ends, line breaks, emoji,
 # right-to-left scripts, GSM extension characters.
-tricky = st.sampled_from(["]]>", "]]", "]", "<", ">", "&", '"', "'", "\r", "\n", "\r\n", "€", "{", "^",
-                          "👋🏽", "שלום", "مرحبا", "\u200f", "#param_1#", "&amp;", "<![CDATA[", "\t"])
+tricky = st.sampled_from(
+    [
+        "]]>",
+        "]]",
+        "]",
+        "<",
+        ">",
+        "&",
+        '"',
+        "'",
+        "\r",
+        "\n",
+        "\r\n",
+        "€",
+        "{",
+        "^",
+        "👋🏽",
+        "שלום",
+        "مرحبا",
+        "\u200f",
+        "#param_1#",
+        "&amp;",
+        "<![CDATA[",
+        "\t",
+    ]
+)
 texts = st.lists(st.one_of(tricky, st.text(min_size=1, max_size=20)), min_size=1, max_size=12).map("".join)
 senders = st.one_of(st.just(""), st.from_regex(r"[A-Za-z][A-Za-z0-9]{2,10}", fullmatch=True))
 params = st.lists(st.one_of(tricky, st.text(max_size=30)), min_size=1, max_size=3)
@@ -30,8 +54,10 @@ params = st.lists(st.one_of(tricky, st.text(max_size=30)), min_size=1, max_size=
 def request_for(message: str, sender: str, values: list[list[str]]) -> messages.SmsRequest:
     # Each recipient's values go into placeholders: as many as the most values anyone has.
     placeholders = "".join(f" #param_{n + 1}#" for n in range(max(len(v) for v in values)))
-    payload = {"message": message[:600] + placeholders, "recipients": [
-        {"phone_number": f"+3361111{i:04d}", "params": v} for i, v in enumerate(values)]}
+    payload = {
+        "message": message[:600] + placeholders,
+        "recipients": [{"phone_number": f"+3361111{i:04d}", "params": v} for i, v in enumerate(values)],
+    }
     if sender:
         payload["sender"] = sender
     try:
@@ -67,7 +93,8 @@ def test_an_xml_feed_is_well_formed_and_gives_back_exactly_the_message_sender_an
 
 REFERENCE_BASIC = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
-    "¿abcdefghijklmnopqrstuvwxyzäöñüà")
+    "¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
 REFERENCE_EXTENSION = set("\f^{}\\[~]|€")
 
 
@@ -93,8 +120,11 @@ def reference(text: str) -> tuple[str, int, int]:
 
 
 gsm_texts = st.text(alphabet=st.sampled_from(sorted(REFERENCE_BASIC | REFERENCE_EXTENSION)), max_size=700)
-any_texts = st.one_of(gsm_texts, st.text(max_size=400),
-                      st.lists(st.sampled_from(["a", "€", "👋", "é", "{", "ж"]), max_size=400).map("".join))
+any_texts = st.one_of(
+    gsm_texts,
+    st.text(max_size=400),
+    st.lists(st.sampled_from(["a", "€", "👋", "é", "{", "ж"]), max_size=400).map("".join),
+)
 
 
 @settings(max_examples=1000, deadline=None)
@@ -108,16 +138,19 @@ def test_the_segment_count_agrees_with_the_reference(text):
 
 # French mobile numbers in use (the phonenumbers metadata decides which ranges are).
 mobile_digits = st.from_regex(r"6[0-9]{8}|7[3-9][0-9]{7}", fullmatch=True).filter(
-    lambda d: phonenumbers.is_valid_number(phonenumbers.parse("+33" + d)))
-writings = st.sampled_from([
-    lambda d: "0" + d,
-    lambda d: "+33" + d,
-    lambda d: "0033" + d,
-    lambda d: "33" + d,
-    lambda d: "+33 " + " ".join([d[0], d[1:3], d[3:5], d[5:7], d[7:9]]),
-    lambda d: "0" + ".".join([d[0], d[1:3], d[3:5], d[5:7], d[7:9]]),
-    lambda d: "(+33) " + d[0] + "-" + d[1:],
-])
+    lambda d: phonenumbers.is_valid_number(phonenumbers.parse("+33" + d))
+)
+writings = st.sampled_from(
+    [
+        lambda d: "0" + d,
+        lambda d: "+33" + d,
+        lambda d: "0033" + d,
+        lambda d: "33" + d,
+        lambda d: "+33 " + " ".join([d[0], d[1:3], d[3:5], d[5:7], d[7:9]]),
+        lambda d: "0" + ".".join([d[0], d[1:3], d[3:5], d[5:7], d[7:9]]),
+        lambda d: "(+33) " + d[0] + "-" + d[1:],
+    ]
+)
 
 
 @settings(max_examples=500, deadline=None)

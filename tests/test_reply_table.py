@@ -19,11 +19,25 @@ from connector.sending import outcomes
 from tests.conftest import connector_settings
 
 SEND = {"message": "Hi", "recipients": ["0611111111"]}
-SUCCESS = {"status": 100, "statusText": "Your messages have been sent", "invalidNumbers": "", "campaignId": "42",
-           "credits": "985", "creditsUsed": 15, "nbContacts": "1", "nbSms": "1",
-           "smsIds": [{"phoneNumber": "33611111111", "smsId": "s1"}]}
-ACCOUNT = {"status": "Active Account", "credits": "1000", "firstName": "A", "lastName": "B", "society": "C",
-           "email": "a@example.com"}
+SUCCESS = {
+    "status": 100,
+    "statusText": "Your messages have been sent",
+    "invalidNumbers": "",
+    "campaignId": "42",
+    "credits": "985",
+    "creditsUsed": 15,
+    "nbContacts": "1",
+    "nbSms": "1",
+    "smsIds": [{"phoneNumber": "33611111111", "smsId": "s1"}],
+}
+ACCOUNT = {
+    "status": "Active Account",
+    "credits": "1000",
+    "firstName": "A",
+    "lastName": "B",
+    "society": "C",
+    "email": "a@example.com",
+}
 
 
 @dataclass(frozen=True)
@@ -37,8 +51,8 @@ def _json(value) -> bytes:
     return json.dumps(value).encode()
 
 
-HANG_UP = "hang up"   # read the request, close without a word
-STALL = "stall"       # read the request, answer nothing until the test ends
+HANG_UP = "hang up"  # read the request, close without a word
+STALL = "stall"  # read the request, answer nothing until the test ends
 
 
 class FaultyUpstream:
@@ -110,8 +124,14 @@ class FaultyUpstream:
             data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
-        length = next((int(v) for k, _, v in (line.partition(":") for line in lines[1:])
-                       if k.strip().lower() == "content-length"), 0)
+        length = next(
+            (
+                int(v)
+                for k, _, v in (line.partition(":") for line in lines[1:])
+                if k.strip().lower() == "content-length"
+            ),
+            0,
+        )
         while len(body) < length:
             chunk = conn.recv(65536)
             if not chunk:
@@ -121,8 +141,12 @@ class FaultyUpstream:
 
     @staticmethod
     def _answer(conn, answer: Answer):
-        head = [f"HTTP/1.1 {answer.status} X", f"Content-Length: {len(answer.body)}", "Connection: close",
-                *(f"{k}: {v}" for k, v in answer.headers)]
+        head = [
+            f"HTTP/1.1 {answer.status} X",
+            f"Content-Length: {len(answer.body)}",
+            "Connection: close",
+            *(f"{k}: {v}" for k, v in answer.headers),
+        ]
         try:
             conn.sendall("\r\n".join(head).encode() + b"\r\n\r\n" + answer.body)
         except OSError:
@@ -144,28 +168,82 @@ ROWS = {
     "not_connected": ("refuse", 502, "upstream_unavailable", "retry_later", False, 1),
     "no_answer (hung up)": (HANG_UP, 504, "outcome_unknown", "check_before_retry", True, 1),
     "no_answer (read timeout)": (STALL, 504, "outcome_unknown", "check_before_retry", True, 1),
-    "too_large": (Answer(body=_json(SUCCESS | {"padding": "x" * 5000})), 502, "upstream_reply_too_large",
-                  "check_before_retry", True, 1),
+    "too_large": (
+        Answer(body=_json(SUCCESS | {"padding": "x" * 5000})),
+        502,
+        "upstream_reply_too_large",
+        "check_before_retry",
+        True,
+        1,
+    ),
     "unreadable (a proxy's page)": (_HTML, 502, "upstream_unreadable_reply", "check_before_retry", True, 1),
-    "unreadable (truncated JSON)": (Answer(body=b'{"status": 100, "campaignId": "4'), 502,
-                                    "upstream_unreadable_reply", "check_before_retry", True, 1),
-    "status_missing": (Answer(body=_json({"campaignId": "42"})), 502, "upstream_no_status", "check_before_retry",
-                       True, 1),
-    "status_unreadable": (Answer(body=_json({"status": "OK"})), 502, "upstream_unreadable_status",
-                          "check_before_retry", True, 1),
-    "status_unknown": (Answer(body=_json({"status": 116, "statusText": "?"})), 502, "unknown_allmysms_status",
-                       "check_before_retry", True, 1),
-    "redirect": (Answer(302, headers=(("Location", "https://elsewhere.example/"),)), 502, "upstream_redirect",
-                 "check_before_retry", True, 1),
-    "client_error": (Answer(404, b"<html>Not Found</html>", (("Content-Type", "text/html"),)), 502,
-                     "upstream_error", "check_before_retry", True, 1),
-    "server_error": (Answer(500, b"oops", (("Content-Type", "text/plain"),)), 502, "upstream_error",
-                     "check_before_retry", True, 1),
+    "unreadable (truncated JSON)": (
+        Answer(body=b'{"status": 100, "campaignId": "4'),
+        502,
+        "upstream_unreadable_reply",
+        "check_before_retry",
+        True,
+        1,
+    ),
+    "status_missing": (
+        Answer(body=_json({"campaignId": "42"})),
+        502,
+        "upstream_no_status",
+        "check_before_retry",
+        True,
+        1,
+    ),
+    "status_unreadable": (
+        Answer(body=_json({"status": "OK"})),
+        502,
+        "upstream_unreadable_status",
+        "check_before_retry",
+        True,
+        1,
+    ),
+    "status_unknown": (
+        Answer(body=_json({"status": 116, "statusText": "?"})),
+        502,
+        "unknown_allmysms_status",
+        "check_before_retry",
+        True,
+        1,
+    ),
+    "redirect": (
+        Answer(302, headers=(("Location", "https://elsewhere.example/"),)),
+        502,
+        "upstream_redirect",
+        "check_before_retry",
+        True,
+        1,
+    ),
+    "client_error": (
+        Answer(404, b"<html>Not Found</html>", (("Content-Type", "text/html"),)),
+        502,
+        "upstream_error",
+        "check_before_retry",
+        True,
+        1,
+    ),
+    "server_error": (
+        Answer(500, b"oops", (("Content-Type", "text/plain"),)),
+        502,
+        "upstream_error",
+        "check_before_retry",
+        True,
+        1,
+    ),
     # The pair AllMySMS refused is refused again from memory, without asking it: the retry sends nothing.
     "credentials_refused": (Answer(401, b""), 401, "invalid_credentials", "fix_credentials", False, 1),
     "throttled": (Answer(429, b"slow down", (("Retry-After", "7"),)), 429, "rate_limited", "retry_later", False, 2),
-    "refused": (Answer(body=_json({"status": 104, "statusText": "Not enough credits"})), 402,
-                "insufficient_credit", "top_up_credit", False, 2),
+    "refused": (
+        Answer(body=_json({"status": 104, "statusText": "Not enough credits"})),
+        402,
+        "insufficient_credit",
+        "top_up_credit",
+        False,
+        2,
+    ),
     "success": (Answer(body=_json(SUCCESS)), 200, None, None, True, 1),
 }
 
@@ -177,8 +255,13 @@ def test_the_rows_cover_every_ending_of_the_table():
 @pytest.mark.parametrize("row", list(ROWS))
 def test_a_keyed_send_ending_this_way_tells_what_to_do_and_a_retry_never_sends_twice(faulty, serve, row):
     first, http, code, disposition, kept, sends_seen = ROWS[row]
-    api = serve(create_app(connector_settings(faulty.url, ALLMYSMS_CONNECT_RETRIES=0, ALLMYSMS_READ_TIMEOUT=0.5,
-                                              ALLMYSMS_MAX_REPLY_BYTES=2048)))
+    api = serve(
+        create_app(
+            connector_settings(
+                faulty.url, ALLMYSMS_CONNECT_RETRIES=0, ALLMYSMS_READ_TIMEOUT=0.5, ALLMYSMS_MAX_REPLY_BYTES=2048
+            )
+        )
+    )
     assert api.get("/v1/me").status_code == 200  # the credentials are known before the send
     if first == "refuse":
         faulty.refuse()

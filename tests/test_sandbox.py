@@ -5,7 +5,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import defusedxml.ElementTree
 import pytest
@@ -149,8 +149,20 @@ def test_accepted_number_formats_are_normalised_to_international_without_plus(ra
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "hello", "061234567", "06123456789", "330612345678", "3361234567", "+0612345678",
-     "06 12 34 56 78", "+٣٣٦١٢٣٤٥٦٧٨", "1234567", None, 33612345678.0],
+    [
+        "",
+        "hello",
+        "061234567",
+        "06123456789",
+        "330612345678",
+        "3361234567",
+        "+0612345678",
+        "06 12 34 56 78",
+        "+٣٣٦١٢٣٤٥٦٧٨",
+        "1234567",
+        None,
+        33612345678.0,
+    ],
 )
 def test_malformed_numbers_are_refused(raw):
     assert normalise_number(raw) is None
@@ -359,7 +371,7 @@ def test_a_date_in_the_past_answers_115(sandbox):
 
 
 def test_a_date_skipped_by_the_spring_clock_change_is_invalid():
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     with pytest.raises(ApiError) as refused:
         parse_schedule("2030-03-31 02:30:00", now)
     assert refused.value.status == 115
@@ -394,8 +406,11 @@ def test_checks_run_in_the_documented_order(sandbox):
 
 
 def test_the_reply_is_xml_when_returnformat_is_absent(sandbox):
-    form = {"login": "alice", "apiKey": "alice-key", "smsData": json.dumps(
-        {"DATA": {"MESSAGE": "Hi", "SMS": [{"MOBILEPHONE": FRENCH}, {"MOBILEPHONE": "x"}]}})}
+    form = {
+        "login": "alice",
+        "apiKey": "alice-key",
+        "smsData": json.dumps({"DATA": {"MESSAGE": "Hi", "SMS": [{"MOBILEPHONE": FRENCH}, {"MOBILEPHONE": "x"}]}}),
+    }
     response = requests.post(f"{sandbox.url}/http/9.0/sendSms/", data=form, timeout=5)
     assert response.headers["Content-Type"].startswith("application/xml")
     root = defusedxml.ElementTree.fromstring(response.content)
@@ -571,15 +586,11 @@ def test_get_blacklist_lists_the_accounts_stop_entries(sandbox):
     sandbox.state.add_blacklist("alice", "+33612345678", "stop", "2026-01-02 10:00:00")
     reply = sandbox.call("getBlacklist")
     assert "status" not in reply
-    assert reply["blacklist"] == [
-        {"phoneNumber": FRENCH, "comment": "stop", "receptionDate": "2026-01-02 10:00:00"}
-    ]
+    assert reply["blacklist"] == [{"phoneNumber": FRENCH, "comment": "stop", "receptionDate": "2026-01-02 10:00:00"}]
     assert sandbox.call("getBlacklist", login="bob")["blacklist"] == []
 
 
-@pytest.mark.parametrize(
-    "code, iso_code, credits", [("FR", "FR", 15), ("fr", "FR", 15), ("de", "DE", 20)]
-)
+@pytest.mark.parametrize("code, iso_code, credits", [("FR", "FR", 15), ("fr", "FR", 15), ("de", "DE", 20)])
 def test_credits_by_country_are_15_for_france_and_20_elsewhere(sandbox, code, iso_code, credits):
     reply = sandbox.call("getCreditsByCountryIsoCode", countryIsoCode=code)
     assert (reply["isoCode"], reply["nbCredits"]) == (iso_code, str(credits))
@@ -710,10 +721,7 @@ def test_a_voice_send_dated_in_the_past_answers_400_with_code_115(sandbox):
         {"smsData": "{}"},
         {"smsData": '{"DATA": {"MESSAGE": ["x"], "SMS": [{}]}}'},
         {"smsData": '{"DATA": {"MESSAGE": "x", "DATE": 5, "SMS": [{"MOBILEPHONE": {"a": 1}}]}}'},
-        {
-            "smsData": '{"DATA": {"MESSAGE": "{0} {x} #param_1#", "DYNAMIC": 1,'
-            ' "SMS": [{"MOBILEPHONE": "0612345678"}]}}'
-        },
+        {"smsData": '{"DATA": {"MESSAGE": "{0} {x} #param_1#", "DYNAMIC": 1, "SMS": [{"MOBILEPHONE": "0612345678"}]}}'},
         {"smsData": "<DATA><SMS/><MESSAGE>x</MESSAGE></DATA>"},
         {"smsData": "1e999999"},
     ],
@@ -790,16 +798,27 @@ def test_make_sandbox_server_serves_the_demo_accounts():
 # --- every documented status an input can provoke ------------------------------------------------
 
 
-@pytest.mark.parametrize("data, status", [
-    ({"CLIENT": "alice"}, 108),                          # the client code must be the account's, in capitals
-    ({"SMS": [{"PARAM_1": "x"}]}, 109),                   # an SMS entry without its MOBILEPHONE tag
-    ({"MESSAGE": "Hi #param_1#", "DYNAMIC": "1", "SMS": [{"MOBILEPHONE": FRENCH}]}, 112),  # PARAM_1 missing
-    ({"MASTERACCOUNT": "nobody"}, 118),
-    ({"TPOA": "Shop-Online"}, 106),
-    ({"TPOA": "1Shop"}, 106),
-    ({"TPOA": "ShopOnline12"}, 106),
-], ids=["108 client code", "109 no phone tag", "112 no param tag", "118 master account", "106 sender punctuation",
-        "106 sender digit first", "106 sender too long"])
+@pytest.mark.parametrize(
+    "data, status",
+    [
+        ({"CLIENT": "alice"}, 108),  # the client code must be the account's, in capitals
+        ({"SMS": [{"PARAM_1": "x"}]}, 109),  # an SMS entry without its MOBILEPHONE tag
+        ({"MESSAGE": "Hi #param_1#", "DYNAMIC": "1", "SMS": [{"MOBILEPHONE": FRENCH}]}, 112),  # PARAM_1 missing
+        ({"MASTERACCOUNT": "nobody"}, 118),
+        ({"TPOA": "Shop-Online"}, 106),
+        ({"TPOA": "1Shop"}, 106),
+        ({"TPOA": "ShopOnline12"}, 106),
+    ],
+    ids=[
+        "108 client code",
+        "109 no phone tag",
+        "112 no param tag",
+        "118 master account",
+        "106 sender punctuation",
+        "106 sender digit first",
+        "106 sender too long",
+    ],
+)
 def test_each_documented_refusal_is_answered_to_the_input_that_provokes_it(sandbox, data, status):
     reply = sandbox.send(**data)
     assert reply["status"] == status, reply
@@ -807,8 +826,7 @@ def test_each_documented_refusal_is_answered_to_the_input_that_provokes_it(sandb
     assert sandbox.state.campaigns("alice") == []
 
 
-@pytest.mark.parametrize("data", [{"CLIENT": "ALICE"}, {"MASTERACCOUNT": "bob"}, {"TPOA": "My Shop"},
-                                  {"TPOA": "AB"}])
+@pytest.mark.parametrize("data", [{"CLIENT": "ALICE"}, {"MASTERACCOUNT": "bob"}, {"TPOA": "My Shop"}, {"TPOA": "AB"}])
 def test_a_right_client_code_master_account_or_sender_is_sent(sandbox, data):
     assert sandbox.send(**data)["status"] == 100
 
@@ -816,17 +834,24 @@ def test_a_right_client_code_master_account_or_sender_is_sent(sandbox, data):
 def test_a_placeholder_in_capitals_is_sent_as_written(sandbox):
     # Only #param_1# in lower case is documented: 149 characters as written are one SMS; with the
     # value put in, 199 would be two.
-    reply = sandbox.send(MESSAGE="x" * 140 + "#PARAM_1#", DYNAMIC="1",
-                         SMS=[{"MOBILEPHONE": FRENCH, "PARAM_1": "y" * 59}])
+    reply = sandbox.send(
+        MESSAGE="x" * 140 + "#PARAM_1#", DYNAMIC="1", SMS=[{"MOBILEPHONE": FRENCH, "PARAM_1": "y" * 59}]
+    )
     assert reply["status"] == 100 and reply["nbSms"] == "1"
-    reply = sandbox.send(MESSAGE="x" * 140 + "#param_1#", DYNAMIC="1",
-                         SMS=[{"MOBILEPHONE": FRENCH, "PARAM_1": "y" * 59}])
+    reply = sandbox.send(
+        MESSAGE="x" * 140 + "#param_1#", DYNAMIC="1", SMS=[{"MOBILEPHONE": FRENCH, "PARAM_1": "y" * 59}]
+    )
     assert reply["nbSms"] == "2"
 
 
 def test_a_voice_drop_takes_an_audio_url_without_a_file_extension_and_simulate_as_an_integer(sandbox):
-    body = {"to": [FRENCH], "type": "directdeposit", "url": "https://cdn.example.com/audio?id=42",
-            "from": "0912345678", "simulate": 0}
+    body = {
+        "to": [FRENCH],
+        "type": "directdeposit",
+        "url": "https://cdn.example.com/audio?id=42",
+        "from": "0912345678",
+        "simulate": 0,
+    }
     response = sandbox.voice(body)
     assert response.status_code == 201, response.text
     assert response.json()["invalidNumbers"] == ""

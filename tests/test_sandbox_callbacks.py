@@ -53,9 +53,7 @@ class Receiver:
         self.max_in_flight = 0
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
         self._thread.start()
 
     def hook(self, login="alice"):
@@ -140,9 +138,7 @@ class Sandbox:
 
     def reply(self, login="alice", as_form=False, **body):
         key = "data" if as_form else "json"
-        return requests.post(
-            f"{self.url}/sandbox/replies", auth=(login, KEYS[login]), timeout=10, **{key: body}
-        )
+        return requests.post(f"{self.url}/sandbox/replies", auth=(login, KEYS[login]), timeout=10, **{key: body})
 
     def acks(self, campaign_id, login="alice"):
         return self.call("getAcks", login, campId=campaign_id)["acks"]
@@ -165,9 +161,7 @@ def start_sandbox():
         options.setdefault("push_retry_delays", FAST_RETRIES)
         state = SandboxState(ACCOUNTS, clock=clock, **options)
         server = make_sandbox_server(create_sandbox_app(state))
-        thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
         thread.start()
         started.append((server, thread, state))
         return Sandbox(f"http://127.0.0.1:{server.server_port}", state)
@@ -292,9 +286,7 @@ def test_get_acks_and_get_ack_by_sms_id_return_the_pushed_receipts(start_sandbox
     assert (one["statut"], one["comment"]) == ("2", "Not delivered")
 
 
-def test_a_scheduled_campaign_gets_its_receipts_only_once_its_date_has_passed(
-    start_sandbox, receiver
-):
+def test_a_scheduled_campaign_gets_its_receipts_only_once_its_date_has_passed(start_sandbox, receiver):
     clock = Clock()
     sandbox = start_sandbox(clock, receipt_delay=0.5, outcomes={1: 1})
     sandbox.set_callback(receiver.hook(), "json")
@@ -431,9 +423,7 @@ def test_a_simulated_reply_is_pushed_and_returned_once_by_get_pulls(start_sandbo
     assert sandbox.call("getPulls")["mos"] == []
 
 
-def test_a_reply_pushed_as_xml_is_one_mo_element_whose_text_survives_markup_and_line_ends(
-    start_sandbox, receiver
-):
+def test_a_reply_pushed_as_xml_is_one_mo_element_whose_text_survives_markup_and_line_ends(start_sandbox, receiver):
     sandbox = start_sandbox(outcomes={1: 1})
     sandbox.set_callback(receiver.hook(), "xml")
     sandbox.send()
@@ -485,8 +475,14 @@ def test_a_reply_to_an_sms_not_sent_to_that_number_by_that_account_answers_404(s
 
 
 @pytest.mark.parametrize(
-    "body", [{"message": "Hi"}, {"phone_number": "12", "message": "Hi"}, {"phone_number": FRENCH},
-             {"phone_number": FRENCH, "message": "  "}, {"phone_number": FRENCH, "message": 3}]
+    "body",
+    [
+        {"message": "Hi"},
+        {"phone_number": "12", "message": "Hi"},
+        {"phone_number": FRENCH},
+        {"phone_number": FRENCH, "message": "  "},
+        {"phone_number": FRENCH, "message": 3},
+    ],
 )
 def test_a_reply_without_a_valid_number_or_message_answers_400(start_sandbox, body):
     sandbox = start_sandbox()
@@ -517,9 +513,7 @@ def test_a_receiver_that_fails_twice_gets_the_push_on_the_third_try(start_sandbo
     assert sandbox.state.push_failures == 0
 
 
-def test_a_push_that_keeps_failing_is_dropped_after_the_last_retry_and_counted(
-    start_sandbox, receiver
-):
+def test_a_push_that_keeps_failing_is_dropped_after_the_last_retry_and_counted(start_sandbox, receiver):
     sandbox = start_sandbox()
     receiver.fail_with(500, 500, 500, 500)
     sandbox.set_callback(receiver.hook(), "json")
@@ -577,8 +571,11 @@ def test_a_100000_recipient_campaign_gets_its_receipts_without_a_thread_per_sms(
         campaign, _ = state.launch("alice", plan_sms(feed, clock()))
         threads_before = threading.active_count()
         clock.advance(seconds=1)
-        acks, _ = wait_for(lambda: state.campaign_acks("alice", campaign.id)
-                             if state.sms_ack("alice", campaign.sms_id(99999)) else None)
+        acks, _ = wait_for(
+            lambda: (
+                state.campaign_acks("alice", campaign.id) if state.sms_ack("alice", campaign.sms_id(99999)) else None
+            )
+        )
         assert len(acks) == 100000
         assert threading.active_count() <= threads_before + 1
         assert {ack["statut"] for ack in acks} == {"1", "2", "4", "5"}
@@ -607,8 +604,9 @@ def test_the_dispatcher_runs_jobs_in_clock_order_on_one_thread_that_then_ends():
     dispatcher = Dispatcher(clock, recheck=0.01)
     ran = []
     for seconds in (3, 1, 2):
-        dispatcher.at(clock() + timedelta(seconds=seconds),
-                      lambda s=seconds: ran.append((s, threading.current_thread().name)))
+        dispatcher.at(
+            clock() + timedelta(seconds=seconds), lambda s=seconds: ran.append((s, threading.current_thread().name))
+        )
     clock.advance(seconds=2)
     wait_for(lambda: len(ran) == 2)
     assert [s for s, _ in ran] == [1, 2]

@@ -13,8 +13,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
 from connector import create_app
-from connector.storage import schema
 from connector.errors import ConfigError
+from connector.storage import schema
 from connector.storage.database import engine_url
 from connector.storage.store import Store
 from connector.storage.tables import metadata
@@ -69,8 +69,9 @@ def test_on_postgresql_the_service_refuses_an_unmigrated_database_until_connecto
     with pytest.raises(ConfigError) as refused:
         create_app(connector_settings(sandbox.url))
     assert "connector migrate" in str(refused.value)
-    done = subprocess.run([sys.executable, "-m", "connector.ops.cli", "migrate"], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "connector.ops.cli", "migrate"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert f"database schema at {schema.head()} (was empty)" in done.stdout
     client = create_app(connector_settings(sandbox.url)).test_client()
@@ -86,6 +87,7 @@ def test_two_migrations_at_once_apply_it_once(empty_postgres):
             results.append(schema.migrate(engine))
         except Exception as exc:  # a failure in either thread fails the test below
             problems.append(exc)
+
     threads = [threading.Thread(target=run, args=(engine,)) for engine in engines]
     for thread in threads:
         thread.start()
@@ -116,16 +118,32 @@ def test_an_upgrade_keeps_what_the_database_holds(backend):
     """From the first revision to the current one, on each backend, with a row in the table that changes."""
     engine = create_engine(engine_url(backend))
     with engine.begin() as connection:
-        for table in ("alembic_version", "connector_schema", "idempotency_keys", "credit_watch", "attempts", "fanout",
-                      "deliveries", "subscriptions", "rejected_callbacks", "events", "accounts"):
+        for table in (
+            "alembic_version",
+            "connector_schema",
+            "idempotency_keys",
+            "credit_watch",
+            "attempts",
+            "fanout",
+            "deliveries",
+            "subscriptions",
+            "rejected_callbacks",
+            "events",
+            "accounts",
+        ):
             connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
         command.upgrade(schema._config(connection), schema.FIRST)
-        connection.execute(text("INSERT INTO idempotency_keys (login, key, action, request_hash, state, created_at, "
-                                "updated_at) VALUES ('demo', 'k-1', 'send_sms', 'h', 'done', 1, 1)"))
+        connection.execute(
+            text(
+                "INSERT INTO idempotency_keys (login, key, action, request_hash, state, created_at, "
+                "updated_at) VALUES ('demo', 'k-1', 'send_sms', 'h', 'done', 1, 1)"
+            )
+        )
     assert schema.migrate(engine) == (schema.FIRST, schema.head())
     with engine.connect() as connection:
         assert connection.execute(text("SELECT login, key, state, owner FROM idempotency_keys")).all() == [
-            ("demo", "k-1", "done", None)]
+            ("demo", "k-1", "done", None)
+        ]
     engine.dispose()
 
 

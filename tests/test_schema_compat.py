@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
-from connector.storage import schema
 from connector.errors import ConfigError
+from connector.storage import schema
 from connector.storage.database import engine_url
 from connector.storage.store import Store
 
@@ -42,14 +42,14 @@ def downgrade() -> None:
 '''
 
 # A nullable column on a table every worker writes, and a table of its own tied to events.
-EXPAND = '''    op.add_column('deliveries', sa.Column('priority', sa.Integer(), nullable=True))
+EXPAND = """    op.add_column('deliveries', sa.Column('priority', sa.Integer(), nullable=True))
     op.create_table('event_labels',
         sa.Column('event_seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'),
                   sa.ForeignKey('events.seq', ondelete='CASCADE'), primary_key=True),
-        sa.Column('label', sa.String(40), nullable=False))'''
+        sa.Column('label', sa.String(40), nullable=False))"""
 # A column this version writes with every keyed action.
-CONTRACT = '''    with op.batch_alter_table('idempotency_keys') as table:
-        table.drop_column('owner')'''
+CONTRACT = """    with op.batch_alter_table('idempotency_keys') as table:
+        table.drop_column('owner')"""
 
 
 class Later:
@@ -64,9 +64,14 @@ class Later:
         """A revision after the last one; ``readable_by`` None leaves it unsaid. Its (unique) revision id."""
         # Unique, so that what this process says once per newer revision it says in each test.
         revision = f"t{secrets.token_hex(4)}"
-        (self.path / "versions" / f"{revision}.py").write_text(_REVISION.format(
-            revision=revision, down=self.head, body=body,
-            readable_by="" if readable_by is None else f"readable_by = {readable_by!r}"))
+        (self.path / "versions" / f"{revision}.py").write_text(
+            _REVISION.format(
+                revision=revision,
+                down=self.head,
+                body=body,
+                readable_by="" if readable_by is None else f"readable_by = {readable_by!r}",
+            )
+        )
         self.head = revision
         return revision
 
@@ -87,8 +92,10 @@ def database(backend):
 
 def revision_and_row(engine) -> tuple[str, list[tuple]]:
     with engine.connect() as connection:
-        return (schema.current(connection),
-                [tuple(row) for row in connection.execute(select(schema.compatibility)).all()])
+        return (
+            schema.current(connection),
+            [tuple(row) for row in connection.execute(select(schema.compatibility)).all()],
+        )
 
 
 def columns(engine, table: str) -> set[str]:
@@ -96,8 +103,12 @@ def columns(engine, table: str) -> set[str]:
 
 
 def receipt(event_id: str) -> dict:
-    return {"id": event_id, "type": "sms.delivery_receipt", "timestamp": "2026-12-01T08:30:03Z",
-            "data": {"sms_id": event_id}}
+    return {
+        "id": event_id,
+        "type": "sms.delivery_receipt",
+        "timestamp": "2026-12-01T08:30:03Z",
+        "data": {"sms_id": event_id},
+    }
 
 
 def test_a_migration_writes_which_versions_can_run_on_the_schema_it_leaves(database):
@@ -123,17 +134,21 @@ def test_this_version_runs_on_a_newer_schema_that_declares_itself_readable_by_it
     store = Store(url, secret_key=KEY)  # SQLite migrates on start, PostgreSQL checks: both run
     try:
         account = store.accounts.ensure("demo", "a" * 64)
-        subscription = store.subscriptions.add(account, "delivery_receipt", "sms.delivery_receipt",
-                                               "https://hooks.example.com/one", 1.0)[0]["id"]
+        subscription = store.subscriptions.add(
+            account, "delivery_receipt", "sms.delivery_receipt", "https://hooks.example.com/one", 1.0
+        )[0]["id"]
         assert store.events.add(account, [receipt("evt_1")], 10.0) == [True]
         assert store.events.fan_out(11.0) == 1
         claimed = store.outbox.claim(10, 12.0, 30.0)
         assert [(due.event_id, due.subscription_id, due.event_data) for due in claimed] == [
-            ("evt_1", subscription, '{"sms_id": "evt_1"}')]
+            ("evt_1", subscription, '{"sms_id": "evt_1"}')
+        ]
         assert store.events.get(account, "evt_1")["data"] == {"sms_id": "evt_1"}
         with store.engine.begin() as db:  # the later version labels the event in its own table
-            db.execute(text("INSERT INTO event_labels (event_seq, label) VALUES (:seq, 'vip')"),
-                       {"seq": store.events.get(account, "evt_1")["seq"]})
+            db.execute(
+                text("INSERT INTO event_labels (event_seq, label) VALUES (:seq, 'vip')"),
+                {"seq": store.events.get(account, "evt_1")["seq"]},
+            )
             assert db.execute(text("SELECT id, priority FROM deliveries")).all() == [(claimed[0].id, None)]
         # Its table follows the events it points at, so this version can still forget old events.
         assert store.events.prune(older_than=100.0) == 1
@@ -143,8 +158,10 @@ def test_this_version_runs_on_a_newer_schema_that_declares_itself_readable_by_it
         store.close()
     schema.check(engine)
     said = [r.getMessage() for r in caplog.records if newer in r.getMessage() and "running" in r.getMessage()]
-    assert said == [f"database schema at {newer}, newer than this version's {schema.head()}, which it declares "
-                    f"readable by {schema.head()} and later: running"]
+    assert said == [
+        f"database schema at {newer}, newer than this version's {schema.head()}, which it declares "
+        f"readable by {schema.head()} and later: running"
+    ]
     assert revision_and_row(engine)[0] == newer
 
 
@@ -154,8 +171,9 @@ def test_migrating_with_this_version_leaves_a_newer_readable_schema_as_it_is(dat
     schema.migrate(engine, later.path)
 
     assert schema.migrate(engine) == (newer, newer)
-    done = subprocess.run([sys.executable, "-m", "connector.ops.cli", "migrate"], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "connector.ops.cli", "migrate"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert f"database schema at {newer} (newer than this version's" in done.stdout and "left as it is" in done.stdout
     assert "already current (newer, compatible)" in done.stderr
@@ -188,12 +206,19 @@ def test_a_schema_behind_this_version_still_needs_connector_migrate(database):
     assert "revision 0002" in str(refused.value) and "connector migrate" in str(refused.value)
 
 
-@pytest.mark.parametrize("failing, error", [
-    ("    op.add_column('events', sa.Column('half', sa.Integer(), nullable=True))\n"
-     "    raise RuntimeError('a migration failing half-way')", RuntimeError),
-    # Alembic moves the revision on, then the row cannot be written: the revision must go back too.
-    ("    op.drop_table('connector_schema')", DBAPIError),
-], ids=["in its upgrade", "when its row is written"])
+@pytest.mark.parametrize(
+    "failing, error",
+    [
+        (
+            "    op.add_column('events', sa.Column('half', sa.Integer(), nullable=True))\n"
+            "    raise RuntimeError('a migration failing half-way')",
+            RuntimeError,
+        ),
+        # Alembic moves the revision on, then the row cannot be written: the revision must go back too.
+        ("    op.drop_table('connector_schema')", DBAPIError),
+    ],
+    ids=["in its upgrade", "when its row is written"],
+)
 def test_a_migration_that_fails_leaves_neither_the_revision_nor_the_row_changed(database, later, failing, error):
     _, engine = database
     before = revision_and_row(engine)

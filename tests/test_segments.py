@@ -37,9 +37,24 @@ def test_the_escape_position_is_not_a_character_a_text_may_use():
 
 @pytest.mark.parametrize(
     ("code", "char"),
-    [(0x00, "@"), (0x01, "£"), (0x09, "Ç"), (0x0A, "\n"), (0x0D, "\r"), (0x10, "Δ"), (0x11, "_"),
-     (0x1F, "É"), (0x20, " "), (0x24, "¤"), (0x40, "¡"), (0x5B, "Ä"), (0x5F, "§"), (0x60, "¿"),
-     (0x7B, "ä"), (0x7F, "à")],
+    [
+        (0x00, "@"),
+        (0x01, "£"),
+        (0x09, "Ç"),
+        (0x0A, "\n"),
+        (0x0D, "\r"),
+        (0x10, "Δ"),
+        (0x11, "_"),
+        (0x1F, "É"),
+        (0x20, " "),
+        (0x24, "¤"),
+        (0x40, "¡"),
+        (0x5B, "Ä"),
+        (0x5F, "§"),
+        (0x60, "¿"),
+        (0x7B, "ä"),
+        (0x7F, "à"),
+    ],
 )
 def test_basic_table_characters_sit_at_their_gsm_03_38_code(code, char):
     assert GSM7_BASIC_TABLE[code] == char
@@ -227,9 +242,7 @@ def _random_text(rng):
         pools.append((_ASTRAL, 3))  # forces UCS-2, with surrogate pairs
     chars, weights = zip(*pools)
     # Lengths cluster around the 70 / 134 / 160 / 306 boundaries.
-    length = rng.choice(
-        [rng.randint(0, 400), rng.randint(60, 75), rng.randint(130, 170), rng.randint(295, 315)]
-    )
+    length = rng.choice([rng.randint(0, 400), rng.randint(60, 75), rng.randint(130, 170), rng.randint(295, 315)])
     return "".join(rng.choice(rng.choices(chars, weights)[0]) for _ in range(length))
 
 

@@ -2,7 +2,7 @@
 
 import base64
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -33,7 +33,7 @@ def _reason(secrets, headers, body=BODY, now=TIMESTAMP, **kwargs) -> str:
 def test_a_new_secret_is_whsec_and_24_random_bytes_in_standard_base64():
     secret = signing.new_secret()
     assert secret.startswith("whsec_")
-    assert len(base64.b64decode(secret[len("whsec_"):], validate=True)) == 24
+    assert len(base64.b64decode(secret[len("whsec_") :], validate=True)) == 24
 
 
 def test_two_new_secrets_differ():
@@ -53,7 +53,7 @@ def test_a_new_secret_is_accepted_by_the_reference_package():
 def test_a_subscriptions_secret_is_derived_from_the_secret_key_and_its_id_as_the_golden_vector_says():
     secret = signing.derived_secret("k" * 64, "sub_0123456789abcdef01234567")
     assert secret == "whsec_MaZfcGeQeS+kAXgxki8wDOq3eXQb4xX+7a2Z9lUdk4o="
-    assert len(base64.b64decode(secret[len("whsec_"):], validate=True)) == 32  # Standard Webhooks: 24 to 64
+    assert len(base64.b64decode(secret[len("whsec_") :], validate=True)) == 32  # Standard Webhooks: 24 to 64
 
 
 def test_derived_secrets_differ_by_subscription_and_by_secret_key():
@@ -123,8 +123,11 @@ def test_the_reference_package_accepts_our_headers():
     # The package checks the timestamp against the real clock.
     now = int(time.time())
     headers = signing.headers(SECRET, MESSAGE_ID, now, BODY)
-    assert Webhook(SECRET).verify(BODY, headers) == {"type": "sms.delivery_receipt",
-                                                     "timestamp": "2026-01-01T09:00:00Z", "data": {}}
+    assert Webhook(SECRET).verify(BODY, headers) == {
+        "type": "sms.delivery_receipt",
+        "timestamp": "2026-01-01T09:00:00Z",
+        "data": {},
+    }
 
 
 def test_the_reference_package_rejects_our_headers_for_another_body():
@@ -134,7 +137,7 @@ def test_the_reference_package_rejects_our_headers_for_another_body():
 
 
 def test_we_accept_what_the_reference_package_signs():
-    moment = datetime.fromtimestamp(TIMESTAMP, timezone.utc)
+    moment = datetime.fromtimestamp(TIMESTAMP, UTC)
     signature = Webhook(SECRET).sign(MESSAGE_ID, moment, BODY.decode())
     headers = {"webhook-id": MESSAGE_ID, "webhook-timestamp": str(TIMESTAMP), "webhook-signature": signature}
     assert signing.verify([SECRET], headers, BODY, now=TIMESTAMP) is None
@@ -146,7 +149,7 @@ def test_a_body_with_non_ascii_bytes_signs_as_its_utf8_bytes_on_both_sides():
     headers = signing.headers(SECRET, MESSAGE_ID, now, body)
     Webhook(SECRET).verify(body, headers)
     signing.verify([SECRET], headers, body, now=now)
-    theirs = Webhook(SECRET).sign(MESSAGE_ID, datetime.fromtimestamp(now, timezone.utc), body.decode())
+    theirs = Webhook(SECRET).sign(MESSAGE_ID, datetime.fromtimestamp(now, UTC), body.decode())
     assert theirs == headers["webhook-signature"]
 
 

@@ -10,7 +10,6 @@ from sqlalchemy import select
 from connector.storage.store import Store
 from connector.storage.tables import DISABLED, deliveries, fanout
 
-
 KEY = "k" * 64
 
 
@@ -22,8 +21,12 @@ def store(backend):
 
 
 def receipt(event_id: str) -> dict:
-    return {"id": event_id, "type": "sms.delivery_receipt", "timestamp": "2026-12-01T08:30:03Z",
-            "data": {"sms_id": event_id}}
+    return {
+        "id": event_id,
+        "type": "sms.delivery_receipt",
+        "timestamp": "2026-12-01T08:30:03Z",
+        "data": {"sms_id": event_id},
+    }
 
 
 def delivered_to(store: Store) -> list[tuple[int, str]]:
@@ -70,8 +73,13 @@ def test_a_fan_out_a_database_crash_undid_makes_the_same_webhook_ids_when_redone
     with store.engine.begin() as db:
         made = sorted(db.execute(select(deliveries.c.event_seq, deliveries.c.subscription_id, deliveries.c.id)).all())
         db.execute(deliveries.delete())  # the crash: the fan-out's transaction is gone, its queue places back
-        db.execute(fanout.insert(), [{"event_seq": seq, "account_id": account, "event_type": "sms.delivery_receipt",
-                                      "received_at": 10.0} for seq in sorted({row.event_seq for row in made})])
+        db.execute(
+            fanout.insert(),
+            [
+                {"event_seq": seq, "account_id": account, "event_type": "sms.delivery_receipt", "received_at": 10.0}
+                for seq in sorted({row.event_seq for row in made})
+            ],
+        )
     store.events.fan_out(12.0)
     with store.engine.connect() as db:
         again = sorted(db.execute(select(deliveries.c.event_seq, deliveries.c.subscription_id, deliveries.c.id)).all())
@@ -83,7 +91,7 @@ def test_a_replay_before_the_fan_out_still_gives_one_delivery_per_subscription(s
     account = store.accounts.ensure("mine", "a" * 64)
     subscribe(store, account)
     store.events.add(account, [receipt("evt_1")], 10.0)
-    assert store.outbox.replay(account, "evt_1", 11.0) == 1
+    assert store.history.replay(account, "evt_1", 11.0) == 1
     store.events.fan_out(12.0)
     assert len(delivered_to(store)) == 1
 
@@ -125,6 +133,7 @@ def test_the_same_callback_stored_by_two_processes_at_once_is_one_event(backend)
         def store_it(store):
             start.wait()
             answers.append(store.events.add(account, [receipt(f"evt_race_{attempt}")], 10.0))
+
         threads = [threading.Thread(target=store_it, args=(store,)) for store in stores]
         for thread in threads:
             thread.start()
@@ -174,11 +183,13 @@ def test_two_subscriptions_at_once_cannot_both_pass_the_limit(backend):
         def take(store, n):
             start.wait()
             try:
-                store.subscriptions.add(account, f"t{attempt}", "sms.delivery_receipt", f"https://h.example/{n}", 1.0,
-                                        limit=1)
+                store.subscriptions.add(
+                    account, f"t{attempt}", "sms.delivery_receipt", f"https://h.example/{n}", 1.0, limit=1
+                )
                 outcomes.append("made")
             except SubscriptionLimit:
                 outcomes.append("refused")
+
         threads = [threading.Thread(target=take, args=(store, n)) for n, store in enumerate(stores)]
         for thread in threads:
             thread.start()

@@ -52,8 +52,16 @@ class RawSubscriber:
                         return
                     buffer += chunk
                 head, _, buffer = buffer.partition(b"\r\n\r\n")
-                length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
-                                   if line.lower().startswith(b"content-length")), b"0"))
+                length = int(
+                    next(
+                        (
+                            line.split(b":")[1]
+                            for line in head.split(b"\r\n")
+                            if line.lower().startswith(b"content-length")
+                        ),
+                        b"0",
+                    )
+                )
                 while len(buffer) < length:
                     buffer += conn.recv(65536)
                 self.requests.append(head + b"\r\n\r\n" + buffer[:length])
@@ -78,6 +86,7 @@ def subscriber_factory():
     def make(answer=lambda head: NO_CONTENT):
         made.append(RawSubscriber(answer))
         return made[-1]
+
     yield make
     for server in made:
         server.close()
@@ -90,6 +99,7 @@ def transport():
 
 def post(transport, *urls, body=b"{}", headers=None):
     """POST to each URL in turn on one event loop; the answers, or the exception each raised."""
+
     async def run():
         answers = []
         for url in urls:
@@ -99,6 +109,7 @@ def post(transport, *urls, body=b"{}", headers=None):
                 answers.append(problem)
         transport.close()
         return answers
+
     return asyncio.run(run())
 
 
@@ -119,6 +130,7 @@ def test_the_connection_goes_to_the_checked_address_with_the_host_name_in_the_re
     def resolve(host, port, type=0):
         looked_up.append(host)
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
     transport = Transport(AllowList("hooks.test"), timeout=1.0, resolve=resolve)
     answers = post(transport, subscriber.url(host="hooks.test"), subscriber.url(host="hooks.test"))
     assert [a[0] for a in answers] == [204, 204]
@@ -150,6 +162,7 @@ def test_characters_a_request_line_cannot_carry_are_escaped_in_the_target_path(s
 def test_a_connection_the_subscriber_closes_after_answering_is_replaced(subscriber_factory, transport):
     def answer_then_hang_up(head):
         return lambda conn: conn.sendall(NO_CONTENT)
+
     subscriber = subscriber_factory(answer_then_hang_up)
     assert post(transport, *[subscriber.url()] * 3) == [(204, None)] * 3
     assert subscriber.connections == 3
@@ -157,8 +170,11 @@ def test_a_connection_the_subscriber_closes_after_answering_is_replaced(subscrib
 
 def test_status_and_retry_after_are_read_and_a_huge_answer_is_not(subscriber_factory, transport):
     huge = b"x" * (MAX_ANSWER_BYTES * 4)
-    subscriber = subscriber_factory(lambda head: b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\n"
-                                                 b"Content-Length: %d\r\n\r\n" % len(huge) + huge)
+    subscriber = subscriber_factory(
+        lambda head: (
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\nContent-Length: %d\r\n\r\n" % len(huge) + huge
+        )
+    )
     # The rest of the first answer was not read, so its connection is not reused.
     assert post(transport, subscriber.url(), subscriber.url()) == [(429, "30")] * 2
     assert subscriber.connections == 2
@@ -186,7 +202,9 @@ def test_a_subscriber_trickling_its_answer_is_cut_at_the_deadline(subscriber_fac
                     time.sleep(0.1)  # the trickle is the behaviour under test: about 4 s for the whole answer
             finally:
                 hung_up.set()
+
         return reply
+
     subscriber = subscriber_factory(trickle)
     [answer] = post(transport, subscriber.url())
     assert isinstance(answer, DeliveryFailed) and str(answer) == "no answer within 1 s"
@@ -194,10 +212,13 @@ def test_a_subscriber_trickling_its_answer_is_cut_at_the_deadline(subscriber_fac
     assert hung_up.wait(30) and len(sent) < len(whole)
 
 
-@pytest.mark.parametrize("answer, reason", [
-    (b"SSH-2.0-OpenSSH_9.2\r\n", "the answer was not HTTP"),
-    (lambda conn: None, "the subscriber closed the connection without answering"),
-])
+@pytest.mark.parametrize(
+    "answer, reason",
+    [
+        (b"SSH-2.0-OpenSSH_9.2\r\n", "the answer was not HTTP"),
+        (lambda conn: None, "the subscriber closed the connection without answering"),
+    ],
+)
 def test_an_answer_that_is_not_http_fails_with_a_reason(subscriber_factory, transport, answer, reason):
     subscriber = subscriber_factory(lambda head: answer)
     [failed] = post(transport, subscriber.url())
@@ -220,10 +241,12 @@ def test_a_subscriber_that_does_not_speak_tls_fails_as_tls():
         with conn:
             conn.sendall(NO_CONTENT)  # plain HTTP where a TLS handshake is expected
             conn.recv(65536)
+
     threading.Thread(target=greet, daemon=True).start()
     try:
-        [failed] = post(Transport(AllowList("127.0.0.1"), timeout=2.0),
-                        f"https://127.0.0.1:{listener.getsockname()[1]}/hook")
+        [failed] = post(
+            Transport(AllowList("127.0.0.1"), timeout=2.0), f"https://127.0.0.1:{listener.getsockname()[1]}/hook"
+        )
     finally:
         listener.close()
     assert isinstance(failed, DeliveryFailed) and str(failed) == "TLS failed (certificate or protocol)"

@@ -12,20 +12,36 @@ from connector import create_app
 from tests.conftest import Scripted, connector_settings, free_port
 
 SEND = {"message": "Hi", "recipients": ["0611111111"]}
-SUCCESS_FIELDS = {"campaignId": "42", "credits": "985", "creditsUsed": 15, "nbContacts": "1", "nbSms": "1",
-                  "invalidNumbers": [], "smsIds": [{"phoneNumber": "33611111111", "smsId": "s1"}]}
+SUCCESS_FIELDS = {
+    "campaignId": "42",
+    "credits": "985",
+    "creditsUsed": 15,
+    "nbContacts": "1",
+    "nbSms": "1",
+    "invalidNumbers": [],
+    "smsIds": [{"phoneNumber": "33611111111", "smsId": "s1"}],
+}
 
 # status → (HTTP status the caller gets, error code or None on success, field blamed or None)
 EXPECTED = {
-    100: (200, None, None), 101: (200, None, None), 113: (200, None, None),
+    100: (200, None, None),
+    101: (200, None, None),
+    113: (200, None, None),
     102: (401, "invalid_credentials", None),
-    103: (402, "no_credit", None), 104: (402, "insufficient_credit", None),
-    105: (422, "empty_feed", "recipients"), 106: (422, "invalid_feed", None), 107: (422, "invalid_feed", "recipients"),
-    108: (422, "invalid_client_code", None), 109: (422, "invalid_feed", None),
-    110: (422, "empty_message", "message"), 111: (422, "message_too_long", "message"),
-    112: (422, "invalid_feed", None), 114: (422, "no_valid_number", "recipients"),
+    103: (402, "no_credit", None),
+    104: (402, "insufficient_credit", None),
+    105: (422, "empty_feed", "recipients"),
+    106: (422, "invalid_feed", None),
+    107: (422, "invalid_feed", "recipients"),
+    108: (422, "invalid_client_code", None),
+    109: (422, "invalid_feed", None),
+    110: (422, "empty_message", "message"),
+    111: (422, "message_too_long", "message"),
+    112: (422, "invalid_feed", None),
+    114: (422, "no_valid_number", "recipients"),
     115: (422, "invalid_date", "send_at"),
-    117: (422, "link_too_long", "message"), 118: (422, "unknown_master_account", None),
+    117: (422, "link_too_long", "message"),
+    118: (422, "unknown_master_account", None),
 }
 
 
@@ -59,11 +75,15 @@ def test_a_status_written_as_text_is_read_as_a_number(scripted, through):
 
 
 def test_an_xml_reply_is_read_when_allmysms_ignores_returnformat(scripted, through):
-    scripted.script(Scripted(body=b"<response><status>100</status><statusText>ok</statusText>"
-                                  b"<campaignId>7</campaignId><credits>10</credits><creditsUsed>15</creditsUsed>"
-                                  b"<nbContacts>1</nbContacts><nbSms>1</nbSms><smsIds><sms><phoneNumber>33611111111"
-                                  b"</phoneNumber><smsId>x1</smsId></sms></smsIds></response>",
-                             headers={"Content-Type": "application/xml"}))
+    scripted.script(
+        Scripted(
+            body=b"<response><status>100</status><statusText>ok</statusText>"
+            b"<campaignId>7</campaignId><credits>10</credits><creditsUsed>15</creditsUsed>"
+            b"<nbContacts>1</nbContacts><nbSms>1</nbSms><smsIds><sms><phoneNumber>33611111111"
+            b"</phoneNumber><smsId>x1</smsId></sms></smsIds></response>",
+            headers={"Content-Type": "application/xml"},
+        )
+    )
     response = through().action("send_sms", SEND)
     assert response.status_code == 200, response.text
     assert response.json()["sms_ids"] == [{"phone_number": "+33611111111", "sms_id": "x1"}]
@@ -97,8 +117,9 @@ def test_a_read_that_times_out_is_safe_to_retry(scripted, through):
 
 
 def test_a_server_error_on_a_send_asks_to_check_before_retrying(scripted, through):
-    scripted.script(Scripted(status=500, body=b"<html>Internal Server Error</html>",
-                             headers={"Content-Type": "text/html"}))
+    scripted.script(
+        Scripted(status=500, body=b"<html>Internal Server Error</html>", headers={"Content-Type": "text/html"})
+    )
     response = through().action("send_sms", SEND)
     assert response.status_code == 502
     assert response.json()["error"]["disposition"] == "check_before_retry"
@@ -110,13 +131,17 @@ def test_a_server_error_on_a_read_is_safe_to_retry(scripted, through):
     assert response.status_code == 502 and response.json()["error"]["retryable"] is True
 
 
-@pytest.mark.parametrize("body", [
-    b"<html><body>Maintenance</body></html>",
-    b'{"status": 100, "campaignId": "4',
-    b"[1, 2, 3]",
-    b"",
-    b"<!DOCTYPE x [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;&a;&a;\">]><response>&b;</response>",
-], ids=["html page", "truncated json", "json list", "empty", "entity expansion"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html><body>Maintenance</body></html>",
+        b'{"status": 100, "campaignId": "4',
+        b"[1, 2, 3]",
+        b"",
+        b'<!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]><response>&b;</response>',
+    ],
+    ids=["html page", "truncated json", "json list", "empty", "entity expansion"],
+)
 def test_a_garbage_reply_is_a_502_that_never_claims_success(scripted, through, body):
     scripted.script(Scripted(body=body, headers={"Content-Type": "text/html"}))
     response = through().action("send_sms", SEND)
@@ -148,8 +173,9 @@ def test_an_oversized_reply_is_cut_off(scripted, through):
 
 def test_the_feed_carries_credentials_and_asks_for_json(scripted, through):
     scripted.script(Scripted(body={"status": 100} | SUCCESS_FIELDS))
-    through().action("send_sms", SEND | {"sender": "MyShop", "flash": True, "client_reference": "order-7",
-                                         "campaign_name": "Orders"})
+    through().action(
+        "send_sms", SEND | {"sender": "MyShop", "flash": True, "client_reference": "order-7", "campaign_name": "Orders"}
+    )
     form = scripted.requests[-1]["form"]
     assert form["login"] == "demo" and form["apiKey"] == "demo-api-key" and form["returnformat"] == "json"
     assert '"TPOA":"MyShop"' in form["smsData"] and '"FLASH":"1"' in form["smsData"]
@@ -157,17 +183,40 @@ def test_the_feed_carries_credentials_and_asks_for_json(scripted, through):
 
 
 def test_the_voice_request_uses_the_documented_field_names(scripted, through):
-    scripted.script(Scripted(status=201, body={"code": 100, "campaignId": "9", "cost": 0.19, "balance": 2.81,
-                                               "invalidNumbers": "", "nbContacts": 1,
-                                               "smsIds": [{"phoneNumber": "33611111111", "smsId": "v1"}]}))
-    response = through().action("send_voice", {"recipients": ["0611111111"], "audio_url": "https://e.x/a.mp3",
-                                               "sender": "0123456789", "campaign_name": "Recall"})
+    scripted.script(
+        Scripted(
+            status=201,
+            body={
+                "code": 100,
+                "campaignId": "9",
+                "cost": 0.19,
+                "balance": 2.81,
+                "invalidNumbers": "",
+                "nbContacts": 1,
+                "smsIds": [{"phoneNumber": "33611111111", "smsId": "v1"}],
+            },
+        )
+    )
+    response = through().action(
+        "send_voice",
+        {
+            "recipients": ["0611111111"],
+            "audio_url": "https://e.x/a.mp3",
+            "sender": "0123456789",
+            "campaign_name": "Recall",
+        },
+    )
     assert response.status_code == 200, response.text
     sent = scripted.requests[-1]
     assert sent["path"] == "/voice/send/bulk"
     # `from` is a French landline written nationally, as the voice API wants it.
-    assert sent["json"] == {"to": ["33611111111"], "type": "directdeposit", "url": "https://e.x/a.mp3",
-                            "from": "0123456789", "campaignName": "Recall"}
+    assert sent["json"] == {
+        "to": ["33611111111"],
+        "type": "directdeposit",
+        "url": "https://e.x/a.mp3",
+        "from": "0123456789",
+        "campaignName": "Recall",
+    }
     # Money, not credits: nothing rounded away.
     assert (response.json()["cost"], response.json()["balance"]) == (0.19, 2.81)
 
@@ -178,7 +227,11 @@ def test_a_voice_call_refused_for_credentials_is_a_401(scripted, through):
     assert response.status_code == 401
     error = response.json()["error"]
     assert (error["code"], error["allmysms_status"], error["disposition"], error["retryable"]) == (
-        "invalid_credentials", 102, "fix_credentials", False)
+        "invalid_credentials",
+        102,
+        "fix_credentials",
+        False,
+    )
     assert "does not recognise this login and API key" in error["message"]
     assert "AllMySMS says: Login or API key invalid" in error["message"]  # its own words, passed on
     assert [r["path"] for r in scripted.requests] == ["/voice/send/bulk"]  # refused once, not tried again
@@ -202,9 +255,13 @@ def test_an_answer_trickling_in_past_the_read_timeout_is_cut_and_counts_as_lost(
                     time.sleep(0.1)  # the upstream dripping its answer is the behaviour under test
             except OSError:
                 cut.set()
+
     threading.Thread(target=trickle, daemon=True).start()
-    app = create_app(connector_settings(f"http://127.0.0.1:{listener.getsockname()[1]}",
-                                        ALLMYSMS_READ_TIMEOUT=0.5, ALLMYSMS_CONNECT_RETRIES=0))
+    app = create_app(
+        connector_settings(
+            f"http://127.0.0.1:{listener.getsockname()[1]}", ALLMYSMS_READ_TIMEOUT=0.5, ALLMYSMS_CONNECT_RETRIES=0
+        )
+    )
     response = serve(app).action("send_sms", SEND)
     listener.close()
     assert response.status_code == 504
@@ -237,8 +294,9 @@ def test_a_connect_timeout_is_retried_then_reported_as_nothing_sent(serve):
         client.connect_ex(("127.0.0.1", port))
         queued.append(client)
     try:
-        app = create_app(connector_settings(f"http://127.0.0.1:{port}", ALLMYSMS_CONNECT_TIMEOUT=0.3,
-                                            ALLMYSMS_CONNECT_RETRIES=1))
+        app = create_app(
+            connector_settings(f"http://127.0.0.1:{port}", ALLMYSMS_CONNECT_TIMEOUT=0.3, ALLMYSMS_CONNECT_RETRIES=1)
+        )
         response = serve(app).action("send_sms", SEND)
     finally:
         for client in queued:

@@ -5,16 +5,24 @@ from jsonschema import Draft202012Validator
 
 from connector.description import manifest
 from connector.description.catalog import BASE_URI
-from connector.errors import FieldError, InvalidInput
 from connector.description.validation import MAX_LISTED, check, field_path, invalid_input
+from connector.errors import FieldError, InvalidInput
 
 CATALOG = manifest.load().catalog
 SEND = "actions/send_sms.input.json"
 SCHEDULE = "actions/schedule_sms.input.json"
 VOICE = "actions/send_voice.input.json"
 CANCEL = "actions/cancel_scheduled.input.json"
-SMS_FIELDS = ["message", "recipients", "sender", "campaign_name", "add_stop_mention", "flash", "client_reference",
-              "invalid_numbers"]
+SMS_FIELDS = [
+    "message",
+    "recipients",
+    "sender",
+    "campaign_name",
+    "add_stop_mention",
+    "flash",
+    "client_reference",
+    "invalid_numbers",
+]
 
 
 def _problems(name: str, document) -> dict[str, str]:
@@ -42,7 +50,8 @@ def test_every_missing_field_is_reported_at_once():
 
 def test_an_unknown_field_is_named_and_the_accepted_fields_listed():
     assert _problems(SEND, _sms(colour="red")) == {
-        "colour": "Unknown field 'colour'. Accepted fields: " + ", ".join(SMS_FIELDS) + "."}
+        "colour": "Unknown field 'colour'. Accepted fields: " + ", ".join(SMS_FIELDS) + "."
+    }
 
 
 def test_the_accepted_fields_of_a_schema_built_on_shared_fields_include_its_own():
@@ -59,14 +68,17 @@ def test_an_unknown_field_inside_a_recipient_lists_the_recipients_fields():
     assert problems == {"recipients[1].name": "Unknown field 'name'. Accepted fields: phone_number, params."}
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("message", 5, "Expected text, got a number."),
-    ("message", None, "Expected text, got null."),
-    ("flash", "yes", "Expected true or false, got text."),
-    ("add_stop_mention", 1, "Expected true or false, got a number."),
-    ("campaign_name", ["a"], "Expected text, got a list."),
-    ("invalid_numbers", {"x": 1}, "Expected text, got an object."),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("message", 5, "Expected text, got a number."),
+        ("message", None, "Expected text, got null."),
+        ("flash", "yes", "Expected true or false, got text."),
+        ("add_stop_mention", 1, "Expected true or false, got a number."),
+        ("campaign_name", ["a"], "Expected text, got a list."),
+        ("invalid_numbers", {"x": 1}, "Expected text, got an object."),
+    ],
+)
 def test_a_value_of_the_wrong_type_says_what_was_expected_and_what_came(field, value, message):
     assert _problems(SEND, _sms(**{field: value}))[field] == message
 
@@ -77,7 +89,8 @@ def test_a_document_that_is_not_an_object_is_blamed_on_the_body():
 
 def test_a_text_that_is_too_long_says_the_limit_and_its_length():
     assert _problems(SEND, _sms(message="x" * 641)) == {
-        "message": "Must be at most 640 characters long (this one has 641)."}
+        "message": "Must be at most 640 characters long (this one has 641)."
+    }
 
 
 def test_an_empty_text_is_said_to_be_empty():
@@ -95,7 +108,8 @@ def test_a_value_outside_its_enum_lists_the_choices():
 def test_a_field_with_its_own_error_text_uses_it():
     assert _problems(SEND, _sms(sender="My Shop!")) == {
         "sender": "A sender is up to 11 letters, digits or spaces (no accents or punctuation) starting with a "
-                  "letter, or empty to use the short code 36180."}
+        "letter, or empty to use the short code 36180."
+    }
 
 
 def test_a_bad_item_in_the_recipients_list_is_blamed_at_its_index():
@@ -106,7 +120,8 @@ def test_a_bad_item_in_the_recipients_list_is_blamed_at_its_index():
 
 def test_a_recipient_object_without_a_phone_number_is_blamed_at_its_phone_number():
     assert _problems(SEND, _sms(recipients=[{"params": ["a"]}])) == {
-        "recipients[0].phone_number": "This field is required."}
+        "recipients[0].phone_number": "This field is required."
+    }
 
 
 def test_a_bad_param_is_blamed_at_its_own_index():
@@ -138,7 +153,8 @@ def test_a_voice_message_needs_exactly_one_of_audio_or_text():
 
 def test_a_cancel_with_a_null_campaign_id_in_its_list_is_blamed_at_that_item():
     assert _problems(CANCEL, {"campaign_id": ["1", None]}) == {
-        "campaign_id[1]": "Expected text or a whole number, got null."}
+        "campaign_id[1]": "Expected text or a whole number, got null."
+    }
 
 
 def test_an_unknown_field_named_with_digits_is_reported_beside_other_problems():
@@ -149,9 +165,16 @@ def test_an_unknown_field_named_with_digits_is_reported_beside_other_problems():
 # --- field_path and invalid_input -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("parts", "path"), [
-    ([], "(body)"), (["message"], "message"), (["recipients", 3], "recipients[3]"),
-    (["recipients", 3, "params", 0], "recipients[3].params[0]"), ([0], "[0]")])
+@pytest.mark.parametrize(
+    ("parts", "path"),
+    [
+        ([], "(body)"),
+        (["message"], "message"),
+        (["recipients", 3], "recipients[3]"),
+        (["recipients", 3, "params", 0], "recipients[3].params[0]"),
+        ([0], "[0]"),
+    ],
+)
 def test_field_path_reads_like_the_document(parts, path):
     assert field_path(parts) == path
 
@@ -182,15 +205,21 @@ def test_past_max_listed_problems_the_rest_are_counted_not_listed():
 
 
 def _cases(key: str):
-    return [pytest.param(name, i, doc, id=f"{name}[{i}]")
-            for name in CATALOG.names for i, doc in enumerate(CATALOG.documents[name].get(key, []))]
+    return [
+        pytest.param(name, i, doc, id=f"{name}[{i}]")
+        for name in CATALOG.names
+        for i, doc in enumerate(CATALOG.documents[name].get(key, []))
+    ]
 
 
 def _definition_examples():
     # Examples given on the shared definitions in defs.json, checked against their own definition.
     definitions = CATALOG.documents["defs.json"]["$defs"]
-    return [pytest.param(key, example, id=f"defs.json#/$defs/{key}[{i}]")
-            for key, definition in definitions.items() for i, example in enumerate(definition.get("examples", []))]
+    return [
+        pytest.param(key, example, id=f"defs.json#/$defs/{key}[{i}]")
+        for key, definition in definitions.items()
+        for i, example in enumerate(definition.get("examples", []))
+    ]
 
 
 EXAMPLES = _cases("examples")
@@ -222,9 +251,16 @@ def test_every_shared_definition_example_validates(key, example):
     assert list(validator.iter_errors(example)) == []
 
 
-@pytest.mark.parametrize("name", ["actions/send_sms.output.json", "actions/estimate_sms.output.json",
-                                  "actions/send_voice.output.json", "actions/get_account.output.json",
-                                  "actions/cancel_scheduled.output.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "actions/send_sms.output.json",
+        "actions/estimate_sms.output.json",
+        "actions/send_voice.output.json",
+        "actions/get_account.output.json",
+        "actions/cancel_scheduled.output.json",
+    ],
+)
 def test_every_action_sample_in_the_manifest_validates_against_its_output_schema(name):
     samples = [a.sample for a in manifest.load().actions if a.output == name]
     assert samples
@@ -234,6 +270,7 @@ def test_every_action_sample_in_the_manifest_validates_against_its_output_schema
 
 def test_the_fast_screen_and_the_explaining_validator_agree_on_bad_and_good_inputs():
     from connector.description.manifest import load
+
     catalog = load().catalog
     name = "actions/send_sms.input.json"
     cases = [
@@ -264,6 +301,7 @@ def test_the_fast_screen_and_the_explaining_validator_agree_on_bad_and_good_inpu
 def test_when_the_explaining_validator_finds_nothing_the_fast_screens_words_are_used():
     from connector.description.catalog import Validator
     from connector.description.manifest import load
+
     catalog = load().catalog
     name = "actions/send_sms.input.json"
     catalog._validators[name] = Validator({})  # an explainer that accepts everything

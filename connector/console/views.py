@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from connector.web import addresses
-from connector.sending import phones
-from connector.web.accounts import inbound_token
-from connector.sending.actions import HANDLERS
-from connector.web.actions import checked, inbound_url, perform, simulate_reply
 from connector.errors import ConnectorError
-from connector.storage.tables import ACTIVE, DISABLED, FAILED, PENDING, SUCCEEDED
+from connector.sending import phones
+from connector.sending.actions import HANDLERS
 from connector.sending.upstream import Credentials
+from connector.storage.tables import ACTIVE, DISABLED, FAILED, PENDING, SUCCEEDED
+from connector.web import addresses
+from connector.web.accounts import inbound_token
+from connector.web.actions import checked, inbound_url, perform, simulate_reply
+
 from . import access, charts
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,14 @@ def register(bp: Blueprint, token: str, settings: dict) -> None:
     def _sessions(state):
         app = state.app
         app.secret_key = access.session_key(app.extensions["connector"].accounts.secret, token)
-        app.config.update(SESSION_COOKIE_NAME="connector_console", SESSION_COOKIE_PATH="/console",
-                          SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-                          SESSION_COOKIE_SECURE=(settings["CONNECTOR_PUBLIC_URL"] or "").startswith("https://"),
-                          PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS))
+        app.config.update(
+            SESSION_COOKIE_NAME="connector_console",
+            SESSION_COOKIE_PATH="/console",
+            SESSION_COOKIE_HTTPONLY=True,
+            SESSION_COOKIE_SAMESITE="Lax",
+            SESSION_COOKIE_SECURE=(settings["CONNECTOR_PUBLIC_URL"] or "").startswith("https://"),
+            PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+        )
 
     @bp.before_request
     def _guard():
@@ -57,15 +62,20 @@ def register(bp: Blueprint, token: str, settings: dict) -> None:
         if request.method == "POST":
             status = access.csrf_problem(request.form.get("csrf"))
             if status:
-                raise PageError(status, "This form has expired or did not come from this console. "
-                                        "Go back, reload the page and send it again.")
+                raise PageError(
+                    status,
+                    "This form has expired or did not come from this console. "
+                    "Go back, reload the page and send it again.",
+                )
         return None
 
     @bp.after_request
     def _headers(response):
         # Inline SVG needs no image source; the only style sheet is ours; nothing runs, nothing frames us.
-        response.headers["Content-Security-Policy"] = ("default-src 'none'; style-src 'self'; img-src 'self'; "
-                                                       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'self'; img-src 'self'; "
+            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "same-origin"
         response.headers["X-Content-Type-Options"] = "nosniff"
@@ -94,8 +104,9 @@ def register(bp: Blueprint, token: str, settings: dict) -> None:
         address = addresses.client_address(request.remote_addr, request.headers.get("X-Forwarded-For"), proxies)
         wait = throttle.wait_for(address)
         if wait:
-            raise PageError(429, f"Too many wrong tokens from this address: wait {wait} s before the next try.",
-                            retry_after=wait)
+            raise PageError(
+                429, f"Too many wrong tokens from this address: wait {wait} s before the next try.", retry_after=wait
+            )
         if not access.token_matches(token, request.form.get("token", "")):
             throttle.failed(address)
             log.warning("console: a login with a wrong operator token from %s", address)
@@ -116,22 +127,36 @@ def register(bp: Blueprint, token: str, settings: dict) -> None:
         hours = [time.strftime("%H:00", time.gmtime(start + 3600 * n)) for n in range(24)]
         state = store.views.state(now)
         sent, subs = state["deliveries"]["by_status"], state["subscriptions"]
-        delivery_parts = [("succeeded", sent.get(SUCCEEDED, 0), "ok"), ("failed", sent.get(FAILED, 0), "bad"),
-                          ("pending", sent.get(PENDING, 0), "wait")]
+        delivery_parts = [
+            ("succeeded", sent.get(SUCCEEDED, 0), "ok"),
+            ("failed", sent.get(FAILED, 0), "bad"),
+            ("pending", sent.get(PENDING, 0), "wait"),
+        ]
         subscription_parts = [("active", subs.get(ACTIVE, 0), "ok"), ("disabled", subs.get(DISABLED, 0), "bad")]
         return render_template(
-            "console/overview.html", events_chart=charts.bars(per_hour, hours, "events"),
-            events_total=sum(per_hour), events_peak=max(per_hour), deliveries=delivery_parts,
+            "console/overview.html",
+            events_chart=charts.bars(per_hour, hours, "events"),
+            events_total=sum(per_hour),
+            events_peak=max(per_hour),
+            deliveries=delivery_parts,
             deliveries_chart=charts.shares(delivery_parts),
-            subscriptions=subscription_parts, subscriptions_chart=charts.shares(subscription_parts),
-            queue={"due": state["deliveries"]["depth"], "later": state["deliveries"]["later"],
-                   "fan_out": state["fanout"]["depth"]}, sandbox_url=current_app.config["ALLMYSMS_BASE_URL"])
+            subscriptions=subscription_parts,
+            subscriptions_chart=charts.shares(subscription_parts),
+            queue={
+                "due": state["deliveries"]["depth"],
+                "later": state["deliveries"]["later"],
+                "fan_out": state["fanout"]["depth"],
+            },
+            sandbox_url=current_app.config["ALLMYSMS_BASE_URL"],
+        )
 
     @bp.get("/accounts")
     def accounts():
         secret = current_app.extensions["connector"].accounts.secret
-        rows = [{**row, "inbound_url": inbound_url(inbound_token(secret, row["login"]))}
-                for row in _store().views.accounts()]
+        rows = [
+            {**row, "inbound_url": inbound_url(inbound_token(secret, row["login"]))}
+            for row in _store().views.accounts()
+        ]
         return render_template("console/accounts.html", accounts=rows)
 
     @bp.get("/subscriptions")
@@ -159,8 +184,9 @@ def register(bp: Blueprint, token: str, settings: dict) -> None:
         problems, query = _event_query(filters)
         found = [] if problems else _store().views.find_events(limit=EVENT_LIMIT, **query)
         types = sorted({t.event_type for t in current_app.extensions["connector"].manifest.triggers})
-        return render_template("console/events.html", events=found, filters=filters, problems=problems,
-                               types=types, limit=EVENT_LIMIT)
+        return render_template(
+            "console/events.html", events=found, filters=filters, problems=problems, types=types, limit=EVENT_LIMIT
+        )
 
     @bp.get("/events/<event_id>")
     def event(event_id: str):
@@ -169,20 +195,26 @@ def register(bp: Blueprint, token: str, settings: dict) -> None:
     @bp.post("/events/<event_id>/replay")
     def replay(event_id: str):
         found = _event(event_id)
-        count = _store().outbox.replay(found["account_id"], event_id, time.time())
-        flash(f"Sent again to {count} active subscription{'s' if count != 1 else ''}." if count else
-              "No active subscription takes this event: nothing to send.")
+        count = _store().history.replay(found["account_id"], event_id, time.time())
+        flash(
+            f"Sent again to {count} active subscription{'s' if count != 1 else ''}."
+            if count
+            else "No active subscription takes this event: nothing to send."
+        )
         return redirect(url_for("console.event", event_id=event_id), 303)
 
     if settings["ALLMYSMS_SANDBOX"]:
+
         @bp.route("/sandbox", methods=["GET", "POST"])
         def sandbox():
             from ..sandbox import DEMO_ACCOUNTS
+
             outcome = None
             if request.method == "POST":
                 outcome = _try_on_sandbox(request.form, DEMO_ACCOUNTS)
-            return render_template("console/sandbox.html", logins=list(DEMO_ACCOUNTS), outcome=outcome,
-                                   form=request.form), (422 if outcome and outcome.get("error") else 200)
+            return render_template(
+                "console/sandbox.html", logins=list(DEMO_ACCOUNTS), outcome=outcome, form=request.form
+            ), (422 if outcome and outcome.get("error") else 200)
 
 
 def _try_on_sandbox(form, demo_accounts) -> dict:
@@ -194,14 +226,18 @@ def _try_on_sandbox(form, demo_accounts) -> dict:
     ctx = services.context(Credentials(login, demo_accounts[login]["api_key"]))
     try:
         if form.get("do") == "reply":
-            body = {k: form.get(k, "").strip() for k in ("phone_number", "message", "sms_id") if form.get(k, "").strip()}
+            body = {
+                k: form.get(k, "").strip() for k in ("phone_number", "message", "sms_id") if form.get(k, "").strip()
+            }
             return {"did": "reply", "result": simulate_reply(ctx, body)}
-        payload = {"message": form.get("message", ""),
-                   "recipients": [r.strip() for r in form.get("recipients", "").replace("\n", ",").split(",")
-                                  if r.strip()]}
+        payload = {
+            "message": form.get("message", ""),
+            "recipients": [r.strip() for r in form.get("recipients", "").replace("\n", ",").split(",") if r.strip()],
+        }
         action = next(a for a in services.manifest.actions if a.key == "send_sms")
-        result = perform(services.manifest, action, HANDLERS[action.key], ctx,
-                         checked(services.manifest, action, payload))
+        result = perform(
+            services.manifest, action, HANDLERS[action.key], ctx, checked(services.manifest, action, payload)
+        )
         return {"did": "send", "result": result}
     except ConnectorError as error:
         return {"error": error.message, "fields": [f"{f.path}: {f.message}" for f in error.fields]}
@@ -223,7 +259,7 @@ def _event_query(filters: dict) -> tuple[list[str], dict]:
             except ValueError:
                 problems.append(f"{name.capitalize()}: not a date and time (write 2026-12-01T09:30).")
                 continue
-            query[name] = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+            query[name] = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     return problems, {**query, "data_fields": fields}
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from functools import cached_property
 from pathlib import Path
 from urllib.parse import urljoin
-
-import re
 
 import jsonschema_rs
 from jsonschema import Draft202012Validator, ValidationError, validators
@@ -16,8 +15,8 @@ from jsonschema.exceptions import SchemaError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from connector.errors import FieldError
 from connector.description.validation import MAX_EXPLAINED_ITEMS, UNEXPLAINED, check, field_path, shown
+from connector.errors import FieldError
 
 BASE_URI = "https://allmysms-connector.example/schemas/"
 
@@ -94,8 +93,7 @@ class Catalog:
                 continue
             if explained == MAX_EXPLAINED_ITEMS:
                 rest = sum(1 for later in instance[index:] if not screen.is_valid(later))
-                yield ValidationError(f"{rest} more items are not valid", validator=UNEXPLAINED,
-                                      validator_value=rest)
+                yield ValidationError(f"{rest} more items are not valid", validator=UNEXPLAINED, validator_value=rest)
                 return
             explained += 1
             yield from validator.descend(item, items, path=index)
@@ -105,15 +103,17 @@ class Catalog:
             return None  # not one of the catalog's schemas
         if id(items) not in self._item_screens:
             self._item_screens[id(items)] = jsonschema_rs.validator_for(
-                {"$ref": self._item_schemas[id(items)]}, registry=self._fast_registry, validate_formats=False)
+                {"$ref": self._item_schemas[id(items)]}, registry=self._fast_registry, validate_formats=False
+            )
         return self._item_screens[id(items)]
 
     def fast_validator(self, name: str):
         """The same schema compiled by jsonschema-rs: about a hundred times faster, but its errors are
         not the ones we show, so it only answers whether a document is valid."""
         if name not in self._fast:
-            self._fast[name] = jsonschema_rs.validator_for(self.documents[name], registry=self._fast_registry,
-                                                           validate_formats=False)
+            self._fast[name] = jsonschema_rs.validator_for(
+                self.documents[name], registry=self._fast_registry, validate_formats=False
+            )
         return self._fast[name]
 
     def check(self, name: str, document) -> list:
@@ -124,8 +124,9 @@ class Catalog:
         problems = check(self.validator(name), document, self.resolved(name))
         # Should the two validators ever disagree, the stricter one wins, in its own words (which quote the
         # value: cut).
-        return problems or [FieldError(field_path(e.instance_path), shown(e.message, 200))
-                            for e in fast.iter_errors(document)]
+        return problems or [
+            FieldError(field_path(e.instance_path), shown(e.message, 200)) for e in fast.iter_errors(document)
+        ]
 
     def resolved(self, name: str) -> dict:
         """The schema with every $ref inlined and sibling keywords merged: what exports and docs read.

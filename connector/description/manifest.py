@@ -10,8 +10,8 @@ from types import MappingProxyType
 import yaml
 
 from connector.description.catalog import Catalog, Validator
-from connector.errors import ConfigError
 from connector.description.validation import check
+from connector.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 META_SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
@@ -81,7 +81,10 @@ class Manifest:
             "auth": {k: v for k, v in self.auth.items()},
             "actions": [
                 {
-                    "key": a.key, "noun": a.noun, "label": a.label, "description": a.description,
+                    "key": a.key,
+                    "noun": a.noun,
+                    "label": a.label,
+                    "description": a.description,
                     "request": {"method": "POST", "path": a.path},
                     "input": self.catalog.resolved(a.input),
                     "output": self.catalog.resolved(a.output),
@@ -91,10 +94,17 @@ class Manifest:
             ],
             "triggers": [
                 {
-                    "key": t.key, "noun": t.noun, "label": t.label, "description": t.description,
-                    "event_type": t.event_type, "delivery": t.delivery,
-                    "request": ({"method": "GET", "path": t.events_path} if t.delivery == "poll"
-                                else {"method": "POST", "path": t.subscriptions_path}),
+                    "key": t.key,
+                    "noun": t.noun,
+                    "label": t.label,
+                    "description": t.description,
+                    "event_type": t.event_type,
+                    "delivery": t.delivery,
+                    "request": (
+                        {"method": "GET", "path": t.events_path}
+                        if t.delivery == "poll"
+                        else {"method": "POST", "path": t.subscriptions_path}
+                    ),
                     "input": self.catalog.resolved(t.input) if t.input else None,
                     "event": self.catalog.resolved(t.event),
                     "sample": t.sample,
@@ -133,6 +143,7 @@ def load(path: Path | None = None, schemas: Path | None = None) -> Manifest:
 
 # Rules JSON Schema cannot express; each returns a list of problems.
 
+
 def keys_are_unique(raw: dict, catalog: Catalog) -> list[str]:
     keys = [item["key"] for item in raw["actions"] + raw["triggers"]]
     return [f"key {k!r} is used more than once" for k in sorted({k for k in keys if keys.count(k) > 1})]
@@ -162,7 +173,8 @@ def samples_match_schemas(raw: dict, catalog: Catalog) -> list[str]:
 def trigger_samples_carry_their_type(raw: dict, catalog: Catalog) -> list[str]:
     return [
         f"{t['key']}: sample type is {t['sample'].get('type')!r}, expected {t['event_type']!r}"
-        for t in raw["triggers"] if t["sample"].get("type") != t["event_type"]
+        for t in raw["triggers"]
+        if t["sample"].get("type") != t["event_type"]
     ]
 
 
@@ -182,12 +194,18 @@ def schema_examples_hold(raw: dict, catalog: Catalog) -> list[str]:
     return problems
 
 
-CHECKS = (keys_are_unique, schema_files_exist, samples_match_schemas, trigger_samples_carry_their_type,
-          schema_examples_hold)
+CHECKS = (
+    keys_are_unique,
+    schema_files_exist,
+    samples_match_schemas,
+    trigger_samples_carry_their_type,
+    schema_examples_hold,
+)
 
 
 def check_handlers(manifest: Manifest, handlers) -> list[str]:
     """Every action has a handler and every handler is described in the manifest."""
     described = {a.key for a in manifest.actions}
-    return ([f"action {k!r} has no handler" for k in sorted(described - set(handlers))]
-            + [f"handler {k!r} is not described in the manifest" for k in sorted(set(handlers) - described)])
+    return [f"action {k!r} has no handler" for k in sorted(described - set(handlers))] + [
+        f"handler {k!r} is not described in the manifest" for k in sorted(set(handlers) - described)
+    ]

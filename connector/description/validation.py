@@ -21,8 +21,13 @@ UNEXPLAINED = "x-unexplained-items"
 MAX_QUOTED = 100
 
 _TYPE_WORDS = {
-    "string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false",
-    "array": "a list", "object": "an object", "null": "null",
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "an object",
+    "null": "null",
 }
 
 
@@ -73,15 +78,18 @@ def _describe(error: ValidationError, resolved: dict) -> list[FieldError]:
     keyword = error.validator
     value = error.instance
     if keyword == UNEXPLAINED:
-        return [_Unexplained(field_path(path), f"{error.validator_value} more items are not valid.",
-                             error.validator_value)]
+        return [
+            _Unexplained(field_path(path), f"{error.validator_value} more items are not valid.", error.validator_value)
+        ]
     if keyword == "required":
         missing = _quoted(error.message)
         return [FieldError(field_path(path + [missing[0] if missing else "?"]), "This field is required.")]
     if keyword in ("additionalProperties", "unevaluatedProperties"):
         allowed = _allowed_fields(resolved, path)
         accepted = f" Accepted fields: {', '.join(allowed)}." if allowed else ""
-        extras = [k for k in value if k not in allowed] if isinstance(value, dict) and allowed else _quoted(error.message)
+        extras = (
+            [k for k in value if k not in allowed] if isinstance(value, dict) and allowed else _quoted(error.message)
+        )
         return [FieldError(field_path(path + [name]), f"Unknown field '{shown(name)}'.{accepted}") for name in extras]
     if keyword in ("oneOf", "anyOf") and error.context:
         branch = _branch_of_same_type(error)
@@ -99,14 +107,21 @@ def _describe_simple(error: ValidationError) -> FieldError:
     if keyword == "type":
         return FieldError(field_path(path), f"Expected {_expected_types(error.validator_value)}, got {_kind(value)}.")
     if keyword == "minLength":
-        return FieldError(field_path(path), "This field is empty." if error.validator_value == 1
-                          else f"Must be at least {error.validator_value} characters long.")
+        return FieldError(
+            field_path(path),
+            "This field is empty."
+            if error.validator_value == 1
+            else f"Must be at least {error.validator_value} characters long.",
+        )
     if keyword == "maxLength":
-        return FieldError(field_path(path), f"Must be at most {error.validator_value} characters long "
-                                            f"(this one has {len(value)}).")
+        return FieldError(
+            field_path(path), f"Must be at most {error.validator_value} characters long (this one has {len(value)})."
+        )
     if keyword == "minItems":
-        return FieldError(field_path(path), "The list is empty." if error.validator_value == 1
-                          else f"Give at least {error.validator_value} items.")
+        return FieldError(
+            field_path(path),
+            "The list is empty." if error.validator_value == 1 else f"Give at least {error.validator_value} items.",
+        )
     if keyword == "maxItems":
         return FieldError(field_path(path), f"Give at most {error.validator_value} items (this list has {len(value)}).")
     if keyword in ("enum", "const"):
@@ -161,7 +176,8 @@ def _branch_of_same_type(error: ValidationError) -> list[ValidationError] | None
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
     depth = len(error.absolute_path)
     fitting = [
-        errors for errors in branches.values()
+        errors
+        for errors in branches.values()
         if not any(e.validator == "type" and len(e.absolute_path) == depth for e in errors)
     ]
     return fitting[0] if len(fitting) == 1 else None
@@ -199,8 +215,13 @@ def invalid_input(problems: list[FieldError]) -> InvalidInput:
     first = listed[0]
     unexplained = getattr(problems, "unexplained", 0)
     total = len(problems) + unexplained
-    summary = f"{first.path}: {first.message}" if total == 1 else (
-        f"{'At least ' if unexplained else ''}{total} problems with the input, the first: {first.path}: "
-        f"{first.message}")
+    summary = (
+        f"{first.path}: {first.message}"
+        if total == 1
+        else (
+            f"{'At least ' if unexplained else ''}{total} problems with the input, the first: {first.path}: "
+            f"{first.message}"
+        )
+    )
     more = total - len(listed)
     return InvalidInput(summary, fields=listed, extra={"more_fields": more} if more else {})

@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email import policy
 from email.parser import BytesParser
 from urllib.parse import unquote_to_bytes
@@ -41,8 +41,11 @@ _FORM_TYPES = {_URLENCODED, _MULTIPART}
 _SCALARS = (str, int, float, bool, type(None))
 _UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # AllMySMS documents YYYY-MM-DD HH:MM:SS in Paris time; a T, a fraction of a second or a zone are read too.
-_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,]\d{1,9})?"
-                   r"(?:(Z)|([+-])(\d{2})(?::?(\d{2}))?)?", re.ASCII | re.IGNORECASE)
+_DATE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,]\d{1,9})?"
+    r"(?:(Z)|([+-])(\d{2})(?::?(\d{2}))?)?",
+    re.ASCII | re.IGNORECASE,
+)
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _XML_DECLARED = re.compile(rb"\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z][A-Za-z0-9._:-]*)[\"']")
 # Each field's names, lower-cased (keys match whatever their case); the first one present wins.
@@ -57,11 +60,25 @@ _RECEIVED = ("receptiondate",)
 _CLIENT_REFERENCE = ("climsgid", "clientreference")
 # How reasons and the unreadable-field list spell a field: as AllMySMS does, so they match what its users
 # see. A name not listed here is spelled as it was received.
-_SPELLING = {"smsid": "smsId", "smsmoid": "smsMoId", "campaignid": "campaignId", "phonenumber": "phoneNumber",
-             "statustext": "statusText", "receptiondate": "receptionDate", "climsgid": "CLIMSGID",
-             "clientreference": "clientReference", "status": "status", "statut": "statut", "code": "code",
-             "comment": "comment", "description": "description", "message": "message", "text": "text",
-             "mo": "mo", "id": "id"}
+_SPELLING = {
+    "smsid": "smsId",
+    "smsmoid": "smsMoId",
+    "campaignid": "campaignId",
+    "phonenumber": "phoneNumber",
+    "statustext": "statusText",
+    "receptiondate": "receptionDate",
+    "climsgid": "CLIMSGID",
+    "clientreference": "clientReference",
+    "status": "status",
+    "statut": "statut",
+    "code": "code",
+    "comment": "comment",
+    "description": "description",
+    "message": "message",
+    "text": "text",
+    "mo": "mo",
+    "id": "id",
+}
 
 
 class CallbackRejected(Exception):
@@ -94,8 +111,9 @@ class _Garbled(str):
 # --- Reading a callback into records ---------------------------------------------------------------
 
 
-def read_callback(method: str, content_type: str, query: Mapping[str, str] | bytes, form: Mapping[str, str],
-                  body: bytes) -> list[dict]:
+def read_callback(
+    method: str, content_type: str, query: Mapping[str, str] | bytes, form: Mapping[str, str], body: bytes
+) -> list[dict]:
     """The records a callback carries: one for a query string or a form, one or many for JSON or XML.
 
     ``query`` is the raw query string (bytes) or its fields already decoded; ``form`` is read only when the
@@ -354,8 +372,14 @@ def _name(key: str) -> str:
 # --- Reading a record into an event ----------------------------------------------------------------
 
 
-def normalise(record: dict, *, account: str, zone: str | tzinfo = "Europe/Paris", region: str = "FR",
-              received_now: datetime | None = None) -> Event:
+def normalise(
+    record: dict,
+    *,
+    account: str,
+    zone: str | tzinfo = "Europe/Paris",
+    region: str = "FR",
+    received_now: datetime | None = None,
+) -> Event:
     """One record as a delivery receipt or a reply event.
 
     Field names match whatever their case. A record is refused only when what tells it apart cannot be
@@ -374,12 +398,13 @@ def normalise(record: dict, *, account: str, zone: str | tzinfo = "Europe/Paris"
     else:
         raise CallbackRejected("the record is neither a delivery receipt (no status) nor a reply (no message)")
     data[UNREADABLE] = fields.unreadable()
-    digest = hashlib.sha256(json.dumps([account, event_type, *identity], ensure_ascii=False,
-                                       separators=(",", ":")).encode()).hexdigest()
+    digest = hashlib.sha256(
+        json.dumps([account, event_type, *identity], ensure_ascii=False, separators=(",", ":")).encode()
+    ).hexdigest()
     if event_type == REPLY and data["reply_id"] is None:
         # Without an id from AllMySMS the reply still needs one, and the same one every time.
         data["reply_id"] = "mo_" + digest[:24]
-    timestamp = data["received_at"] or _utc_text(received_now or datetime.now(timezone.utc))
+    timestamp = data["received_at"] or _utc_text(received_now or datetime.now(UTC))
     return Event(id="evt_" + digest[:24], type=event_type, timestamp=timestamp, data=data, raw=fields.unused())
 
 
@@ -438,8 +463,8 @@ def _code(status: str) -> int | None:
 
 def _utc_text(moment: datetime) -> str:
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime(_UTC_FORMAT)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime(_UTC_FORMAT)
 
 
 def _utc_of(text: str, zone) -> str | None:
@@ -452,7 +477,7 @@ def _utc_of(text: str, zone) -> str | None:
     try:
         moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
         if utc:
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
         elif sign:
             offset = timedelta(hours=int(hours), minutes=int(minutes or 0))
             moment = moment.replace(tzinfo=timezone(-offset if sign == "-" else offset))
@@ -581,14 +606,18 @@ class _Fields:
         """The fields sent but not read, as AllMySMS spells them, in alphabetical order. Fields the event does
         not map count too when their text was not valid in its charset or they came twice with two values."""
         names = set(self._unreadable) | {name for name in self._conflicts if name not in self._used}
-        names |= {name for name, value in self._folded.items()
-                  if isinstance(value, _Garbled) and name not in self._used}
+        names |= {
+            name for name, value in self._folded.items() if isinstance(value, _Garbled) and name not in self._used
+        }
         return sorted({self._spelled(name) for name in names}, key=lambda spelled: (spelled.lower(), spelled))
 
     def unused(self) -> dict:
         """The record's fields the event does not carry, and those it could not read, as they were sent."""
-        return {key: value for key, value in self._record.items()
-                if str(key).lower() not in self._used or str(key).lower() in self._unreadable}
+        return {
+            key: value
+            for key, value in self._record.items()
+            if str(key).lower() not in self._used or str(key).lower() in self._unreadable
+        }
 
     def _spelled(self, name: str) -> str:
         return _SPELLING.get(name, self._keys.get(name, name))
@@ -600,8 +629,9 @@ OPT_OUT = "sms.opt_out"
 CREDITS_LOW = "account.credits_low"
 
 
-def opt_outs(entries: Iterable, *, account: str, zone: str | tzinfo = "Europe/Paris",
-             region: str = "FR") -> list[Event]:
+def opt_outs(
+    entries: Iterable, *, account: str, zone: str | tzinfo = "Europe/Paris", region: str = "FR"
+) -> list[Event]:
     """The entries of AllMySMS's STOP list (getBlacklist) as events, in the list's order. An entry without a
     phone number is left out: there is nobody to stop writing to.
 
@@ -634,8 +664,9 @@ def opt_outs(entries: Iterable, *, account: str, zone: str | tzinfo = "Europe/Pa
             if rank[_key(identity)] > 1:
                 identity.append(rank[_key(identity)])
         digest = hashlib.sha256(json.dumps([account, OPT_OUT, *identity], separators=(",", ":")).encode()).hexdigest()
-        found.append(Event(id="evt_" + digest[:24], type=OPT_OUT, timestamp=data["received_at"] or "", data=data,
-                           raw=raw))
+        found.append(
+            Event(id="evt_" + digest[:24], type=OPT_OUT, timestamp=data["received_at"] or "", data=data, raw=raw)
+        )
     return found
 
 
@@ -647,6 +678,10 @@ def credits_low(*, account: str, threshold: int, credits: int, crossing: int, no
     """The account's credits fell below ``threshold`` for the ``crossing``-th time: one event per crossing,
     so a platform polling the list fires once for each."""
     digest = hashlib.sha256(json.dumps([account, CREDITS_LOW, threshold, crossing]).encode()).hexdigest()
-    return Event(id="evt_" + digest[:24], type=CREDITS_LOW, timestamp=_utc_text(now),
-                 data={"login": account, "credits": credits, "threshold": threshold, "crossing": crossing},
-                 raw={})
+    return Event(
+        id="evt_" + digest[:24],
+        type=CREDITS_LOW,
+        timestamp=_utc_text(now),
+        data={"login": account, "credits": credits, "threshold": threshold, "crossing": crossing},
+        raw={},
+    )

@@ -5,21 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
-from connector.observe import metrics
 from connector.events import signing, targets
+from connector.events.books import Books, ok
 from connector.events.fairness import Shares
 from connector.events.pacing import HostBudget, Pacing
-from connector.storage.outage import Backoff
-from connector.sending.retry import retry_after_seconds
+from connector.events.policy import Policy
 from connector.events.transport import DeliveryFailed, Transport
+from connector.sending.retry import retry_after_seconds
+from connector.storage.outage import Backoff
 from connector.storage.store import Store
-from connector.storage.tables import FAILED, PENDING, SUCCEEDED, Due
+from connector.storage.tables import PENDING, Due
 
 log = logging.getLogger(__name__)
 
@@ -34,48 +33,18 @@ STOP_GRACE = 5.0
 MAX_HELD = 0.5
 
 
-@dataclass(frozen=True)
-class Policy:
-    """The retry rules, from settings."""
-
-    schedule: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
-    jitter: float = 0.1
-    timeout: float = 15.0
-    disable_after: float = 5 * 86400
-    max_retry_after: float = 86400
-    #: Deliveries a second to any one host, from each worker, in bursts of up to a second's worth; 0: no
-    #: limit. Hosts of the allow-list (the operator's own) are not limited.
-    per_host: float = 0.0
-
-
-def next_step(policy: Policy, attempts_before: int, status_code: int | None, retry_after: float | None,
-              now: float, failing_since: float | None, rng: random.Random) -> dict:
-    """What follows one attempt: pure, so every rule is testable without a network.
-
-    ``attempts_before`` counts the attempts made before this one.
-    """
-    if status_code is not None and 200 <= status_code < 300:
-        return {"status": SUCCEEDED, "next_attempt_at": None}
-    if status_code == 410:
-        # The platform removed the hook (a Zap turned off): stop for good.
-        return {"status": FAILED, "next_attempt_at": None, "subscription": "gone"}
-    made = attempts_before + 1
-    outcome: dict = {"status": FAILED, "next_attempt_at": None}
-    if made < len(policy.schedule):
-        delay = policy.schedule[made] * (1 + rng.uniform(-policy.jitter, policy.jitter))
-        if retry_after is not None and status_code in (429, 503):
-            delay = max(delay, min(retry_after, policy.max_retry_after))
-        outcome = {"status": PENDING, "next_attempt_at": now + delay}
-    if failing_since is not None and now - failing_since >= policy.disable_after:
-        outcome.update(subscription="disable",
-                       reason=f"Every delivery failed for {round((now - failing_since) / 3600)} hours.")
-    return outcome
-
-
 def body_of(due: Due) -> bytes:
     """The exact bytes sent and signed: the canonical event."""
-    return json.dumps({"id": due.event_id, "type": due.event_type, "timestamp": due.event_timestamp,
-                       "data": json.loads(due.event_data)}, ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "id": due.event_id,
+            "type": due.event_type,
+            "timestamp": due.event_timestamp,
+            "data": json.loads(due.event_data),
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
 
 
 class Worker:
@@ -86,22 +55,38 @@ class Worker:
     its own, so a slow commit never stalls the connections in flight.
     """
 
-    def __init__(self, store: Store, *, policy: Policy, allowed: targets.AllowList, concurrency: int = 256,
-                 lease_seconds: float = 60.0, poll_interval: float = 0.025, retention_seconds: float = 30 * 86400,
-                 keys_kept_for: float = 86400, clock=time.time, resolve=None,
-                 unlimited: targets.AllowList | None = None):
+    def __init__(
+        self,
+        store: Store,
+        *,
+        policy: Policy,
+        allowed: targets.AllowList,
+        concurrency: int = 256,
+        lease_seconds: float = 60.0,
+        poll_interval: float = 0.025,
+        retention_seconds: float = 30 * 86400,
+        keys_kept_for: float = 86400,
+        clock=time.time,
+        resolve=None,
+        unlimited: targets.AllowList | None = None,
+    ):
         """``unlimited``: hosts the per-host limit does not apply to (the allow-list, unless given)."""
         self.store = store
         self.policy = policy
         self.concurrency = concurrency
         self.shares = Shares(concurrency)
         self.pacing = Pacing(HostBudget(policy.per_host), allowed if unlimited is None else unlimited)
-        self.lease_seconds = max(lease_seconds, policy.timeout + 5)
         self.poll_interval = poll_interval
-        self.retention_seconds = retention_seconds
-        self.keys_kept_for = keys_kept_for
         self.clock = clock
-        self.rng = random.Random()
+        self.books = Books(
+            store,
+            policy,
+            self.shares,
+            clock=clock,
+            lease_seconds=max(lease_seconds, policy.timeout + 5),
+            retention_seconds=retention_seconds,
+            keys_kept_for=keys_kept_for,
+        )
         self.transport = Transport(allowed, timeout=policy.timeout, resolve=resolve)
         self._results: list[dict] = []
         self._tasks: set[asyncio.Task] = set()
@@ -117,7 +102,7 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._pruned_at = 0.0
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         self._thread = threading.Thread(target=self.run, name="delivery-worker", daemon=True)
         self._thread.start()
         self._started.wait(10)
@@ -149,8 +134,9 @@ class Worker:
             while not self._stopping:
                 results = self._take_results()
                 try:
-                    busy = await self._loop.run_in_executor(database, self._turn_in_database, results,
-                                                            self._full(), self.shares.later())
+                    busy = await self._loop.run_in_executor(
+                        database, self.books.turn, results, self._full(), self.shares.later()
+                    )
                     for due in busy:
                         self._begin(due)
                     more = len(busy) >= max(1, self.concurrency // 4)
@@ -186,7 +172,9 @@ class Worker:
                 task.cancel()
             if cut:
                 await asyncio.wait(cut)  # each ends (and leaves self._out) as it was cancelled
-            await self._loop.run_in_executor(database, self._settle, self._take_results(), list(self._out.values()))
+            await self._loop.run_in_executor(
+                database, self.books.settle, self._take_results(), list(self._out.values())
+            )
         finally:
             self.transport.close()
             database.shutdown(wait=True)
@@ -213,78 +201,14 @@ class Worker:
         and those whose host has had its share for the moment."""
         return self.concurrency - len(self._tasks), self.shares.full() + self.pacing.held_back()
 
-    def _turn_in_database(self, results: list[dict], room: tuple[int, list[str]],
-                          busy: set[int] = frozenset()) -> list[Due]:
-        """In the database thread: record finished attempts and claim what is due, in one transaction;
-        prune now and then."""
-        now = self.clock()
-        if now - self._pruned_at > 3600:
-            self._pruned_at = now
-            pruned = self.store.events.prune(now - self.retention_seconds)
-            if pruned:
-                log.info("pruned %d events older than the retention", pruned)
-            self.store.keys.prune(now - self.keys_kept_for)
-        free, full = room
-        outcomes = self._outcomes(results, now)
-        claimed = self.store.outbox.finish_and_claim(outcomes, now, free, self.lease_seconds, skip_subscriptions=full,
-                                                     later_accounts=busy)
-        self.shares.claimed(claimed, free, busy)
-        # Counted once committed: a turn undone is made again, and would count its attempts twice.
-        metrics.deliveries([o for o in outcomes if not o.get("postponed")])
-        return claimed
-
-    def _record(self, results: list[dict]) -> None:
-        if results:
-            now = self.clock()
-            outcomes = self._outcomes(results, now)
-            self.store.outbox.finish(outcomes, now)
-            metrics.deliveries([o for o in outcomes if not o.get("postponed")])
-
-    def _settle(self, results: list[dict], unfinished: list[Due]) -> None:
-        """In the database thread, last: record the outcomes, give back the deliveries not finished. With the
-        database away, both stay as they are: the deliveries leased, sent again once the lease ends."""
-        recorded = False
-        try:
-            self._record(results)
-            recorded = True
-            self.store.outbox.give_back(unfinished, self.clock())
-        except Exception as exc:
-            left = 0 if recorded else len(results)
-            if self.store.outage.failed(exc):
-                log.warning("stopping with %d outcomes not recorded and %d deliveries not given back, as the "
-                            "database does not answer: they are sent again once their lease ends", left,
-                            len(unfinished))
-            else:
-                log.exception("stopping: %d outcomes not recorded and %d deliveries not given back", left,
-                              len(unfinished))
-
-    def _outcomes(self, results: list[dict], now: float) -> list[dict]:
-        """What follows each attempt (next_step), with what the delivery log keeps of it."""
-        if not results:
-            return []
-        failing = self.store.subscriptions.failing_since({r["due"].subscription_id for r in results
-                                                          if not r.get("postponed") and not _ok(r["status_code"])})
-        outcomes = []
-        for result in results:
-            if result.get("postponed"):
-                outcomes.append(result)
-                continue
-            result = dict(result)  # kept as it was, should this turn be undone and made again
-            due = result["due"]
-            since = None if _ok(result["status_code"]) else (failing.get(due.subscription_id) or result["attempted_at"])
-            outcome = next_step(self.policy, due.attempts, result["status_code"], result.pop("retry_after"), now,
-                                since, self.rng)
-            outcome.update(result)
-            outcomes.append(outcome)
-        return outcomes
-
     def _begin(self, due: Due) -> None:
         wait = self.pacing.wait(due)
         if wait > MAX_HELD:
             # Not tried, so neither an attempt nor a failure: back to the database, due when its turn comes.
             later = self.pacing.give_back(due, wait)
-            self._results.append({"due": due, "postponed": True, "status": PENDING,
-                                  "next_attempt_at": self.clock() + later})
+            self._results.append(
+                {"due": due, "postponed": True, "status": PENDING, "next_attempt_at": self.clock() + later}
+            )
             return
         task = self._loop.create_task(self._send(due, wait))
         self._tasks.add(task)
@@ -318,15 +242,19 @@ class Worker:
         finally:
             self._tasks.discard(asyncio.current_task())
             self.shares.ended(due)
-        if status_code is not None and not _ok(status_code):
+        if status_code is not None and not ok(status_code):
             error = "redirects are not followed" if 300 <= status_code < 400 else f"answered HTTP {status_code}"
-        self._results.append({"due": due, "attempted_at": started, "status_code": status_code, "error": error,
-                              "retry_after": retry_after, "latency_ms": int((self.clock() - started) * 1000)})
+        self._results.append(
+            {
+                "due": due,
+                "attempted_at": started,
+                "status_code": status_code,
+                "error": error,
+                "retry_after": retry_after,
+                "latency_ms": int((self.clock() - started) * 1000),
+            }
+        )
         del self._out[due.seq]
         # Early only when many slots are free again: they are worth filling now.
         if len(self._results) >= self.concurrency // 2:
             self._wake.set()
-
-
-def _ok(status_code: int | None) -> bool:
-    return status_code is not None and 200 <= status_code < 300

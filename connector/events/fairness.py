@@ -47,8 +47,11 @@ class Shares:
         for turn in self._claimed_lately:
             for account, count in turn.items():
                 recent[account] = recent.get(account, 0) + count
-        busy = {account for account in self._account_sending.keys() | recent.keys()
-                if self._account_sending.get(account, 0) + recent.get(account, 0) >= self.per_account}
+        busy = {
+            account
+            for account in self._account_sending.keys() | recent.keys()
+            if self._account_sending.get(account, 0) + recent.get(account, 0) >= self.per_account
+        }
         if not busy or time.monotonic() < self._probe_after:
             return set()
         return busy

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-
+from connector.errors import StorageUnavailable
 from connector.events import callbacks as events
-from connector.storage import journal, outage
 from connector.observe import metrics
 from connector.observe.logs import fingerprint
-from connector.errors import StorageUnavailable
+from connector.storage import journal, outage
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +39,28 @@ class Callback:
     received_at: float
 
     def entry(self) -> journal.Entry:
-        return journal.Entry(KIND, {"token": self.token, "method": self.method, "content_type": self.content_type,
-                                    "query": journal.encode(self.query), "body": journal.encode(self.body),
-                                    "received_at": self.received_at})
+        return journal.Entry(
+            KIND,
+            {
+                "token": self.token,
+                "method": self.method,
+                "content_type": self.content_type,
+                "query": journal.encode(self.query),
+                "body": journal.encode(self.body),
+                "received_at": self.received_at,
+            },
+        )
 
     @classmethod
-    def of(cls, data: dict) -> "Callback":
-        return cls(data["token"], data["method"], data["content_type"], journal.decode(data["query"]),
-                   journal.decode(data["body"]), data["received_at"])
+    def of(cls, data: dict) -> Callback:
+        return cls(
+            data["token"],
+            data["method"],
+            data["content_type"],
+            journal.decode(data["query"]),
+            journal.decode(data["body"]),
+            data["received_at"],
+        )
 
 
 class Refused(Exception):
@@ -76,11 +89,12 @@ def read(services, callback: Callback, login: str) -> tuple[list[dict], list[dic
     except events.CallbackRejected as rejected:
         raise Refused(str(rejected), "unreadable") from None
     accepted, refused = [], []
-    received = datetime.fromtimestamp(callback.received_at, timezone.utc)
+    received = datetime.fromtimestamp(callback.received_at, UTC)
     for index, record in enumerate(records):
         try:
-            event = events.normalise(record, account=login, zone=services.rules.zone,
-                                     region=services.rules.region, received_now=received)
+            event = events.normalise(
+                record, account=login, zone=services.rules.zone, region=services.rules.region, received_now=received
+            )
         except events.CallbackRejected as rejected:
             refused.append({"index": index, "reason": str(rejected)})
             continue
@@ -95,8 +109,15 @@ def store(services, callback: Callback, account_id: int, accepted: list[dict], r
     """Store a callback's events (and note its refused records): per event, whether it was new."""
     fresh = services.store.events.add(account_id, accepted, callback.received_at)
     for item in refused:
-        note_rejection(services, account_id, callback.method, callback.content_type,
-                        f"record {item['index']}: {item['reason']}", callback.body, callback.received_at)
+        note_rejection(
+            services,
+            account_id,
+            callback.method,
+            callback.content_type,
+            f"record {item['index']}: {item['reason']}",
+            callback.body,
+            callback.received_at,
+        )
     return fresh
 
 
@@ -106,8 +127,9 @@ def keep(services, callback: Callback) -> None:
         services.journal.append(callback.entry())
     except journal.JournalUnavailable:
         metrics.callback("journal_unavailable")  # logged once per episode, by the journal
-        raise StorageUnavailable("The callback could not be stored now; send it again later.",
-                                 log_detail=None, retry_after=30) from None
+        raise StorageUnavailable(
+            "The callback could not be stored now; send it again later.", log_detail=None, retry_after=30
+        ) from None
     services.replayer.wake()
 
 
@@ -122,21 +144,30 @@ def replay(services, callback: Callback) -> None:
     try:
         accepted, refused = read(services, callback, login)
     except Refused as rejected:  # its login only now known: refused as it would have been then
-        note_rejection(services, account_id, callback.method, callback.content_type, str(rejected), callback.body,
-                        callback.received_at)
+        note_rejection(
+            services,
+            account_id,
+            callback.method,
+            callback.content_type,
+            str(rejected),
+            callback.body,
+            callback.received_at,
+        )
         return
     store(services, callback, account_id, accepted, refused)
 
 
 def unknown_token(token: str, journalled: bool = False) -> None:
     # Only a fingerprint of the token is logged: the token itself is a credential.
-    log.warning("%s callback for an unknown token (%s)", "a journalled" if journalled else "inbound",
-                fingerprint(token))
+    log.warning(
+        "%s callback for an unknown token (%s)", "a journalled" if journalled else "inbound", fingerprint(token)
+    )
     metrics.callback("unknown_token")
 
 
-def note_rejection(services, account_id: int | None, method: str, content_type: str, reason: str, body: bytes,
-                    now: float) -> None:
+def note_rejection(
+    services, account_id: int | None, method: str, content_type: str, reason: str, body: bytes, now: float
+) -> None:
     """Keep a refused callback for the account to see; skipped when the database is away (the refusal is
     still answered, and counted)."""
     if account_id is None:

@@ -57,8 +57,9 @@ def headers(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[s
     }
 
 
-def verify(secrets: Iterable[str], headers: Mapping, body: bytes, *, now: int,
-           tolerance: int = DEFAULT_TOLERANCE) -> None:
+def verify(
+    secrets: Iterable[str], headers: Mapping, body: bytes, *, now: int, tolerance: int = DEFAULT_TOLERANCE
+) -> None:
     """Return if one ``v1`` signature of the headers matches one of ``secrets``; raise InvalidSignature
     otherwise. Several secrets and several signatures are how a secret is rotated without downtime."""
     keys = [_key(secret) for secret in secrets]
@@ -76,8 +77,7 @@ def verify(secrets: Iterable[str], headers: Mapping, body: bytes, *, now: int,
     if timestamp > now + tolerance:
         raise InvalidSignature("the webhook-timestamp is in the future")
     content = _signed_content(message_id, timestamp, body)
-    candidates = [_decoded(part[len(VERSION) + 1:]) for part in given.split(" ")
-                  if part.startswith(VERSION + ",")]
+    candidates = [_decoded(part[len(VERSION) + 1 :]) for part in given.split(" ") if part.startswith(VERSION + ",")]
     candidates = [c for c in candidates if c is not None]
     for key in keys:
         expected = hmac.new(key, content, hashlib.sha256).digest()
@@ -99,7 +99,7 @@ def _signed_content(message_id: str, timestamp: int, body: bytes) -> bytes:
 
 
 def _key(secret: str) -> bytes:
-    encoded = secret[len(PREFIX):] if secret.startswith(PREFIX) else secret
+    encoded = secret[len(PREFIX) :] if secret.startswith(PREFIX) else secret
     try:
         key = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):

@@ -113,8 +113,10 @@ def _refuse_unwritable(url: str) -> None:
             what = f"U+{ord(character):04X}, half of a UTF-16 pair that is not a character on its own,"
         else:
             continue
-        raise TargetRefused(f"The target URL contains {what} at position {position}. Write a URL without "
-                            "spaces or control characters (percent-encode them in its path, e.g. %20).")
+        raise TargetRefused(
+            f"The target URL contains {what} at position {position}. Write a URL without "
+            "spaces or control characters (percent-encode them in its path, e.g. %20)."
+        )
 
 
 def _problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:

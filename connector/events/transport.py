@@ -120,8 +120,15 @@ class _Connection(asyncio.Protocol):
 class Transport:
     """POSTs bytes to subscribers' URLs from one event loop, reusing connections per origin."""
 
-    def __init__(self, allowed: targets.AllowList, *, timeout: float, connect_timeout: float = 5.0,
-                 resolve=None, tls: ssl.SSLContext | None = None):
+    def __init__(
+        self,
+        allowed: targets.AllowList,
+        *,
+        timeout: float,
+        connect_timeout: float = 5.0,
+        resolve=None,
+        tls: ssl.SSLContext | None = None,
+    ):
         self.allowed = allowed
         self.timeout = timeout
         self.connect_timeout = min(connect_timeout, timeout)
@@ -180,9 +187,12 @@ class Transport:
             try:
                 async with asyncio.timeout(self.connect_timeout):
                     _, conn = await loop.create_connection(
-                        lambda: _Connection(loop), address[0], address[1],
+                        lambda: _Connection(loop),
+                        address[0],
+                        address[1],
                         ssl=self.tls if https else None,
-                        server_hostname=parts.hostname.rstrip(".") if https else None)
+                        server_hostname=parts.hostname.rstrip(".") if https else None,
+                    )
                 return conn
             except ssl.SSLError:
                 problem = "TLS failed (certificate or protocol)"

@@ -7,8 +7,8 @@ formatting, and nothing depends on the clock or the machine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from connector.description.manifest import Manifest
 
@@ -17,10 +17,13 @@ DEFAULT_BASE_URL = "https://connector.example.com"
 
 def _exporters() -> dict[str, tuple[str, Callable[[Manifest, str], dict[str, str]]]]:
     from connector.exports import elasticio, guide, make, n8n, openapi, powerautomate, zapier
+
     return {
         "openapi": ("OpenAPI 3.1 document of the service (also served at /openapi.json)", openapi.files),
-        "powerautomate": ("Power Automate / Logic Apps custom connector (OpenAPI 2.0 with x-ms extensions)",
-                          powerautomate.files),
+        "powerautomate": (
+            "Power Automate / Logic Apps custom connector (OpenAPI 2.0 with x-ms extensions)",
+            powerautomate.files,
+        ),
         "zapier": ("Zapier CLI app (zapier-platform-core 19), with tests that run offline", zapier.files),
         "make": ("Make custom app: connection, modules, attached webhooks", make.files),
         "elasticio": ("elastic.io component: component.json and its modules, with tests", elasticio.files),

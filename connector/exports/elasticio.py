@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 
-from connector.events import signing
 from connector.description.manifest import Manifest
+from connector.events import signing
 from connector.exports.fields import narrow
 from connector.exports.files import as_json, template
 from connector.exports.retries import KeySource
@@ -22,14 +22,15 @@ from connector.exports.testkit import action_examples, firing_input
 KEY_SOURCE = KeySource(
     platform="elastic.io",
     key="`elasticio-` + SHA-256 of the flow id, the step id (`ELASTICIO_FLOW_ID`, `ELASTICIO_STEP_ID`) and the "
-        "incoming message's `msg.id`. A new message gets a random UUID as its id (elasticio-node "
-        "`newMessageWithBody`; this component's own triggers too), which differs across flows, tenants and "
-        "installations by itself; the flow and step ids tell apart two steps given the same message. A "
-        "component upstream that sets repeating `id`s of its own would repeat keys: sailor-nodejs passes the "
-        "`id` a step emitted on unchanged",
+    "incoming message's `msg.id`. A new message gets a random UUID as its id (elasticio-node "
+    "`newMessageWithBody`; this component's own triggers too), which differs across flows, tenants and "
+    "installations by itself; the flow and step ids tell apart two steps given the same message. A "
+    "component upstream that sets repeating `id`s of its own would repeat keys: sailor-nodejs passes the "
+    "`id` a step emitted on unchanged",
     retries="yes: a rebound republishes the message's content unchanged, `id` included (sailor-nodejs "
-            "`lib/amqp.js` `sendRebound`); each new message has a new `id` (elasticio-node `newMessageWithBody`)",
-    fallback="a message without an `id`: no key")
+    "`lib/amqp.js` `sendRebound`); each new message has a new `id` (elasticio-node `newMessageWithBody`)",
+    fallback="a message without an `id`: no key",
+)
 
 SAILOR_VERSION = "2.7.8"
 
@@ -38,20 +39,24 @@ def files(manifest: Manifest, base_url: str) -> dict[str, str]:
     connector = manifest.connector
     out = {
         "component.json": as_json(component(manifest)),
-        "package.json": as_json({
-            "name": f"{connector['key']}-elasticio",
-            "version": connector["version"],
-            "description": connector["description"],
-            "private": True,
-            "engines": {"node": ">=18"},
-            # A directory argument finds nothing on Node 22; plain `node --test` finds test/*.test.js on 20 to 24.
-            "scripts": {"test": "node --test"},
-            "dependencies": {"elasticio-sailor-nodejs": SAILOR_VERSION},
-        }),
-        "lib/service.js": template("elasticio/lib/service.js", base_url=json.dumps(base_url),
-                                   verify=template("shared/signature.js")),
-        "verifyCredentials.js": template("elasticio/verifyCredentials.js",
-                                         test_path=json.dumps(manifest.auth["test"]["path"])),
+        "package.json": as_json(
+            {
+                "name": f"{connector['key']}-elasticio",
+                "version": connector["version"],
+                "description": connector["description"],
+                "private": True,
+                "engines": {"node": ">=18"},
+                # A directory argument finds nothing on Node 22; plain `node --test` finds test/*.test.js on 20 to 24.
+                "scripts": {"test": "node --test"},
+                "dependencies": {"elasticio-sailor-nodejs": SAILOR_VERSION},
+            }
+        ),
+        "lib/service.js": template(
+            "elasticio/lib/service.js", base_url=json.dumps(base_url), verify=template("shared/signature.js")
+        ),
+        "verifyCredentials.js": template(
+            "elasticio/verifyCredentials.js", test_path=json.dumps(manifest.auth["test"]["path"])
+        ),
         "test/component.test.js": _tests(manifest),
     }
     for action in manifest.actions:
@@ -59,42 +64,74 @@ def files(manifest: Manifest, base_url: str) -> dict[str, str]:
     for trigger in manifest.triggers:
         if trigger.delivery == "push":
             subscriptions = json.dumps(trigger.subscriptions_path)
-            out[f"lib/triggers/{trigger.key}.js"] = template("elasticio/lib/triggers/webhook.js",
-                                                             subscriptions=subscriptions)
+            out[f"lib/triggers/{trigger.key}.js"] = template(
+                "elasticio/lib/triggers/webhook.js", subscriptions=subscriptions
+            )
         out[f"lib/triggers/{trigger.key}_polling.js"] = template(
-            "elasticio/lib/triggers/polling.js", events=json.dumps(trigger.events_path),
-            fields=json.dumps(sorted(_trigger_fields(manifest, trigger))))
+            "elasticio/lib/triggers/polling.js",
+            events=json.dumps(trigger.events_path),
+            fields=json.dumps(sorted(_trigger_fields(manifest, trigger))),
+        )
     return out
 
 
 def component(manifest: Manifest) -> dict:
     catalog = manifest.catalog
     connector = manifest.connector
-    credentials = {f["key"]: {"label": f["label"], "required": bool(f.get("required")),
-                              "viewClass": "PasswordFieldView" if f.get("secret") else "TextFieldView",
-                              "note": f.get("help", "")}
-                   for f in manifest.auth["fields"]}
-    actions = {a.key: {"main": f"./lib/actions/{a.key}.js", "title": a.label, "description": a.description,
-                       "metadata": {"in": _dialect(catalog.resolved(a.input)),
-                                    "out": _dialect(catalog.resolved(a.output))}}
-               for a in manifest.actions}
+    credentials = {
+        f["key"]: {
+            "label": f["label"],
+            "required": bool(f.get("required")),
+            "viewClass": "PasswordFieldView" if f.get("secret") else "TextFieldView",
+            "note": f.get("help", ""),
+        }
+        for f in manifest.auth["fields"]
+    }
+    actions = {
+        a.key: {
+            "main": f"./lib/actions/{a.key}.js",
+            "title": a.label,
+            "description": a.description,
+            "metadata": {"in": _dialect(catalog.resolved(a.input)), "out": _dialect(catalog.resolved(a.output))},
+        }
+        for a in manifest.actions
+    }
     triggers = {}
     for trigger in manifest.triggers:
         out = _dialect(catalog.resolved(trigger.event))
-        fields = {name: {"label": field["title"], "required": field["required"], "viewClass": "TextFieldView",
-                         "note": field.get("note", "")}
-                  for name, field in _trigger_fields(manifest, trigger).items()}
+        fields = {
+            name: {
+                "label": field["title"],
+                "required": field["required"],
+                "viewClass": "TextFieldView",
+                "note": field.get("note", ""),
+            }
+            for name, field in _trigger_fields(manifest, trigger).items()
+        }
         if trigger.delivery == "push":
-            triggers[trigger.key] = {"main": f"./lib/triggers/{trigger.key}.js", "type": "webhook",
-                                     "title": trigger.label, "description": trigger.description,
-                                     "metadata": {"out": out}}
+            triggers[trigger.key] = {
+                "main": f"./lib/triggers/{trigger.key}.js",
+                "type": "webhook",
+                "title": trigger.label,
+                "description": trigger.description,
+                "metadata": {"out": out},
+            }
         triggers[f"{trigger.key}_polling"] = {
-            "main": f"./lib/triggers/{trigger.key}_polling.js", "type": "polling",
+            "main": f"./lib/triggers/{trigger.key}_polling.js",
+            "type": "polling",
             "title": f"{trigger.label} (polling)" if trigger.delivery == "push" else trigger.label,
             "description": f"{trigger.description} Checked on the flow's schedule.",
-            **({"fields": fields} if fields else {}), "metadata": {"out": out}}
-    return {"title": connector["name"], "description": connector["description"], "docsUrl": connector["homepage"],
-            "credentials": {"fields": credentials}, "triggers": triggers, "actions": actions}
+            **({"fields": fields} if fields else {}),
+            "metadata": {"out": out},
+        }
+    return {
+        "title": connector["name"],
+        "description": connector["description"],
+        "docsUrl": connector["homepage"],
+        "credentials": {"fields": credentials},
+        "triggers": triggers,
+        "actions": actions,
+    }
 
 
 def _trigger_fields(manifest: Manifest, trigger) -> dict:
@@ -102,41 +139,51 @@ def _trigger_fields(manifest: Manifest, trigger) -> dict:
         return {}
     schema = manifest.catalog.resolved(trigger.input)
     required = set(schema.get("required", ()))
-    return {name: {"title": prop.get("title", name), "required": name in required,
-                   "note": prop.get("description", "")}
-            for name, prop in schema.get("properties", {}).items()}
+    return {
+        name: {"title": prop.get("title", name), "required": name in required, "note": prop.get("description", "")}
+        for name, prop in schema.get("properties", {}).items()
+    }
 
 
 def _dialect(schema: dict) -> dict:
     """elastic.io's metadata: draft-4 types, `required: true` on each property instead of a list."""
+
     def per_property(node: dict) -> dict:
         node = dict(node)
         required = set(node.pop("required", ()))
         if "properties" in node:
-            node["properties"] = {name: {**per_property(prop), "required": name in required}
-                                  for name, prop in node["properties"].items()}
+            node["properties"] = {
+                name: {**per_property(prop), "required": name in required} for name, prop in node["properties"].items()
+            }
         if "items" in node:
             node["items"] = per_property(node["items"])
         return node
+
     return per_property(narrow(schema))
 
 
 def _tests(manifest: Manifest) -> str:
     pushed = [t.key for t in manifest.triggers if t.delivery == "push"]
     polled = [{"key": f"{t.key}_polling", "cfg": firing_input(manifest, t)} for t in manifest.triggers]
-    return template("elasticio/test/component.test.js", creates=action_examples(manifest),
-                    pushed=json.dumps(pushed), polled=json.dumps(polled, indent=2),
-                    vector=json.dumps(_signed_vector(), indent=2, ensure_ascii=False),
-                    helpers=template("shared/testkit.js"))
+    return template(
+        "elasticio/test/component.test.js",
+        creates=action_examples(manifest),
+        pushed=json.dumps(pushed),
+        polled=json.dumps(polled, indent=2),
+        vector=json.dumps(_signed_vector(), indent=2, ensure_ascii=False),
+        helpers=template("shared/testkit.js"),
+    )
 
 
 def _signed_vector() -> dict:
     """A fixed event signed by the connector's own signing code, over the bytes its delivery worker sends
     (compact JSON, non-ASCII unescaped: delivery.body_of), for the component to verify from the parsed body."""
     secret = signing.PREFIX + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-    event = {"id": "evt_2Vx7golden", "type": "sms.reply_received", "timestamp": "2026-01-02T03:04:05Z",
-             "data": {"message": "Réponse « oui » ✓ \"cité\"\n", "sender": "+33611111111", "parts": 1}}
+    event = {
+        "id": "evt_2Vx7golden",
+        "type": "sms.reply_received",
+        "timestamp": "2026-01-02T03:04:05Z",
+        "data": {"message": 'Réponse « oui » ✓ "cité"\n', "sender": "+33611111111", "parts": 1},
+    }
     raw = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-    return {"secret": secret, "raw": raw,
-            "headers": signing.headers(secret, "msg_golden", 1767323045, raw.encode())}
-
+    return {"secret": secret, "raw": raw, "headers": signing.headers(secret, "msg_golden", 1767323045, raw.encode())}

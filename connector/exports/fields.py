@@ -16,7 +16,7 @@ class Field:
     choices: tuple[str, ...] = ()
     list: bool = False
     default: object = None
-    children: tuple["Field", ...] = field(default=())
+    children: tuple[Field, ...] = field(default=())
 
 
 # Longer than this, a text is given a multi-line box.
@@ -34,8 +34,16 @@ def _field(key: str, prop: dict, required: bool) -> Field:
     help_text = prop.get("description", "")
     kind, is_list = _kind(prop)
     choices = tuple(str(c) for c in prop.get("enum", ()) if c is not None)
-    return Field(key=key, label=label, type=kind, required=required, help=help_text, choices=choices,
-                 list=is_list, default=prop.get("default"))
+    return Field(
+        key=key,
+        label=label,
+        type=kind,
+        required=required,
+        help=help_text,
+        choices=choices,
+        list=is_list,
+        default=prop.get("default"),
+    )
 
 
 def _kind(prop: dict) -> tuple[str, bool]:
@@ -129,14 +137,26 @@ def narrow(schema: dict, *, title_key: str = "title", nullable_key: str | None =
         out.setdefault("type", "string")
     if schema.get("title"):
         out[title_key] = schema["title"]
-    for key in ("description", "format", "pattern", "minLength", "maxLength", "minimum", "maximum", "minItems",
-                "maxItems", "default"):
+    for key in (
+        "description",
+        "format",
+        "pattern",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "maximum",
+        "minItems",
+        "maxItems",
+        "default",
+    ):
         if key in schema:
             out[key] = schema[key]
     if "properties" in schema:
         out["type"] = "object"
-        out["properties"] = {name: narrow(prop, title_key=title_key, nullable_key=nullable_key)
-                             for name, prop in schema["properties"].items()}
+        out["properties"] = {
+            name: narrow(prop, title_key=title_key, nullable_key=nullable_key)
+            for name, prop in schema["properties"].items()
+        }
         required = [r for r in schema.get("required", []) if r in schema["properties"]]
         if required:
             out["required"] = required

@@ -4,32 +4,41 @@ Every URL and field in it comes from the manifest."""
 
 from __future__ import annotations
 
-from connector.sending import idempotency
 from connector.description.manifest import Manifest
 from connector.exports import elasticio, make, n8n, openapi, powerautomate, zapier
 from connector.exports.fields import input_fields, output_fields
 from connector.exports.retries import KeySource, table
+from connector.sending import idempotency
 
 _ZOHO_KEY = KeySource(
     platform="Zoho Flow",
     key=f"what the custom function puts in the `{idempotency.HEADER}` header of its `invokeUrl`: map the trigger "
-        "item's unique key followed by a fixed word for this flow, as keys are shared by every flow on the same "
-        "AllMySMS login",
-    retries="yes: Auto rerun resumes the execution from the failed action (Zoho Flow help, \"Rerun failed "
-            "executions\"); a manual re-run runs the same trigger data again, so it gets the first answer too",
-    fallback="no header: no key, every run sends")
+    "item's unique key followed by a fixed word for this flow, as keys are shared by every flow on the same "
+    "AllMySMS login",
+    retries='yes: Auto rerun resumes the execution from the failed action (Zoho Flow help, "Rerun failed '
+    'executions"); a manual re-run runs the same trigger data again, so it gets the first answer too',
+    fallback="no header: no key, every run sends",
+)
 _BLENDR_KEY = KeySource(
     platform="Blendr.io",
     key=f"no connector format of its own: `openapi.json` documents the optional `{idempotency.HEADER}` header "
-        "for their team to fill",
+    "for their team to fill",
     retries="not documented publicly",
-    fallback="no header: no key")
+    fallback="no header: no key",
+)
 
 
 def key_sources() -> list[KeySource]:
     """Every platform's, in the order the guide lists them."""
-    return [zapier.KEY_SOURCE, make.KEY_SOURCE, n8n.KEY_SOURCE, elasticio.KEY_SOURCE, powerautomate.KEY_SOURCE,
-            _ZOHO_KEY, _BLENDR_KEY]
+    return [
+        zapier.KEY_SOURCE,
+        make.KEY_SOURCE,
+        n8n.KEY_SOURCE,
+        elasticio.KEY_SOURCE,
+        powerautomate.KEY_SOURCE,
+        _ZOHO_KEY,
+        _BLENDR_KEY,
+    ]
 
 
 def files(manifest: Manifest, base_url: str) -> dict[str, str]:
@@ -72,13 +81,15 @@ def guide(manifest: Manifest, base_url: str) -> str:
             f"**{trigger.label}** — {trigger.description}",
             "",
             "```sh",
-            f"curl -u LOGIN:API_KEY -H 'Content-Type: application/json' \\",
-            f"     -d '{{\"target_url\": \"<the Zoho Flow webhook URL>\"}}' \\",
+            "curl -u LOGIN:API_KEY -H 'Content-Type: application/json' \\",
+            '     -d \'{"target_url": "<the Zoho Flow webhook URL>"}\' \\',
             f"     {base_url}{trigger.subscriptions_path}",
             "```",
             "",
-            f"Each event arrives as JSON with these fields: "
-            + ", ".join(f"`{f.key.replace('__', '.')}` ({f.label})" for f in output_fields(catalog.resolved(trigger.event)))
+            "Each event arrives as JSON with these fields: "
+            + ", ".join(
+                f"`{f.key.replace('__', '.')}` ({f.label})" for f in output_fields(catalog.resolved(trigger.event))
+            )
             + ". Unsubscribe with `DELETE` on the `Location` the subscription answered.",
             "",
         ]
@@ -112,7 +123,7 @@ def guide(manifest: Manifest, base_url: str) -> str:
         "reruns the action, the connector answers what it answered the first time instead of sending again "
         "(see *Retries without a second send* below).",
         "",
-        "Errors answer 4xx/5xx with `{\"error\": {\"message\": …, \"disposition\": …}}`: show `message` to the "
+        'Errors answer 4xx/5xx with `{"error": {"message": …, "disposition": …}}`: show `message` to the '
         "user; `disposition` says whether to fix the input, the credentials or the credit, or to retry.",
         "",
         "## Blendr.io",
@@ -124,8 +135,9 @@ def guide(manifest: Manifest, base_url: str) -> str:
         "",
         "## Retries without a second send",
         "",
-        f"Every platform retries a step that failed or timed out. An action that comes with an `{idempotency.HEADER}` "
-        "it was already given (same account, same fields, within 24 hours by default) gets the first answer again, marked "
+        "Every platform retries a step that failed or timed out. An action that comes with an "
+        f"`{idempotency.HEADER}` it was already given (same account, same fields, within 24 hours by default) "
+        "gets the first answer again, marked "
         "`Idempotent-Replayed: true`, instead of a second SMS. Each export takes the key from the platform's own "
         "run or step id where the platform gives a connector one; where it gives none, actions offer an "
         "optional field to map it from the trigger's data. Only actions send a key; triggers never do.",

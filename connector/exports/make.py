@@ -16,17 +16,24 @@ from connector.exports.retries import KEY_FIELD, KeySource, key_field
 KEY_SOURCE = KeySource(
     platform="Make",
     key=f"none of Make's own: a custom app's IML variables name no execution id (Make developer docs, "
-        f"\"Available IML variables\"); the value of the optional **{KEY_FIELD.label}** parameter, as given",
+    f'"Available IML variables"); the value of the optional **{KEY_FIELD.label}** parameter, as given',
     retries="yes if it maps the bundle's own data (such as the trigger item's ID) together with the system "
-            "variable Scenario URL, which names the Make zone and the scenario (Make help, \"Variables\"): two "
-            "scenarios on the same AllMySMS login can see the same item, and scenario IDs alone may repeat "
-            "across zones. An incomplete execution is retried from the failed module with the bundles stored "
-            "for it (Make help, \"Incomplete executions\"). Mapping the system variable Execution ID is not "
-            "enough: one run passes many bundles, and whether a retry keeps it is not documented",
-    fallback="parameter left empty: no key, every run sends")
+    'variable Scenario URL, which names the Make zone and the scenario (Make help, "Variables"): two '
+    "scenarios on the same AllMySMS login can see the same item, and scenario IDs alone may repeat "
+    "across zones. An incomplete execution is retried from the failed module with the bundles stored "
+    'for it (Make help, "Incomplete executions"). Mapping the system variable Execution ID is not '
+    "enough: one run passes many bundles, and whether a retry keeps it is not documented",
+    fallback="parameter left empty: no key, every run sends",
+)
 
-_TYPES = {"string": "text", "text": "text", "integer": "uinteger", "number": "number", "boolean": "boolean",
-          "datetime": "date"}
+_TYPES = {
+    "string": "text",
+    "text": "text",
+    "integer": "uinteger",
+    "number": "number",
+    "boolean": "boolean",
+    "datetime": "date",
+}
 
 
 def files(manifest: Manifest, base_url: str) -> dict[str, str]:
@@ -42,76 +49,140 @@ def app(manifest: Manifest, base_url: str) -> dict:
     for action in manifest.actions:
         schema = catalog.resolved(action.input)
         key = key_field(schema)
-        modules.append({
-            "name": action.key, "label": action.label, "description": action.description,
-            "typeOf": "action", "connection": connection_name,
-            # The key goes as a header, never in the body (the service refuses fields it does not know).
-            "communication": {"url": action.path, "method": "POST",
-                              "headers": {"Idempotency-Key": f"{{{{parameters.{key.key}}}}}"},
-                              "body": f"{{{{omit(parameters, '{key.key}')}}}}",
-                              "response": {"output": "{{body}}"}},
-            "mappableParameters": [_parameter(f) for f in [*input_fields(schema), key]],
-            "interface": _interface(catalog.resolved(action.output)),
-            "samples": action.sample,
-        })
+        modules.append(
+            {
+                "name": action.key,
+                "label": action.label,
+                "description": action.description,
+                "typeOf": "action",
+                "connection": connection_name,
+                # The key goes as a header, never in the body (the service refuses fields it does not know).
+                "communication": {
+                    "url": action.path,
+                    "method": "POST",
+                    "headers": {"Idempotency-Key": f"{{{{parameters.{key.key}}}}}"},
+                    "body": f"{{{{omit(parameters, '{key.key}')}}}}",
+                    "response": {"output": "{{body}}"},
+                },
+                "mappableParameters": [_parameter(f) for f in [*input_fields(schema), key]],
+                "interface": _interface(catalog.resolved(action.output)),
+                "samples": action.sample,
+            }
+        )
     for trigger in manifest.triggers:
         interface = _interface(catalog.resolved(trigger.event))
         if trigger.delivery == "push":
             hook = f"{trigger.key}_hook"
-            webhooks.append({
-                "name": hook, "label": trigger.label, "type": "web", "connection": connection_name,
-                "attach": {"url": trigger.subscriptions_path, "method": "POST",
-                           "body": {"target_url": "{{webhook.url}}"},
-                           "response": {"data": {"externalHookId": "{{body.id}}"}}},
-                "detach": {"url": f"{trigger.subscriptions_path}/{{{{webhook.externalHookId}}}}",
-                           "method": "DELETE"},
-                # Each delivery is one event: the module outputs it as it came.
-                "communication": {"output": "{{body}}"},
-            })
-            modules.append({
-                "name": f"watch_{trigger.key}", "label": f"Watch: {trigger.label}", "description": trigger.description,
-                "typeOf": "instant_trigger", "webhook": hook, "interface": interface, "samples": trigger.sample,
-            })
+            webhooks.append(
+                {
+                    "name": hook,
+                    "label": trigger.label,
+                    "type": "web",
+                    "connection": connection_name,
+                    "attach": {
+                        "url": trigger.subscriptions_path,
+                        "method": "POST",
+                        "body": {"target_url": "{{webhook.url}}"},
+                        "response": {"data": {"externalHookId": "{{body.id}}"}},
+                    },
+                    "detach": {
+                        "url": f"{trigger.subscriptions_path}/{{{{webhook.externalHookId}}}}",
+                        "method": "DELETE",
+                    },
+                    # Each delivery is one event: the module outputs it as it came.
+                    "communication": {"output": "{{body}}"},
+                }
+            )
+            modules.append(
+                {
+                    "name": f"watch_{trigger.key}",
+                    "label": f"Watch: {trigger.label}",
+                    "description": trigger.description,
+                    "typeOf": "instant_trigger",
+                    "webhook": hook,
+                    "interface": interface,
+                    "samples": trigger.sample,
+                }
+            )
         else:
             qs = {"limit": "{{parameters.limit}}"}
-            parameters = [{"name": "limit", "type": "uinteger", "label": "Maximum number of events", "default": 50,
-                           "required": False}]
+            parameters = [
+                {
+                    "name": "limit",
+                    "type": "uinteger",
+                    "label": "Maximum number of events",
+                    "default": 50,
+                    "required": False,
+                }
+            ]
             if trigger.input:
                 for f in input_fields(catalog.resolved(trigger.input)):
                     parameters.append(_parameter(f))
                     qs[f.key] = f"{{{{parameters.{f.key}}}}}"
-            modules.append({
-                "name": f"watch_{trigger.key}", "label": f"Watch: {trigger.label}", "description": trigger.description,
-                "typeOf": "trigger", "connection": connection_name,
-                "communication": {"url": trigger.events_path, "method": "GET", "qs": qs,
-                                  "response": {"iterate": "{{body}}", "output": "{{item}}",
-                                               "trigger": {"type": "id", "order": "desc", "id": "{{item.id}}"},
-                                               "limit": "{{parameters.limit}}"}},
-                "parameters": parameters, "interface": interface, "samples": trigger.sample,
-            })
+            modules.append(
+                {
+                    "name": f"watch_{trigger.key}",
+                    "label": f"Watch: {trigger.label}",
+                    "description": trigger.description,
+                    "typeOf": "trigger",
+                    "connection": connection_name,
+                    "communication": {
+                        "url": trigger.events_path,
+                        "method": "GET",
+                        "qs": qs,
+                        "response": {
+                            "iterate": "{{body}}",
+                            "output": "{{item}}",
+                            "trigger": {"type": "id", "order": "desc", "id": "{{item.id}}"},
+                            "limit": "{{parameters.limit}}",
+                        },
+                    },
+                    "parameters": parameters,
+                    "interface": interface,
+                    "samples": trigger.sample,
+                }
+            )
     return {
-        "name": connector["key"], "label": connector["name"], "description": connector["description"],
+        "name": connector["key"],
+        "label": connector["name"],
+        "description": connector["description"],
         "version": connector["version"],
         "base": {
             "baseUrl": base_url,
             "headers": {"authorization": "Basic {{base64(connection.login + ':' + connection.apiKey)}}"},
             # The service's errors carry a message a person can act on; 429 is Make's rate-limit error.
-            "response": {"error": {
-                "message": "[{{statusCode}}] {{body.error.message}}",
-                "type": "{{if(statusCode == 429, 'RateLimitError', if(statusCode == 401, "
-                        "'InvalidAccessTokenError', if(statusCode < 500, 'DataError', 'ConnectionError')))}}"}},
+            "response": {
+                "error": {
+                    "message": "[{{statusCode}}] {{body.error.message}}",
+                    "type": "{{if(statusCode == 429, 'RateLimitError', if(statusCode == 401, "
+                    "'InvalidAccessTokenError', if(statusCode < 500, 'DataError', 'ConnectionError')))}}",
+                }
+            },
         },
-        "connections": [{
-            "name": connection_name, "label": f"{connector['name']} account", "type": "basic",
-            "parameters": [{"name": key, "label": f["label"], "type": "password" if f.get("secret") else "text",
-                            "required": bool(f.get("required")), "help": f.get("help", "")}
-                           for key, f in fields.items()],
-            # Make checks a new connection with this call.
-            "communication": {"url": f"{base_url}{manifest.auth['test']['path']}", "method": "GET",
-                              "headers": {"authorization": "Basic {{base64(parameters.login + ':' + "
-                                                           "parameters.apiKey)}}"},
-                              "response": {"metadata": {"type": "text", "value": "{{body.label}}"}}},
-        }],
+        "connections": [
+            {
+                "name": connection_name,
+                "label": f"{connector['name']} account",
+                "type": "basic",
+                "parameters": [
+                    {
+                        "name": key,
+                        "label": f["label"],
+                        "type": "password" if f.get("secret") else "text",
+                        "required": bool(f.get("required")),
+                        "help": f.get("help", ""),
+                    }
+                    for key, f in fields.items()
+                ],
+                # Make checks a new connection with this call.
+                "communication": {
+                    "url": f"{base_url}{manifest.auth['test']['path']}",
+                    "method": "GET",
+                    "headers": {"authorization": "Basic {{base64(parameters.login + ':' + parameters.apiKey)}}"},
+                    "response": {"metadata": {"type": "text", "value": "{{body.label}}"}},
+                },
+            }
+        ],
         "modules": modules,
         "webhooks": webhooks,
     }
@@ -125,8 +196,14 @@ def _parameter(f: Field) -> dict:
         parameter["type"] = "select"
         parameter["options"] = [{"label": c, "value": c} for c in f.choices]
     if f.list:
-        parameter = {"name": f.key, "type": "array", "label": f.label, "required": f.required,
-                     "help": f.help, "spec": {"type": _TYPES[f.type], "label": f.label}}
+        parameter = {
+            "name": f.key,
+            "type": "array",
+            "label": f.label,
+            "required": f.required,
+            "help": f.help,
+            "spec": {"type": _TYPES[f.type], "label": f.label},
+        }
     if f.default is not None and not f.list:
         parameter["default"] = f.default
     return parameter

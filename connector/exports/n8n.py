@@ -34,17 +34,18 @@ _ICON_MARK = "__icon__"
 KEY_SOURCE = KeySource(
     platform="n8n",
     key="`n8n:<instance id>:<workflow id>:<execution id>:<node id>:<run index>:<item index>:<random>` "
-        "(`getInstanceId()`, `getWorkflow().id`, `getExecutionId()`, `getNode().id`, `$thisRunIndex`, "
-        "`getItemIndex()`; 64 random bits kept in `getContext('node')` for the execution). Execution ids start "
-        "at 1 on every instance and an imported workflow keeps its ids (n8n `import.service.ts`); the instance "
-        "id is a hash of the encryption key (n8n `instance-settings.ts`), which instances may share: the random "
-        "part still tells those apart. `getInstanceId()` is in n8n-workflow 1.14's types, not in 1.8's: on an "
-        "older n8n that part is empty",
+    "(`getInstanceId()`, `getWorkflow().id`, `getExecutionId()`, `getNode().id`, `$thisRunIndex`, "
+    "`getItemIndex()`; 64 random bits kept in `getContext('node')` for the execution). Execution ids start "
+    "at 1 on every instance and an imported workflow keeps its ids (n8n `import.service.ts`); the instance "
+    "id is a hash of the encryption key (n8n `instance-settings.ts`), which instances may share: the random "
+    "part still tells those apart. `getInstanceId()` is in n8n-workflow 1.14's types, not in 1.8's: on an "
+    "older n8n that part is empty",
     retries="yes for the node's **Retry On Fail**: n8n runs the node again with the same run index in the same "
-            "execution, whose context keeps the random part (n8n `workflow-execute.ts`, `NodeHelpers.getContext`); "
-            "no for **Retry** of a failed execution, which starts a new execution with a new id (n8n "
-            "`execution.service.ts`, `retryOf`)",
-    fallback="no execution id: no key")
+    "execution, whose context keeps the random part (n8n `workflow-execute.ts`, `NodeHelpers.getContext`); "
+    "no for **Retry** of a failed execution, which starts a new execution with a new id (n8n "
+    "`execution.service.ts`, `retryOf`)",
+    fallback="no execution id: no key",
+)
 
 
 def files(manifest: Manifest, base_url: str) -> dict[str, str]:
@@ -53,51 +54,75 @@ def files(manifest: Manifest, base_url: str) -> dict[str, str]:
     # n8n's scanner wants an author with a name and an e-mail, and a homepage, and the manifest describes
     # AllMySMS, not its publisher. The address is the one RFC 2142 expects every web host to answer.
     host = urlsplit(base_url).hostname or "localhost"
-    publisher = {"name": f"{manifest.connector['name']} connector at {base_url}", "email": f"webmaster@{host}",
-                 "url": base_url}
+    publisher = {
+        "name": f"{manifest.connector['name']} connector at {base_url}",
+        "email": f"webmaster@{host}",
+        "url": base_url,
+    }
     # tsc copies no icons: n8n resolves `file:` icons beside the compiled .js files.
-    copy_icons = ("node -e \"for (const d of ['nodes/AllMySms', 'credentials']) for (const f of "
-                  f"['{_ICONS['light']}', '{_ICONS['dark']}']) "
-                  "require('fs').copyFileSync(d + '/' + f, 'dist/' + d + '/' + f)\"")
+    copy_icons = (
+        "node -e \"for (const d of ['nodes/AllMySms', 'credentials']) for (const f of "
+        f"['{_ICONS['light']}', '{_ICONS['dark']}']) "
+        "require('fs').copyFileSync(d + '/' + f, 'dist/' + d + '/' + f)\""
+    )
     return {
-        "package.json": as_json({
-            "name": f"n8n-nodes-{key}",
-            "version": manifest.connector["version"],
-            "description": manifest.connector["description"],
-            "keywords": ["n8n-community-node-package"],
-            "license": "MIT",
-            "author": publisher,
-            "homepage": base_url,
-            "main": "index.js",
-            "scripts": {"build": f"tsc -p tsconfig.json && {copy_icons}"},
-            "files": ["dist"],
-            "n8n": {"n8nNodesApiVersion": 1,
+        "package.json": as_json(
+            {
+                "name": f"n8n-nodes-{key}",
+                "version": manifest.connector["version"],
+                "description": manifest.connector["description"],
+                "keywords": ["n8n-community-node-package"],
+                "license": "MIT",
+                "author": publisher,
+                "homepage": base_url,
+                "main": "index.js",
+                "scripts": {"build": f"tsc -p tsconfig.json && {copy_icons}"},
+                "files": ["dist"],
+                "n8n": {
+                    "n8nNodesApiVersion": 1,
                     "credentials": ["dist/credentials/AllMySmsApi.credentials.js"],
-                    "nodes": ["dist/nodes/AllMySms/AllMySms.node.js",
-                              "dist/nodes/AllMySms/AllMySmsTrigger.node.js"]},
-            "devDependencies": {"@types/node": TYPES_NODE_VERSION, "n8n-workflow": N8N_WORKFLOW_VERSION,
-                                "typescript": TYPESCRIPT_VERSION},
-            "peerDependencies": {"n8n-workflow": "*"},
-        }),
-        "tsconfig.json": as_json({
-            "compilerOptions": {"strict": True, "module": "commonjs", "target": "es2021", "lib": ["es2021"],
-                                "outDir": "dist", "rootDir": ".", "esModuleInterop": True, "skipLibCheck": True,
-                                "types": ["node"]},
-            "include": ["credentials/**/*.ts", "nodes/**/*.ts"],
-        }),
+                    "nodes": ["dist/nodes/AllMySms/AllMySms.node.js", "dist/nodes/AllMySms/AllMySmsTrigger.node.js"],
+                },
+                "devDependencies": {
+                    "@types/node": TYPES_NODE_VERSION,
+                    "n8n-workflow": N8N_WORKFLOW_VERSION,
+                    "typescript": TYPESCRIPT_VERSION,
+                },
+                "peerDependencies": {"n8n-workflow": "*"},
+            }
+        ),
+        "tsconfig.json": as_json(
+            {
+                "compilerOptions": {
+                    "strict": True,
+                    "module": "commonjs",
+                    "target": "es2021",
+                    "lib": ["es2021"],
+                    "outDir": "dist",
+                    "rootDir": ".",
+                    "esModuleInterop": True,
+                    "skipLibCheck": True,
+                    "types": ["node"],
+                },
+                "include": ["credentials/**/*.ts", "nodes/**/*.ts"],
+            }
+        ),
         "index.js": "module.exports = {};\n",
         "credentials/AllMySmsApi.credentials.ts": _credentials(manifest, base_url),
         "nodes/AllMySms/AllMySms.node.ts": _action_node(manifest),
         "nodes/AllMySms/AllMySmsTrigger.node.ts": _trigger_node(manifest),
-        **{f"{folder}/{_ICONS[theme]}": _icon(theme) for folder in ("nodes/AllMySms", "credentials")
-           for theme in _ICONS},
+        **{
+            f"{folder}/{_ICONS[theme]}": _icon(theme)
+            for folder in ("nodes/AllMySms", "credentials")
+            for theme in _ICONS
+        },
         "README.md": f"# n8n-nodes-{key}\n\nGenerated by `connector export n8n --base-url {base_url}` from the "
-                     "connector's manifest: do not edit.\n\n    npm install --ignore-scripts\n    npm run build\n\n"
-                     "Then install the package in n8n (Settings → Community nodes) or copy `dist/` into "
-                     "`~/.n8n/custom/`. n8n 1.x runs on Node 22 (Node 20 cannot build its `isolated-vm`), "
-                     "n8n 2.x on Node 24; building this package needs Node 20 or newer.\n\n"
-                     "The trigger runs a workflow only for events signed with its subscription's secret "
-                     "(`webhook-signature`, Standard Webhooks) at most five minutes old: others get 401.\n",
+        "connector's manifest: do not edit.\n\n    npm install --ignore-scripts\n    npm run build\n\n"
+        "Then install the package in n8n (Settings → Community nodes) or copy `dist/` into "
+        "`~/.n8n/custom/`. n8n 1.x runs on Node 22 (Node 20 cannot build its `isolated-vm`), "
+        "n8n 2.x on Node 24; building this package needs Node 20 or newer.\n\n"
+        "The trigger runs a workflow only for events signed with its subscription's secret "
+        "(`webhook-signature`, Standard Webhooks) at most five minutes old: others get 401.\n",
     }
 
 
@@ -108,30 +133,61 @@ def _ts(value) -> str:
 def _credentials(manifest: Manifest, base_url: str) -> str:
     fields = {f["key"]: f for f in manifest.auth["fields"]}
     properties = [
-        {"displayName": fields["login"]["label"], "name": "login", "type": "string", "default": "", "required": True,
-         "description": fields["login"].get("help", "")},
-        {"displayName": fields["apiKey"]["label"], "name": "apiKey", "type": "string",
-         "typeOptions": {"password": True}, "default": "", "required": True,
-         "description": fields["apiKey"].get("help", "")},
-        {"displayName": "Connector URL", "name": "baseUrl", "type": "string", "default": base_url,
-         "description": "Where the AllMySMS connector runs."},
+        {
+            "displayName": fields["login"]["label"],
+            "name": "login",
+            "type": "string",
+            "default": "",
+            "required": True,
+            "description": fields["login"].get("help", ""),
+        },
+        {
+            "displayName": fields["apiKey"]["label"],
+            "name": "apiKey",
+            "type": "string",
+            "typeOptions": {"password": True},
+            "default": "",
+            "required": True,
+            "description": fields["apiKey"].get("help", ""),
+        },
+        {
+            "displayName": "Connector URL",
+            "name": "baseUrl",
+            "type": "string",
+            "default": base_url,
+            "description": "Where the AllMySMS connector runs.",
+        },
     ]
-    return template("n8n/credentials/AllMySmsApi.credentials.ts", **_icon_names(), credential=_CREDENTIAL,
-                    display_name=_ts(manifest.connector["name"] + " API"),
-                    documentation_url=_ts(manifest.connector["homepage"]), properties=_ts(properties),
-                    test_path=_ts(manifest.auth["test"]["path"]))
+    return template(
+        "n8n/credentials/AllMySmsApi.credentials.ts",
+        **_icon_names(),
+        credential=_CREDENTIAL,
+        display_name=_ts(manifest.connector["name"] + " API"),
+        documentation_url=_ts(manifest.connector["homepage"]),
+        properties=_ts(properties),
+        test_path=_ts(manifest.auth["test"]["path"]),
+    )
 
 
-_TYPES = {"string": "string", "text": "string", "integer": "number", "number": "number", "boolean": "boolean",
-          "datetime": "dateTime"}
+_TYPES = {
+    "string": "string",
+    "text": "string",
+    "integer": "number",
+    "number": "number",
+    "boolean": "boolean",
+    "datetime": "dateTime",
+}
 
 
 def _property(f: Field, operation: str | None) -> dict:
-    prop: dict = {"displayName": f.label, "name": f.key, "type": _TYPES[f.type],
-                  "default": False if f.type == "boolean" else 0 if f.type in ("integer", "number") else "",
-                  "description": f.help + (" Several values: separate them with commas or new lines."
-                                           if f.list else ""),
-                  "routing": {"send": {"type": "body", "property": f.key}}}
+    prop: dict = {
+        "displayName": f.label,
+        "name": f.key,
+        "type": _TYPES[f.type],
+        "default": False if f.type == "boolean" else 0 if f.type in ("integer", "number") else "",
+        "description": f.help + (" Several values: separate them with commas or new lines." if f.list else ""),
+        "routing": {"send": {"type": "body", "property": f.key}},
+    }
     if f.type == "text":
         prop["typeOptions"] = {"rows": 4}
     if f.choices:
@@ -150,39 +206,68 @@ def _action_node(manifest: Manifest) -> str:
     resources: dict[str, list] = {}
     for action in manifest.actions:
         resources.setdefault(action.noun, []).append(action)
-    properties: list[dict] = [{
-        "displayName": "Resource", "name": "resource", "type": "options", "noDataExpression": True,
-        "options": [{"name": noun, "value": _slug(noun)} for noun in resources],
-        "default": _slug(next(iter(resources))),
-    }]
+    properties: list[dict] = [
+        {
+            "displayName": "Resource",
+            "name": "resource",
+            "type": "options",
+            "noDataExpression": True,
+            "options": [{"name": noun, "value": _slug(noun)} for noun in resources],
+            "default": _slug(next(iter(resources))),
+        }
+    ]
     for noun, actions in resources.items():
-        properties.append({
-            "displayName": "Operation", "name": "operation", "type": "options", "noDataExpression": True,
-            "displayOptions": {"show": {"resource": [_slug(noun)]}},
-            "options": [{"name": a.label, "value": a.key, "action": a.label, "description": a.description,
-                         "routing": {"request": {"method": "POST", "url": a.path},
-                                     "send": {"preSend": [_KEY_HOOK]}}} for a in actions],
-            "default": actions[0].key,
-        })
+        properties.append(
+            {
+                "displayName": "Operation",
+                "name": "operation",
+                "type": "options",
+                "noDataExpression": True,
+                "displayOptions": {"show": {"resource": [_slug(noun)]}},
+                "options": [
+                    {
+                        "name": a.label,
+                        "value": a.key,
+                        "action": a.label,
+                        "description": a.description,
+                        "routing": {"request": {"method": "POST", "url": a.path}, "send": {"preSend": [_KEY_HOOK]}},
+                    }
+                    for a in actions
+                ],
+                "default": actions[0].key,
+            }
+        )
     for action in manifest.actions:
         fields = input_fields(manifest.catalog.resolved(action.input))
         properties += [_property(f, action.key) for f in fields if f.required]
         optional = [f for f in fields if not f.required]
         if optional:
-            properties.append({
-                "displayName": "Additional Fields", "name": "additionalFields", "type": "collection",
-                "placeholder": "Add Field", "default": {},
-                "displayOptions": {"show": {"operation": [action.key]}},
-                "options": [_property(f, None) for f in optional],
-            })
+            properties.append(
+                {
+                    "displayName": "Additional Fields",
+                    "name": "additionalFields",
+                    "type": "collection",
+                    "placeholder": "Add Field",
+                    "default": {},
+                    "displayOptions": {"show": {"operation": [action.key]}},
+                    "options": [_property(f, None) for f in optional],
+                }
+            )
     description = {
-        "displayName": manifest.connector["name"], "name": "allMySms", "icon": _ICON_MARK, "group": ["output"],
-        "version": 1, "usableAsTool": True,
-        "subtitle": '={{$parameter["operation"]}}', "description": manifest.connector["description"],
+        "displayName": manifest.connector["name"],
+        "name": "allMySms",
+        "icon": _ICON_MARK,
+        "group": ["output"],
+        "version": 1,
+        "usableAsTool": True,
+        "subtitle": '={{$parameter["operation"]}}',
+        "description": manifest.connector["description"],
         "defaults": {"name": manifest.connector["name"]},
         "credentials": [{"name": _CREDENTIAL, "required": True}],
-        "requestDefaults": {"baseURL": "={{$credentials.baseUrl}}",
-                            "headers": {"Accept": "application/json", "Content-Type": "application/json"}},
+        "requestDefaults": {
+            "baseURL": "={{$credentials.baseUrl}}",
+            "headers": {"Accept": "application/json", "Content-Type": "application/json"},
+        },
         "properties": properties,
     }
     entries = "\n".join(f"    {key}: {_ts(value)}," for key, value in description.items())
@@ -194,15 +279,25 @@ def _trigger_node(manifest: Manifest) -> str:
     pushed = [t for t in manifest.triggers if t.delivery == "push"]
     # Plain object literals: n8n's linter reads the options' values only from unquoted keys. n8n writes an
     # option's description without a final period.
-    options = "\n".join(f"        {{ name: {_ts(t.label)}, value: {_ts(t.key)}, "
-                        f"description: {_ts(t.description.rstrip('.'))} }},"
-                        for t in pushed)
-    return template("n8n/nodes/AllMySms/AllMySmsTrigger.node.ts", **_icon_names(), credential=_CREDENTIAL,
-                    tolerance=str(DEFAULT_TOLERANCE), secret_prefix=PREFIX, secret_prefix_length=str(len(PREFIX)),
-                    # a signature reads "<version>,<base64>"
-                    signature_version=VERSION, signature_offset=str(len(VERSION) + 1),
-                    display_name=_ts(manifest.connector["name"] + " Trigger"), default_event=_ts(pushed[0].key),
-                    events=options, subscriptions=json.dumps({t.key: t.subscriptions_path for t in pushed}))
+    options = "\n".join(
+        f"        {{ name: {_ts(t.label)}, value: {_ts(t.key)}, description: {_ts(t.description.rstrip('.'))} }},"
+        for t in pushed
+    )
+    return template(
+        "n8n/nodes/AllMySms/AllMySmsTrigger.node.ts",
+        **_icon_names(),
+        credential=_CREDENTIAL,
+        tolerance=str(DEFAULT_TOLERANCE),
+        secret_prefix=PREFIX,
+        secret_prefix_length=str(len(PREFIX)),
+        # a signature reads "<version>,<base64>"
+        signature_version=VERSION,
+        signature_offset=str(len(VERSION) + 1),
+        display_name=_ts(manifest.connector["name"] + " Trigger"),
+        default_event=_ts(pushed[0].key),
+        events=options,
+        subscriptions=json.dumps({t.key: t.subscriptions_path for t in pushed}),
+    )
 
 
 def _icon_names() -> dict[str, str]:
@@ -213,9 +308,11 @@ def _icon(theme: str) -> str:
     """A speech bubble with three dots, drawn here so that the package carries no borrowed artwork."""
     bubble, dot = ("#1f6fd1", "#ffffff") if theme == "light" else ("#8cb8f0", "#10233d")
     dots = "".join(f'<circle cx="{x}" cy="27" r="4" fill="{dot}"/>' for x in (20, 32, 44))
-    return ('<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64" viewBox="0 0 64 64">'
-            '<path d="M12 8h40a8 8 0 0 1 8 8v22a8 8 0 0 1-8 8H28l-12 10v-10h-4a8 8 0 0 1-8-8V16a8 8 0 0 1 8-8z" '
-            f'fill="{bubble}"/>{dots}</svg>\n')
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64" viewBox="0 0 64 64">'
+        '<path d="M12 8h40a8 8 0 0 1 8 8v22a8 8 0 0 1-8 8H28l-12 10v-10h-4a8 8 0 0 1-8-8V16a8 8 0 0 1 8-8z" '
+        f'fill="{bubble}"/>{dots}</svg>\n'
+    )
 
 
 def _slug(noun: str) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import copy
 
 from connector import errors
-from connector.sending import idempotency
 from connector.description.manifest import Manifest
+from connector.exports.files import as_json
+from connector.sending import idempotency
 from connector.web import operations
 from connector.web.operations import Operation
-from connector.exports.files import as_json
 
 VERSION = "3.1.0"
 # Keywords of our schemas that only our own checks read.
@@ -18,7 +18,7 @@ _SIGNATURE_HEADERS = {
     "webhook-id": "Identifies the event for this subscription: the same on every retry (deduplicate on it).",
     "webhook-timestamp": "Unix seconds of this attempt.",
     "webhook-signature": "`v1,` + base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}` with the "
-                         "subscription's secret (Standard Webhooks).",
+    "subscription's secret (Standard Webhooks).",
 }
 
 
@@ -50,26 +50,47 @@ class _Builder:
             paths.setdefault(op.templated(), {})[op.method.lower()] = self.described(op)
         return {
             "openapi": VERSION,
-            "info": {"title": f"{connector['name']} connector", "version": connector["version"],
-                     "description": connector["description"]},
+            "info": {
+                "title": f"{connector['name']} connector",
+                "version": connector["version"],
+                "description": connector["description"],
+            },
             "servers": [{"url": base_url}],
             "security": [{"basic": []}],
-            "tags": [{"name": "actions", "description": "Send, schedule, cancel, estimate, read the account."},
-                     {"name": "triggers", "description": "REST hooks, event lists, replay and delivery logs."}],
+            "tags": [
+                {"name": "actions", "description": "Send, schedule, cancel, estimate, read the account."},
+                {"name": "triggers", "description": "REST hooks, event lists, replay and delivery logs."},
+            ],
             "paths": paths,
             "webhooks": self.webhooks(),
             "components": {
-                "securitySchemes": {"basic": {
-                    "type": "http", "scheme": "basic",
-                    "description": self.manifest.auth["description"] + " User name: the AllMySMS login; "
-                                   "password: the API key."}},
+                "securitySchemes": {
+                    "basic": {
+                        "type": "http",
+                        "scheme": "basic",
+                        "description": self.manifest.auth["description"] + " User name: the AllMySMS login; "
+                        "password: the API key.",
+                    }
+                },
                 "schemas": dict(sorted(self.schemas.items())),
             },
         }
 
-    def operation(self, operation_id: str, summary: str, description: str, *, ok: tuple[int, str | None],
-                  body: str | None = None, body_required: bool = True, sample=None, many: bool = False,
-                  parameters: list | None = None, auth: bool = True, tag: str | None = None) -> dict:
+    def operation(
+        self,
+        operation_id: str,
+        summary: str,
+        description: str,
+        *,
+        ok: tuple[int, str | None],
+        body: str | None = None,
+        body_required: bool = True,
+        sample=None,
+        many: bool = False,
+        parameters: list | None = None,
+        auth: bool = True,
+        tag: str | None = None,
+    ) -> dict:
         status, output = ok
         content_schema = self.schema(output) if output else {"type": "object"}
         if many:
@@ -103,72 +124,126 @@ class _Builder:
             by_status.setdefault(kind.status, []).append(doc)
         by_status.setdefault(413, ["The body is larger than allowed."])
         error = self.schema("api/error.json")
-        return {str(status): {"description": " / ".join(sorted(set(docs))),
-                              "content": {"application/json": {"schema": error}}}
-                for status, docs in sorted(by_status.items())}
+        return {
+            str(status): {
+                "description": " / ".join(sorted(set(docs))),
+                "content": {"application/json": {"schema": error}},
+            }
+            for status, docs in sorted(by_status.items())
+        }
 
     def described(self, op: Operation) -> dict:
         """The OpenAPI operation of one entry of the operation table."""
         parameters = [_path(name) for name in op.path_parameters]
         for name in op.query:
             parameters += self.query(name, op)
-        operation = self.operation(op.key, op.summary, op.description, ok=(op.ok, op.output), body=op.body,
-                                   body_required=op.body_required, sample=op.sample, many=op.many,
-                                   parameters=parameters, auth=op.auth, tag=op.tag)
+        operation = self.operation(
+            op.key,
+            op.summary,
+            op.description,
+            ok=(op.ok, op.output),
+            body=op.body,
+            body_required=op.body_required,
+            sample=op.sample,
+            many=op.many,
+            parameters=parameters,
+            auth=op.auth,
+            tag=op.tag,
+        )
         answers = operation["responses"]
         if op.ok == 204:
             del answers["204"]["content"]
         if op.view == "subscribe":
             # Platforms subscribe again when a flow is turned back on: the same target is the same subscription.
-            answers["200"] = {**answers["201"], "description": "The same target_url was already subscribed: that "
-                              "subscription, with its secret (turned back on if it was disabled)."}
+            answers["200"] = {
+                **answers["201"],
+                "description": "The same target_url was already subscribed: that "
+                "subscription, with its secret (turned back on if it was disabled).",
+            }
             created = answers["201"]
-            created["headers"] = {"Location": {"description": "The new subscription's URL.",
-                                               "schema": {"type": "string"}}}
+            created["headers"] = {
+                "Location": {"description": "The new subscription's URL.", "schema": {"type": "string"}}
+            }
             # What a client (or a test generator) can do next with the new subscription's id.
             created["links"] = {
-                name: {"operationId": f"{op.trigger.key}_{name}",
-                       "parameters": {"subscription_id": "$response.body#/id"}}
-                for name in ("subscription", "deliveries", "replay_failed", "unsubscribe")}
+                name: {
+                    "operationId": f"{op.trigger.key}_{name}",
+                    "parameters": {"subscription_id": "$response.body#/id"},
+                }
+                for name in ("subscription", "deliveries", "replay_failed", "unsubscribe")
+            }
         if op.view == "callback" and op.method == "POST":
-            operation["requestBody"] = {"required": False, "content": {
-                "application/json": {"schema": {}},
-                "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
+            operation["requestBody"] = {
+                "required": False,
+                "content": {
+                    "application/json": {"schema": {}},
+                    "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                },
+            }
         return operation
 
     def query(self, name: str, op: Operation) -> list[dict]:
         if name == operations.LIMIT:
             return [_limit()]
         if name == operations.SAMPLE:
-            return [{"name": "sample", "in": "query", "required": False,
-                     "description": "1: with no events yet, answer the trigger's sample instead.",
-                     "schema": {"enum": ["0", "1"]}}]
+            return [
+                {
+                    "name": "sample",
+                    "in": "query",
+                    "required": False,
+                    "description": "1: with no events yet, answer the trigger's sample instead.",
+                    "schema": {"enum": ["0", "1"]},
+                }
+            ]
         if name == operations.IDEMPOTENCY_KEY:
             return [_IDEMPOTENCY_KEY]
         # The trigger's options.
-        return [{"name": key, "in": "query", "required": True, "description": prop.get("description", ""),
-                 "schema": _public(prop)}
-                for key, prop in self.manifest.catalog.resolved(op.trigger.input).get("properties", {}).items()]
+        return [
+            {
+                "name": key,
+                "in": "query",
+                "required": True,
+                "description": prop.get("description", ""),
+                "schema": _public(prop),
+            }
+            for key, prop in self.manifest.catalog.resolved(op.trigger.input).get("properties", {}).items()
+        ]
 
     def webhooks(self) -> dict:
         hooks = {}
         for trigger in self.manifest.triggers:
             if trigger.delivery != "push":
                 continue
-            hooks[trigger.event_type] = {"post": {
-                "operationId": f"{trigger.key}_webhook",
-                "summary": trigger.label,
-                "description": f"{trigger.description} POSTed to every subscription's target_url. 2xx within "
-                               "15 s is success; 410 Gone removes the subscription; 429 and 503 may send "
-                               "Retry-After; anything else is retried.",
-                "parameters": [{"name": name, "in": "header", "required": True, "description": text,
-                                "schema": {"type": "string"}} for name, text in _SIGNATURE_HEADERS.items()],
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": self.schema(trigger.event), "example": trigger.sample}}},
-                "responses": {"2XX": {"description": "Received."},
-                              "410": {"description": "Gone: the subscription is removed."}},
-                "security": [],
-            }}
+            hooks[trigger.event_type] = {
+                "post": {
+                    "operationId": f"{trigger.key}_webhook",
+                    "summary": trigger.label,
+                    "description": f"{trigger.description} POSTed to every subscription's target_url. 2xx within "
+                    "15 s is success; 410 Gone removes the subscription; 429 and 503 may send "
+                    "Retry-After; anything else is retried.",
+                    "parameters": [
+                        {
+                            "name": name,
+                            "in": "header",
+                            "required": True,
+                            "description": text,
+                            "schema": {"type": "string"},
+                        }
+                        for name, text in _SIGNATURE_HEADERS.items()
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": self.schema(trigger.event), "example": trigger.sample}
+                        },
+                    },
+                    "responses": {
+                        "2XX": {"description": "Received."},
+                        "410": {"description": "Gone: the subscription is removed."},
+                    },
+                    "security": [],
+                }
+            }
         return hooks
 
 
@@ -184,18 +259,21 @@ def _public(schema: dict) -> dict:
         elif isinstance(node, list):
             for value in node:
                 strip(value)
+
     strip(cleaned)
     return cleaned
 
 
 _IDEMPOTENCY_KEY = {
-    "name": idempotency.HEADER, "in": "header", "required": False,
+    "name": idempotency.HEADER,
+    "in": "header",
+    "required": False,
     "description": "Retrying with the same key and body within 24 h returns the first answer (header "
-                   "Idempotent-Replayed: true) instead of sending again; while the first call runs, 409. The "
-                   "same key for another request: 422. Scoped to the AllMySMS login. Empty counts as absent. "
-                   f"Absent, a call that carries the Logic Apps headers {' and '.join(idempotency.RUN_HEADERS)} "
-                   "gets a key derived from them, from those of its workflow that come with them "
-                   f"({', '.join(idempotency.WORKFLOW_HEADERS)}) and from the request.",
+    "Idempotent-Replayed: true) instead of sending again; while the first call runs, 409. The "
+    "same key for another request: 422. Scoped to the AllMySMS login. Empty counts as absent. "
+    f"Absent, a call that carries the Logic Apps headers {' and '.join(idempotency.RUN_HEADERS)} "
+    "gets a key derived from them, from those of its workflow that come with them "
+    f"({', '.join(idempotency.WORKFLOW_HEADERS)}) and from the request.",
     "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
 }
 
@@ -205,9 +283,17 @@ def _path(name: str) -> dict:
 
 
 def _limit() -> dict:
-    return {"name": "limit", "in": "query", "required": False,
-            "schema": {"type": "integer", "minimum": 1, "maximum": operations.MAX_LIMIT,
-                       "default": operations.DEFAULT_LIMIT}}
+    return {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": operations.MAX_LIMIT,
+            "default": operations.DEFAULT_LIMIT,
+        },
+    }
 
 
 def _subclasses(kind: type) -> list[type]:

@@ -21,12 +21,15 @@ class KeySource:
 
 # One wording on every platform that shows the field.
 KEY_FIELD = Field(
-    key="idempotency_key", label="Idempotency key", type="string",
+    key="idempotency_key",
+    label="Idempotency key",
+    type="string",
     help="Optional. A value that names this item in this workflow only, such as the ID from the trigger step "
-         "followed by a word for this workflow (up to 255 visible characters, no spaces). A retry of this step "
-         "with the same value and the same fields within 24 hours gets the first answer instead of sending "
-         "again, and so would another workflow given the same value: never share one. Leave it empty to send "
-         "on every run.")
+    "followed by a word for this workflow (up to 255 visible characters, no spaces). A retry of this step "
+    "with the same value and the same fields within 24 hours gets the first answer instead of sending "
+    "again, and so would another workflow given the same value: never share one. Leave it empty to send "
+    "on every run.",
+)
 
 
 def key_field(schema: dict) -> Field:
@@ -38,7 +41,9 @@ def key_field(schema: dict) -> Field:
 
 def table(sources: list[KeySource]) -> list[str]:
     """Markdown lines: one row per platform."""
-    rows = ["| platform | Idempotency-Key sent | kept when the platform retries the step? | otherwise |",
-            "|---|---|---|---|"]
+    rows = [
+        "| platform | Idempotency-Key sent | kept when the platform retries the step? | otherwise |",
+        "|---|---|---|---|",
+    ]
     rows += [f"| {s.platform} | {s.key} | {s.retries} | {s.fallback} |" for s in sources]
     return rows

@@ -15,8 +15,13 @@ def action_examples(manifest: Manifest) -> str:
     examples = []
     for action in manifest.actions:
         schema = manifest.catalog.resolved(action.input)
-        examples.append({"key": action.key, "input": (schema.get("examples") or [{}])[0],
-                         "needsCampaign": "campaign_id" in schema.get("properties", {})})
+        examples.append(
+            {
+                "key": action.key,
+                "input": (schema.get("examples") or [{}])[0],
+                "needsCampaign": "campaign_id" in schema.get("properties", {}),
+            }
+        )
     return json.dumps(examples, indent=2, ensure_ascii=False)
 
 
@@ -31,4 +36,3 @@ def firing_input(manifest: Manifest, trigger) -> dict:
         if prop.get("type") == "integer" and "maximum" in prop:
             chosen[key] = prop["maximum"]
     return chosen
-

@@ -13,8 +13,8 @@ from __future__ import annotations
 import base64
 import json
 
-from connector.events import signing
 from connector.description.manifest import Manifest
+from connector.events import signing
 from connector.exports.fields import Field, input_fields, output_fields
 from connector.exports.files import as_json, template
 from connector.exports.retries import KEY_FIELD, KeySource, key_field
@@ -23,12 +23,13 @@ from connector.exports.testkit import action_examples, firing_input
 KEY_SOURCE = KeySource(
     platform="Zapier",
     key="none of Zapier's own: `bundle.meta` carries no run or step id (zapier-platform-core 19 types); "
-        f"the value of the optional **{KEY_FIELD.label}** field, as given",
+    f"the value of the optional **{KEY_FIELD.label}** field, as given",
     retries="yes if the field maps trigger data (such as the trigger item's ID): a replay re-runs only the "
-            "failed steps of the same run (Zapier help, \"Replay Zap runs\"). Keys are shared by every Zap on the "
-            "same AllMySMS login, and two Zaps can see the same trigger item: follow the ID with a fixed word "
-            "for the Zap (such as `-reminders`), or a copied Zap would be answered with the first one's send",
-    fallback="field left empty: no key, every run sends")
+    'failed steps of the same run (Zapier help, "Replay Zap runs"). Keys are shared by every Zap on the '
+    "same AllMySMS login, and two Zaps can see the same trigger item: follow the ID with a fixed word "
+    "for the Zap (such as `-reminders`), or a copied Zap would be answered with the first one's send",
+    fallback="field left empty: no key, every run sends",
+)
 
 CORE_VERSION = "19.1.0"
 # The CLI release that builds and pushes apps on CORE_VERSION.
@@ -42,28 +43,37 @@ _VECTOR_ID = "msg_2Vq1d0Example"
 _VECTOR_TIMESTAMP = 1796113804
 _VECTOR_BODY = '{"id":"evt_8d0c1f7a2b3e4d5c","type":"sms.reply_received","data":{"message":"Oui, à demain"}}'
 # Zapier's field types, for ours.
-_TYPES = {"string": "string", "text": "text", "integer": "integer", "number": "number", "boolean": "boolean",
-          "datetime": "datetime"}
+_TYPES = {
+    "string": "string",
+    "text": "text",
+    "integer": "integer",
+    "number": "number",
+    "boolean": "boolean",
+    "datetime": "datetime",
+}
 
 
 def files(manifest: Manifest, base_url: str) -> dict[str, str]:
     connector = manifest.connector
     out = {
-        "package.json": as_json({
-            "name": f"{connector['key']}-zapier",
-            "version": connector["version"],
-            "description": connector["description"],
-            "main": "index.js",
-            "private": True,
-            # A folder argument (`node --test test/`) finds no test on Node 22: the default search does.
-            "scripts": {"test": "node --test"},
-            "engines": {"node": f">={NODE_MAJOR}"},
-            "dependencies": {"zapier-platform-core": CORE_VERSION},
-            "devDependencies": {"zapier-platform-schema": CORE_VERSION},
-        }),
+        "package.json": as_json(
+            {
+                "name": f"{connector['key']}-zapier",
+                "version": connector["version"],
+                "description": connector["description"],
+                "main": "index.js",
+                "private": True,
+                # A folder argument (`node --test test/`) finds no test on Node 22: the default search does.
+                "scripts": {"test": "node --test"},
+                "engines": {"node": f">={NODE_MAJOR}"},
+                "dependencies": {"zapier-platform-core": CORE_VERSION},
+                "devDependencies": {"zapier-platform-schema": CORE_VERSION},
+            }
+        ),
         "index.js": _index(manifest),
-        "lib/service.js": template("zapier/lib/service.js", base_url=json.dumps(base_url),
-                                   key_field=_js(_field(KEY_FIELD))),
+        "lib/service.js": template(
+            "zapier/lib/service.js", base_url=json.dumps(base_url), key_field=_js(_field(KEY_FIELD))
+        ),
         "lib/authentication.js": _authentication(manifest),
         "lib/signature.js": template("zapier/lib/signature.js", verify=template("shared/signature.js")),
         "validate.js": template("zapier/validate.js"),
@@ -96,8 +106,10 @@ def _field(f: Field) -> dict:
 
 
 def _outputs(schema: dict) -> list[dict]:
-    return [{"key": f.key, "label": f.label, "type": _TYPES[f.type], **({"list": True} if f.list else {})}
-            for f in output_fields(schema)]
+    return [
+        {"key": f.key, "label": f.label, "type": _TYPES[f.type], **({"list": True} if f.list else {})}
+        for f in output_fields(schema)
+    ]
 
 
 def _js(value) -> str:
@@ -106,8 +118,11 @@ def _js(value) -> str:
 
 def _described(item) -> dict[str, str]:
     """What Zapier shows of an action or a trigger, as the values of its template."""
-    return {"key": json.dumps(item.key, ensure_ascii=False), "noun": json.dumps(item.noun, ensure_ascii=False),
-            "display": json.dumps({"label": item.label, "description": item.description}, ensure_ascii=False)}
+    return {
+        "key": json.dumps(item.key, ensure_ascii=False),
+        "noun": json.dumps(item.noun, ensure_ascii=False),
+        "display": json.dumps({"label": item.label, "description": item.description}, ensure_ascii=False),
+    }
 
 
 def _index(manifest: Manifest) -> str:
@@ -117,26 +132,41 @@ def _index(manifest: Manifest) -> str:
 
 
 def _authentication(manifest: Manifest) -> str:
-    fields = [{"key": f["key"], "label": f["label"], "required": bool(f.get("required")),
-               "type": "password" if f.get("secret") else "string", "helpText": f.get("help", "")}
-              for f in manifest.auth["fields"]]
+    fields = [
+        {
+            "key": f["key"],
+            "label": f["label"],
+            "required": bool(f.get("required")),
+            "type": "password" if f.get("secret") else "string",
+            "helpText": f.get("help", ""),
+        }
+        for f in manifest.auth["fields"]
+    ]
     return template("zapier/lib/authentication.js", fields=_js(fields), test_path=manifest.auth["test"]["path"])
 
 
 def _create(manifest: Manifest, action) -> str:
     schema = manifest.catalog.resolved(action.input)
     key_field(schema)
-    return template("zapier/creates/action.js", **_described(action), path=action.path,
-                    body_fields=_js([_field(f) for f in input_fields(schema)]), sample=_js(action.sample),
-                    output_fields=_js(_outputs(manifest.catalog.resolved(action.output))))
+    return template(
+        "zapier/creates/action.js",
+        **_described(action),
+        path=action.path,
+        body_fields=_js([_field(f) for f in input_fields(schema)]),
+        sample=_js(action.sample),
+        output_fields=_js(_outputs(manifest.catalog.resolved(action.output))),
+    )
 
 
 def _trigger(manifest: Manifest, trigger) -> str:
-    common = {**_described(trigger), "events": trigger.events_path, "sample": _js(trigger.sample),
-              "output_fields": _js(_outputs(manifest.catalog.resolved(trigger.event)))}
+    common = {
+        **_described(trigger),
+        "events": trigger.events_path,
+        "sample": _js(trigger.sample),
+        "output_fields": _js(_outputs(manifest.catalog.resolved(trigger.event))),
+    }
     if trigger.delivery == "push":
-        return template("zapier/triggers/hook.js", **common,
-                        subscriptions=trigger.subscriptions_path)
+        return template("zapier/triggers/hook.js", **common, subscriptions=trigger.subscriptions_path)
     fields = [_field(f) for f in input_fields(manifest.catalog.resolved(trigger.input))] if trigger.input else []
     return template("zapier/triggers/polling.js", **common, input_fields=_js(fields))
 
@@ -144,22 +174,34 @@ def _trigger(manifest: Manifest, trigger) -> str:
 def _tests(manifest: Manifest) -> str:
     pushed = [t.key for t in manifest.triggers if t.delivery == "push"]
     polled = [{"key": t.key, "input": firing_input(manifest, t)} for t in manifest.triggers if t.delivery != "push"]
-    return template("zapier/test/app.test.js", creates=action_examples(manifest), pushed=_js(pushed),
-                    polled=_js(polled), helpers=template("shared/testkit.js"))
+    return template(
+        "zapier/test/app.test.js",
+        creates=action_examples(manifest),
+        pushed=_js(pushed),
+        polled=_js(polled),
+        helpers=template("shared/testkit.js"),
+    )
 
 
 def _signature_tests() -> str:
     signature = signing.sign(_VECTOR_SECRET, _VECTOR_ID, _VECTOR_TIMESTAMP, _VECTOR_BODY.encode())
-    vector = {"secret": _VECTOR_SECRET, "id": _VECTOR_ID, "timestamp": _VECTOR_TIMESTAMP, "body": _VECTOR_BODY,
-              "signature": signature}
+    vector = {
+        "secret": _VECTOR_SECRET,
+        "id": _VECTOR_ID,
+        "timestamp": _VECTOR_TIMESTAMP,
+        "body": _VECTOR_BODY,
+        "signature": signature,
+    }
     return template("zapier/test/signature.test.js", vector=_js(vector))
 
 
 def _readme(manifest: Manifest, base_url: str) -> str:
     name = manifest.connector["name"]
     actions = "\n".join(f"- **{a.label}** — {a.description}" for a in manifest.actions)
-    triggers = "\n".join(f"- **{t.label}** ({'instant' if t.delivery == 'push' else 'polling'}) — {t.description}"
-                         for t in manifest.triggers)
+    triggers = "\n".join(
+        f"- **{t.label}** ({'instant' if t.delivery == 'push' else 'polling'}) — {t.description}"
+        for t in manifest.triggers
+    )
     return f"""# {name} for Zapier
 
 Generated by `connector export zapier --base-url {base_url}` from the connector's manifest: do not edit;
@@ -215,5 +257,4 @@ missing file in build.zip"); `.gitignore` keeps `node_modules` and builds out of
 
 Instant triggers verify every call to their hook URL (Standard Webhooks: the `webhook-signature` header
 under the subscription's `whsec_` secret, a timestamp within 5 minutes) and halt on any other call.
-"""
-
+"""  # noqa: E501 (Markdown: a paragraph is one line)

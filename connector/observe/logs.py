@@ -25,16 +25,19 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _INBOUND_TOKEN = re.compile(r"(/v1/inbound/allmysms/)([^/?#\s\"]+)")
 _BASIC_OR_BEARER = re.compile(r"\b(Basic|Bearer)(\s+)[A-Za-z0-9+/=._~-]{6,}", re.IGNORECASE)
 # AllMySMS's apiKey in a form, query string or JSON, and the like.
-_KEY_FIELD = re.compile(r"""(\b(?:api[_-]?key|apikey|password|secret|token)\b["']?\s*[:=]\s*["']?)[^\s"'&,;}]+""",
-                        re.IGNORECASE)
+_KEY_FIELD = re.compile(
+    r"""(\b(?:api[_-]?key|apikey|password|secret|token)\b["']?\s*[:=]\s*["']?)[^\s"'&,;}]+""", re.IGNORECASE
+)
 _SIGNING_SECRET = re.compile(r"\bwhsec_[A-Za-z0-9+/=]+")
 # An inbound URL token outside its URL: 192 bits in URL-safe base64 is 32 characters.
 _BARE_TOKEN = re.compile(r"(?<![\w-])[A-Za-z0-9_-]{32}(?![\w-])")
 # A number as people and AllMySMS write one: 9 to 15 digits, maybe after +, together or in groups split by
 # one kind of separator (spaces, dots or dashes); not inside a word, a decimal or an id. Shorter runs
 # (ports, durations, process ids) and addresses (127.0.0.1) have too few digits.
-_PHONE = re.compile(r"(?<![\w+.-])\+?(?:\d{9,15}|\d{1,4}(?:(?: \d{1,4}){2,7}|(?:\.\d{1,4}){2,7}|(?:-\d{1,4}){2,7}))"
-                    r"(?!\w|[.:-]\d)")
+_PHONE = re.compile(
+    r"(?<![\w+.-])\+?(?:\d{9,15}|\d{1,4}(?:(?: \d{1,4}){2,7}|(?:\.\d{1,4}){2,7}|(?:-\d{1,4}){2,7}))"
+    r"(?!\w|[.:-]\d)"
+)
 _DATE = re.compile(r"\d{4}-\d\d-\d\d")
 # A URL's query string in a request line: the sandbox's feed methods accept GET, so API keys, numbers and
 # whole messages travel there.
@@ -54,8 +57,9 @@ def mask(text: str, secrets: tuple[str, ...] = (), *, queries: bool = False) -> 
     for secret in secrets:
         text = text.replace(secret, "[masked]")
     # A fingerprint is left as it is (no token holds ':').
-    text = _INBOUND_TOKEN.sub(lambda m: m.group(0) if m.group(2).startswith("sha256:") else
-                              m.group(1) + fingerprint(m.group(2)), text)
+    text = _INBOUND_TOKEN.sub(
+        lambda m: m.group(0) if m.group(2).startswith("sha256:") else m.group(1) + fingerprint(m.group(2)), text
+    )
     text = _BASIC_OR_BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}[masked]", text)
     text = _KEY_FIELD.sub(lambda m: f"{m.group(1)}[masked]", text)
     text = _SIGNING_SECRET.sub("whsec_[masked]", text)
@@ -103,6 +107,7 @@ def _token_fingerprint(match: re.Match) -> str:
 
 def _phone(match: re.Match) -> str:
     from connector.sending.phones import mask as mask_number
+
     digits = re.sub(r"[ .\-]", "", match.group(0))
     if not 9 <= len(digits.lstrip("+")) <= 15 or _DATE.fullmatch(match.group(0)):
         return match.group(0)
@@ -141,8 +146,7 @@ class Masking(logging.Filter):
         http = getattr(record, "http", None)
         if isinstance(http, dict):
             # JSON lines show these fields as they are (JSON escapes them): masked only.
-            record.http = {name: self._mask(value) if isinstance(value, str) else value
-                           for name, value in http.items()}
+            record.http = {name: self._mask(value) if isinstance(value, str) else value for name, value in http.items()}
         record._masked_with = (done or frozenset()) | frozenset(self.secrets)
         return True
 
@@ -162,8 +166,13 @@ class JsonLines(logging.Formatter):
     process id (several share one output), the access log's ``http`` fields and any traceback."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": _utc(record.created), "level": record.levelname, "logger": record.name,
-                 "message": record.getMessage(), "pid": record.process}
+        entry = {
+            "time": _utc(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
         request_id = getattr(record, "request_id", None) or _request_id()
         if request_id:
             entry["request_id"] = request_id
@@ -184,6 +193,7 @@ def _utc(epoch: float) -> str:
 
 def _request_id() -> str | None:
     from flask import g, has_app_context, has_request_context
+
     if has_request_context() and has_app_context():
         return g.get("request_id")
     return None
@@ -196,8 +206,12 @@ def formatter(log_format: str) -> logging.Formatter:
 def secrets_of(settings: dict) -> tuple[str, ...]:
     """The values of the settings the config schema marks as secret (x-secret)."""
     from connector import config
-    return tuple(str(settings[name]) for name, prop in config.schema()["properties"].items()
-                 if prop.get("x-secret") and settings.get(name))
+
+    return tuple(
+        str(settings[name])
+        for name, prop in config.schema()["properties"].items()
+        if prop.get("x-secret") and settings.get(name)
+    )
 
 
 def equip(handler: logging.Handler, settings: dict, *, keep_format: bool = False) -> None:

@@ -82,6 +82,7 @@ def process_ended(pid: int) -> None:
     Its counters' files stay, so that totals never go down while the service runs."""
     if os.environ.get(MULTIPROCESS_DIR):
         from prometheus_client import multiprocess
+
         multiprocess.mark_process_dead(pid)
 
 
@@ -105,47 +106,83 @@ def _made() -> SimpleNamespace:
     # Imported here, at the first count, never when the package is imported: by then `connector serve`
     # or `connector worker` has chosen the directory (see prepare_directory).
     from prometheus_client import CollectorRegistry, Counter, Histogram
+
     registry = CollectorRegistry(auto_describe=True)
     return SimpleNamespace(
         registry=registry,
         # As the library chose when imported just now: later changes to the environment do not count.
         shared=bool(os.environ.get(MULTIPROCESS_DIR)),
-        actions=Counter("connector_actions", "Actions answered, by action and outcome (an error code, or ok).",
-                        ["action", "outcome"], registry=registry),
-        action_seconds=Histogram("connector_action_duration_seconds", "Time to answer an action.", ["action"],
-                                 buckets=_SECONDS, registry=registry),
-        upstream=Counter("connector_upstream_requests",
-                         "Requests to AllMySMS, by method, HTTP status and AllMySMS status ('none' when there "
-                         "was no answer or no status).", ["method", "http_status", "allmysms_status"],
-                         registry=registry),
-        upstream_seconds=Histogram("connector_upstream_request_duration_seconds",
-                                   "Time AllMySMS took to answer, the answer read.", ["method"], buckets=_SECONDS,
-                                   registry=registry),
-        callbacks=Counter("connector_callbacks_received", "Callbacks AllMySMS sent to an inbound URL.",
-                          registry=registry),
-        rejected=Counter("connector_callbacks_rejected", "Callbacks refused, by reason.", ["reason"],
-                         registry=registry),
-        records=Counter("connector_callback_records",
-                        "Records in accepted callbacks: stored as new events, duplicates of stored ones, "
-                        "refused, or journalled (kept in the local journal while the database was away).", ["result"], registry=registry),
-        attempts=Counter("connector_delivery_attempts",
-                         "Delivery attempts to subscribers, by outcome (succeeded, retrying, failed: no retry "
-                         "left, gone: the subscriber answered 410) and the answer's status class.",
-                         ["outcome", "status_class"], registry=registry),
-        journalled=Counter("connector_callbacks_journalled",
-                           "Callbacks kept in the local journal because the database could not take them.",
-                           registry=registry),
-        replayed=Counter("connector_journal_replayed", "Journal entries replayed into the database.",
-                         registry=registry),
-        outages=Counter("connector_database_outages",
-                        "Times a process found the database unreachable after it had answered.", registry=registry),
-        lag=Histogram("connector_delivery_lag_seconds",
-                      "Seconds from the moment a delivery attempt was due to the moment it was made.",
-                      buckets=_LAG, registry=registry),
+        actions=Counter(
+            "connector_actions",
+            "Actions answered, by action and outcome (an error code, or ok).",
+            ["action", "outcome"],
+            registry=registry,
+        ),
+        action_seconds=Histogram(
+            "connector_action_duration_seconds",
+            "Time to answer an action.",
+            ["action"],
+            buckets=_SECONDS,
+            registry=registry,
+        ),
+        upstream=Counter(
+            "connector_upstream_requests",
+            "Requests to AllMySMS, by method, HTTP status and AllMySMS status ('none' when there "
+            "was no answer or no status).",
+            ["method", "http_status", "allmysms_status"],
+            registry=registry,
+        ),
+        upstream_seconds=Histogram(
+            "connector_upstream_request_duration_seconds",
+            "Time AllMySMS took to answer, the answer read.",
+            ["method"],
+            buckets=_SECONDS,
+            registry=registry,
+        ),
+        callbacks=Counter(
+            "connector_callbacks_received", "Callbacks AllMySMS sent to an inbound URL.", registry=registry
+        ),
+        rejected=Counter(
+            "connector_callbacks_rejected", "Callbacks refused, by reason.", ["reason"], registry=registry
+        ),
+        records=Counter(
+            "connector_callback_records",
+            "Records in accepted callbacks: stored as new events, duplicates of stored ones, "
+            "refused, or journalled (kept in the local journal while the database was away).",
+            ["result"],
+            registry=registry,
+        ),
+        attempts=Counter(
+            "connector_delivery_attempts",
+            "Delivery attempts to subscribers, by outcome (succeeded, retrying, failed: no retry "
+            "left, gone: the subscriber answered 410) and the answer's status class.",
+            ["outcome", "status_class"],
+            registry=registry,
+        ),
+        journalled=Counter(
+            "connector_callbacks_journalled",
+            "Callbacks kept in the local journal because the database could not take them.",
+            registry=registry,
+        ),
+        replayed=Counter(
+            "connector_journal_replayed", "Journal entries replayed into the database.", registry=registry
+        ),
+        outages=Counter(
+            "connector_database_outages",
+            "Times a process found the database unreachable after it had answered.",
+            registry=registry,
+        ),
+        lag=Histogram(
+            "connector_delivery_lag_seconds",
+            "Seconds from the moment a delivery attempt was due to the moment it was made.",
+            buckets=_LAG,
+            registry=registry,
+        ),
     )
 
 
 # Counting, called where things happen.
+
 
 def action(key: str, outcome: str, seconds: float) -> None:
     counts = _instruments()
@@ -163,8 +200,9 @@ def upstream_request(method: str):
     finally:
         counts = _instruments()
         counts.upstream_seconds.labels(method).observe(time.perf_counter() - started)
-        counts.upstream.labels(method, str(seen.http_status) if seen.http_status else "none",
-                               _allmysms_status(seen.reply)).inc()
+        counts.upstream.labels(
+            method, str(seen.http_status) if seen.http_status else "none", _allmysms_status(seen.reply)
+        ).inc()
 
 
 def _allmysms_status(reply) -> str:
@@ -179,8 +217,9 @@ def _allmysms_status(reply) -> str:
     return str(number) if 0 <= number < 1000 else "other"
 
 
-def callback(rejected: str | None = None, *, new: int = 0, duplicates: int = 0, refused: int = 0,
-             journalled: bool = False) -> None:
+def callback(
+    rejected: str | None = None, *, new: int = 0, duplicates: int = 0, refused: int = 0, journalled: bool = False
+) -> None:
     """One callback received: refused as a whole for ``rejected`` (a reason class), or accepted with
     these counts of records (``journalled``: kept in the journal, its records not yet known new or not)."""
     counts = _instruments()
@@ -212,8 +251,7 @@ def deliveries(outcomes: list[dict]) -> None:
     for o in outcomes:
         code = o["status_code"]
         status_class = f"{code // 100}xx" if code and 100 <= code < 600 else "none"
-        outcome = ("gone" if o.get("subscription") == "gone" else
-                   {"pending": "retrying"}.get(o["status"], o["status"]))
+        outcome = "gone" if o.get("subscription") == "gone" else {"pending": "retrying"}.get(o["status"], o["status"])
         counts.attempts.labels(outcome, status_class).inc()
         due_at = getattr(o["due"], "due_at", None)
         if due_at is not None:
@@ -221,6 +259,7 @@ def deliveries(outcomes: list[dict]) -> None:
 
 
 # The scrape.
+
 
 class _StoreState:
     """Gauges read from the database at scrape time."""
@@ -230,6 +269,7 @@ class _StoreState:
 
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
+
         up = GaugeMetricFamily("connector_database_up", "1 when the database answered this scrape's queries.")
         try:
             state = self.store.views.state(time.time())
@@ -241,19 +281,26 @@ class _StoreState:
             return
         up.add_metric([], 1)
         yield up
-        depth = GaugeMetricFamily("connector_queue_depth",
-                                  "Work waiting: events not yet turned into deliveries (fanout), deliveries due "
-                                  "now or out (deliveries).", labels=["queue"])
-        oldest = GaugeMetricFamily("connector_queue_oldest_seconds",
-                                   "How long the oldest waiting item has been due (0 when none).", labels=["queue"])
+        depth = GaugeMetricFamily(
+            "connector_queue_depth",
+            "Work waiting: events not yet turned into deliveries (fanout), deliveries due now or out (deliveries).",
+            labels=["queue"],
+        )
+        oldest = GaugeMetricFamily(
+            "connector_queue_oldest_seconds",
+            "How long the oldest waiting item has been due (0 when none).",
+            labels=["queue"],
+        )
         for queue in ("fanout", "deliveries"):
             depth.add_metric([queue], state[queue]["depth"])
             oldest.add_metric([queue], state[queue]["oldest_seconds"])
         yield depth
         yield oldest
-        by_status = GaugeMetricFamily("connector_deliveries",
-                                      "Deliveries kept (events' retention), by status; pending includes those "
-                                      "waiting for a retry.", labels=["status"])
+        by_status = GaugeMetricFamily(
+            "connector_deliveries",
+            "Deliveries kept (events' retention), by status; pending includes those waiting for a retry.",
+            labels=["status"],
+        )
         for status, number in sorted(state["deliveries"]["by_status"].items()):
             by_status.add_metric([status], number)
         yield by_status
@@ -271,10 +318,12 @@ class _JournalState:
 
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
+
         depth = self.journal.depth()
         for name, what in (("entries", "Entries"), ("bytes", "Bytes"), ("files", "Files")):
-            gauge = GaugeMetricFamily(f"connector_journal_{name}",
-                                      f"{what} in the local journal, waiting to be replayed into the database.")
+            gauge = GaugeMetricFamily(
+                f"connector_journal_{name}", f"{what} in the local journal, waiting to be replayed into the database."
+            )
             gauge.add_metric([], depth[name])
             yield gauge
 
@@ -293,9 +342,11 @@ class _Scrape:
 def exposition(store, journal=None) -> tuple[bytes, str]:
     """The text a scrape gets, and its content type."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
     counts = _instruments()
     if counts.shared:
         from prometheus_client.multiprocess import MultiProcessCollector
+
         processes = MultiProcessCollector(None)
     else:
         processes = counts.registry
@@ -325,8 +376,11 @@ def _bearer_matches(header: str, token: str) -> bool:
 
 def _refused():
     from connector.errors import AuthenticationFailed
-    error = AuthenticationFailed("The metrics need the token set in CONNECTOR_METRICS_TOKEN, as "
-                                 "'Authorization: Bearer <token>'.", code="invalid_metrics_token")
+
+    error = AuthenticationFailed(
+        "The metrics need the token set in CONNECTOR_METRICS_TOKEN, as 'Authorization: Bearer <token>'.",
+        code="invalid_metrics_token",
+    )
     response = jsonify(error.as_json(g.get("request_id")))
     response.status_code = 401
     response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'

@@ -29,11 +29,20 @@ def read_recipients(path: str) -> list:
     return recipients
 
 
-def send(url: str, auth: tuple[str, str], message: str, recipients: list, *, chunk_size: int = 1000,
-         skip_invalid: bool = False, out=sys.stderr, session: requests.Session | None = None) -> int:
+def send(
+    url: str,
+    auth: tuple[str, str],
+    message: str,
+    recipients: list,
+    *,
+    chunk_size: int = 1000,
+    skip_invalid: bool = False,
+    out=sys.stderr,
+    session: requests.Session | None = None,
+) -> int:
     """Send, printing progress to ``out``; 0 when every chunk was accepted, 1 otherwise."""
     session = session or requests.Session()
-    chunks = [recipients[i:i + chunk_size] for i in range(0, len(recipients), chunk_size)]
+    chunks = [recipients[i : i + chunk_size] for i in range(0, len(recipients), chunk_size)]
     run = hashlib.sha256(json.dumps([message, recipients, chunk_size, skip_invalid]).encode()).hexdigest()[:32]
     done = invalid = 0
     for number, chunk in enumerate(chunks, 1):
@@ -43,19 +52,35 @@ def send(url: str, auth: tuple[str, str], message: str, recipients: list, *, chu
         answer = _post(session, url.rstrip("/") + "/v1/actions/send_sms", auth, body, f"bulk-{run}-{number}")
         if answer.status_code != 200:
             error = _error(answer)
-            print(f"chunk {number}/{len(chunks)} refused ({answer.status_code} {error.get('code', '')}): "
-                  f"{error.get('message', answer.text[:300])}", file=out, flush=True)
-            print(f"{done} of {len(recipients)} recipients were sent before it. Fix what is said and run the "
-                  "same command again: chunks already sent are not sent again (for 24 hours).", file=out, flush=True)
+            print(
+                f"chunk {number}/{len(chunks)} refused ({answer.status_code} {error.get('code', '')}): "
+                f"{error.get('message', answer.text[:300])}",
+                file=out,
+                flush=True,
+            )
+            print(
+                f"{done} of {len(recipients)} recipients were sent before it. Fix what is said and run the "
+                "same command again: chunks already sent are not sent again (for 24 hours).",
+                file=out,
+                flush=True,
+            )
             return 1
         result = answer.json()
         done += len(chunk)
         invalid += len(result.get("invalid_numbers", []))
         again = " (already sent: not sent again)" if answer.headers.get("Idempotent-Replayed") else ""
-        print(f"{done}/{len(recipients)} recipients ({done * 100 // len(recipients)}%), chunk {number}/{len(chunks)}"
-              f": {result.get('recipients', 0)} accepted{again}", file=out, flush=True)
-    print(f"done: {len(recipients)} recipients in {len(chunks)} chunks"
-          + (f", {invalid} invalid numbers skipped" if invalid else ""), file=out, flush=True)
+        print(
+            f"{done}/{len(recipients)} recipients ({done * 100 // len(recipients)}%), chunk {number}/{len(chunks)}"
+            f": {result.get('recipients', 0)} accepted{again}",
+            file=out,
+            flush=True,
+        )
+    print(
+        f"done: {len(recipients)} recipients in {len(chunks)} chunks"
+        + (f", {invalid} invalid numbers skipped" if invalid else ""),
+        file=out,
+        flush=True,
+    )
     return 0
 
 

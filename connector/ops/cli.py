@@ -26,8 +26,9 @@ class _Commands(click.Group):
             ctx.exit(2)
 
 
-@click.group("connector", cls=_Commands, context_settings={"help_option_names": ["-h", "--help"],
-                                                          "max_content_width": 120})
+@click.group(
+    "connector", cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120}
+)
 def connector() -> None:
     """AllMySMS connector for no-code platforms."""
 
@@ -38,17 +39,20 @@ def _settings(**overrides) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = config.load(overrides={k: v for k, v in overrides.items() if v is not None})
     from connector.observe import logs
+
     logs.configure(settings)
     return settings
 
 
 def _account_options(command):
     """--url, --login and --api-key: how the commands that call the running service reach it."""
-    for option in reversed([
-        click.option("--url", default=_DEFAULT_URL, show_default=True, help="the running service"),
-        click.option("--login", default="demo", show_default=True),
-        click.option("--api-key", default="demo-api-key", show_default=True),
-    ]):
+    for option in reversed(
+        [
+            click.option("--url", default=_DEFAULT_URL, show_default=True, help="the running service"),
+            click.option("--login", default="demo", show_default=True),
+            click.option("--api-key", default="demo-api-key", show_default=True),
+        ]
+    ):
         command = option(command)
     return command
 
@@ -56,11 +60,13 @@ def _account_options(command):
 @connector.command(help="run the service under gunicorn (with the sandbox unless ALLMYSMS_BASE_URL is set)")
 @click.option("--host", help="address to listen on (default 127.0.0.1, or CONNECTOR_HOST)")
 @click.option("--port", type=int, help="port (default 8000, or PORT)")
-@click.option("--workers", type=int,
-              help="web worker processes (default: one per CPU core, at least 2; or CONNECTOR_WORKERS)")
+@click.option(
+    "--workers", type=int, help="web worker processes (default: one per CPU core, at least 2; or CONNECTOR_WORKERS)"
+)
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
     settings = _settings(CONNECTOR_HOST=host, PORT=port, CONNECTOR_WORKERS=workers)
     from connector.ops.serving import serve as run
+
     run(settings)
 
 
@@ -68,6 +74,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 def check() -> None:
     _settings()
     from connector.description import manifest
+
     loaded = manifest.load()
     click.echo(f"ok: {len(loaded.actions)} actions, {len(loaded.triggers)} triggers, configuration valid")
 
@@ -77,9 +84,13 @@ def migrate() -> None:
     settings = _settings()
     from connector import services
     from connector.storage import schema
+
     before, after = services.migrate(settings)
-    current = " (already current)" if after in schema.known() else (
-        f" (newer than this version's {schema.head()}, which it declares readable by it: left as it is)")
+    current = (
+        " (already current)"
+        if after in schema.known()
+        else (f" (newer than this version's {schema.head()}, which it declares readable by it: left as it is)")
+    )
     click.echo(f"database schema at {after}" + (current if before == after else f" (was {before or 'empty'})"))
 
 
@@ -88,8 +99,10 @@ def migrate() -> None:
 def worker(parent: int | None) -> None:
     settings = _settings()
     from connector.ops.serving import run_worker
+
     if not parent:  # under `connector serve`, the directory is set and swept already
         from connector.observe.metrics import prepare_directory
+
         prepare_directory(settings["CONNECTOR_DATA_DIR"])
     run_worker(settings, parent)
 
@@ -100,6 +113,7 @@ def worker(parent: int | None) -> None:
 def sandbox(port: int, host: str) -> None:
     _settings()
     from connector.sandbox import create_sandbox_app, make_sandbox_server
+
     server = make_sandbox_server(create_sandbox_app(), host, port)
     click.echo(f"Sandbox on http://{host}:{server.server_port} (demo login 'demo', API key 'demo-api-key')")
     server.serve_forever()
@@ -109,6 +123,7 @@ def sandbox(port: int, host: str) -> None:
 def print_manifest() -> None:
     _settings()
     from connector.description import manifest
+
     click.echo(json.dumps(manifest.load().describe(), indent=2, ensure_ascii=False))
 
 
@@ -118,58 +133,77 @@ def print_manifest() -> None:
 @click.option("--sms-id", help="the SMS answered (default: the last one sent to that number)")
 @_account_options
 @click.pass_context
-def reply(ctx: click.Context, phone: str, message: str, sms_id: str | None, url: str, login: str,
-          api_key: str) -> None:
+def reply(ctx: click.Context, phone: str, message: str, sms_id: str | None, url: str, login: str, api_key: str) -> None:
     _settings()
     import requests
+
     body = {"phone_number": phone, "message": message}
     if sms_id:
         body["sms_id"] = sms_id
     try:
         answer = requests.post(url.rstrip("/") + "/v1/sandbox/replies", json=body, auth=(login, api_key), timeout=30)
     except requests.ConnectionError:
-        click.echo(f"nothing answers at {url}: start the service with `connector serve`, or give its address "
-                   "with --url", err=True)
+        click.echo(
+            f"nothing answers at {url}: start the service with `connector serve`, or give its address with --url",
+            err=True,
+        )
         ctx.exit(1)
     click.echo(json.dumps(answer.json(), indent=2, ensure_ascii=False))
     ctx.exit(0 if answer.status_code == 201 else 1)
 
 
-@connector.command(help="send one SMS to every recipient of a CSV file through the running service, in chunks, "
-                        "showing progress")
+@connector.command(
+    help="send one SMS to every recipient of a CSV file through the running service, in chunks, showing progress"
+)
 @click.option("--file", "path", required=True, help="CSV: a number a line, then the values of #param_1#, ...")
 @click.option("--message", required=True)
 @click.option("--chunk-size", type=int, default=1000, help="recipients a request (default 1000)")
 @click.option("--skip-invalid", is_flag=True, help="send to the valid numbers, list the others")
 @_account_options
 @click.pass_context
-def send(ctx: click.Context, path: str, message: str, chunk_size: int, skip_invalid: bool, url: str, login: str,
-         api_key: str) -> None:
+def send(
+    ctx: click.Context, path: str, message: str, chunk_size: int, skip_invalid: bool, url: str, login: str, api_key: str
+) -> None:
     _settings()
     from connector.ops import bulk
+
     recipients = bulk.read_recipients(path)
     if not recipients:
         click.echo(f"{path} holds no recipient", err=True)
         ctx.exit(2)
-    ctx.exit(bulk.send(url, (login, api_key), message, recipients, chunk_size=max(1, chunk_size),
-                       skip_invalid=skip_invalid, out=sys.stderr))
+    ctx.exit(
+        bulk.send(
+            url,
+            (login, api_key),
+            message,
+            recipients,
+            chunk_size=max(1, chunk_size),
+            skip_invalid=skip_invalid,
+            out=sys.stderr,
+        )
+    )
 
 
-@connector.command(help="write a platform's connector, generated from the manifest\n\nPLATFORM is one of the "
-                        "platforms --list shows; OUT_DIR is the directory to write to (created if needed).")
+@connector.command(
+    help="write a platform's connector, generated from the manifest\n\nPLATFORM is one of the "
+    "platforms --list shows; OUT_DIR is the directory to write to (created if needed)."
+)
 @click.argument("platform", required=False)
 @click.argument("out_dir", required=False)
 @click.option("--list", "listing", is_flag=True, help="list the platforms and exit")
-@click.option("--base-url", help="the service's public URL, as platforms will call it (default "
-                                 "CONNECTOR_PUBLIC_URL, else https://connector.example.com)")
+@click.option(
+    "--base-url",
+    help="the service's public URL, as platforms will call it (default "
+    "CONNECTOR_PUBLIC_URL, else https://connector.example.com)",
+)
 @click.pass_context
-def export(ctx: click.Context, platform: str | None, out_dir: str | None, listing: bool,
-           base_url: str | None) -> None:
+def export(ctx: click.Context, platform: str | None, out_dir: str | None, listing: bool, base_url: str | None) -> None:
     settings = _settings()
     from pathlib import Path
 
     from connector import exports
     from connector.description import manifest
+
     if listing or not platform:
         for name, about in exports.platforms().items():
             click.echo(f"{name:14} {about}")
@@ -193,6 +227,7 @@ def docs(root: str) -> None:
 
     from connector.description import manifest
     from connector.ops import docs as docs_module
+
     changed = docs_module.update_all(Path(root), manifest.load())
     click.echo("\n".join(f"updated {path}" for path in changed) or "every generated section is current")
 

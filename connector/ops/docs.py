@@ -14,8 +14,18 @@ from connector.description.manifest import Manifest
 _SECTION = re.compile(r"(<!-- generated:(\w+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.S)
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 # The order a request takes through the packages; a package missing here is listed after them.
-_PACKAGE_ORDER = ("description", "web", "sending", "events", "storage", "observe", "console", "exports", "ops",
-                  "sandbox")
+_PACKAGE_ORDER = (
+    "description",
+    "web",
+    "sending",
+    "events",
+    "storage",
+    "observe",
+    "console",
+    "exports",
+    "ops",
+    "sandbox",
+)
 
 
 def documents(root: Path) -> list[Path]:
@@ -39,8 +49,13 @@ def update_all(root: Path, manifest: Manifest) -> list[Path]:
 
 def update_text(text: str, manifest: Manifest) -> str:
     """``text`` with every generated section rewritten; the rest is left as it is."""
-    renderers = {"actions": lambda: actions(manifest), "config": config.markdown_table,
-                 "retries": retries, "packages": packages, "modules": modules}
+    renderers = {
+        "actions": lambda: actions(manifest),
+        "config": config.markdown_table,
+        "retries": retries,
+        "packages": packages,
+        "modules": modules,
+    }
 
     def replace(match):
         name = match.group(2)
@@ -58,7 +73,9 @@ def section_names(text: str) -> list[str]:
 
 def retries() -> str:
     """Where each platform export takes its Idempotency-Key from, as each exporter states it."""
-    from connector.exports import guide, retries as key_sources
+    from connector.exports import guide
+    from connector.exports import retries as key_sources
+
     return "\n".join(key_sources.table(guide.key_sources()))
 
 
@@ -75,10 +92,20 @@ def modules() -> str:
     out = ["## `connector/`", "", "| Module | What it is for |", "|---|---|"]
     out += [f"| `{path.name}` | {_summary(path)} |" for path in sorted(_PACKAGE_ROOT.glob("*.py"))]
     for package in _packages():
-        out += ["", f"## `connector/{package.name}/`", "", _summary(package / "__init__.py"), "",
-                "| Module | What it is for |", "|---|---|"]
-        out += [f"| `{path.name}` | {_summary(path)} |" for path in sorted(package.glob("*.py"))
-                if path.name != "__init__.py"]
+        out += [
+            "",
+            f"## `connector/{package.name}/`",
+            "",
+            _summary(package / "__init__.py"),
+            "",
+            "| Module | What it is for |",
+            "|---|---|",
+        ]
+        out += [
+            f"| `{path.name}` | {_summary(path)} |"
+            for path in sorted(package.glob("*.py"))
+            if path.name != "__init__.py"
+        ]
     return "\n".join(out)
 
 
@@ -111,9 +138,20 @@ def actions(manifest: Manifest) -> str:
                 out.append(f"| `{name}` | {_type(prop)} | {'yes' if name in required else 'no'} | {text} |")
             out.append("")
         body = json.dumps(example, ensure_ascii=False)
-        out += ["```sh", f"curl -s -u demo:demo-api-key -H 'Content-Type: application/json' \\",
-                f"  -d '{body}' \\", f"  http://127.0.0.1:8000{action.path}", "```", "",
-                "Result (sample):", "", "```json", json.dumps(action.sample, indent=2, ensure_ascii=False), "```", ""]
+        out += [
+            "```sh",
+            "curl -s -u demo:demo-api-key -H 'Content-Type: application/json' \\",
+            f"  -d '{body}' \\",
+            f"  http://127.0.0.1:8000{action.path}",
+            "```",
+            "",
+            "Result (sample):",
+            "",
+            "```json",
+            json.dumps(action.sample, indent=2, ensure_ascii=False),
+            "```",
+            "",
+        ]
     return "\n".join(out)
 
 

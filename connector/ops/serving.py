@@ -43,6 +43,7 @@ class _Gunicorn(BaseApplication):
         # Each worker builds its own app after the fork: nothing is shared but the environment and the
         # database.
         from connector import create_app
+
         return create_app()
 
 
@@ -52,6 +53,7 @@ def worker_once_the_database_answers(settings, told_to_stop: Callable[[float], b
     while the database is away waits for it quietly: one line then, one when it answers, none in between."""
     from connector.storage import schema
     from connector.storage.outage import Backoff, reason, unavailable
+
     backoff, store, waiting_since = Backoff(), None, None
     while True:
         try:
@@ -67,8 +69,11 @@ def worker_once_the_database_answers(settings, told_to_stop: Callable[[float], b
             # Once made, the store says it itself (store.outage), and when the database is back.
             if store is None and waiting_since is None:
                 waiting_since = time.monotonic()
-                log.error("The delivery worker cannot start: the database does not answer (%s). It starts as "
-                          "soon as it does; nothing more is logged until then.", reason(exc))
+                log.error(
+                    "The delivery worker cannot start: the database does not answer (%s). It starts as "
+                    "soon as it does; nothing more is logged until then.",
+                    reason(exc),
+                )
             elif store is not None:
                 store.outage.failed(exc)
             if told_to_stop(backoff.delay()):
@@ -76,8 +81,9 @@ def worker_once_the_database_answers(settings, told_to_stop: Callable[[float], b
                     store.close()
                 return None
     if waiting_since is not None:
-        log.warning("The database answers again, after %.1f s: the delivery worker starts.",
-                    time.monotonic() - waiting_since)
+        log.warning(
+            "The database answers again, after %.1f s: the delivery worker starts.", time.monotonic() - waiting_since
+        )
     return services.build(settings, store=store).delivery_worker()
 
 
@@ -117,8 +123,7 @@ def start_sandbox(port: int = 0, host: str = "127.0.0.1"):
 
     state = SandboxState()
     server = make_sandbox_server(create_sandbox_app(state), host, port)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox",
-                              daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox", daemon=True)
     thread.start()
     return f"http://{host}:{server.server_port}", server.shutdown, state
 
@@ -127,8 +132,9 @@ def _point_sandbox_at(app, sandbox, settings: dict) -> None:
     """Do for the demo accounts what a customer does in the AllMySMS customer area: set the URL that
     receipts and replies are pushed to, here this service's own inbound URL."""
     from connector.events import inbound
-    from connector.web.accounts import inbound_token
     from connector.sandbox import DEMO_ACCOUNTS
+    from connector.web.accounts import inbound_token
+
     services = app.extensions["connector"]
     host = _reachable_host(settings)
     for login in DEMO_ACCOUNTS:
@@ -145,11 +151,14 @@ def _reachable_host(settings: dict) -> str:
 def _announce_console(settings: dict) -> None:
     """Where to log in to the console; the token itself never goes to the log, only where to read it."""
     from connector.console.access import token_path
+
     host = _reachable_host(settings)
-    where = ("the CONNECTOR_OPERATOR_TOKEN setting" if settings["CONNECTOR_OPERATOR_TOKEN"]
-             else f"the file {token_path(settings['CONNECTOR_DATA_DIR'])}")
-    log.warning("Operator console at http://%s:%s/console; log in with the token in %s.", host, settings["PORT"],
-                where)
+    where = (
+        "the CONNECTOR_OPERATOR_TOKEN setting"
+        if settings["CONNECTOR_OPERATOR_TOKEN"]
+        else f"the file {token_path(settings['CONNECTOR_DATA_DIR'])}"
+    )
+    log.warning("Operator console at http://%s:%s/console; log in with the token in %s.", host, settings["PORT"], where)
 
 
 def serve(settings: dict) -> None:
@@ -160,10 +169,13 @@ def serve(settings: dict) -> None:
         url, _, sandbox = start_sandbox(settings["CONNECTOR_SANDBOX_PORT"])
         os.environ["ALLMYSMS_BASE_URL"] = url
         os.environ["ALLMYSMS_SANDBOX"] = "true"
-        log.warning("Sandbox mode: no message leaves this machine. Sandbox at %s; demo login 'demo', "
-                    "API key 'demo-api-key'.", url)
+        log.warning(
+            "Sandbox mode: no message leaves this machine. Sandbox at %s; demo login 'demo', API key 'demo-api-key'.",
+            url,
+        )
     # Fail here, once and readably, rather than in every worker as it boots.
     from connector import create_app
+
     app = create_app()
     if sandbox is not None:
         _point_sandbox_at(app, sandbox, settings)
@@ -172,6 +184,7 @@ def serve(settings: dict) -> None:
     app.extensions["connector"].store.close()
     # Before any process of the service counts anything: the web and delivery workers inherit it.
     from connector.observe.metrics import prepare_directory
+
     prepare_directory(settings["CONNECTOR_DATA_DIR"])
     supervisors = []
     if settings["CONNECTOR_DELIVERY_WORKER"] == "process":
@@ -179,8 +192,10 @@ def serve(settings: dict) -> None:
         # callbacks for the interpreter lock, and a thread in this master would be inside SQLite
         # transactions whenever gunicorn forks a worker, leaving the child a lock it can never release.
         # More than one, because a worker's event loop and its database thread share one interpreter lock.
-        supervisors = [WorkerProcess(settings["CONNECTOR_SHUTDOWN_GRACE"]).start()
-                       for _ in range(settings["CONNECTOR_DELIVERY_PROCESSES"])]
+        supervisors = [
+            WorkerProcess(settings["CONNECTOR_SHUTDOWN_GRACE"]).start()
+            for _ in range(settings["CONNECTOR_DELIVERY_PROCESSES"])
+        ]
     try:
         # The delivery workers are told to stop as the web processes are, not after them: both within the grace.
         _Gunicorn(gunicorn_options(settings, on_stop=[supervisor.terminate for supervisor in supervisors])).run()
@@ -265,16 +280,18 @@ def _refuse_new_connections(listener) -> None:
 
     keep_nothing = (Instruction * 1)(Instruction(0x06, 0, 0, 0))  # BPF_RET | BPF_K: keep 0 bytes of the packet
     try:
-        listener.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER,
-                            bytes(Program(1, ctypes.cast(keep_nothing, ctypes.POINTER(Instruction)))))
+        listener.setsockopt(
+            socket.SOL_SOCKET,
+            _SO_ATTACH_FILTER,
+            bytes(Program(1, ctypes.cast(keep_nothing, ctypes.POINTER(Instruction)))),
+        )
     except OSError as exc:
         log.warning("new connections could not be turned away before stopping (%s)", exc)
 
 
 #: The answer to a request still arriving when a stopping process can wait for it no longer: it was not
 #: handled, so a client or proxy may safely send it again (to another process).
-_STOPPING = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
-             b"Content-Length: 0\r\n\r\n")
+_STOPPING = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
 
 class ReadingWorker(ThreadWorker):
@@ -287,13 +304,17 @@ class ReadingWorker(ThreadWorker):
 
     def init_process(self):
         from connector import config
+
         settings = config.load()
         self._read_timeout = settings["CONNECTOR_REQUEST_READ_TIMEOUT"]
         # Past what the app accepts, a thread takes over at once: the app answers 413 without reading on.
         self._body_limit = max(settings["CONNECTOR_MAX_BODY_BYTES"], settings["CONNECTOR_MAX_CALLBACK_BYTES"])
         cfg = self.cfg
-        self._head_limit = ((cfg.limit_request_line or 8190) + 4
-                            + (cfg.limit_request_fields or 100) * ((cfg.limit_request_field_size or 8190) + 2))
+        self._head_limit = (
+            (cfg.limit_request_line or 8190)
+            + 4
+            + (cfg.limit_request_fields or 100) * ((cfg.limit_request_field_size or 8190) + 2)
+        )
         self._reading: dict = {}
         self._stopped_at: float | None = None
         # A stopping process reads requests that are arriving for this long, then has the rest of the grace
@@ -395,13 +416,17 @@ class ReadingWorker(ThreadWorker):
             if self._stopped_at is not None:
                 # Stopping: a request that is arriving is read to its end, within the grace; a connection
                 # that has sent nothing yet gets as long as gthread gives a kept-alive one.
-                deadline = min(deadline, self._stopped_at + (self._read_while_stopping if arrival.data
-                                                             else STOP_KEEPALIVE_LINGER))
+                deadline = min(
+                    deadline, self._stopped_at + (self._read_while_stopping if arrival.data else STOP_KEEPALIVE_LINGER)
+                )
             if deadline <= now:
                 if arrival.data:
-                    _send_quietly(conn.sock, _STOPPING if self._stopped_at is not None and arrival.deadline > now
-                                  else b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
-                                       b"Content-Length: 0\r\n\r\n")
+                    _send_quietly(
+                        conn.sock,
+                        _STOPPING
+                        if self._stopped_at is not None and arrival.deadline > now
+                        else b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                    )
                 self._drop(conn)
 
     def _drop(self, conn):
@@ -494,6 +519,7 @@ class _Arrival:
 
 def _child_exit(_server, worker) -> None:
     from connector.observe.metrics import process_ended
+
     process_ended(worker.pid)
 
 
@@ -507,6 +533,7 @@ class AccessLog(glogging.Logger):
     def setup(self, cfg):
         from connector import config
         from connector.observe import logs
+
         super().setup(cfg)
         settings = config.load()
         self._json = settings["CONNECTOR_LOG_FORMAT"] == "json"
@@ -521,12 +548,21 @@ class AccessLog(glogging.Logger):
         if not self.access_log_enabled:
             return
         atoms = self.atoms_wrapper_class(self.atoms(resp, req, environ, request_time))
-        http = {"remote": atoms["h"], "method": atoms["m"], "path": atoms["U"], "status": _number(atoms["s"]),
-                "bytes": _number(atoms["B"]), "duration_ms": _number(atoms["M"])}
+        http = {
+            "remote": atoms["h"],
+            "method": atoms["m"],
+            "path": atoms["U"],
+            "status": _number(atoms["s"]),
+            "bytes": _number(atoms["B"]),
+            "duration_ms": _number(atoms["M"]),
+        }
         request_id = atoms["{x-request-id}o"]
         try:
-            self.access_log.info(self.cfg.access_log_format, atoms,
-                                 extra={"http": http, "request_id": None if request_id == "-" else request_id})
+            self.access_log.info(
+                self.cfg.access_log_format,
+                atoms,
+                extra={"http": http, "request_id": None if request_id == "-" else request_id},
+            )
         except Exception:
             self.exception("the access log line could not be written")
 
@@ -545,7 +581,7 @@ class WorkerProcess:
         self._told_at: float | None = None
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         # The first one from here, before gunicorn forks its workers: Popen waits for the child's exec on a
         # pipe, which a process forked meanwhile would hold open (and Popen waiting) for as long as it lives.
         self.process = self._spawn()
@@ -563,6 +599,7 @@ class WorkerProcess:
             if self._stop.is_set():
                 return
             from connector.observe.metrics import process_ended
+
             process_ended(self.process.pid)
             log.warning("the delivery worker stopped (exit %s); starting it again", self.process.returncode)
             if self._stop.wait(1.0):

@@ -8,11 +8,12 @@ credit, 108 client code, 118 master account) are the state's.
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from . import phones, statuses
 from connector.sending.segments import analyse
+
+from . import phones, statuses
 from .statuses import ApiError, invalid_feed
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -100,7 +101,7 @@ def parse_schedule(value, now):
     except ValueError:
         raise ApiError(statuses.INVALID_DATE) from None
     local = naive.replace(tzinfo=PARIS)
-    round_trip = local.astimezone(timezone.utc).astimezone(PARIS).replace(tzinfo=None)
+    round_trip = local.astimezone(UTC).astimezone(PARIS).replace(tzinfo=None)
     if round_trip != naive or local <= now:
         raise ApiError(statuses.INVALID_DATE)
     return local
@@ -145,7 +146,7 @@ def _compile_template(message, dynamic):
         index = int(match.group(1))
         if 1 <= index <= dynamic:
             pieces.append(_escape_braces(message[position : match.start()]))
-            pieces.append("{%d}" % len(keys))
+            pieces.append(f"{{{len(keys)}}}")
             keys.append(f"PARAM_{index}")
             position = match.end()
     if not keys:

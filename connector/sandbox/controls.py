@@ -61,8 +61,7 @@ def callback(login):
     except ValueError as error:
         raise _Refused(400, str(error)) from None
     # Not the URL itself: it carries the account's token.
-    log.info("sandbox callback %s (format %s)", "set" if settings["url"] else "removed",
-             settings["format"])
+    log.info("sandbox callback %s (format %s)", "set" if settings["url"] else "removed", settings["format"])
     return _json(200, settings)
 
 
@@ -71,9 +70,17 @@ def campaigns(login):
     state = current_app.extensions[EXTENSION_KEY]
     if _authenticated_login(state) != login:
         raise _Refused(403, "These credentials belong to another account")
-    listed = [{"id": c.id, "client_reference": c.client_msg_id, "kind": c.kind, "status": c.status,
-               "recipients": len(c.numbers), "created_at": paris_timestamp(c.created_at)}
-              for c in state.campaigns(login)]
+    listed = [
+        {
+            "id": c.id,
+            "client_reference": c.client_msg_id,
+            "kind": c.kind,
+            "status": c.status,
+            "recipients": len(c.numbers),
+            "created_at": paris_timestamp(c.created_at),
+        }
+        for c in state.campaigns(login)
+    ]
     return _json(200, {"campaigns": listed})
 
 

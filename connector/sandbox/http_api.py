@@ -90,9 +90,7 @@ def send_sms(state, login, params):
         "creditsUsed": str(plan.credits_needed),
         "nbContacts": str(len(plan.numbers)),
         "nbSms": str(plan.nb_sms),
-        "smsIds": [
-            {"phoneNumber": number, "smsId": sms_id(i)} for i, number in enumerate(plan.numbers)
-        ],
+        "smsIds": [{"phoneNumber": number, "smsId": sms_id(i)} for i, number in enumerate(plan.numbers)],
     }
 
 

@@ -13,9 +13,7 @@ VOICE_CREDITS = 30
 
 # One pass: a French national number (0 + 9 digits), or an international one with an optional
 # "+" or "00" in front. The French case inside the international form is checked afterwards.
-_NUMBER = re.compile(
-    r"(?:0(?P<national>[1-9]\d{8})|(?:\+|00)?(?P<international>[1-9]\d{7,14}))", re.ASCII
-)
+_NUMBER = re.compile(r"(?:0(?P<national>[1-9]\d{8})|(?:\+|00)?(?P<international>[1-9]\d{7,14}))", re.ASCII)
 _FRENCH_INTERNATIONAL = re.compile(r"33[1-9]\d{8}", re.ASCII)
 _ISO_CODE = re.compile(r"[A-Za-z]{2}")
 

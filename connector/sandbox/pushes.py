@@ -161,13 +161,9 @@ class Pusher:
             if give_up:
                 self.failures += 1
         if give_up:
-            log.warning(
-                "sandbox %s push dropped after %d attempts (%s)", push.kind, push.attempt, problem
-            )
+            log.warning("sandbox %s push dropped after %d attempts (%s)", push.kind, push.attempt, problem)
             return
-        log.info(
-            "sandbox %s push attempt %d failed (%s), retrying", push.kind, push.attempt, problem
-        )
+        log.info("sandbox %s push attempt %d failed (%s), retrying", push.kind, push.attempt, problem)
         self._dispatcher.after(self._retry_delays[push.attempt - 1], lambda: self._enqueue(push))
 
 

@@ -6,7 +6,6 @@ a singular element name from `_ITEM_TAGS` so the XML stays readable.
 
 import json
 import re
-
 from xml.etree import ElementTree
 
 XML_ROOT = "response"

@@ -86,10 +86,7 @@ def _sent(plan, campaign, balance):
         "code": statuses.SCHEDULED if scheduled else statuses.SENT,
         "description": f"Your voice messages have been {'scheduled' if scheduled else 'sent'}",
         "campaignId": campaign.id,
-        "smsIds": [
-            {"phoneNumber": number, "smsId": campaign.sms_id(i)}
-            for i, number in enumerate(plan.numbers)
-        ],
+        "smsIds": [{"phoneNumber": number, "smsId": campaign.sms_id(i)} for i, number in enumerate(plan.numbers)],
         "nbContacts": len(plan.numbers),
         "cost": euros(plan.credits_needed),
         "balance": euros(balance),

@@ -13,7 +13,7 @@ sends them; `close()` stops both.
 """
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from . import statuses
 from .accounts import DEMO_ACCOUNTS, Accounts
@@ -68,7 +68,7 @@ class SandboxState:
         if not isinstance(receipt_delay, (int, float)) or receipt_delay < 0:
             raise ValueError("receipt_delay must be a number of seconds >= 0")
         self.lock = threading.RLock()
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or (lambda: datetime.now(UTC))
         recheck = REAL_CLOCK_RECHECK if clock is None else INJECTED_CLOCK_RECHECK
         self._dispatcher = Dispatcher(self._clock, recheck=recheck)
         self._pusher = Pusher(
@@ -203,8 +203,9 @@ class SandboxState:
     # Replies (MO) and blacklist: see inbox.py
 
     def add_reply(self, login, phone_number, message, *, sms_id=None, campaign_id="", reception_date=None):
-        return self.inbox.add_reply(login, phone_number, message, sms_id=sms_id, campaign_id=campaign_id,
-                                    reception_date=reception_date)
+        return self.inbox.add_reply(
+            login, phone_number, message, sms_id=sms_id, campaign_id=campaign_id, reception_date=reception_date
+        )
 
     def receive_reply(self, login, phone_number, message, sms_id=None):
         """A reply from a phone to `login`: kept for getPulls, pushed to the callback URL (Inbox.receive)."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from connector.sending import feeds, messages
 from connector.errors import ConnectorError
+from connector.sending import feeds, messages
 from connector.sending.upstream import AllMySMS, Credentials
 
 
@@ -19,7 +19,7 @@ class Context:
     feed_format: str
     recipients_per_feed: int
     credits_per_sms_fr: int
-    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
 Handler = Callable[[Context, dict], dict]
@@ -30,6 +30,7 @@ def handler(key: str):
     def register(func: Handler) -> Handler:
         HANDLERS[key] = func
         return func
+
     return register
 
 
@@ -56,14 +57,17 @@ def _partial(error: ConnectorError, chunks: list[dict], total: int) -> Connector
     """A later chunk failed after earlier ones went out: say exactly what was sent."""
     sent = sum(len(c["sms_ids"]) for c in chunks)
     campaigns = [c["campaign_id"] for c in chunks]
-    error.message = (f"Only part of this send went out: {sent} of {total} recipients, in campaign(s) "
-                     f"{', '.join(campaigns)}. The rest was not sent because: {error.message}")
+    error.message = (
+        f"Only part of this send went out: {sent} of {total} recipients, in campaign(s) "
+        f"{', '.join(campaigns)}. The rest was not sent because: {error.message}"
+    )
     error.extra.update(partially_sent={"campaign_ids": campaigns, "recipients": sent})
     return error.with_disposition("check_before_retry")
 
 
 # Handlers own their payload (the view keeps no reference): once read into a request, a
 # 100,000-recipient body (some 45 MB of dicts) is let go before the sends begin.
+
 
 @handler("send_sms")
 def send_sms(ctx: Context, payload: dict) -> dict:

@@ -19,7 +19,7 @@ class Deadline:
     def __init__(self, when: float, order: int, action):
         self.when, self.order, self.action = when, order, action
 
-    def __lt__(self, other: "Deadline") -> bool:
+    def __lt__(self, other: Deadline) -> bool:
         return (self.when, self.order) < (other.when, other.order)
 
     def cancel(self) -> None:

@@ -11,8 +11,8 @@ from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
 from connector.sending import phones
-from connector.sending.outcomes import status_of
 from connector.sending.messages import SmsRequest, VoiceRequest
+from connector.sending.outcomes import status_of
 
 FORMATS = ("json", "xml")
 # AllMySMS lists refused numbers in one text ("" when none), joined by a separator no source pins down.
@@ -29,8 +29,10 @@ def sms_data(request: SmsRequest, start: int, stop: int, fmt: str) -> str:
     if fmt == "json":
         recipients = request.recipients[start:stop]
         if request.dynamic:
-            sms = [{"MOBILEPHONE": phones.upstream(r.e164),
-                    **{f"PARAM_{i + 1}": p for i, p in enumerate(r.params)}} for r in recipients]
+            sms = [
+                {"MOBILEPHONE": phones.upstream(r.e164), **{f"PARAM_{i + 1}": p for i, p in enumerate(r.params)}}
+                for r in recipients
+            ]
         else:
             sms = [{"MOBILEPHONE": phones.upstream(r.e164)} for r in recipients]
         return json.dumps({"DATA": {**head, "SMS": sms}}, ensure_ascii=False, separators=(",", ":"))
@@ -169,8 +171,12 @@ def sent_messages(reply: dict, key: str = "smsIds") -> list[dict]:
     out = []
     for item in as_list(reply.get(key)):
         if isinstance(item, dict) and item.get("phoneNumber"):
-            out.append({"phone_number": phones.from_upstream(item.get("phoneNumber", "")),
-                        "sms_id": str(item.get("smsId", ""))})
+            out.append(
+                {
+                    "phone_number": phones.from_upstream(item.get("phoneNumber", "")),
+                    "sms_id": str(item.get("smsId", "")),
+                }
+            )
     return out
 
 
@@ -179,8 +185,9 @@ def upstream_invalid_numbers(reply: dict) -> list[dict]:
     ("" when none), a list in XML replies."""
     value = reply.get("invalidNumbers")
     items = _NUMBER_SEPARATORS.split(value) if isinstance(value, str) else as_list(value)
-    return [{"input": str(n).strip(), "reason": "refused by AllMySMS"} for n in items
-            if n is not None and str(n).strip()]
+    return [
+        {"input": str(n).strip(), "reason": "refused by AllMySMS"} for n in items if n is not None and str(n).strip()
+    ]
 
 
 def sent_chunk(reply: dict, word: str, scheduled_asked: bool) -> dict:
@@ -297,5 +304,11 @@ def _text_or_none(value) -> str | None:
 
 def _analysis(request: SmsRequest) -> dict:
     t = request.text
-    return {"encoding": t.encoding, "characters": t.characters, "units": t.units, "parts": t.parts,
-            "unit_limit": t.unit_limit, "remaining": t.remaining}
+    return {
+        "encoding": t.encoding,
+        "characters": t.characters,
+        "units": t.units,
+        "parts": t.parts,
+        "unit_limit": t.unit_limit,
+        "remaining": t.remaining,
+    }

@@ -23,9 +23,9 @@ import re
 import time
 from dataclasses import dataclass
 
-from connector.storage import outage
-from connector.observe import processes
 from connector.errors import ConnectorError, FieldError, InProgress, KeyReused, MalformedRequest, OutcomeUnknown
+from connector.observe import processes
+from connector.storage import outage
 from connector.storage.store import Store
 
 HEADER = "Idempotency-Key"
@@ -56,8 +56,10 @@ def read_key(raw: str | None) -> str | None:
     if raw is None or not raw.strip():
         return None
     if not _VALID.fullmatch(raw):
-        raise MalformedRequest(f"The {HEADER} header must be 1 to 255 visible ASCII characters (no spaces).",
-                               fields=[FieldError(HEADER, "Use 1 to 255 visible ASCII characters, e.g. a UUID.")])
+        raise MalformedRequest(
+            f"The {HEADER} header must be 1 to 255 visible ASCII characters (no spaces).",
+            fields=[FieldError(HEADER, "Use 1 to 255 visible ASCII characters, e.g. a UUID.")],
+        )
     return raw
 
 
@@ -69,8 +71,13 @@ RUN_HEADERS = ("x-ms-workflow-run-id", "x-ms-workflow-operation-name")
 # (…/workflows/{name}/runs/{run id}) and nothing says another workflow's runs get other ids: these name the
 # workflow and its Azure subscription, so that one workflow's run is never taken for another's and its
 # send answered with theirs. Each counts when sent; without them a key still holds within a workflow.
-WORKFLOW_HEADERS = ("x-ms-workflow-subscription-id", "x-ms-workflow-resourcegroup-name",
-                    "x-ms-workflow-system-id", "x-ms-workflow-id", "x-ms-workflow-name")
+WORKFLOW_HEADERS = (
+    "x-ms-workflow-subscription-id",
+    "x-ms-workflow-resourcegroup-name",
+    "x-ms-workflow-system-id",
+    "x-ms-workflow-id",
+    "x-ms-workflow-name",
+)
 
 
 def run_names(headers) -> tuple[str, ...] | None:
@@ -95,8 +102,18 @@ def fingerprint(action: str, payload) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def begin(store: Store, login: str, key: str, action: str, request_hash: str, *, stale_after: float,
-          kept_for: float, clock=time.time, sleep=time.sleep) -> Replay | None:
+def begin(
+    store: Store,
+    login: str,
+    key: str,
+    action: str,
+    request_hash: str,
+    *,
+    stale_after: float,
+    kept_for: float,
+    clock=time.time,
+    sleep=time.sleep,
+) -> Replay | None:
     """None when this call owns the key and must run; a Replay of the first answer otherwise. Raises
     KeyReused, InProgress, or OutcomeUnknown (the first call ended without a kept answer)."""
     deadline = clock() + WAIT_FOR_FIRST
@@ -114,21 +131,30 @@ def begin(store: Store, login: str, key: str, action: str, request_hash: str, *,
             store.keys.release(login, key)  # expired: the key is free again
             continue
         if row["request_hash"] != request_hash:
-            raise KeyReused(f"This {HEADER} was already used for another request (another action or body). "
-                            "Use a new key for a new request.",
-                            fields=[FieldError(HEADER, "Already used for a different request.")])
+            raise KeyReused(
+                f"This {HEADER} was already used for another request (another action or body). "
+                "Use a new key for a new request.",
+                fields=[FieldError(HEADER, "Already used for a different request.")],
+            )
         if row["state"] == "done":
             return Replay(row["status_code"], row["response"])
         # The first call's process may have died mid-call (killed, restarted): on this host that is seen at
         # once; elsewhere only when the key has been running for longer than any call could.
-        if row["state"] == "unknown" or clock() - row["created_at"] > stale_after or (
-                row["state"] == "running" and processes.gone(row["owner"])):
-            raise OutcomeUnknown(f"An earlier request with this {HEADER} ended without an answer: it may have "
-                                 "sent. Check the campaigns and delivery receipts in AllMySMS before sending "
-                                 "again with a new key.")
+        if (
+            row["state"] == "unknown"
+            or clock() - row["created_at"] > stale_after
+            or (row["state"] == "running" and processes.gone(row["owner"]))
+        ):
+            raise OutcomeUnknown(
+                f"An earlier request with this {HEADER} ended without an answer: it may have "
+                "sent. Check the campaigns and delivery receipts in AllMySMS before sending "
+                "again with a new key."
+            )
         if clock() >= deadline:
-            raise InProgress(f"A request with this {HEADER} is still running. Try again in a few seconds: "
-                             "you will get its answer.", retry_after=2)
+            raise InProgress(
+                f"A request with this {HEADER} is still running. Try again in a few seconds: you will get its answer.",
+                retry_after=2,
+            )
         sleep(0.05)
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from connector.sending import phones, segments
-from connector.errors import FieldError
 from connector.description.validation import field_path, invalid_input
+from connector.errors import FieldError
+from connector.sending import phones, segments
 
 MAX_MESSAGE_CHARACTERS = 640
 _PLACEHOLDER = re.compile(r"#param_(\d+)#")
@@ -95,21 +95,35 @@ def sms_request(payload: dict, rules: Rules, now: datetime, *, schedule: bool = 
     problems += _text_problems("message", message)
     problems += _text_problems("campaign_name", payload.get("campaign_name", ""))
     if len(message) > MAX_MESSAGE_CHARACTERS:
-        problems.append(FieldError("message", f"With the STOP mention the message has {len(message)} characters; "
-                                              f"the most AllMySMS accepts is {MAX_MESSAGE_CHARACTERS}."))
+        problems.append(
+            FieldError(
+                "message",
+                f"With the STOP mention the message has {len(message)} characters; "
+                f"the most AllMySMS accepts is {MAX_MESSAGE_CHARACTERS}.",
+            )
+        )
     other_case = _PLACEHOLDER_OTHER_CASE.search(message)
     if other_case:
-        problems.append(FieldError("message", f"Write {other_case.group()} in lower case, "
-                                              f"{other_case.group().lower()}: AllMySMS reads only that form as a "
-                                              "placeholder and would send the other as written."))
+        problems.append(
+            FieldError(
+                "message",
+                f"Write {other_case.group()} in lower case, "
+                f"{other_case.group().lower()}: AllMySMS reads only that form as a "
+                "placeholder and would send the other as written.",
+            )
+        )
     used = sorted({int(n) for n in _PLACEHOLDER.findall(message)})
     dynamic = used[-1] if used else 0
     if used and used[0] < 1:
         problems.append(FieldError("message", "Placeholders start at #param_1#."))
     entries = _entries(payload["recipients"])
     if not used and any(params for _, params in entries):
-        problems.append(FieldError("message", "Recipients carry personalisation values but the message has no "
-                                              "#param_1# placeholder to put them in."))
+        problems.append(
+            FieldError(
+                "message",
+                "Recipients carry personalisation values but the message has no #param_1# placeholder to put them in.",
+            )
+        )
     recipients, invalid, recipient_problems = _read_recipients(entries, rules, dynamic)
     problems += recipient_problems
     problems += _invalid_number_problems(invalid, payload.get("invalid_numbers", "reject"), len(recipients))
@@ -124,9 +138,16 @@ def sms_request(payload: dict, rules: Rules, now: datetime, *, schedule: bool = 
     if dynamic:
         parts_max = max(segments.analyse(render(message, r.params)).parts for r in recipients)
     return SmsRequest(
-        message=message, recipients=tuple(recipients), invalid=tuple(invalid), dynamic=dynamic, text=text,
-        parts_max=parts_max, sender=payload.get("sender", ""), campaign_name=payload.get("campaign_name", ""),
-        flash=bool(payload.get("flash", False)), client_reference=payload.get("client_reference", ""),
+        message=message,
+        recipients=tuple(recipients),
+        invalid=tuple(invalid),
+        dynamic=dynamic,
+        text=text,
+        parts_max=parts_max,
+        sender=payload.get("sender", ""),
+        campaign_name=payload.get("campaign_name", ""),
+        flash=bool(payload.get("flash", False)),
+        client_reference=payload.get("client_reference", ""),
         send_at=send_at,
     )
 
@@ -154,16 +175,25 @@ def voice_request(payload: dict, rules: Rules, now: datetime) -> VoiceRequest:
         problems += time_problems
     if problems:
         raise invalid_input(problems)
-    return VoiceRequest(recipients=tuple(recipients), invalid=tuple(invalid), audio_url=payload.get("audio_url", ""),
-                        text=text, sender=sender or "", campaign_name=payload.get("campaign_name", ""),
-                        send_at=send_at)
+    return VoiceRequest(
+        recipients=tuple(recipients),
+        invalid=tuple(invalid),
+        audio_url=payload.get("audio_url", ""),
+        text=text,
+        sender=sender or "",
+        campaign_name=payload.get("campaign_name", ""),
+        send_at=send_at,
+    )
 
 
 def campaign_ids(value) -> list[str]:
     """Campaign IDs from a list or from one text separated by commas, semicolons or new lines."""
     items = phones.split(value) if isinstance(value, str) else [str(v).strip() for v in value]
-    problems = [FieldError("campaign_id", f"{item!r} is not a campaign ID: campaign IDs are letters and digits.")
-                for item in items if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", item)]
+    problems = [
+        FieldError("campaign_id", f"{item!r} is not a campaign ID: campaign IDs are letters and digits.")
+        for item in items
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", item)
+    ]
     if not items:
         problems.append(FieldError("campaign_id", "Give the campaign ID returned by the send."))
     if problems:
@@ -172,8 +202,9 @@ def campaign_ids(value) -> list[str]:
 
 
 def render(message: str, params: tuple[str, ...]) -> str:
-    return _PLACEHOLDER.sub(lambda m: params[int(m.group(1)) - 1] if 0 < int(m.group(1)) <= len(params) else "",
-                            message)
+    return _PLACEHOLDER.sub(
+        lambda m: params[int(m.group(1)) - 1] if 0 < int(m.group(1)) <= len(params) else "", message
+    )
 
 
 def send_time(value: str, zone_name: str, now: datetime) -> tuple[SendTime | None, list[FieldError]]:
@@ -183,33 +214,50 @@ def send_time(value: str, zone_name: str, now: datetime) -> tuple[SendTime | Non
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        return None, [FieldError("send_at", f"{value!r} is not a date and time. Write it in ISO 8601, e.g. "
-                                            "2026-12-01T09:30:00+01:00, or 2026-12-01 09:30 for AllMySMS local time.")]
+        return None, [
+            FieldError(
+                "send_at",
+                f"{value!r} is not a date and time. Write it in ISO 8601, e.g. "
+                "2026-12-01T09:30:00+01:00, or 2026-12-01 09:30 for AllMySMS local time.",
+            )
+        ]
     if len(text) <= 10:
         return None, [FieldError("send_at", "Give a time as well as a date, e.g. 2026-12-01 09:30.")]
     try:
         return _send_time(parsed, text, zone, zone_name, now)
     except OverflowError:
         # A moment at the very edge of the calendar (year 1 or 9999) has no UTC or local time within it.
-        return None, [FieldError("send_at", f"{text} is too far {'ahead' if parsed.year > 1 else 'back'} to be "
-                                            "sent at: give a time in the coming years, e.g. 2026-12-01 09:30.")]
+        return None, [
+            FieldError(
+                "send_at",
+                f"{text} is too far {'ahead' if parsed.year > 1 else 'back'} to be "
+                "sent at: give a time in the coming years, e.g. 2026-12-01 09:30.",
+            )
+        ]
 
 
-def _send_time(parsed: datetime, text: str, zone: ZoneInfo, zone_name: str,
-               now: datetime) -> tuple[SendTime | None, list[FieldError]]:
+def _send_time(
+    parsed: datetime, text: str, zone: ZoneInfo, zone_name: str, now: datetime
+) -> tuple[SendTime | None, list[FieldError]]:
     if parsed.tzinfo is None:
         local = parsed.replace(tzinfo=zone)
         # Wall-clock times skipped when clocks go forward do not exist; do not guess.
-        if local.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) != parsed:
-            return None, [FieldError("send_at", f"{text} does not exist in {zone_name}: clocks go forward at that "
-                                                "time. Choose another time or give an offset.")]
-        utc = local.astimezone(timezone.utc)
+        if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != parsed:
+            return None, [
+                FieldError(
+                    "send_at",
+                    f"{text} does not exist in {zone_name}: clocks go forward at that "
+                    "time. Choose another time or give an offset.",
+                )
+            ]
+        utc = local.astimezone(UTC)
     else:
-        utc = parsed.astimezone(timezone.utc)
+        utc = parsed.astimezone(UTC)
     utc = utc.replace(microsecond=0)
     if utc <= now:
-        return None, [FieldError("send_at", f"{utc.strftime('%Y-%m-%d %H:%M:%S')} UTC is in the past; "
-                                            "give a time in the future.")]
+        return None, [
+            FieldError("send_at", f"{utc.strftime('%Y-%m-%d %H:%M:%S')} UTC is in the past; give a time in the future.")
+        ]
     return SendTime(utc=utc, local=utc.astimezone(zone).replace(tzinfo=None)), []
 
 
@@ -218,9 +266,12 @@ def _entries(value) -> list[tuple[str, tuple]]:
     index is its place in the input, so its field path is ``recipients[index]``."""
     if isinstance(value, str):
         return [(number, ()) for number in phones.split(value)]
-    return [(item, ()) if isinstance(item, str)
-            else (item["phone_number"], tuple(_param_text(p) for p in item.get("params", ())))
-            for item in value]
+    return [
+        (item, ())
+        if isinstance(item, str)
+        else (item["phone_number"], tuple(_param_text(p) for p in item.get("params", ())))
+        for item in value
+    ]
 
 
 def _param_text(value) -> str:
@@ -234,8 +285,13 @@ def _read_recipients(entries, rules: Rules, dynamic: int):
     if not entries:
         problems.append(FieldError("recipients", "Give at least one phone number."))
     if len(entries) > rules.max_recipients:
-        problems.append(FieldError("recipients", f"{len(entries)} recipients is more than the "
-                                                 f"{rules.max_recipients} one request accepts; split the list."))
+        problems.append(
+            FieldError(
+                "recipients",
+                f"{len(entries)} recipients is more than the "
+                f"{rules.max_recipients} one request accepts; split the list.",
+            )
+        )
         return [], [], problems
     recipients: list[Recipient] = []
     invalid: list[InvalidNumber] = []
@@ -245,8 +301,13 @@ def _read_recipients(entries, rules: Rules, dynamic: int):
             invalid.append(InvalidNumber(f"recipients[{i}]", raw, reason))
             continue
         if len(params) < dynamic:
-            problems.append(FieldError(f"recipients[{i}].params", f"The message uses #param_{dynamic}# but this "
-                                       f"recipient has {len(params)} value(s); give {dynamic}."))
+            problems.append(
+                FieldError(
+                    f"recipients[{i}].params",
+                    f"The message uses #param_{dynamic}# but this "
+                    f"recipient has {len(params)} value(s); give {dynamic}.",
+                )
+            )
         params = params[:dynamic]
         for j, param in enumerate(params):
             if _FORBIDDEN.search(param):  # the path is written only for the rare bad value
@@ -282,8 +343,12 @@ def lone_surrogates(document) -> list[FieldError]:
             for key, item in reversed(value.items()):
                 bad = _SURROGATE.search(key) if isinstance(key, str) else None
                 if bad:
-                    problems.append(FieldError(_path_text((path, _SURROGATE.sub("\ufffd", key))),
-                                               _surrogate_reason("The field's name contains", bad)))
+                    problems.append(
+                        FieldError(
+                            _path_text((path, _SURROGATE.sub("\ufffd", key))),
+                            _surrogate_reason("The field's name contains", bad),
+                        )
+                    )
                 else:
                     pending.append(((path, key), item))
         elif isinstance(value, list):
@@ -300,13 +365,20 @@ def _path_text(link: tuple | None) -> str:
 
 
 def _surrogate_reason(start: str, bad: re.Match) -> str:
-    return (f"{start} U+{ord(bad.group()):04X} at position {bad.start() + 1}, half of a UTF-16 pair without its "
-            "other half: it is not a character. Remove it.")
+    return (
+        f"{start} U+{ord(bad.group()):04X} at position {bad.start() + 1}, half of a UTF-16 pair without its "
+        "other half: it is not a character. Remove it."
+    )
 
 
 def _text_problems(path: str, text: str) -> list[FieldError]:
     bad = _FORBIDDEN.search(text)
     if bad:
-        return [FieldError(path, f"Contains the character U+{ord(bad.group()):04X} at position {bad.start() + 1}, "
-                                 "which cannot be sent by SMS; remove it.")]
+        return [
+            FieldError(
+                path,
+                f"Contains the character U+{ord(bad.group()):04X} at position {bad.start() + 1}, "
+                "which cannot be sent by SMS; remove it.",
+            )
+        ]
     return []

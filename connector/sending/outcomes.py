@@ -17,7 +17,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from connector.errors import (AuthenticationFailed, ConnectorError, CreditExhausted, FieldError, InvalidInput, OutcomeUnknown, Throttled, UpstreamFailed, UpstreamUnavailable)
+from connector.errors import (
+    AuthenticationFailed,
+    ConnectorError,
+    CreditExhausted,
+    FieldError,
+    InvalidInput,
+    OutcomeUnknown,
+    Throttled,
+    UpstreamFailed,
+    UpstreamUnavailable,
+)
 
 SUCCESS = {100: "sent", 101: "scheduled", 113: "sent"}
 
@@ -49,8 +59,20 @@ GET_CREDITS_BY_COUNTRY = Method("getCreditsByCountryIsoCode", success="none")
 SEND_VOICE = Method("voice/send/bulk", sends=True, field_names={"message": "text"})
 SIMULATE_VOICE = Method("voice/send/bulk", field_names={"message": "text"})
 
-METHODS = {m.name: m for m in (SEND_SMS, SIMULATE_CAMPAIGN, GET_INFO, DELETE_CAMPAIGN, GET_BLACKLIST, GET_ACKS,
-                               GET_ACK_BY_SMS_ID, GET_PULLS, GET_CREDITS_BY_COUNTRY)}
+METHODS = {
+    m.name: m
+    for m in (
+        SEND_SMS,
+        SIMULATE_CAMPAIGN,
+        GET_INFO,
+        DELETE_CAMPAIGN,
+        GET_BLACKLIST,
+        GET_ACKS,
+        GET_ACK_BY_SMS_ID,
+        GET_PULLS,
+        GET_CREDITS_BY_COUNTRY,
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -66,8 +88,10 @@ class Answer:
     status: int | None = None
 
 
-_CHECK = ("Check the campaigns or the delivery receipts in the AllMySMS customer area before sending again; "
-          "sending again blindly could send the messages twice.")
+_CHECK = (
+    "Check the campaigns or the delivery receipts in the AllMySMS customer area before sending again; "
+    "sending again blindly could send the messages twice."
+)
 
 
 @dataclass(frozen=True)
@@ -86,117 +110,238 @@ def _ending(name: str, acted: str, on_send: Answer | None = None, on_other: Answ
     return Ending(name, acted, on_send, on_other or on_send)
 
 
-ENDINGS: dict[str, Ending] = {e.name: e for e in (
-    # Transport: the request provably never left (refused, or timed out while connecting).
-    _ending("not_connected", "no",
-            Answer(UpstreamUnavailable, "upstream_unavailable",
-                   "AllMySMS cannot be reached right now. Nothing was sent; try again in a few minutes."),
-            Answer(UpstreamUnavailable, "upstream_unavailable",
-                   "AllMySMS cannot be reached right now. Nothing was changed; try again in a few minutes.")),
-    # Transport: the request went out, and the connection dropped or the answer did not come in time.
-    _ending("no_answer", "maybe",
-            Answer(OutcomeUnknown, "outcome_unknown",
-                   "AllMySMS received the send but did not answer in time, so the messages MAY have been sent. "
-                   + _CHECK),
-            Answer(UpstreamUnavailable, "upstream_timeout",
-                   "AllMySMS did not answer in time. Asking again is harmless; try again later.", status=504)),
-    _ending("too_large", "maybe",
-            Answer(UpstreamFailed, "upstream_reply_too_large",
-                   "AllMySMS answered with far more than a reply, so nothing tells whether the messages were sent. "
-                   + _CHECK, disposition="check_before_retry"),
-            Answer(UpstreamFailed, "upstream_reply_too_large", "AllMySMS sent an answer far larger than expected.")),
-    _ending("unreadable", "maybe",
-            Answer(UpstreamFailed, "upstream_unreadable_reply",
-                   "AllMySMS answered with something that is not a reply it documents (a page from a proxy, "
-                   "broken data), so nothing tells whether the messages were sent. " + _CHECK,
-                   disposition="check_before_retry"),
-            Answer(UpstreamUnavailable, "upstream_unreadable_reply",
-                   "AllMySMS answered with something that is not a reply it documents. Asking again is harmless; "
-                   "try again later.")),
-    # HTTP: AllMySMS answers 200 even to its own refusals; another HTTP status comes from in front of it.
-    _ending("redirect", "maybe",
-            Answer(UpstreamFailed, "upstream_redirect",
-                   "AllMySMS answered with a redirect, which it never does for this request (is the service's "
-                   "ALLMYSMS_BASE_URL right?). Nothing tells whether the messages were sent. " + _CHECK,
-                   disposition="check_before_retry"),
-            Answer(UpstreamFailed, "upstream_redirect",
-                   "AllMySMS answered with a redirect, which it never does for this request: the service's "
-                   "ALLMYSMS_BASE_URL is probably wrong. Tell the people who run this service.")),
-    _ending("throttled", "no",
-            Answer(Throttled, "rate_limited", "AllMySMS asks to slow down. Nothing was sent; try again shortly.")),
-    _ending("credentials_refused", "no",
-            Answer(AuthenticationFailed, "invalid_credentials",
-                   "AllMySMS does not recognise this login and API key. Copy them again from the AllMySMS "
-                   "customer area (menu API) into the connection.")),
-    _ending("client_error", "maybe",
-            Answer(UpstreamFailed, "upstream_error",
-                   "AllMySMS answered with an HTTP error it does not document, so nothing tells whether the "
-                   "messages were sent. " + _CHECK, disposition="check_before_retry"),
-            Answer(UpstreamFailed, "upstream_error",
-                   "AllMySMS refused the request with an HTTP error it does not document.")),
-    _ending("server_error", "maybe",
-            Answer(UpstreamFailed, "upstream_error",
-                   "AllMySMS answered with a server error. The messages were probably not sent, but nothing "
-                   "proves it. " + _CHECK, disposition="check_before_retry"),
-            Answer(UpstreamUnavailable, "upstream_error",
-                   "AllMySMS answered with a server error. Asking again is harmless; try again later.")),
-    # The body's status.
-    _ending("success", "yes"),
-    _ending("refused", "no"),
-    _ending("status_unknown", "maybe",
+ENDINGS: dict[str, Ending] = {
+    e.name: e
+    for e in (
+        # Transport: the request provably never left (refused, or timed out while connecting).
+        _ending(
+            "not_connected",
+            "no",
+            Answer(
+                UpstreamUnavailable,
+                "upstream_unavailable",
+                "AllMySMS cannot be reached right now. Nothing was sent; try again in a few minutes.",
+            ),
+            Answer(
+                UpstreamUnavailable,
+                "upstream_unavailable",
+                "AllMySMS cannot be reached right now. Nothing was changed; try again in a few minutes.",
+            ),
+        ),
+        # Transport: the request went out, and the connection dropped or the answer did not come in time.
+        _ending(
+            "no_answer",
+            "maybe",
+            Answer(
+                OutcomeUnknown,
+                "outcome_unknown",
+                "AllMySMS received the send but did not answer in time, so the messages MAY have been sent. " + _CHECK,
+            ),
+            Answer(
+                UpstreamUnavailable,
+                "upstream_timeout",
+                "AllMySMS did not answer in time. Asking again is harmless; try again later.",
+                status=504,
+            ),
+        ),
+        _ending(
+            "too_large",
+            "maybe",
+            Answer(
+                UpstreamFailed,
+                "upstream_reply_too_large",
+                "AllMySMS answered with far more than a reply, so nothing tells whether the messages were sent. "
+                + _CHECK,
+                disposition="check_before_retry",
+            ),
+            Answer(UpstreamFailed, "upstream_reply_too_large", "AllMySMS sent an answer far larger than expected."),
+        ),
+        _ending(
+            "unreadable",
+            "maybe",
+            Answer(
+                UpstreamFailed,
+                "upstream_unreadable_reply",
+                "AllMySMS answered with something that is not a reply it documents (a page from a proxy, "
+                "broken data), so nothing tells whether the messages were sent. " + _CHECK,
+                disposition="check_before_retry",
+            ),
+            Answer(
+                UpstreamUnavailable,
+                "upstream_unreadable_reply",
+                "AllMySMS answered with something that is not a reply it documents. Asking again is harmless; "
+                "try again later.",
+            ),
+        ),
+        # HTTP: AllMySMS answers 200 even to its own refusals; another HTTP status comes from in front of it.
+        _ending(
+            "redirect",
+            "maybe",
+            Answer(
+                UpstreamFailed,
+                "upstream_redirect",
+                "AllMySMS answered with a redirect, which it never does for this request (is the service's "
+                "ALLMYSMS_BASE_URL right?). Nothing tells whether the messages were sent. " + _CHECK,
+                disposition="check_before_retry",
+            ),
+            Answer(
+                UpstreamFailed,
+                "upstream_redirect",
+                "AllMySMS answered with a redirect, which it never does for this request: the service's "
+                "ALLMYSMS_BASE_URL is probably wrong. Tell the people who run this service.",
+            ),
+        ),
+        _ending(
+            "throttled",
+            "no",
+            Answer(Throttled, "rate_limited", "AllMySMS asks to slow down. Nothing was sent; try again shortly."),
+        ),
+        _ending(
+            "credentials_refused",
+            "no",
+            Answer(
+                AuthenticationFailed,
+                "invalid_credentials",
+                "AllMySMS does not recognise this login and API key. Copy them again from the AllMySMS "
+                "customer area (menu API) into the connection.",
+            ),
+        ),
+        _ending(
+            "client_error",
+            "maybe",
+            Answer(
+                UpstreamFailed,
+                "upstream_error",
+                "AllMySMS answered with an HTTP error it does not document, so nothing tells whether the "
+                "messages were sent. " + _CHECK,
+                disposition="check_before_retry",
+            ),
+            Answer(
+                UpstreamFailed,
+                "upstream_error",
+                "AllMySMS refused the request with an HTTP error it does not document.",
+            ),
+        ),
+        _ending(
+            "server_error",
+            "maybe",
+            Answer(
+                UpstreamFailed,
+                "upstream_error",
+                "AllMySMS answered with a server error. The messages were probably not sent, but nothing "
+                "proves it. " + _CHECK,
+                disposition="check_before_retry",
+            ),
+            Answer(
+                UpstreamUnavailable,
+                "upstream_error",
+                "AllMySMS answered with a server error. Asking again is harmless; try again later.",
+            ),
+        ),
+        # The body's status.
+        _ending("success", "yes"),
+        _ending("refused", "no"),
+        _ending(
+            "status_unknown",
+            "maybe",
             # 116 is in no list: an undocumented status might mean anything, a send included.
-            Answer(UpstreamFailed, "unknown_allmysms_status",
-                   "AllMySMS answered with a status it does not document, so nothing tells whether the messages "
-                   "were sent. " + _CHECK, disposition="check_before_retry"),
-            Answer(InvalidInput, "refused_by_allmysms", "AllMySMS refused the request.")),
-    _ending("status_missing", "maybe",
-            Answer(UpstreamFailed, "upstream_no_status",
-                   "AllMySMS answered without a status, so nothing tells whether the messages were sent. " + _CHECK,
-                   disposition="check_before_retry"),
-            Answer(UpstreamFailed, "upstream_no_status",
-                   "AllMySMS answered without the status this request always gets; try again later, and tell "
-                   "the people who run this service if it persists.", disposition="retry_later")),
-    _ending("status_unreadable", "maybe",
-            Answer(UpstreamFailed, "upstream_unreadable_status",
-                   "AllMySMS answered with a status that is not a number, so nothing tells whether the messages "
-                   "were sent. " + _CHECK, disposition="check_before_retry"),
-            Answer(UpstreamFailed, "upstream_unreadable_status",
-                   "AllMySMS answered with a status this service cannot read; try again later, and tell the "
-                   "people who run this service if it persists.", disposition="retry_later")),
-)}
+            Answer(
+                UpstreamFailed,
+                "unknown_allmysms_status",
+                "AllMySMS answered with a status it does not document, so nothing tells whether the messages "
+                "were sent. " + _CHECK,
+                disposition="check_before_retry",
+            ),
+            Answer(InvalidInput, "refused_by_allmysms", "AllMySMS refused the request."),
+        ),
+        _ending(
+            "status_missing",
+            "maybe",
+            Answer(
+                UpstreamFailed,
+                "upstream_no_status",
+                "AllMySMS answered without a status, so nothing tells whether the messages were sent. " + _CHECK,
+                disposition="check_before_retry",
+            ),
+            Answer(
+                UpstreamFailed,
+                "upstream_no_status",
+                "AllMySMS answered without the status this request always gets; try again later, and tell "
+                "the people who run this service if it persists.",
+                disposition="retry_later",
+            ),
+        ),
+        _ending(
+            "status_unreadable",
+            "maybe",
+            Answer(
+                UpstreamFailed,
+                "upstream_unreadable_status",
+                "AllMySMS answered with a status that is not a number, so nothing tells whether the messages "
+                "were sent. " + _CHECK,
+                disposition="check_before_retry",
+            ),
+            Answer(
+                UpstreamFailed,
+                "upstream_unreadable_status",
+                "AllMySMS answered with a status this service cannot read; try again later, and tell the "
+                "people who run this service if it persists.",
+                disposition="retry_later",
+            ),
+        ),
+    )
+}
 
 
 # The refusals of the HTTP API 9.0, as documented: nothing was done. 113 (some numbers invalid, others
 # sent) is a success.
 STATUSES: dict[int, Answer] = {
-    102: Answer(AuthenticationFailed, "invalid_credentials",
-                 "AllMySMS does not recognise this login and API key. Copy them again from the AllMySMS "
-                 "customer area (menu API) into the connection."),
-    103: Answer(CreditExhausted, "no_credit",
-                 "The AllMySMS account has no credit left. Buy credits in the customer area, then try again."),
-    104: Answer(CreditExhausted, "insufficient_credit",
-                 "The AllMySMS account does not have enough credit for this send. Buy credits or send to fewer "
-                 "recipients."),
+    102: Answer(
+        AuthenticationFailed,
+        "invalid_credentials",
+        "AllMySMS does not recognise this login and API key. Copy them again from the AllMySMS "
+        "customer area (menu API) into the connection.",
+    ),
+    103: Answer(
+        CreditExhausted,
+        "no_credit",
+        "The AllMySMS account has no credit left. Buy credits in the customer area, then try again.",
+    ),
+    104: Answer(
+        CreditExhausted,
+        "insufficient_credit",
+        "The AllMySMS account does not have enough credit for this send. Buy credits or send to fewer recipients.",
+    ),
     105: Answer(InvalidInput, "empty_feed", "AllMySMS received an empty send.", "recipients"),
     106: Answer(InvalidInput, "invalid_feed", "AllMySMS could not read the send.", None),
     107: Answer(InvalidInput, "invalid_feed", "AllMySMS found the list of recipients incomplete.", "recipients"),
     # The CLIENT code of the feed, not the client reference (CLIMSGID): this service never writes CLIENT, so
     # the account or its AllMySMS settings expect one.
-    108: Answer(InvalidInput, "invalid_client_code",
-                 "AllMySMS refused the send's client code: it must be the account's client code, in capitals. "
-                 "This service does not send one, so check the account's API settings in the AllMySMS customer "
-                 "area, or ask AllMySMS support.", None),
+    108: Answer(
+        InvalidInput,
+        "invalid_client_code",
+        "AllMySMS refused the send's client code: it must be the account's client code, in capitals. "
+        "This service does not send one, so check the account's API settings in the AllMySMS customer "
+        "area, or ask AllMySMS support.",
+        None,
+    ),
     109: Answer(InvalidInput, "invalid_feed", "AllMySMS found the send incomplete.", None),
     110: Answer(InvalidInput, "empty_message", "The message is empty.", "message"),
-    111: Answer(InvalidInput, "message_too_long", "The message is longer than the 640 characters AllMySMS accepts.",
-                 "message"),
+    111: Answer(
+        InvalidInput, "message_too_long", "The message is longer than the 640 characters AllMySMS accepts.", "message"
+    ),
     112: Answer(InvalidInput, "invalid_feed", "AllMySMS found the send incomplete.", None),
     114: Answer(InvalidInput, "no_valid_number", "None of the phone numbers can receive an SMS.", "recipients"),
     115: Answer(InvalidInput, "invalid_date", "AllMySMS refused the date: give a time in the future.", "send_at"),
-    117: Answer(InvalidInput, "link_too_long",
-                 "A link in the message is longer than the 80 characters AllMySMS accepts; shorten it.", "message"),
-    118: Answer(InvalidInput, "unknown_master_account", "AllMySMS does not know the master account of this login.",
-                 None),
+    117: Answer(
+        InvalidInput,
+        "link_too_long",
+        "A link in the message is longer than the 80 characters AllMySMS accepts; shorten it.",
+        "message",
+    ),
+    118: Answer(
+        InvalidInput, "unknown_master_account", "AllMySMS does not know the master account of this login.", None
+    ),
 }
 
 
@@ -241,8 +386,14 @@ def classify(http_status: int, reply: dict | None, method: Method) -> str:
     return "success" if method.success == "word" and isinstance(raw, str) else "status_unreadable"
 
 
-def settle(ending: str, method: Method, reply: dict | None = None, *, log_detail: str | None = None,
-           retry_after: int | None = None) -> str:
+def settle(
+    ending: str,
+    method: Method,
+    reply: dict | None = None,
+    *,
+    log_detail: str | None = None,
+    retry_after: int | None = None,
+) -> str:
     """The success word of a call that ended as ``ending`` ('sent', 'scheduled', or 'ok'), or the error
     the table says it stands for."""
     row = ENDINGS[ending]
@@ -258,8 +409,14 @@ def settle(ending: str, method: Method, reply: dict | None = None, *, log_detail
         extra["allmysms_status"] = code
     text = _text_of(reply)
     message = answer.message + (f" AllMySMS says: {text}" if text else "")
-    error = answer.error(message, code=answer.code, extra=extra, status=answer.status,
-                         log_detail=log_detail or f"{method.name}: {ending}", retry_after=retry_after)
+    error = answer.error(
+        message,
+        code=answer.code,
+        extra=extra,
+        status=answer.status,
+        log_detail=log_detail or f"{method.name}: {ending}",
+        retry_after=retry_after,
+    )
     if answer.disposition:
         error.with_disposition(answer.disposition)
     raise error
@@ -273,8 +430,9 @@ def _refusal(status: int, reply: dict, method: Method) -> ConnectorError:
     extra = {"allmysms_status": status}
     if outcome.error is CreditExhausted:
         extra.update(_credit_figures(text, status))
-    return outcome.error(message, code=outcome.code, extra=extra,
-                         fields=[FieldError(field_name, message)] if field_name else [])
+    return outcome.error(
+        message, code=outcome.code, extra=extra, fields=[FieldError(field_name, message)] if field_name else []
+    )
 
 
 def _text_of(reply: dict | None) -> str:

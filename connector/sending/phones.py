@@ -58,8 +58,11 @@ def _trunk(region: str) -> tuple[str, bool]:
     metadata = PhoneMetadata.metadata_for_region(region)
     if metadata is None:
         return "", False
-    plain = (metadata.national_prefix == "0" and metadata.national_prefix_for_parsing in (None, "0")
-             and metadata.national_prefix_transform_rule is None)
+    plain = (
+        metadata.national_prefix == "0"
+        and metadata.national_prefix_for_parsing in (None, "0")
+        and metadata.national_prefix_transform_rule is None
+    )
     return str(metadata.country_code), plain
 
 
@@ -75,7 +78,7 @@ def _plain(text: str, region: str) -> PhoneNumber | None:
         return None
     digits = _PUNCTUATION.sub("", text)
     if digits.startswith("+" + country):
-        national = digits[len(country) + 1:]
+        national = digits[len(country) + 1 :]
     elif digits.startswith("0"):
         national = digits[1:]
     else:
@@ -90,8 +93,11 @@ def upstream(e164: str) -> str:
     return e164[1:]
 
 
-_LANDLINE_TYPES = {phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
-                   phonenumbers.PhoneNumberType.VOIP}
+_LANDLINE_TYPES = {
+    phonenumbers.PhoneNumberType.FIXED_LINE,
+    phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    phonenumbers.PhoneNumberType.VOIP,
+}
 
 
 def french_landline_problem(e164: str) -> str | None:

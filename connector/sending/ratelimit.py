@@ -61,8 +61,9 @@ class Refusals:
     key that works keeps working.
     """
 
-    def __init__(self, per_minute: int, per_login_minute: int, remember_for: float = 300.0,
-                 clock=time.monotonic, address_of=None):
+    def __init__(
+        self, per_minute: int, per_login_minute: int, remember_for: float = 300.0, clock=time.monotonic, address_of=None
+    ):
         self.clock = clock
         #: (peer address, X-Forwarded-For) -> the client's address; the peer unless told which proxies to believe.
         self.address_of = address_of or (lambda peer, forwarded_for: peer or "-")

@@ -12,11 +12,11 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from connector.sending import feeds, outcomes
+from connector.errors import AuthenticationFailed, InvalidInput, UpstreamUnavailable
 from connector.observe import metrics
+from connector.sending import feeds, outcomes
 from connector.sending.deadlines import Deadlines
 from connector.sending.retry import retry_after_seconds
-from connector.errors import AuthenticationFailed, InvalidInput, UpstreamUnavailable
 
 FEED_PATH = "/http/9.0/{method}/"
 VOICE_PATH = "/voice/send/bulk"
@@ -48,9 +48,17 @@ class _Ended(Exception):
 
 
 class AllMySMS:
-    def __init__(self, base_url: str, *, session: requests.Session | None = None, connect_timeout: float = 5,
-                 read_timeout: float = 60, connect_retries: int = 2, max_reply_bytes: int = 64 << 20,
-                 max_concurrent: int = 16):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        session: requests.Session | None = None,
+        connect_timeout: float = 5,
+        read_timeout: float = 60,
+        connect_retries: int = 2,
+        max_reply_bytes: int = 64 << 20,
+        max_concurrent: int = 16,
+    ):
         self.base_url = base_url.rstrip("/")
         self.session = session or new_session()
         self.timeout = (connect_timeout, read_timeout)
@@ -90,14 +98,16 @@ class AllMySMS:
         """The built-in sandbox only: play a phone answering an SMS."""
         try:
             with self._slot():
-                response = self._request(self.base_url + SANDBOX_REPLY_PATH, json=body,
-                                         auth=(credentials.login, credentials.api_key))
+                response = self._request(
+                    self.base_url + SANDBOX_REPLY_PATH, json=body, auth=(credentials.login, credentials.api_key)
+                )
                 with response:
                     raw = _read_bounded(response, 1 << 20, self.timeout[1])
             answer = feeds.read_reply(raw, response.headers.get("Content-Type", ""))
         except (_Ended, feeds.Unreadable) as failed:
-            raise UpstreamUnavailable("The sandbox did not answer as expected; try again.",
-                                      log_detail=f"sandbox reply: {failed}") from None
+            raise UpstreamUnavailable(
+                "The sandbox did not answer as expected; try again.", log_detail=f"sandbox reply: {failed}"
+            ) from None
         if response.status_code == 201:
             return answer
         if response.status_code == 401:
@@ -124,8 +134,9 @@ class AllMySMS:
                     retry_after = _retry_after(response)
             except _Ended as ended:
                 ending, detail = ended.ending, f"{path}: {ended.detail}"
-        word = outcomes.settle(ending, method, reply, log_detail=f"{method.name} ended {ending}; {detail}",
-                               retry_after=retry_after)
+        word = outcomes.settle(
+            ending, method, reply, log_detail=f"{method.name} ended {ending}; {detail}", retry_after=retry_after
+        )
         return word, reply
 
     @contextmanager
@@ -136,8 +147,12 @@ class AllMySMS:
         if not self._slots.acquire(timeout=self.timeout[0]):
             raise UpstreamUnavailable(
                 "The service is waiting on AllMySMS for too many requests at once. Nothing was sent; try again "
-                "in a few seconds.", code="upstream_busy", status=503, retry_after=5,
-                log_detail=f"all {self.max_concurrent} calls to AllMySMS in use")
+                "in a few seconds.",
+                code="upstream_busy",
+                status=503,
+                retry_after=5,
+                log_detail=f"all {self.max_concurrent} calls to AllMySMS in use",
+            )
         try:
             yield
         finally:
@@ -148,8 +163,9 @@ class AllMySMS:
         while True:
             attempt += 1
             try:
-                return self.session.request("POST", url, timeout=self.timeout, allow_redirects=False, stream=True,
-                                            **kwargs)
+                return self.session.request(
+                    "POST", url, timeout=self.timeout, allow_redirects=False, stream=True, **kwargs
+                )
             except requests.exceptions.RequestException as exc:
                 if not _never_connected(exc):
                     raise _Ended("no_answer", f"{type(exc).__name__} after the request was sent") from None

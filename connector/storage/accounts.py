@@ -25,8 +25,11 @@ class AccountStore:
             return row.id
         with self.database.writing() as db:
             # Two processes seeing a login for the first time at once: the unique login decides.
-            db.execute(self.database.insert(accounts).on_conflict_do_nothing(index_elements=["login"])
-                       .values(login=login, token_hash=token_hash, created_at=time.time()))
+            db.execute(
+                self.database.insert(accounts)
+                .on_conflict_do_nothing(index_elements=["login"])
+                .values(login=login, token_hash=token_hash, created_at=time.time())
+            )
             row = db.execute(select(accounts.c.id, accounts.c.token_hash).where(accounts.c.login == login)).one()
             if row.token_hash != token_hash:
                 db.execute(update(accounts).where(accounts.c.id == row.id).values(token_hash=token_hash))
@@ -35,8 +38,7 @@ class AccountStore:
     def by_token_hash(self, token_hash: str) -> tuple[int, str] | None:
         """(id, login) of the account whose token hashes to ``token_hash``."""
         with self.database.engine.connect() as db:
-            row = db.execute(select(accounts.c.id, accounts.c.login)
-                             .where(accounts.c.token_hash == token_hash)).first()
+            row = db.execute(select(accounts.c.id, accounts.c.login).where(accounts.c.token_hash == token_hash)).first()
         return (row.id, row.login) if row else None
 
     def watch_credits(self, account_id: int, threshold: int, credits: int) -> int | None:
@@ -46,21 +48,36 @@ class AccountStore:
         for _ in range(3):  # two first polls at once: one inserts, the other retries as an update
             try:
                 with self.database.writing() as db:
-                    row = db.execute(select(credit_watch).where(credit_watch.c.account_id == account_id,
-                                                                credit_watch.c.threshold == threshold)).first()
+                    row = db.execute(
+                        select(credit_watch).where(
+                            credit_watch.c.account_id == account_id, credit_watch.c.threshold == threshold
+                        )
+                    ).first()
                     if row is None:
-                        db.execute(insert(credit_watch).values(account_id=account_id, threshold=threshold,
-                                                               below=int(below), crossings=int(below)))
+                        db.execute(
+                            insert(credit_watch).values(
+                                account_id=account_id, threshold=threshold, below=int(below), crossings=int(below)
+                            )
+                        )
                         return 1 if below else None
                     if below and not row.below:
                         # Only the poller whose update still finds the watch armed counts the crossing.
-                        done = db.execute(update(credit_watch).where(
-                            credit_watch.c.account_id == account_id, credit_watch.c.threshold == threshold,
-                            credit_watch.c.below == 0).values(below=1, crossings=row.crossings + 1)).rowcount
+                        done = db.execute(
+                            update(credit_watch)
+                            .where(
+                                credit_watch.c.account_id == account_id,
+                                credit_watch.c.threshold == threshold,
+                                credit_watch.c.below == 0,
+                            )
+                            .values(below=1, crossings=row.crossings + 1)
+                        ).rowcount
                         return row.crossings + 1 if done else None
                     if not below and row.below:
-                        db.execute(update(credit_watch).where(credit_watch.c.account_id == account_id,
-                                                              credit_watch.c.threshold == threshold).values(below=0))
+                        db.execute(
+                            update(credit_watch)
+                            .where(credit_watch.c.account_id == account_id, credit_watch.c.threshold == threshold)
+                            .values(below=0)
+                        )
                     return None
             except IntegrityError:
                 continue

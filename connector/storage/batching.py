@@ -9,7 +9,8 @@ before its own write is committed.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
@@ -49,7 +50,7 @@ class GroupWriter(Generic[Job, Result]):
                 if slot.done:
                     break
                 self._writing = True
-                group, self._queue = self._queue[:self._max_group], self._queue[self._max_group:]
+                group, self._queue = self._queue[: self._max_group], self._queue[self._max_group :]
             try:
                 self._write_group(group)
             finally:

@@ -27,7 +27,7 @@ def engine_url(url: str) -> str:
     ``postgresql://``, which SQLAlchemy would open with psycopg2, a driver not installed here."""
     for scheme in ("postgres://", "postgresql://"):
         if url.startswith(scheme):
-            return "postgresql+psycopg://" + url[len(scheme):]
+            return "postgresql+psycopg://" + url[len(scheme) :]
     return url
 
 
@@ -65,8 +65,11 @@ class Database:
     def __init__(self, url: str, replayable: bool = False):
         self.url = url = engine_url(url)
         self.sqlite = url.startswith("sqlite")
-        kwargs = {"connect_args": {"timeout": 30, "check_same_thread": False}} if self.sqlite else {
-            "pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+        kwargs = (
+            {"connect_args": {"timeout": 30, "check_same_thread": False}}
+            if self.sqlite
+            else {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+        )
         self.engine: Engine = create_engine(url, **kwargs)
         # Whether the database answers, as this process last found it (see outage.py).
         self.outage = Outage(counted=_database_lost).attach(self.engine)
@@ -130,9 +133,8 @@ class Database:
 
 def _database_lost() -> None:
     from connector.observe import metrics
+
     metrics.database_lost()
-
-
 
 
 class WriterGate:

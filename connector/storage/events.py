@@ -13,8 +13,17 @@ from sqlalchemy import bindparam, delete, insert, select
 
 from connector.storage.batching import GroupWriter
 from connector.storage.database import Database
-from connector.storage.tables import (ACTIVE, PENDING, attempts, deliveries, delivery_id, events, fanout,
-                                      rejected_callbacks, subscriptions)
+from connector.storage.tables import (
+    ACTIVE,
+    PENDING,
+    attempts,
+    deliveries,
+    delivery_id,
+    events,
+    fanout,
+    rejected_callbacks,
+    subscriptions,
+)
 
 #: Events turned into deliveries per transaction, at most.
 FAN_OUT_BATCH = 1000
@@ -37,25 +46,37 @@ class EventStore:
         return self._writer.submit((account_id, items, now))
 
     def _write(self, jobs: list[tuple[int, list[dict], float]]) -> list[list[bool]]:
-        add_event, queue = self.database.statements("events", lambda: (
-            # The unique event id decides, not a look-up first: two web processes receiving the same
-            # callback at the same moment still store one event.
-            self.database.insert(events).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.seq),
-            insert(fanout)))
+        add_event, queue = self.database.statements(
+            "events",
+            lambda: (
+                # The unique event id decides, not a look-up first: two web processes receiving the same
+                # callback at the same moment still store one event.
+                self.database.insert(events).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.seq),
+                insert(fanout),
+            ),
+        )
         answers, queued = [], []
         with self.database.writing() as db:
             for account_id, items, now in jobs:
                 fresh = []
                 for item in items:
-                    seq = db.execute(add_event, {
-                        "id": item["id"], "account_id": account_id, "type": item["type"],
-                        "timestamp": item["timestamp"], "received_at": now,
-                        "data": json.dumps(item["data"], ensure_ascii=False),
-                        "raw": json.dumps(item.get("raw", {}), ensure_ascii=False)}).scalar()
+                    seq = db.execute(
+                        add_event,
+                        {
+                            "id": item["id"],
+                            "account_id": account_id,
+                            "type": item["type"],
+                            "timestamp": item["timestamp"],
+                            "received_at": now,
+                            "data": json.dumps(item["data"], ensure_ascii=False),
+                            "raw": json.dumps(item.get("raw", {}), ensure_ascii=False),
+                        },
+                    ).scalar()
                     fresh.append(seq is not None)
                     if seq is not None:
-                        queued.append({"event_seq": seq, "account_id": account_id, "event_type": item["type"],
-                                       "received_at": now})
+                        queued.append(
+                            {"event_seq": seq, "account_id": account_id, "event_type": item["type"], "received_at": now}
+                        )
                 answers.append(fresh)
             if queued:
                 db.execute(queue, queued)
@@ -68,18 +89,24 @@ class EventStore:
             return self.fan_out_in(db, now, limit)
 
     def fan_out_in(self, db, now: float, limit: int = FAN_OUT_BATCH) -> int:
-        statements = self.database.statements("fan_out", lambda: {
-            "queued": self.database.skip_locked(
-                select(fanout).order_by(fanout.c.event_seq).limit(bindparam("b_limit"))),
-            "active": select(subscriptions.c.id, subscriptions.c.account_id, subscriptions.c.event_type).where(
-                subscriptions.c.account_id.in_(bindparam("b_accounts", expanding=True)),
-                subscriptions.c.status == ACTIVE),
-            # A replay may have made some already: one delivery per event and subscription, always.
-            "deliver": self.database.insert(deliveries).on_conflict_do_nothing(
-                index_elements=["event_seq", "subscription_id"]),
-            "done": delete(fanout).where(fanout.c.event_seq.in_(bindparam("b_seqs", expanding=True))),
-            "ids": select(events.c.seq, events.c.id).where(events.c.seq.in_(bindparam("b_seqs", expanding=True))),
-        })
+        statements = self.database.statements(
+            "fan_out",
+            lambda: {
+                "queued": self.database.skip_locked(
+                    select(fanout).order_by(fanout.c.event_seq).limit(bindparam("b_limit"))
+                ),
+                "active": select(subscriptions.c.id, subscriptions.c.account_id, subscriptions.c.event_type).where(
+                    subscriptions.c.account_id.in_(bindparam("b_accounts", expanding=True)),
+                    subscriptions.c.status == ACTIVE,
+                ),
+                # A replay may have made some already: one delivery per event and subscription, always.
+                "deliver": self.database.insert(deliveries).on_conflict_do_nothing(
+                    index_elements=["event_seq", "subscription_id"]
+                ),
+                "done": delete(fanout).where(fanout.c.event_seq.in_(bindparam("b_seqs", expanding=True))),
+                "ids": select(events.c.seq, events.c.id).where(events.c.seq.in_(bindparam("b_seqs", expanding=True))),
+            },
+        )
         queued = db.execute(statements["queued"], {"b_limit": limit}).all()
         if not queued:
             return 0
@@ -87,12 +114,23 @@ class EventStore:
         for sub in db.execute(statements["active"], {"b_accounts": sorted({q.account_id for q in queued})}):
             active.setdefault((sub.account_id, sub.event_type), []).append(sub.id)
         wanted = [q for q in queued if (q.account_id, q.event_type) in active]
-        event_ids = (dict(db.execute(statements["ids"], {"b_seqs": [q.event_seq for q in wanted]}).all())
-                     if wanted else {})
-        rows = [{"id": delivery_id(event_ids[q.event_seq], sub), "event_seq": q.event_seq, "subscription_id": sub,
-                 "status": PENDING, "attempts": 0, "next_attempt_at": q.received_at, "created_at": now,
-                 "updated_at": now}
-                for q in wanted for sub in active[(q.account_id, q.event_type)]]
+        event_ids = (
+            dict(db.execute(statements["ids"], {"b_seqs": [q.event_seq for q in wanted]}).all()) if wanted else {}
+        )
+        rows = [
+            {
+                "id": delivery_id(event_ids[q.event_seq], sub),
+                "event_seq": q.event_seq,
+                "subscription_id": sub,
+                "status": PENDING,
+                "attempts": 0,
+                "next_attempt_at": q.received_at,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for q in wanted
+            for sub in active[(q.account_id, q.event_type)]
+        ]
         if rows:
             db.execute(statements["deliver"], rows)
         db.execute(statements["done"], {"b_seqs": [q.event_seq for q in queued]})
@@ -100,9 +138,12 @@ class EventStore:
 
     def recent(self, account_id: int, event_type: str, limit: int) -> list[dict]:
         with self.database.engine.connect() as db:
-            rows = db.execute(select(events.c.id, events.c.type, events.c.timestamp, events.c.data)
-                              .where(events.c.account_id == account_id, events.c.type == event_type)
-                              .order_by(events.c.seq.desc()).limit(limit)).all()
+            rows = db.execute(
+                select(events.c.id, events.c.type, events.c.timestamp, events.c.data)
+                .where(events.c.account_id == account_id, events.c.type == event_type)
+                .order_by(events.c.seq.desc())
+                .limit(limit)
+            ).all()
         return [{"id": r.id, "type": r.type, "timestamp": r.timestamp, "data": json.loads(r.data)} for r in rows]
 
     def get(self, account_id: int, event_id: str) -> dict | None:
@@ -110,22 +151,42 @@ class EventStore:
             row = db.execute(select(events).where(events.c.id == event_id, events.c.account_id == account_id)).first()
         if row is None:
             return None
-        return {"id": row.id, "type": row.type, "timestamp": row.timestamp, "data": json.loads(row.data),
-                "raw": json.loads(row.raw), "seq": row.seq}
+        return {
+            "id": row.id,
+            "type": row.type,
+            "timestamp": row.timestamp,
+            "data": json.loads(row.data),
+            "raw": json.loads(row.raw),
+            "seq": row.seq,
+        }
 
-    def reject(self, account_id: int | None, method: str, content_type: str, reason: str,
-               body: bytes, now: float) -> None:
+    def reject(
+        self, account_id: int | None, method: str, content_type: str, reason: str, body: bytes, now: float
+    ) -> None:
         with self.database.writing() as db:
-            db.execute(insert(rejected_callbacks).values(
-                account_id=account_id, received_at=now, method=method, content_type=_text(content_type[:200]),
-                reason=_text(reason), body_excerpt=_text(body[:2048].decode("utf-8", "replace"))))
+            db.execute(
+                insert(rejected_callbacks).values(
+                    account_id=account_id,
+                    received_at=now,
+                    method=method,
+                    content_type=_text(content_type[:200]),
+                    reason=_text(reason),
+                    body_excerpt=_text(body[:2048].decode("utf-8", "replace")),
+                )
+            )
 
     def rejected(self, account_id: int, limit: int = 50) -> list[dict]:
         with self.database.engine.connect() as db:
-            rows = db.execute(select(rejected_callbacks).where(rejected_callbacks.c.account_id == account_id)
-                              .order_by(rejected_callbacks.c.seq.desc()).limit(limit)).all()
-        return [{"received_at": r.received_at, "method": r.method, "content_type": r.content_type,
-                 "reason": r.reason} for r in rows]
+            rows = db.execute(
+                select(rejected_callbacks)
+                .where(rejected_callbacks.c.account_id == account_id)
+                .order_by(rejected_callbacks.c.seq.desc())
+                .limit(limit)
+            ).all()
+        return [
+            {"received_at": r.received_at, "method": r.method, "content_type": r.content_type, "reason": r.reason}
+            for r in rows
+        ]
 
     def prune(self, older_than: float) -> int:
         """Forget events (and their deliveries and attempts) received before ``older_than``."""

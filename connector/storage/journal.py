@@ -24,9 +24,9 @@ import secrets
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from connector.storage.outage import Backoff, Outage, unavailable
 
@@ -62,8 +62,7 @@ def decode(text: str) -> bytes:
 
 
 def _line(entry: Entry) -> bytes:
-    payload = json.dumps({"kind": entry.kind, "data": entry.data}, ensure_ascii=False,
-                         separators=(",", ":")).encode()
+    payload = json.dumps({"kind": entry.kind, "data": entry.data}, ensure_ascii=False, separators=(",", ":")).encode()
     return b"%08x %s\n" % (zlib.crc32(payload), payload)
 
 
@@ -97,8 +96,11 @@ class Journal:
         self._sealed: list[Path] = []  # this process's files, closed for replay and not yet replayed
         self._backlog = False
         self._counted: dict[Path, tuple[int, int]] = {}  # see depth()
-        self.outage = Outage("the local journal cannot be written", "the local journal can be written again",
-                             "Callbacks the database cannot take are answered 503 with Retry-After meanwhile.")
+        self.outage = Outage(
+            "the local journal cannot be written",
+            "the local journal can be written again",
+            "Callbacks the database cannot take are answered 503 with Retry-After meanwhile.",
+        )
 
     # Writing.
 
@@ -118,7 +120,7 @@ class Journal:
                 try:
                     view = memoryview(line)
                     while view:
-                        view = view[os.write(fd, view):]
+                        view = view[os.write(fd, view) :]
                     os.fsync(fd)
                 except OSError:
                     # A partial line would only be skipped on replay; cut it now so the next entry is whole.
@@ -235,10 +237,11 @@ class Journal:
             with os.fdopen(os.dup(fd), "rb") as reading:
                 entries, bad = _read(reading.read())
             if bad:
-                log.error("journal file %s: %d unreadable line(s) skipped (cut short by a crash, or damaged)",
-                          path.name, bad)
+                log.error(
+                    "journal file %s: %d unreadable line(s) skipped (cut short by a crash, or damaged)", path.name, bad
+                )
             for start in range(0, len(entries), BATCH):
-                apply(entries[start:start + BATCH])
+                apply(entries[start : start + BATCH])
             path.unlink()
             _flush_folder(self.folder)
             return len(entries)
@@ -320,7 +323,10 @@ class Replayer:
                 if not self.journal.backlog and not self._wake.is_set() and not self.journal.files():
                     self._thread = None
                     if replayed:
-                        log.warning("replayed %d journalled entr%s into the database; the journal is empty",
-                                    replayed, "y" if replayed == 1 else "ies")
+                        log.warning(
+                            "replayed %d journalled entr%s into the database; the journal is empty",
+                            replayed,
+                            "y" if replayed == 1 else "ies",
+                        )
                     return
             self._wake.wait(HELD_FILES_POLL)

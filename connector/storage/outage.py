@@ -23,8 +23,13 @@ log = logging.getLogger(__name__)
 
 # What a database that is down, restarting, unreachable, out of disk or locked for too long raises. A
 # programming error (a constraint, a syntax error) is none of these: it still reaches the log in full.
-_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError,
-                sqlite3.OperationalError)
+_UNAVAILABLE = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+    sqlite3.OperationalError,
+)
 
 
 def unavailable(error: BaseException | None) -> bool:
@@ -57,12 +62,22 @@ class Outage:
     """Whether something the process needs answers (the database, the journal's disk), as this process last
     found it; logs each change once."""
 
-    DATABASE = ("the database does not answer", "the database answers again",
-                "Until it does, callbacks are kept in the local journal, keyed actions and subscriptions answer 503, "
-                "deliveries wait; nothing more is logged about it.")
+    DATABASE = (
+        "the database does not answer",
+        "the database answers again",
+        "Until it does, callbacks are kept in the local journal, keyed actions and subscriptions answer 503, "
+        "deliveries wait; nothing more is logged about it.",
+    )
 
-    def __init__(self, gone: str = DATABASE[0], back: str = DATABASE[1], meanwhile: str = DATABASE[2],
-                 counted=None, clock=time.monotonic, quiet: float = QUIET):
+    def __init__(
+        self,
+        gone: str = DATABASE[0],
+        back: str = DATABASE[1],
+        meanwhile: str = DATABASE[2],
+        counted=None,
+        clock=time.monotonic,
+        quiet: float = QUIET,
+    ):
         """``counted``: called once per outage (a metric)."""
         self.gone, self.back, self.meanwhile = gone, back, meanwhile
         self.counted = counted
@@ -120,7 +135,7 @@ class Outage:
             self._writes_failed = False
         log.warning("%s, after %.1f s.", _capital(self.back), away)
 
-    def attach(self, engine: Engine) -> "Outage":
+    def attach(self, engine: Engine) -> Outage:
         """Let ``engine`` report its failures and successes here."""
 
         def on_error(context):
@@ -128,7 +143,8 @@ class Outage:
                 # No statement on an open connection: its commit failed.
                 statement = (context.statement or "").lstrip()[:6].upper()
                 wrote = statement in ("INSERT", "UPDATE", "DELETE") or (
-                    not statement and context.connection is not None)
+                    not statement and context.connection is not None
+                )
                 self.failed(context.sqlalchemy_exception or context.original_exception, wrote)
 
         event.listen(engine, "handle_error", on_error)

@@ -1,5 +1,4 @@
-"""The outbox: deliveries leased to workers, their attempts recorded, replays asked for, and the log each
-subscription shows."""
+"""The outbox: deliveries leased to workers, and their attempts recorded."""
 
 from __future__ import annotations
 
@@ -8,12 +7,23 @@ from sqlalchemy import Boolean, Float, String, Text, bindparam, case, func, inse
 from connector.storage.database import Database
 from connector.storage.events import EventStore
 from connector.storage.subscriptions import SubscriptionStore
-from connector.storage.tables import (ACTIVE, DISABLED, FAILED, PENDING, SUCCEEDED, Due, attempts, deliveries,
-                                      delivery_id, events, fanout, iso, new_id, subscriptions)
+from connector.storage.tables import (
+    ACTIVE,
+    DISABLED,
+    PENDING,
+    SUCCEEDED,
+    Due,
+    attempts,
+    deliveries,
+    events,
+    fanout,
+    new_id,
+    subscriptions,
+)
 
 
 class Outbox:
-    """Deliveries leased to workers and moved on by their outcomes; replays; each subscription's log."""
+    """Deliveries leased to workers and moved on by their outcomes."""
 
     def __init__(self, database: Database, event_store: EventStore, subscription_store: SubscriptionStore):
         self.database = database
@@ -26,8 +36,15 @@ class Outbox:
         ``skip_subscriptions`` (those the caller has enough of in flight) are left for later."""
         return self.finish_and_claim([], now, limit, lease_seconds, skip_subscriptions)
 
-    def finish_and_claim(self, outcomes: list[dict], now: float, limit: int, lease_seconds: float,
-                         skip_subscriptions=(), later_accounts=()) -> list[Due]:
+    def finish_and_claim(
+        self,
+        outcomes: list[dict],
+        now: float,
+        limit: int,
+        lease_seconds: float,
+        skip_subscriptions=(),
+        later_accounts=(),
+    ) -> list[Due]:
         """finish(outcomes), fan_out(now), then claim(...), in one transaction: a worker commits once a
         turn, and a new event's deliveries are claimed as soon as they exist.
 
@@ -39,7 +56,8 @@ class Outbox:
             with self.database.engine.connect() as db:
                 # A read first: an idle worker polling often must not take the write lock each time.
                 if db.execute(statements["any_queued"]).first() is None and (
-                        limit <= 0 or db.execute(statements["any_due"], {"b_now": now}).first() is None):
+                    limit <= 0 or db.execute(statements["any_due"], {"b_now": now}).first() is None
+                ):
                     return []
         with self.database.writing() as db:
             noted = self._finish_in(db, outcomes, now)
@@ -53,15 +71,18 @@ class Outbox:
             self._note_subscriptions(db, noted)
             return claimed
 
-    def _claim_in(self, db, limit: int, now: float, lease_seconds: float, skip_subscriptions,
-                  other_than_accounts=()) -> list[Due]:
+    def _claim_in(
+        self, db, limit: int, now: float, lease_seconds: float, skip_subscriptions, other_than_accounts=()
+    ) -> list[Due]:
         statements = self.database.statements("claim", lambda: _claim_statements(self.database.skip_locked))
         lease = new_id("lease")
         values = {"b_now": now, "b_limit": limit, "b_lease": lease, "b_until": now + lease_seconds}
         # The conditions are checked again on each row: a row another worker took meanwhile is skipped.
         if other_than_accounts:
-            db.execute(statements["lease_others"], {**values, "b_skip": list(skip_subscriptions),
-                                                    "b_busy": list(other_than_accounts)})
+            db.execute(
+                statements["lease_others"],
+                {**values, "b_skip": list(skip_subscriptions), "b_busy": list(other_than_accounts)},
+            )
         elif skip_subscriptions:
             db.execute(statements["lease_skipping"], {**values, "b_skip": list(skip_subscriptions)})
         else:
@@ -71,8 +92,24 @@ class Outbox:
         for r in rows:
             if r.sub_id not in secrets_of:
                 secrets_of[r.sub_id] = self._subscriptions.secret(r.sub_id, r.secret)
-        return [Due(r.seq, r.id, lease, r.attempts, r.event_id, r.type, r.timestamp, r.data, r.sub_id,
-                    r.target_url, secrets_of[r.sub_id], r.next_attempt_at, r.account_id) for r in rows]
+        return [
+            Due(
+                r.seq,
+                r.id,
+                lease,
+                r.attempts,
+                r.event_id,
+                r.type,
+                r.timestamp,
+                r.data,
+                r.sub_id,
+                r.target_url,
+                secrets_of[r.sub_id],
+                r.next_attempt_at,
+                r.account_id,
+            )
+            for r in rows
+        ]
 
     def finish(self, outcomes: list[dict], now: float) -> None:
         """Record attempts and move deliveries on, all in one transaction.
@@ -101,18 +138,44 @@ class Outbox:
         if postponed:
             # Held back by the worker (its host had had enough for the moment), not tried: no attempt, the
             # same count, due again later.
-            db.execute(statements["postpone"], [{"b_seq": o["due"].seq, "b_lease": o["due"].lease,
-                                                 "b_next": o["next_attempt_at"], "b_now": now} for o in postponed])
+            db.execute(
+                statements["postpone"],
+                [
+                    {"b_seq": o["due"].seq, "b_lease": o["due"].lease, "b_next": o["next_attempt_at"], "b_now": now}
+                    for o in postponed
+                ],
+            )
             outcomes = [o for o in outcomes if not o.get("postponed")]
         if not outcomes:
             return []
-        db.execute(statements["attempt"], [
-            {"delivery_seq": o["due"].seq, "attempted_at": o["attempted_at"], "status_code": o["status_code"],
-             "latency_ms": o["latency_ms"], "error": o["error"]} for o in outcomes])
-        db.execute(statements["move_on"],
-                   [{"b_seq": o["due"].seq, "b_lease": o["due"].lease, "b_status": o["status"],
-                     "b_next": o["next_attempt_at"], "b_code": o["status_code"], "b_error": o["error"],
-                     "b_now": now} for o in outcomes])
+        db.execute(
+            statements["attempt"],
+            [
+                {
+                    "delivery_seq": o["due"].seq,
+                    "attempted_at": o["attempted_at"],
+                    "status_code": o["status_code"],
+                    "latency_ms": o["latency_ms"],
+                    "error": o["error"],
+                }
+                for o in outcomes
+            ],
+        )
+        db.execute(
+            statements["move_on"],
+            [
+                {
+                    "b_seq": o["due"].seq,
+                    "b_lease": o["due"].lease,
+                    "b_status": o["status"],
+                    "b_next": o["next_attempt_at"],
+                    "b_code": o["status_code"],
+                    "b_error": o["error"],
+                    "b_now": now,
+                }
+                for o in outcomes
+            ],
+        )
         by_subscription: dict[str, list[dict]] = {}
         for o in outcomes:
             by_subscription.setdefault(o["due"].subscription_id, []).append(o)
@@ -124,10 +187,17 @@ class Outbox:
             last = max(mine, key=lambda o: o["attempted_at"])
             failures = [o["attempted_at"] for o in mine if o["status"] != SUCCEEDED]
             disabled = [o for o in mine if o.get("subscription") == "disable"]
-            changes.append({"b_id": subscription_id, "b_at": last["attempted_at"], "b_code": last["status_code"],
-                            "b_ok": last["status"] == SUCCEEDED, "b_first": min(failures, default=None),
-                            "b_status": DISABLED if disabled else None,
-                            "b_reason": disabled[0].get("reason") if disabled else None})
+            changes.append(
+                {
+                    "b_id": subscription_id,
+                    "b_at": last["attempted_at"],
+                    "b_code": last["status_code"],
+                    "b_ok": last["status"] == SUCCEEDED,
+                    "b_first": min(failures, default=None),
+                    "b_status": DISABLED if disabled else None,
+                    "b_reason": disabled[0].get("reason") if disabled else None,
+                }
+            )
         return changes
 
     def _note_subscriptions(self, db, changes: list[dict]) -> None:
@@ -142,80 +212,32 @@ class Outbox:
             return 0
         # A lease id belongs to one claim of one worker: a row holding one of these is one of these rows.
         with self.database.writing() as db:
-            return db.execute(update(deliveries).where(
-                deliveries.c.seq.in_(sorted({d.seq for d in unfinished})),
-                deliveries.c.lease.in_(sorted({d.lease for d in unfinished})), deliveries.c.status == PENDING)
-                .values(lease=None, lease_until=None, updated_at=now)).rowcount
-
-    def replay(self, account_id: int, event_id: str, now: float) -> int:
-        """Deliver an event again to every active subscription of its type: existing deliveries are
-        due again (same id, so receivers can tell), new subscriptions get one."""
-        with self.database.writing() as db:
-            row = db.execute(select(events.c.seq, events.c.id, events.c.type).where(
-                events.c.id == event_id, events.c.account_id == account_id)).first()
-            if row is None:
-                return -1
-            subs = db.execute(select(subscriptions.c.id).where(
-                subscriptions.c.account_id == account_id, subscriptions.c.event_type == row.type,
-                subscriptions.c.status == ACTIVE)).scalars().all()
-            existing = set(db.execute(select(deliveries.c.subscription_id).where(
-                deliveries.c.event_seq == row.seq)).scalars())
-            db.execute(update(deliveries).where(deliveries.c.event_seq == row.seq,
-                                                deliveries.c.subscription_id.in_(subs))
-                       .values(status=PENDING, next_attempt_at=now, lease=None, lease_until=None, updated_at=now))
-            new = [{"id": delivery_id(row.id, s), "event_seq": row.seq, "subscription_id": s, "status": PENDING,
-                    "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now}
-                   for s in subs if s not in existing]
-            if new:
-                db.execute(insert(deliveries), new)
-            return len(subs)
-
-    def replay_failed(self, subscription_id: str, since: float, now: float, limit: int) -> tuple[int, bool]:
-        """Make up to ``limit`` failed deliveries of the subscription due again, oldest first: (how many,
-        whether failed ones are left for another call)."""
-        failed = select(deliveries.c.seq).where(
-            deliveries.c.subscription_id == subscription_id, deliveries.c.status == FAILED,
-            deliveries.c.created_at >= since).order_by(deliveries.c.seq)
-        with self.database.writing() as db:
-            chosen = db.execute(failed.limit(limit + 1)).scalars().all()
-            more, chosen = len(chosen) > limit, chosen[:limit]
-            if chosen:
-                db.execute(update(deliveries).where(deliveries.c.seq.in_(chosen), deliveries.c.status == FAILED)
-                           .values(status=PENDING, next_attempt_at=now, lease=None, lease_until=None,
-                                   updated_at=now))
-            return len(chosen), more
-
-    def log(self, subscription_id: str, limit: int) -> list[dict]:
-        with self.database.engine.connect() as db:
-            rows = db.execute(
-                select(deliveries.c.seq, deliveries.c.id, deliveries.c.status, deliveries.c.attempts,
-                       deliveries.c.next_attempt_at, deliveries.c.last_status_code, deliveries.c.last_error,
-                       deliveries.c.created_at, events.c.id.label("event_id"))
-                .join(events, events.c.seq == deliveries.c.event_seq)
-                .where(deliveries.c.subscription_id == subscription_id)
-                .order_by(deliveries.c.seq.desc()).limit(limit)).all()
-            seqs = [r.seq for r in rows]
-            tries: dict[int, list] = {}
-            if seqs:
-                for a in db.execute(select(attempts).where(attempts.c.delivery_seq.in_(seqs))
-                                    .order_by(attempts.c.seq)).all():
-                    tries.setdefault(a.delivery_seq, []).append(
-                        {"at": iso(a.attempted_at), "status_code": a.status_code, "latency_ms": a.latency_ms,
-                         "error": a.error})
-        return [{"id": r.id, "event_id": r.event_id, "status": r.status, "attempts": tries.get(r.seq, []),
-                 "next_attempt_at": iso(r.next_attempt_at) if r.status == PENDING else None,
-                 "created_at": iso(r.created_at)} for r in rows]
+            return db.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.seq.in_(sorted({d.seq for d in unfinished})),
+                    deliveries.c.lease.in_(sorted({d.lease for d in unfinished})),
+                    deliveries.c.status == PENDING,
+                )
+                .values(lease=None, lease_until=None, updated_at=now)
+            ).rowcount
 
 
 def _claim_statements(skip_locked) -> dict:
     now = bindparam("b_now")
     free = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
     due = select(deliveries.c.seq).where(
-        deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now, free,
-        deliveries.c.subscription_id.in_(select(subscriptions.c.id).where(subscriptions.c.status == ACTIVE)))
+        deliveries.c.status == PENDING,
+        deliveries.c.next_attempt_at <= now,
+        free,
+        deliveries.c.subscription_id.in_(select(subscriptions.c.id).where(subscriptions.c.status == ACTIVE)),
+    )
     skipping = due.where(deliveries.c.subscription_id.not_in(bindparam("b_skip", expanding=True)))
-    others = skipping.where(deliveries.c.subscription_id.in_(
-        select(subscriptions.c.id).where(subscriptions.c.account_id.not_in(bindparam("b_busy", expanding=True)))))
+    others = skipping.where(
+        deliveries.c.subscription_id.in_(
+            select(subscriptions.c.id).where(subscriptions.c.account_id.not_in(bindparam("b_busy", expanding=True)))
+        )
+    )
 
     def lease(chosen):
         # By due time, then in the order the deliveries were made (an event's to every subscription together).
@@ -228,17 +250,29 @@ def _claim_statements(skip_locked) -> dict:
             chosen = locked.cte("chosen")
             return taking.where(deliveries.c.seq == chosen.c.seq)
         return taking.where(deliveries.c.seq.in_(chosen.scalar_subquery()), deliveries.c.status == PENDING, free)
+
     return {
-        "any_due": select(deliveries.c.seq).where(deliveries.c.status == PENDING,
-                                                  deliveries.c.next_attempt_at <= now).limit(1),
+        "any_due": select(deliveries.c.seq)
+        .where(deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now)
+        .limit(1),
         "any_queued": select(fanout.c.event_seq).limit(1),
         "lease": lease(due),
         "lease_skipping": lease(skipping),
         "lease_others": lease(others),
-        "leased": select(deliveries.c.seq, deliveries.c.id, deliveries.c.attempts, deliveries.c.next_attempt_at,
-                         events.c.id.label("event_id"),
-                         events.c.type, events.c.timestamp, events.c.data, subscriptions.c.id.label("sub_id"),
-                         subscriptions.c.target_url, subscriptions.c.secret, subscriptions.c.account_id)
+        "leased": select(
+            deliveries.c.seq,
+            deliveries.c.id,
+            deliveries.c.attempts,
+            deliveries.c.next_attempt_at,
+            events.c.id.label("event_id"),
+            events.c.type,
+            events.c.timestamp,
+            events.c.data,
+            subscriptions.c.id.label("sub_id"),
+            subscriptions.c.target_url,
+            subscriptions.c.secret,
+            subscriptions.c.account_id,
+        )
         .join(events, events.c.seq == deliveries.c.event_seq)
         .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
         .where(deliveries.c.lease == bindparam("b_lease")),
@@ -252,19 +286,34 @@ def _finish_statements() -> dict:
         # Only a worker still holding the lease may move a delivery on.
         "move_on": update(deliveries)
         .where(deliveries.c.seq == bindparam("b_seq"), deliveries.c.lease == bindparam("b_lease"))
-        .values(status=bindparam("b_status"), attempts=deliveries.c.attempts + 1,
-                next_attempt_at=bindparam("b_next"), lease=None, lease_until=None, updated_at=bindparam("b_now"),
-                last_status_code=bindparam("b_code"), last_error=bindparam("b_error")),
+        .values(
+            status=bindparam("b_status"),
+            attempts=deliveries.c.attempts + 1,
+            next_attempt_at=bindparam("b_next"),
+            lease=None,
+            lease_until=None,
+            updated_at=bindparam("b_now"),
+            last_status_code=bindparam("b_code"),
+            last_error=bindparam("b_error"),
+        ),
         "postpone": update(deliveries)
         .where(deliveries.c.seq == bindparam("b_seq"), deliveries.c.lease == bindparam("b_lease"))
         .values(next_attempt_at=bindparam("b_next"), lease=None, lease_until=None, updated_at=bindparam("b_now")),
         # What the subscription shows of its latest attempts: since when it has been failing (kept from
         # the first failure until a success), and whether it was disabled.
-        "subscription": update(subscriptions).where(subscriptions.c.id == bindparam("b_id")).values(
-            last_attempt_at=bindparam("b_at"), last_status_code=bindparam("b_code"),
-            failing_since=case((bindparam("b_ok", type_=Boolean), null()),
-                               else_=func.coalesce(subscriptions.c.failing_since, bindparam("b_first", type_=Float))),
+        "subscription": update(subscriptions)
+        .where(subscriptions.c.id == bindparam("b_id"))
+        .values(
+            last_attempt_at=bindparam("b_at"),
+            last_status_code=bindparam("b_code"),
+            failing_since=case(
+                (bindparam("b_ok", type_=Boolean), null()),
+                else_=func.coalesce(subscriptions.c.failing_since, bindparam("b_first", type_=Float)),
+            ),
             status=func.coalesce(bindparam("b_status", type_=String), subscriptions.c.status),
-            status_reason=case((bindparam("b_status", type_=String).is_(None), subscriptions.c.status_reason),
-                               else_=bindparam("b_reason", type_=Text))),
+            status_reason=case(
+                (bindparam("b_status", type_=String).is_(None), subscriptions.c.status_reason),
+                else_=bindparam("b_reason", type_=Text),
+            ),
+        ),
     }

@@ -30,11 +30,13 @@ def keep(services, entry: Entry) -> bool:
     return True
 
 
-def key_entry(login: str, key: str, state: str | None, status_code: int | None, response: str | None,
-              at: float) -> Entry:
+def key_entry(
+    login: str, key: str, state: str | None, status_code: int | None, response: str | None, at: float
+) -> Entry:
     """A key's outcome to write later: ``state`` None lets the key go (nothing was sent)."""
-    return Entry(KEY, {"login": login, "key": key, "state": state, "status_code": status_code,
-                       "response": response, "at": at})
+    return Entry(
+        KEY, {"login": login, "key": key, "state": state, "status_code": status_code, "response": response, "at": at}
+    )
 
 
 def apply(services, batch: list[Entry]) -> None:
@@ -53,8 +55,9 @@ def apply(services, batch: list[Entry]) -> None:
             if data["state"] is None:
                 services.store.keys.release(data["login"], data["key"])
             else:
-                services.store.keys.settle(data["login"], data["key"], data["state"], data["status_code"],
-                                           data["response"], data["at"])
+                services.store.keys.settle(
+                    data["login"], data["key"], data["state"], data["status_code"], data["response"], data["at"]
+                )
         else:  # written by a newer version: left for it, rather than guessed at
             log.error("a journal entry of kind %r is not known to this version; skipped", entry.kind)
     metrics.journal_replayed(len(batch))

@@ -41,7 +41,8 @@ bookkeeping = MetaData()
 #: One row: the database's revision, and the oldest head revision whose code can run on it. Every later
 #: version reads these two columns, whatever it knows of the schema: they never change.
 compatibility = Table(
-    "connector_schema", bookkeeping,
+    "connector_schema",
+    bookkeeping,
     Column("revision", String(32), primary_key=True),
     Column("readable_by", String(32), nullable=False),
 )
@@ -85,8 +86,10 @@ def declaration_problems(migrations: Path = MIGRATIONS) -> list[str]:
     for script in _history(migrations):
         seen.add(script.revision)
         if _declared(script) not in seen:
-            problems.append(f"{Path(script.path).name}: readable_by = {_declared(script)!r} is neither its revision "
-                            f"({script.revision}) nor one before it")
+            problems.append(
+                f"{Path(script.path).name}: readable_by = {_declared(script)!r} is neither its revision "
+                f"({script.revision}) nor one before it"
+            )
     return problems
 
 
@@ -115,15 +118,23 @@ def check(engine: Engine, migrations: Path = MIGRATIONS) -> None:
         if revision == head(migrations):
             return
         if revision is None or revision in known(migrations):
-            raise ConfigError("The database's schema is not the one this version needs", [
-                f"it is at {'no revision (empty)' if revision is None else 'revision ' + revision}, this version "
-                f"needs {head(migrations)}: run `connector migrate` (the Procfile's release step does) with the "
-                "same DATABASE_URL"])
+            raise ConfigError(
+                "The database's schema is not the one this version needs",
+                [
+                    f"it is at {'no revision (empty)' if revision is None else 'revision ' + revision}, this version "
+                    f"needs {head(migrations)}: run `connector migrate` (the Procfile's release step does) with the "
+                    "same DATABASE_URL"
+                ],
+            )
         revision, oldest = _newer(connection, revision, migrations)
     if revision not in _told:
         _told.add(revision)
-        log.info("database schema at %s, newer than this version's %s, which it declares readable by %s and "
-                 "later: running", revision, head(migrations), oldest)
+        log.info(
+            "database schema at %s, newer than this version's %s, which it declares readable by %s and later: running",
+            revision,
+            head(migrations),
+            oldest,
+        )
 
 
 def _newer(connection: Connection, revision: str, migrations: Path) -> tuple[str, str]:
@@ -133,8 +144,11 @@ def _newer(connection: Connection, revision: str, migrations: Path) -> tuple[str
     if inspect(connection).has_table(compatibility.name):
         # One statement, so that a migration committing meanwhile cannot pair one revision with another's row;
         # a row of another revision (the database migrated by other means) says nothing.
-        row = connection.execute(select(compatibility.c.revision, compatibility.c.readable_by).where(
-            compatibility.c.revision == select(_alembic_version.c.version_num).scalar_subquery())).first()
+        row = connection.execute(
+            select(compatibility.c.revision, compatibility.c.readable_by).where(
+                compatibility.c.revision == select(_alembic_version.c.version_num).scalar_subquery()
+            )
+        ).first()
     if row is not None and row.readable_by in known(migrations):
         return row.revision, row.readable_by
     if row is None:
@@ -142,9 +156,13 @@ def _newer(connection: Connection, revision: str, migrations: Path) -> tuple[str
     else:
         revision = row.revision
         why = f"and it can only be used by versions at revision {row.readable_by} or later"
-    raise ConfigError("The database was migrated by a newer version of the connector", [
-        f"its schema is at revision {revision}, which this version does not know (it knows up to "
-        f"{head(migrations)}), {why}; run the version that migrated it, or a newer one"])
+    raise ConfigError(
+        "The database was migrated by a newer version of the connector",
+        [
+            f"its schema is at revision {revision}, which this version does not know (it knows up to "
+            f"{head(migrations)}), {why}; run the version that migrated it, or a newer one"
+        ],
+    )
 
 
 def migrate(engine: Engine, migrations: Path = MIGRATIONS) -> tuple[str | None, str]:
@@ -162,8 +180,11 @@ def migrate(engine: Engine, migrations: Path = MIGRATIONS) -> tuple[str | None, 
         before = current(connection)
         if before is not None and before not in known(migrations):
             _newer(connection, before, migrations)  # raises, with the reason, unless this version can run on it
-            log.info("database schema at %s, newer than this version's %s: already current (newer, compatible)",
-                     before, head(migrations))
+            log.info(
+                "database schema at %s, newer than this version's %s: already current (newer, compatible)",
+                before,
+                head(migrations),
+            )
             return before, before
         oldest = readable_by(migrations)  # migrations that say it wrong change nothing
         config = _config(connection, migrations)

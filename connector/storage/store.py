@@ -1,9 +1,9 @@
 """The store: one database and a repository per aggregate over it, built together.
 
-``store.accounts``, ``store.events``, ``store.keys``, ``store.subscriptions`` and ``store.outbox`` each keep
-their own tables; ``store.views`` reads across them for the console and /metrics. Every write that must
-happen together happens in one transaction of one repository: an event and its place in the fan-out queue
-are stored at once, or not at all.
+``store.accounts``, ``store.events``, ``store.keys``, ``store.subscriptions``, ``store.outbox`` and
+``store.history`` each keep their own tables; ``store.views`` reads across them for the console and
+/metrics. Every write that must happen together happens in one transaction of one repository: an event
+and its place in the fan-out queue are stored at once, or not at all.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from connector.storage.accounts import AccountStore
 from connector.storage.database import Database
 from connector.storage.events import EventStore
+from connector.storage.history import History
 from connector.storage.keys import KeyStore
 from connector.storage.outbox import Outbox
 from connector.storage.subscriptions import SubscriptionStore
@@ -31,6 +32,7 @@ class Store:
         self.keys = KeyStore(self.database)
         self.subscriptions = SubscriptionStore(self.database, secret_key)
         self.outbox = Outbox(self.database, self.events, self.subscriptions)
+        self.history = History(self.database)
         self.views = Views(self.database)
 
     def probe_write(self) -> None:

@@ -25,8 +25,9 @@ class SubscriptionStore:
         self.database = database
         self._secret_key = secret_key  # signing secrets are derived from it
 
-    def add(self, account_id: int, trigger: str, event_type: str, target_url: str, now: float,
-            limit: int | None = None) -> tuple[dict, bool]:
+    def add(
+        self, account_id: int, trigger: str, event_type: str, target_url: str, now: float, limit: int | None = None
+    ) -> tuple[dict, bool]:
         """(the subscription, whether it is new). The same target on the same trigger again is the
         subscription already there, made active again: platforms subscribe again when a flow is turned
         back on, and a second one would send every event twice. SubscriptionLimit when the account has
@@ -36,19 +37,33 @@ class SubscriptionStore:
                 # Subscriptions of one account are made one at a time, so two at once cannot both pass the
                 # limit or both add the same target. (On SQLite writers already take turns.)
                 db.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
-            mine = db.execute(select(subscriptions).where(subscriptions.c.account_id == account_id,
-                                                          subscriptions.c.trigger == trigger)).all()
+            mine = db.execute(
+                select(subscriptions).where(
+                    subscriptions.c.account_id == account_id, subscriptions.c.trigger == trigger
+                )
+            ).all()
             same = next((dict(r._mapping) for r in mine if r.target_url == target_url), None)
             if same is not None:
                 if same["status"] != ACTIVE:
-                    db.execute(update(subscriptions).where(subscriptions.c.id == same["id"])
-                               .values(status=ACTIVE, status_reason=None, failing_since=None))
+                    db.execute(
+                        update(subscriptions)
+                        .where(subscriptions.c.id == same["id"])
+                        .values(status=ACTIVE, status_reason=None, failing_since=None)
+                    )
                     same.update(status=ACTIVE, status_reason=None, failing_since=None)
                 return self._signing(same), False
             if limit is not None and len(mine) >= limit:
                 raise SubscriptionLimit(limit)
-            row = {"id": new_id("sub"), "account_id": account_id, "trigger": trigger, "event_type": event_type,
-                   "target_url": target_url, "secret": "", "created_at": now, "status": ACTIVE}
+            row = {
+                "id": new_id("sub"),
+                "account_id": account_id,
+                "trigger": trigger,
+                "event_type": event_type,
+                "target_url": target_url,
+                "secret": "",
+                "created_at": now,
+                "status": ACTIVE,
+            }
             db.execute(insert(subscriptions).values(**row))
         return self._signing(row), True
 
@@ -68,8 +83,11 @@ class SubscriptionStore:
 
     def get(self, account_id: int, subscription_id: str) -> dict | None:
         with self.database.engine.connect() as db:
-            row = db.execute(select(subscriptions).where(subscriptions.c.id == subscription_id,
-                                                         subscriptions.c.account_id == account_id)).first()
+            row = db.execute(
+                select(subscriptions).where(
+                    subscriptions.c.id == subscription_id, subscriptions.c.account_id == account_id
+                )
+            ).first()
         return dict(row._mapping) if row else None
 
     def remove(self, account_id: int | None, subscription_id: str) -> bool:
@@ -84,18 +102,26 @@ class SubscriptionStore:
 
     def set_status(self, subscription_id: str, status: str, reason: str | None) -> None:
         with self.database.writing() as db:
-            db.execute(update(subscriptions).where(subscriptions.c.id == subscription_id)
-                       .values(status=status, status_reason=reason,
-                               failing_since=None if status == ACTIVE else subscriptions.c.failing_since))
+            db.execute(
+                update(subscriptions)
+                .where(subscriptions.c.id == subscription_id)
+                .values(
+                    status=status,
+                    status_reason=reason,
+                    failing_since=None if status == ACTIVE else subscriptions.c.failing_since,
+                )
+            )
 
     def failing_since(self, subscription_ids) -> dict[str, float]:
         """Since when each of these subscriptions has been failing, for those that are."""
         if not subscription_ids:
             return {}
         with self.database.engine.connect() as db:
-            rows = db.execute(select(subscriptions.c.id, subscriptions.c.failing_since)
-                              .where(subscriptions.c.id.in_(list(subscription_ids)),
-                                     subscriptions.c.failing_since.is_not(None))).all()
+            rows = db.execute(
+                select(subscriptions.c.id, subscriptions.c.failing_since).where(
+                    subscriptions.c.id.in_(list(subscription_ids)), subscriptions.c.failing_since.is_not(None)
+                )
+            ).all()
         return {row.id: row.failing_since for row in rows}
 
     @staticmethod

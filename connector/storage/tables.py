@@ -10,8 +10,19 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import (BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -20,7 +31,8 @@ metadata = MetaData()
 Seq = BigInteger().with_variant(Integer, "sqlite")
 
 accounts = Table(
-    "accounts", metadata,
+    "accounts",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("login", String(255), nullable=False, unique=True),
     Column("token_hash", String(64), nullable=False, unique=True),
@@ -28,7 +40,8 @@ accounts = Table(
 )
 
 events = Table(
-    "events", metadata,
+    "events",
+    metadata,
     Column("seq", Seq, primary_key=True, autoincrement=True),
     Column("id", String(40), nullable=False, unique=True),
     Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
@@ -42,7 +55,8 @@ events = Table(
 )
 
 subscriptions = Table(
-    "subscriptions", metadata,
+    "subscriptions",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
     Column("trigger", String(64), nullable=False),
@@ -61,7 +75,8 @@ subscriptions = Table(
 )
 
 deliveries = Table(
-    "deliveries", metadata,
+    "deliveries",
+    metadata,
     Column("seq", Seq, primary_key=True, autoincrement=True),
     Column("id", String(40), nullable=False, unique=True),
     Column("event_seq", Seq, ForeignKey("events.seq", ondelete="CASCADE"), nullable=False),
@@ -82,7 +97,8 @@ deliveries = Table(
 
 # Events stored but not yet turned into deliveries: written with the event, emptied by a worker.
 fanout = Table(
-    "fanout", metadata,
+    "fanout",
+    metadata,
     Column("event_seq", Seq, ForeignKey("events.seq", ondelete="CASCADE"), primary_key=True),
     Column("account_id", Integer, nullable=False),
     Column("event_type", String(64), nullable=False),
@@ -90,7 +106,8 @@ fanout = Table(
 )
 
 attempts = Table(
-    "attempts", metadata,
+    "attempts",
+    metadata,
     Column("seq", Seq, primary_key=True, autoincrement=True),
     Column("delivery_seq", Seq, ForeignKey("deliveries.seq", ondelete="CASCADE"), nullable=False),
     Column("attempted_at", Float, nullable=False),
@@ -101,7 +118,8 @@ attempts = Table(
 )
 
 rejected_callbacks = Table(
-    "rejected_callbacks", metadata,
+    "rejected_callbacks",
+    metadata,
     Column("seq", Seq, primary_key=True, autoincrement=True),
     Column("account_id", Integer, ForeignKey("accounts.id")),
     Column("received_at", Float, nullable=False),
@@ -115,7 +133,8 @@ rejected_callbacks = Table(
 # second send. state: running (the first call is still out), done (its answer is kept), unknown (it
 # ended without an answer: it may have sent).
 idempotency_keys = Table(
-    "idempotency_keys", metadata,
+    "idempotency_keys",
+    metadata,
     Column("login", String(255), primary_key=True),
     Column("key", String(255), primary_key=True),
     Column("action", String(64), nullable=False),
@@ -130,7 +149,8 @@ idempotency_keys = Table(
 )
 
 credit_watch = Table(
-    "credit_watch", metadata,
+    "credit_watch",
+    metadata,
     Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
     Column("threshold", Integer, primary_key=True),
     Column("below", Integer, nullable=False),

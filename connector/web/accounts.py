@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from connector.storage.store import Store
 from connector.sending.upstream import AllMySMS, Credentials
+from connector.storage.store import Store
 
 
 @dataclass(frozen=True)

@@ -37,12 +37,14 @@ def blueprint(manifest: Manifest, handlers: dict, table: tuple[Operation, ...], 
     def me(_: Operation):
         def view():
             ctx = _context()
-            account = feeds.account_result(ctx.credentials.login, ctx.upstream.account(ctx.credentials),
-                                           ctx.credits_per_sms_fr)
+            account = feeds.account_result(
+                ctx.credentials.login, ctx.upstream.account(ctx.credentials), ctx.credits_per_sms_fr
+            )
             account["label"] = manifest.auth["connection_label"].format(**account)
             known = verified(ctx.credentials)
             account["inbound_url"] = inbound_url(known.token)
             return jsonify(account)
+
         return view
 
     def manifest_view(_: Operation):
@@ -53,8 +55,10 @@ def blueprint(manifest: Manifest, handlers: dict, table: tuple[Operation, ...], 
             base = (current_app.config["CONNECTOR_PUBLIC_URL"] or request.host_url).rstrip("/")
             if not built:
                 from connector.exports import openapi  # the exports are loaded only when asked for
+
                 built[:] = [openapi.document(manifest, "/", table)]
             return jsonify({**built[0], "servers": [{"url": base}]})
+
         return view
 
     def sandbox_reply(operation: Operation):
@@ -63,12 +67,21 @@ def blueprint(manifest: Manifest, handlers: dict, table: tuple[Operation, ...], 
                 raise NotFound("Replies can be simulated only when the service runs on the built-in sandbox.")
             ctx = _context()
             return jsonify(simulate_reply(ctx, bodies.read(operation))), 201
+
         return view
 
-    return operations.route(Blueprint("actions", __name__), table, {
-        "action": lambda op: _action_view(manifest, op.action, handlers[op.action.key]),
-        "me": me, "manifest": manifest_view, "openapi": openapi_view, "sandbox_reply": sandbox_reply,
-    }, routed)
+    return operations.route(
+        Blueprint("actions", __name__),
+        table,
+        {
+            "action": lambda op: _action_view(manifest, op.action, handlers[op.action.key]),
+            "me": me,
+            "manifest": manifest_view,
+            "openapi": openapi_view,
+            "sandbox_reply": sandbox_reply,
+        },
+        routed,
+    )
 
 
 def simulate_reply(ctx: Context, body: dict) -> dict:
@@ -155,12 +168,14 @@ def _action_view(manifest: Manifest, action: Action, handle):
 
     def answer():
         ctx = _context()
-        wait = current_app.extensions["connector"].rate_limit.wait_for(ctx.credentials.login,
-                                                                       ctx.credentials.api_key)
+        wait = current_app.extensions["connector"].rate_limit.wait_for(ctx.credentials.login, ctx.credentials.api_key)
         if wait:
             limit = current_app.config["CONNECTOR_ACTIONS_PER_MINUTE"]
-            raise Throttled(f"Too many actions from this account: at most {limit} a minute. Nothing was sent; "
-                            f"try again in {wait} s.", retry_after=wait)
+            raise Throttled(
+                f"Too many actions from this account: at most {limit} a minute. Nothing was sent; "
+                f"try again in {wait} s.",
+                retry_after=wait,
+            )
         key = idempotency.read_key(request.headers.get(idempotency.HEADER))
         run_names = idempotency.run_names(request.headers)
         if key is None and run_names is None:
@@ -176,18 +191,25 @@ def _action_view(manifest: Manifest, action: Action, handle):
         login = ctx.credentials.login
         try:
             replay = idempotency.begin(
-                store, login, key, action.key, request_hash,
+                store,
+                login,
+                key,
+                action.key,
+                request_hash,
                 # A first call still "running" long after any answer could come has ended without one.
                 stale_after=current_app.config["ALLMYSMS_READ_TIMEOUT"] * 4 + 60,
-                kept_for=current_app.config["CONNECTOR_IDEMPOTENCY_HOURS"] * 3600)
+                kept_for=current_app.config["CONNECTOR_IDEMPOTENCY_HOURS"] * 3600,
+            )
         except idempotency.ClaimUnsure as unsure:
-            recovery.keep(current_app.extensions["connector"],
-                          recovery.Entry(recovery.CLAIM, {"login": login, "key": key, "owner": unsure.owner,
-                                                          "created_at": unsure.created_at}))
+            recovery.keep(
+                current_app.extensions["connector"],
+                recovery.Entry(
+                    recovery.CLAIM, {"login": login, "key": key, "owner": unsure.owner, "created_at": unsure.created_at}
+                ),
+            )
             raise unsure.__cause__ from None
         if replay is not None:
-            response = current_app.response_class(replay.body, status=replay.status_code,
-                                                  mimetype="application/json")
+            response = current_app.response_class(replay.body, status=replay.status_code, mimetype="application/json")
             response.headers["Idempotent-Replayed"] = "true"
             return response
         handed, payload = [payload], None  # the handler frees a large body once read: keep no reference

@@ -15,8 +15,10 @@ def trusted_networks(setting: str) -> tuple:
         try:
             networks.append(ipaddress.ip_network(part, strict=False))
         except ValueError:
-            problems.append(f"CONNECTOR_TRUSTED_PROXIES: {part!r} is not an address or a network; write addresses "
-                            "or CIDR networks separated by commas, e.g. 10.0.0.0/8,192.168.1.5")
+            problems.append(
+                f"CONNECTOR_TRUSTED_PROXIES: {part!r} is not an address or a network; write addresses "
+                "or CIDR networks separated by commas, e.g. 10.0.0.0/8,192.168.1.5"
+            )
     if problems:
         raise ConfigError("The configuration is not valid", problems)
     return tuple(networks)

@@ -38,13 +38,18 @@ def credentials() -> Credentials:
     g.caller = (address, given.login, given.api_key)
     wait = refusals.wait_for(address, given.login, given.api_key)
     if wait:
-        raise Throttled(f"Too many failed logins from this address or for this login. Nothing was done; check the "
-                        f"login and API key of the connection, and try again in {wait} s.", retry_after=wait,
-                        code="too_many_failures")
+        raise Throttled(
+            f"Too many failed logins from this address or for this login. Nothing was done; check the "
+            f"login and API key of the connection, and try again in {wait} s.",
+            retry_after=wait,
+            code="too_many_failures",
+        )
     if refusals.refused_before(given.login, given.api_key):
         g.caller = (address, given.login, None)  # already counted: the memory is not made to last longer
-        raise AuthenticationFailed("AllMySMS refused this login and API key a moment ago. Check them in the "
-                                   "connection (the API key is in the AllMySMS customer area).")
+        raise AuthenticationFailed(
+            "AllMySMS refused this login and API key a moment ago. Check them in the "
+            "connection (the API key is in the AllMySMS customer area)."
+        )
     g.credentials = given
     return given
 
@@ -58,18 +63,25 @@ def count_refusal(response) -> None:
 def _read_credentials() -> Credentials:
     header = request.headers.get("Authorization", "")
     if not header:
-        raise AuthenticationFailed("Connect with your AllMySMS login and API key (HTTP Basic authentication: "
-                                   "the login as user name, the API key as password).", code="missing_credentials")
+        raise AuthenticationFailed(
+            "Connect with your AllMySMS login and API key (HTTP Basic authentication: "
+            "the login as user name, the API key as password).",
+            code="missing_credentials",
+        )
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "basic":
-        raise AuthenticationFailed("Use HTTP Basic authentication: the AllMySMS login as user name and the API key "
-                                   "as password.", code="unsupported_authentication")
+        raise AuthenticationFailed(
+            "Use HTTP Basic authentication: the AllMySMS login as user name and the API key as password.",
+            code="unsupported_authentication",
+        )
     try:
         decoded = base64.b64decode(token.strip(), validate=True)
         text = decoded.decode("utf-8")
     except (binascii.Error, ValueError):
-        raise AuthenticationFailed("The Authorization header could not be read: it must be 'Basic ' followed by "
-                                   "base64 of login:apiKey.", code="malformed_credentials") from None
+        raise AuthenticationFailed(
+            "The Authorization header could not be read: it must be 'Basic ' followed by base64 of login:apiKey.",
+            code="malformed_credentials",
+        ) from None
     login, colon, api_key = text.partition(":")
     if not colon or not login.strip() or not api_key.strip():
         raise AuthenticationFailed("Both the AllMySMS login and the API key are needed.", code="missing_credentials")

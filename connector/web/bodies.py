@@ -41,8 +41,11 @@ def json_body():
         return {}
     mimetype = request.mimetype or ""
     if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
-        raise MalformedRequest(f"The body must be JSON (Content-Type: application/json), not {mimetype}.",
-                               code="unsupported_media_type", status=415)
+        raise MalformedRequest(
+            f"The body must be JSON (Content-Type: application/json), not {mimetype}.",
+            code="unsupported_media_type",
+            status=415,
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -51,8 +54,9 @@ def json_body():
     try:
         payload = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
-        raise MalformedRequest(f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") \
-            from None
+        raise MalformedRequest(
+            f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+        ) from None
     except (ValueError, RecursionError) as exc:
         raise MalformedRequest(f"The body cannot be accepted: {_short(exc)}") from None
     if not isinstance(payload, dict):

@@ -38,8 +38,15 @@ def receive(token: str):
     try:
         body = request.get_data(cache=True)
     except RequestEntityTooLarge:
-        inbound.note_rejection(services, account_id, request.method, request.content_type or "",
-                        "larger than the callback size limit", b"", now)
+        inbound.note_rejection(
+            services,
+            account_id,
+            request.method,
+            request.content_type or "",
+            "larger than the callback size limit",
+            b"",
+            now,
+        )
         metrics.callback("too_large")
         raise
     callback = inbound.Callback(token, request.method, request.content_type or "", request.query_string, body, now)
@@ -48,8 +55,11 @@ def receive(token: str):
     except inbound.Refused as rejected:
         inbound.note_rejection(services, account_id, callback.method, callback.content_type, str(rejected), body, now)
         metrics.callback(rejected.kind, refused=len(rejected.refused))
-        raise MalformedRequest(f"The callback was refused: {rejected}", code="callback_rejected",
-                               extra={"rejected": rejected.refused} if rejected.refused else None) from None
+        raise MalformedRequest(
+            f"The callback was refused: {rejected}",
+            code="callback_rejected",
+            extra={"rejected": rejected.refused} if rejected.refused else None,
+        ) from None
     if account_id is not None and not services.journal.backlog:
         try:
             fresh = inbound.store(services, callback, account_id, accepted, refused)
@@ -58,8 +68,7 @@ def receive(token: str):
                 raise
         else:
             metrics.callback(new=sum(fresh), duplicates=len(fresh) - sum(fresh), refused=len(refused))
-            return jsonify({"accepted": sum(fresh), "duplicates": len(fresh) - sum(fresh),
-                            "rejected": refused}), 200
+            return jsonify({"accepted": sum(fresh), "duplicates": len(fresh) - sum(fresh), "rejected": refused}), 200
     inbound.keep(services, callback)
     metrics.callback(new=len(accepted), refused=len(refused), journalled=True)
     return jsonify({"accepted": len(accepted), "duplicates": 0, "rejected": refused, "journalled": True}), 200

@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
+from connector.errors import ConfigError, NotReady
 from connector.observe import processes
 from connector.storage import schema
 from connector.web import operations
-from connector.errors import ConfigError, NotReady
 
 
 def blueprint(table, routed: set[str]) -> Blueprint:
@@ -20,8 +20,9 @@ def blueprint(table, routed: set[str]) -> Blueprint:
         """The process can do its work: the database answers and its schema is one this version runs on.
         What the local journal holds is shown either way: callbacks kept while the database was away."""
         if processes.draining():
-            raise NotReady("This process is stopping: it answers the requests it holds and takes no new ones.",
-                           retry_after=1)
+            raise NotReady(
+                "This process is stopping: it answers the requests it holds and takes no new ones.", retry_after=1
+            )
         services = current_app.extensions["connector"]
         waiting = services.journal.depth()
         try:
@@ -30,8 +31,11 @@ def blueprint(table, routed: set[str]) -> Blueprint:
             # The outage itself is logged once by the store (outage.py), not at every probe.
             services.store.outage.failed(exc)
             why = services.store.outage.why or type(exc).__name__
-            raise NotReady(f"The database does not answer ({why}). Callbacks are kept in the local journal "
-                           "meanwhile.", extra={"journal": waiting}, retry_after=5) from None
+            raise NotReady(
+                f"The database does not answer ({why}). Callbacks are kept in the local journal meanwhile.",
+                extra={"journal": waiting},
+                retry_after=5,
+            ) from None
         except ConfigError as exc:
             raise NotReady(f"{exc.what}: {'; '.join(exc.problems)}.", extra={"journal": waiting}) from None
         if services.store.outage.down:
@@ -43,9 +47,14 @@ def blueprint(table, routed: set[str]) -> Blueprint:
             except SQLAlchemyError as exc:
                 services.store.outage.failed(exc, wrote=True)
             if services.store.outage.down:
-                raise NotReady(f"The database is failing ({services.store.outage.why}). Callbacks are kept in "
-                               "the local journal meanwhile.", extra={"journal": waiting}, retry_after=5)
+                raise NotReady(
+                    f"The database is failing ({services.store.outage.why}). Callbacks are kept in "
+                    "the local journal meanwhile.",
+                    extra={"journal": waiting},
+                    retry_after=5,
+                )
         return jsonify({"status": "ok", "schema": schema.head(), "journal": waiting})
 
-    return operations.route(Blueprint("health", __name__), table,
-                            {"healthz": lambda _: healthz, "readyz": lambda _: readyz}, routed)
+    return operations.route(
+        Blueprint("health", __name__), table, {"healthz": lambda _: healthz, "readyz": lambda _: readyz}, routed
+    )

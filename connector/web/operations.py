@@ -57,37 +57,117 @@ class Operation:
 def table(manifest: Manifest) -> tuple[Operation, ...]:
     """Every operation, in the order the OpenAPI document lists them."""
     ops = [
-        Operation("me", "GET", "/v1/me", "me", "Connection test", "The account behind the credentials: identity, "
-                  "credits, and the inbound URL to paste in the AllMySMS customer area.", output="api/me.json"),
-        Operation("manifest", "GET", "/v1/manifest", "manifest", "The connector's description",
-                  "manifest.yaml with every schema inlined.", auth=False),
+        Operation(
+            "me",
+            "GET",
+            "/v1/me",
+            "me",
+            "Connection test",
+            "The account behind the credentials: identity, "
+            "credits, and the inbound URL to paste in the AllMySMS customer area.",
+            output="api/me.json",
+        ),
+        Operation(
+            "manifest",
+            "GET",
+            "/v1/manifest",
+            "manifest",
+            "The connector's description",
+            "manifest.yaml with every schema inlined.",
+            auth=False,
+        ),
         Operation("openapi", "GET", "/openapi.json", "openapi", "This document", auth=False),
-        Operation("healthz", "GET", "/healthz", "healthz", "Liveness", "The process answers.",
-                  output="api/health.json", auth=False),
-        Operation("readyz", "GET", "/readyz", "readyz", "Readiness", "The database answers and its schema is the "
-                  "one this version needs; 503 otherwise.", output="api/health.json", auth=False),
+        Operation(
+            "healthz",
+            "GET",
+            "/healthz",
+            "healthz",
+            "Liveness",
+            "The process answers.",
+            output="api/health.json",
+            auth=False,
+        ),
+        Operation(
+            "readyz",
+            "GET",
+            "/readyz",
+            "readyz",
+            "Readiness",
+            "The database answers and its schema is the one this version needs; 503 otherwise.",
+            output="api/health.json",
+            auth=False,
+        ),
     ]
-    ops += [Operation(action.key, "POST", action.path, "action", action.label, action.description,
-                      output=action.output, body=action.input, query=(IDEMPOTENCY_KEY,), tag="actions",
-                      sample=action.sample, action=action)
-            for action in manifest.actions]
+    ops += [
+        Operation(
+            action.key,
+            "POST",
+            action.path,
+            "action",
+            action.label,
+            action.description,
+            output=action.output,
+            body=action.input,
+            query=(IDEMPOTENCY_KEY,),
+            tag="actions",
+            sample=action.sample,
+            action=action,
+        )
+        for action in manifest.actions
+    ]
     for trigger in manifest.triggers:
         ops += trigger_operations(trigger)
     ops += [
-        Operation("replay_event", "POST", "/v1/events/<event_id>/replay", "replay_event", "Deliver an event again",
-                  "To every active subscription of its type, with the same webhook-id.", ok=202,
-                  output="api/replay.json", tag="triggers"),
-        Operation("rejected_callbacks", "GET", "/v1/inbound/rejected", "rejected_callbacks", "Rejected callbacks",
-                  "Callbacks from AllMySMS that could not be used, newest first, with the reason.",
-                  output="api/rejected_callback.json", many=True, query=(LIMIT,), tag="triggers"),
+        Operation(
+            "replay_event",
+            "POST",
+            "/v1/events/<event_id>/replay",
+            "replay_event",
+            "Deliver an event again",
+            "To every active subscription of its type, with the same webhook-id.",
+            ok=202,
+            output="api/replay.json",
+            tag="triggers",
+        ),
+        Operation(
+            "rejected_callbacks",
+            "GET",
+            "/v1/inbound/rejected",
+            "rejected_callbacks",
+            "Rejected callbacks",
+            "Callbacks from AllMySMS that could not be used, newest first, with the reason.",
+            output="api/rejected_callback.json",
+            many=True,
+            query=(LIMIT,),
+            tag="triggers",
+        ),
     ]
-    ops += [Operation(f"receive_callback_{method.lower()}", method, inbound.PATH, "callback",
-                      "Receipts and replies from AllMySMS", "The account's inbound URL (GET /v1/me gives it): query "
-                      "string, form, JSON or a JSON batch.", output="api/callback.json", auth=False, tag="triggers")
-            for method in ("GET", "POST")]
-    ops.append(Operation("sandbox_reply", "POST", "/v1/sandbox/replies", "sandbox_reply",
-                         "Simulate a reply (sandbox only)", "A recipient answering an SMS, pushed to the inbound URL "
-                         "as AllMySMS would.", ok=201, body="api/sandbox_reply.json"))
+    ops += [
+        Operation(
+            f"receive_callback_{method.lower()}",
+            method,
+            inbound.PATH,
+            "callback",
+            "Receipts and replies from AllMySMS",
+            "The account's inbound URL (GET /v1/me gives it): query string, form, JSON or a JSON batch.",
+            output="api/callback.json",
+            auth=False,
+            tag="triggers",
+        )
+        for method in ("GET", "POST")
+    ]
+    ops.append(
+        Operation(
+            "sandbox_reply",
+            "POST",
+            "/v1/sandbox/replies",
+            "sandbox_reply",
+            "Simulate a reply (sandbox only)",
+            "A recipient answering an SMS, pushed to the inbound URL as AllMySMS would.",
+            ok=201,
+            body="api/sandbox_reply.json",
+        )
+    )
     return tuple(ops)
 
 
@@ -95,32 +175,79 @@ def trigger_operations(trigger: Trigger) -> list[Operation]:
     """A trigger's operations: its event list, and for one AllMySMS pushes, its REST hook subscriptions."""
     label, one = trigger.label, f"{trigger.subscriptions_path}/<subscription_id>"
     events = Operation(
-        f"{trigger.key}_events", "GET", trigger.events_path, "trigger_events", f"{label}: recent events",
-        f"{trigger.description} Newest first, each with a stable id.", output=trigger.event, many=True,
-        query=(LIMIT, SAMPLE) + ((TRIGGER_OPTIONS,) if trigger.input else ()), tag="triggers",
-        sample=[trigger.sample], trigger=trigger)
+        f"{trigger.key}_events",
+        "GET",
+        trigger.events_path,
+        "trigger_events",
+        f"{label}: recent events",
+        f"{trigger.description} Newest first, each with a stable id.",
+        output=trigger.event,
+        many=True,
+        query=(LIMIT, SAMPLE) + ((TRIGGER_OPTIONS,) if trigger.input else ()),
+        tag="triggers",
+        sample=[trigger.sample],
+        trigger=trigger,
+    )
     if trigger.delivery != "push":
         return [events]
-    return [events, *(Operation(f"{trigger.key}_{name}", method, path, name, f"{label}: {summary}", description,
-                                tag="triggers", trigger=trigger, **more)
-                      for name, method, path, summary, description, more in (
-        ("subscribe", "POST", trigger.subscriptions_path, "subscribe", "Events will be POSTed to target_url. Answers "
-         "201 with a Location header (200 with the existing one for a target_url already subscribed); DELETE that "
-         "location to unsubscribe.", {"ok": 201, "output": "api/subscription.json", "body": "api/subscribe.json"}),
-        ("subscriptions", "GET", trigger.subscriptions_path, "subscriptions", "The account's own.",
-         {"output": "api/subscription.json", "many": True}),
-        ("subscription", "GET", one, "one subscription", "", {"output": "api/subscription.json"}),
-        ("unsubscribe", "DELETE", one, "unsubscribe", "204, and 404 once it is gone.", {"ok": 204}),
-        ("deliveries", "GET", f"{one}/deliveries", "delivery log", "Each delivery with its attempts.",
-         {"output": "api/delivery.json", "many": True, "query": (LIMIT,)}),
-        ("replay_failed", "POST", f"{one}/replay", "replay failed deliveries", "Every failed delivery of the "
-         "subscription created since `since` is due again.",
-         {"ok": 202, "output": "api/replay.json", "body": "api/replay_failed.json", "body_required": False}),
-    ))]
+    return [
+        events,
+        *(
+            Operation(
+                f"{trigger.key}_{name}",
+                method,
+                path,
+                name,
+                f"{label}: {summary}",
+                description,
+                tag="triggers",
+                trigger=trigger,
+                **more,
+            )
+            for name, method, path, summary, description, more in (
+                (
+                    "subscribe",
+                    "POST",
+                    trigger.subscriptions_path,
+                    "subscribe",
+                    "Events will be POSTed to target_url. Answers 201 with a Location header (200 with the existing "
+                    "one for a target_url already subscribed); DELETE that location to unsubscribe.",
+                    {"ok": 201, "output": "api/subscription.json", "body": "api/subscribe.json"},
+                ),
+                (
+                    "subscriptions",
+                    "GET",
+                    trigger.subscriptions_path,
+                    "subscriptions",
+                    "The account's own.",
+                    {"output": "api/subscription.json", "many": True},
+                ),
+                ("subscription", "GET", one, "one subscription", "", {"output": "api/subscription.json"}),
+                ("unsubscribe", "DELETE", one, "unsubscribe", "204, and 404 once it is gone.", {"ok": 204}),
+                (
+                    "deliveries",
+                    "GET",
+                    f"{one}/deliveries",
+                    "delivery log",
+                    "Each delivery with its attempts.",
+                    {"output": "api/delivery.json", "many": True, "query": (LIMIT,)},
+                ),
+                (
+                    "replay_failed",
+                    "POST",
+                    f"{one}/replay",
+                    "replay failed deliveries",
+                    "Every failed delivery of the subscription created since `since` is due again.",
+                    {"ok": 202, "output": "api/replay.json", "body": "api/replay_failed.json", "body_required": False},
+                ),
+            )
+        ),
+    ]
 
 
-def route(bp: Blueprint, operations: Iterable[Operation], views: dict[str, Callable[[Operation], Callable]],
-          routed: set[str]) -> Blueprint:
+def route(
+    bp: Blueprint, operations: Iterable[Operation], views: dict[str, Callable[[Operation], Callable]], routed: set[str]
+) -> Blueprint:
     """Add to ``bp`` a rule for each operation whose kind ``views`` answers (``views[kind](operation)`` makes
     the view function), noting each in ``routed``."""
     for operation in operations:
@@ -134,8 +261,11 @@ def route(bp: Blueprint, operations: Iterable[Operation], views: dict[str, Calla
 
 def unrouted(operations: Iterable[Operation], routed: set[str]) -> list[str]:
     """The operations no module answers: the app refuses to start with any."""
-    return [f"{op.method} {op.path} ({op.key}): no view answers the kind {op.view!r}"
-            for op in operations if op.key not in routed]
+    return [
+        f"{op.method} {op.path} ({op.key}): no view answers the kind {op.view!r}"
+        for op in operations
+        if op.key not in routed
+    ]
 
 
 def check_routed(operations: Iterable[Operation], routed: set[str]) -> None:

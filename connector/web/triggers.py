@@ -6,20 +6,22 @@ Their routes are the operation table's (web/operations.py); this module answers 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from connector.events import callbacks as events, targets
+from connector.description.manifest import Trigger
+from connector.description.validation import invalid_input
+from connector.errors import FieldError, InvalidInput, NotFound, Throttled, TooManySubscriptions
+from connector.events import callbacks as events
+from connector.events import targets
 from connector.sending import feeds
+from connector.storage.subscriptions import SubscriptionLimit
+from connector.storage.tables import iso
 from connector.web import bodies, operations
 from connector.web.auth import credentials, verified_account
 from connector.web.operations import DEFAULT_LIMIT, MAX_LIMIT, Operation
-from connector.errors import FieldError, InvalidInput, NotFound, Throttled, TooManySubscriptions
-from connector.storage.subscriptions import SubscriptionLimit
-from connector.storage.tables import iso
-from connector.description.validation import invalid_input
-from connector.description.manifest import Trigger
+
 
 def blueprint(table: tuple[Operation, ...], routed: set[str]) -> Blueprint:
     def replay_event(_: Operation):
@@ -28,10 +30,11 @@ def blueprint(table: tuple[Operation, ...], routed: set[str]) -> Blueprint:
             bodies.json_body()  # nothing is read from it, but a body is still JSON or refused
             _may_replay(account)
             # At most one delivery per subscription of the event's type, and those are capped per trigger.
-            count = _store().outbox.replay(account.id, event_id, time.time())
+            count = _store().history.replay(account.id, event_id, time.time())
             if count < 0:
                 raise NotFound("No event of this account has this id.")
             return jsonify({"event_id": event_id, "subscriptions": count}), 202
+
         return view
 
     def rejected(_: Operation):
@@ -41,13 +44,25 @@ def blueprint(table: tuple[Operation, ...], routed: set[str]) -> Blueprint:
             for item in items:
                 item["received_at"] = iso(item["received_at"])
             return jsonify(items)
+
         return view
 
-    return operations.route(Blueprint("triggers", __name__), table, {
-        "trigger_events": _events_view, "subscribe": _subscribe_view, "subscriptions": _list_view,
-        "subscription": _one_view, "unsubscribe": _unsubscribe_view, "deliveries": _deliveries_view,
-        "replay_failed": _replay_failed_view, "replay_event": replay_event, "rejected_callbacks": rejected,
-    }, routed)
+    return operations.route(
+        Blueprint("triggers", __name__),
+        table,
+        {
+            "trigger_events": _events_view,
+            "subscribe": _subscribe_view,
+            "subscriptions": _list_view,
+            "subscription": _one_view,
+            "unsubscribe": _unsubscribe_view,
+            "deliveries": _deliveries_view,
+            "replay_failed": _replay_failed_view,
+            "replay_event": replay_event,
+            "rejected_callbacks": rejected,
+        },
+        routed,
+    )
 
 
 def _store():
@@ -59,15 +74,20 @@ def _may_replay(account) -> None:
     wait = current_app.extensions["connector"].replay_limit.wait_for(account.login, "replays")
     if wait:
         per_minute = current_app.config["CONNECTOR_REPLAYS_PER_MINUTE"]
-        raise Throttled(f"Too many replays from this account: at most {per_minute} a minute. Nothing was replayed; "
-                        f"try again in {wait} s.", retry_after=wait)
+        raise Throttled(
+            f"Too many replays from this account: at most {per_minute} a minute. Nothing was replayed; "
+            f"try again in {wait} s.",
+            retry_after=wait,
+        )
 
 
 def _limit() -> int:
     raw = request.args.get("limit", str(DEFAULT_LIMIT))
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}.",
-                           fields=[FieldError("limit", f"Give a whole number from 1 to {MAX_LIMIT}.")])
+        raise InvalidInput(
+            f"limit must be a whole number from 1 to {MAX_LIMIT}.",
+            fields=[FieldError("limit", f"Give a whole number from 1 to {MAX_LIMIT}.")],
+        )
     return int(raw)
 
 
@@ -87,6 +107,7 @@ def _events_view(operation: Operation):
         if not items and request.args.get("sample") in ("1", "true", "yes"):
             items = [trigger.sample]
         return jsonify(items)
+
     return view
 
 
@@ -109,13 +130,20 @@ def _trigger_input(trigger: Trigger) -> dict:
 
 # Triggers AllMySMS cannot push: read from AllMySMS with the caller's credentials at each poll.
 
+
 def _opt_outs(account, options: dict, limit: int) -> list[dict]:
     services = current_app.extensions["connector"]
     reply = services.upstream.blacklist(credentials())
     # Read as one list: an entry's id depends on the entries it shares its number and time with.
-    found = [event.as_json() for event in events.opt_outs(feeds.as_list(reply.get("blacklist")),
-                                                          account=account.login, zone=services.rules.zone,
-                                                          region=services.rules.region)]
+    found = [
+        event.as_json()
+        for event in events.opt_outs(
+            feeds.as_list(reply.get("blacklist")),
+            account=account.login,
+            zone=services.rules.zone,
+            region=services.rules.region,
+        )
+    ]
     found.sort(key=lambda e: (e["timestamp"], e["id"]), reverse=True)
     return found[:limit]
 
@@ -126,8 +154,9 @@ def _credits_low(account, options: dict, limit: int) -> list[dict]:
     credits = feeds.integer(services.upstream.account(credentials()).get("credits"))
     crossing = services.store.accounts.watch_credits(account.id, threshold, credits)
     if crossing:
-        event = events.credits_low(account=account.login, threshold=threshold, credits=credits, crossing=crossing,
-                                   now=datetime.now(timezone.utc))
+        event = events.credits_low(
+            account=account.login, threshold=threshold, credits=credits, crossing=crossing, now=datetime.now(UTC)
+        )
         services.store.events.add(account.id, [{**event.as_json(), "raw": {}}], time.time())
     recent = services.store.events.recent(account.id, events.CREDITS_LOW, MAX_LIMIT)
     return [e for e in recent if e["data"]["threshold"] == threshold][:limit]
@@ -150,20 +179,25 @@ def _subscribe_view(operation: Operation):
             raise InvalidInput(f"target_url: {refused}", fields=[FieldError("target_url", str(refused))]) from None
         limit = current_app.config["CONNECTOR_MAX_SUBSCRIPTIONS"]
         try:
-            row, created = _store().subscriptions.add(account.id, trigger.key, trigger.event_type, target_url,
-                                                      time.time(), limit=limit)
+            row, created = _store().subscriptions.add(
+                account.id, trigger.key, trigger.event_type, target_url, time.time(), limit=limit
+            )
         except SubscriptionLimit:
             raise TooManySubscriptions(
                 f"This account already has {limit} subscriptions to the trigger {trigger.key}, the most it may have. "
                 f"Delete those it no longer uses (GET {trigger.subscriptions_path} lists them, DELETE "
-                "on one removes it), then subscribe again.", extra={"limit": limit}) from None
+                "on one removes it), then subscribe again.",
+                extra={"limit": limit},
+            ) from None
         response = jsonify(_public(row, with_secret=True))
         # The same target again is the subscription already there (200), with the same secret: platforms
         # subscribe again when a flow is turned back on.
         response.status_code = 201 if created else 200
-        response.headers["Location"] = url_for(f"triggers.{trigger.key}_subscription", subscription_id=row["id"],
-                                               _external=True)
+        response.headers["Location"] = url_for(
+            f"triggers.{trigger.key}_subscription", subscription_id=row["id"], _external=True
+        )
         return response
+
     return view
 
 
@@ -172,6 +206,7 @@ def _list_view(operation: Operation):
         account = verified_account()
         rows = _store().subscriptions.of_account(account.id, operation.trigger.key)
         return jsonify([_public(row) for row in rows])
+
     return view
 
 
@@ -179,6 +214,7 @@ def _one_view(operation: Operation):
     def view(subscription_id: str):
         account = verified_account()
         return jsonify(_public(_owned(account, operation.trigger, subscription_id)))
+
     return view
 
 
@@ -189,6 +225,7 @@ def _unsubscribe_view(_: Operation):
         if not _store().subscriptions.remove(account.id, subscription_id):
             raise NotFound("This subscription does not exist (or was already removed).")
         return "", 204
+
     return view
 
 
@@ -196,7 +233,8 @@ def _deliveries_view(operation: Operation):
     def view(subscription_id: str):
         account = verified_account()
         _owned(account, operation.trigger, subscription_id)
-        return jsonify(_store().outbox.log(subscription_id, _limit()))
+        return jsonify(_store().history.log(subscription_id, _limit()))
+
     return view
 
 
@@ -210,15 +248,18 @@ def _replay_failed_view(operation: Operation):
             try:
                 moment = datetime.fromisoformat(str(since_text))
             except ValueError:
-                raise InvalidInput("since: not an ISO 8601 date and time.",
-                                   fields=[FieldError("since", "Give an ISO 8601 time, e.g. 2026-12-01T08:00:00Z.")]) \
-                    from None
-            since = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+                raise InvalidInput(
+                    "since: not an ISO 8601 date and time.",
+                    fields=[FieldError("since", "Give an ISO 8601 time, e.g. 2026-12-01T08:00:00Z.")],
+                ) from None
+            since = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
         _may_replay(account)
-        count, more = _store().outbox.replay_failed(subscription_id, since, time.time(),
-                                                    current_app.config["CONNECTOR_REPLAY_LIMIT"])
+        count, more = _store().history.replay_failed(
+            subscription_id, since, time.time(), current_app.config["CONNECTOR_REPLAY_LIMIT"]
+        )
         # The oldest first; what is left waits for another call, which "more" asks for.
         return jsonify({"subscription_id": subscription_id, "replayed": count, "more": more}), 202
+
     return view
 
 
@@ -230,13 +271,22 @@ def _owned(account, trigger: Trigger, subscription_id: str) -> dict:
 
 
 def _public(row: dict, with_secret: bool = False) -> dict:
-    out = {"id": row["id"], "trigger": row["trigger"], "event": row["event_type"], "target_url": row["target_url"],
-           "status": row["status"], "created_at": iso(row["created_at"])}
+    out = {
+        "id": row["id"],
+        "trigger": row["trigger"],
+        "event": row["event_type"],
+        "target_url": row["target_url"],
+        "status": row["status"],
+        "created_at": iso(row["created_at"]),
+    }
     if row.get("status_reason"):
         out["status_reason"] = row["status_reason"]
     if "last_status_code" in row:
-        out.update(last_attempt_at=iso(row.get("last_attempt_at")), last_status_code=row.get("last_status_code"),
-                   failing_since=iso(row.get("failing_since")))
+        out.update(
+            last_attempt_at=iso(row.get("last_attempt_at")),
+            last_status_code=row.get("last_status_code"),
+            failing_since=iso(row.get("failing_since")),
+        )
     if with_secret:
         out["secret"] = row["secret"]
     return out

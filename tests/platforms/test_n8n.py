@@ -54,8 +54,9 @@ def _run(args, cwd, env, timeout=300) -> subprocess.CompletedProcess:
 def _build_dependencies() -> Path:
     """The export's devDependencies (TypeScript, n8n-workflow's types), installed with Node 22 once, kept."""
     dev = json.loads(exports.render("n8n", manifest_module.load())["package.json"])["devDependencies"]
-    return installed("n8n-build", {"name": "n8n-build", "private": True, "dependencies": dev}, NODE,
-                     flags=("--ignore-scripts",))
+    return installed(
+        "n8n-build", {"name": "n8n-build", "private": True, "dependencies": dev}, NODE, flags=("--ignore-scripts",)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +79,16 @@ def package(tmp_path_factory):
 @pytest.fixture(scope="module")
 def n8n():
     """n8n's install folder (holding node_modules/.bin/n8n)."""
-    return installed("n8n", {"name": "n8n-platform-check", "private": True, "dependencies": {"n8n": N8N_VERSION},
-                             "overrides": N8N_OVERRIDES}, NODE)
+    return installed(
+        "n8n",
+        {
+            "name": "n8n-platform-check",
+            "private": True,
+            "dependencies": {"n8n": N8N_VERSION},
+            "overrides": N8N_OVERRIDES,
+        },
+        NODE,
+    )
 
 
 PARSE = """
@@ -113,10 +122,17 @@ def test_the_typescript_templates_parse_as_they_are(tmp_path):
 
 def test_n8ns_own_scanner_finds_nothing_to_report_in_the_package_or_its_sources(package, tmp_path):
     sources, published = package
-    scanner = installed("n8n-scanner", {"name": "n8n-scanner-check", "private": True,
-                                        "dependencies": {"@n8n/scan-community-package": SCANNER_VERSION}}, NODE,
-                        # eslint-plugin-n8n-nodes-base's install script refuses any manager but pnpm
-                        flags=("--ignore-scripts",))
+    scanner = installed(
+        "n8n-scanner",
+        {
+            "name": "n8n-scanner-check",
+            "private": True,
+            "dependencies": {"@n8n/scan-community-package": SCANNER_VERSION},
+        },
+        NODE,
+        # eslint-plugin-n8n-nodes-base's install script refuses any manager but pnpm
+        flags=("--ignore-scripts",),
+    )
     script = tmp_path / "scan.mjs"
     script.write_text(SCAN, encoding="utf-8")
     entry = scanner / "node_modules" / "@n8n" / "scan-community-package" / "scanner" / "scanner.mjs"
@@ -127,15 +143,27 @@ def test_n8ns_own_scanner_finds_nothing_to_report_in_the_package_or_its_sources(
         assert report == {"passed": True, "message": "", "details": ""}, f"{leg}: {report}"
     assert (published / "dist" / "nodes" / "AllMySms" / "AllMySmsTrigger.node.js").is_file()
     assert sorted(p.name for p in (published / "dist" / "credentials").iterdir()) == [
-        "AllMySmsApi.credentials.js", "allmysms.dark.svg", "allmysms.svg"]
+        "AllMySmsApi.credentials.js",
+        "allmysms.dark.svg",
+        "allmysms.svg",
+    ]
 
 
 def _n8n_env(scratch: Path, extensions: Path) -> dict:
-    return node_env(NODE, HOME=str(scratch), N8N_USER_FOLDER=str(scratch), N8N_CUSTOM_EXTENSIONS=str(extensions),
-                    N8N_ENCRYPTION_KEY="platform-check-only-key", N8N_DIAGNOSTICS_ENABLED="false",
-                    N8N_VERSION_NOTIFICATIONS_ENABLED="false", N8N_TEMPLATES_ENABLED="false",
-                    N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS="false", N8N_RUNNERS_ENABLED="false",
-                    N8N_LOG_LEVEL="info", DB_SQLITE_POOL_SIZE="1")
+    return node_env(
+        NODE,
+        HOME=str(scratch),
+        N8N_USER_FOLDER=str(scratch),
+        N8N_CUSTOM_EXTENSIONS=str(extensions),
+        N8N_ENCRYPTION_KEY="platform-check-only-key",
+        N8N_DIAGNOSTICS_ENABLED="false",
+        N8N_VERSION_NOTIFICATIONS_ENABLED="false",
+        N8N_TEMPLATES_ENABLED="false",
+        N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS="false",
+        N8N_RUNNERS_ENABLED="false",
+        N8N_LOG_LEVEL="info",
+        DB_SQLITE_POOL_SIZE="1",
+    )
 
 
 def _custom_node(package, n8n, scratch: Path) -> Path:
@@ -161,19 +189,42 @@ def _credentials(service_url: str) -> list:
 def _send_and_read_workflow(recipient: str, message: str) -> dict:
     credentials = {"allMySmsApi": CREDENTIAL}
     return {
-        "id": "amsSendAndRead01", "name": "Send an SMS, read the account", "active": False, "settings": {},
+        "id": "amsSendAndRead01",
+        "name": "Send an SMS, read the account",
+        "active": False,
+        "settings": {},
         "nodes": [
-            {"id": "0b5f1c1e-1d0a-4f4e-8a0e-5c1f0d2a3b41", "name": "Start", "type": "n8n-nodes-base.manualTrigger",
-             "typeVersion": 1, "position": [0, 0], "parameters": {}},
-            {"id": "0b5f1c1e-1d0a-4f4e-8a0e-5c1f0d2a3b42", "name": "Send", "type": "CUSTOM.allMySms",
-             "typeVersion": 1, "position": [220, 0], "credentials": credentials,
-             "parameters": {"resource": "sms", "operation": "send_sms", "message": message, "recipients": recipient}},
-            {"id": "0b5f1c1e-1d0a-4f4e-8a0e-5c1f0d2a3b43", "name": "Account", "type": "CUSTOM.allMySms",
-             "typeVersion": 1, "position": [440, 0], "credentials": credentials,
-             "parameters": {"resource": "account", "operation": "get_account"}},
+            {
+                "id": "0b5f1c1e-1d0a-4f4e-8a0e-5c1f0d2a3b41",
+                "name": "Start",
+                "type": "n8n-nodes-base.manualTrigger",
+                "typeVersion": 1,
+                "position": [0, 0],
+                "parameters": {},
+            },
+            {
+                "id": "0b5f1c1e-1d0a-4f4e-8a0e-5c1f0d2a3b42",
+                "name": "Send",
+                "type": "CUSTOM.allMySms",
+                "typeVersion": 1,
+                "position": [220, 0],
+                "credentials": credentials,
+                "parameters": {"resource": "sms", "operation": "send_sms", "message": message, "recipients": recipient},
+            },
+            {
+                "id": "0b5f1c1e-1d0a-4f4e-8a0e-5c1f0d2a3b43",
+                "name": "Account",
+                "type": "CUSTOM.allMySms",
+                "typeVersion": 1,
+                "position": [440, 0],
+                "credentials": credentials,
+                "parameters": {"resource": "account", "operation": "get_account"},
+            },
         ],
-        "connections": {"Start": {"main": [[{"node": "Send", "type": "main", "index": 0}]]},
-                        "Send": {"main": [[{"node": "Account", "type": "main", "index": 0}]]}},
+        "connections": {
+            "Start": {"main": [[{"node": "Send", "type": "main", "index": 0}]]},
+            "Send": {"main": [[{"node": "Account", "type": "main", "index": 0}]]},
+        },
     }
 
 
@@ -187,8 +238,9 @@ def _outputs(stdout: str) -> dict:
     return {name: [item["json"] for item in runs[-1]["data"]["main"][0]] for name, runs in nodes.items()}
 
 
-def test_a_workflow_in_n8n_sends_an_sms_and_reads_the_account_through_the_connector(package, n8n, live_service,
-                                                                                     sandbox, tmp_path):
+def test_a_workflow_in_n8n_sends_an_sms_and_reads_the_account_through_the_connector(
+    package, n8n, live_service, sandbox, tmp_path
+):
     env = _n8n_env(tmp_path, _custom_node(package, n8n, tmp_path))
     binary = str(n8n / "node_modules" / ".bin" / "n8n")
     (tmp_path / "credentials.json").write_text(json.dumps(_credentials(live_service.url)))
@@ -212,10 +264,22 @@ WEBHOOK_ID = "5d2c8f0e-7a41-4b6e-9c3d-1f0a2b4c6d8e"
 
 def _reply_workflow() -> dict:
     return {
-        "id": REPLIES_WORKFLOW, "name": "On an SMS reply", "active": False, "settings": {},
-        "nodes": [{"id": "0b5f1c1e-1d0a-4f4e-8a0e-5c1f0d2a3b44", "name": "Reply", "type": "CUSTOM.allMySmsTrigger",
-                   "typeVersion": 1, "position": [0, 0], "webhookId": WEBHOOK_ID,
-                   "credentials": {"allMySmsApi": CREDENTIAL}, "parameters": {"event": "reply_received"}}],
+        "id": REPLIES_WORKFLOW,
+        "name": "On an SMS reply",
+        "active": False,
+        "settings": {},
+        "nodes": [
+            {
+                "id": "0b5f1c1e-1d0a-4f4e-8a0e-5c1f0d2a3b44",
+                "name": "Reply",
+                "type": "CUSTOM.allMySmsTrigger",
+                "typeVersion": 1,
+                "position": [0, 0],
+                "webhookId": WEBHOOK_ID,
+                "credentials": {"allMySmsApi": CREDENTIAL},
+                "parameters": {"event": "reply_received"},
+            }
+        ],
         "connections": {},
     }
 
@@ -230,16 +294,29 @@ def _free_port() -> int:
 def _running_n8n(binary: str, env: dict, folder: Path, port: int):
     """``n8n start`` on loopback, stopped (with whatever it started) on the way out."""
     log = open(folder / "n8n.log", "w")
-    process = subprocess.Popen([binary, "start"], cwd=folder, env={
-        **env, "N8N_PORT": str(port), "N8N_LISTEN_ADDRESS": "127.0.0.1", "WEBHOOK_URL": f"http://127.0.0.1:{port}/",
-        "N8N_SECURE_COOKIE": "false", "N8N_PERSONALIZATION_ENABLED": "false"},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [binary, "start"],
+        cwd=folder,
+        env={
+            **env,
+            "N8N_PORT": str(port),
+            "N8N_LISTEN_ADDRESS": "127.0.0.1",
+            "WEBHOOK_URL": f"http://127.0.0.1:{port}/",
+            "N8N_SECURE_COOKIE": "false",
+            "N8N_PERSONALIZATION_ENABLED": "false",
+        },
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
+
         def ready():
             said = (folder / "n8n.log").read_text()
             assert process.poll() is None, said[-3000:]
             # Its last word on start-up: /healthz and even /rest answer while the rest is still being set up.
             return "Editor is now accessible" in said
+
         wait_for(ready, timeout=180, what="n8n to start")
         yield process
     finally:
@@ -254,7 +331,8 @@ def _running_n8n(binary: str, env: dict, folder: Path, port: int):
 
 
 def test_an_n8n_trigger_subscribes_on_activation_runs_on_a_signed_reply_only_and_unsubscribes(
-        package, n8n, live_service, sandbox, tmp_path):
+    package, n8n, live_service, sandbox, tmp_path
+):
     env = _n8n_env(tmp_path, _custom_node(package, n8n, tmp_path))
     binary = str(n8n / "node_modules" / ".bin" / "n8n")
     (tmp_path / "credentials.json").write_text(json.dumps(_credentials(live_service.url)))
@@ -267,8 +345,16 @@ def test_an_n8n_trigger_subscribes_on_activation_runs_on_a_signed_reply_only_and
     with _running_n8n(binary, env, tmp_path, port):
         user = requests.Session()
         user.headers["browser-id"] = "platform-check"
-        owner = user.post(f"{rest}/owner/setup", timeout=30, json={
-            "email": "owner@example.com", "firstName": "Platform", "lastName": "Check", "password": "Pl4tform-check"})
+        owner = user.post(
+            f"{rest}/owner/setup",
+            timeout=30,
+            json={
+                "email": "owner@example.com",
+                "firstName": "Platform",
+                "lastName": "Check",
+                "password": "Pl4tform-check",
+            },
+        )
         assert owner.status_code == 200, owner.text
         version = user.get(f"{rest}/workflows/{REPLIES_WORKFLOW}", timeout=30).json()["data"]["versionId"]
         activated = user.post(f"{rest}/workflows/{REPLIES_WORKFLOW}/activate", json={"versionId": version}, timeout=60)
@@ -278,20 +364,31 @@ def test_an_n8n_trigger_subscribes_on_activation_runs_on_a_signed_reply_only_and
         assert [s["target_url"] for s in subscribed] == [f"http://127.0.0.1:{port}/webhook/{WEBHOOK_ID}/webhook"]
 
         def executions():
-            found = user.get(f"{rest}/executions", timeout=30,
-                             params={"filter": json.dumps({"workflowId": REPLIES_WORKFLOW})}).json()["data"]
+            found = user.get(
+                f"{rest}/executions", timeout=30, params={"filter": json.dumps({"workflowId": REPLIES_WORKFLOW})}
+            ).json()["data"]
             return found["results"]
 
         # Anyone who learns the URL can post to it: without the secret n8n answers 401 and runs nothing.
-        forged = requests.post(subscribed[0]["target_url"], timeout=30, json={"type": "sms.reply_received"}, headers={
-            "webhook-id": "msg_forged", "webhook-timestamp": str(int(time.time())),
-            "webhook-signature": "v1,bm90IGEgc2lnbmF0dXJl"})
+        forged = requests.post(
+            subscribed[0]["target_url"],
+            timeout=30,
+            json={"type": "sms.reply_received"},
+            headers={
+                "webhook-id": "msg_forged",
+                "webhook-timestamp": str(int(time.time())),
+                "webhook-signature": "v1,bm90IGEgc2lnbmF0dXJl",
+            },
+        )
         assert forged.status_code == 401 and "signature" in forged.json()["error"]
 
         live_service.action("send_sms", {"message": "Table for two at 8?", "recipients": ["+33622222222"]})
         sandbox.state.receive_reply("demo", "+33622222222", "Yes, see you at 8")
-        ran = wait_for(lambda: [e for e in executions() if e["status"] == "success"], timeout=60,
-                       what="n8n's execution of the reply")
+        ran = wait_for(
+            lambda: [e for e in executions() if e["status"] == "success"],
+            timeout=60,
+            what="n8n's execution of the reply",
+        )
         assert len(executions()) == 1, "the forged event started an execution"
         detail = user.get(f"{rest}/executions/{ran[0]['id']}", timeout=30).json()["data"]
         assert "Yes, see you at 8" in detail["data"] and "sms.reply_received" in detail["data"]

@@ -44,12 +44,14 @@ def cli(tmp_path_factory):
     ~/.zapierrc), with every call to Zapier's servers pointed at a closed port on 127.0.0.1."""
     home = tmp_path_factory.mktemp("home")
     binary = installed("zapier-cli", CLI, zapier.NODE_MAJOR) / "node_modules" / ".bin" / "zapier-platform"
-    env = node_env(zapier.NODE_MAJOR, HOME=str(home), DISABLE_ZAPIER_ANALYTICS="1",
-                   ZAPIER_BASE_ENDPOINT="http://127.0.0.1:9")
+    env = node_env(
+        zapier.NODE_MAJOR, HOME=str(home), DISABLE_ZAPIER_ANALYTICS="1", ZAPIER_BASE_ENDPOINT="http://127.0.0.1:9"
+    )
     env.pop("ZAPIER_DEPLOY_KEY", None)
 
     def run(folder: Path, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(binary), *args], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+
     return run
 
 
@@ -68,10 +70,19 @@ def test_zapiers_cli_builds_the_app_with_its_files_and_dependencies_only(app, cl
         names = set(archive.namelist())
         definition = json.loads(archive.read("definition.json"))
     own = {name for name in names if not name.startswith("node_modules/")}
-    expected = ({"index.js", "package.json", "definition.json", "zapierwrapper.js", "lib/authentication.js",
-                 "lib/service.js", "lib/signature.js"}
-                | {f"creates/{action.key}.js" for action in manifest.actions}
-                | {f"triggers/{trigger.key}.js" for trigger in manifest.triggers})
+    expected = (
+        {
+            "index.js",
+            "package.json",
+            "definition.json",
+            "zapierwrapper.js",
+            "lib/authentication.js",
+            "lib/service.js",
+            "lib/signature.js",
+        }
+        | {f"creates/{action.key}.js" for action in manifest.actions}
+        | {f"triggers/{trigger.key}.js" for trigger in manifest.triggers}
+    )
     assert own == expected
     # The file the CLI misses on Node >= 22.12 unless .zapierapprc names it.
     assert any(name.endswith("/require.mjs") for name in names)
@@ -89,5 +100,7 @@ def test_the_apps_own_tests_pass_under_npm_test_on_node_22(app, live_service):
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
     # 10 against the service (the hook's signature among them), 6 of the signature check alone.
     assert "# fail 0" in ran.stdout and "# pass 16" in ran.stdout, ran.stdout[-2000:]
-    assert f"v{zapier.NODE_MAJOR}." in subprocess.run(["node", "--version"], env=node_env(zapier.NODE_MAJOR),
-                                                      capture_output=True, text=True).stdout
+    assert (
+        f"v{zapier.NODE_MAJOR}."
+        in subprocess.run(["node", "--version"], env=node_env(zapier.NODE_MAJOR), capture_output=True, text=True).stdout
+    )

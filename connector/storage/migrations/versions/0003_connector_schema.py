@@ -6,24 +6,25 @@ Revises: 0002
 Created: 2026-12-06
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 # A new table, which the code at 0002 never looks at.
-readable_by = '0002'
+readable_by = "0002"
 
 
 def upgrade() -> None:
-    op.create_table('connector_schema',
-    sa.Column('revision', sa.String(length=32), nullable=False),
-    sa.Column('readable_by', sa.String(length=32), nullable=False),
-    sa.PrimaryKeyConstraint('revision')
+    op.create_table(
+        "connector_schema",
+        sa.Column("revision", sa.String(length=32), nullable=False),
+        sa.Column("readable_by", sa.String(length=32), nullable=False),
+        sa.PrimaryKeyConstraint("revision"),
     )
 
 
 def downgrade() -> None:
-    op.drop_table('connector_schema')
+    op.drop_table("connector_schema")

@@ -40,7 +40,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.update(settings, MAX_CONTENT_LENGTH=settings["CONNECTOR_MAX_BODY_BYTES"])
     logging.getLogger("connector").setLevel(settings["CONNECTOR_LOG_LEVEL"])
     app.extensions["connector"] = services
-    replay_found = []
+    replay_found: list[bool] = []
 
     @app.before_request
     def _replay_what_an_earlier_process_left():
@@ -62,7 +62,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         bodies.drain_unread()
         return response
 
-    table, routed = operations.table(manifest), set()
+    table, routed = operations.table(manifest), set[str]()
     app.register_blueprint(actions.blueprint(manifest, HANDLERS, table, routed))
     app.register_blueprint(callbacks.blueprint(table, routed))
     app.register_blueprint(health.blueprint(table, routed))

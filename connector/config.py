@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -74,7 +75,7 @@ def _convert(text: str, prop: dict):
 
 
 def _check_timezone(values: dict) -> list[str]:
-    name = values.get("ALLMYSMS_TIMEZONE")
+    name: Any = values.get("ALLMYSMS_TIMEZONE")  # whatever was configured: a wrong type is reported below
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):

@@ -222,7 +222,8 @@ def _response(error: ConnectorError):
     return response
 
 
-_HTTP_MESSAGES = {
+# Looked up by an HTTPException's code, which may be None.
+_HTTP_MESSAGES: dict[int | None, tuple[str, str, str]] = {
     400: ("malformed_request", "fix_input", "The request could not be read."),
     404: ("not_found", "fix_input", "There is nothing at this address. See /v1/manifest for the available routes."),
     405: ("method_not_allowed", "fix_input", "This address does not accept this HTTP method."),
@@ -236,7 +237,7 @@ def code_of(error: BaseException) -> str:
     if isinstance(error, ConnectorError):
         return error.code
     if isinstance(error, HTTPException):
-        return _HTTP_MESSAGES.get(error.code, ("http_error",))[0]
+        return _HTTP_MESSAGES[error.code][0] if error.code in _HTTP_MESSAGES else "http_error"
     return ConnectorError.code
 
 
@@ -255,8 +256,9 @@ def register(app: Flask) -> None:
         wrapped = ConnectorError(message, code=code, status=error.code)
         wrapped.disposition = disposition
         response = _response(wrapped)
-        if error.code == 405 and getattr(error, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(error.valid_methods)
+        valid_methods = getattr(error, "valid_methods", None)  # MethodNotAllowed's
+        if error.code == 405 and valid_methods:
+            response.headers["Allow"] = ", ".join(valid_methods)
         return response
 
     @app.errorhandler(Exception)

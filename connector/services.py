@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import create_engine
 
@@ -29,7 +30,7 @@ from connector.web.accounts import Accounts, secret_key
 class Services:
     """What request handlers and workers share, built once at start-up."""
 
-    settings: Mapping
+    settings: Mapping[str, Any]
     manifest: manifest_module.Manifest
     upstream: AllMySMS
     rules: Rules
@@ -71,7 +72,7 @@ class Services:
         )
 
 
-def build(settings: Mapping, *, store: Store | None = None, replayable: bool = False) -> Services:
+def build(settings: Mapping[str, Any], *, store: Store | None = None, replayable: bool = False) -> Services:
     """The services for these settings, over ``store`` or a store of their own (``replayable`` for a delivery
     worker, see open_store). Nothing is started: no thread, no connection yet."""
     # A delivery worker or `connector migrate` never calls AllMySMS: they run without its URL.
@@ -125,7 +126,7 @@ def build(settings: Mapping, *, store: Store | None = None, replayable: bool = F
     return built[0]
 
 
-def policy(settings: Mapping) -> Policy:
+def policy(settings: Mapping[str, Any]) -> Policy:
     schedule = tuple(float(part) for part in settings["CONNECTOR_RETRY_SCHEDULE"].split(","))
     return Policy(
         schedule=schedule,
@@ -135,12 +136,12 @@ def policy(settings: Mapping) -> Policy:
     )
 
 
-def database_url(settings: Mapping) -> str:
+def database_url(settings: Mapping[str, Any]) -> str:
     """The database's SQLAlchemy URL: DATABASE_URL, or SQLite in the data folder."""
     return engine_url(settings["DATABASE_URL"] or default_url(settings["CONNECTOR_DATA_DIR"]))
 
 
-def open_store(settings: Mapping, replayable: bool = False) -> Store:
+def open_store(settings: Mapping[str, Any], replayable: bool = False) -> Store:
     """The store; ``replayable`` for a delivery worker, whose writes may be lost to a power cut (see Store).
     It derives signing secrets from the secret key, kept in the data folder (made 0700 first) when not set."""
     data_folder(settings["CONNECTOR_DATA_DIR"])
@@ -151,7 +152,7 @@ def open_store(settings: Mapping, replayable: bool = False) -> Store:
     )
 
 
-def migrate(settings: Mapping) -> tuple[str | None, str]:
+def migrate(settings: Mapping[str, Any]) -> tuple[str | None, str]:
     """Bring the database's schema to this version's (`connector migrate`): the revisions before and after."""
     engine = create_engine(database_url(settings))
     try:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 import jsonschema_rs
 from jsonschema import Draft202012Validator, ValidationError, validators
 from jsonschema.exceptions import SchemaError
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from connector.description.validation import MAX_EXPLAINED_ITEMS, UNEXPLAINED, check, field_path, shown
@@ -21,7 +23,9 @@ from connector.errors import FieldError
 BASE_URI = "https://allmysms-connector.example/schemas/"
 
 
-def _ecma_pattern(validator, pattern, instance, schema):
+def _ecma_pattern(
+    validator: Draft202012Validator, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
     # JSON Schema patterns are ECMA-262, where '$' is the very end; Python's '$' also matches before a
     # final new line, which would let "Shop\n" through as a sender.
     if not validator.is_type(instance, "string"):
@@ -32,7 +36,7 @@ def _ecma_pattern(validator, pattern, instance, schema):
 
 
 #: Draft 2020-12 with ECMA-262 pattern anchors: the validator that explains errors.
-Validator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
+Validator: type[Draft202012Validator] = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
 
 
 class Catalog:
@@ -40,7 +44,7 @@ class Catalog:
 
     def __init__(self, root: Path):
         self.root = root
-        self.documents: dict[str, dict] = {}
+        self.documents: dict[str, dict[str, Any]] = {}
         self.problems: list[str] = []
         for path in sorted(root.rglob("*.json")):
             name = path.relative_to(root).as_posix()
@@ -59,28 +63,32 @@ class Catalog:
                 continue
             self.documents[name] = document
         self.registry = Registry().with_resources(
-            (BASE_URI + name, Resource(contents=doc, specification=DRAFT202012)) for name, doc in self.documents.items()
+            (BASE_URI + name, DRAFT202012.create_resource(doc)) for name, doc in self.documents.items()
         )
-        self._validators: dict[str, Validator] = {}
+        self._validators: dict[str, Draft202012Validator] = {}
         self._fast: dict[str, jsonschema_rs.Validator] = {}
-        self._resolved: dict[str, dict] = {}
+        self._resolved: dict[str, dict[str, Any]] = {}
         self._fast_registry = jsonschema_rs.Registry([(BASE_URI + n, d) for n, d in self.documents.items()])
         # Where each list-item schema lives, so that items can be screened by jsonschema-rs one by one.
         self._item_schemas: dict[int, str] = {}
         for name, document in self.documents.items():
             _find_item_schemas(document, BASE_URI + name + "#", self._item_schemas)
-        self._item_screens: dict[int, object] = {}
-        self._Validator = validators.extend(Validator, {"items": self._screened_items, "type": _type})
+        self._item_screens: dict[int, jsonschema_rs.Validator] = {}
+        self._Validator: type[Draft202012Validator] = validators.extend(
+            Validator, {"items": self._screened_items, "type": _type}
+        )
 
     def __contains__(self, name: str) -> bool:
         return name in self.documents
 
-    def validator(self, name: str) -> Validator:
+    def validator(self, name: str) -> Draft202012Validator:
         if name not in self._validators:
             self._validators[name] = self._Validator(self.documents[name], registry=self.registry)
         return self._validators[name]
 
-    def _screened_items(self, validator, items, instance, schema):
+    def _screened_items(
+        self, validator: Draft202012Validator, items: Any, instance: Any, schema: dict[str, Any]
+    ) -> Iterator[ValidationError]:
         """``items``, but each item is screened by jsonschema-rs first and only the first MAX_EXPLAINED_ITEMS
         bad ones are explained; the rest are counted, in one error of keyword UNEXPLAINED."""
         screen = self._item_screen(items)
@@ -98,7 +106,7 @@ class Catalog:
             explained += 1
             yield from validator.descend(item, items, path=index)
 
-    def _item_screen(self, items):
+    def _item_screen(self, items: Any) -> jsonschema_rs.Validator | None:
         if not isinstance(items, dict) or id(items) not in self._item_schemas:
             return None  # not one of the catalog's schemas
         if id(items) not in self._item_screens:
@@ -107,7 +115,7 @@ class Catalog:
             )
         return self._item_screens[id(items)]
 
-    def fast_validator(self, name: str):
+    def fast_validator(self, name: str) -> jsonschema_rs.Validator:
         """The same schema compiled by jsonschema-rs: about a hundred times faster, but its errors are
         not the ones we show, so it only answers whether a document is valid."""
         if name not in self._fast:
@@ -116,7 +124,7 @@ class Catalog:
             )
         return self._fast[name]
 
-    def check(self, name: str, document) -> list:
+    def check(self, name: str, document: Any) -> list[FieldError]:
         """Every problem of ``document`` against schema ``name`` as field errors (none when valid)."""
         fast = self.fast_validator(name)
         if fast.is_valid(document):
@@ -128,7 +136,7 @@ class Catalog:
             FieldError(field_path(e.instance_path), shown(e.message, 200)) for e in fast.iter_errors(document)
         ]
 
-    def resolved(self, name: str) -> dict:
+    def resolved(self, name: str) -> dict[str, Any]:
         """The schema with every $ref inlined and sibling keywords merged: what exports and docs read.
 
         Inlined once and kept: explaining a bad request and reading trigger options ask for it often.
@@ -146,14 +154,16 @@ class Catalog:
 _ITEMS = Draft202012Validator.VALIDATORS["items"]
 
 
-def _type(validator, types, instance, schema):
+def _type(
+    validator: Draft202012Validator, types: str | list[str], instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
     # jsonschema's own quotes the value, and a 20,000-item list took longer to quote than to check.
     types = types if isinstance(types, list) else [types]
     if not any(validator.is_type(instance, kind) for kind in types):
         yield ValidationError(f"not of type {', '.join(map(repr, types))}")
 
 
-def _find_item_schemas(node, pointer: str, found: dict[int, str]) -> None:
+def _find_item_schemas(node: Any, pointer: str, found: dict[int, str]) -> None:
     """Every schema under an ``items`` keyword of ``node``, by object id, as a URI with a JSON pointer."""
     if isinstance(node, list):
         for index, item in enumerate(node):
@@ -170,7 +180,7 @@ def _find_item_schemas(node, pointer: str, found: dict[int, str]) -> None:
 _NOT_MERGED = {"$schema", "$id", "$defs", "examples", "x-counterexamples"}
 
 
-def _inline(node, base_uri: str, registry: Registry, depth: int = 0):
+def _inline(node: Any, base_uri: str, registry: Registry[Any], depth: int = 0) -> Any:
     if depth > 30:
         raise ValueError(f"schema references nest too deeply at {base_uri}")
     if isinstance(node, list):
@@ -180,7 +190,7 @@ def _inline(node, base_uri: str, registry: Registry, depth: int = 0):
     node = dict(node)
     if "$id" in node:
         base_uri = node["$id"]
-    merged: dict = {}
+    merged: dict[str, Any] = {}
     if "$ref" in node:
         ref = node.pop("$ref")
         resolved = registry.resolver(base_uri=base_uri).lookup(ref)

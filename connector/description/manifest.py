@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import yaml
 
@@ -25,7 +27,7 @@ class Action:
     description: str
     input: str
     output: str
-    sample: dict
+    sample: dict[str, Any]
 
     @property
     def path(self) -> str:
@@ -41,7 +43,7 @@ class Trigger:
     event_type: str
     delivery: str
     event: str
-    sample: dict
+    sample: dict[str, Any]
     input: str | None = None
 
     @property
@@ -61,8 +63,8 @@ class Trigger:
 
 @dataclass(frozen=True)
 class Manifest:
-    connector: MappingProxyType
-    auth: MappingProxyType
+    connector: MappingProxyType[str, Any]
+    auth: MappingProxyType[str, Any]
     actions: tuple[Action, ...]
     triggers: tuple[Trigger, ...]
     catalog: Catalog = field(repr=False, compare=False)
@@ -74,7 +76,7 @@ class Manifest:
     def secret_fields(self) -> tuple[str, ...]:
         return tuple(f["key"] for f in self.auth["fields"] if f.get("secret"))
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """The resolved description served at /v1/manifest: every schema inlined, samples included."""
         return {
             "connector": dict(self.connector),
@@ -144,12 +146,12 @@ def load(path: Path | None = None, schemas: Path | None = None) -> Manifest:
 # Rules JSON Schema cannot express; each returns a list of problems.
 
 
-def keys_are_unique(raw: dict, catalog: Catalog) -> list[str]:
+def keys_are_unique(raw: dict[str, Any], catalog: Catalog) -> list[str]:
     keys = [item["key"] for item in raw["actions"] + raw["triggers"]]
     return [f"key {k!r} is used more than once" for k in sorted({k for k in keys if keys.count(k) > 1})]
 
 
-def schema_files_exist(raw: dict, catalog: Catalog) -> list[str]:
+def schema_files_exist(raw: dict[str, Any], catalog: Catalog) -> list[str]:
     problems = []
     for item in raw["actions"] + raw["triggers"]:
         for role in ("input", "output", "event"):
@@ -159,7 +161,7 @@ def schema_files_exist(raw: dict, catalog: Catalog) -> list[str]:
     return problems
 
 
-def samples_match_schemas(raw: dict, catalog: Catalog) -> list[str]:
+def samples_match_schemas(raw: dict[str, Any], catalog: Catalog) -> list[str]:
     problems = []
     for item in raw["actions"] + raw["triggers"]:
         name = item.get("output") or item.get("event")
@@ -170,7 +172,7 @@ def samples_match_schemas(raw: dict, catalog: Catalog) -> list[str]:
     return problems
 
 
-def trigger_samples_carry_their_type(raw: dict, catalog: Catalog) -> list[str]:
+def trigger_samples_carry_their_type(raw: dict[str, Any], catalog: Catalog) -> list[str]:
     return [
         f"{t['key']}: sample type is {t['sample'].get('type')!r}, expected {t['event_type']!r}"
         for t in raw["triggers"]
@@ -178,7 +180,7 @@ def trigger_samples_carry_their_type(raw: dict, catalog: Catalog) -> list[str]:
     ]
 
 
-def schema_examples_hold(raw: dict, catalog: Catalog) -> list[str]:
+def schema_examples_hold(raw: dict[str, Any], catalog: Catalog) -> list[str]:
     """Every schema's `examples` validate and every `x-counterexamples` entry does not, for both the
     validator that explains errors and the fast one that screens requests."""
     problems = []
@@ -203,7 +205,7 @@ CHECKS = (
 )
 
 
-def check_handlers(manifest: Manifest, handlers) -> list[str]:
+def check_handlers(manifest: Manifest, handlers: Collection[str]) -> list[str]:
     """Every action has a handler and every handler is described in the manifest."""
     described = {a.key for a in manifest.actions}
     return [f"action {k!r} has no handler" for k in sorted(described - set(handlers))] + [

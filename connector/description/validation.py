@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
@@ -31,27 +33,27 @@ _TYPE_WORDS = {
 }
 
 
-class Problems(list):
+class Problems(list[FieldError]):
     """Field errors, and how many bad list items were counted but not explained."""
 
     unexplained = 0
 
 
-def shown(value, limit: int = MAX_QUOTED) -> str:
+def shown(value: object, limit: int = MAX_QUOTED) -> str:
     """``value`` as an error message may quote it: cut, so that a 100,000-character field name or text is
     not sent back (several times) in the answer that refuses it."""
     text = str(value)
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def field_path(parts) -> str:
+def field_path(parts: Iterable[str | int]) -> str:
     path = ""
     for part in parts:
         path += f"[{part}]" if isinstance(part, int) else (f".{shown(part)}" if path else shown(part))
     return path or "(body)"
 
 
-def _kind(value) -> str:
+def _kind(value: object) -> str:
     if isinstance(value, bool):
         return "true/false"
     if value is None:
@@ -67,20 +69,19 @@ def _kind(value) -> str:
     return "an object"
 
 
-def _expected_types(schema_type) -> str:
+def _expected_types(schema_type: str | list[str]) -> str:
     types = schema_type if isinstance(schema_type, list) else [schema_type]
     return " or ".join(_TYPE_WORDS.get(t, t) for t in types)
 
 
-def _describe(error: ValidationError, resolved: dict) -> list[FieldError]:
+def _describe(error: ValidationError, resolved: dict[str, Any]) -> list[FieldError]:
     hint = error.schema.get("x-error") if isinstance(error.schema, dict) else None
     path = list(error.absolute_path)
     keyword = error.validator
-    value = error.instance
+    value: Any = error.instance
     if keyword == UNEXPLAINED:
-        return [
-            _Unexplained(field_path(path), f"{error.validator_value} more items are not valid.", error.validator_value)
-        ]
+        count = cast(int, error.validator_value)  # set by the catalog's screened items: always a count
+        return [_Unexplained(field_path(path), f"{count} more items are not valid.", count)]
     if keyword == "required":
         missing = _quoted(error.message)
         return [FieldError(field_path(path + [missing[0] if missing else "?"]), "This field is required.")]
@@ -103,33 +104,31 @@ def _describe(error: ValidationError, resolved: dict) -> list[FieldError]:
 def _describe_simple(error: ValidationError) -> FieldError:
     path = list(error.absolute_path)
     keyword = error.validator
-    value = error.instance
+    value: Any = error.instance
+    # Set for every error a keyword raised, which are the only ones described here.
+    expected: Any = error.validator_value
     if keyword == "type":
-        return FieldError(field_path(path), f"Expected {_expected_types(error.validator_value)}, got {_kind(value)}.")
+        return FieldError(field_path(path), f"Expected {_expected_types(expected)}, got {_kind(value)}.")
     if keyword == "minLength":
         return FieldError(
             field_path(path),
-            "This field is empty."
-            if error.validator_value == 1
-            else f"Must be at least {error.validator_value} characters long.",
+            "This field is empty." if expected == 1 else f"Must be at least {expected} characters long.",
         )
     if keyword == "maxLength":
-        return FieldError(
-            field_path(path), f"Must be at most {error.validator_value} characters long (this one has {len(value)})."
-        )
+        return FieldError(field_path(path), f"Must be at most {expected} characters long (this one has {len(value)}).")
     if keyword == "minItems":
         return FieldError(
             field_path(path),
-            "The list is empty." if error.validator_value == 1 else f"Give at least {error.validator_value} items.",
+            "The list is empty." if expected == 1 else f"Give at least {expected} items.",
         )
     if keyword == "maxItems":
-        return FieldError(field_path(path), f"Give at most {error.validator_value} items (this list has {len(value)}).")
+        return FieldError(field_path(path), f"Give at most {expected} items (this list has {len(value)}).")
     if keyword in ("enum", "const"):
-        choices = error.validator_value if keyword == "enum" else [error.validator_value]
+        choices = expected if keyword == "enum" else [expected]
         return FieldError(field_path(path), "Must be one of: " + ", ".join(map(str, choices)) + ".")
     if keyword in ("minimum", "maximum"):
         word = "at least" if keyword == "minimum" else "at most"
-        return FieldError(field_path(path), f"Must be {word} {error.validator_value}.")
+        return FieldError(field_path(path), f"Must be {word} {expected}.")
     if keyword in ("oneOf", "anyOf") and error.context:
         return _describe_simple(best_match(e for e in error.context if e.validator != UNEXPLAINED))
     title = error.schema.get("title") if isinstance(error.schema, dict) else None
@@ -143,7 +142,7 @@ class _Unexplained(FieldError):
     count: int = 0
 
 
-def check(validator: Draft202012Validator, document, resolved: dict) -> Problems:
+def check(validator: Draft202012Validator, document: Any, resolved: dict[str, Any]) -> Problems:
     """Every problem with ``document``, at most one per field path, in document order; in a long list, the
     first MAX_EXPLAINED_ITEMS bad items when the validator screens items (the catalog's do), the others
     counted in ``unexplained``.
@@ -171,7 +170,7 @@ def _branch_of_same_type(error: ValidationError) -> list[ValidationError] | None
 
     A list of recipients with one bad item should blame that item, not the whole list.
     """
-    branches: dict[int, list[ValidationError]] = {}
+    branches: dict[str | int, list[ValidationError]] = {}
     for sub in error.context:
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
     depth = len(error.absolute_path)
@@ -183,7 +182,7 @@ def _branch_of_same_type(error: ValidationError) -> list[ValidationError] | None
     return fitting[0] if len(fitting) == 1 else None
 
 
-def _allowed_fields(resolved: dict, path: list) -> list[str]:
+def _allowed_fields(resolved: dict[str, Any], path: list[Any]) -> list[str]:
     node = resolved
     for part in path:
         node = _object_branch(node)
@@ -195,14 +194,15 @@ def _allowed_fields(resolved: dict, path: list) -> list[str]:
     return list((node.get("properties") or {}).keys())
 
 
-def _object_branch(node: dict) -> dict:
+def _object_branch(node: dict[str, Any]) -> dict[str, Any]:
+    branch: dict[str, Any]
     for branch in node.get("oneOf", []) + node.get("anyOf", []):
         if branch.get("type") in ("object", "array"):
             return branch
     return node
 
 
-def _sort_key(path: str):
+def _sort_key(path: str) -> list[tuple[int, int, str]]:
     # recipients[10] after recipients[9]: compare numbers as numbers.
     # Every part of the key is a (kind, value) pair so numbers and names never meet in a comparison.
     return [(0, int(p), "") if i % 2 else (1, 0, p) for i, p in enumerate(re.split(r"\[(\d+)\]", path))]

@@ -6,6 +6,9 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
+from collections.abc import Set as AbstractSet
+from typing import Any
 
 from connector.events.fairness import Shares
 from connector.events.policy import Policy, next_step
@@ -25,7 +28,7 @@ class Books:
         policy: Policy,
         shares: Shares,
         *,
-        clock=time.time,
+        clock: Callable[[], float] = time.time,
         lease_seconds: float,
         retention_seconds: float,
         keys_kept_for: float,
@@ -40,7 +43,9 @@ class Books:
         self.keys_kept_for = keys_kept_for
         self._pruned_at = 0.0
 
-    def turn(self, results: list[dict], room: tuple[int, list[str]], busy: set[int] = frozenset()) -> list[Due]:
+    def turn(
+        self, results: list[dict[str, Any]], room: tuple[int, list[str]], busy: AbstractSet[int | None] = frozenset()
+    ) -> list[Due]:
         """In the database thread: record finished attempts and claim what is due, in one transaction;
         prune now and then."""
         now = self.clock()
@@ -60,14 +65,14 @@ class Books:
         metrics.deliveries([o for o in outcomes if not o.get("postponed")])
         return claimed
 
-    def _record(self, results: list[dict]) -> None:
+    def _record(self, results: list[dict[str, Any]]) -> None:
         if results:
             now = self.clock()
             outcomes = self._outcomes(results, now)
             self._store.outbox.finish(outcomes, now)
             metrics.deliveries([o for o in outcomes if not o.get("postponed")])
 
-    def settle(self, results: list[dict], unfinished: list[Due]) -> None:
+    def settle(self, results: list[dict[str, Any]], unfinished: list[Due]) -> None:
         """In the database thread, last: record the outcomes, give back the deliveries not finished. With the
         database away, both stay as they are: the deliveries leased, sent again once the lease ends."""
         recorded = False
@@ -89,7 +94,7 @@ class Books:
                     "stopping: %d outcomes not recorded and %d deliveries not given back", left, len(unfinished)
                 )
 
-    def _outcomes(self, results: list[dict], now: float) -> list[dict]:
+    def _outcomes(self, results: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
         """What follows each attempt (next_step), with what the delivery log keeps of it."""
         if not results:
             return []

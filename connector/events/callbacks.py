@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email import policy
 from email.parser import BytesParser
+from typing import Any, NoReturn, cast
 from urllib.parse import unquote_to_bytes
-from xml.etree.ElementTree import ParseError
+from xml.etree.ElementTree import Element, ParseError
 from zoneinfo import ZoneInfo
 
 from defusedxml import ElementTree as SafeET
@@ -95,10 +96,10 @@ class Event:
     id: str
     type: str
     timestamp: str
-    data: dict
-    raw: dict = field(default_factory=dict)
+    data: dict[str, Any]
+    raw: dict[str, Any] = field(default_factory=dict)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         """The event as subscribers receive it (``raw`` stays with us)."""
         return {"id": self.id, "type": self.type, "timestamp": self.timestamp, "data": dict(self.data)}
 
@@ -113,7 +114,7 @@ class _Garbled(str):
 
 def read_callback(
     method: str, content_type: str, query: Mapping[str, str] | bytes, form: Mapping[str, str], body: bytes
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """The records a callback carries: one for a query string or a form, one or many for JSON or XML.
 
     ``query`` is the raw query string (bytes) or its fields already decoded; ``form`` is read only when the
@@ -210,20 +211,20 @@ def _text(raw: bytes, codec: str | None) -> str:
     return text if valid else _Garbled(text)
 
 
-def _query(query: Mapping[str, str] | bytes) -> dict:
+def _query(query: Mapping[str, str] | bytes) -> dict[str, Any]:
     # A URL declares no charset: UTF-8, else windows-1252, as for a body without one.
     return _urlencoded(query, None) if isinstance(query, bytes) else _flat(query)
 
 
-def _flat(values: Mapping[str, str]) -> dict:
+def _flat(values: Mapping[str, str]) -> dict[str, Any]:
     # A repeated key (a=1&a=2) keeps its first value, as Flask's MultiDict does when indexed.
     return {key: values[key] for key in values}
 
 
-def _urlencoded(raw: bytes, codec: str | None) -> dict:
+def _urlencoded(raw: bytes, codec: str | None) -> dict[str, Any]:
     """A query string or form body: each name and value decoded after its %-escapes are undone, since the
     escaped bytes are in the charset too."""
-    fields: dict = {}
+    fields: dict[str, Any] = {}
     for pair in raw.split(b"&"):
         if not pair:
             continue
@@ -234,21 +235,23 @@ def _urlencoded(raw: bytes, codec: str | None) -> dict:
     return fields
 
 
-def _multipart(content_type: str, body: bytes, codec: str | None) -> dict:
+def _multipart(content_type: str, body: bytes, codec: str | None) -> dict[str, Any]:
     """A multipart/form-data body's fields; a part declaring its own charset is read in it. Files are not
     fields and are left out."""
     head = b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n"
     message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
     if not message.is_multipart():
         raise CallbackRejected("the body is not valid multipart/form-data")
-    fields: dict = {}
+    fields: dict[str, Any] = {}
     for part in message.iter_parts():
         disposition = part["content-disposition"]
         name = disposition.params.get("name") if disposition is not None else None
         if not name or part.get_filename() is not None:
             continue
         charset = part.get_content_charset()
-        fields.setdefault(str(name), _text(part.get_payload(decode=True) or b"", _codec(charset) if charset else codec))
+        # A leaf part's payload, decoded, is bytes.
+        payload = cast(bytes | None, part.get_payload(decode=True))
+        fields.setdefault(str(name), _text(payload or b"", _codec(charset) if charset else codec))
     return fields
 
 
@@ -261,7 +264,7 @@ def _declared_encoding(body: bytes) -> str | None:
     return found.group(1).decode("ascii") if found else None
 
 
-def _xml(text: str) -> tuple[list[dict], bool]:
+def _xml(text: str) -> tuple[list[dict[str, Any]], bool]:
     """The records of an XML body, and whether it is a batch: a root whose children are fields is one record;
     a root whose children hold fields is one record per child."""
     try:
@@ -282,8 +285,8 @@ def _xml(text: str) -> tuple[list[dict], bool]:
     return [_xml_fields(child, f"record {index}: ") for index, child in enumerate(children)], True
 
 
-def _xml_fields(element, where: str) -> dict:
-    fields: dict = {}
+def _xml_fields(element: Element, where: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
     for child in element:
         name = child.tag.rpartition("}")[2] if isinstance(child.tag, str) else ""
         if len(child):
@@ -294,7 +297,7 @@ def _xml_fields(element, where: str) -> dict:
     return fields
 
 
-def _json(text: str):
+def _json(text: str) -> Any:
     try:
         return json.loads(text, parse_constant=_no_constant, parse_float=_finite, parse_int=_whole)
     except RecursionError:
@@ -303,7 +306,7 @@ def _json(text: str):
         raise CallbackRejected("the body is not valid JSON") from None
 
 
-def _no_constant(name: str):
+def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
@@ -322,7 +325,7 @@ def _whole(literal: str) -> int | str:
         return literal
 
 
-def _wrapped(document: dict) -> bool:
+def _wrapped(document: dict[str, Any]) -> bool:
     """Whether an object is a batch in disguise: its one key holds a list of objects ({"acks": [...]})."""
     if len(document) != 1:
         return False
@@ -330,7 +333,7 @@ def _wrapped(document: dict) -> bool:
     return isinstance(inner, list) and bool(inner) and all(isinstance(item, dict) for item in inner)
 
 
-def _batch(document) -> list:
+def _batch(document: Any) -> list[Any]:
     if isinstance(document, dict):
         (document,) = document.values()
     if not isinstance(document, list) or not all(isinstance(item, dict) for item in document):
@@ -342,13 +345,13 @@ def _batch(document) -> list:
     return document
 
 
-def _record(record: dict, index: int | None = None, *, damaged: bool = False) -> dict:
+def _record(record: dict[str, Any], index: int | None = None, *, damaged: bool = False) -> dict[str, Any]:
     """``record`` checked flat and free of NUL. ``damaged``: the body was not valid in its declared charset,
     so each text holding U+FFFD is marked as not read."""
     where = "" if index is None else f"record {index}: "
     if not record:
         raise CallbackRejected(f"{where}the record has no fields")
-    checked = {}
+    checked: dict[str, Any] = {}
     for key, value in record.items():
         # A lone surrogate (a JSON \ud800) can be neither encoded nor stored.
         key = _SURROGATES.sub("\ufffd", key)
@@ -373,7 +376,7 @@ def _name(key: str) -> str:
 
 
 def normalise(
-    record: dict,
+    record: dict[str, Any],
     *,
     account: str,
     zone: str | tzinfo = "Europe/Paris",
@@ -408,14 +411,14 @@ def normalise(
     return Event(id="evt_" + digest[:24], type=event_type, timestamp=timestamp, data=data, raw=fields.unused())
 
 
-def _reply(fields: _Fields, region: str, zone) -> tuple[str, dict, list]:
+def _reply(fields: _Fields, region: str, zone: str | tzinfo) -> tuple[str, dict[str, Any], list[Any]]:
     reply_id = fields.text(_REPLY_ID, ident=True)
     if reply_id is None:
         reply_id = fields.text(("id",), ident=True)
     message = fields.message()
     if reply_id is None and message is None:
         raise CallbackRejected("the reply has no message")
-    if reply_id is None and not message.strip():
+    if reply_id is None and message is not None and not message.strip():
         # Its text is all that tells such a reply apart.
         raise CallbackRejected("the reply has an empty message")
     received_at, moment = fields.moment(zone)
@@ -431,7 +434,7 @@ def _reply(fields: _Fields, region: str, zone) -> tuple[str, dict, list]:
     return REPLY, data, identity
 
 
-def _receipt(fields: _Fields, region: str, zone) -> tuple[str, dict, list]:
+def _receipt(fields: _Fields, region: str, zone: str | tzinfo) -> tuple[str, dict[str, Any], list[Any]]:
     sms_id = fields.text(_SMS_ID, ident=True)
     if sms_id is None:
         raise CallbackRejected("the delivery receipt has no smsId")
@@ -444,7 +447,7 @@ def _receipt(fields: _Fields, region: str, zone) -> tuple[str, dict, list]:
         "sms_id": sms_id,
         "campaign_id": fields.text(_CAMPAIGN_ID),
         "phone_number": fields.phone(region),
-        "status": STATUSES.get(code, "unknown"),
+        "status": STATUSES.get(code, "unknown") if code is not None else "unknown",
         "status_code": code,
         "status_text": fields.text(_STATUS_TEXT),
         "received_at": received_at,
@@ -467,7 +470,7 @@ def _utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(_UTC_FORMAT)
 
 
-def _utc_of(text: str, zone) -> str | None:
+def _utc_of(text: str, zone: str | tzinfo) -> str | None:
     """An AllMySMS time as UTC text to the second, or None when it is not a date and time. Without a zone of
     its own it is ``zone``'s local time; a fraction of a second is dropped, as our times keep none."""
     found = _DATE.fullmatch(text)
@@ -493,7 +496,7 @@ class _Fields:
     """A record's fields looked up by case-insensitive name, remembering which ones were used and which ones
     could not be read."""
 
-    def __init__(self, record: dict):
+    def __init__(self, record: dict[str, Any]):
         self._record = record
         self._folded: dict[str, object] = {}
         self._keys: dict[str, str] = {}
@@ -509,7 +512,7 @@ class _Fields:
             self._folded[folded] = value
             self._keys[folded] = str(key)
 
-    def first(self, names: tuple[str, ...]):
+    def first(self, names: tuple[str, ...]) -> Any:
         """The value of the first of ``names`` present (empty text counts as present), or None."""
         for name in names:
             if self._folded.get(name) is not None:
@@ -589,7 +592,7 @@ class _Fields:
             return raw
         return e164
 
-    def moment(self, zone) -> tuple[str | None, str | None]:
+    def moment(self, zone: str | tzinfo) -> tuple[str | None, str | None]:
         """The receptionDate in UTC (None when absent or unreadable), and what stands for it in an event
         id: the same UTC text, so one instant written two ways gives one id; the text as sent when it
         cannot be read, so two such records are still told apart."""
@@ -611,7 +614,7 @@ class _Fields:
         }
         return sorted({self._spelled(name) for name in names}, key=lambda spelled: (spelled.lower(), spelled))
 
-    def unused(self) -> dict:
+    def unused(self) -> dict[str, Any]:
         """The record's fields the event does not carry, and those it could not read, as they were sent."""
         return {
             key: value
@@ -630,7 +633,7 @@ CREDITS_LOW = "account.credits_low"
 
 
 def opt_outs(
-    entries: Iterable, *, account: str, zone: str | tzinfo = "Europe/Paris", region: str = "FR"
+    entries: Iterable[Any], *, account: str, zone: str | tzinfo = "Europe/Paris", region: str = "FR"
 ) -> list[Event]:
     """The entries of AllMySMS's STOP list (getBlacklist) as events, in the list's order. An entry without a
     phone number is left out: there is nobody to stop writing to.
@@ -640,7 +643,7 @@ def opt_outs(
     time, each of them also takes its comment, and entries alike in all three take their rank among them too
     (the first one none).
     """
-    read = []
+    read: list[tuple[dict[str, Any], list[Any], dict[str, Any]]] = []
     for entry in entries:
         if not isinstance(entry, Mapping):
             continue
@@ -649,14 +652,17 @@ def opt_outs(
         if phone is None:
             continue
         received_at, moment = fields.moment(zone)
-        data = {"phone_number": phone, "reason": fields.text(_STATUS_TEXT), "received_at": received_at}
+        data: dict[str, Any] = {"phone_number": phone, "reason": fields.text(_STATUS_TEXT), "received_at": received_at}
         data[UNREADABLE] = fields.unreadable()
+
         read.append((data, [phone, moment], fields.unused()))
     # An entry alone at its number and time keeps the id it had before the comment entered ids: platforms
     # that saw it must not see it as new.
     alone = Counter(_key(identity) for _, identity, _ in read)
-    rank: Counter = Counter()
-    found = []
+    rank: Counter[str] = Counter()
+    identity: list[Any]
+
+    found: list[Event] = []
     for data, identity, raw in read:
         if alone[_key(identity)] > 1:
             identity = [*identity, data["reason"]]
@@ -670,7 +676,7 @@ def opt_outs(
     return found
 
 
-def _key(identity: list) -> str:
+def _key(identity: list[Any]) -> str:
     return json.dumps(identity)
 
 

@@ -7,7 +7,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from connector.events import signing, targets
 from connector.events.books import Books, ok
@@ -66,10 +68,10 @@ class Worker:
         poll_interval: float = 0.025,
         retention_seconds: float = 30 * 86400,
         keys_kept_for: float = 86400,
-        clock=time.time,
-        resolve=None,
+        clock: Callable[[], float] = time.time,
+        resolve: Callable[..., list[tuple[Any, ...]]] | None = None,
         unlimited: targets.AllowList | None = None,
-    ):
+    ) -> None:
         """``unlimited``: hosts the per-host limit does not apply to (the allow-list, unless given)."""
         self.store = store
         self.policy = policy
@@ -88,12 +90,13 @@ class Worker:
             keys_kept_for=keys_kept_for,
         )
         self.transport = Transport(allowed, timeout=policy.timeout, resolve=resolve)
-        self._results: list[dict] = []
-        self._tasks: set[asyncio.Task] = set()
+        self._results: list[dict[str, Any]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
+        # Bound to the loop that first waits on it; _main makes a new one for its loop.
+        self._wake = asyncio.Event()
         self._out: dict[int, Due] = {}  # deliveries begun whose attempt has no result yet, by number
-        self._held: set[asyncio.Task] = set()  # those of them still waiting for their host's turn
+        self._held: set[asyncio.Task[None]] = set()  # those of them still waiting for their host's turn
         # Waits between turns while the database is away; back to the shortest after a turn that worked.
         self._backoff = Backoff(first=0.25, most=10.0)
         self._stopping = False
@@ -113,7 +116,7 @@ class Worker:
         then goes back to the queue, for any worker to take at once."""
         self._stop_by = time.monotonic() + grace
         self._stopping = True
-        if self._loop is not None and self._wake is not None:
+        if self._loop is not None:
             try:
                 self._loop.call_soon_threadsafe(self._wake.set)
             except RuntimeError:  # the loop has already ended
@@ -192,7 +195,7 @@ class Worker:
             pass
         self._wake.clear()
 
-    def _take_results(self) -> list[dict]:
+    def _take_results(self) -> list[dict[str, Any]]:
         results, self._results = self._results, []
         return results
 
@@ -210,7 +213,8 @@ class Worker:
                 {"due": due, "postponed": True, "status": PENDING, "next_attempt_at": self.clock() + later}
             )
             return
-        task = self._loop.create_task(self._send(due, wait))
+        task = asyncio.get_running_loop().create_task(self._send(due, wait))  # called in _main's loop only
+
         self._tasks.add(task)
         self._out[due.seq] = due
         if wait:

@@ -9,12 +9,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from connector.errors import StorageUnavailable
 from connector.events import callbacks as events
 from connector.observe import metrics
 from connector.observe.logs import fingerprint
+from connector.sending.messages import Rules
 from connector.storage import journal, outage
+from connector.storage.journal import Journal, Replayer
+from connector.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ class Callback:
         )
 
     @classmethod
-    def of(cls, data: dict) -> Callback:
+    def of(cls, data: dict[str, Any]) -> Callback:
         return cls(
             data["token"],
             data["method"],
@@ -67,10 +71,30 @@ class Refused(Exception):
     """A callback with no usable record: ``kind`` says why (unreadable, invalid_records), ``refused`` lists
     each record's reason."""
 
-    def __init__(self, reason: str, kind: str, refused: list[dict] | None = None):
+    def __init__(self, reason: str, kind: str, refused: list[dict[str, Any]] | None = None):
         super().__init__(reason)
         self.kind = kind
         self.refused = refused or []
+
+
+class _Tokens(Protocol):
+    def by_token(self, token: str) -> tuple[int, str] | None: ...
+
+
+class Services(Protocol):
+    """What callbacks need of the services built at start-up (connector.services.Services, which is built on
+    this module: named here by shape, not imported)."""
+
+    @property
+    def rules(self) -> Rules: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def journal(self) -> Journal: ...
+    @property
+    def replayer(self) -> Replayer: ...
+    @property
+    def accounts(self) -> _Tokens: ...
 
 
 #: The journal entries this module writes.
@@ -79,7 +103,7 @@ KIND = "callback"
 UNRESOLVED = (None, "-")
 
 
-def read(services, callback: Callback, login: str) -> tuple[list[dict], list[dict]]:
+def read(services: Services, callback: Callback, login: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The events of a callback, and the records refused (index, reason); Refused when none is usable. Needs
     no database."""
     try:
@@ -88,7 +112,9 @@ def read(services, callback: Callback, login: str) -> tuple[list[dict], list[dic
         records = events.read_callback(callback.method, callback.content_type, callback.query, {}, callback.body)
     except events.CallbackRejected as rejected:
         raise Refused(str(rejected), "unreadable") from None
-    accepted, refused = [], []
+    accepted: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
+
     received = datetime.fromtimestamp(callback.received_at, UTC)
     for index, record in enumerate(records):
         try:
@@ -105,7 +131,13 @@ def read(services, callback: Callback, login: str) -> tuple[list[dict], list[dic
     return accepted, refused
 
 
-def store(services, callback: Callback, account_id: int, accepted: list[dict], refused: list[dict]) -> list[bool]:
+def store(
+    services: Services,
+    callback: Callback,
+    account_id: int,
+    accepted: list[dict[str, Any]],
+    refused: list[dict[str, Any]],
+) -> list[bool]:
     """Store a callback's events (and note its refused records): per event, whether it was new."""
     fresh = services.store.events.add(account_id, accepted, callback.received_at)
     for item in refused:
@@ -121,7 +153,7 @@ def store(services, callback: Callback, account_id: int, accepted: list[dict], r
     return fresh
 
 
-def keep(services, callback: Callback) -> None:
+def keep(services: Services, callback: Callback) -> None:
     """Put a callback in the journal, to be stored once the database answers; 503 when even that fails."""
     try:
         services.journal.append(callback.entry())
@@ -133,7 +165,7 @@ def keep(services, callback: Callback) -> None:
     services.replayer.wake()
 
 
-def replay(services, callback: Callback) -> None:
+def replay(services: Services, callback: Callback) -> None:
     """Store a journalled callback as it would have been stored when it arrived. Raises when the database is
     away (the journal keeps it); anything else about it is settled here, as it would have been then."""
     found = services.accounts.by_token(callback.token)
@@ -166,7 +198,7 @@ def unknown_token(token: str, journalled: bool = False) -> None:
 
 
 def note_rejection(
-    services, account_id: int | None, method: str, content_type: str, reason: str, body: bytes, now: float
+    services: Services, account_id: int | None, method: str, content_type: str, reason: str, body: bytes, now: float
 ) -> None:
     """Keep a refused callback for the account to see; skipped when the database is away (the refusal is
     still answered, and counted)."""

@@ -4,6 +4,7 @@ for its host's turn. Many subscriptions (of many accounts) can point at one host
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from connector.events.targets import AllowList
@@ -15,7 +16,7 @@ class HostBudget:
     it is neither dropped nor counted as a failure. Many subscriptions (of many accounts) can point at one
     host, which must not receive more from us than it would from one busy subscriber."""
 
-    def __init__(self, per_second: float, clock=time.monotonic):
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = per_second
         self.capacity = max(1.0, per_second)
         self.clock = clock
@@ -83,7 +84,10 @@ class Pacing:
     def give_back(self, due: Due, wait: float) -> float:
         """Return the token of a delivery that will not wait ``wait`` seconds here after all: the seconds from
         now when it may be due again (see HostBudget.give_back)."""
-        return self.budget.give_back(_host(due.target_url), wait)
+        host = _host(due.target_url)
+        if host is None:  # such a delivery took no token (see take)
+            return 0.0
+        return self.budget.give_back(host, wait)
 
     def held_back(self) -> list[str]:
         """The subscriptions whose host has had its share for the moment."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from connector.storage.tables import FAILED, PENDING, SUCCEEDED
 
@@ -31,7 +32,7 @@ def next_step(
     now: float,
     failing_since: float | None,
     rng: random.Random,
-) -> dict:
+) -> dict[str, Any]:
     """What follows one attempt: pure, so every rule is testable without a network.
 
     ``attempts_before`` counts the attempts made before this one.
@@ -42,7 +43,7 @@ def next_step(
         # The platform removed the hook (a Zap turned off): stop for good.
         return {"status": FAILED, "next_attempt_at": None, "subscription": "gone"}
     made = attempts_before + 1
-    outcome: dict = {"status": FAILED, "next_attempt_at": None}
+    outcome: dict[str, Any] = {"status": FAILED, "next_attempt_at": None}
     if made < len(policy.schedule):
         delay = policy.schedule[made] * (1 + rng.uniform(-policy.jitter, policy.jitter))
         if retry_after is not None and status_code in (429, 503):

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import secrets as _random
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 PREFIX = "whsec_"
 VERSION = "v1"
@@ -58,7 +59,7 @@ def headers(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[s
 
 
 def verify(
-    secrets: Iterable[str], headers: Mapping, body: bytes, *, now: int, tolerance: int = DEFAULT_TOLERANCE
+    secrets: Iterable[str], headers: Mapping[str, Any], body: bytes, *, now: int, tolerance: int = DEFAULT_TOLERANCE
 ) -> None:
     """Return if one ``v1`` signature of the headers matches one of ``secrets``; raise InvalidSignature
     otherwise. Several secrets and several signatures are how a secret is rotated without downtime."""
@@ -77,8 +78,9 @@ def verify(
     if timestamp > now + tolerance:
         raise InvalidSignature("the webhook-timestamp is in the future")
     content = _signed_content(message_id, timestamp, body)
-    candidates = [_decoded(part[len(VERSION) + 1 :]) for part in given.split(" ") if part.startswith(VERSION + ",")]
-    candidates = [c for c in candidates if c is not None]
+    decoded = [_decoded(part[len(VERSION) + 1 :]) for part in given.split(" ") if part.startswith(VERSION + ",")]
+    candidates = [c for c in decoded if c is not None]
+
     for key in keys:
         expected = hmac.new(key, content, hashlib.sha256).digest()
         # Every candidate is compared, in constant time, so timing tells nothing about which one was close.
@@ -110,7 +112,7 @@ def _key(secret: str) -> bytes:
     return key
 
 
-def _header(headers: Mapping, name: str) -> str:
+def _header(headers: Mapping[str, Any], name: str) -> str:
     value = headers.get(name)
     if value is None:
         # HTTP header names are case-insensitive; a plain dict is not.

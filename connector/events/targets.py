@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import unicodedata
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -45,7 +47,7 @@ class AllowList:
 
     def __init__(self, text: str = ""):
         self.hosts: set[str] = set()
-        self.networks: list = []
+        self.networks: list[Any] = []
         for item in (part.strip().lower() for part in text.split(",")):
             if not item:
                 continue
@@ -68,7 +70,9 @@ class AllowList:
         return host.lower() in self.hosts or self._allows_address(address)
 
 
-def check(url: str, allowed: AllowList, resolve=socket.getaddrinfo) -> list[tuple]:
+def check(
+    url: str, allowed: AllowList, resolve: Callable[..., list[tuple[Any, ...]]] = socket.getaddrinfo
+) -> list[tuple[Any, ...]]:
     """The socket addresses ``url`` may be reached at; TargetRefused unless it may receive events.
 
     Called when subscribing and again before each connection to a subscriber, which then goes to one of

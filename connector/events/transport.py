@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from urllib.parse import quote, urlsplit
+from collections.abc import Callable
+from typing import Any, cast
+from urllib.parse import SplitResult, quote, urlsplit
 
 import httptools
 
@@ -44,16 +46,18 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reusable = False
         self._parser = httptools.HttpResponseParser(self)
-        self._answer: asyncio.Future | None = None
+        self._answer: asyncio.Future[tuple[int, str | None]] | None = None
         self._status: int | None = None
         self._retry_after: str | None = None
         self._body_bytes = 0
 
-    def exchange(self, request: bytes) -> asyncio.Future:
+    def exchange(self, request: bytes) -> asyncio.Future[tuple[int, str | None]]:
         """Send ``request``; the future gives (status, Retry-After header)."""
         self._answer = self.loop.create_future()
         self._status, self._retry_after, self._body_bytes = None, None, 0
         self.reusable = False
+        if self.transport is None:  # never: create_connection returns once connection_made has run
+            raise DeliveryFailed("could not connect")
         self.transport.write(request)
         return self._answer
 
@@ -63,8 +67,8 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     # asyncio's side
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # a stream connection's
 
     def data_received(self, data: bytes) -> None:
         if self._answer is None or self._answer.done():
@@ -77,7 +81,7 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._fail(DeliveryFailed("the answer was not HTTP"))
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self._status is not None:
             # An answer without a length ends when the connection does.
@@ -105,6 +109,9 @@ class _Connection(asyncio.Protocol):
         self._settle(reusable=self._parser.should_keep_alive())
 
     def _settle(self, reusable: bool) -> None:
+        if self._status is None:  # an upgrade before any headers: nothing an answer could be read from
+            self._fail(DeliveryFailed("the answer was not HTTP"))
+            return
         if self._answer is not None and not self._answer.done():
             self.reusable = reusable and not self.closed
             self._answer.set_result((self._status, self._retry_after))
@@ -126,9 +133,9 @@ class Transport:
         *,
         timeout: float,
         connect_timeout: float = 5.0,
-        resolve=None,
+        resolve: Callable[..., list[tuple[Any, ...]]] | None = None,
         tls: ssl.SSLContext | None = None,
-    ):
+    ) -> None:
         self.allowed = allowed
         self.timeout = timeout
         self.connect_timeout = min(connect_timeout, timeout)
@@ -136,7 +143,7 @@ class Transport:
         self.tls = tls or ssl.create_default_context()
         self._idle: dict[str, list[_Connection]] = {}
 
-    async def post(self, url: str, body: bytes, headers: dict) -> tuple[int, str | None]:
+    async def post(self, url: str, body: bytes, headers: dict[str, Any]) -> tuple[int, str | None]:
         """The subscriber's status code and Retry-After header, all within the timeout;
         DeliveryFailed or targets.TargetRefused otherwise."""
         parts = urlsplit(url)
@@ -177,7 +184,7 @@ class Transport:
             conn.close()
         return None
 
-    async def _open(self, url: str, parts) -> _Connection:
+    async def _open(self, url: str, parts: SplitResult) -> _Connection:
         loop = asyncio.get_running_loop()
         # The check looks the name up (blocking), once per new connection, not once per delivery.
         addresses = await loop.run_in_executor(None, targets.check, url, self.allowed, self.resolve)
@@ -191,7 +198,7 @@ class Transport:
                         address[0],
                         address[1],
                         ssl=self.tls if https else None,
-                        server_hostname=parts.hostname.rstrip(".") if https else None,
+                        server_hostname=cast(str, parts.hostname).rstrip(".") if https else None,
                     )
                 return conn
             except ssl.SSLError:
@@ -213,9 +220,10 @@ class Transport:
         return answer
 
 
-def _request(parts, body: bytes, headers: dict) -> bytes:
+def _request(parts: SplitResult, body: bytes, headers: dict[str, Any]) -> bytes:
     target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=_TARGET_SAFE)
-    host = parts.hostname.rstrip(".")
+    host = cast(str, parts.hostname).rstrip(".")  # a subscription's URL names its host: targets.check saw to it
+
     host = host.encode("idna").decode("ascii") if not host.isascii() else host
     if ":" in host:
         host = f"[{host}]"

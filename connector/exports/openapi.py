@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 from connector import errors
-from connector.description.manifest import Manifest
+from connector.description.manifest import Manifest, Trigger
 from connector.exports.files import as_json
 from connector.sending import idempotency
 from connector.web import operations
@@ -167,7 +168,7 @@ class _Builder:
             # What a client (or a test generator) can do next with the new subscription's id.
             created["links"] = {
                 name: {
-                    "operationId": f"{op.trigger.key}_{name}",
+                    "operationId": f"{cast(Trigger, op.trigger).key}_{name}",  # a subscription's operation has one
                     "parameters": {"subscription_id": "$response.body#/id"},
                 }
                 for name in ("subscription", "deliveries", "replay_failed", "unsubscribe")
@@ -197,7 +198,8 @@ class _Builder:
             ]
         if name == operations.IDEMPOTENCY_KEY:
             return [_IDEMPOTENCY_KEY]
-        # The trigger's options.
+        # The trigger's options: asked for by the operation of a trigger that takes options.
+        options = self.manifest.catalog.resolved(cast(str, cast(Trigger, op.trigger).input))
         return [
             {
                 "name": key,
@@ -206,7 +208,7 @@ class _Builder:
                 "description": prop.get("description", ""),
                 "schema": _public(prop),
             }
-            for key, prop in self.manifest.catalog.resolved(op.trigger.input).get("properties", {}).items()
+            for key, prop in options.get("properties", {}).items()
         ]
 
     def webhooks(self) -> dict:
@@ -296,8 +298,8 @@ def _limit() -> dict:
     }
 
 
-def _subclasses(kind: type) -> list[type]:
-    found = []
+def _subclasses(kind: type[errors.ConnectorError]) -> list[type[errors.ConnectorError]]:
+    found: list[type[errors.ConnectorError]] = []
     for sub in kind.__subclasses__():
         found.append(sub)
         found += _subclasses(sub)

@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import time
+from typing import Any
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -166,7 +167,7 @@ class JsonLines(logging.Formatter):
     process id (several share one output), the access log's ``http`` fields and any traceback."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, Any] = {
             "time": _utc(record.created),
             "level": record.levelname,
             "logger": record.name,
@@ -176,8 +177,9 @@ class JsonLines(logging.Formatter):
         request_id = getattr(record, "request_id", None) or _request_id()
         if request_id:
             entry["request_id"] = request_id
-        if isinstance(getattr(record, "http", None), dict):
-            entry["http"] = record.http
+        http = getattr(record, "http", None)  # set by the access log's calls
+        if isinstance(http, dict):
+            entry["http"] = http
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

@@ -23,6 +23,7 @@ import threading
 import time
 from contextlib import contextmanager
 from types import SimpleNamespace
+from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
@@ -208,7 +209,7 @@ def upstream_request(method: str):
 def _allmysms_status(reply) -> str:
     if not isinstance(reply, dict):
         return "none"
-    value = reply.get("status", reply.get("code"))
+    value: Any = reply.get("status", reply.get("code"))
     try:
         number = int(value)
     except (TypeError, ValueError):

@@ -14,12 +14,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import cast
 
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
-from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
+from gunicorn.sock import BaseSocket
+
+# The stubs describe gunicorn 26, which had no STOP_KEEPALIVE_LINGER.
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker  # type: ignore[attr-defined]
 
 from connector import services
 from connector.observe import processes
@@ -208,7 +212,7 @@ def serve(settings: dict) -> None:
 WORKER_CLASS = "connector.ops.serving.ReadingWorker"
 
 
-def gunicorn_options(settings: dict, on_stop: list[Callable[[], None]] = ()) -> dict:
+def gunicorn_options(settings: dict, on_stop: Sequence[Callable[[], None]] = ()) -> dict:
     """gunicorn's settings, for `connector serve` and for gunicorn.conf.py alike; ``on_stop`` is called as the
     service begins to stop."""
     return {
@@ -337,7 +341,8 @@ class ReadingWorker(ThreadWorker):
         it, then close them, so that no connection waits any more on this process. The service's listening
         socket is gone once every process has closed it: new connections are refused (_refuse_new_connections
         has the kernel drop them meanwhile, when the whole service stops)."""
-        for listener in self.sockets:
+        listeners: list[BaseSocket] = self.sockets  # type: ignore[assignment]  # the stubs say plain sockets
+        for listener in listeners:
             if listener.sock is None:
                 continue
             listener.setblocking(False)
@@ -499,7 +504,7 @@ class _Arrival:
         return self._length is not None and self._length > body_limit
 
     def _chunked_end(self, body_limit: int) -> bool:
-        data, at, total = self.data, self._body_at, 0
+        data, at, total = self.data, cast(int, self._body_at), 0  # the headers were read: the body's start is known
         while True:
             line_end = data.find(b"\r\n", at)
             if line_end < 0:
@@ -547,7 +552,8 @@ class AccessLog(glogging.Logger):
             return super().access(resp, req, environ, request_time)
         if not self.access_log_enabled:
             return
-        atoms = self.atoms_wrapper_class(self.atoms(resp, req, environ, request_time))
+        # The stubs type atoms() as a TypedDict, which SafeAtoms (a dict) is not declared to take.
+        atoms = self.atoms_wrapper_class(self.atoms(resp, req, environ, request_time))  # type: ignore[arg-type]
         http = {
             "remote": atoms["h"],
             "method": atoms["m"],
@@ -594,14 +600,15 @@ class WorkerProcess:
 
     def _supervise(self) -> None:
         while True:
-            while self.process.poll() is None and not self._stop.wait(0.5):
+            process = cast(subprocess.Popen[bytes], self.process)  # set before this thread starts; never unset
+            while process.poll() is None and not self._stop.wait(0.5):
                 pass
             if self._stop.is_set():
                 return
             from connector.observe.metrics import process_ended
 
-            process_ended(self.process.pid)
-            log.warning("the delivery worker stopped (exit %s); starting it again", self.process.returncode)
+            process_ended(process.pid)
+            log.warning("the delivery worker stopped (exit %s); starting it again", process.returncode)
             if self._stop.wait(1.0):
                 return
             process = self._spawn()
@@ -629,7 +636,7 @@ class WorkerProcess:
         process = self.process
         if process is None:
             return
-        waited = time.monotonic() - self._told_at
+        waited = time.monotonic() - cast(float, self._told_at)  # set by terminate()
         try:
             process.wait(max(0.0, (self.grace + SETTLE_TIME if timeout is None else timeout) - waited))
         except subprocess.TimeoutExpired:

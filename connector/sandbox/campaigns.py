@@ -9,6 +9,7 @@ credit, 108 client code, 118 master account) are the state's.
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from connector.sending.segments import analyse
@@ -141,7 +142,9 @@ def _compile_template(message, dynamic):
     Returns the format string and the recipient keys (PARAM_n) feeding its fields in order;
     no keys means every recipient gets the same text.
     """
-    pieces, keys, position = [], [], 0
+    pieces: list[str] = []
+    keys: list[str] = []
+    position = 0
     for match in _PLACEHOLDER.finditer(message):
         index = int(match.group(1))
         if 1 <= index <= dynamic:
@@ -166,7 +169,8 @@ def _price_recipients(recipients, template, keys):
     france = phones.FRANCE_PREFIX
     per_part_france, per_part_abroad = phones.SMS_CREDITS_FRANCE, phones.SMS_CREDITS_ABROAD
     fixed_parts = None if keys else analyse(template).parts
-    numbers, invalid = [], []
+    numbers: list[Any] = []
+    invalid: list[Any] = []
     append_number, append_invalid = numbers.append, invalid.append
     credits = nb_sms = 0
     for entry in recipients:

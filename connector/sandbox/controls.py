@@ -105,7 +105,7 @@ def reply():
 def _authenticated_login(state):
     auth = request.authorization
     login = auth.username if auth is not None and auth.type == "basic" else None
-    if login is None or not state.authenticate(login, auth.password):
+    if login is None or auth is None or not state.authenticate(login, auth.password):
         code = statuses.BAD_CREDENTIALS
         raise _Refused(401, statuses.STATUS_TEXTS[code], code)
     return login

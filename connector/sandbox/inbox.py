@@ -2,6 +2,7 @@
 
 import secrets
 from collections import deque
+from typing import Any
 
 from . import phones
 from .ledger import paris_timestamp
@@ -21,8 +22,8 @@ class Inbox:
         self._lock = lock
         self._clock = clock
         self._pusher = pusher
-        self._replies = {login: deque() for login in accounts.logins}
-        self._blacklists = {login: [] for login in accounts.logins}
+        self._replies: dict[str, deque[Any]] = {login: deque() for login in accounts.logins}
+        self._blacklists: dict[str, list[Any]] = {login: [] for login in accounts.logins}
 
     def add_reply(self, login, phone_number, message, *, sms_id=None, campaign_id="", reception_date=None):
         """Queue an SMS reply for getPulls and return it; `sms_id` fills in its campaign."""

@@ -17,6 +17,7 @@ import logging
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 from xml.etree import ElementTree
 
 import requests
@@ -99,7 +100,7 @@ class Pusher:
         self._owns_session = session is None
         self._session = session if session is not None else _new_session(workers)
         self._lock = threading.Lock()
-        self._queue = deque()
+        self._queue: deque[Any] = deque()
         self._active = 0
         self._stopped = False
         self.delivered = 0

@@ -43,7 +43,7 @@ def send_voice_bulk():
     auth = request.authorization
     login = auth.username if auth is not None and auth.type == "basic" else None
     try:
-        if login is None or not state.authenticate(login, auth.password):
+        if login is None or auth is None or not state.authenticate(login, auth.password):
             raise ApiError(statuses.BAD_CREDENTIALS)
         plan, simulate = plan_voice(_json_body(), state.now())
         if simulate:

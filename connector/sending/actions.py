@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from connector.errors import ConnectorError
 from connector.sending import feeds, messages
@@ -22,11 +23,11 @@ class Context:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
-Handler = Callable[[Context, dict], dict]
+Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
 HANDLERS: dict[str, Handler] = {}
 
 
-def handler(key: str):
+def handler(key: str) -> Callable[[Handler], Handler]:
     def register(func: Handler) -> Handler:
         HANDLERS[key] = func
         return func
@@ -34,14 +35,14 @@ def handler(key: str):
     return register
 
 
-def _chunks(ctx: Context, request: messages.SmsRequest):
+def _chunks(ctx: Context, request: messages.SmsRequest) -> Iterator[str]:
     size = ctx.recipients_per_feed
     for start in range(0, len(request.recipients), size):
         yield feeds.sms_data(request, start, start + size, ctx.feed_format)
 
 
-def _send(ctx: Context, request: messages.SmsRequest) -> dict:
-    chunks: list[dict] = []
+def _send(ctx: Context, request: messages.SmsRequest) -> dict[str, Any]:
+    chunks: list[dict[str, Any]] = []
     for feed in _chunks(ctx, request):
         try:
             word, reply = ctx.upstream.send_sms(ctx.credentials, feed)
@@ -53,7 +54,7 @@ def _send(ctx: Context, request: messages.SmsRequest) -> dict:
     return feeds.sms_result(request, chunks)
 
 
-def _partial(error: ConnectorError, chunks: list[dict], total: int) -> ConnectorError:
+def _partial(error: ConnectorError, chunks: list[dict[str, Any]], total: int) -> ConnectorError:
     """A later chunk failed after earlier ones went out: say exactly what was sent."""
     sent = sum(len(c["sms_ids"]) for c in chunks)
     campaigns = [c["campaign_id"] for c in chunks]
@@ -70,21 +71,21 @@ def _partial(error: ConnectorError, chunks: list[dict], total: int) -> Connector
 
 
 @handler("send_sms")
-def send_sms(ctx: Context, payload: dict) -> dict:
+def send_sms(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     request = messages.sms_request(payload, ctx.rules, ctx.now())
     del payload
     return _send(ctx, request)
 
 
 @handler("schedule_sms")
-def schedule_sms(ctx: Context, payload: dict) -> dict:
+def schedule_sms(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     request = messages.sms_request(payload, ctx.rules, ctx.now(), schedule=True)
     del payload
     return _send(ctx, request)
 
 
 @handler("estimate_sms")
-def estimate_sms(ctx: Context, payload: dict) -> dict:
+def estimate_sms(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     request = messages.sms_request(payload, ctx.rules, ctx.now())
     del payload
     fed = list(_chunks(ctx, request))
@@ -93,7 +94,7 @@ def estimate_sms(ctx: Context, payload: dict) -> dict:
 
 
 @handler("cancel_scheduled")
-def cancel_scheduled(ctx: Context, payload: dict) -> dict:
+def cancel_scheduled(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     ids = messages.campaign_ids(payload["campaign_id"])
     for campaign in ids:
         ctx.upstream.delete_campaign(ctx.credentials, campaign)
@@ -101,13 +102,13 @@ def cancel_scheduled(ctx: Context, payload: dict) -> dict:
 
 
 @handler("send_voice")
-def send_voice(ctx: Context, payload: dict) -> dict:
+def send_voice(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     request = messages.voice_request(payload, ctx.rules, ctx.now())
     word, reply = ctx.upstream.send_voice(ctx.credentials, feeds.voice_body(request, request.recipients))
     return feeds.voice_result(request, word, reply)
 
 
 @handler("get_account")
-def get_account(ctx: Context, payload: dict) -> dict:
+def get_account(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     reply = ctx.upstream.account(ctx.credentials)
     return feeds.account_result(ctx.credentials.login, reply, ctx.credits_per_sms_fr)

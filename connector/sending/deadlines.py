@@ -11,12 +11,13 @@ import itertools
 import os
 import threading
 import time
+from collections.abc import Callable
 
 
 class Deadline:
     __slots__ = ("when", "order", "action")
 
-    def __init__(self, when: float, order: int, action):
+    def __init__(self, when: float, order: int, action: Callable[[], object] | None) -> None:
         self.when, self.order, self.action = when, order, action
 
     def __lt__(self, other: Deadline) -> bool:
@@ -27,14 +28,14 @@ class Deadline:
 
 
 class Deadlines:
-    def __init__(self, clock=time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._heap: list[Deadline] = []
         self._order = itertools.count()
         self._changed = threading.Condition()
         self._owner: int | None = None  # the process whose thread keeps them: a forked child starts its own
 
-    def after(self, seconds: float, action) -> Deadline:
+    def after(self, seconds: float, action: Callable[[], object]) -> Deadline:
         """Call ``action()`` in ``seconds`` unless the returned deadline is cancelled first."""
         deadline = Deadline(self.clock() + seconds, next(self._order), action)
         with self._changed:
@@ -48,7 +49,8 @@ class Deadlines:
 
     def _keep(self) -> None:
         while True:
-            due = []
+            due: list[Deadline] = []
+
             with self._changed:
                 while not due:
                     now = self.clock()

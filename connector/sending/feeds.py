@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from typing import Any
 from xml.etree import ElementTree
 
 from defusedxml import ElementTree as SafeET
@@ -41,7 +42,7 @@ def sms_data(request: SmsRequest, start: int, stop: int, fmt: str) -> str:
     raise ValueError(f"unknown feed format {fmt!r}")
 
 
-def _head(request: SmsRequest) -> dict:
+def _head(request: SmsRequest) -> dict[str, Any]:
     head = {"MESSAGE": request.message}
     if request.sender:
         head["TPOA"] = request.sender
@@ -58,7 +59,7 @@ def _head(request: SmsRequest) -> dict:
     return head
 
 
-def _xml(head: dict, request: SmsRequest, start: int, stop: int) -> str:
+def _xml(head: dict[str, Any], request: SmsRequest, start: int, stop: int) -> str:
     root = ElementTree.Element("DATA")
     for key, value in head.items():
         # MESSAGE stays empty here and receives its CDATA sections below.
@@ -80,12 +81,12 @@ def cdata(text: str) -> str:
     return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>").replace("\r", "]]>&#13;<![CDATA[") + "]]>"
 
 
-def voice_body(request: VoiceRequest, recipients: tuple, *, simulate: bool = False) -> dict:
+def voice_body(request: VoiceRequest, recipients: tuple[Any, ...], *, simulate: bool = False) -> dict[str, Any]:
     """The REST voice request. Only `to`, `from`, `type`, `url`, `campaignName`, `date` and `simulate`
     are attested; the text-to-speech field name (`text`) is an assumption kept here alone. `from` is a
     French landline written nationally (0123456789), and `simulate` the integer 1, as the one client
     that uses this endpoint writes them."""
-    body: dict = {"to": [phones.upstream(r.e164) for r in recipients]}
+    body: dict[str, Any] = {"to": [phones.upstream(r.e164) for r in recipients]}
     if request.audio_url:
         body.update(type="directdeposit", url=request.audio_url)
     else:
@@ -101,7 +102,7 @@ def voice_body(request: VoiceRequest, recipients: tuple, *, simulate: bool = Fal
     return body
 
 
-def read_reply(body: bytes, content_type: str = "") -> dict:
+def read_reply(body: bytes, content_type: str = "") -> dict[str, Any]:
     """An AllMySMS reply (JSON, or XML when it ignores returnformat) as a dict; anything else raises
     Unreadable."""
     text = body.lstrip()
@@ -125,14 +126,14 @@ def read_reply(body: bytes, content_type: str = "") -> dict:
     raise Unreadable(f"neither JSON nor XML ({content_type[:60] or 'no content type'}, {len(body)} bytes)")
 
 
-def _xml_value(element):
+def _xml_value(element: ElementTree.Element) -> Any:
     children = list(element)
     if not children:
         return (element.text or "").strip()
     tags = [c.tag for c in children]
     if len(children) > 1 and len(set(tags)) == 1:
         return [_xml_value(c) for c in children]
-    value: dict = {}
+    value: dict[str, Any] = {}
     for child in children:
         item = _xml_value(child)
         if child.tag in value:
@@ -144,7 +145,7 @@ def _xml_value(element):
     return value
 
 
-def integer(value, default: int = 0) -> int:
+def integer(value: Any, default: int = 0) -> int:
     """AllMySMS writes numbers sometimes as numbers, sometimes as text."""
     try:
         return int(float(value))
@@ -152,7 +153,7 @@ def integer(value, default: int = 0) -> int:
         return default
 
 
-def as_list(value) -> list:
+def as_list(value: Any) -> list[Any]:
     if value is None or value == "":
         return []
     if isinstance(value, list):
@@ -167,7 +168,7 @@ def as_list(value) -> list:
     return [value]
 
 
-def sent_messages(reply: dict, key: str = "smsIds") -> list[dict]:
+def sent_messages(reply: dict[str, Any], key: str = "smsIds") -> list[dict[str, Any]]:
     out = []
     for item in as_list(reply.get(key)):
         if isinstance(item, dict) and item.get("phoneNumber"):
@@ -180,7 +181,7 @@ def sent_messages(reply: dict, key: str = "smsIds") -> list[dict]:
     return out
 
 
-def upstream_invalid_numbers(reply: dict) -> list[dict]:
+def upstream_invalid_numbers(reply: dict[str, Any]) -> list[dict[str, Any]]:
     """The numbers AllMySMS refused: a text of numbers joined by a separator in every public example
     ("" when none), a list in XML replies."""
     value = reply.get("invalidNumbers")
@@ -190,7 +191,7 @@ def upstream_invalid_numbers(reply: dict) -> list[dict]:
     ]
 
 
-def sent_chunk(reply: dict, word: str, scheduled_asked: bool) -> dict:
+def sent_chunk(reply: dict[str, Any], word: str, scheduled_asked: bool) -> dict[str, Any]:
     """What one sendSms reply says, in our terms; the raw reply (its 2,000 smsIds as AllMySMS wrote
     them) can then be let go before the next chunk is sent. ``word`` is the reply's success word; 113
     (some numbers refused) says "sent" for a scheduled send too, so the request tells which it was."""
@@ -209,7 +210,7 @@ def sent_chunk(reply: dict, word: str, scheduled_asked: bool) -> dict:
     }
 
 
-def sms_result(request: SmsRequest, chunks: list[dict]) -> dict:
+def sms_result(request: SmsRequest, chunks: list[dict[str, Any]]) -> dict[str, Any]:
     """The send result from every chunk's ``sent_chunk``."""
     campaigns = [c["campaign_id"] for c in chunks]
     # What AllMySMS did, not what was asked: a 101 is scheduled even without a time, and a send it
@@ -235,7 +236,7 @@ def sms_result(request: SmsRequest, chunks: list[dict]) -> dict:
     }
 
 
-def estimate_result(request: SmsRequest, feeds_digest: str, replies: list[dict]) -> dict:
+def estimate_result(request: SmsRequest, feeds_digest: str, replies: list[dict[str, Any]]) -> dict[str, Any]:
     invalid = [n.as_json() for n in request.invalid] + [n for r in replies for n in upstream_invalid_numbers(r)]
     return {
         "id": "est-" + feeds_digest[:16],
@@ -255,7 +256,7 @@ def digest(*feeds: str) -> str:
     return h.hexdigest()
 
 
-def voice_result(request: VoiceRequest, word: str, reply: dict) -> dict:
+def voice_result(request: VoiceRequest, word: str, reply: dict[str, Any]) -> dict[str, Any]:
     campaign = str(reply.get("campaignId", ""))
     return {
         "id": campaign,
@@ -272,7 +273,7 @@ def voice_result(request: VoiceRequest, word: str, reply: dict) -> dict:
     }
 
 
-def money(value) -> float | None:
+def money(value: Any) -> float | None:
     """An amount AllMySMS wrote as a number or as text ("0.19", "0,19"); None when absent or unreadable."""
     if isinstance(value, bool) or value is None:
         return None
@@ -283,7 +284,7 @@ def money(value) -> float | None:
     return round(amount, 6) if amount == amount and abs(amount) != float("inf") else None
 
 
-def account_result(login: str, reply: dict, credits_per_sms_fr: int) -> dict:
+def account_result(login: str, reply: dict[str, Any], credits_per_sms_fr: int) -> dict[str, Any]:
     credits = integer(reply.get("credits"))
     return {
         "id": login,
@@ -298,11 +299,11 @@ def account_result(login: str, reply: dict, credits_per_sms_fr: int) -> dict:
     }
 
 
-def _text_or_none(value) -> str | None:
+def _text_or_none(value: object) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
-def _analysis(request: SmsRequest) -> dict:
+def _analysis(request: SmsRequest) -> dict[str, Any]:
     t = request.text
     return {
         "encoding": t.encoding,

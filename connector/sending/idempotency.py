@@ -21,7 +21,10 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from werkzeug.datastructures import Headers
 
 from connector.errors import ConnectorError, FieldError, InProgress, KeyReused, MalformedRequest, OutcomeUnknown
 from connector.observe import processes
@@ -80,7 +83,7 @@ WORKFLOW_HEADERS = (
 )
 
 
-def run_names(headers) -> tuple[str, ...] | None:
+def run_names(headers: Mapping[str, str] | Headers) -> tuple[str, ...] | None:
     """The platform's names for the workflow, run and action of a call, as `header=value`; None when the run
     or the action is missing."""
     if not all(headers.get(name, "").strip() for name in RUN_HEADERS):
@@ -96,7 +99,7 @@ def derived_key(names: tuple[str, ...], request_hash: str) -> str:
     return f"logicapps-{digest}"
 
 
-def fingerprint(action: str, payload) -> str:
+def fingerprint(action: str, payload: object) -> str:
     """The request as compared between calls: action and body, whatever the key order or spacing."""
     canonical = json.dumps([action, payload], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -111,8 +114,8 @@ def begin(
     *,
     stale_after: float,
     kept_for: float,
-    clock=time.time,
-    sleep=time.sleep,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Replay | None:
     """None when this call owns the key and must run; a Replay of the first answer otherwise. Raises
     KeyReused, InProgress, or OutcomeUnknown (the first call ended without a kept answer)."""

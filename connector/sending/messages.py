@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from connector.description.validation import field_path, invalid_input
@@ -32,7 +33,7 @@ class InvalidNumber:
     input: str
     reason: str
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"input": self.input, "reason": self.reason}
 
 
@@ -86,7 +87,7 @@ class Rules:
     max_recipients: int = 100_000
 
 
-def sms_request(payload: dict, rules: Rules, now: datetime, *, schedule: bool = False) -> SmsRequest:
+def sms_request(payload: dict[str, Any], rules: Rules, now: datetime, *, schedule: bool = False) -> SmsRequest:
     """Raises InvalidInput listing every problem; ``payload`` already matches its JSON Schema."""
     problems: list[FieldError] = []
     message = payload["message"]
@@ -152,7 +153,7 @@ def sms_request(payload: dict, rules: Rules, now: datetime, *, schedule: bool = 
     )
 
 
-def voice_request(payload: dict, rules: Rules, now: datetime) -> VoiceRequest:
+def voice_request(payload: dict[str, Any], rules: Rules, now: datetime) -> VoiceRequest:
     problems: list[FieldError] = []
     entries = _entries(payload["recipients"])
     if any(params for _, params in entries):
@@ -163,10 +164,12 @@ def voice_request(payload: dict, rules: Rules, now: datetime) -> VoiceRequest:
     text = payload.get("text", "")
     problems += _text_problems("text", text)
     problems += _text_problems("campaign_name", payload.get("campaign_name", ""))
-    sender = ""
+    sender: str | None = ""
     if payload.get("sender"):
         sender, reason = phones.parse(payload["sender"], rules.region)
-        reason = reason or phones.french_landline_problem(sender)
+        if sender is not None:  # else parse gave its reason
+            reason = reason or phones.french_landline_problem(sender)
+
         if reason:
             problems.append(FieldError("sender", f"The caller number is {reason}."))
     send_at = None
@@ -186,7 +189,7 @@ def voice_request(payload: dict, rules: Rules, now: datetime) -> VoiceRequest:
     )
 
 
-def campaign_ids(value) -> list[str]:
+def campaign_ids(value: str | list[Any]) -> list[str]:
     """Campaign IDs from a list or from one text separated by commas, semicolons or new lines."""
     items = phones.split(value) if isinstance(value, str) else [str(v).strip() for v in value]
     problems = [
@@ -261,7 +264,7 @@ def _send_time(
     return SendTime(utc=utc, local=utc.astimezone(zone).replace(tzinfo=None)), []
 
 
-def _entries(value) -> list[tuple[str, tuple]]:
+def _entries(value: str | list[Any]) -> list[tuple[str, tuple[Any, ...]]]:
     """(number as given, params) per recipient, whichever of the accepted shapes was used; an entry's
     index is its place in the input, so its field path is ``recipients[index]``."""
     if isinstance(value, str):
@@ -274,13 +277,15 @@ def _entries(value) -> list[tuple[str, tuple]]:
     ]
 
 
-def _param_text(value) -> str:
+def _param_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
 
 
-def _read_recipients(entries, rules: Rules, dynamic: int):
+def _read_recipients(
+    entries: list[tuple[str, tuple[Any, ...]]], rules: Rules, dynamic: int
+) -> tuple[list[Recipient], list[InvalidNumber], list[FieldError]]:
     problems: list[FieldError] = []
     if not entries:
         problems.append(FieldError("recipients", "Give at least one phone number."))
@@ -312,7 +317,7 @@ def _read_recipients(entries, rules: Rules, dynamic: int):
         for j, param in enumerate(params):
             if _FORBIDDEN.search(param):  # the path is written only for the rare bad value
                 problems += _text_problems(f"recipients[{i}].params[{j}]", param)
-        recipients.append(Recipient(e164, params))
+        recipients.append(Recipient(cast(str, e164), params))  # parse gives a number whenever it gives no reason
     return recipients, invalid, problems
 
 
@@ -325,14 +330,14 @@ def _invalid_number_problems(invalid: list[InvalidNumber], mode: str, valid_coun
     return []
 
 
-def lone_surrogates(document) -> list[FieldError]:
+def lone_surrogates(document: Any) -> list[FieldError]:
     """A field error for each text (value or name) of a decoded JSON ``document`` holding half of a UTF-16
     pair: JSON lets ``"\\ud800"`` through, but no encoder, schema validator or database takes it. To be
     asked before anything else reads the input; a bad name is shown in its path with U+FFFD in its place."""
     problems: list[FieldError] = []
     # A loop, not recursion, and each path a link to its parent's: a body nested as deep as the JSON parser
     # allows must exhaust neither the stack nor the time it takes to copy its paths.
-    pending: list[tuple[tuple | None, object]] = [(None, document)]
+    pending: list[tuple[tuple[Any, ...] | None, object]] = [(None, document)]
     while pending:
         path, value = pending.pop()
         if isinstance(value, str):
@@ -356,7 +361,7 @@ def lone_surrogates(document) -> list[FieldError]:
     return problems
 
 
-def _path_text(link: tuple | None) -> str:
+def _path_text(link: tuple[Any, ...] | None) -> str:
     parts = []
     while link is not None:
         link, part = link
@@ -364,7 +369,7 @@ def _path_text(link: tuple | None) -> str:
     return field_path(reversed(parts))
 
 
-def _surrogate_reason(start: str, bad: re.Match) -> str:
+def _surrogate_reason(start: str, bad: re.Match[str]) -> str:
     return (
         f"{start} U+{ord(bad.group()):04X} at position {bad.start() + 1}, half of a UTF-16 pair without its "
         "other half: it is not a character. Remove it."

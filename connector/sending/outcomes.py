@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from connector.errors import (
     AuthenticationFailed,
@@ -43,7 +44,7 @@ class Method:
     #: or "none" (the data alone, no status key; a status present is still read as a refusal).
     success: str = "code"
     #: The table's field names as this method's action input calls them.
-    field_names: dict = field(default_factory=dict)
+    field_names: dict[str, Any] = field(default_factory=dict)
 
 
 SEND_SMS = Method("sendSms", sends=True)
@@ -345,10 +346,10 @@ STATUSES: dict[int, Answer] = {
 }
 
 
-def status_of(reply: dict) -> int | None:
+def status_of(reply: dict[str, Any]) -> int | None:
     """The numeric status of a reply (``status`` in feeds, ``code`` in the REST API), written as a number or
     as text; None when there is none or it is not a number."""
-    value = reply.get("status", reply.get("code"))
+    value: Any = reply.get("status", reply.get("code"))
     if isinstance(value, bool):
         return None
     try:
@@ -357,7 +358,7 @@ def status_of(reply: dict) -> int | None:
         return None
 
 
-def classify(http_status: int, reply: dict | None, method: Method) -> str:
+def classify(http_status: int, reply: dict[str, Any] | None, method: Method) -> str:
     """The row of ENDINGS for an answer that came back: its HTTP status and its body read as a dict
     (None when the body could not be read)."""
     if http_status == 429:
@@ -389,7 +390,7 @@ def classify(http_status: int, reply: dict | None, method: Method) -> str:
 def settle(
     ending: str,
     method: Method,
-    reply: dict | None = None,
+    reply: dict[str, Any] | None = None,
     *,
     log_detail: str | None = None,
     retry_after: int | None = None,
@@ -399,10 +400,14 @@ def settle(
     row = ENDINGS[ending]
     if row.acted == "yes":
         code = status_of(reply or {})
-        return SUCCESS.get(code, "ok")
+        return SUCCESS.get(code, "ok") if code is not None else "ok"
     if ending == "refused":
-        raise _refusal(status_of(reply or {}), reply or {}, method)
+        # A reply is classified "refused" by its status alone: it has one.
+        raise _refusal(cast(int, status_of(reply or {})), reply or {}, method)
     answer = row.on_send if method.sends else row.on_other
+    if answer is None:  # the table answers every ending but a success
+        raise LookupError(f"the ending {ending!r} has no answer for {method.name}")
+
     extra = {}
     code = status_of(reply) if reply else None
     if code is not None:
@@ -422,7 +427,7 @@ def settle(
     raise error
 
 
-def _refusal(status: int, reply: dict, method: Method) -> ConnectorError:
+def _refusal(status: int, reply: dict[str, Any], method: Method) -> ConnectorError:
     outcome = STATUSES[status]
     text = _text_of(reply)
     message = outcome.message + (f" AllMySMS says: {text}" if text else "")
@@ -435,14 +440,14 @@ def _refusal(status: int, reply: dict, method: Method) -> ConnectorError:
     )
 
 
-def _text_of(reply: dict | None) -> str:
+def _text_of(reply: dict[str, Any] | None) -> str:
     if not reply:
         return ""
     text = reply.get("statusText") or reply.get("description") or ""
     return text.strip()[:300] if isinstance(text, str) else ""
 
 
-def _credit_figures(text: str, status: int) -> dict:
+def _credit_figures(text: str, status: int) -> dict[str, Any]:
     numbers = [int(n) for n in re.findall(r"\d+", text)]
     if status == 103:
         return {"credits_available": 0}

@@ -118,7 +118,7 @@ def national(e164: str) -> str:
     return "0" + e164[3:] if e164.startswith("+33") else e164[1:]
 
 
-def from_upstream(value) -> str:
+def from_upstream(value: object) -> str:
     """A number as AllMySMS returns it (336…, sometimes with a plus), as E.164."""
     digits = re.sub(r"\D", "", str(value))
     return "+" + digits if digits else ""

@@ -8,6 +8,8 @@ import hashlib
 import math
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 _MAX_CALLERS = 10_000
 
@@ -19,7 +21,7 @@ class RateLimit:
     bucket, not that account's.
     """
 
-    def __init__(self, per_minute: int, clock=time.monotonic):
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = per_minute / 60.0
         self.capacity = max(1.0, per_minute / 4)
         self.clock = clock
@@ -62,8 +64,13 @@ class Refusals:
     """
 
     def __init__(
-        self, per_minute: int, per_login_minute: int, remember_for: float = 300.0, clock=time.monotonic, address_of=None
-    ):
+        self,
+        per_minute: int,
+        per_login_minute: int,
+        remember_for: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+        address_of: Callable[[str | None, str | None], str] | None = None,
+    ) -> None:
         self.clock = clock
         #: (peer address, X-Forwarded-For) -> the client's address; the peer unless told which proxies to believe.
         self.address_of = address_of or (lambda peer, forwarded_for: peer or "-")
@@ -100,12 +107,12 @@ class Refusals:
         with self._lock:
             self._refused.pop(pair, None)
 
-    def _recent(self, seen: dict, pair: str, ttl: float) -> bool:
+    def _recent(self, seen: dict[str, Any], pair: str, ttl: float) -> bool:
         with self._lock:
             when = seen.get(pair)
         return when is not None and self.clock() - when < ttl
 
-    def _note(self, seen: dict, pair: str) -> None:
+    def _note(self, seen: dict[str, Any], pair: str) -> None:
         with self._lock:
             if len(seen) >= _MAX_CALLERS:
                 seen.clear()  # guessers fill this with pairs never seen again: start over, never grow
@@ -115,7 +122,7 @@ class Refusals:
 class _Failures:
     """Token buckets that only failures take from: a minute's worth in a burst, then one per refill."""
 
-    def __init__(self, per_minute: int, clock):
+    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
         self.rate = per_minute / 60.0
         self.capacity = float(per_minute)
         self.clock = clock

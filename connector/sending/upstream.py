@@ -5,8 +5,10 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -69,32 +71,34 @@ class AllMySMS:
 
     # Feed methods of the HTTP API 9.0.
 
-    def send_sms(self, credentials: Credentials, sms_data: str) -> tuple[str, dict]:
+    def send_sms(self, credentials: Credentials, sms_data: str) -> tuple[str, dict[str, Any]]:
         return self._feed(outcomes.SEND_SMS, credentials, {"smsData": sms_data})
 
-    def simulate(self, credentials: Credentials, sms_data: str) -> dict:
+    def simulate(self, credentials: Credentials, sms_data: str) -> dict[str, Any]:
         return self._feed(outcomes.SIMULATE_CAMPAIGN, credentials, {"smsData": sms_data})[1]
 
-    def account(self, credentials: Credentials) -> dict:
+    def account(self, credentials: Credentials) -> dict[str, Any]:
         return self._feed(outcomes.GET_INFO, credentials, {})[1]
 
-    def blacklist(self, credentials: Credentials) -> dict:
+    def blacklist(self, credentials: Credentials) -> dict[str, Any]:
         return self._feed(outcomes.GET_BLACKLIST, credentials, {})[1]
 
-    def delete_campaign(self, credentials: Credentials, campaign_id: str) -> dict:
+    def delete_campaign(self, credentials: Credentials, campaign_id: str) -> dict[str, Any]:
         return self._feed(outcomes.DELETE_CAMPAIGN, credentials, {"campId": campaign_id})[1]
 
-    def _feed(self, method: outcomes.Method, credentials: Credentials, params: dict) -> tuple[str, dict]:
+    def _feed(
+        self, method: outcomes.Method, credentials: Credentials, params: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
         data = {"login": credentials.login, "apiKey": credentials.api_key, "returnformat": "json", **params}
         return self._call(method, FEED_PATH.format(method=method.name), data=data)
 
     # REST API.
 
-    def send_voice(self, credentials: Credentials, body: dict) -> tuple[str, dict]:
+    def send_voice(self, credentials: Credentials, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         method = outcomes.SIMULATE_VOICE if body.get("simulate") else outcomes.SEND_VOICE
         return self._call(method, VOICE_PATH, json=body, auth=(credentials.login, credentials.api_key))
 
-    def sandbox_reply(self, credentials: Credentials, body: dict) -> dict:
+    def sandbox_reply(self, credentials: Credentials, body: dict[str, Any]) -> dict[str, Any]:
         """The built-in sandbox only: play a phone answering an SMS."""
         try:
             with self._slot():
@@ -116,7 +120,7 @@ class AllMySMS:
 
     # Every call ends in one row of outcomes.ENDINGS: transport failures are rows too.
 
-    def _call(self, method: outcomes.Method, path: str, **kwargs) -> tuple[str, dict]:
+    def _call(self, method: outcomes.Method, path: str, **kwargs: Any) -> tuple[str, dict[str, Any]]:
         reply, retry_after = None, None
         with self._slot(), metrics.upstream_request(method.name) as seen:
             try:
@@ -137,10 +141,11 @@ class AllMySMS:
         word = outcomes.settle(
             ending, method, reply, log_detail=f"{method.name} ended {ending}; {detail}", retry_after=retry_after
         )
-        return word, reply
+        # settle returns only for a success, and only a reply that was read is one.
+        return word, cast(dict[str, Any], reply)
 
     @contextmanager
-    def _slot(self):
+    def _slot(self) -> Iterator[None]:
         """One of ``max_concurrent`` calls at once. Waiting for a slot is waiting to connect: past the connect
         timeout the caller is told to come back, rather than every thread of the service queueing here
         while AllMySMS is slow (and AllMySMS seeing a flood from one address)."""
@@ -158,7 +163,7 @@ class AllMySMS:
         finally:
             self._slots.release()
 
-    def _request(self, url: str, **kwargs) -> requests.Response:
+    def _request(self, url: str, **kwargs: Any) -> requests.Response:
         attempt = 0
         while True:
             attempt += 1
@@ -208,7 +213,7 @@ def _cut(response: requests.Response) -> None:
             pass
 
 
-def _never_connected(exc: BaseException) -> bool:
+def _never_connected(exc: BaseException | None) -> bool:
     """True when the request provably never left: refused or timed out while connecting."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return True

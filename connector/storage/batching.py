@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
@@ -40,7 +40,7 @@ class GroupWriter(Generic[Job, Result]):
         self._turn = threading.Condition()
 
     def submit(self, job: Job) -> Result:
-        slot = _Slot(job)
+        slot: _Slot[Job, Result] = _Slot(job)
         with self._turn:
             self._queue.append(slot)
         while True:
@@ -59,7 +59,7 @@ class GroupWriter(Generic[Job, Result]):
                     self._turn.notify_all()
         if slot.error is not None:
             raise slot.error
-        return slot.result
+        return cast(Result, slot.result)  # done without an error: its result is set
 
     def _write_group(self, group: list[_Slot]) -> None:
         try:

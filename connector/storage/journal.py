@@ -151,8 +151,10 @@ class Journal:
         return self._fd
 
     def _discard(self) -> None:
-        os.close(self._fd)
-        self._path.unlink(missing_ok=True)
+        if self._fd is not None:
+            os.close(self._fd)
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
         self._fd = self._path = None
 
     @property
@@ -219,7 +221,8 @@ class Journal:
         """Close this process's file: it becomes replayable, and new entries go to a new file."""
         if self._fd is not None:
             os.close(self._fd)  # and with it our lock
-            self._sealed.append(self._path)
+            if self._path is not None:  # set with the file
+                self._sealed.append(self._path)
             self._fd = self._path = None
 
     def _replay_file(self, path: Path, apply) -> int | None:
@@ -268,7 +271,8 @@ def _words(error: OSError) -> str:
         return "the disk is full"
     if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return "the data folder refuses writes"
-    return f"the journal could not be written ({errno.errorcode.get(error.errno, error.errno)})"
+    named = errno.errorcode.get(error.errno, error.errno) if error.errno is not None else None
+    return f"the journal could not be written ({named})"
 
 
 class Replayer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import Boolean, Float, String, Text, bindparam, case, func, insert, null, or_, select, update
+from sqlalchemy.sql.expression import BindParameter
 
 from connector.storage.database import Database
 from connector.storage.events import EventStore
@@ -224,7 +225,7 @@ class Outbox:
 
 
 def _claim_statements(skip_locked) -> dict:
-    now = bindparam("b_now")
+    now: BindParameter[float] = bindparam("b_now")
     free = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
     due = select(deliveries.c.seq).where(
         deliveries.c.status == PENDING,

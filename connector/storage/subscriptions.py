@@ -69,10 +69,15 @@ class SubscriptionStore:
 
     def _signing(self, row: dict) -> dict:
         """The row with its signing secret: the one kept from before secrets were derived, else derived."""
-        return {**row, "secret": row["secret"] or signing.derived_secret(self._secret_key, row["id"])}
+        return {**row, "secret": row["secret"] or self._derived(row["id"])}
 
     def secret(self, subscription_id: str, kept: str = "") -> str:
-        return kept or signing.derived_secret(self._secret_key, subscription_id)
+        return kept or self._derived(subscription_id)
+
+    def _derived(self, subscription_id: str) -> str:
+        if self._secret_key is None:  # a store built without one can keep subscriptions but not sign for them
+            raise ValueError("signing secrets are derived from the secret key, and this store was given none")
+        return signing.derived_secret(self._secret_key, subscription_id)
 
     def of_account(self, account_id: int, trigger: str | None = None) -> list[dict]:
         query = select(subscriptions).where(subscriptions.c.account_id == account_id)

@@ -46,8 +46,10 @@ class Views:
             later = db.execute(
                 select(func.count()).where(deliveries.c.status == PENDING, deliveries.c.next_attempt_at > now)
             ).scalar()
-            by_status = dict(db.execute(select(deliveries.c.status, func.count()).group_by(deliveries.c.status)).all())
-            by_subscription_status = dict(
+            by_status: dict[str, int] = dict(
+                db.execute(select(deliveries.c.status, func.count()).group_by(deliveries.c.status)).all()
+            )
+            by_subscription_status: dict[str, int] = dict(
                 db.execute(select(subscriptions.c.status, func.count()).group_by(subscriptions.c.status)).all()
             )
         return {

@@ -7,8 +7,10 @@ import json
 import logging
 import secrets
 import time
+from typing import Any, cast
 
 from flask import Blueprint, current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
 
 from connector import errors
 from connector.description.manifest import Action, Manifest
@@ -17,11 +19,11 @@ from connector.errors import ConnectorError, FieldError, NotFound, Throttled
 from connector.events import inbound
 from connector.observe import metrics
 from connector.sending import feeds, idempotency, phones
-from connector.sending.actions import Context
+from connector.sending.actions import Context, Handler
 from connector.storage import outage, recovery
-from connector.web import bodies, operations
+from connector.web import bodies, current_services, operations
 from connector.web.auth import credentials, verified
-from connector.web.operations import Operation
+from connector.web.operations import Operation, View
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +32,14 @@ log = logging.getLogger(__name__)
 READ_BEFORE_VERIFYING = 64 * 1024
 
 
-def blueprint(manifest: Manifest, handlers: dict, table: tuple[Operation, ...], routed: set[str]) -> Blueprint:
+def blueprint(
+    manifest: Manifest, handlers: dict[str, Any], table: tuple[Operation, ...], routed: set[str]
+) -> Blueprint:
     described = manifest.describe()
-    built: list[dict] = []  # one OpenAPI document: requests differ only in the address of the server
+    built: list[dict[str, Any]] = []  # one OpenAPI document: requests differ only in the address of the server
 
-    def me(_: Operation):
-        def view():
+    def me(_: Operation) -> View:
+        def view() -> ResponseReturnValue:
             ctx = _context()
             account = feeds.account_result(
                 ctx.credentials.login, ctx.upstream.account(ctx.credentials), ctx.credits_per_sms_fr
@@ -47,11 +51,11 @@ def blueprint(manifest: Manifest, handlers: dict, table: tuple[Operation, ...], 
 
         return view
 
-    def manifest_view(_: Operation):
+    def manifest_view(_: Operation) -> View:
         return lambda: jsonify(described)
 
-    def openapi_view(_: Operation):
-        def view():
+    def openapi_view(_: Operation) -> View:
+        def view() -> ResponseReturnValue:
             base = (current_app.config["CONNECTOR_PUBLIC_URL"] or request.host_url).rstrip("/")
             if not built:
                 from connector.exports import openapi  # the exports are loaded only when asked for
@@ -61,8 +65,8 @@ def blueprint(manifest: Manifest, handlers: dict, table: tuple[Operation, ...], 
 
         return view
 
-    def sandbox_reply(operation: Operation):
-        def view():
+    def sandbox_reply(operation: Operation) -> View:
+        def view() -> ResponseReturnValue:
             if not current_app.config["ALLMYSMS_SANDBOX"]:
                 raise NotFound("Replies can be simulated only when the service runs on the built-in sandbox.")
             ctx = _context()
@@ -74,7 +78,7 @@ def blueprint(manifest: Manifest, handlers: dict, table: tuple[Operation, ...], 
         Blueprint("actions", __name__),
         table,
         {
-            "action": lambda op: _action_view(manifest, op.action, handlers[op.action.key]),
+            "action": lambda op: _action_view(manifest, _action(op), handlers[_action(op).key]),
             "me": me,
             "manifest": manifest_view,
             "openapi": openapi_view,
@@ -84,17 +88,23 @@ def blueprint(manifest: Manifest, handlers: dict, table: tuple[Operation, ...], 
     )
 
 
-def simulate_reply(ctx: Context, body: dict) -> dict:
+def _action(operation: Operation) -> Action:
+    if operation.action is None:  # never: the table makes action operations with their action
+        raise ValueError(f"operation {operation.key!r} answers no action")
+    return operation.action
+
+
+def simulate_reply(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     """The built-in sandbox only: a phone answers an SMS (for this route and the console's sandbox page)."""
-    allowed = {k: body[k] for k in ("phone_number", "message", "sms_id") if k in body}
+    allowed: dict[str, Any] = {k: body[k] for k in ("phone_number", "message", "sms_id") if k in body}
     e164, reason = phones.parse(allowed.get("phone_number", ""), ctx.rules.region)
     if reason:
         raise invalid_input([FieldError("phone_number", f"The number answering is {reason}.")])
-    allowed["phone_number"] = phones.upstream(e164)
+    allowed["phone_number"] = phones.upstream(cast(str, e164))  # parse gives a number whenever it gives no reason
     return ctx.upstream.sandbox_reply(ctx.credentials, allowed)
 
 
-def checked(manifest: Manifest, action: Action, payload):
+def checked(manifest: Manifest, action: Action, payload: dict[str, Any]) -> dict[str, Any]:
     """``payload`` when it is a valid input of ``action``, else InvalidInput listing every problem."""
     problems = manifest.catalog.check(action.input, payload)
     if problems:
@@ -102,7 +112,9 @@ def checked(manifest: Manifest, action: Action, payload):
     return payload
 
 
-def perform(manifest: Manifest, action: Action, handle, ctx: Context, payload: dict) -> dict:
+def perform(
+    manifest: Manifest, action: Action, handle: Handler, ctx: Context, payload: dict[str, Any]
+) -> dict[str, Any]:
     """Run a checked action as every caller does (the API's routes, the console's sandbox form): the
     handler, what the service learns from it, and the output check when asked for.
 
@@ -113,7 +125,7 @@ def perform(manifest: Manifest, action: Action, handle, ctx: Context, payload: d
     started = time.perf_counter()
     result = handle(ctx, handed.pop())
     # AllMySMS just accepted these credentials: receipts for this send can find the account.
-    services = current_app.extensions["connector"]
+    services = current_services()
     try:
         services.accounts.remember(ctx.credentials.login)
     except Exception as error:
@@ -132,12 +144,12 @@ def perform(manifest: Manifest, action: Action, handle, ctx: Context, payload: d
     return result
 
 
-def _action_view(manifest: Manifest, action: Action, handle):
+def _action_view(manifest: Manifest, action: Action, handle: Handler) -> View:
     # Compiled at start-up, not on the first request.
     screen = manifest.catalog.fast_validator(action.input)
     manifest.catalog.validator(action.output)
 
-    def checked_body(ctx):
+    def checked_body(ctx: Context) -> dict[str, Any]:
         chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
         if chunked or (request.content_length or 0) > READ_BEFORE_VERIFYING:
             verified(ctx.credentials)
@@ -148,12 +160,12 @@ def _action_view(manifest: Manifest, action: Action, handle):
             checked(manifest, action, payload)
         return payload
 
-    def run(ctx, payload):
+    def run(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
         handed = [payload]
         del payload
         return perform(manifest, action, handle, ctx, handed.pop())
 
-    def view():
+    def view() -> ResponseReturnValue:
         started, outcome = time.perf_counter(), "internal_error"
         try:
             response = answer()
@@ -166,9 +178,9 @@ def _action_view(manifest: Manifest, action: Action, handle):
         finally:
             metrics.action(action.key, outcome, time.perf_counter() - started)
 
-    def answer():
+    def answer() -> ResponseReturnValue:
         ctx = _context()
-        wait = current_app.extensions["connector"].rate_limit.wait_for(ctx.credentials.login, ctx.credentials.api_key)
+        wait = current_services().rate_limit.wait_for(ctx.credentials.login, ctx.credentials.api_key)
         if wait:
             limit = current_app.config["CONNECTOR_ACTIONS_PER_MINUTE"]
             raise Throttled(
@@ -182,10 +194,13 @@ def _action_view(manifest: Manifest, action: Action, handle):
             return jsonify(run(ctx, checked_body(ctx))), 200  # the body is not kept here: the handler frees it
         return _idempotent(ctx, key, run_names, checked_body(ctx), run)
 
-    def _idempotent(ctx, key: str | None, run_names, payload: dict, run_action):
+    def _idempotent(
+        ctx: Context, key: str | None, run_names: tuple[str, ...] | None, payload: dict[str, Any], run_action: Handler
+    ) -> ResponseReturnValue:
         request_hash = idempotency.fingerprint(action.key, payload)
-        key = key or idempotency.derived_key(run_names, request_hash)
-        store = current_app.extensions["connector"].store
+        # Asked for only with a key or with run names.
+        key = key or idempotency.derived_key(cast(tuple[str, ...], run_names), request_hash)
+        store = current_services().store
         # Only a caller AllMySMS accepts as this login may see what was answered under its keys.
         verified(ctx.credentials)
         login = ctx.credentials.login
@@ -202,17 +217,19 @@ def _action_view(manifest: Manifest, action: Action, handle):
             )
         except idempotency.ClaimUnsure as unsure:
             recovery.keep(
-                current_app.extensions["connector"],
+                current_services(),
                 recovery.Entry(
                     recovery.CLAIM, {"login": login, "key": key, "owner": unsure.owner, "created_at": unsure.created_at}
                 ),
             )
-            raise unsure.__cause__ from None
+            cause = unsure.__cause__
+            raise (cause if cause is not None else unsure) from None
         if replay is not None:
             response = current_app.response_class(replay.body, status=replay.status_code, mimetype="application/json")
             response.headers["Idempotent-Replayed"] = "true"
             return response
-        handed, payload = [payload], None  # the handler frees a large body once read: keep no reference
+        handed = [payload]  # the handler frees a large body once read: keep no reference
+        del payload
         try:
             result = run_action(ctx, handed.pop())
         except ConnectorError as error:
@@ -233,11 +250,13 @@ def _action_view(manifest: Manifest, action: Action, handle):
     return view
 
 
-def _settle(login: str, key: str, state: str | None, status_code: int | None = None, response: str | None = None):
+def _settle(
+    login: str, key: str, state: str | None, status_code: int | None = None, response: str | None = None
+) -> None:
     """Write how a keyed action ended (``state`` None: let the key go). The action has run by now: if the
     database is away, the outcome goes to the journal and the caller still gets the action's own answer; until
     it is replayed, a retry with the key finds it running and waits (409), so it never sends twice."""
-    services = current_app.extensions["connector"]
+    services = current_services()
     now = time.time()
     try:
         if state is None:
@@ -258,7 +277,7 @@ def inbound_url(token: str) -> str:
 
 
 def _context() -> Context:
-    return current_app.extensions["connector"].context(credentials())
+    return current_services().context(credentials())
 
 
 def new_request_id() -> str:

@@ -4,11 +4,12 @@ The API's failure counts and the console's login throttle both tell clients apar
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from connector.errors import ConfigError
 
 
-def trusted_networks(setting: str) -> tuple:
+def trusted_networks(setting: str) -> tuple[Any, ...]:
     """CONNECTOR_TRUSTED_PROXIES as networks; a bare address is a network of one."""
     networks, problems = [], []
     for part in filter(None, (part.strip() for part in setting.split(","))):
@@ -24,7 +25,7 @@ def trusted_networks(setting: str) -> tuple:
     return tuple(networks)
 
 
-def client_address(remote_addr: str | None, forwarded_for: str | None, trusted: tuple) -> str:
+def client_address(remote_addr: str | None, forwarded_for: str | None, trusted: tuple[Any, ...]) -> str:
     """The address a request came from: the peer, unless the peer is a trusted proxy; then, walking
     X-Forwarded-For from the right (the entries the trusted proxies added), the first that is not one.
     Entries left of that were written by the client and may be anything: never believed."""
@@ -35,7 +36,7 @@ def client_address(remote_addr: str | None, forwarded_for: str | None, trusted: 
     return address
 
 
-def _is_trusted(address: str, trusted: tuple) -> bool:
+def _is_trusted(address: str, trusted: tuple[Any, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -6,19 +6,21 @@ from __future__ import annotations
 import base64
 import binascii
 
-from flask import current_app, g, request
+from flask import Response, g, request
 
 from connector.errors import AuthenticationFailed, Throttled
 from connector.sending.upstream import Credentials
+from connector.web import current_services
+from connector.web.accounts import Account
 
 
-def verified_account():
+def verified_account() -> Account:
     """The caller's account, its credentials checked with AllMySMS (401 otherwise)."""
     return verified(credentials())
 
 
-def verified(given: Credentials):
-    services = current_app.extensions["connector"]
+def verified(given: Credentials) -> Account:
+    services = current_services()
     account = services.accounts.verified(given)
     services.refusals.accepted(given.login, given.api_key)
     return account
@@ -28,10 +30,10 @@ def credentials() -> Credentials:
     """The caller's AllMySMS login and API key, from HTTP Basic authentication: 401 when unusable or when
     AllMySMS refused this very pair a moment ago, 429 when this address or login failed too often lately.
     Every 401 of a request that asked for them counts as a failure (see count_refusal)."""
-    known = g.get("credentials")
+    known: Credentials | None = g.get("credentials")
     if known is not None:
         return known
-    refusals = current_app.extensions["connector"].refusals
+    refusals = current_services().refusals
     address = refusals.address_of(request.remote_addr, request.headers.get("X-Forwarded-For"))
     g.caller = (address, None, None)
     given = _read_credentials()
@@ -54,10 +56,10 @@ def credentials() -> Credentials:
     return given
 
 
-def count_refusal(response) -> None:
+def count_refusal(response: Response) -> None:
     caller = g.pop("caller", None)
     if caller is not None and response.status_code == 401:
-        current_app.extensions["connector"].refusals.failed(*caller)
+        current_services().refusals.failed(*caller)
 
 
 def _read_credentials() -> Credentials:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any, NoReturn
 
 from flask import current_app, request
 from werkzeug.exceptions import HTTPException
@@ -13,18 +14,19 @@ from werkzeug.exceptions import HTTPException
 from connector.description.validation import invalid_input
 from connector.errors import MalformedRequest
 from connector.sending import messages
+from connector.web import current_services
 from connector.web.operations import Operation
 
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def read(operation: Operation) -> dict:
+def read(operation: Operation) -> dict[str, Any]:
     """The request's body, read as JSON and checked against ``operation``'s schema (its fields under the other
     names the schema accepts, ``x-aliases``, given their own name first): InvalidInput listing every problem."""
     payload = json_body()
     if operation.body is None:
         return payload
-    catalog = current_app.extensions["connector"].manifest.catalog
+    catalog = current_services().manifest.catalog
     for alias, name in catalog.resolved(operation.body).get("x-aliases", {}).items():
         if alias in payload:
             value = payload.pop(alias)
@@ -35,7 +37,7 @@ def read(operation: Operation) -> dict:
     return payload
 
 
-def json_body():
+def json_body() -> dict[str, Any]:
     raw = request.get_data(cache=False)
     if not raw.strip():
         return {}
@@ -70,8 +72,8 @@ def json_body():
     return payload
 
 
-def _no_duplicates(pairs):
-    seen = {}
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
             raise ValueError(f"the field {key!r} appears twice")
@@ -79,7 +81,7 @@ def _no_duplicates(pairs):
     return seen
 
 
-def _no_constants(name):
+def _no_constants(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a number JSON allows")
 
 

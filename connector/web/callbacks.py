@@ -6,23 +6,26 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector.errors import MalformedRequest, NotFound
 from connector.events import inbound
 from connector.observe import metrics
 from connector.storage import outage
-from connector.web import operations
+from connector.web import current_services, operations
+from connector.web.operations import Operation
 
 
-def blueprint(table, routed: set[str]) -> Blueprint:
+def blueprint(table: tuple[Operation, ...], routed: set[str]) -> Blueprint:
     """The inbound URL's routes (``callback`` operations of the table, web/operations.py)."""
     return operations.route(Blueprint("inbound", __name__), table, {"callback": lambda _: receive}, routed)
 
 
-def receive(token: str):
+def receive(token: str) -> ResponseReturnValue:
     """What AllMySMS pushes to an account's inbound URL: kept once, answered at once, delivered later."""
-    services = current_app.extensions["connector"]
+    services = current_services()
+    found: tuple[int | None, str] | None
     try:
         found = services.accounts.by_token(token)
     except Exception as error:

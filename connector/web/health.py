@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.errors import ConfigError, NotReady
 from connector.observe import processes
 from connector.storage import schema
-from connector.web import operations
+from connector.web import current_services, operations
+from connector.web.operations import Operation
 
 
-def blueprint(table, routed: set[str]) -> Blueprint:
-    def healthz():
+def blueprint(table: tuple[Operation, ...], routed: set[str]) -> Blueprint:
+    def healthz() -> ResponseReturnValue:
         """The process answers: restart it if not."""
         return jsonify({"status": "ok"})
 
-    def readyz():
+    def readyz() -> ResponseReturnValue:
         """The process can do its work: the database answers and its schema is one this version runs on.
         What the local journal holds is shown either way: callbacks kept while the database was away."""
         if processes.draining():
             raise NotReady(
                 "This process is stopping: it answers the requests it holds and takes no new ones.", retry_after=1
             )
-        services = current_app.extensions["connector"]
+        services = current_services()
         waiting = services.journal.depth()
         try:
             schema.check(services.store.engine)

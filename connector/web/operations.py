@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from flask import Blueprint
+from flask.typing import ResponseReturnValue
 
 from connector.description.manifest import Action, Manifest, Trigger
 from connector.errors import ConfigError
@@ -21,6 +22,9 @@ from connector.events import inbound
 LIMIT, SAMPLE, TRIGGER_OPTIONS, IDEMPOTENCY_KEY = "limit", "sample", "trigger_options", "idempotency_key"
 #: Items a list answers at most, and by default.
 MAX_LIMIT, DEFAULT_LIMIT = 100, 50
+#: What answers an operation's route: a Flask view function.
+View = Callable[..., ResponseReturnValue]
+
 
 _FLASK_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")
 
@@ -246,7 +250,7 @@ def trigger_operations(trigger: Trigger) -> list[Operation]:
 
 
 def route(
-    bp: Blueprint, operations: Iterable[Operation], views: dict[str, Callable[[Operation], Callable]], routed: set[str]
+    bp: Blueprint, operations: Iterable[Operation], views: dict[str, Callable[[Operation], View]], routed: set[str]
 ) -> Blueprint:
     """Add to ``bp`` a rule for each operation whose kind ``views`` answers (``views[kind](operation)`` makes
     the view function), noting each in ``routed``."""

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
+from flask.typing import ResponseReturnValue
 
 from connector.description.manifest import Trigger
 from connector.description.validation import invalid_input
@@ -16,16 +18,18 @@ from connector.errors import FieldError, InvalidInput, NotFound, Throttled, TooM
 from connector.events import callbacks as events
 from connector.events import targets
 from connector.sending import feeds
+from connector.storage.store import Store
 from connector.storage.subscriptions import SubscriptionLimit
 from connector.storage.tables import iso
-from connector.web import bodies, operations
+from connector.web import bodies, current_services, operations
+from connector.web.accounts import Account
 from connector.web.auth import credentials, verified_account
-from connector.web.operations import DEFAULT_LIMIT, MAX_LIMIT, Operation
+from connector.web.operations import DEFAULT_LIMIT, MAX_LIMIT, Operation, View
 
 
 def blueprint(table: tuple[Operation, ...], routed: set[str]) -> Blueprint:
-    def replay_event(_: Operation):
-        def view(event_id: str):
+    def replay_event(_: Operation) -> View:
+        def view(event_id: str) -> ResponseReturnValue:
             account = verified_account()
             bodies.json_body()  # nothing is read from it, but a body is still JSON or refused
             _may_replay(account)
@@ -37,8 +41,8 @@ def blueprint(table: tuple[Operation, ...], routed: set[str]) -> Blueprint:
 
         return view
 
-    def rejected(_: Operation):
-        def view():
+    def rejected(_: Operation) -> View:
+        def view() -> ResponseReturnValue:
             account = verified_account()
             items = _store().events.rejected(account.id, _limit())
             for item in items:
@@ -65,13 +69,13 @@ def blueprint(table: tuple[Operation, ...], routed: set[str]) -> Blueprint:
     )
 
 
-def _store():
-    return current_app.extensions["connector"].store
+def _store() -> Store:
+    return current_services().store
 
 
-def _may_replay(account) -> None:
+def _may_replay(account: Account) -> None:
     """Replays are limited per account: each makes deliveries to targets the caller chose."""
-    wait = current_app.extensions["connector"].replay_limit.wait_for(account.login, "replays")
+    wait = current_services().replay_limit.wait_for(account.login, "replays")
     if wait:
         per_minute = current_app.config["CONNECTOR_REPLAYS_PER_MINUTE"]
         raise Throttled(
@@ -91,13 +95,13 @@ def _limit() -> int:
     return int(raw)
 
 
-def _events_view(operation: Operation):
-    trigger = operation.trigger
+def _events_view(operation: Operation) -> View:
+    trigger = _trigger(operation)
     source = POLLED.get(trigger.key)
     if trigger.delivery == "poll" and source is None:
         raise ValueError(f"trigger {trigger.key!r} is polled but nothing reads its events")
 
-    def view():
+    def view() -> ResponseReturnValue:
         account = verified_account()
         limit = _limit()
         if source:
@@ -111,13 +115,13 @@ def _events_view(operation: Operation):
     return view
 
 
-def _trigger_input(trigger: Trigger) -> dict:
+def _trigger_input(trigger: Trigger) -> dict[str, Any]:
     """The trigger's options, from the query string, checked against its input schema."""
     if not trigger.input:
         return {}
-    catalog = current_app.extensions["connector"].manifest.catalog
+    catalog = current_services().manifest.catalog
     properties = catalog.resolved(trigger.input).get("properties", {})
-    values = {}
+    values: dict[str, Any] = {}
     for name, prop in properties.items():
         if name in request.args:
             raw = request.args[name]
@@ -131,8 +135,8 @@ def _trigger_input(trigger: Trigger) -> dict:
 # Triggers AllMySMS cannot push: read from AllMySMS with the caller's credentials at each poll.
 
 
-def _opt_outs(account, options: dict, limit: int) -> list[dict]:
-    services = current_app.extensions["connector"]
+def _opt_outs(account: Account, options: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    services = current_services()
     reply = services.upstream.blacklist(credentials())
     # Read as one list: an entry's id depends on the entries it shares its number and time with.
     found = [
@@ -148,8 +152,8 @@ def _opt_outs(account, options: dict, limit: int) -> list[dict]:
     return found[:limit]
 
 
-def _credits_low(account, options: dict, limit: int) -> list[dict]:
-    services = current_app.extensions["connector"]
+def _credits_low(account: Account, options: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    services = current_services()
     threshold = options["threshold"]
     credits = feeds.integer(services.upstream.account(credentials()).get("credits"))
     crossing = services.store.accounts.watch_credits(account.id, threshold, credits)
@@ -165,16 +169,22 @@ def _credits_low(account, options: dict, limit: int) -> list[dict]:
 POLLED = {"opt_out_received": _opt_outs, "credits_low": _credits_low}
 
 
-def _subscribe_view(operation: Operation):
-    trigger = operation.trigger
+def _trigger(operation: Operation) -> Trigger:
+    if operation.trigger is None:  # never: the table makes trigger operations with their trigger
+        raise ValueError(f"operation {operation.key!r} answers no trigger")
+    return operation.trigger
 
-    def view():
+
+def _subscribe_view(operation: Operation) -> View:
+    trigger = _trigger(operation)
+
+    def view() -> ResponseReturnValue:
         account = verified_account()
         target_url = bodies.read(operation)["target_url"].strip()
         try:
             # First: it also refuses characters no URL has (NUL, controls, half surrogates), which the
             # database would choke on.
-            targets.check(target_url, current_app.extensions["connector"].allowed_targets)
+            targets.check(target_url, current_services().allowed_targets)
         except targets.TargetRefused as refused:
             raise InvalidInput(f"target_url: {refused}", fields=[FieldError("target_url", str(refused))]) from None
         limit = current_app.config["CONNECTOR_MAX_SUBSCRIPTIONS"]
@@ -201,25 +211,25 @@ def _subscribe_view(operation: Operation):
     return view
 
 
-def _list_view(operation: Operation):
-    def view():
+def _list_view(operation: Operation) -> View:
+    def view() -> ResponseReturnValue:
         account = verified_account()
-        rows = _store().subscriptions.of_account(account.id, operation.trigger.key)
+        rows = _store().subscriptions.of_account(account.id, _trigger(operation).key)
         return jsonify([_public(row) for row in rows])
 
     return view
 
 
-def _one_view(operation: Operation):
-    def view(subscription_id: str):
+def _one_view(operation: Operation) -> View:
+    def view(subscription_id: str) -> ResponseReturnValue:
         account = verified_account()
-        return jsonify(_public(_owned(account, operation.trigger, subscription_id)))
+        return jsonify(_public(_owned(account, _trigger(operation), subscription_id)))
 
     return view
 
 
-def _unsubscribe_view(_: Operation):
-    def view(subscription_id: str):
+def _unsubscribe_view(_: Operation) -> View:
+    def view(subscription_id: str) -> ResponseReturnValue:
         account = verified_account()
         # Unsubscribing twice is not an error worth failing a platform's clean-up for: 404 says it is gone.
         if not _store().subscriptions.remove(account.id, subscription_id):
@@ -229,19 +239,19 @@ def _unsubscribe_view(_: Operation):
     return view
 
 
-def _deliveries_view(operation: Operation):
-    def view(subscription_id: str):
+def _deliveries_view(operation: Operation) -> View:
+    def view(subscription_id: str) -> ResponseReturnValue:
         account = verified_account()
-        _owned(account, operation.trigger, subscription_id)
+        _owned(account, _trigger(operation), subscription_id)
         return jsonify(_store().history.log(subscription_id, _limit()))
 
     return view
 
 
-def _replay_failed_view(operation: Operation):
-    def view(subscription_id: str):
+def _replay_failed_view(operation: Operation) -> View:
+    def view(subscription_id: str) -> ResponseReturnValue:
         account = verified_account()
-        _owned(account, operation.trigger, subscription_id)
+        _owned(account, _trigger(operation), subscription_id)
         since_text = bodies.read(operation).get("since")
         since = 0.0
         if since_text:
@@ -263,14 +273,14 @@ def _replay_failed_view(operation: Operation):
     return view
 
 
-def _owned(account, trigger: Trigger, subscription_id: str) -> dict:
+def _owned(account: Account, trigger: Trigger, subscription_id: str) -> dict[str, Any]:
     row = _store().subscriptions.get(account.id, subscription_id)
     if row is None or row["trigger"] != trigger.key:
         raise NotFound("This subscription does not exist.")
     return row
 
 
-def _public(row: dict, with_secret: bool = False) -> dict:
+def _public(row: dict[str, Any], with_secret: bool = False) -> dict[str, Any]:
     out = {
         "id": row["id"],
         "trigger": row["trigger"],

@@ -25,6 +25,10 @@ REQUIRED_METHODS = {
     "getPulls",
     "getBlacklist",
     "getCreditsByCountryIsoCode",
+    "getPull",
+    "sendMms",
+    "createList",
+    "getLists",
     "voice/send/bulk",
     "sms/send",
 }
@@ -106,6 +110,8 @@ def test_status_less_replies_really_have_no_status_key():
         "getAckBySmsId.one",
         "getPulls.two",
         "getCreditsByCountryIsoCode.fr",
+        "getPull.two",
+        "getLists.two",
     ):
         assert "status" not in fixtures.reply(name).reply, name
 

@@ -439,7 +439,7 @@ def test_methods_answer_with_or_without_trailing_slash_and_by_get(sandbox):
 
 
 def test_an_unknown_method_answers_http_404(sandbox):
-    url = f"{sandbox.url}/http/9.0/sendEmail/"
+    url = f"{sandbox.url}/http/9.0/sendFax/"
     response = requests.post(url, data={"login": "alice"}, timeout=5)
     assert response.status_code == 404
     assert response.json() == {"status": 404, "statusText": "Unknown method"}

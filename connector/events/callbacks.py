@@ -21,14 +21,14 @@ from zoneinfo import ZoneInfo
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
-from connector.sending import phones
+from connector.sending import feeds, phones
 
 RECEIPT = "sms.delivery_receipt"
 REPLY = "sms.reply_received"
 MAX_RECORDS = 1000
 
 #: AllMySMS receipt status codes and the words events carry; any other code reads as "unknown".
-STATUSES = {1: "delivered", 2: "undelivered", 3: "pending", 4: "rejected", 5: "unknown_number"}
+STATUSES = feeds.RECEIPT_STATUSES
 
 #: The key every event read from AllMySMS carries in its data: the AllMySMS fields that were sent but could
 #: not be read (their values as sent stay in the event's raw record).

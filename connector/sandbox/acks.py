@@ -34,8 +34,8 @@ class Acks:
 
     def expect(self, campaign, now):
         """Time the receipts of a campaign just launched: one job for the whole campaign, whatever its size.
-        Voice messages get none."""
-        if campaign.kind == "sms":
+        SMS and MMS get receipts; voice messages and e-mails none."""
+        if campaign.kind in ("sms", "mms"):
             due = (campaign.scheduled_at or now) + self._receipt_delay
             self._dispatcher.at(due, partial(self._make_receipts, campaign.id, 0, due))
 

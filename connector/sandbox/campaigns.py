@@ -1,11 +1,12 @@
-"""Validation and costing of an SMS send, as pure functions: a parsed feed dict in, a Plan out.
+"""Validation and costing of an SMS, MMS or e-mail send, as pure functions: a parsed feed dict in, a Plan out.
 
-Checks run in the order AllMySMS documents its status codes and the first failing one is raised
+For an SMS, checks run in the order AllMySMS documents its status codes and the first failing one is raised
 as an ApiError: 110 empty message, 111 too long, 115 bad date, 117 long link, 106 bad sender, 107 no
 recipient, 109/112 a recipient's tag missing, 114 no valid number. Checks that need the account (103/104
 credit, 108 client code, 118 master account) are the state's.
 """
 
+import base64
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -84,6 +85,85 @@ def plan_sms(data, now):
         name=as_text(data.get("CAMPAIGN_NAME")),
         client_msg_id=as_text(data.get("CLIMSGID")),
         flash=_flag(data.get("FLASH")),
+    )
+
+
+# mmsData: MSGCLASS -> the tag carrying the media's URL (0 is a text MMS, with none).
+MMS_MEDIA_TAGS = {0: None, 1: "IMAGE", 2: "VIDEO", 3: "SOUND"}
+
+
+def plan_mms(data, now):
+    """Validate a parsed mmsData feed and price it: one MMS per valid number, MMS_CREDITS each.
+
+    The sandbox's rules, none documented: MSGCLASS is 0 (text) to 3 (sound), 106 otherwise; a text MMS needs a
+    MESSAGE (110), the others the URL of their IMAGE, VIDEO or SOUND (106). A MESSAGE is not held to the
+    640 characters of an SMS.
+    """
+    msg_class = _dynamic(data.get("MSGCLASS"))
+    if msg_class not in MMS_MEDIA_TAGS:
+        raise invalid_feed("MSGCLASS must be 0 (text), 1 (image), 2 (video) or 3 (sound)")
+    message = as_text(data.get("MESSAGE"))
+    media_tag = MMS_MEDIA_TAGS[msg_class]
+    media_url = as_text(data.get(media_tag)) if media_tag else ""
+    if media_tag is None and not message.strip():
+        raise ApiError(statuses.EMPTY_MESSAGE)
+    if media_tag is not None and _LINK.fullmatch(media_url.strip()) is None:
+        raise invalid_feed(f"{media_tag} must be the http(s) URL of the media")
+    scheduled_at = parse_schedule(data.get("DATE"), now)
+    recipients = data.get("MMS")
+    if recipients is None or recipients == [] or recipients == "":
+        raise ApiError(statuses.NO_RECIPIENTS)
+    if not isinstance(recipients, list):
+        raise invalid_feed("MMS must be a list of recipients")
+    numbers: list[str] = []
+    invalid: list[str] = []
+    for entry in recipients:
+        if not isinstance(entry, dict):
+            raise invalid_feed("each MMS entry must be an object")
+        if "MOBILEPHONE" not in entry:
+            raise ApiError(statuses.MISSING_PHONE_TAG)
+        raw = entry.get("MOBILEPHONE")
+        number = phones.normalise_number(str(raw) if type(raw) is int else raw)
+        (numbers if number else invalid).append(number or as_text(raw))
+    if not numbers:
+        raise ApiError(statuses.NO_VALID_NUMBER)
+    return Plan(
+        kind="mms",
+        message=message,
+        numbers=tuple(numbers),
+        invalid_numbers=tuple(invalid),
+        credits_needed=phones.MMS_CREDITS * len(numbers),
+        nb_sms=len(numbers),
+        scheduled_at=scheduled_at,
+        name=as_text(data.get("CAMPAIGN_NAME")),
+        client_msg_id=as_text(data.get("CLIMSGID")),
+        extra={"msg_class": msg_class, "media_url": media_url.strip()},
+    )
+
+
+def plan_email(data, now):
+    """Validate a parsed emailData feed and price it (EMAIL_CREDITS). FROM, TO, SUBJECT and HTML are required
+    and HTML is base64, as the one public client sends them; anything missing or not base64 answers 106."""
+    for key in ("FROM", "TO", "SUBJECT", "HTML"):
+        if not as_text(data.get(key)).strip():
+            raise invalid_feed(f"{key} is missing")
+    for key in ("FROM", "TO"):
+        if "@" not in as_text(data.get(key)):
+            raise invalid_feed(f"{key} must be an e-mail address")
+    try:
+        base64.b64decode(as_text(data.get("HTML")), validate=True)
+    except ValueError:
+        raise invalid_feed("HTML must be base64") from None
+    return Plan(
+        kind="email",
+        message=as_text(data.get("SUBJECT")),
+        numbers=(),
+        invalid_numbers=(),
+        credits_needed=phones.EMAIL_CREDITS,
+        nb_sms=0,
+        scheduled_at=parse_schedule(data.get("DATE"), now),
+        name=as_text(data.get("CAMPAIGN_NAME")),
+        extra={"to": as_text(data.get("TO")).strip()},
     )
 
 
@@ -167,7 +247,7 @@ def _price_recipients(recipients, template, keys):
     # non-personalised message is measured once.
     normalise = phones.normalise_number
     france = phones.FRANCE_PREFIX
-    per_part_france, per_part_abroad = phones.SMS_CREDITS_FRANCE, phones.SMS_CREDITS_ABROAD
+    per_part_france, per_part_abroad = phones.SMS_CREDITS_FRANCE, phones.sms_credits_per_part
     fixed_parts = None if keys else analyse(template).parts
     numbers: list[Any] = []
     invalid: list[Any] = []
@@ -197,7 +277,7 @@ def _price_recipients(recipients, template, keys):
             parts = fixed_parts
         append_number(number)
         nb_sms += parts
-        credits += parts * (per_part_france if number.startswith(france) else per_part_abroad)
+        credits += parts * (per_part_france if number.startswith(france) else per_part_abroad(number))
     return numbers, invalid, credits, nb_sms
 
 

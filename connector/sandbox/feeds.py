@@ -1,7 +1,9 @@
-"""Reading the `smsData` feed, JSON or XML, into one plain dict; malformed input raises ApiError.
+"""Reading the `smsData`, `mmsData` and `emailData` feeds, JSON or XML, into one plain dict; malformed input
+raises ApiError.
 
-Both formats become {"MESSAGE": str, "TPOA": str, ..., "SMS": [{"MOBILEPHONE": str, ...}, ...]}
-so validation (in campaigns.py) never needs to know which format the client used.
+Both formats become {"MESSAGE": str, "TPOA": str, ..., "SMS": [{"MOBILEPHONE": str, ...}, ...]} (the
+recipients under "MMS" in an mmsData feed, none in an emailData one) so validation (in campaigns.py) never
+needs to know which format the client used.
 """
 
 import json
@@ -17,15 +19,16 @@ ROOT_TAG = "DATA"
 RECIPIENT_TAG = "SMS"
 
 
-def parse_feed(sms_data):
-    """The DATA dict of an `smsData` value; its first non-space character picks the format."""
+def parse_feed(sms_data, recipient_tag=RECIPIENT_TAG):
+    """The DATA dict of a feed value; its first non-space character picks the format. In XML, the elements
+    named `recipient_tag` are the recipients (None: the feed has none)."""
     if sms_data is None or not sms_data.strip():
         raise ApiError(statuses.EMPTY_FEED)
     first = sms_data.lstrip()[0]
     if first == "{":
         return _parse_json(sms_data)
     if first == "<":
-        return _parse_xml(sms_data)
+        return _parse_xml(sms_data, recipient_tag)
     raise invalid_feed("it is neither JSON nor XML")
 
 
@@ -40,7 +43,7 @@ def _parse_json(text):
     return document[ROOT_TAG]
 
 
-def _parse_xml(text):
+def _parse_xml(text, recipient_tag):
     try:
         # defusedxml refuses entity declarations and external references: an entity bomb or an
         # attempt to read local files ends here as a feed error.
@@ -52,12 +55,12 @@ def _parse_xml(text):
     data = {}
     recipients = []
     for child in root:
-        if child.tag == RECIPIENT_TAG:
+        if child.tag == recipient_tag:
             recipients.append({field.tag: _text(field) for field in child})
         else:
             data[child.tag] = _text(child)
     if recipients:
-        data[RECIPIENT_TAG] = recipients
+        data[recipient_tag] = recipients
     return data
 
 

@@ -2,10 +2,18 @@
 
 Replies take the shapes public AllMySMS clients show (tests/contract/ holds them, each naming its
 source), so that a connector that works here has a chance on the real API:
-- only sendSms, simulateCampaign and getInfo carry a `status` when they succeed (getInfo's is the text
-  "Active Account"); deleteCampaign answers `{"status": "OK"}`; getBlacklist, getAcks, getAckBySmsId,
-  getPulls and getCreditsByCountryIsoCode answer their data alone. Errors carry `status` and
-  `statusText` whatever the method.
+- only sendSms, sendMms, sendEmail, simulateCampaign and getInfo carry a `status` when they succeed
+  (getInfo's is the text "Active Account"); deleteCampaign answers `{"status": "OK"}`; createList answers
+  the status "1" (as text) whether it creates a list (`listData`), fills one (`populateData`, with the
+  counts success / ignored / duplicated) or empties one (`deleteData`); getBlacklist, getAcks,
+  getAckBySmsId, getPull, getPulls, getLists and getCreditsByCountryIsoCode answer their data alone.
+  Errors carry `status` and `statusText` whatever the method.
+- getPulls hands each reply out once; getPull (one campaign's replies) answers all of them every time.
+- sendMms answers as sendSms does (the one public client shows the same shape); an MMS has receipts too.
+- sendEmail's answer is in no public source: the sandbox answers `status` 100 (101 when scheduled),
+  `statusText` and `campaignId`, nothing more.
+- getCreditsByCountryIsoCode prices countries as phones.SMS_CREDITS_BY_COUNTRY says (France 15), and
+  sendSms debits the same figures.
 - `invalidNumbers` is one text: "" when none, the refused numbers joined by commas otherwise.
 - Numbers are typed as the public examples show them: in sendSms `status` is an integer and
   `credits`, `creditsUsed`, `nbContacts`, `nbSms` are strings; in simulateCampaign the counts are
@@ -26,7 +34,7 @@ import re
 from flask import Blueprint, Response, current_app, request
 
 from . import statuses
-from .campaigns import plan_sms
+from .campaigns import plan_email, plan_mms, plan_sms
 from .feeds import parse_feed
 from .inbox import DEFAULT_PULL_LIMIT
 from .ledger import SCHEDULED
@@ -71,7 +79,27 @@ def _plan(state, login, params):
 
 
 def send_sms(state, login, params):
-    plan = _plan(state, login, params)
+    return _sent(state, login, _plan(state, login, params))
+
+
+def send_mms(state, login, params):
+    data = parse_feed(params.get("mmsData"), recipient_tag="MMS")
+    plan = plan_mms(data, state.now())
+    state.check_feed_accounts(login, data)
+    return _sent(state, login, plan)
+
+
+def send_email(state, login, params):
+    plan = plan_email(parse_feed(params.get("emailData"), recipient_tag=None), state.now())
+    campaign, _ = state.launch(login, plan)
+    status = statuses.SCHEDULED if campaign.status == SCHEDULED else statuses.SENT
+    return {"status": status, "statusText": EMAIL_TEXTS[status], "campaignId": campaign.id}
+
+
+EMAIL_TEXTS = {statuses.SENT: "Your e-mail has been sent", statuses.SCHEDULED: "Your e-mail has been scheduled"}
+
+
+def _sent(state, login, plan):
     campaign, credits_left = state.launch(login, plan)
     outcome = "scheduled" if campaign.status == SCHEDULED else "sent"
     if plan.invalid_numbers:
@@ -153,6 +181,27 @@ def get_pulls(state, login, params):
     return {"mos": replies}
 
 
+def get_pull(state, login, params):
+    replies = state.campaign_replies(login, params.get("campId"))
+    if replies is None:
+        raise ApiError(statuses.NOT_FOUND, "Campaign not found")
+    return {"mos": replies}
+
+
+def create_list(state, login, params):
+    # One method, three feeds: the one public client fills and empties lists through createList too.
+    lists = state.contact_lists
+    if params.get("populateData") is not None:
+        return lists.populate(login, parse_feed(params.get("populateData"), recipient_tag="CONTACTS"))
+    if params.get("deleteData") is not None:
+        return lists.remove(login, parse_feed(params.get("deleteData"), recipient_tag="CONTACTS"))
+    return lists.create(login, parse_feed(params.get("listData"), recipient_tag="STRUCTURE"))
+
+
+def get_lists(state, login, params):
+    return {"lists": state.contact_lists.all(login)}
+
+
 def get_blacklist(state, login, params):
     entries = state.blacklist(login)
     return {"blacklist": entries}
@@ -168,12 +217,17 @@ def get_credits_by_country_iso_code(state, login, params):
 
 METHODS = {
     "sendSms": send_sms,
+    "sendMms": send_mms,
+    "sendEmail": send_email,
     "simulateCampaign": simulate_campaign,
     "getInfo": get_info,
     "deleteCampaign": delete_campaign,
     "getAcks": get_acks,
     "getAckBySmsId": get_ack_by_sms_id,
+    "getPull": get_pull,
     "getPulls": get_pulls,
     "getBlacklist": get_blacklist,
+    "createList": create_list,
+    "getLists": get_lists,
     "getCreditsByCountryIsoCode": get_credits_by_country_iso_code,
 }

@@ -1,4 +1,5 @@
-"""What comes back to a sandbox account from phones: replies (MO), kept for getPulls, and its STOP list."""
+"""What comes back to a sandbox account from phones: replies (MO), handed out once by getPulls and kept for
+getPull, and its STOP list."""
 
 import secrets
 from collections import deque
@@ -23,6 +24,8 @@ class Inbox:
         self._clock = clock
         self._pusher = pusher
         self._replies: dict[str, deque[Any]] = {login: deque() for login in accounts.logins}
+        # Every reply ever received, by campaign id: getPull searches them whether getPulls took them or not.
+        self._by_campaign: dict[str, dict[str, Any]] = {login: {} for login in accounts.logins}
         self._blacklists: dict[str, list[Any]] = {login: [] for login in accounts.logins}
 
     def add_reply(self, login, phone_number, message, *, sms_id=None, campaign_id="", reception_date=None):
@@ -43,6 +46,8 @@ class Inbox:
                 "receptionDate": reception_date or paris_timestamp(self._clock()),
             }
             self._replies[login].append(reply)
+            if campaign_id:
+                self._by_campaign[login].setdefault(campaign_id, []).append(reply)
             return dict(reply)
 
     def receive(self, login, phone_number, message, sms_id=None):
@@ -79,6 +84,15 @@ class Inbox:
             self._accounts.get(login)
             queue = self._replies[login]
             return [queue.popleft() for _ in range(min(limit, len(queue)))]
+
+    def campaign_replies(self, login, campaign_id):
+        """Every reply to a campaign, oldest first, fetched by getPulls or not; None when `login` did not send
+        that campaign."""
+        with self._lock:
+            self._accounts.get(login)
+            if self._ledger.owned(login, campaign_id) is None:
+                return None
+            return [dict(reply) for reply in self._by_campaign[login].get(campaign_id, ())]
 
     def add_blacklist(self, login, phone_number, comment="manual unsubscribe", reception_date=None):
         """Add a number to the account's STOP list (comment: stop, Refused, manual unsubscribe)."""

@@ -8,8 +8,24 @@ import re
 
 FRANCE_PREFIX = "33"
 SMS_CREDITS_FRANCE = 15
+# Any country the table below does not name.
 SMS_CREDITS_ABROAD = 20
 VOICE_CREDITS = 30
+# One MMS to any number; AllMySMS publishes no MMS price through its API.
+MMS_CREDITS = 50
+# One e-mail; no price is documented either.
+EMAIL_CREDITS = 1
+
+# Credits per SMS part by destination, as getCreditsByCountryIsoCode answers and sendSms debits them. France's
+# 15 is AllMySMS's own figure; the others are the sandbox's: neighbouring Europe like any other country, North
+# America cheaper, the French overseas departments dearer, so that a client can tell that prices differ.
+SMS_CREDITS_BY_COUNTRY = {
+    "FR": SMS_CREDITS_FRANCE,
+    **dict.fromkeys(("US", "CA"), 10),
+    **dict.fromkeys(("RE", "GP", "MQ", "GF", "YT"), 25),
+}
+# Dialling prefixes of the countries priced apart, longest first when they share digits (262 before 26).
+_PRICED_PREFIXES = (("262", "RE"), ("590", "GP"), ("596", "MQ"), ("594", "GF"), ("1", "US"))
 
 # One pass: a French national number (0 + 9 digits), or an international one with an optional
 # "+" or "00" in front. The French case inside the international form is checked afterwards.
@@ -41,7 +57,12 @@ def normalise_number(raw):
 
 def sms_credits_per_part(number):
     """Credits one SMS part costs to this normalised number."""
-    return SMS_CREDITS_FRANCE if number.startswith(FRANCE_PREFIX) else SMS_CREDITS_ABROAD
+    if number.startswith(FRANCE_PREFIX):
+        return SMS_CREDITS_FRANCE
+    for prefix, country in _PRICED_PREFIXES:
+        if number.startswith(prefix):
+            return SMS_CREDITS_BY_COUNTRY[country]
+    return SMS_CREDITS_ABROAD
 
 
 def credits_for_country(iso_code):
@@ -49,4 +70,4 @@ def credits_for_country(iso_code):
     if not isinstance(iso_code, str) or _ISO_CODE.fullmatch(iso_code.strip()) is None:
         return None
     code = iso_code.strip().upper()
-    return code, SMS_CREDITS_FRANCE if code == "FR" else SMS_CREDITS_ABROAD
+    return code, SMS_CREDITS_BY_COUNTRY.get(code, SMS_CREDITS_ABROAD)

@@ -18,6 +18,7 @@ _ITEM_TAGS = {
     "acks": "ack",
     "mos": "mo",
     "blacklist": "entry",
+    "lists": "list",
 }
 # Characters XML 1.0 cannot carry at all (control characters, lone surrogates): dropped rather
 # than letting a stored reply text break the whole document.

@@ -1,5 +1,5 @@
 """In-memory state of the sandbox, one lock: the facade over its accounts (accounts.py), campaigns
-(ledger.py), receipts (acks.py) and replies and blacklists (inbox.py).
+(ledger.py), receipts (acks.py), replies and blacklists (inbox.py) and contact lists (lists.py).
 
 Every read and write goes through `SandboxState.lock`, a re-entrant lock, so the threaded
 development server and tests can hit the sandbox concurrently. Code that fills `acks` directly
@@ -21,6 +21,7 @@ from .acks import Acks
 from .dispatcher import INJECTED_CLOCK_RECHECK, REAL_CLOCK_RECHECK, Dispatcher
 from .inbox import DEFAULT_PULL_LIMIT, Inbox
 from .ledger import CANCELLED, SCHEDULED, Ledger, Recipient, snapshot
+from .lists import ContactLists
 from .pushes import DEFAULT_RETRY_DELAYS, DEFAULT_TIMEOUT, DEFAULT_WORKERS, Pusher
 from .receipts import DEFAULT_OUTCOMES, OutcomePicker, demo_outcome
 from .statuses import ApiError
@@ -81,6 +82,7 @@ class SandboxState:
         self.accounts = Accounts(DEMO_ACCOUNTS if accounts is None else accounts, self.lock)
         self.ledger = Ledger(self._clock)
         self.inbox = Inbox(self.accounts, self.ledger, self.lock, self._clock, self._pusher)
+        self.contact_lists = ContactLists(self.accounts, self.lock, self._clock)
         self.receipts = Acks(
             lock=self.lock,
             clock=self._clock,
@@ -213,6 +215,9 @@ class SandboxState:
 
     def pull_replies(self, login, limit=DEFAULT_PULL_LIMIT):
         return self.inbox.pull_replies(login, limit)
+
+    def campaign_replies(self, login, campaign_id):
+        return self.inbox.campaign_replies(login, campaign_id)
 
     def add_blacklist(self, login, phone_number, comment="manual unsubscribe", reception_date=None):
         return self.inbox.add_blacklist(login, phone_number, comment, reception_date)

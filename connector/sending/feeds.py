@@ -1,12 +1,17 @@
-"""Pure: send requests written as AllMySMS feeds (smsData, JSON or XML), and replies read into results."""
+"""Pure: send requests written as AllMySMS feeds (smsData, mmsData, emailData; JSON or XML), and replies read
+into results."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree
+from zoneinfo import ZoneInfo
 
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
@@ -18,6 +23,15 @@ from connector.sending.outcomes import status_of
 FORMATS = ("json", "xml")
 # AllMySMS lists refused numbers in one text ("" when none), joined by a separator no source pins down.
 _NUMBER_SEPARATORS = re.compile(r"[\s,;|]+")
+#: What a delivery receipt's status code says (getAcks, getAckBySmsId and the pushed receipts).
+RECEIPT_STATUSES = {1: "delivered", 2: "undelivered", 3: "pending", 4: "rejected", 5: "unknown_number"}
+#: The mmsData MSGCLASS of each kind of MMS, as the one public client writes it.
+MMS_CLASSES = {"text": 0, "image": 1, "video": 2, "sound": 3}
+# The mmsData tag carrying the media URL of each kind.
+_MMS_MEDIA_TAGS = {"image": "IMAGE", "video": "VIDEO", "sound": "SOUND"}
+# AllMySMS writes times as French local time without a zone; some writers add a T or a fraction.
+_UPSTREAM_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?", re.ASCII)
+_UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 class Unreadable(ValueError):
@@ -38,7 +52,76 @@ def sms_data(request: SmsRequest, start: int, stop: int, fmt: str) -> str:
             sms = [{"MOBILEPHONE": phones.upstream(r.e164)} for r in recipients]
         return json.dumps({"DATA": {**head, "SMS": sms}}, ensure_ascii=False, separators=(",", ":"))
     if fmt == "xml":
-        return _xml(head, request, start, stop)
+        rows = [
+            {"MOBILEPHONE": phones.upstream(r.e164), **{f"PARAM_{i + 1}": p for i, p in enumerate(r.params)}}
+            for r in request.recipients[start:stop]
+        ]
+        return _xml(head, "SMS", rows)
+    raise ValueError(f"unknown feed format {fmt!r}")
+
+
+def mms_data(
+    recipients: Sequence[str],
+    fmt: str,
+    *,
+    message: str = "",
+    kind: str = "text",
+    media_url: str | None = None,
+    campaign_name: str | None = None,
+    send_at_local: str | None = None,
+    client_reference: str | None = None,
+) -> str:
+    """The mmsData feed: ``recipients`` in E.164, one kind of MMS (text, image, video or sound; the last three
+    with the media's public URL). Its keys are those the one public client writes (MSGCLASS 0 text, 1 image,
+    2 video, 3 sound; IMAGE, VIDEO or SOUND for the URL); the XML form is the smsData one's, by analogy."""
+    if kind not in MMS_CLASSES:
+        raise ValueError(f"unknown MMS kind {kind!r}")
+    if (kind == "text") == bool(media_url):
+        raise ValueError("a text MMS has no media URL, and every other kind needs one")
+    head: dict[str, Any] = {"MESSAGE": message}
+    if campaign_name:
+        head["CAMPAIGN_NAME"] = campaign_name
+    if send_at_local:
+        head["DATE"] = send_at_local
+    head["MSGCLASS"] = MMS_CLASSES[kind]
+    if media_url:
+        head[_MMS_MEDIA_TAGS[kind]] = media_url
+    if client_reference:
+        head["CLIMSGID"] = client_reference
+    rows = [{"MOBILEPHONE": phones.upstream(e164)} for e164 in recipients]
+    if fmt == "json":
+        return json.dumps({"DATA": {**head, "MMS": rows}}, ensure_ascii=False, separators=(",", ":"))
+    if fmt == "xml":
+        return _xml({k: str(v) for k, v in head.items()}, "MMS", rows)
+    raise ValueError(f"unknown feed format {fmt!r}")
+
+
+def email_data(
+    fmt: str,
+    *,
+    sender: str,
+    to: str,
+    subject: str,
+    html: str,
+    alias: str | None = None,
+    text: str | None = None,
+    campaign_name: str | None = None,
+    send_at_local: str | None = None,
+    reply_to: str | None = None,
+) -> str:
+    """The emailData feed, with the keys the one public client writes (FROM, TO, SUBJECT, HTML, and ALIAS,
+    MAILTEXT, CAMPAIGN_NAME, DATE, REPLY_TO when given). That client sends the HTML base64-encoded, so it is
+    here too: UTF-8, then base64."""
+    data = {"FROM": sender, "TO": to, "SUBJECT": subject}
+    if send_at_local:
+        data["DATE"] = send_at_local
+    data["HTML"] = base64.b64encode(html.encode("utf-8")).decode("ascii")
+    optional = {"ALIAS": alias, "MAILTEXT": text, "CAMPAIGN_NAME": campaign_name, "REPLY_TO": reply_to}
+    data.update({key: value for key, value in optional.items() if value})
+    if fmt == "json":
+        return json.dumps({"DATA": data}, ensure_ascii=False, separators=(",", ":"))
+    if fmt == "xml":
+        return _xml(data, "", [])
     raise ValueError(f"unknown feed format {fmt!r}")
 
 
@@ -59,18 +142,20 @@ def _head(request: SmsRequest) -> dict[str, Any]:
     return head
 
 
-def _xml(head: dict[str, Any], request: SmsRequest, start: int, stop: int) -> str:
+def _xml(head: dict[str, Any], row_tag: str, rows: list[dict[str, Any]]) -> str:
+    """``<DATA>``: the head's elements, then one ``row_tag`` element per row (a recipient; none for an e-mail)."""
     root = ElementTree.Element("DATA")
     for key, value in head.items():
         # MESSAGE stays empty here and receives its CDATA sections below.
         ElementTree.SubElement(root, key).text = None if key == "MESSAGE" else value
-    for recipient in request.recipients[start:stop]:
-        sms = ElementTree.SubElement(root, "SMS")
-        ElementTree.SubElement(sms, "MOBILEPHONE").text = phones.upstream(recipient.e164)
-        for i, param in enumerate(recipient.params):
-            ElementTree.SubElement(sms, f"PARAM_{i + 1}").text = param
+    for row in rows:
+        element = ElementTree.SubElement(root, row_tag)
+        for key, value in row.items():
+            ElementTree.SubElement(element, key).text = value
     # XML parsers turn a raw carriage return into a line feed; a character reference keeps it.
     text = ElementTree.tostring(root, encoding="unicode", short_empty_elements=True).replace("\r", "&#13;")
+    if "MESSAGE" not in head:
+        return text
     # ElementTree writes no CDATA; MESSAGE is DATA's first child, so its empty tag is the first one.
     return text.replace("<MESSAGE />", f"<MESSAGE>{cdata(head['MESSAGE'])}</MESSAGE>", 1)
 
@@ -313,3 +398,119 @@ def _analysis(request: SmsRequest) -> dict[str, Any]:
         "unit_limit": t.unit_limit,
         "remaining": t.remaining,
     }
+
+
+# --- Replies of the read methods: receipts, replies, contact lists, prices -------------------------------
+# None of these replies carries a status; every figure may come as text or as a number.
+
+
+def acks(reply: dict[str, Any], zone: str = "Europe/Paris") -> list[dict[str, Any]]:
+    """getAcks: the receipts of a campaign's SMS, in AllMySMS's order (see ``ack`` for each one)."""
+    return [_ack(item, zone) for item in as_list(reply.get("acks")) if isinstance(item, dict)]
+
+
+def ack(reply: dict[str, Any], zone: str = "Europe/Paris") -> dict[str, Any] | None:
+    """getAckBySmsId: the one receipt the reply holds flat, or None when it holds none (no number, no status).
+
+    A receipt is ``{phone_number (E.164), status_code, status, comment, received_at (UTC)}``; its code is
+    spelled ``statut`` by one public client and ``status`` by another, and both are read."""
+    if reply.get("phoneNumber") in (None, "") and _receipt_code(reply) is None:
+        return None
+    return _ack(reply, zone)
+
+
+def _ack(item: dict[str, Any], zone: str) -> dict[str, Any]:
+    code = _receipt_code(item)
+    return {
+        "phone_number": _phone_or_none(item.get("phoneNumber")),
+        "status_code": code,
+        "status": "unknown" if code is None else RECEIPT_STATUSES.get(code, "unknown"),
+        "comment": _text_or_none(item.get("comment")),
+        "received_at": upstream_time(item.get("receptionDate"), zone),
+    }
+
+
+def _receipt_code(item: dict[str, Any]) -> int | None:
+    value = item.get("statut", item.get("status"))
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def pulls(reply: dict[str, Any], zone: str = "Europe/Paris") -> list[dict[str, Any]]:
+    """getPulls and getPull: the replies to SMS, each ``{reply_id, sms_id, campaign_id, phone_number (E.164),
+    message, received_at (UTC)}``. The public examples carry no smsId, so ``sms_id`` is None unless one
+    comes."""
+    found = []
+    for item in as_list(reply.get("mos")):
+        if not isinstance(item, dict):
+            continue
+        message = item.get("message")
+        found.append(
+            {
+                "reply_id": _text_or_none(item.get("id")),
+                "sms_id": _text_or_none(item.get("smsId")),
+                "campaign_id": _text_or_none(item.get("campaignId")),
+                "phone_number": _phone_or_none(item.get("phoneNumber")),
+                "message": message if isinstance(message, str) else _text_or_none(message),
+                "received_at": upstream_time(item.get("receptionDate"), zone),
+            }
+        )
+    return found
+
+
+def contact_lists(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    """getLists: each list as ``{name, contacts (int), locked (bool), created_on ('YYYY-MM-DD' or None)}``."""
+    found = []
+    for item in as_list(reply.get("lists")):
+        if isinstance(item, dict):
+            found.append(
+                {
+                    "name": str(item.get("listName", "")),
+                    "contacts": integer(item.get("contacts")),
+                    "locked": integer(item.get("locked")) == 1,
+                    "created_on": _text_or_none(item.get("creationDate")),
+                }
+            )
+    return found
+
+
+def list_change(reply: dict[str, Any]) -> dict[str, Any]:
+    """createList with populateData or deleteData: what AllMySMS did with the contacts it was given."""
+    return {
+        "status_text": str(reply.get("statusText", "")),
+        "succeeded": integer(reply.get("success")),
+        "ignored": integer(reply.get("ignored")),
+        "duplicated": integer(reply.get("duplicated")),
+    }
+
+
+def credits_per_sms(reply: dict[str, Any]) -> int | None:
+    """getCreditsByCountryIsoCode: the credits one SMS costs to the country, or None when the reply holds no
+    figure (a country AllMySMS does not price, say)."""
+    value = reply.get("nbCredits")
+    if isinstance(value, bool):
+        return None
+    credits = integer(value, -1)
+    return credits if credits >= 0 else None
+
+
+def upstream_time(value: object, zone: str = "Europe/Paris") -> str | None:
+    """An AllMySMS time (``YYYY-MM-DD HH:MM:SS`` in ``zone``'s local time) as UTC text, or None when it is not
+    one. During the autumn hour that happens twice, the first one is meant."""
+    found = _UPSTREAM_TIME.fullmatch(value.strip()) if isinstance(value, str) else None
+    if found is None:
+        return None
+    try:
+        year, month, day, hour, minute, second = (int(part) for part in found.groups())
+        local = datetime(year, month, day, hour, minute, second, tzinfo=ZoneInfo(zone), fold=0)
+    except ValueError:
+        return None
+    return local.astimezone(UTC).strftime(_UTC_FORMAT)
+
+
+def _phone_or_none(value: object) -> str | None:
+    return (phones.from_upstream(value) or None) if value is not None else None

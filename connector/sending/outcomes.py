@@ -8,8 +8,9 @@ that is not a success or a documented refusal means the messages may have gone o
 retrying: an Idempotency-Key stays taken); for anything else, asking again is harmless.
 
 Which methods carry a status, and how a success is written, is per method (METHODS): the feed methods
-that send (sendSms, simulateCampaign) answer a numeric status, getInfo and deleteCampaign a word
-("Active Account", "OK"), and the read methods (getBlacklist, getAcks, getPulls, ...) none at all.
+that send (sendSms, sendMms, simulateCampaign) answer a numeric status, getInfo and deleteCampaign a word
+("Active Account", "OK"), the contact-list methods the status "1", and the read methods (getBlacklist,
+getAcks, getPull, getPulls, getLists, ...) none at all.
 """
 
 from __future__ import annotations
@@ -41,10 +42,17 @@ class Method:
     #: A success sends messages: an ending that may have reached AllMySMS may have sent them.
     sends: bool = False
     #: How a success is written: "code" (100, 101, 113), "word" (any text: "OK", "Active Account"),
-    #: or "none" (the data alone, no status key; a status present is still read as a refusal).
+    #: "one" (the status 1, as the contact-list methods write it: "1"), or "none" (the data alone, no
+    #: status key; a status present is still read as a refusal).
     success: str = "code"
     #: The table's field names as this method's action input calls them.
     field_names: dict[str, Any] = field(default_factory=dict)
+    #: The method in the URL, when it is not ``name``.
+    feed: str = ""
+
+    @property
+    def feed_name(self) -> str:
+        return self.feed or self.name
 
 
 SEND_SMS = Method("sendSms", sends=True)
@@ -56,7 +64,19 @@ GET_BLACKLIST = Method("getBlacklist", success="none")
 GET_ACKS = Method("getAcks", success="none")
 GET_ACK_BY_SMS_ID = Method("getAckBySmsId", success="none")
 GET_PULLS = Method("getPulls", success="none")
+GET_PULL = Method("getPull", success="none")
 GET_CREDITS_BY_COUNTRY = Method("getCreditsByCountryIsoCode", success="none")
+# The one public client shows sendMms answering as sendSms does.
+SEND_MMS = Method("sendMms", sends=True)
+# No public source shows what sendEmail answers: it is read as the other sends are (100 or 101), so that
+# anything else says the e-mail may have gone out rather than claiming it did.
+SEND_EMAIL = Method("sendEmail", sends=True)
+GET_LISTS = Method("getLists", success="none")
+CREATE_LIST = Method("createList", success="one")
+# The one public client fills and empties a list through createList (populateData, deleteData), not through
+# methods of their own. Adding a contact twice is counted as a duplicate, so a lost answer may be asked again.
+POPULATE_LIST = Method("populateList", success="one", feed="createList")
+DELETE_CONTACTS = Method("deleteContacts", success="one", feed="createList")
 SEND_VOICE = Method("voice/send/bulk", sends=True, field_names={"message": "text"})
 SIMULATE_VOICE = Method("voice/send/bulk", field_names={"message": "text"})
 
@@ -70,8 +90,15 @@ METHODS = {
         GET_BLACKLIST,
         GET_ACKS,
         GET_ACK_BY_SMS_ID,
+        GET_PULL,
         GET_PULLS,
         GET_CREDITS_BY_COUNTRY,
+        SEND_MMS,
+        SEND_EMAIL,
+        GET_LISTS,
+        CREATE_LIST,
+        POPULATE_LIST,
+        DELETE_CONTACTS,
     )
 }
 
@@ -375,7 +402,7 @@ def classify(http_status: int, reply: dict[str, Any] | None, method: Method) -> 
         return "credentials_refused" if http_status in (401, 403) else "client_error"
     if reply is None:
         return "unreadable"
-    if code in SUCCESS:
+    if code in SUCCESS or (code == 1 and method.success == "one"):
         return "success"
     if code in STATUSES:
         return "refused"

@@ -86,11 +86,51 @@ class AllMySMS:
     def delete_campaign(self, credentials: Credentials, campaign_id: str) -> dict[str, Any]:
         return self._feed(outcomes.DELETE_CAMPAIGN, credentials, {"campId": campaign_id})[1]
 
+    def get_acks(self, credentials: Credentials, campaign_id: str) -> dict[str, Any]:
+        """The delivery receipts of one campaign (read them with feeds.acks)."""
+        return self._feed(outcomes.GET_ACKS, credentials, {"campId": campaign_id})[1]
+
+    def ack_by_sms_id(self, credentials: Credentials, sms_id: str) -> dict[str, Any]:
+        """The delivery receipt of one SMS (read it with feeds.ack)."""
+        return self._feed(outcomes.GET_ACK_BY_SMS_ID, credentials, {"smsId": sms_id})[1]
+
+    def pull(self, credentials: Credentials, campaign_id: str) -> dict[str, Any]:
+        """The replies to one campaign (read them with feeds.pulls)."""
+        return self._feed(outcomes.GET_PULL, credentials, {"campId": campaign_id})[1]
+
+    def pulls(self, credentials: Credentials, limit: int) -> dict[str, Any]:
+        """The replies not fetched before, at most ``limit``. AllMySMS hands each reply out once: what this
+        returns is gone from the next call, so the caller must keep it before anything can fail."""
+        return self._feed(outcomes.GET_PULLS, credentials, {"limit": str(limit)})[1]
+
+    def credits_by_country(self, credentials: Credentials, iso_code: str) -> dict[str, Any]:
+        """The credits one SMS costs to a country (read them with feeds.credits_per_sms)."""
+        return self._feed(outcomes.GET_CREDITS_BY_COUNTRY, credentials, {"countryIsoCode": iso_code})[1]
+
+    def send_mms(self, credentials: Credentials, mms_data: str) -> tuple[str, dict[str, Any]]:
+        return self._feed(outcomes.SEND_MMS, credentials, {"mmsData": mms_data})
+
+    def send_email(self, credentials: Credentials, email_data: str) -> tuple[str, dict[str, Any]]:
+        return self._feed(outcomes.SEND_EMAIL, credentials, {"emailData": email_data})
+
+    def lists(self, credentials: Credentials) -> dict[str, Any]:
+        """The account's contact lists (read them with feeds.contact_lists)."""
+        return self._feed(outcomes.GET_LISTS, credentials, {})[1]
+
+    def create_list(self, credentials: Credentials, list_data: str) -> dict[str, Any]:
+        return self._feed(outcomes.CREATE_LIST, credentials, {"listData": list_data})[1]
+
+    def populate_list(self, credentials: Credentials, populate_data: str) -> dict[str, Any]:
+        return self._feed(outcomes.POPULATE_LIST, credentials, {"populateData": populate_data})[1]
+
+    def delete_contacts(self, credentials: Credentials, delete_data: str) -> dict[str, Any]:
+        return self._feed(outcomes.DELETE_CONTACTS, credentials, {"deleteData": delete_data})[1]
+
     def _feed(
         self, method: outcomes.Method, credentials: Credentials, params: dict[str, Any]
     ) -> tuple[str, dict[str, Any]]:
         data = {"login": credentials.login, "apiKey": credentials.api_key, "returnformat": "json", **params}
-        return self._call(method, FEED_PATH.format(method=method.name), data=data)
+        return self._call(method, FEED_PATH.format(method=method.feed_name), data=data)
 
     # REST API.
 

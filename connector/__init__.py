@@ -12,7 +12,8 @@ from connector.description import manifest as manifest_module
 from connector.errors import ConfigError
 from connector.observe import metrics
 from connector.sending.actions import HANDLERS
-from connector.web import actions, auth, bodies, callbacks, health, operations, triggers
+from connector.sending.searches import SEARCHES
+from connector.web import actions, auth, bodies, callbacks, health, operations, searches, triggers
 
 #: Blueprints of routes for the operator, not for platforms: they stay out of the OpenAPI document that
 #: platforms import as the connector's description.
@@ -33,6 +34,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     services = services_module.build(settings)
     manifest = services.manifest
     problems = manifest_module.check_handlers(manifest, HANDLERS)
+    problems += manifest_module.check_handlers(manifest, SEARCHES, kind="search")
     if problems:
         raise ConfigError("The manifest and the code disagree", problems)
 
@@ -66,6 +68,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(actions.blueprint(manifest, HANDLERS, table, routed))
     app.register_blueprint(callbacks.blueprint(table, routed))
     app.register_blueprint(health.blueprint(table, routed))
+    app.register_blueprint(searches.blueprint(manifest, SEARCHES, table, routed))
     app.register_blueprint(triggers.blueprint(table, routed))
     operations.check_routed(table, routed)
     app.register_blueprint(metrics.blueprint())

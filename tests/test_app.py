@@ -26,18 +26,22 @@ def test_routes_are_exactly_those_the_manifest_describes(app):
     # The console's pages are for people, not the API the manifest describes (test_console.py checks them).
     rules = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint.partition(".")[0] != "console"}
     manifest = load()
-    expected = {a.path for a in manifest.actions} | {
-        "/v1/me",
-        "/v1/manifest",
-        "/v1/inbound/allmysms/<token>",
-        "/v1/inbound/rejected",
-        "/v1/events/<event_id>/replay",
-        "/v1/sandbox/replies",
-        "/openapi.json",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-    }
+    expected = (
+        {a.path for a in manifest.actions}
+        | {s.path for s in manifest.searches}
+        | {
+            "/v1/me",
+            "/v1/manifest",
+            "/v1/inbound/allmysms/<token>",
+            "/v1/inbound/rejected",
+            "/v1/events/<event_id>/replay",
+            "/v1/sandbox/replies",
+            "/openapi.json",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+        }
+    )
     for trigger in manifest.triggers:
         base = f"/v1/triggers/{trigger.key}"
         expected.add(f"{base}/events")

@@ -183,8 +183,8 @@ def run_node_tests(
 def test_the_zapier_apps_own_tests_pass_against_the_live_service(zapier_app, live_service):
     ran = run_node_tests(zapier_app, live_service.url, command=("npm", "test"))
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
-    # 10 against the service, 6 of the hook's signature check.
-    assert "# fail 0" in ran.stdout and "# pass 16" in ran.stdout, ran.stdout[-2000:]
+    # 11 against the service, 6 of the hook's signature check.
+    assert "# fail 0" in ran.stdout and "# pass 17" in ran.stdout, ran.stdout[-2000:]
 
 
 # --- elastic.io ------------------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def test_the_elasticio_modules_run_against_the_live_service(manifest, live_servi
     exports.write("elasticio", manifest, tmp_path, BASE_URL)
     ran = run_node_tests(tmp_path, live_service.url)
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
-    assert "# fail 0" in ran.stdout and "# pass 11" in ran.stdout, ran.stdout[-2000:]
+    assert "# fail 0" in ran.stdout and "# pass 12" in ran.stdout, ran.stdout[-2000:]
 
 
 # --- Power Automate ----------------------------------------------------------------------------------
@@ -426,7 +426,8 @@ def test_the_n8n_package_compiles_against_n8n_workflow_types_and_lists_what_it_b
     )
     assert shown.returncode == 0, shown.stderr
     described = json.loads(shown.stdout)
-    assert described["operations"] == [[a.key, "POST", a.path] for a in manifest.actions]
+    operations = (*manifest.actions, *manifest.searches)
+    assert sorted(described["operations"]) == sorted([a.key, "POST", a.path] for a in operations)
     assert described["events"] == [t.key for t in manifest.triggers if t.delivery == "push"]
     assert described["test"] == manifest.auth["test"]["path"]
 
@@ -436,8 +437,9 @@ N8N_KEYS = """
 // routing calls it, for one item of one run of the node in one execution. `store` plays the execution's
 // context data: n8n keeps one per execution, and Retry On Fail runs the node again with the same one.
 const { AllMySms } = require('./dist/nodes/AllMySms/AllMySms.node.js');
+// Searches send no key: only operations with a preSend hook.
 const operations = new AllMySms().description.properties.filter((p) => p.name === 'operation')
-  .flatMap((p) => p.options);
+  .flatMap((p) => p.options).filter((o) => o.routing.send);
 const execution = (over = {}) => ({ instance: 'a'.repeat(64), workflow: 'Wf7kLq2ZpR9xYb3N', id: '1041', run: 0,
   item: 0, store: {}, ...over });
 const keyFor = async (operation, e) => {

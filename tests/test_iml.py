@@ -292,3 +292,24 @@ def test_a_make_polling_trigger_reads_newest_first_items_with_their_ids(live_ser
     assert iml.render(response["output"], {"item": items[0]}) == items[0]
     assert iml.render(response["trigger"]["id"], {"item": items[0]}) == items[0]["id"] != ""
     assert iml.render(response["limit"], {"parameters": parameters}) == 5
+
+
+def test_a_make_search_sends_its_parameters_but_the_limit_and_iterates_the_items_found(live_service):
+    app = _live_app(live_service)
+    run = _MakeRun(app, live_service.url)
+    sent, mapped = run.call(
+        next(m for m in app["modules"] if m["name"] == "send_sms")["communication"],
+        {"parameters": {"message": "Bonjour", "recipients": ["0611111111"]}},
+    )
+    assert sent.status_code == 200, sent.text
+    module = next(m for m in app["modules"] if m["name"] == "find_sms_status")
+    assert module["typeOf"] == "search"
+    communication, response = module["communication"], module["communication"]["response"]
+    parameters = {"limit": 3, "sms_id": mapped["output"]["sms_ids"][0]["sms_id"]}
+    request = {k: v for k, v in communication.items() if k != "response"}
+    answer = wait_for(lambda: (found := run.call(request, {"parameters": parameters})[0]).json() and found)
+    assert json.loads(answer.request.body) == {"sms_id": parameters["sms_id"]}
+    items = iml.render(response["iterate"], {"body": answer.json()})
+    assert [iml.render(response["output"], {"item": item})["sms_id"] for item in items] == [parameters["sms_id"]]
+    nothing, _ = run.call(request, {"parameters": {"sms_id": "nothing-found-0"}})
+    assert nothing.status_code == 200 and iml.render(response["iterate"], {"body": nothing.json()}) == []

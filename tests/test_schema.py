@@ -121,6 +121,8 @@ def test_an_upgrade_keeps_what_the_database_holds(backend):
         for table in (
             "alembic_version",
             "connector_schema",
+            "upstream_reads",
+            "campaigns",
             "idempotency_keys",
             "credit_watch",
             "attempts",

@@ -114,7 +114,8 @@ def receipt(event_id: str) -> dict:
 def test_a_migration_writes_which_versions_can_run_on_the_schema_it_leaves(database):
     _, engine = database
     assert revision_and_row(engine) == (schema.head(), [(schema.head(), schema.readable_by())])
-    assert schema.readable_by() == "0002"  # 0003 only added connector_schema, which 0002 never looks at
+    # 0003 and 0004 only added tables (connector_schema; campaigns, upstream_reads), which 0002 never looks at.
+    assert schema.readable_by() == "0002"
 
 
 def test_every_shipped_migration_says_which_versions_can_run_on_its_schema():

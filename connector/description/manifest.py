@@ -62,12 +62,31 @@ class Trigger:
 
 
 @dataclass(frozen=True)
+class Search:
+    """A look-up at AllMySMS: its input is checked like an action's, and it answers a list of ``output``
+    items, empty when nothing is found."""
+
+    key: str
+    noun: str
+    label: str
+    description: str
+    input: str
+    output: str  # the schema of one item
+    sample: dict[str, Any]  # one item
+
+    @property
+    def path(self) -> str:
+        return f"/v1/searches/{self.key}"
+
+
+@dataclass(frozen=True)
 class Manifest:
     connector: MappingProxyType[str, Any]
     auth: MappingProxyType[str, Any]
     actions: tuple[Action, ...]
     triggers: tuple[Trigger, ...]
     catalog: Catalog = field(repr=False, compare=False)
+    searches: tuple[Search, ...] = ()
 
     def action(self, key: str) -> Action:
         return next(a for a in self.actions if a.key == key)
@@ -113,6 +132,19 @@ class Manifest:
                 }
                 for t in self.triggers
             ],
+            "searches": [
+                {
+                    "key": s.key,
+                    "noun": s.noun,
+                    "label": s.label,
+                    "description": s.description,
+                    "request": {"method": "POST", "path": s.path},
+                    "input": self.catalog.resolved(s.input),
+                    "output": {"type": "array", "items": self.catalog.resolved(s.output)},
+                    "sample": s.sample,
+                }
+                for s in self.searches
+            ],
         }
 
 
@@ -140,20 +172,26 @@ def load(path: Path | None = None, schemas: Path | None = None) -> Manifest:
         actions=tuple(Action(**a) for a in raw["actions"]),
         triggers=tuple(Trigger(**t) for t in raw["triggers"]),
         catalog=catalog,
+        searches=tuple(Search(**s) for s in raw.get("searches", [])),
     )
 
 
 # Rules JSON Schema cannot express; each returns a list of problems.
 
 
+def _described(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every action, trigger and search of the raw manifest."""
+    return list(raw["actions"]) + list(raw["triggers"]) + list(raw.get("searches", []))
+
+
 def keys_are_unique(raw: dict[str, Any], catalog: Catalog) -> list[str]:
-    keys = [item["key"] for item in raw["actions"] + raw["triggers"]]
+    keys = [item["key"] for item in _described(raw)]
     return [f"key {k!r} is used more than once" for k in sorted({k for k in keys if keys.count(k) > 1})]
 
 
 def schema_files_exist(raw: dict[str, Any], catalog: Catalog) -> list[str]:
     problems = []
-    for item in raw["actions"] + raw["triggers"]:
+    for item in _described(raw):
         for role in ("input", "output", "event"):
             name = item.get(role)
             if name and name not in catalog:
@@ -163,9 +201,9 @@ def schema_files_exist(raw: dict[str, Any], catalog: Catalog) -> list[str]:
 
 def samples_match_schemas(raw: dict[str, Any], catalog: Catalog) -> list[str]:
     problems = []
-    for item in raw["actions"] + raw["triggers"]:
+    for item in _described(raw):
         name = item.get("output") or item.get("event")
-        if name not in catalog:
+        if not isinstance(name, str) or name not in catalog:
             continue
         for f in check(catalog.validator(name), item["sample"], catalog.resolved(name)):
             problems.append(f"{item['key']}: sample {f.path}: {f.message}")
@@ -205,9 +243,11 @@ CHECKS = (
 )
 
 
-def check_handlers(manifest: Manifest, handlers: Collection[str]) -> list[str]:
-    """Every action has a handler and every handler is described in the manifest."""
-    described = {a.key for a in manifest.actions}
-    return [f"action {k!r} has no handler" for k in sorted(described - set(handlers))] + [
-        f"handler {k!r} is not described in the manifest" for k in sorted(set(handlers) - described)
+def check_handlers(manifest: Manifest, handlers: Collection[str], kind: str = "action") -> list[str]:
+    """Every action (or every search, with ``kind`` "search") has a handler and every handler is described
+    in the manifest."""
+    described = {a.key for a in (manifest.searches if kind == "search" else manifest.actions)}
+    named = "handler" if kind == "action" else f"{kind} handler"
+    return [f"{kind} {k!r} has no handler" for k in sorted(described - set(handlers))] + [
+        f"{named} {k!r} is not described in the manifest" for k in sorted(set(handlers) - described)
     ]

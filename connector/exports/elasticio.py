@@ -5,6 +5,7 @@ Schemas go to elastic.io's older dialect: draft-4 types and `required: true` on 
 triggers come twice: as `webhook` triggers (subscribe the flow's webhook URL in `startup`, keep the
 subscription's secret as startup data, pass on only events whose signature it verifies, unsubscribe in
 `shutdown`) and as `polling` triggers that emit what is new since the last run (a snapshot of ids).
+Searches are actions that emit one message per item found, and none when nothing is found.
 The JavaScript is in templates/elasticio/, as real files.
 """
 
@@ -17,7 +18,7 @@ from connector.events import signing
 from connector.exports.fields import narrow
 from connector.exports.files import as_json, template
 from connector.exports.retries import KeySource
-from connector.exports.testkit import action_examples, firing_input
+from connector.exports.testkit import action_examples, firing_input, search_examples
 
 KEY_SOURCE = KeySource(
     platform="elastic.io",
@@ -61,6 +62,8 @@ def files(manifest: Manifest, base_url: str) -> dict[str, str]:
     }
     for action in manifest.actions:
         out[f"lib/actions/{action.key}.js"] = template("elasticio/lib/actions/action.js", path=json.dumps(action.path))
+    for search in manifest.searches:
+        out[f"lib/actions/{search.key}.js"] = template("elasticio/lib/actions/search.js", path=json.dumps(search.path))
     for trigger in manifest.triggers:
         if trigger.delivery == "push":
             subscriptions = json.dumps(trigger.subscriptions_path)
@@ -96,6 +99,17 @@ def component(manifest: Manifest) -> dict:
         }
         for a in manifest.actions
     }
+    actions.update(
+        {
+            s.key: {
+                "main": f"./lib/actions/{s.key}.js",
+                "title": s.label,
+                "description": f"{s.description} Emits one message per item found.",
+                "metadata": {"in": _dialect(catalog.resolved(s.input)), "out": _dialect(catalog.resolved(s.output))},
+            }
+            for s in manifest.searches
+        }
+    )
     triggers = {}
     for trigger in manifest.triggers:
         out = _dialect(catalog.resolved(trigger.event))
@@ -168,6 +182,7 @@ def _tests(manifest: Manifest) -> str:
     return template(
         "elasticio/test/component.test.js",
         creates=action_examples(manifest),
+        searches=search_examples(manifest),
         pushed=json.dumps(pushed),
         polled=json.dumps(polled, indent=2),
         vector=json.dumps(_signed_vector(), indent=2, ensure_ascii=False),

@@ -126,10 +126,27 @@ def guide(manifest: Manifest, base_url: str) -> str:
         'Errors answer 4xx/5xx with `{"error": {"message": …, "disposition": …}}`: show `message` to the '
         "user; `disposition` says whether to fix the input, the credentials or the credit, or to retry.",
         "",
+        "### Searches (custom function with `invokeUrl`)",
+        "",
+        "Each search is a `POST` with a JSON body, like an action, and answers a JSON list of the items found: "
+        "an empty list (`[]`) when nothing is found, never a 404. Test the list's size to branch on "
+        '"found" or "not found"; searches need no idempotency key.',
+        "",
+    ]
+    for search in manifest.searches:
+        inputs = input_fields(catalog.resolved(search.input))
+        described = "; ".join(f"`{f.key}`{' (required)' if f.required else ''}" for f in inputs) or "no fields"
+        items = ", ".join(f"`{f.key}`" for f in output_fields(catalog.resolved(search.output)))
+        lines += [
+            f"- **{search.label}** — `POST {base_url}{search.path}` — {described}. Each item: {items}. "
+            f"{search.description}"
+        ]
+    lines += [
+        "",
         "## Blendr.io",
         "",
         "Blendr.io builds connectors from an OpenAPI document: hand their team `openapi.json` (in this folder, "
-        f"and served live at `{base_url}/openapi.json`). It describes every action and trigger, Basic "
+        f"and served live at `{base_url}/openapi.json`). It describes every action, search and trigger, Basic "
         "authentication, the error shape, and under `webhooks` the events the connector POSTs to subscribers, "
         "with their Standard Webhooks signature headers.",
         "",

@@ -1,5 +1,8 @@
-"""Make (formerly Integromat) custom app: base, connection, one module per action and trigger, and an
+"""Make (formerly Integromat) custom app: base, connection, one module per action, search and trigger, and an
 attached webhook per pushed trigger, in Make's JSON (IML expressions in double braces).
+
+Search modules iterate the list the service answers, one bundle per item: an empty list outputs no bundle,
+which is how Make says nothing was found.
 
 Instant triggers attach by subscribing the webhook's URL and keep the subscription id as
 `externalHookId`, which detaching deletes; polling triggers read the newest-first event list and let
@@ -69,6 +72,7 @@ def app(manifest: Manifest, base_url: str) -> dict:
                 "samples": action.sample,
             }
         )
+    modules += [_search(manifest, search, connection_name) for search in manifest.searches]
     for trigger in manifest.triggers:
         interface = _interface(catalog.resolved(trigger.event))
         if trigger.delivery == "push":
@@ -185,6 +189,36 @@ def app(manifest: Manifest, base_url: str) -> dict:
         ],
         "modules": modules,
         "webhooks": webhooks,
+    }
+
+
+#: Make's own parameter capping how many bundles a search outputs; it is not sent to the service.
+_SEARCH_LIMIT = {
+    "name": "limit",
+    "type": "uinteger",
+    "label": "Maximum number of results",
+    "default": 100,
+    "required": False,
+}
+
+
+def _search(manifest: Manifest, search, connection_name: str) -> dict:
+    return {
+        "name": search.key,
+        "label": search.label,
+        "description": search.description,
+        "typeOf": "search",
+        "connection": connection_name,
+        "communication": {
+            "url": search.path,
+            "method": "POST",
+            "body": f"{{{{omit(parameters, '{_SEARCH_LIMIT['name']}')}}}}",
+            "response": {"iterate": "{{body}}", "output": "{{item}}", "limit": "{{parameters.limit}}"},
+        },
+        "parameters": [_SEARCH_LIMIT],
+        "mappableParameters": [_parameter(f) for f in input_fields(manifest.catalog.resolved(search.input))],
+        "interface": _interface(manifest.catalog.resolved(search.output)),
+        "samples": search.sample,
     }
 
 

@@ -1,5 +1,7 @@
 """An n8n community-node package in TypeScript: credentials with a test request, a declarative action node
-(one resource per noun, one operation per action, optional fields under "Additional Fields"), and a
+(one resource per noun, one operation per action and per search, optional fields under "Additional
+Fields"; a search's answer is a list, which n8n outputs as one item per element, none when nothing is
+found), and a
 trigger node whose webhookMethods subscribe the workflow's URL and remember the subscription's id and signing
 secret in the workflow's static data, and whose webhook starts the workflow only for an event signed with
 that secret (Standard Webhooks, five minutes of tolerance). Compiled with tsc against n8n-workflow's types;
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
-from connector.description.manifest import Manifest
+from connector.description.manifest import Action, Manifest, Search
 from connector.events.signing import DEFAULT_TOLERANCE, PREFIX, VERSION
 from connector.exports.fields import Field, input_fields
 from connector.exports.files import as_json, template
@@ -204,7 +206,9 @@ def _property(f: Field, operation: str | None) -> dict:
 
 def _action_node(manifest: Manifest) -> str:
     resources: dict[str, list] = {}
-    for action in manifest.actions:
+    searches = {s.key for s in manifest.searches}
+    operations: list[Action | Search] = [*manifest.actions, *manifest.searches]
+    for action in operations:
         resources.setdefault(action.noun, []).append(action)
     properties: list[dict] = [
         {
@@ -230,14 +234,16 @@ def _action_node(manifest: Manifest) -> str:
                         "value": a.key,
                         "action": a.label,
                         "description": a.description,
-                        "routing": {"request": {"method": "POST", "url": a.path}, "send": {"preSend": [_KEY_HOOK]}},
+                        "routing": {"request": {"method": "POST", "url": a.path}}
+                        if a.key in searches
+                        else {"request": {"method": "POST", "url": a.path}, "send": {"preSend": [_KEY_HOOK]}},
                     }
                     for a in actions
                 ],
                 "default": actions[0].key,
             }
         )
-    for action in manifest.actions:
+    for action in operations:
         fields = input_fields(manifest.catalog.resolved(action.input))
         properties += [_property(f, action.key) for f in fields if f.required]
         optional = [f for f in fields if not f.required]

@@ -61,6 +61,10 @@ class _Builder:
             "tags": [
                 {"name": "actions", "description": "Send, schedule, cancel, estimate, read the account."},
                 {"name": "triggers", "description": "REST hooks, event lists, replay and delivery logs."},
+                {
+                    "name": "searches",
+                    "description": "Look up receipts and replies: a list, empty when nothing is found.",
+                },
             ],
             "paths": paths,
             "webhooks": self.webhooks(),

@@ -5,6 +5,9 @@ property marked `x-ms-notification-url` (the flow's callback URL), and the servi
 `Location` header that the platform DELETEs when the flow is removed. Swagger 2.0 knows no `oneOf`,
 `null` types or `const`: schemas are narrowed to what it can say (the same reading as every platform's
 fields: a value that may be a text or a list is a list).
+
+Searches are actions that answer an array: an empty array is a flow's "nothing found" (an Apply to each
+over it runs no step).
 """
 
 from __future__ import annotations
@@ -93,6 +96,34 @@ def document(manifest: Manifest, base_url: str) -> dict:
                 ],
                 "responses": {
                     "200": {"description": action.label, "schema": _schema(catalog.resolved(action.output))},
+                    "default": {
+                        "description": "An error, with a message to act on",
+                        "schema": _schema(catalog.resolved("api/error.json")),
+                    },
+                },
+            }
+        }
+    for search in manifest.searches:
+        paths[search.path] = {
+            "post": {
+                "operationId": _operation_id(search.key),
+                "summary": _summary(search.label),
+                "description": search.description,
+                "x-ms-visibility": "important",
+                "parameters": [
+                    {
+                        "name": "body",
+                        "in": "body",
+                        "required": True,
+                        "x-ms-summary": search.label,
+                        "schema": _schema(catalog.resolved(search.input)),
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": f"{search.label}: the items found, none when nothing is found",
+                        "schema": {"type": "array", "items": _schema(catalog.resolved(search.output))},
+                    },
                     "default": {
                         "description": "An error, with a message to act on",
                         "schema": _schema(catalog.resolved("api/error.json")),

@@ -25,6 +25,26 @@ def action_examples(manifest: Manifest) -> str:
     return json.dumps(examples, indent=2, ensure_ascii=False)
 
 
+#: The input fields of a search that a send's answer fills: the name of each in that answer.
+_SENT_IDS = ("sms_id", "campaign_id")
+
+
+def search_examples(manifest: Manifest) -> str:
+    """Each search with its first schema example, as JavaScript, and which of its fields (``ids``) take an
+    id from a send's answer, so that the search finds what the send left."""
+    examples = []
+    for search in manifest.searches:
+        schema = manifest.catalog.resolved(search.input)
+        examples.append(
+            {
+                "key": search.key,
+                "input": (schema.get("examples") or [{}])[0],
+                "ids": [name for name in _SENT_IDS if name in schema.get("properties", {})],
+            }
+        )
+    return json.dumps(examples, indent=2, ensure_ascii=False)
+
+
 def firing_input(manifest: Manifest, trigger) -> dict:
     """Input that makes a polled trigger fire on the sandbox: its example, with each bounded whole number
     at its maximum (a credits threshold above any balance)."""

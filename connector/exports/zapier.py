@@ -1,5 +1,6 @@
-"""A Zapier CLI app (zapier-platform-core 19): one create per action, one trigger per trigger (REST hooks
-for pushed events, polling for the others), custom auth with the AllMySMS login and API key, and tests
+"""A Zapier CLI app (zapier-platform-core 19): one create per action, one search per search (its perform
+answers the list of items found, empty for nothing found), one trigger per trigger (REST hooks for pushed
+events, polling for the others), custom auth with the AllMySMS login and API key, and tests
 that `NODE_ENV=test node --test` runs against a live service (no Zapier account, no network beyond it).
 Instant triggers keep the subscription's `whsec_` secret and refuse an event whose Standard Webhooks
 signature is missing, wrong or stale.
@@ -18,7 +19,7 @@ from connector.events import signing
 from connector.exports.fields import Field, input_fields, output_fields
 from connector.exports.files import as_json, template
 from connector.exports.retries import KEY_FIELD, KeySource, key_field
-from connector.exports.testkit import action_examples, firing_input
+from connector.exports.testkit import action_examples, firing_input, search_examples
 
 KEY_SOURCE = KeySource(
     platform="Zapier",
@@ -87,6 +88,8 @@ def files(manifest: Manifest, base_url: str) -> dict[str, str]:
     }
     for action in manifest.actions:
         out[f"creates/{action.key}.js"] = _create(manifest, action)
+    for search in manifest.searches:
+        out[f"searches/{search.key}.js"] = _search(manifest, search)
     for trigger in manifest.triggers:
         out[f"triggers/{trigger.key}.js"] = _trigger(manifest, trigger)
     return out
@@ -128,7 +131,8 @@ def _described(item) -> dict[str, str]:
 def _index(manifest: Manifest) -> str:
     creates = "\n".join(f"    [{_js(a.key)}]: require('./creates/{a.key}')," for a in manifest.actions)
     triggers = "\n".join(f"    [{_js(t.key)}]: require('./triggers/{t.key}')," for t in manifest.triggers)
-    return template("zapier/index.js", triggers=triggers, creates=creates)
+    searches = "\n".join(f"    [{_js(s.key)}]: require('./searches/{s.key}')," for s in manifest.searches)
+    return template("zapier/index.js", triggers=triggers, creates=creates, searches=searches)
 
 
 def _authentication(manifest: Manifest) -> str:
@@ -158,6 +162,17 @@ def _create(manifest: Manifest, action) -> str:
     )
 
 
+def _search(manifest: Manifest, search) -> str:
+    return template(
+        "zapier/searches/search.js",
+        **_described(search),
+        path=search.path,
+        input_fields=_js([_field(f) for f in input_fields(manifest.catalog.resolved(search.input))]),
+        sample=_js(search.sample),
+        output_fields=_js(_outputs(manifest.catalog.resolved(search.output))),
+    )
+
+
 def _trigger(manifest: Manifest, trigger) -> str:
     common = {
         **_described(trigger),
@@ -177,6 +192,7 @@ def _tests(manifest: Manifest) -> str:
     return template(
         "zapier/test/app.test.js",
         creates=action_examples(manifest),
+        searches=search_examples(manifest),
         pushed=_js(pushed),
         polled=_js(polled),
         helpers=template("shared/testkit.js"),
@@ -198,6 +214,7 @@ def _signature_tests() -> str:
 def _readme(manifest: Manifest, base_url: str) -> str:
     name = manifest.connector["name"]
     actions = "\n".join(f"- **{a.label}** — {a.description}" for a in manifest.actions)
+    searches = "\n".join(f"- **{s.label}** — {s.description}" for s in manifest.searches)
     triggers = "\n".join(
         f"- **{t.label}** ({'instant' if t.delivery == 'push' else 'polling'}) — {t.description}"
         for t in manifest.triggers
@@ -212,6 +229,9 @@ it elsewhere). Users connect with their AllMySMS login and API key.
 
 ## Actions
 {actions}
+
+## Searches
+{searches}
 
 ## Triggers
 {triggers}
@@ -243,8 +263,8 @@ the same trigger) can see the same item: follow the ID with a fixed word for thi
 `-reminders`), or the second Zap would get the first one's answer and send nothing.
 
 The tests need the connector running on its sandbox (`connector serve` with
-`CONNECTOR_ALLOWED_TARGETS=127.0.0.1`): they connect, run every action, subscribe a local receiver,
-send an SMS and turn the receipt that arrives into a trigger result.
+`CONNECTOR_ALLOWED_TARGETS=127.0.0.1`): they connect, run every action and every search, subscribe a local
+receiver, send an SMS and turn the receipt that arrives into a trigger result.
 
 ## Publish
 

@@ -76,7 +76,10 @@ def check() -> None:
     from connector.description import manifest
 
     loaded = manifest.load()
-    click.echo(f"ok: {len(loaded.actions)} actions, {len(loaded.triggers)} triggers, configuration valid")
+    click.echo(
+        f"ok: {len(loaded.actions)} actions, {len(loaded.searches)} searches, {len(loaded.triggers)} triggers, "
+        "configuration valid"
+    )
 
 
 @connector.command(help="bring the database's schema to this version (the Procfile's release step)")

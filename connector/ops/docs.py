@@ -6,10 +6,12 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from connector import config
-from connector.description.manifest import Manifest
+from connector.description.manifest import Action, Manifest, Search
 
 _SECTION = re.compile(r"(<!-- generated:(\w+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.S)
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +53,7 @@ def update_text(text: str, manifest: Manifest) -> str:
     """``text`` with every generated section rewritten; the rest is left as it is."""
     renderers = {
         "actions": lambda: actions(manifest),
+        "searches": lambda: searches(manifest),
         "config": config.markdown_table,
         "retries": retries,
         "packages": packages,
@@ -122,8 +125,27 @@ def _summary(path: Path) -> str:
 
 
 def actions(manifest: Manifest) -> str:
+    return _requests(manifest, manifest.actions, "Result (sample)", lambda action: action.sample)
+
+
+def searches(manifest: Manifest) -> str:
+    """Each search like an action, its sample shown as the list it answers."""
+    return _requests(manifest, manifest.searches, "Items found (sample; `[]` when nothing is found)", _found)
+
+
+def _found(search: Search) -> list[dict[str, Any]]:
+    return [search.sample]
+
+
+def _requests(
+    manifest: Manifest,
+    described: Sequence[Action | Search],
+    answered: str,
+    sample_of: Callable[[Any], object],
+) -> str:
+    """Each action or search of ``described``: its route, description, fields, a curl example and a sample."""
     out = []
-    for action in manifest.actions:
+    for action in described:
         schema = manifest.catalog.resolved(action.input)
         example = (manifest.catalog.documents[action.input].get("examples") or [{}])[0]
         out += [f"## {action.label} — `POST {action.path}`", "", action.description.strip(), ""]
@@ -145,10 +167,10 @@ def actions(manifest: Manifest) -> str:
             f"  http://127.0.0.1:8000{action.path}",
             "```",
             "",
-            "Result (sample):",
+            f"{answered}:",
             "",
             "```json",
-            json.dumps(action.sample, indent=2, ensure_ascii=False),
+            json.dumps(sample_of(action), indent=2, ensure_ascii=False),
             "```",
             "",
         ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from connector.description.validation import field_path, invalid_input
@@ -13,6 +15,10 @@ from connector.errors import FieldError
 from connector.sending import phones, segments
 
 MAX_MESSAGE_CHARACTERS = 640
+#: The kinds of MMS as the action names them, and as the mmsData feed does (feeds.MMS_CLASSES).
+MMS_KINDS = {"picture": "image", "video": "video", "sound": "sound", "text": "text"}
+# Names that only ever mean this machine or a private network: AllMySMS could never download from them.
+_PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa")
 _PLACEHOLDER = re.compile(r"#param_(\d+)#")
 # AllMySMS documents #param_1# in lower case only: another case would go out as written.
 _PLACEHOLDER_OTHER_CASE = re.compile(r"#(?!param_)(?i:param_)\d+#")
@@ -74,6 +80,19 @@ class VoiceRequest:
     text: str = ""
     sender: str = ""
     campaign_name: str = ""
+    send_at: SendTime | None = None
+
+
+@dataclass(frozen=True)
+class MmsRequest:
+    recipients: tuple[Recipient, ...]
+    invalid: tuple[InvalidNumber, ...]
+    #: As the action names it: picture, video, sound or text.
+    kind: str
+    message: str = ""
+    media_url: str = ""
+    campaign_name: str = ""
+    client_reference: str = ""
     send_at: SendTime | None = None
 
 
@@ -187,6 +206,83 @@ def voice_request(payload: dict[str, Any], rules: Rules, now: datetime) -> Voice
         campaign_name=payload.get("campaign_name", ""),
         send_at=send_at,
     )
+
+
+def mms_request(payload: dict[str, Any], rules: Rules, now: datetime) -> MmsRequest:
+    """Raises InvalidInput listing every problem; ``payload`` already matches its JSON Schema."""
+    problems: list[FieldError] = []
+    entries = _entries(payload["recipients"])
+    if any(params for _, params in entries):
+        problems.append(FieldError("recipients", "An MMS cannot be personalised: give phone numbers only."))
+    recipients, invalid, recipient_problems = _read_recipients(entries, rules, 0)
+    problems += recipient_problems
+    problems += _invalid_number_problems(invalid, payload.get("invalid_numbers", "reject"), len(recipients))
+    kind, message, media_url = payload["kind"], payload.get("message", ""), payload.get("media_url", "").strip()
+    problems += _text_problems("message", message)
+    problems += _text_problems("campaign_name", payload.get("campaign_name", ""))
+    problems += _mms_content_problems(kind, message, media_url)
+    send_at = None
+    if payload.get("send_at"):
+        send_at, time_problems = send_time(payload["send_at"], rules.zone, now)
+        problems += time_problems
+    if problems:
+        raise invalid_input(problems)
+    return MmsRequest(
+        recipients=tuple(recipients),
+        invalid=tuple(invalid),
+        kind=kind,
+        message=message,
+        media_url=media_url,
+        campaign_name=payload.get("campaign_name", ""),
+        client_reference=payload.get("client_reference", ""),
+        send_at=send_at,
+    )
+
+
+def _mms_content_problems(kind: str, message: str, media_url: str) -> list[FieldError]:
+    """A text MMS is a message and no media; the other kinds need the media's public URL."""
+    if kind == "text":
+        problems = [] if message.strip() else [FieldError("message", "A text MMS needs a message.")]
+        if media_url:
+            problems.append(
+                FieldError(
+                    "media_url",
+                    "A text MMS carries no media: leave the media URL empty, or choose picture, "
+                    "video or sound as the kind.",
+                )
+            )
+        return problems
+    if not media_url:
+        return [FieldError("media_url", f"A {kind} MMS needs the public http(s) link to its {kind}.")]
+    reason = media_url_problem(media_url)
+    return [FieldError("media_url", reason)] if reason else []
+
+
+def media_url_problem(url: str) -> str | None:
+    """Why AllMySMS could not download a media from ``url``, or None: it must be a well-formed http(s) URL
+    of a public host. Names are not resolved here (AllMySMS downloads, not this service): only what the URL
+    itself shows is judged, an address of a private network or a name that only ever means one."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 - reading it checks it: a port that is not a number raises
+    except ValueError:
+        return "This is not a well-formed URL; give a link such as https://example.com/offer.jpg."
+    if parts.scheme.lower() not in ("http", "https"):
+        return "Give a link starting with https:// (or http://): AllMySMS downloads the media from the internet."
+    if any(c.isspace() for c in url) or not host:
+        return "This is not a well-formed URL (a host is missing, or it contains spaces); encode spaces as %20."
+    if parts.username is not None:
+        return "The link must not carry a login or password: give a public link that needs none."
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        if host == "localhost" or host.endswith(_PRIVATE_SUFFIXES) or "." not in host.rstrip("."):
+            return f"{host} is not a public internet name: AllMySMS could not download the media from it."
+        return None
+    if not address.is_global:
+        return f"{host} is not a public internet address: AllMySMS could not download the media from it."
+    return None
 
 
 def campaign_ids(value: str | list[Any]) -> list[str]:

@@ -1,7 +1,7 @@
 """The store: one database and a repository per aggregate over it, built together.
 
-``store.accounts``, ``store.events``, ``store.keys``, ``store.subscriptions``, ``store.outbox`` and
-``store.history`` each keep their own tables; ``store.views`` reads across them for the console and
+``store.accounts``, ``store.events``, ``store.keys``, ``store.subscriptions``, ``store.outbox``, ``store.history``
+and ``store.campaigns`` each keep their own tables; ``store.views`` reads across them for the console and
 /metrics. Every write that must happen together happens in one transaction of one repository: an event
 and its place in the fan-out queue are stored at once, or not at all.
 """
@@ -9,6 +9,7 @@ and its place in the fan-out queue are stored at once, or not at all.
 from __future__ import annotations
 
 from connector.storage.accounts import AccountStore
+from connector.storage.campaigns import CampaignStore
 from connector.storage.database import Database
 from connector.storage.events import EventStore
 from connector.storage.history import History
@@ -33,6 +34,7 @@ class Store:
         self.subscriptions = SubscriptionStore(self.database, secret_key)
         self.outbox = Outbox(self.database, self.events, self.subscriptions)
         self.history = History(self.database)
+        self.campaigns = CampaignStore(self.database)
         self.views = Views(self.database)
 
     def probe_write(self) -> None:

@@ -157,6 +157,31 @@ credit_watch = Table(
     Column("crossings", Integer, nullable=False),
 )
 
+# The campaigns each account's sends made, so that their receipts can be read from AllMySMS (getAcks) when a
+# platform polls: ``messages`` maps each E.164 number to its SMS id (getAcks names the number, not the SMS);
+# ``settled`` is 1 once every SMS has a final receipt, after which the campaign is not read again.
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
+    Column("campaign_id", String(64), primary_key=True),
+    Column("sent_at", Float, nullable=False),
+    Column("read_at", Float),
+    Column("settled", Integer, nullable=False, default=0),
+    Column("messages", Text, nullable=False),
+    Index("campaigns_by_account_age", "account_id", "sent_at"),
+)
+
+# When each account's receipts and replies were last read from AllMySMS (``source``: receipts, replies):
+# however many processes and platforms poll, AllMySMS is asked at most once an interval per account.
+upstream_reads = Table(
+    "upstream_reads",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
+    Column("source", String(16), primary_key=True),
+    Column("read_at", Float, nullable=False),
+)
+
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 ACTIVE, DISABLED = "active", "disabled"
 

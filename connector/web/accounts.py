@@ -109,6 +109,11 @@ class Accounts:
             self._unremembered.add(login)
             return True
 
+    def id_of(self, login: str) -> int | None:
+        """The id of the account of ``login``, None when there is none yet."""
+        found = self.by_token(inbound_token(self.secret, login))
+        return found[0] if found else None
+
     def by_token(self, token: str) -> tuple[int, str] | None:
         with self._lock:
             known = self._tokens.get(token)

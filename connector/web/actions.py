@@ -3,11 +3,12 @@ the body screened then explained, limits per account, Idempotency-Key; and /v1/m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -16,7 +17,7 @@ from connector import errors
 from connector.description.manifest import Action, Manifest
 from connector.description.validation import invalid_input
 from connector.errors import ConnectorError, FieldError, NotFound, Throttled
-from connector.events import inbound
+from connector.events import inbound, polling
 from connector.observe import metrics
 from connector.sending import feeds, idempotency, phones
 from connector.sending.actions import Context, Handler
@@ -24,6 +25,9 @@ from connector.storage import outage, recovery
 from connector.web import bodies, current_services, operations
 from connector.web.auth import credentials, verified
 from connector.web.operations import Operation, View
+
+if TYPE_CHECKING:  # services builds on web's modules
+    from connector.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +127,16 @@ def perform(
     handed = [payload]
     del payload
     started = time.perf_counter()
-    result = handle(ctx, handed.pop())
-    # AllMySMS just accepted these credentials: receipts for this send can find the account.
     services = current_services()
+    sent: list[tuple[str, list[dict[str, Any]]]] = []
+    try:
+        result = handle(
+            dataclasses.replace(ctx, sent=lambda campaign, messages: sent.append((campaign, messages))), handed.pop()
+        )
+    except ConnectorError:
+        _keep_campaigns(services, ctx.credentials.login, sent)  # a send that failed half-way sent these
+        raise
+    # AllMySMS just accepted these credentials: receipts for this send can find the account.
     try:
         services.accounts.remember(ctx.credentials.login)
     except Exception as error:
@@ -136,12 +147,35 @@ def perform(
         if services.accounts.unremembered(ctx.credentials.login):
             recovery.keep(services, recovery.Entry(recovery.ACCOUNT, {"login": ctx.credentials.login}))
     services.refusals.accepted(ctx.credentials.login, ctx.credentials.api_key)
+    _keep_campaigns(services, ctx.credentials.login, sent or _campaigns_of(result))
     log.info("action %s done in %.0f ms", action.key, (time.perf_counter() - started) * 1000)
     if current_app.config["CONNECTOR_VALIDATE_OUTPUT"]:
         errors = [f"{e.json_path}: {e.message}" for e in manifest.catalog.validator(action.output).iter_errors(result)]
         if errors:
             raise RuntimeError(f"{action.key} result does not match {action.output}: {errors[:5]}")
     return result
+
+
+def _campaigns_of(result: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The campaign of a send whose handler did not tell of it as it went: one campaign, its messages."""
+    ids, messages = result.get("campaign_ids"), result.get("sms_ids")
+    if isinstance(ids, list) and len(ids) == 1 and isinstance(messages, list) and messages:
+        return [(str(ids[0]), [m for m in messages if isinstance(m, dict) and "phone_number" in m and "sms_id" in m])]
+    return []
+
+
+def _keep_campaigns(services: Services, login: str, sent: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    """Keep the campaigns a send made, so their receipts can be read when a platform polls for them."""
+    if not sent:
+        return
+    try:
+        account_id = services.accounts.id_of(login)
+    except Exception as error:
+        if not outage.unavailable(error):
+            raise
+        account_id = None
+    if account_id is not None:
+        polling.record_sends(services, account_id, sent, time.time())
 
 
 def _action_view(manifest: Manifest, action: Action, handle: Handler) -> View:

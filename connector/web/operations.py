@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from flask import Blueprint
 from flask.typing import ResponseReturnValue
 
-from connector.description.manifest import Action, Manifest, Trigger
+from connector.description.manifest import Action, Manifest, Search, Trigger
 from connector.errors import ConfigError
 from connector.events import inbound
 
@@ -48,6 +48,7 @@ class Operation:
     sample: object = None
     action: Action | None = None
     trigger: Trigger | None = None
+    search: Search | None = None
 
     @property
     def path_parameters(self) -> tuple[str, ...]:
@@ -118,6 +119,23 @@ def table(manifest: Manifest) -> tuple[Operation, ...]:
             action=action,
         )
         for action in manifest.actions
+    ]
+    ops += [
+        Operation(
+            search.key,
+            "POST",
+            search.path,
+            "search",
+            search.label,
+            search.description,
+            output=search.output,
+            many=True,
+            body=search.input,
+            tag="searches",
+            sample=[search.sample],
+            search=search,
+        )
+        for search in manifest.searches
     ]
     for trigger in manifest.triggers:
         ops += trigger_operations(trigger)

@@ -16,7 +16,7 @@ from connector.description.manifest import Trigger
 from connector.description.validation import invalid_input
 from connector.errors import FieldError, InvalidInput, NotFound, Throttled, TooManySubscriptions
 from connector.events import callbacks as events
-from connector.events import targets
+from connector.events import polling, targets
 from connector.sending import feeds
 from connector.storage.store import Store
 from connector.storage.subscriptions import SubscriptionLimit
@@ -107,6 +107,9 @@ def _events_view(operation: Operation) -> View:
         if source:
             items = source(account, _trigger_input(trigger), limit)
         else:
+            fetch = FETCHED.get(trigger.event_type)
+            if fetch is not None:
+                fetch(current_services(), credentials(), account, time.time())
             items = _store().events.recent(account.id, trigger.event_type, limit)
         if not items and request.args.get("sample") in ("1", "true", "yes"):
             items = [trigger.sample]
@@ -167,6 +170,9 @@ def _credits_low(account: Account, options: dict[str, Any], limit: int) -> list[
 
 
 POLLED = {"opt_out_received": _opt_outs, "credits_low": _credits_low}
+#: Events AllMySMS pushes to the inbound URL, also read from it at each poll (at most once an interval per
+#: account), for accounts whose inbound URL it does not call: stored as the pushed ones are, under the same ids.
+FETCHED = {events.RECEIPT: polling.receipts, events.REPLY: polling.replies}
 
 
 def _trigger(operation: Operation) -> Trigger:

@@ -220,10 +220,25 @@ def _send_and_read_workflow(recipient: str, message: str) -> dict:
                 "credentials": credentials,
                 "parameters": {"resource": "account", "operation": "get_account"},
             },
+            {
+                # A search nobody answered: its empty list is no item, how n8n says "nothing found".
+                "id": "0b5f1c1e-1d0a-4f4e-8a0e-5c1f0d2a3b44",
+                "name": "Replies",
+                "type": "CUSTOM.allMySms",
+                "typeVersion": 1,
+                "position": [660, 0],
+                "credentials": credentials,
+                "parameters": {
+                    "resource": "reply",
+                    "operation": "find_replies",
+                    "campaign_id": "={{ $('Send').item.json.campaign_id }}",
+                },
+            },
         ],
         "connections": {
             "Start": {"main": [[{"node": "Send", "type": "main", "index": 0}]]},
             "Send": {"main": [[{"node": "Account", "type": "main", "index": 0}]]},
+            "Account": {"main": [[{"node": "Replies", "type": "main", "index": 0}]]},
         },
     }
 
@@ -256,6 +271,7 @@ def test_a_workflow_in_n8n_sends_an_sms_and_reads_the_account_through_the_connec
     assert outputs["Send"][0]["campaign_id"] == sent[0].id
     account = outputs["Account"][0]
     assert account["login"] == "demo" and account["credits"] == sandbox.state.credits("demo")
+    assert outputs["Replies"] == []
 
 
 REPLIES_WORKFLOW = "amsOnReply00001"

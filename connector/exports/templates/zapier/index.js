@@ -17,4 +17,7 @@ module.exports = {
   creates: {
 /*= creates */
   },
+  searches: {
+/*= searches */
+  },
 };

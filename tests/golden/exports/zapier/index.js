@@ -24,5 +24,15 @@ module.exports = {
     ["estimate_sms"]: require('./creates/estimate_sms'),
     ["send_voice"]: require('./creates/send_voice'),
     ["get_account"]: require('./creates/get_account'),
+    ["send_mms"]: require('./creates/send_mms'),
+    ["send_email"]: require('./creates/send_email'),
+    ["create_list"]: require('./creates/create_list'),
+    ["add_contact"]: require('./creates/add_contact'),
+    ["remove_contact"]: require('./creates/remove_contact'),
+  },
+  searches: {
+    ["find_sms_status"]: require('./searches/find_sms_status'),
+    ["find_campaign_report"]: require('./searches/find_campaign_report'),
+    ["find_replies"]: require('./searches/find_replies'),
   },
 };

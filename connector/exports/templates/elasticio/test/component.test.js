@@ -7,6 +7,7 @@ const http = require('node:http');
 const path = require('node:path');
 
 const CREATES = /*= creates */ [];
+const SEARCHES = /*= searches */ [];
 const PUSHED = /*= pushed */ [];
 const POLLED = /*= polled */ [];
 const VECTOR = /*= vector */ {};
@@ -90,6 +91,25 @@ test('a message delivered again (same msg.id) sends once; a new message sends ag
 test('a refused action fails with the service message', async () => {
   await assert.rejects(run(load(component.actions.send_sms.main), { body: { message: 'Hi' } }, CFG),
     (error) => /recipients/.test(error.message) && error.status === 422);
+});
+
+test('every search emits one message per item a send left, and none when nothing is found', async () => {
+  const [sent] = await run(load(component.actions.send_sms.main),
+    { body: { message: 'Search test', recipients: ['+33611111111'] } }, CFG);
+  assert.ok(await simulateReply('Oui'), 'the simulated reply');
+  const ids = { campaign_id: sent.value.body.campaign_id, sms_id: sent.value.body.sms_ids[0].sms_id };
+  for (const search of SEARCHES) {
+    const action = load(component.actions[search.key].main);
+    const body = { ...search.input };
+    for (const name of search.ids) body[name] = ids[name];
+    const emitted = await until(async () => {
+      const found = await run(action, { body }, CFG);
+      return found.length ? found : null;
+    }, `${search.key} finding the send`);
+    assert.ok(emitted.every((e) => e.kind === 'data' && e.value.body.id), `${search.key}: every item has an id`);
+    for (const name of search.ids) body[name] = 'nothing-found-0';
+    assert.deepStrictEqual(await run(action, { body }, CFG), [], `${search.key}: nothing found`);
+  }
 });
 
 for (const key of PUSHED) {

@@ -9,6 +9,7 @@ const App = require('../index');
 
 const appTester = zapier.createAppTester(App);
 const CREATES = /*= creates */ [];
+const SEARCHES = /*= searches */ [];
 const PUSHED = /*= pushed */ [];
 const POLLED = /*= polled */ [];
 
@@ -94,6 +95,25 @@ test('a refused action shows the service message, naming the field', async () =>
   await assert.rejects(
     appTester(App.creates.send_sms.operation.perform, { authData: AUTH, inputData: { message: 'Hi' } }),
     (error) => /recipients/.test(error.message));
+});
+
+test('every search finds what a send left, and answers an empty list when nothing is found', async () => {
+  const sent = await appTester(App.creates.send_sms.operation.perform,
+    { authData: AUTH, inputData: { message: 'Search test', recipients: ['+33611111111'] } });
+  assert.ok(await simulateReply('Oui'), 'the simulated reply');
+  const ids = { campaign_id: sent.campaign_id, sms_id: sent.sms_ids[0].sms_id };
+  for (const search of SEARCHES) {
+    const perform = App.searches[search.key].operation.perform;
+    const inputData = { ...search.input };
+    for (const name of search.ids) inputData[name] = ids[name];
+    const items = await until(async () => {
+      const found = await appTester(perform, { authData: AUTH, inputData });
+      return found.length ? found : null;
+    }, `${search.key} finding the send`);
+    assert.ok(items.every((item) => item.id), `${search.key}: every item has an id`);
+    for (const name of search.ids) inputData[name] = 'nothing-found-0';
+    assert.deepStrictEqual(await appTester(perform, { authData: AUTH, inputData }), [], `${search.key}: nothing found`);
+  }
 });
 
 for (const key of PUSHED) {

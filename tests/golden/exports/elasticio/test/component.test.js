@@ -59,6 +59,80 @@ const CREATES = [
     "key": "get_account",
     "input": {},
     "needsCampaign": false
+  },
+  {
+    "key": "send_mms",
+    "input": {
+      "recipients": [
+        "+33611111111"
+      ],
+      "kind": "picture",
+      "media_url": "https://example.com/offer.jpg",
+      "message": "Our new collection is in store."
+    },
+    "needsCampaign": false
+  },
+  {
+    "key": "send_email",
+    "input": {
+      "from_email": "news@myshop.com",
+      "to": "alice@example.com",
+      "subject": "Your order has shipped",
+      "html": "<p>Hello</p>"
+    },
+    "needsCampaign": false
+  },
+  {
+    "key": "create_list",
+    "input": {
+      "name": "Newsletter"
+    },
+    "needsCampaign": false
+  },
+  {
+    "key": "add_contact",
+    "input": {
+      "list_name": "Newsletter",
+      "phone_number": "06 12 34 56 78"
+    },
+    "needsCampaign": false
+  },
+  {
+    "key": "remove_contact",
+    "input": {
+      "list_name": "Newsletter",
+      "phone_number": "06 12 34 56 78"
+    },
+    "needsCampaign": false
+  }
+];
+const SEARCHES = [
+  {
+    "key": "find_sms_status",
+    "input": {
+      "sms_id": "a1b2c3d4e5"
+    },
+    "ids": [
+      "sms_id"
+    ]
+  },
+  {
+    "key": "find_campaign_report",
+    "input": {
+      "campaign_id": "5012874"
+    },
+    "ids": [
+      "campaign_id"
+    ]
+  },
+  {
+    "key": "find_replies",
+    "input": {
+      "campaign_id": "5012874"
+    },
+    "ids": [
+      "campaign_id"
+    ]
   }
 ];
 const PUSHED = ["delivery_receipt", "reply_received"];
@@ -210,6 +284,25 @@ test('a message delivered again (same msg.id) sends once; a new message sends ag
 test('a refused action fails with the service message', async () => {
   await assert.rejects(run(load(component.actions.send_sms.main), { body: { message: 'Hi' } }, CFG),
     (error) => /recipients/.test(error.message) && error.status === 422);
+});
+
+test('every search emits one message per item a send left, and none when nothing is found', async () => {
+  const [sent] = await run(load(component.actions.send_sms.main),
+    { body: { message: 'Search test', recipients: ['+33611111111'] } }, CFG);
+  assert.ok(await simulateReply('Oui'), 'the simulated reply');
+  const ids = { campaign_id: sent.value.body.campaign_id, sms_id: sent.value.body.sms_ids[0].sms_id };
+  for (const search of SEARCHES) {
+    const action = load(component.actions[search.key].main);
+    const body = { ...search.input };
+    for (const name of search.ids) body[name] = ids[name];
+    const emitted = await until(async () => {
+      const found = await run(action, { body }, CFG);
+      return found.length ? found : null;
+    }, `${search.key} finding the send`);
+    assert.ok(emitted.every((e) => e.kind === 'data' && e.value.body.id), `${search.key}: every item has an id`);
+    for (const name of search.ids) body[name] = 'nothing-found-0';
+    assert.deepStrictEqual(await run(action, { body }, CFG), [], `${search.key}: nothing found`);
+  }
 });
 
 for (const key of PUSHED) {

@@ -61,6 +61,80 @@ const CREATES = [
     "key": "get_account",
     "input": {},
     "needsCampaign": false
+  },
+  {
+    "key": "send_mms",
+    "input": {
+      "recipients": [
+        "+33611111111"
+      ],
+      "kind": "picture",
+      "media_url": "https://example.com/offer.jpg",
+      "message": "Our new collection is in store."
+    },
+    "needsCampaign": false
+  },
+  {
+    "key": "send_email",
+    "input": {
+      "from_email": "news@myshop.com",
+      "to": "alice@example.com",
+      "subject": "Your order has shipped",
+      "html": "<p>Hello</p>"
+    },
+    "needsCampaign": false
+  },
+  {
+    "key": "create_list",
+    "input": {
+      "name": "Newsletter"
+    },
+    "needsCampaign": false
+  },
+  {
+    "key": "add_contact",
+    "input": {
+      "list_name": "Newsletter",
+      "phone_number": "06 12 34 56 78"
+    },
+    "needsCampaign": false
+  },
+  {
+    "key": "remove_contact",
+    "input": {
+      "list_name": "Newsletter",
+      "phone_number": "06 12 34 56 78"
+    },
+    "needsCampaign": false
+  }
+];
+const SEARCHES = [
+  {
+    "key": "find_sms_status",
+    "input": {
+      "sms_id": "a1b2c3d4e5"
+    },
+    "ids": [
+      "sms_id"
+    ]
+  },
+  {
+    "key": "find_campaign_report",
+    "input": {
+      "campaign_id": "5012874"
+    },
+    "ids": [
+      "campaign_id"
+    ]
+  },
+  {
+    "key": "find_replies",
+    "input": {
+      "campaign_id": "5012874"
+    },
+    "ids": [
+      "campaign_id"
+    ]
   }
 ];
 const PUSHED = [
@@ -201,6 +275,25 @@ test('a refused action shows the service message, naming the field', async () =>
   await assert.rejects(
     appTester(App.creates.send_sms.operation.perform, { authData: AUTH, inputData: { message: 'Hi' } }),
     (error) => /recipients/.test(error.message));
+});
+
+test('every search finds what a send left, and answers an empty list when nothing is found', async () => {
+  const sent = await appTester(App.creates.send_sms.operation.perform,
+    { authData: AUTH, inputData: { message: 'Search test', recipients: ['+33611111111'] } });
+  assert.ok(await simulateReply('Oui'), 'the simulated reply');
+  const ids = { campaign_id: sent.campaign_id, sms_id: sent.sms_ids[0].sms_id };
+  for (const search of SEARCHES) {
+    const perform = App.searches[search.key].operation.perform;
+    const inputData = { ...search.input };
+    for (const name of search.ids) inputData[name] = ids[name];
+    const items = await until(async () => {
+      const found = await appTester(perform, { authData: AUTH, inputData });
+      return found.length ? found : null;
+    }, `${search.key} finding the send`);
+    assert.ok(items.every((item) => item.id), `${search.key}: every item has an id`);
+    for (const name of search.ids) inputData[name] = 'nothing-found-0';
+    assert.deepStrictEqual(await appTester(perform, { authData: AUTH, inputData }), [], `${search.key}: nothing found`);
+  }
 });
 
 for (const key of PUSHED) {

@@ -59,7 +59,7 @@ export class AllMySms implements INodeType {
     version: 1,
     usableAsTool: true,
     subtitle: "={{$parameter[\"operation\"]}}",
-    description: "Send SMS and voice messages through AllMySMS, schedule and cancel sends, estimate their cost, and react to delivery receipts and replies.",
+    description: "Send SMS, MMS, e-mails and voice messages through AllMySMS, schedule and cancel sends, estimate their cost, keep contact lists, and react to delivery receipts and replies.",
     defaults: {
   "name": "AllMySMS"
 },
@@ -102,6 +102,34 @@ export class AllMySms implements INodeType {
       {
         "name": "Account",
         "value": "account"
+      },
+      {
+        "name": "MMS",
+        "value": "mms"
+      },
+      {
+        "name": "E-mail",
+        "value": "e_mail"
+      },
+      {
+        "name": "Contact List",
+        "value": "contact_list"
+      },
+      {
+        "name": "Contact",
+        "value": "contact"
+      },
+      {
+        "name": "SMS Status",
+        "value": "sms_status"
+      },
+      {
+        "name": "Campaign Report",
+        "value": "campaign_report"
+      },
+      {
+        "name": "Reply",
+        "value": "reply"
       }
     ],
     "default": "sms"
@@ -287,6 +315,239 @@ export class AllMySms implements INodeType {
       }
     ],
     "default": "get_account"
+  },
+  {
+    "displayName": "Operation",
+    "name": "operation",
+    "type": "options",
+    "noDataExpression": true,
+    "displayOptions": {
+      "show": {
+        "resource": [
+          "mms"
+        ]
+      }
+    },
+    "options": [
+      {
+        "name": "Send MMS",
+        "value": "send_mms",
+        "action": "Send MMS",
+        "description": "Sends an MMS, with a picture, a video or a sound from a public link (or a text alone), to one or many recipients, now or at a later time.",
+        "routing": {
+          "request": {
+            "method": "POST",
+            "url": "/v1/actions/send_mms"
+          },
+          "send": {
+            "preSend": [
+              idempotencyKey
+            ]
+          }
+        }
+      }
+    ],
+    "default": "send_mms"
+  },
+  {
+    "displayName": "Operation",
+    "name": "operation",
+    "type": "options",
+    "noDataExpression": true,
+    "displayOptions": {
+      "show": {
+        "resource": [
+          "e_mail"
+        ]
+      }
+    },
+    "options": [
+      {
+        "name": "Send E-mail",
+        "value": "send_email",
+        "action": "Send E-mail",
+        "description": "Sends an HTML e-mail through AllMySMS to one or many addresses, now or at a later time; each address gets its own e-mail.",
+        "routing": {
+          "request": {
+            "method": "POST",
+            "url": "/v1/actions/send_email"
+          },
+          "send": {
+            "preSend": [
+              idempotencyKey
+            ]
+          }
+        }
+      }
+    ],
+    "default": "send_email"
+  },
+  {
+    "displayName": "Operation",
+    "name": "operation",
+    "type": "options",
+    "noDataExpression": true,
+    "displayOptions": {
+      "show": {
+        "resource": [
+          "contact_list"
+        ]
+      }
+    },
+    "options": [
+      {
+        "name": "Create List",
+        "value": "create_list",
+        "action": "Create List",
+        "description": "Creates a contact list in AllMySMS, with the fields its contacts have besides their phone number (first name, city…).",
+        "routing": {
+          "request": {
+            "method": "POST",
+            "url": "/v1/actions/create_list"
+          },
+          "send": {
+            "preSend": [
+              idempotencyKey
+            ]
+          }
+        }
+      }
+    ],
+    "default": "create_list"
+  },
+  {
+    "displayName": "Operation",
+    "name": "operation",
+    "type": "options",
+    "noDataExpression": true,
+    "displayOptions": {
+      "show": {
+        "resource": [
+          "contact"
+        ]
+      }
+    },
+    "options": [
+      {
+        "name": "Add or Update Contact in List",
+        "value": "add_contact",
+        "action": "Add or Update Contact in List",
+        "description": "Adds a phone number, with its field values, to one of the account's contact lists. A number already in the list is not added twice: AllMySMS counts it as already there (whether it then updates its fields is not documented).",
+        "routing": {
+          "request": {
+            "method": "POST",
+            "url": "/v1/actions/add_contact"
+          },
+          "send": {
+            "preSend": [
+              idempotencyKey
+            ]
+          }
+        }
+      },
+      {
+        "name": "Remove Contact from List",
+        "value": "remove_contact",
+        "action": "Remove Contact from List",
+        "description": "Removes a phone number from one of the account's contact lists.",
+        "routing": {
+          "request": {
+            "method": "POST",
+            "url": "/v1/actions/remove_contact"
+          },
+          "send": {
+            "preSend": [
+              idempotencyKey
+            ]
+          }
+        }
+      }
+    ],
+    "default": "add_contact"
+  },
+  {
+    "displayName": "Operation",
+    "name": "operation",
+    "type": "options",
+    "noDataExpression": true,
+    "displayOptions": {
+      "show": {
+        "resource": [
+          "sms_status"
+        ]
+      }
+    },
+    "options": [
+      {
+        "name": "Find SMS Status",
+        "value": "find_sms_status",
+        "action": "Find SMS Status",
+        "description": "Finds the delivery status of one SMS by the SMS ID a send returned. Answers a list holding its receipt, or an empty list when AllMySMS has no receipt for it (yet): nothing found is an empty list, never an error.",
+        "routing": {
+          "request": {
+            "method": "POST",
+            "url": "/v1/searches/find_sms_status"
+          }
+        }
+      }
+    ],
+    "default": "find_sms_status"
+  },
+  {
+    "displayName": "Operation",
+    "name": "operation",
+    "type": "options",
+    "noDataExpression": true,
+    "displayOptions": {
+      "show": {
+        "resource": [
+          "campaign_report"
+        ]
+      }
+    },
+    "options": [
+      {
+        "name": "Find Campaign Report",
+        "value": "find_campaign_report",
+        "action": "Find Campaign Report",
+        "description": "Finds the delivery status of every recipient of a campaign, one item per receipt AllMySMS holds. An unknown campaign, or one without receipts yet, gives an empty list: nothing found is an empty list, never an error.",
+        "routing": {
+          "request": {
+            "method": "POST",
+            "url": "/v1/searches/find_campaign_report"
+          }
+        }
+      }
+    ],
+    "default": "find_campaign_report"
+  },
+  {
+    "displayName": "Operation",
+    "name": "operation",
+    "type": "options",
+    "noDataExpression": true,
+    "displayOptions": {
+      "show": {
+        "resource": [
+          "reply"
+        ]
+      }
+    },
+    "options": [
+      {
+        "name": "Find Replies",
+        "value": "find_replies",
+        "action": "Find Replies",
+        "description": "Finds the replies recipients sent to a campaign, oldest first. A campaign nobody answered gives an empty list: nothing found is an empty list, never an error.",
+        "routing": {
+          "request": {
+            "method": "POST",
+            "url": "/v1/searches/find_replies"
+          }
+        }
+      }
+    ],
+    "default": "find_replies"
   },
   {
     "displayName": "Message",
@@ -904,6 +1165,598 @@ export class AllMySms implements INodeType {
         ]
       }
     ]
+  },
+  {
+    "displayName": "Recipients",
+    "name": "recipients",
+    "type": "string",
+    "default": "",
+    "description": "One or many phone numbers: a list, or one text with the numbers separated by commas, semicolons or new lines. An MMS is the same for every recipient: it has no personalisation values. Several values: separate them with commas or new lines.",
+    "routing": {
+      "send": {
+        "type": "body",
+        "property": "recipients"
+      }
+    },
+    "required": true,
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "send_mms"
+        ]
+      }
+    }
+  },
+  {
+    "displayName": "Kind of MMS",
+    "name": "kind",
+    "type": "options",
+    "default": "picture",
+    "description": "picture, video or sound: the media at the media URL, with the message as its text. text: the message alone, without media.",
+    "routing": {
+      "send": {
+        "type": "body",
+        "property": "kind"
+      }
+    },
+    "options": [
+      {
+        "name": "picture",
+        "value": "picture"
+      },
+      {
+        "name": "video",
+        "value": "video"
+      },
+      {
+        "name": "sound",
+        "value": "sound"
+      },
+      {
+        "name": "text",
+        "value": "text"
+      }
+    ],
+    "required": true,
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "send_mms"
+        ]
+      }
+    }
+  },
+  {
+    "displayName": "Additional Fields",
+    "name": "additionalFields",
+    "type": "collection",
+    "placeholder": "Add Field",
+    "default": {},
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "send_mms"
+        ]
+      }
+    },
+    "options": [
+      {
+        "displayName": "Media URL",
+        "name": "media_url",
+        "type": "string",
+        "default": "",
+        "description": "A public http(s) link to the picture, video or sound, which AllMySMS downloads: it must be reachable from the internet (no address of a private network). Leave empty for a text MMS.",
+        "routing": {
+          "send": {
+            "type": "body",
+            "property": "media_url"
+          }
+        }
+      },
+      {
+        "displayName": "Message",
+        "name": "message",
+        "type": "string",
+        "default": "",
+        "description": "The text of the MMS, at most 5,000 characters; required for a text MMS, optional with a media.",
+        "routing": {
+          "send": {
+            "type": "body",
+            "property": "message"
+          }
+        },
+        "typeOptions": {
+          "rows": 4
+        }
+      },
+      {
+        "displayName": "Campaign name",
+        "name": "campaign_name",
+        "type": "string",
+        "default": "",
+        "description": "A name to find this send in the AllMySMS customer area.",
+        "routing": {
+          "send": {
+            "type": "body",
+            "property": "campaign_name"
+          }
+        }
+      },
+      {
+        "displayName": "Send at",
+        "name": "send_at",
+        "type": "dateTime",
+        "default": "",
+        "description": "Optional: when to send, ISO 8601 (2026-12-01T09:30:00+01:00, or 2026-12-01 09:30 in AllMySMS local time). Leave empty to send now.",
+        "routing": {
+          "send": {
+            "type": "body",
+            "property": "send_at"
+          }
+        }
+      },
+      {
+        "displayName": "Client reference",
+        "name": "client_reference",
+        "type": "string",
+        "default": "",
+        "description": "Your own reference for this send (letters, digits, _ . : -), echoed back in delivery receipts.",
+        "routing": {
+          "send": {
+            "type": "body",
+            "property": "client_reference"
+          }
+        }
+      },
+      {
+        "displayName": "When a number is invalid",
+        "name": "invalid_numbers",
+        "type": "options",
+        "default": "reject",
+        "description": "reject: send nothing and list the invalid numbers. skip: send to the valid numbers and list the invalid ones in the result.",
+        "routing": {
+          "send": {
+            "type": "body",
+            "property": "invalid_numbers"
+          }
+        },
+        "options": [
+          {
+            "name": "reject",
+            "value": "reject"
+          },
+          {
+            "name": "skip",
+            "value": "skip"
+          }
+        ]
+      }
+    ]
+  },
+  {
+    "displayName": "From (e-mail address)",
+    "name": "from_email",
+    "type": "string",
+    "default": "",
+    "description": "The sender's address, e.g. news@myshop.com, without a name (give the name in From name). Every address here is written plainly: letters, digits and . _ % + - before the @ (no dot first, last or twice), a domain such as example.com after it, no accents (an international domain in its xn-- form).",
+    "routing": {
+      "send": {
+        "type": "body",
+        "property": "from_email"
+      }
+    },
+    "typeOptions": {
+      "rows": 4
+    },
+    "required": true,
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "send_email"
+        ]
+      }
+    }
+  },
+  {
+    "displayName": "To",
+    "name": "to",
+    "type": "string",
+    "default": "",
+    "description": "One or many addresses: a list, or one text with the addresses separated by commas, semicolons or new lines (at most 100). Each address gets its own e-mail and its own campaign. Several values: separate them with commas or new lines.",
+    "routing": {
+      "send": {
+        "type": "body",
+        "property": "to"
+      }
+    },
+    "typeOptions": {
+      "rows": 4
+    },
+    "required": true,
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "send_email"
+        ]
+      }
+    }
+  },
+  {
+    "displayName": "Subject",
+    "name": "subject",
+    "type": "string",
+    "default": "",
+    "description": "The subject line, on one line, at most 255 characters.",
+    "routing": {
+      "send": {
+        "type": "body",
+        "property": "subject"
+      }
+    },
+    "typeOptions": {
+      "rows": 4
+    },
+    "required": true,
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "send_email"
+        ]
+      }
+    }
+  },
+  {
+    "displayName": "Body (HTML)",
+    "name": "html",
+    "type": "string",
+    "default": "",
+    "description": "The body of the e-mail as HTML, e.g. <p>Hello</p>.",
+    "routing": {
+      "send": {
+        "type": "body",
+        "property": "html"
+      }
+    },
+    "typeOptions": {
+      "rows": 4
+    },
+    "required": true,
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "send_email"
+        ]
+      }
+    }
+  },
+  {
+    "displayName": "Additional Fields",
+    "name": "additionalFields",
+    "type": "collection",
+    "placeholder": "Add Field",
+    "default": {},
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "send_email"
+        ]
+      }
+    },
+    "options": [
+      {
+        "displayName": "From name",
+        "name": "from_name",
+        "type": "string",
+        "default": "",
+        "description": "Optional: the name shown as sender, e.g. My Shop.",
+        "routing": {
+          "send": {
+            "type": "body",
+            "property": "from_name"
+          }
+        }
+      },
+      {
+        "displayName": "Body (plain text)",
+        "name": "text",
+        "type": "string",
+        "default": "",
+        "description": "Optional: the same body as plain text, for mail programs that show no HTML.",
+        "routing": {
+          "send": {
+            "type": "body",
+            "property": "text"
+          }
+        },
+        "typeOptions": {
+          "rows": 4
+        }
+      },
+      {
+        "displayName": "Reply to",
+        "name": "reply_to",
+        "type": "string",
+        "default": "",
+        "description": "Optional: the address answers go to, when it is not the From address.",
+        "routing": {
+          "send": {
+            "type": "body",
+            "property": "reply_to"
+          }
+        },
+        "typeOptions": {
+          "rows": 4
+        }
+      },
+      {
+        "displayName": "Campaign name",
+        "name": "campaign_name",
+        "type": "string",
+        "default": "",
+        "description": "A name to find this send in the AllMySMS customer area.",
+        "routing": {
+          "send": {
+            "type": "body",
+            "property": "campaign_name"
+          }
+        }
+      },
+      {
+        "displayName": "Send at",
+        "name": "send_at",
+        "type": "dateTime",
+        "default": "",
+        "description": "Optional: when to send, ISO 8601 (2026-12-01T09:30:00+01:00, or 2026-12-01 09:30 in AllMySMS local time). Leave empty to send now.",
+        "routing": {
+          "send": {
+            "type": "body",
+            "property": "send_at"
+          }
+        }
+      }
+    ]
+  },
+  {
+    "displayName": "List name",
+    "name": "name",
+    "type": "string",
+    "default": "",
+    "description": "The name of the new contact list; no other list of the account may have it.",
+    "routing": {
+      "send": {
+        "type": "body",
+        "property": "name"
+      }
+    },
+    "required": true,
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "create_list"
+        ]
+      }
+    }
+  },
+  {
+    "displayName": "Additional Fields",
+    "name": "additionalFields",
+    "type": "collection",
+    "placeholder": "Add Field",
+    "default": {},
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "create_list"
+        ]
+      }
+    },
+    "options": [
+      {
+        "displayName": "Contact fields",
+        "name": "fields",
+        "type": "string",
+        "default": "",
+        "description": "The fields each contact has besides the phone number, e.g. Firstname, City: a list, or one text with the names separated by commas, semicolons or new lines. Letters, digits, spaces, _ and -, at most 50 characters each and 30 fields. Several values: separate them with commas or new lines.",
+        "routing": {
+          "send": {
+            "type": "body",
+            "property": "fields"
+          }
+        }
+      },
+      {
+        "displayName": "Locked",
+        "name": "locked",
+        "type": "boolean",
+        "default": false,
+        "description": "Creates the list locked (AllMySMS's LOCKED flag, shown on the list in the customer area).",
+        "routing": {
+          "send": {
+            "type": "body",
+            "property": "locked"
+          }
+        }
+      }
+    ]
+  },
+  {
+    "displayName": "List name",
+    "name": "list_name",
+    "type": "string",
+    "default": "",
+    "description": "The name of one of the account's contact lists, as written in the AllMySMS customer area.",
+    "routing": {
+      "send": {
+        "type": "body",
+        "property": "list_name"
+      }
+    },
+    "required": true,
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "add_contact"
+        ]
+      }
+    }
+  },
+  {
+    "displayName": "Phone number",
+    "name": "phone_number",
+    "type": "string",
+    "default": "",
+    "description": "The contact's mobile number, as people type it: 06 12 34 56 78, +33 6 12 34 56 78…",
+    "routing": {
+      "send": {
+        "type": "body",
+        "property": "phone_number"
+      }
+    },
+    "required": true,
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "add_contact"
+        ]
+      }
+    }
+  },
+  {
+    "displayName": "Additional Fields",
+    "name": "additionalFields",
+    "type": "collection",
+    "placeholder": "Add Field",
+    "default": {},
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "add_contact"
+        ]
+      }
+    },
+    "options": [
+      {
+        "displayName": "Contact fields",
+        "name": "fields",
+        "type": "string",
+        "default": "",
+        "description": "Optional: the contact's values for the list's fields, one per line as Name=value (Firstname=Michel), or an object {\"Firstname\": \"Michel\"}.",
+        "routing": {
+          "send": {
+            "type": "body",
+            "property": "fields"
+          }
+        },
+        "typeOptions": {
+          "rows": 4
+        }
+      }
+    ]
+  },
+  {
+    "displayName": "List name",
+    "name": "list_name",
+    "type": "string",
+    "default": "",
+    "description": "The name of one of the account's contact lists, as written in the AllMySMS customer area.",
+    "routing": {
+      "send": {
+        "type": "body",
+        "property": "list_name"
+      }
+    },
+    "required": true,
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "remove_contact"
+        ]
+      }
+    }
+  },
+  {
+    "displayName": "Phone number",
+    "name": "phone_number",
+    "type": "string",
+    "default": "",
+    "description": "The contact's mobile number, as people type it: 06 12 34 56 78, +33 6 12 34 56 78…",
+    "routing": {
+      "send": {
+        "type": "body",
+        "property": "phone_number"
+      }
+    },
+    "required": true,
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "remove_contact"
+        ]
+      }
+    }
+  },
+  {
+    "displayName": "SMS ID",
+    "name": "sms_id",
+    "type": "string",
+    "default": "",
+    "description": "The SMS ID a send returned for one recipient (in sms_ids).",
+    "routing": {
+      "send": {
+        "type": "body",
+        "property": "sms_id"
+      }
+    },
+    "required": true,
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "find_sms_status"
+        ]
+      }
+    }
+  },
+  {
+    "displayName": "Campaign ID",
+    "name": "campaign_id",
+    "type": "string",
+    "default": "",
+    "description": "The campaign ID returned by a send, or several separated by commas (a large send is split into several campaigns). Several values: separate them with commas or new lines.",
+    "routing": {
+      "send": {
+        "type": "body",
+        "property": "campaign_id"
+      }
+    },
+    "required": true,
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "find_campaign_report"
+        ]
+      }
+    }
+  },
+  {
+    "displayName": "Campaign ID",
+    "name": "campaign_id",
+    "type": "string",
+    "default": "",
+    "description": "The campaign ID returned by a send, or several separated by commas (a large send is split into several campaigns). Several values: separate them with commas or new lines.",
+    "routing": {
+      "send": {
+        "type": "body",
+        "property": "campaign_id"
+      }
+    },
+    "required": true,
+    "displayOptions": {
+      "show": {
+        "operation": [
+          "find_replies"
+        ]
+      }
+    }
   }
 ],
     inputs: [NodeConnectionTypes.Main],

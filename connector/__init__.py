@@ -12,8 +12,9 @@ from connector.description import manifest as manifest_module
 from connector.errors import ConfigError
 from connector.observe import metrics
 from connector.sending.actions import HANDLERS
+from connector.sending.options import OPTIONS
 from connector.sending.searches import SEARCHES
-from connector.web import actions, auth, bodies, callbacks, health, operations, searches, triggers
+from connector.web import actions, auth, bodies, callbacks, health, operations, options, searches, triggers
 
 #: Blueprints of routes for the operator, not for platforms: they stay out of the OpenAPI document that
 #: platforms import as the connector's description.
@@ -68,6 +69,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(actions.blueprint(manifest, HANDLERS, table, routed))
     app.register_blueprint(callbacks.blueprint(table, routed))
     app.register_blueprint(health.blueprint(table, routed))
+    app.register_blueprint(options.blueprint(OPTIONS, table, routed))
     app.register_blueprint(searches.blueprint(manifest, SEARCHES, table, routed))
     app.register_blueprint(triggers.blueprint(table, routed))
     operations.check_routed(table, routed)

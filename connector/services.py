@@ -5,7 +5,7 @@ place."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import create_engine
@@ -16,6 +16,7 @@ from connector.events.policy import Policy
 from connector.events.targets import AllowList
 from connector.sending.actions import Context
 from connector.sending.messages import Rules
+from connector.sending.prices import Prices
 from connector.sending.ratelimit import RateLimit, Refusals
 from connector.sending.upstream import AllMySMS, Credentials, new_session
 from connector.storage import recovery, schema
@@ -46,6 +47,7 @@ class Services:
     replay_limit: RateLimit
     journal: Journal
     replayer: Replayer
+    prices: Prices = field(default_factory=Prices)
 
     def context(self, credentials: Credentials) -> Context:
         """What an action handler needs, for these credentials."""
@@ -56,6 +58,7 @@ class Services:
             feed_format=self.feed_format,
             recipients_per_feed=self.recipients_per_feed,
             credits_per_sms_fr=self.credits_per_sms_fr,
+            prices=self.prices,
         )
 
     def delivery_worker(self) -> Worker:

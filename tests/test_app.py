@@ -40,6 +40,7 @@ def test_routes_are_exactly_those_the_manifest_describes(app):
             "/healthz",
             "/readyz",
             "/metrics",
+            "/v1/options/contact_lists",
         }
     )
     for trigger in manifest.triggers:

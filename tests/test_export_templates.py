@@ -75,9 +75,10 @@ def test_every_template_is_used_by_an_export_and_no_mark_survives_rendering(mani
 
 
 def test_a_mark_in_code_takes_its_value_in_place_of_its_stand_in():
-    assert files.names("elasticio/lib/actions/action.js") == ["path"]
-    text = files.template("elasticio/lib/actions/action.js", path='"/v1/actions/send_sms"')
-    assert "call(cfg, 'POST', \"/v1/actions/send_sms\", msg.body || {}" in text
+    assert files.names("elasticio/lib/actions/action.js") == ["dropdowns", "path"]
+    text = files.template("elasticio/lib/actions/action.js", dropdowns="{}", path='"/v1/actions/send_sms"')
+    assert "const DROPDOWNS = {};" in text
+    assert "call(cfg, 'POST', \"/v1/actions/send_sms\"" in text
 
 
 def test_a_mark_inside_a_string_takes_its_value_as_text():
@@ -87,6 +88,6 @@ def test_a_mark_inside_a_string_takes_its_value_as_text():
 
 def test_a_template_refuses_a_missing_value_and_a_value_it_does_not_take():
     with pytest.raises(ValueError, match=r"missing \['path'\]"):
-        files.template("elasticio/lib/actions/action.js")
+        files.template("elasticio/lib/actions/search.js")
     with pytest.raises(ValueError, match=r"does not take \['paht'\]"):
-        files.template("elasticio/lib/actions/action.js", path='"/v1"', paht='"/v1"')
+        files.template("elasticio/lib/actions/search.js", path='"/v1"', paht='"/v1"')

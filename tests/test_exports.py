@@ -183,8 +183,58 @@ def run_node_tests(
 def test_the_zapier_apps_own_tests_pass_against_the_live_service(zapier_app, live_service):
     ran = run_node_tests(zapier_app, live_service.url, command=("npm", "test"))
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
-    # 11 against the service, 6 of the hook's signature check.
-    assert "# fail 0" in ran.stdout and "# pass 17" in ran.stdout, ran.stdout[-2000:]
+    # 12 against the service, 6 of the hook's signature check.
+    assert "# fail 0" in ran.stdout and "# pass 18" in ran.stdout, ran.stdout[-2000:]
+
+
+# --- dropdowns filled from the account -----------------------------------------------------------------
+
+
+def test_every_export_offers_the_accounts_contact_lists_as_a_dropdown_for_the_list_name(manifest):
+    zapier = exports.render("zapier", manifest, BASE_URL)
+    assert '"dynamic": "contact_lists.value.label"' in zapier["creates/add_contact.js"]
+    assert (
+        '"hidden": true' in zapier["triggers/contact_lists.js"]
+        and "/v1/options/contact_lists" in (zapier["triggers/contact_lists.js"])
+    )
+    assert "require('./triggers/contact_lists')" in zapier["index.js"]
+
+    node = exports.render("n8n", manifest, BASE_URL)["nodes/AllMySms/AllMySms.node.ts"]
+    assert node.count('"loadOptionsMethod": "getContactLists"') == 2  # Add or Update Contact, Remove Contact
+    assert "async getContactLists(this: ILoadOptionsFunctions)" in node and '"/v1/options/contact_lists"' in node
+
+    make = json.loads(exports.render("make", manifest, BASE_URL)["app.json"])
+    rpc = next(r for r in make["rpcs"] if r["name"] == "contactLists")
+    assert rpc["communication"]["url"] == "/v1/options/contact_lists"
+    for key in ("add_contact", "remove_contact"):
+        module = next(m for m in make["modules"] if m["name"] == key)
+        parameter = next(p for p in module["mappableParameters"] if p["name"] == "list_name")
+        assert parameter["type"] == "select" and parameter["options"] == "rpc://contactLists"
+
+    swagger = json.loads(exports.render("powerautomate", manifest, BASE_URL)["apiDefinition.swagger.json"])
+    listing = swagger["paths"]["/v1/options/contact_lists"]["get"]
+    assert listing["operationId"] == "ContactLists" and listing["x-ms-visibility"] == "internal"
+    body = swagger["paths"]["/v1/actions/add_contact"]["post"]["parameters"][0]["schema"]
+    assert body["properties"]["list_name"]["x-ms-dynamic-values"] == {
+        "operationId": "ContactLists",
+        "value-path": "value",
+        "value-title": "label",
+    }
+
+    elasticio = exports.render("elasticio", manifest, BASE_URL)
+    field = json.loads(elasticio["component.json"])["actions"]["add_contact"]["fields"]["list_name"]
+    assert field["viewClass"] == "SelectView" and field["model"] == "getContactLists"
+    assert '"model": "getContactLists"' in elasticio["lib/actions/add_contact.js"]
+
+    guide = exports.render("guide", manifest, BASE_URL)["GUIDE.md"]
+    assert f"`GET {BASE_URL}/v1/options/contact_lists`" in guide
+
+
+def test_the_openapi_document_lists_the_choices_and_keeps_the_mark_to_itself(manifest):
+    document = openapi.document(manifest, BASE_URL)
+    listing = document["paths"]["/v1/options/contact_lists"]["get"]
+    assert listing["responses"]["200"]["content"]["application/json"]["schema"]["type"] == "array"
+    assert "x-options" not in json.dumps(document["components"]["schemas"])
 
 
 # --- elastic.io ------------------------------------------------------------------------------------------
@@ -199,7 +249,8 @@ def test_the_elasticio_component_describes_credentials_actions_and_both_kinds_of
     for action in manifest.actions:
         described = component["actions"][action.key]
         assert described["main"] == f"./lib/actions/{action.key}.js"
-        required = set(manifest.catalog.resolved(action.input).get("required", ()))
+        # A field chosen from a select model at set-up may be left out of the message.
+        required = set(manifest.catalog.resolved(action.input).get("required", ())) - set(described.get("fields", {}))
         properties = described["metadata"]["in"]["properties"]
         assert {name for name, prop in properties.items() if prop["required"] is True} == required
         assert "oneOf" not in json.dumps(described["metadata"])
@@ -219,7 +270,7 @@ def test_the_elasticio_modules_run_against_the_live_service(manifest, live_servi
     exports.write("elasticio", manifest, tmp_path, BASE_URL)
     ran = run_node_tests(tmp_path, live_service.url)
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
-    assert "# fail 0" in ran.stdout and "# pass 12" in ran.stdout, ran.stdout[-2000:]
+    assert "# fail 0" in ran.stdout and "# pass 13" in ran.stdout, ran.stdout[-2000:]
 
 
 # --- Power Automate ----------------------------------------------------------------------------------
@@ -563,6 +614,44 @@ const context = {
   console.log(JSON.stringify(steps));
 })().catch((error) => { console.error(error); process.exit(1); });
 """  # noqa: E501 (JavaScript run as it is)
+
+
+N8N_LOAD_OPTIONS = """
+// n8n's side of a dropdown, played here: the credentials, and httpRequestWithAuthentication with Basic auth.
+const { AllMySms } = require('./dist/nodes/AllMySms/AllMySms.node.js');
+const credentials = { login: 'demo', apiKey: 'demo-api-key', baseUrl: process.env.SERVICE };
+const context = {
+  getCredentials: async () => credentials,
+  helpers: {
+    httpRequestWithAuthentication: async function (name, options) {
+      const response = await fetch(options.baseURL + options.url, {
+        method: options.method,
+        headers: { Authorization: 'Basic ' + Buffer.from(`${credentials.login}:${credentials.apiKey}`).toString('base64') },
+      });
+      return response.json();
+    },
+  },
+};
+(async () => {
+  console.log(JSON.stringify(await new AllMySms().methods.loadOptions.getContactLists.call(context)));
+})().catch((error) => { console.error(error); process.exit(1); });
+"""  # noqa: E501 (JavaScript run as it is)
+
+
+def test_the_n8n_list_name_dropdown_loads_the_accounts_lists_from_the_live_service(n8n_package, live_service):
+    assert live_service.action("create_list", {"name": "Clients"}).status_code == 200
+    script = n8n_package / "load_options.js"
+    script.write_text(N8N_LOAD_OPTIONS, encoding="utf-8")
+    ran = subprocess.run(
+        ["node", str(script)],
+        cwd=n8n_package,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SERVICE": live_service.url},
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert {"name": "Clients (0 contacts)", "value": "Clients"} in json.loads(ran.stdout)
 
 
 def test_the_n8n_trigger_subscribes_checks_and_unsubscribes_against_the_live_service(n8n_package, live_service):

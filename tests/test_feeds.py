@@ -528,8 +528,9 @@ def test_a_send_allmysms_sent_at_once_is_sent_even_when_a_time_was_asked():
 def test_estimate_result_matches_its_schema_and_is_named_after_the_feeds(catalog):
     request = _plain("Hi", ("0611111111", "0622222222", "0612"), invalid_numbers="skip")
     feed = feeds.sms_data(request, 0, 10, "json")
+    breakdown = [{"country": "FR", "recipients": 2, "sms_parts": 2, "credits_per_sms": 15, "credits": 30, "note": None}]
     result = feeds.estimate_result(
-        request, feeds.digest(feed), [{"status": 100, "nbCredits": "30", "nbContacts": 2, "nbSms": "2"}]
+        request, feeds.digest(feed), [{"status": 100, "nbCredits": "30", "nbContacts": 2, "nbSms": "2"}], breakdown
     )
     _assert_valid(catalog, "actions/estimate_sms.output.json", result)
     assert result["id"] == "est-" + feeds.digest(feed)[:16]

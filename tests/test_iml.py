@@ -313,3 +313,28 @@ def test_a_make_search_sends_its_parameters_but_the_limit_and_iterates_the_items
     assert [iml.render(response["output"], {"item": item})["sms_id"] for item in items] == [parameters["sms_id"]]
     nothing, _ = run.call(request, {"parameters": {"sms_id": "nothing-found-0"}})
     assert nothing.status_code == 200 and iml.render(response["iterate"], {"body": nothing.json()}) == []
+
+
+def test_a_make_rpc_lists_the_accounts_contact_lists_as_the_select_options(live_service):
+    app = _live_app(live_service)
+    run = _MakeRun(app, live_service.url)
+    created, _ = run.call(
+        next(m for m in app["modules"] if m["name"] == "create_list")["communication"],
+        {"parameters": {"name": "Clients"}},
+    )
+    assert created.status_code == 200, created.text
+    rpc = next(r for r in app["rpcs"] if r["name"] == "contactLists")
+    answer, _ = run.call({k: v for k, v in rpc["communication"].items() if k != "response"}, {})
+    assert answer.status_code == 200, answer.text
+    response = rpc["communication"]["response"]
+    items = iml.render(response["iterate"], {"body": answer.json()})
+    options = [iml.render_all(response["output"], {"item": item}) for item in items]
+    assert {"label": "Clients (0 contacts)", "value": "Clients"} in options
+    parameter = next(
+        p
+        for m in app["modules"]
+        if m["name"] == "add_contact"
+        for p in m["mappableParameters"]
+        if p["name"] == "list_name"
+    )
+    assert parameter["type"] == "select" and parameter["options"] == "rpc://contactLists"

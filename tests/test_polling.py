@@ -96,7 +96,8 @@ def test_an_mms_receipt_comes_by_polling_too(polled):
     assert [e["data"]["sms_id"] for e in found] == [sent.json()["sms_ids"][0]["sms_id"]]
 
 
-def test_a_reply_is_polled_exactly_once_as_one_event_across_polls(polled):
+def test_a_reply_is_polled_exactly_once_as_one_event_across_polls(polled, sandbox):
+    assert sandbox.state.callback_settings("demo")["url"] is None  # getPulls is the only way it comes
     sent = polled.action("send_sms", {"message": "Hi", "recipients": ["0611111111"]}).json()
     _reply(polled)
     polls = [_poll(polled, "reply_received") for _ in range(3)]

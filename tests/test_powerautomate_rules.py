@@ -159,6 +159,32 @@ def connection_test_names_an_operation(document: dict) -> list[str]:
     return [] if named in ids else [f"testConnection names {named!r}, no operation of the document"]
 
 
+def dynamic_values_name_an_operation_of_the_document(document: dict) -> list[str]:
+    ids = {op.get("operationId") for _, _, op in _operations(document)}
+    problems = []
+    for where, parameter in _parameters(document):
+        for name, prop in parameter.get("schema", {}).get("properties", {}).items():
+            dynamic = prop.get("x-ms-dynamic-values")
+            if dynamic is None:
+                continue
+            if dynamic.get("operationId") not in ids:
+                problems.append(
+                    f"{where}.{name}: x-ms-dynamic-values names {dynamic.get('operationId')!r}, no operation"
+                )
+            if not dynamic.get("value-path") or not dynamic.get("value-title"):
+                problems.append(f"{where}.{name}: x-ms-dynamic-values without value-path and value-title")
+    return problems
+
+
+def _dynamic_values(d) -> dict:
+    return next(
+        prop["x-ms-dynamic-values"]
+        for _, parameter in _parameters(d)
+        for prop in parameter.get("schema", {}).get("properties", {}).values()
+        if "x-ms-dynamic-values" in prop
+    )
+
+
 RULES = [
     notification_content_on_the_path_item,
     trigger_only_on_trigger_operations,
@@ -170,6 +196,7 @@ RULES = [
     visibilities_are_known,
     title_short_without_api_or_connector,
     connection_test_names_an_operation,
+    dynamic_values_name_an_operation_of_the_document,
 ]
 
 
@@ -217,6 +244,7 @@ BREAKS = {
     connection_test_names_an_operation: lambda d: d["x-ms-capabilities"]["testConnection"].update(
         {"operationId": "Nowhere"}
     ),
+    dynamic_values_name_an_operation_of_the_document: lambda d: _dynamic_values(d).update({"operationId": "Nowhere"}),
 }
 
 

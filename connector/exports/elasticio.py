@@ -15,10 +15,11 @@ import json
 
 from connector.description.manifest import Manifest
 from connector.events import signing
-from connector.exports.fields import narrow
+from connector.exports.fields import narrow, options_method
 from connector.exports.files import as_json, template
 from connector.exports.retries import KeySource
 from connector.exports.testkit import action_examples, firing_input, search_examples
+from connector.web import operations
 
 KEY_SOURCE = KeySource(
     platform="elastic.io",
@@ -61,7 +62,11 @@ def files(manifest: Manifest, base_url: str) -> dict[str, str]:
         "test/component.test.js": _tests(manifest),
     }
     for action in manifest.actions:
-        out[f"lib/actions/{action.key}.js"] = template("elasticio/lib/actions/action.js", path=json.dumps(action.path))
+        out[f"lib/actions/{action.key}.js"] = template(
+            "elasticio/lib/actions/action.js",
+            path=json.dumps(action.path),
+            dropdowns=json.dumps(_dropdowns(manifest, action.input), indent=2, ensure_ascii=False),
+        )
     for search in manifest.searches:
         out[f"lib/actions/{search.key}.js"] = template("elasticio/lib/actions/search.js", path=json.dumps(search.path))
     for trigger in manifest.triggers:
@@ -95,7 +100,8 @@ def component(manifest: Manifest) -> dict:
             "main": f"./lib/actions/{a.key}.js",
             "title": a.label,
             "description": a.description,
-            "metadata": {"in": _dialect(catalog.resolved(a.input)), "out": _dialect(catalog.resolved(a.output))},
+            **_select_fields(manifest, a.input),
+            "metadata": {"in": _action_input(manifest, a.input), "out": _dialect(catalog.resolved(a.output))},
         }
         for a in manifest.actions
     }
@@ -146,6 +152,42 @@ def component(manifest: Manifest) -> dict:
         "triggers": triggers,
         "actions": actions,
     }
+
+
+def _dropdowns(manifest: Manifest, schema_name: str) -> dict[str, dict[str, str]]:
+    """The fields of an input whose values come from the account: each with the select model that lists
+    them (contact_lists: getContactLists) and the route that answers them."""
+    paths = {op.options: op.path for op in operations.table(manifest) if op.options}
+    return {
+        name: {"model": options_method(kind), "path": paths[kind]}
+        for name, prop in manifest.catalog.resolved(schema_name).get("properties", {}).items()
+        if (kind := prop.get(operations.OPTIONS_KEYWORD))
+    }
+
+
+def _select_fields(manifest: Manifest, schema_name: str) -> dict:
+    """elastic.io's select models, as configuration fields of the step: chosen when the step is set up."""
+    props = manifest.catalog.resolved(schema_name).get("properties", {})
+    fields = {
+        name: {
+            "label": props[name].get("title", name),
+            "required": False,
+            "viewClass": "SelectView",
+            "model": dropdown["model"],
+            "prompt": "Choose from the account's",
+            "note": f"{props[name].get('description', '')} Or map it in the message.".strip(),
+        }
+        for name, dropdown in _dropdowns(manifest, schema_name).items()
+    }
+    return {"fields": fields} if fields else {}
+
+
+def _action_input(manifest: Manifest, schema_name: str) -> dict:
+    """An action's message metadata: a field that may be chosen at set-up instead is not required in it."""
+    metadata = _dialect(manifest.catalog.resolved(schema_name))
+    for name in _dropdowns(manifest, schema_name):
+        metadata["properties"][name]["required"] = False
+    return metadata
 
 
 def _trigger_fields(manifest: Manifest, trigger) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from connector.web.operations import OPTIONS_KEYWORD
+
 
 @dataclass(frozen=True)
 class Field:
@@ -17,6 +19,7 @@ class Field:
     list: bool = False
     default: object = None
     children: tuple[Field, ...] = field(default=())
+    options: str = ""  # the kind of choice the account offers for it (``x-options``): a dropdown filled live
 
 
 # Longer than this, a text is given a multi-line box.
@@ -43,7 +46,13 @@ def _field(key: str, prop: dict, required: bool) -> Field:
         choices=choices,
         list=is_list,
         default=prop.get("default"),
+        options=prop.get(OPTIONS_KEYWORD, ""),
     )
+
+
+def options_method(kind: str) -> str:
+    """The name of the platform function that lists a kind of choice: contact_lists is getContactLists."""
+    return "get" + "".join(word.capitalize() for word in kind.split("_"))
 
 
 def _kind(prop: dict) -> tuple[str, bool]:

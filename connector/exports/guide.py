@@ -9,6 +9,8 @@ from connector.exports import elasticio, make, n8n, openapi, powerautomate, zapi
 from connector.exports.fields import input_fields, output_fields
 from connector.exports.retries import KeySource, table
 from connector.sending import idempotency
+from connector.web import operations
+from connector.web.operations import Operation
 
 _ZOHO_KEY = KeySource(
     platform="Zoho Flow",
@@ -43,6 +45,23 @@ def key_sources() -> list[KeySource]:
 
 def files(manifest: Manifest, base_url: str) -> dict[str, str]:
     return {"GUIDE.md": guide(manifest, base_url), **openapi.files(manifest, base_url)}
+
+
+def _choices_line(manifest: Manifest, op: Operation, base_url: str) -> str:
+    """Where the values of the fields marked with a kind of choice come from: the account's, listed live."""
+    keys = sorted(
+        {
+            f.key
+            for a in manifest.actions
+            for f in input_fields(manifest.catalog.resolved(a.input))
+            if f.options == op.options
+        }
+    )
+    return (
+        f"- The {' and '.join(f'`{k}`' for k in keys)} of an action is one of the account's "
+        f"{op.key.replace('_', ' ')}: `{op.method} {base_url}{op.path}` lists them as "
+        '`[{"value": …, "label": …}]`; show `label` in a dropdown and send `value`.'
+    )
 
 
 def guide(manifest: Manifest, base_url: str) -> str:
@@ -116,6 +135,7 @@ def guide(manifest: Manifest, base_url: str) -> str:
         inputs = input_fields(catalog.resolved(action.input))
         described = "; ".join(f"`{f.key}`{' (required)' if f.required else ''}" for f in inputs) or "no fields"
         lines += [f"- **{action.label}** — `POST {base_url}{action.path}` — {described}. {action.description}"]
+    lines += [_choices_line(manifest, op, base_url) for op in operations.table(manifest) if op.options]
     lines += [
         "",
         f"Give each call the header `{idempotency.HEADER}` with the trigger item's unique key followed by a fixed "

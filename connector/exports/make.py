@@ -15,6 +15,7 @@ from connector.description.manifest import Manifest
 from connector.exports.fields import Field, input_fields, output_fields
 from connector.exports.files import as_json
 from connector.exports.retries import KEY_FIELD, KeySource, key_field
+from connector.web import operations
 
 KEY_SOURCE = KeySource(
     platform="Make",
@@ -188,6 +189,7 @@ def app(manifest: Manifest, base_url: str) -> dict:
             }
         ],
         "modules": modules,
+        "rpcs": _rpcs(manifest, connection_name),
         "webhooks": webhooks,
     }
 
@@ -226,7 +228,11 @@ def _parameter(f: Field) -> dict:
     parameter: dict = {"name": f.key, "type": _TYPES[f.type], "label": f.label, "required": f.required}
     if f.help:
         parameter["help"] = f.help
-    if f.choices:
+    if f.options:
+        # Filled when the module is set up, by the RPC of that kind (a mapped value is taken as well).
+        parameter["type"] = "select"
+        parameter["options"] = f"rpc://{_rpc_name(f.options)}"
+    elif f.choices:
         parameter["type"] = "select"
         parameter["options"] = [{"label": c, "value": c} for c in f.choices]
     if f.list:
@@ -241,6 +247,30 @@ def _parameter(f: Field) -> dict:
     if f.default is not None and not f.list:
         parameter["default"] = f.default
     return parameter
+
+
+def _rpc_name(kind: str) -> str:
+    """Make's name of the RPC answering a kind of choice: contact_lists is contactLists."""
+    first, *rest = kind.split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
+def _rpcs(manifest: Manifest, connection_name: str) -> list[dict]:
+    """One RPC per operation answering a field's choices: Make lists them as the select's options."""
+    return [
+        {
+            "name": _rpc_name(op.key),
+            "label": op.summary,
+            "connection": connection_name,
+            "communication": {
+                "url": op.path,
+                "method": op.method,
+                "response": {"iterate": "{{body}}", "output": {"label": "{{item.label}}", "value": "{{item.value}}"}},
+            },
+        }
+        for op in operations.table(manifest)
+        if op.options
+    ]
 
 
 def _interface(schema: dict) -> list[dict]:

@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 
 from connector.description.manifest import Action, Manifest, Search
 from connector.events.signing import DEFAULT_TOLERANCE, PREFIX, VERSION
-from connector.exports.fields import Field, input_fields
+from connector.exports.fields import Field, input_fields, options_method
 from connector.exports.files import as_json, template
 from connector.exports.retries import KeySource
+from connector.web.operations import OPTIONS_PATH, option_names
 
 N8N_WORKFLOW_VERSION = "2.41.0"
 TYPESCRIPT_VERSION = "5.9.3"
@@ -28,6 +29,10 @@ TYPES_NODE_VERSION = "22.20.7"
 _ICONS = {"light": "allmysms.svg", "dark": "allmysms.dark.svg"}
 _ICON_JS = "{ light: 'file:" + _ICONS["light"] + "', dark: 'file:" + _ICONS["dark"] + "' }"
 _CREDENTIAL = "allMySmsApi"
+# What n8n's linter asks a dropdown filled from the account to say.
+_DYNAMIC_DESCRIPTION = (
+    'Choose from the list, or specify an ID using an <a href="https://docs.n8n.io/code/expressions/">expression</a>.'
+)
 # Stands for the key's preSend function in the JSON written for each operation.
 _KEY_HOOK = "__idempotencyKey__"
 # Stands for the icon's object literal, likewise.
@@ -192,7 +197,13 @@ def _property(f: Field, operation: str | None) -> dict:
     }
     if f.type == "text":
         prop["typeOptions"] = {"rows": 4}
-    if f.choices:
+    if f.options:
+        # n8n's own wording for a dropdown filled from the account (its linter asks for both).
+        prop["displayName"] = f"{f.label.removesuffix(' name')} Name or ID"
+        prop["type"] = "options"
+        prop["typeOptions"] = {"loadOptionsMethod": options_method(f.options)}
+        prop["description"] = f"{f.help} {_DYNAMIC_DESCRIPTION}".strip()
+    elif f.choices:
         prop["type"] = "options"
         prop["options"] = [{"name": c, "value": c} for c in f.choices]
         prop["default"] = f.default if f.default is not None else f.choices[0]
@@ -202,6 +213,16 @@ def _property(f: Field, operation: str | None) -> dict:
         prop["required"] = True
         prop["displayOptions"] = {"show": {"operation": [operation]}}
     return prop
+
+
+def _load_options(manifest: Manifest) -> str:
+    """The node's loadOptions methods, one per kind of choice, each asking the connector's options route."""
+    return "\n".join(
+        f"      async {options_method(kind)}(this: ILoadOptionsFunctions): Promise<INodePropertyOptions[]> {{\n"
+        f"        return choices(this, {_ts(f'{OPTIONS_PATH}/{kind}')});\n"
+        "      },"
+        for kind in option_names(manifest)
+    )
 
 
 def _action_node(manifest: Manifest) -> str:
@@ -278,7 +299,12 @@ def _action_node(manifest: Manifest) -> str:
     }
     entries = "\n".join(f"    {key}: {_ts(value)}," for key, value in description.items())
     entries = entries.replace(json.dumps(_KEY_HOOK), "idempotencyKey").replace(json.dumps(_ICON_MARK), _ICON_JS)
-    return template("n8n/nodes/AllMySms/AllMySms.node.ts", description=entries)
+    return template(
+        "n8n/nodes/AllMySms/AllMySms.node.ts",
+        description=entries,
+        credential=_CREDENTIAL,
+        load_options=_load_options(manifest),
+    )
 
 
 def _trigger_node(manifest: Manifest) -> str:

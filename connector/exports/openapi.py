@@ -14,7 +14,7 @@ from connector.web.operations import Operation
 
 VERSION = "3.1.0"
 # Keywords of our schemas that only our own checks read.
-_PRIVATE_KEYWORDS = ("$schema", "$id", "x-counterexamples", "x-aliases")
+_PRIVATE_KEYWORDS = ("$schema", "$id", "x-counterexamples", "x-aliases", operations.OPTIONS_KEYWORD)
 _SIGNATURE_HEADERS = {
     "webhook-id": "Identifies the event for this subscription: the same on every retry (deduplicate on it).",
     "webhook-timestamp": "Unix seconds of this attempt.",
@@ -65,6 +65,7 @@ class _Builder:
                     "name": "searches",
                     "description": "Look up receipts and replies: a list, empty when nothing is found.",
                 },
+                {"name": "options", "description": "The account's choices for a field's dropdown."},
             ],
             "paths": paths,
             "webhooks": self.webhooks(),

@@ -12,6 +12,7 @@ over it runs no step).
 
 from __future__ import annotations
 
+from typing import cast
 from urllib.parse import urlsplit
 
 from connector.description.manifest import Manifest
@@ -19,7 +20,8 @@ from connector.exports.fields import narrow
 from connector.exports.files import as_json
 from connector.exports.retries import KEY_FIELD, KeySource, key_field
 from connector.sending import idempotency
-from connector.web.operations import DEFAULT_LIMIT
+from connector.web import operations
+from connector.web.operations import DEFAULT_LIMIT, Operation
 
 KEY_SOURCE = KeySource(
     platform="Power Automate / Logic Apps",
@@ -62,6 +64,9 @@ def document(manifest: Manifest, base_url: str) -> dict:
     parts = urlsplit(base_url)
     connector = manifest.connector
     catalog = manifest.catalog
+    choosing = [op for op in operations.table(manifest) if op.options]
+    # Each kind of choice, and the operation that lists it.
+    dropdowns = {cast(str, op.options): _operation_id(op.key) for op in choosing}
     paths: dict = {
         manifest.auth["test"]["path"]: {
             "get": {
@@ -90,7 +95,7 @@ def document(manifest: Manifest, base_url: str) -> dict:
                         "in": "body",
                         "required": True,
                         "x-ms-summary": action.label,
-                        "schema": _schema(catalog.resolved(action.input)),
+                        "schema": _input_schema(catalog.resolved(action.input), dropdowns),
                     },
                     _key_parameter(catalog.resolved(action.input)),
                 ],
@@ -116,7 +121,7 @@ def document(manifest: Manifest, base_url: str) -> dict:
                         "in": "body",
                         "required": True,
                         "x-ms-summary": search.label,
-                        "schema": _schema(catalog.resolved(search.input)),
+                        "schema": _input_schema(catalog.resolved(search.input), dropdowns),
                     }
                 ],
                 "responses": {
@@ -227,6 +232,8 @@ def document(manifest: Manifest, base_url: str) -> dict:
                     "responses": {"200": {"description": trigger.label, "schema": {"type": "array", "items": event}}},
                 }
             }
+    for op in choosing:
+        paths[op.templated()] = {op.method.lower(): _options_operation(manifest, op)}
     return {
         "swagger": "2.0",
         "info": {"title": connector["name"], "description": connector["description"], "version": connector["version"]},
@@ -273,6 +280,37 @@ def _properties(manifest: Manifest) -> dict:
             "stackOwner": manifest.connector["name"],
         }
     }
+
+
+def _options_operation(manifest: Manifest, op: Operation) -> dict:
+    """An operation that fills a dropdown: internal, as flows never run it as a step."""
+    return {
+        "operationId": _operation_id(op.key),
+        "summary": _summary(op.summary),
+        "description": op.description,
+        "x-ms-visibility": "internal",
+        "responses": {
+            "200": {
+                "description": op.summary,
+                "schema": {"type": "array", "items": _schema(manifest.catalog.resolved(cast(str, op.output)))},
+            }
+        },
+    }
+
+
+def _input_schema(schema: dict, dropdowns: dict[str, str]) -> dict:
+    """A body's schema, each field whose values come from the account given Power Automate's dropdown:
+    filled by the operation answering that kind of choice, each item's value sent, its label shown."""
+    narrowed = _schema(schema)
+    for name, prop in schema.get("properties", {}).items():
+        kind = prop.get(operations.OPTIONS_KEYWORD)
+        if kind:
+            narrowed["properties"][name]["x-ms-dynamic-values"] = {
+                "operationId": dropdowns[kind],
+                "value-path": "value",
+                "value-title": "label",
+            }
+    return narrowed
 
 
 def _key_parameter(schema: dict) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import cast
 
 from connector.description.manifest import Manifest
 from connector.events import signing
@@ -20,6 +21,8 @@ from connector.exports.fields import Field, input_fields, output_fields
 from connector.exports.files import as_json, template
 from connector.exports.retries import KEY_FIELD, KeySource, key_field
 from connector.exports.testkit import action_examples, firing_input, search_examples
+from connector.web import operations
+from connector.web.operations import Operation
 
 KEY_SOURCE = KeySource(
     platform="Zapier",
@@ -92,6 +95,8 @@ def files(manifest: Manifest, base_url: str) -> dict[str, str]:
         out[f"searches/{search.key}.js"] = _search(manifest, search)
     for trigger in manifest.triggers:
         out[f"triggers/{trigger.key}.js"] = _trigger(manifest, trigger)
+    for op in _dropdowns(manifest):
+        out[f"triggers/{op.key}.js"] = _dropdown(manifest, op)
     return out
 
 
@@ -101,7 +106,10 @@ def _field(f: Field) -> dict:
         field["helpText"] = f.help
     if f.list:
         field["list"] = True
-    if f.choices:
+    if f.options:
+        # Zapier fills the dropdown from the hidden trigger of that name: its items' value, shown by label.
+        field["dynamic"] = f"{f.options}.value.label"
+    elif f.choices:
         field["choices"] = list(f.choices)
     if f.default is not None and not f.list:
         field["default"] = str(f.default).lower() if isinstance(f.default, bool) else str(f.default)
@@ -128,9 +136,29 @@ def _described(item) -> dict[str, str]:
     }
 
 
+def _dropdowns(manifest: Manifest) -> list[Operation]:
+    """The operations that answer a field's choices: each becomes a hidden trigger of the same key."""
+    return [op for op in operations.table(manifest) if op.options]
+
+
+def _dropdown(manifest: Manifest, op: Operation) -> str:
+    output = manifest.catalog.resolved(cast(str, op.output))
+    sample = output["examples"][0]
+    return template(
+        "zapier/triggers/options.js",
+        key=_js(op.key),
+        noun=_js(output["title"]),
+        display=json.dumps({"label": op.summary, "description": op.description, "hidden": True}, ensure_ascii=False),
+        path=op.path,
+        sample=_js({"id": sample["value"], **sample}),
+        output_fields=_js(_outputs(output)),
+    )
+
+
 def _index(manifest: Manifest) -> str:
     creates = "\n".join(f"    [{_js(a.key)}]: require('./creates/{a.key}')," for a in manifest.actions)
-    triggers = "\n".join(f"    [{_js(t.key)}]: require('./triggers/{t.key}')," for t in manifest.triggers)
+    keys = [t.key for t in manifest.triggers] + [op.key for op in _dropdowns(manifest)]
+    triggers = "\n".join(f"    [{_js(key)}]: require('./triggers/{key}')," for key in keys)
     searches = "\n".join(f"    [{_js(s.key)}]: require('./searches/{s.key}')," for s in manifest.searches)
     return template("zapier/index.js", triggers=triggers, creates=creates, searches=searches)
 
@@ -195,6 +223,7 @@ def _tests(manifest: Manifest) -> str:
         searches=search_examples(manifest),
         pushed=_js(pushed),
         polled=_js(polled),
+        dropdowns=_js([op.key for op in _dropdowns(manifest)]),
         helpers=template("shared/testkit.js"),
     )
 

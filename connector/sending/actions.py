@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from connector.errors import ConnectorError
-from connector.sending import contacts, emails, feeds, messages
+from connector.sending import contacts, emails, feeds, messages, prices
+from connector.sending.prices import Prices
 from connector.sending.upstream import AllMySMS, Credentials
 
 
@@ -20,6 +21,8 @@ class Context:
     feed_format: str
     recipients_per_feed: int
     credits_per_sms_fr: int
+    #: Shared by every request of the process, so that prices are asked once a day (see Prices).
+    prices: Prices = field(default_factory=Prices)
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     #: Told of each campaign a send made, with its messages ({phone_number, sms_id}), as soon as it is made:
     #: receipts can then be read from AllMySMS by campaign.
@@ -97,7 +100,8 @@ def estimate_sms(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     del payload
     fed = list(_chunks(ctx, request))
     replies = [ctx.upstream.simulate(ctx.credentials, feed) for feed in fed]
-    return feeds.estimate_result(request, feeds.digest(*fed), replies)
+    breakdown = prices.by_country(request, lambda country: ctx.prices.of(ctx.upstream, ctx.credentials, country))
+    return feeds.estimate_result(request, feeds.digest(*fed), replies, breakdown)
 
 
 @handler("cancel_scheduled")

@@ -321,7 +321,10 @@ def sms_result(request: SmsRequest, chunks: list[dict[str, Any]]) -> dict[str, A
     }
 
 
-def estimate_result(request: SmsRequest, feeds_digest: str, replies: list[dict[str, Any]]) -> dict[str, Any]:
+def estimate_result(
+    request: SmsRequest, feeds_digest: str, replies: list[dict[str, Any]], by_country: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """simulateCampaign's figures are the totals; ``by_country`` (see prices.by_country) shows where they go."""
     invalid = [n.as_json() for n in request.invalid] + [n for r in replies for n in upstream_invalid_numbers(r)]
     return {
         "id": "est-" + feeds_digest[:16],
@@ -331,6 +334,7 @@ def estimate_result(request: SmsRequest, feeds_digest: str, replies: list[dict[s
         "invalid_numbers": invalid,
         "text": _analysis(request),
         "parts_max": request.parts_max,
+        "by_country": by_country,
     }
 
 

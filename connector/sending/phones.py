@@ -100,6 +100,25 @@ _LANDLINE_TYPES = {
 }
 
 
+def region(e164: str) -> str | None:
+    """The country (ISO 3166 two letters) of a valid E.164 number, or None for the numbers of no country
+    (+800, +882…)."""
+    for length in (1, 2, 3):
+        regions = _regions(e164[1 : 1 + length])
+        if regions:
+            break
+    else:
+        return None
+    # A country code shared by several countries (+1, +262, +7…) needs the whole number to tell them apart.
+    found = regions[0] if len(regions) == 1 else phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+    return found if found and found.isalpha() and found != "ZZ" else None
+
+
+@lru_cache(maxsize=1024)
+def _regions(country_code: str) -> tuple[str, ...]:
+    return tuple(phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(country_code), ())) if country_code.isdigit() else ()
+
+
 def french_landline_problem(e164: str) -> str | None:
     """Why ``e164`` cannot be the caller number of a voice message, or None: AllMySMS takes a French
     landline (01–05, 09) and refuses mobiles for bulk voice sends."""

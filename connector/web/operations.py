@@ -20,6 +20,8 @@ from connector.events import inbound
 
 #: Query parameters an operation may take, by name; exports and OpenAPI describe them from here.
 LIMIT, SAMPLE, TRIGGER_OPTIONS, IDEMPOTENCY_KEY = "limit", "sample", "trigger_options", "idempotency_key"
+#: The schema keyword of a field whose values come from the account, and where its choices are answered.
+OPTIONS_KEYWORD, OPTIONS_PATH = "x-options", "/v1/options"
 #: Items a list answers at most, and by default.
 MAX_LIMIT, DEFAULT_LIMIT = 100, 50
 #: What answers an operation's route: a Flask view function.
@@ -49,6 +51,7 @@ class Operation:
     action: Action | None = None
     trigger: Trigger | None = None
     search: Search | None = None
+    options: str | None = None  # the kind of choice it answers, as the schemas' ``x-options`` name it
 
     @property
     def path_parameters(self) -> tuple[str, ...]:
@@ -141,6 +144,22 @@ def table(manifest: Manifest) -> tuple[Operation, ...]:
         ops += trigger_operations(trigger)
     ops += [
         Operation(
+            name,
+            "GET",
+            f"{OPTIONS_PATH}/{name}",
+            "options",
+            f"Choices: {name.replace('_', ' ')}",
+            f"The account's {name.replace('_', ' ')}, each as the value to send and the label to show: what "
+            "the dropdown of a field taking one of them offers.",
+            output="api/option.json",
+            many=True,
+            tag="options",
+            options=name,
+        )
+        for name in option_names(manifest)
+    ]
+    ops += [
+        Operation(
             "replay_event",
             "POST",
             "/v1/events/<event_id>/replay",
@@ -191,6 +210,19 @@ def table(manifest: Manifest) -> tuple[Operation, ...]:
         )
     )
     return tuple(ops)
+
+
+def option_names(manifest: Manifest) -> list[str]:
+    """Every kind of choice a field of the manifest's inputs takes from the account, in the manifest's order."""
+    inputs = [a.input for a in manifest.actions] + [s.input for s in manifest.searches]
+    inputs += [t.input for t in manifest.triggers if t.input]
+    names: list[str] = []
+    for name in inputs:
+        for prop in manifest.catalog.resolved(name).get("properties", {}).values():
+            kind = prop.get(OPTIONS_KEYWORD)
+            if kind and kind not in names:
+                names.append(kind)
+    return names
 
 
 def trigger_operations(trigger: Trigger) -> list[Operation]:

@@ -1,6 +1,6 @@
 """The elastic.io component run by elastic.io's own sailor (elasticio-sailor-nodejs) on the local RabbitMQ,
-against the live connector: credentials verified, a send, a polling trigger, and a webhook trigger that
-subscribes at startup, passes on only signed events and unsubscribes at shutdown.
+against the live connector: credentials verified, a send, an MMS, a contact list, a polling trigger, and a
+webhook trigger that subscribes at startup, passes on only signed events and unsubscribes at shutdown.
 
 The sailor needs what the platform gives a step's container: environment variables (lib/settings.js of
 the sailor), a REST API for the step's data and the flow's startup data (played here by `_PlatformApi`), and
@@ -385,3 +385,31 @@ def test_a_webhook_trigger_subscribes_passes_on_signed_events_only_and_unsubscri
         f"the shutdown hook's unsubscribe\n{step.log()}",
     )
     wait_for(lambda: step.flow not in platform.api.startup, 30, "the startup data removed")
+
+
+def test_a_send_mms_message_through_the_sailor_sends_an_mms_campaign(platform, sandbox):
+    step = platform("send_mms")
+    step.start()
+    step.publish(
+        {
+            "recipients": ["+33611111111"],
+            "kind": "picture",
+            "media_url": "https://example.com/offer.jpg",
+            "message": "Our new collection is in store (elastic.io)",
+        }
+    )
+    [result] = wait_for(lambda: step.emitted("data"), 60, f"the MMS's result\n{step.log()}")
+    [campaign] = [c for c in sandbox.state.campaigns("demo") if c.id == result["body"]["campaign_id"]]
+    assert campaign.kind == "mms" and campaign.numbers == ("33611111111",)
+    assert result["body"]["status"] == "sent" and result["body"]["recipients"] == 1
+    assert step.emitted("error") == []
+
+
+def test_a_create_list_message_through_the_sailor_creates_the_list(platform, sandbox):
+    step = platform("create_list")
+    step.start()
+    step.publish({"name": "Shop 12 (elastic.io)", "fields": "Firstname; City"})
+    [result] = wait_for(lambda: step.emitted("data"), 60, f"the list's result\n{step.log()}")
+    assert result["body"]["name"] == "Shop 12 (elastic.io)" and result["body"]["fields"] == ["Firstname", "City"]
+    assert [found["listName"] for found in sandbox.state.contact_lists.all("demo")] == ["Shop 12 (elastic.io)"]
+    assert step.emitted("error") == []

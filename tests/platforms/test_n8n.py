@@ -1,6 +1,7 @@
 """The n8n package in n8n's own software: n8n's community-package scanner on the package and its sources, then
 n8n 1.123 (the last 1.x, on Node 22) loading it as a custom node, with credentials and a workflow imported
-from files and executed against the live connector: an SMS sent, the account read."""
+from files and executed against the live connector: an SMS sent, the account read, a contact list created, an
+SMS's receipt found."""
 
 from __future__ import annotations
 
@@ -186,11 +187,16 @@ def _credentials(service_url: str) -> list:
     return [{**CREDENTIAL, "type": "allMySmsApi", "data": {"login": login, "apiKey": api_key, "baseUrl": service_url}}]
 
 
-def _send_and_read_workflow(recipient: str, message: str) -> dict:
+LIST_NAME = "Platform check customers"
+
+
+def _send_and_read_workflow(recipient: str, message: str, sms_id: str) -> dict:
+    """Send, read the account, create a list, find the receipt of ``sms_id`` (an SMS sent before the run, so
+    that its receipt is there), then look for replies to the send."""
     credentials = {"allMySmsApi": CREDENTIAL}
     return {
         "id": "amsSendAndRead01",
-        "name": "Send an SMS, read the account",
+        "name": "Send an SMS, read the account, create a list, find a receipt",
         "active": False,
         "settings": {},
         "nodes": [
@@ -221,24 +227,50 @@ def _send_and_read_workflow(recipient: str, message: str) -> dict:
                 "parameters": {"resource": "account", "operation": "get_account"},
             },
             {
-                # A search nobody answered: its empty list is no item, how n8n says "nothing found".
-                "id": "0b5f1c1e-1d0a-4f4e-8a0e-5c1f0d2a3b44",
-                "name": "Replies",
+                "id": "0b5f1c1e-1d0a-4f4e-8a0e-5c1f0d2a3b45",
+                "name": "List",
                 "type": "CUSTOM.allMySms",
                 "typeVersion": 1,
                 "position": [660, 0],
                 "credentials": credentials,
                 "parameters": {
+                    "resource": "contact_list",
+                    "operation": "create_list",
+                    "name": LIST_NAME,
+                    "additionalFields": {"fields": "Firstname, City"},
+                },
+            },
+            {
+                "id": "0b5f1c1e-1d0a-4f4e-8a0e-5c1f0d2a3b46",
+                "name": "Status",
+                "type": "CUSTOM.allMySms",
+                "typeVersion": 1,
+                "position": [880, 0],
+                "credentials": credentials,
+                "parameters": {"resource": "sms_status", "operation": "find_sms_status", "sms_id": sms_id},
+            },
+            {
+                # A search nobody answered: its empty list is no item, how n8n says "nothing found".
+                "id": "0b5f1c1e-1d0a-4f4e-8a0e-5c1f0d2a3b44",
+                "name": "Replies",
+                "type": "CUSTOM.allMySms",
+                "typeVersion": 1,
+                "position": [1100, 0],
+                "credentials": credentials,
+                "parameters": {
                     "resource": "reply",
                     "operation": "find_replies",
-                    "campaign_id": "={{ $('Send').item.json.campaign_id }}",
+                    "campaign_id": "={{ $('Send').first().json.campaign_id }}",
                 },
             },
         ],
         "connections": {
             "Start": {"main": [[{"node": "Send", "type": "main", "index": 0}]]},
             "Send": {"main": [[{"node": "Account", "type": "main", "index": 0}]]},
-            "Account": {"main": [[{"node": "Replies", "type": "main", "index": 0}]]},
+            "Account": {"main": [[{"node": "List", "type": "main", "index": 0}]]},
+            "List": {"main": [[{"node": "Status", "type": "main", "index": 0}]]},
+            # Last: a search that finds nothing gives no item, and the nodes after it would not run.
+            "Status": {"main": [[{"node": "Replies", "type": "main", "index": 0}]]},
         },
     }
 
@@ -253,14 +285,19 @@ def _outputs(stdout: str) -> dict:
     return {name: [item["json"] for item in runs[-1]["data"]["main"][0]] for name, runs in nodes.items()}
 
 
-def test_a_workflow_in_n8n_sends_an_sms_and_reads_the_account_through_the_connector(
+def test_a_workflow_in_n8n_sends_reads_the_account_creates_a_list_and_finds_a_receipt_through_the_connector(
     package, n8n, live_service, sandbox, tmp_path
 ):
     env = _n8n_env(tmp_path, _custom_node(package, n8n, tmp_path))
     binary = str(n8n / "node_modules" / ".bin" / "n8n")
     (tmp_path / "credentials.json").write_text(json.dumps(_credentials(live_service.url)))
+    # A number ending in 98 is never delivered in the sandbox: a receipt known in advance.
+    earlier = live_service.action("send_sms", {"message": "Earlier send", "recipients": ["+33611111198"]}).json()
+    sms_id = earlier["sms_ids"][0]["sms_id"]
+    receipt = wait_for(lambda: sandbox.state.sms_ack("demo", sms_id), what="the earlier SMS's receipt")
     message = "Parcel ready at the front desk (n8n platform check)"
-    (tmp_path / "workflow.json").write_text(json.dumps([_send_and_read_workflow("+33611111111", message)]))
+    workflow = _send_and_read_workflow("+33611111111", message, sms_id)
+    (tmp_path / "workflow.json").write_text(json.dumps([workflow]))
     _run([binary, "import:credentials", f"--input={tmp_path / 'credentials.json'}"], tmp_path, env)
     _run([binary, "import:workflow", f"--input={tmp_path / 'workflow.json'}"], tmp_path, env)
     ran = _run([binary, "execute", "--id=amsSendAndRead01", "--rawOutput"], tmp_path, env)
@@ -271,6 +308,22 @@ def test_a_workflow_in_n8n_sends_an_sms_and_reads_the_account_through_the_connec
     assert outputs["Send"][0]["campaign_id"] == sent[0].id
     account = outputs["Account"][0]
     assert account["login"] == "demo" and account["credits"] == sandbox.state.credits("demo")
+    assert outputs["List"] == [
+        {
+            "id": LIST_NAME,
+            "name": LIST_NAME,
+            "fields": ["Firstname", "City"],
+            "locked": False,
+            "status_text": outputs["List"][0]["status_text"],
+        }
+    ]
+    assert [(found["listName"], found["locked"]) for found in sandbox.state.contact_lists.all("demo")] == [
+        (LIST_NAME, "0")
+    ]
+    assert [(found["sms_id"], found["phone_number"], found["status_code"]) for found in outputs["Status"]] == [
+        (sms_id, "+33611111198", int(receipt["statut"]))
+    ]
+    assert outputs["Status"][0]["status_code"] == 2
     assert outputs["Replies"] == []
 
 

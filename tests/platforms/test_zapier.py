@@ -15,6 +15,7 @@ import pytest
 from connector import exports
 from connector.description import manifest as manifest_module
 from connector.exports import zapier
+from connector.web import operations
 from tests.platforms.conftest import installed, node_env
 from tests.test_exports import run_node_tests
 
@@ -83,6 +84,7 @@ def test_zapiers_cli_builds_the_app_with_its_files_and_dependencies_only(app, cl
         | {f"creates/{action.key}.js" for action in manifest.actions}
         | {f"searches/{search.key}.js" for search in manifest.searches}
         | {f"triggers/{trigger.key}.js" for trigger in manifest.triggers}
+        | {f"triggers/{op.key}.js" for op in operations.table(manifest) if op.options}  # hidden: dropdowns
     )
     assert own == expected
     # The file the CLI misses on Node >= 22.12 unless .zapierapprc names it.
@@ -90,7 +92,9 @@ def test_zapiers_cli_builds_the_app_with_its_files_and_dependencies_only(app, cl
     assert "node_modules/zapier-platform-core/package.json" in names
     assert set(definition["creates"]) == {action.key for action in manifest.actions}
     assert set(definition["searches"]) == {search.key for search in manifest.searches}
-    assert set(definition["triggers"]) == {trigger.key for trigger in manifest.triggers}
+    dropdowns = {op.key for op in operations.table(manifest) if op.options}
+    assert set(definition["triggers"]) == {trigger.key for trigger in manifest.triggers} | dropdowns
+    assert all(definition["triggers"][key]["display"]["hidden"] for key in dropdowns)
     with zipfile.ZipFile(app / "build" / "source.zip") as source:
         sources = set(source.namelist())
     assert "index.js" in sources and "test/signature.test.js" in sources
@@ -100,8 +104,8 @@ def test_zapiers_cli_builds_the_app_with_its_files_and_dependencies_only(app, cl
 def test_the_apps_own_tests_pass_under_npm_test_on_node_22(app, live_service):
     ran = run_node_tests(app, live_service.url, command=("npm", "test"), env=node_env(zapier.NODE_MAJOR))
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
-    # 11 against the service (the hook's signature among them), 6 of the signature check alone.
-    assert "# fail 0" in ran.stdout and "# pass 17" in ran.stdout, ran.stdout[-2000:]
+    # 12 against the service (the hook's signature among them), 6 of the signature check alone.
+    assert "# fail 0" in ran.stdout and "# pass 18" in ran.stdout, ran.stdout[-2000:]
     assert (
         f"v{zapier.NODE_MAJOR}."
         in subprocess.run(["node", "--version"], env=node_env(zapier.NODE_MAJOR), capture_output=True, text=True).stdout

@@ -16,6 +16,7 @@ module.exports = {
     ["reply_received"]: require('./triggers/reply_received'),
     ["opt_out_received"]: require('./triggers/opt_out_received'),
     ["credits_low"]: require('./triggers/credits_low'),
+    ["contact_lists"]: require('./triggers/contact_lists'),
   },
   creates: {
     ["send_sms"]: require('./creates/send_sms'),

@@ -88,6 +88,18 @@ test('a message delivered again (same msg.id) sends once; a new message sends ag
   assert.notStrictEqual(next.value.body.id, first.value.body.id, 'a new message sends again');
 });
 
+test("a dropdown's select model lists the account's choices, and the one chosen is sent", async () => {
+  const add = component.actions.add_contact;
+  const name = `Dropdown ${Date.now()}`;
+  await run(load(component.actions.create_list.main), { id: `list-${name}`, body: { name } }, CFG);
+  const model = load(add.main)[add.fields.list_name.model];
+  const options = await model(CFG);
+  assert.strictEqual(options[name], `${name} (0 contacts)`);
+  const emitted = await run(load(add.main), { id: `add-${name}`, body: { phone_number: '0612345678' } },
+    { ...CFG, list_name: name });
+  assert.strictEqual(emitted[0].value.body.list_name, name);
+});
+
 test('a refused action fails with the service message', async () => {
   await assert.rejects(run(load(component.actions.send_sms.main), { body: { message: 'Hi' } }, CFG),
     (error) => /recipients/.test(error.message) && error.status === 422);

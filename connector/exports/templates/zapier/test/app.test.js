@@ -12,6 +12,7 @@ const CREATES = /*= creates */ [];
 const SEARCHES = /*= searches */ [];
 const PUSHED = /*= pushed */ [];
 const POLLED = /*= polled */ [];
+const DROPDOWNS = /*= dropdowns */ [];
 
 /*= helpers */
 const AUTH = CREDENTIALS;
@@ -148,6 +149,16 @@ for (const key of PUSHED) {
       await appTester(operation.performUnsubscribe, { authData: AUTH, subscribeData });
       await appTester(operation.performUnsubscribe, { authData: AUTH, subscribeData });  // again: no error
     }
+  });
+}
+
+for (const key of DROPDOWNS) {
+  test(`dropdown ${key}: the account's choices, each with an id, a value and a label`, async () => {
+    await appTester(App.creates.create_list.operation.perform,
+      { authData: AUTH, inputData: { name: `Dropdown ${Date.now()}` } });
+    const results = await appTester(App.triggers[key].operation.perform, { authData: AUTH, inputData: {} });
+    assert.ok(Array.isArray(results) && results.length >= 1, `${key} lists the new list`);
+    assert.ok(results.every((item) => item.id && item.value && item.label), 'every choice has an id, a value and a label');
   });
 }
 

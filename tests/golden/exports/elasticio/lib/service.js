@@ -30,6 +30,12 @@ async function call(cfg, method, path, body, headers = {}) {
   return { status: response.status, headers: response.headers, data };
 }
 
+// A select model's options: the connector's [{value, label}] as elastic.io's { value: label }.
+async function choices(cfg, path) {
+  const { data } = await call(cfg, 'GET', path);
+  return Object.fromEntries(data.map((choice) => [choice.value, choice.label]));
+}
+
 // An elastic.io message, as elasticio-node's messages.newMessageWithBody makes it.
 const message = (body) => ({ id: crypto.randomUUID(), body, attachments: {}, headers: {} });
 
@@ -122,4 +128,6 @@ async function startupData() {
   return response.ok ? (await response.json()) || {} : {};
 }
 
-module.exports = { BASE_URL, InvalidSignature, TOLERANCE, call, idempotencyHeaders, message, startupData, verifyEvent };
+module.exports = {
+  BASE_URL, InvalidSignature, TOLERANCE, call, choices, idempotencyHeaders, message, startupData, verifyEvent,
+};

@@ -8,7 +8,8 @@ const bodyFields = [
     "label": "List name",
     "type": "string",
     "required": true,
-    "helpText": "The name of one of the account's contact lists, as written in the AllMySMS customer area."
+    "helpText": "The name of one of the account's contact lists, as written in the AllMySMS customer area.",
+    "dynamic": "contact_lists.value.label"
   },
   {
     "key": "phone_number",

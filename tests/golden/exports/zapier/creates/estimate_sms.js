@@ -83,7 +83,7 @@ const perform = async (z, bundle) => {
 module.exports = {
   key: "estimate_sms",
   noun: "SMS Estimate",
-  display: {"label": "Estimate SMS Cost", "description": "Tells how many SMS parts and credits a send would cost, without sending anything or debiting any credit."},
+  display: {"label": "Estimate SMS Cost", "description": "Tells how many SMS parts and credits a send would cost, without sending anything or debiting any credit, and what one SMS costs in each destination country."},
   operation: {
     perform,
     inputFields,
@@ -91,7 +91,7 @@ module.exports = {
   "id": "est-3f2a9c0d1e7b4a65",
   "recipients": 2,
   "sms_parts": 2,
-  "credits": 30,
+  "credits": 25,
   "invalid_numbers": [],
   "text": {
     "encoding": "GSM-7",
@@ -101,7 +101,25 @@ module.exports = {
     "unit_limit": 160,
     "remaining": 118
   },
-  "parts_max": 1
+  "parts_max": 1,
+  "by_country": [
+    {
+      "country": "FR",
+      "recipients": 1,
+      "sms_parts": 1,
+      "credits_per_sms": 15,
+      "credits": 15,
+      "note": null
+    },
+    {
+      "country": "US",
+      "recipients": 1,
+      "sms_parts": 1,
+      "credits_per_sms": 10,
+      "credits": 10,
+      "note": null
+    }
+  ]
 },
     outputFields: [
   {

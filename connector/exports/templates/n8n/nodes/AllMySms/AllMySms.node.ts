@@ -5,6 +5,8 @@ import {
   type IContextObject,
   type IExecuteSingleFunctions,
   type IHttpRequestOptions,
+  type ILoadOptionsFunctions,
+  type INodePropertyOptions,
   type INodeType,
   type INodeTypeDescription,
 } from 'n8n-workflow';
@@ -47,11 +49,26 @@ async function idempotencyKey(
   return requestOptions;
 }
 
+// A dropdown filled from the account: the connector answers its choices as [{value, label}].
+async function choices(context: ILoadOptionsFunctions, url: string): Promise<INodePropertyOptions[]> {
+  const credentials = await context.getCredentials('/*= credential */');
+  const found = (await context.helpers.httpRequestWithAuthentication.call(context, '/*= credential */', {
+    method: 'GET', url, json: true, baseURL: credentials.baseUrl as string,
+  })) as Array<{ value: string; label: string }>;
+  return found.map((one) => ({ name: one.label, value: one.value }));
+}
+
 export class AllMySms implements INodeType {
   // Written in place, so that the compiler checks every property against INodeTypeDescription.
   description: INodeTypeDescription = {
 /*= description */
     inputs: [NodeConnectionTypes.Main],
     outputs: [NodeConnectionTypes.Main],
+  };
+
+  methods = {
+    loadOptions: {
+/*= load_options */
+    },
   };
 }

@@ -5,6 +5,8 @@ import {
   type IContextObject,
   type IExecuteSingleFunctions,
   type IHttpRequestOptions,
+  type ILoadOptionsFunctions,
+  type INodePropertyOptions,
   type INodeType,
   type INodeTypeDescription,
 } from 'n8n-workflow';
@@ -45,6 +47,15 @@ async function idempotencyKey(
     .map((part) => encodeURIComponent(String(part)));
   requestOptions.headers = { ...requestOptions.headers, 'Idempotency-Key': parts.join(':') };
   return requestOptions;
+}
+
+// A dropdown filled from the account: the connector answers its choices as [{value, label}].
+async function choices(context: ILoadOptionsFunctions, url: string): Promise<INodePropertyOptions[]> {
+  const credentials = await context.getCredentials('allMySmsApi');
+  const found = (await context.helpers.httpRequestWithAuthentication.call(context, 'allMySmsApi', {
+    method: 'GET', url, json: true, baseURL: credentials.baseUrl as string,
+  })) as Array<{ value: string; label: string }>;
+  return found.map((one) => ({ name: one.label, value: one.value }));
 }
 
 export class AllMySms implements INodeType {
@@ -234,7 +245,7 @@ export class AllMySms implements INodeType {
         "name": "Estimate SMS Cost",
         "value": "estimate_sms",
         "action": "Estimate SMS Cost",
-        "description": "Tells how many SMS parts and credits a send would cost, without sending anything or debiting any credit.",
+        "description": "Tells how many SMS parts and credits a send would cost, without sending anything or debiting any credit, and what one SMS costs in each destination country.",
         "routing": {
           "request": {
             "method": "POST",
@@ -1580,16 +1591,19 @@ export class AllMySms implements INodeType {
     ]
   },
   {
-    "displayName": "List name",
+    "displayName": "List Name or ID",
     "name": "list_name",
-    "type": "string",
+    "type": "options",
     "default": "",
-    "description": "The name of one of the account's contact lists, as written in the AllMySMS customer area.",
+    "description": "The name of one of the account's contact lists, as written in the AllMySMS customer area. Choose from the list, or specify an ID using an <a href=\"https://docs.n8n.io/code/expressions/\">expression</a>.",
     "routing": {
       "send": {
         "type": "body",
         "property": "list_name"
       }
+    },
+    "typeOptions": {
+      "loadOptionsMethod": "getContactLists"
     },
     "required": true,
     "displayOptions": {
@@ -1654,16 +1668,19 @@ export class AllMySms implements INodeType {
     ]
   },
   {
-    "displayName": "List name",
+    "displayName": "List Name or ID",
     "name": "list_name",
-    "type": "string",
+    "type": "options",
     "default": "",
-    "description": "The name of one of the account's contact lists, as written in the AllMySMS customer area.",
+    "description": "The name of one of the account's contact lists, as written in the AllMySMS customer area. Choose from the list, or specify an ID using an <a href=\"https://docs.n8n.io/code/expressions/\">expression</a>.",
     "routing": {
       "send": {
         "type": "body",
         "property": "list_name"
       }
+    },
+    "typeOptions": {
+      "loadOptionsMethod": "getContactLists"
     },
     "required": true,
     "displayOptions": {
@@ -1761,5 +1778,13 @@ export class AllMySms implements INodeType {
 ],
     inputs: [NodeConnectionTypes.Main],
     outputs: [NodeConnectionTypes.Main],
+  };
+
+  methods = {
+    loadOptions: {
+      async getContactLists(this: ILoadOptionsFunctions): Promise<INodePropertyOptions[]> {
+        return choices(this, "/v1/options/contact_lists");
+      },
+    },
   };
 }

@@ -23,6 +23,7 @@ FAST = {
 }
 
 try:
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import Page, sync_playwright
 except ImportError:
     require("the browser test needs the playwright package (pip install -e '.[test]')", module=True)
@@ -73,6 +74,18 @@ def shown(page: Page, text: str, what: str, timeout: float = 20.0) -> None:
         wait_for(there, timeout=timeout, what=what)
 
 
+def snapshot(page: Page, path: Path, full_page: bool = False) -> None:
+    """A picture of the page for whoever reads a failure, not something the test asserts: chromium on a loaded
+    machine sometimes cannot capture one ("Unable to capture screenshot"), which is tried again, then let go."""
+    for attempt in range(2):
+        try:
+            page.screenshot(path=path, full_page=full_page)
+            return
+        except PlaywrightError:
+            if attempt:
+                print(f"no screenshot {path.name}: chromium could not capture it")
+
+
 def fits_the_width(page: Page) -> bool:
     # Against the screen, not the window: a phone's browser widens its layout to fit what overflows.
     return page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
@@ -93,7 +106,7 @@ def test_an_operator_sends_a_test_sms_watches_its_receipt_delivered_and_replays_
     page.get_by_label("Operator token").fill(token)
     page.get_by_role("button", name="Log in").click()
     assert page.url == f"{loop.url}/console"
-    page.screenshot(path=shots / "1-overview-empty.png")
+    snapshot(page, shots / "1-overview-empty.png")
 
     page.get_by_role("link", name="Sandbox").click()
     send = page.locator("form", has=page.get_by_role("button", name="Send"))
@@ -101,12 +114,12 @@ def test_an_operator_sends_a_test_sms_watches_its_receipt_delivered_and_replays_
     send.get_by_label("Message").fill("Your table is ready")
     send.get_by_role("button", name="Send").click()
     assert "Sent: campaign" in page.content()
-    page.screenshot(path=shots / "2-sandbox-sent.png")
+    snapshot(page, shots / "2-sandbox-sent.png")
 
     page.get_by_role("link", name="See its events").click()
     shown(page, "1 succeeded", what="the receipt in the event log, delivered")
     assert "sms.delivery_receipt" in page.content() and "+33611111111" in page.content()
-    page.screenshot(path=shots / "3-event-log.png")
+    snapshot(page, shots / "3-event-log.png")
     first = wait_for(subscriber.deliveries, what="the receipt at the subscriber")[0]
 
     page.locator("table.events tbody a").first.click()
@@ -119,7 +132,7 @@ def test_an_operator_sends_a_test_sms_watches_its_receipt_delivered_and_replays_
     wait_for(
         lambda: (page.reload(), page.locator("table.attempts tbody tr").count() == 2)[1], what="both attempts listed"
     )
-    page.screenshot(path=shots / "4-event-replayed.png", full_page=True)
+    snapshot(page, shots / "4-event-replayed.png", full_page=True)
 
     page.get_by_role("link", name="Sandbox").click()
     reply = page.locator("form", has=page.get_by_role("button", name="Play the reply"))
@@ -131,7 +144,7 @@ def test_an_operator_sends_a_test_sms_watches_its_receipt_delivered_and_replays_
 
     page.get_by_role("link", name="Overview").click()
     shown(page, "<b>2</b> succeeded", what="the reply delivered too")
-    page.screenshot(path=shots / "5-overview.png")
+    snapshot(page, shots / "5-overview.png")
     if os.environ.get("UPDATE_SCREENSHOTS") or not OVERVIEW_PICTURE.exists():
         OVERVIEW_PICTURE.parent.mkdir(exist_ok=True)
         page.screenshot(path=OVERVIEW_PICTURE)
@@ -142,6 +155,6 @@ def test_an_operator_sends_a_test_sms_watches_its_receipt_delivered_and_replays_
     for path in ("/console", "/console/events", "/console/subscriptions", "/console/sandbox"):
         phone.goto(loop.url + path)
         assert phone.url == loop.url + path and fits_the_width(phone), f"{path} is wider than a phone"
-        phone.screenshot(path=shots / f"phone{path.replace('/', '-')}.png", full_page=True)
+        snapshot(phone, shots / f"phone{path.replace('/', '-')}.png", full_page=True)
     page.get_by_role("button", name="Log out").click()
     assert "/console/login" in page.url

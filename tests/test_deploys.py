@@ -390,7 +390,8 @@ def test_a_worker_rides_out_a_database_outage_quietly_and_records_every_outcome_
             timeout=30,
             what="every delivery recorded once",
         )
-        wait_for(lambda: not worker.store.outage.down, what="the worker to find the database back")
+        # The outage ends after a committed write and a quiet moment (outage.QUIET), at the worker's next turns.
+        wait_for(lambda: not worker.store.outage.down, timeout=30, what="the worker to find the database back")
     finally:
         worker.stop()
         worker.store.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -48,18 +48,38 @@ def _chunks(ctx: Context, request: messages.SmsRequest) -> Iterator[str]:
 
 
 def _send(ctx: Context, request: messages.SmsRequest) -> dict[str, Any]:
+    sent = _sent_in_turn(
+        ctx,
+        _chunks(ctx, request),
+        ctx.upstream.send_sms,
+        len(request.recipients),
+        scheduled=request.send_at is not None,
+    )
+    return feeds.sms_result(request, sent)
+
+
+def _sent_in_turn(
+    ctx: Context,
+    fed: Iterable[str],
+    send: Callable[[Credentials, str], tuple[str, dict[str, Any]]],
+    total: int,
+    *,
+    scheduled: bool,
+) -> list[dict[str, Any]]:
+    """Each feed (a campaign) sent in turn, what AllMySMS said of each; a failure after the first says which
+    campaigns went out (see _partial). Each campaign is told to ``ctx.sent`` as soon as it is sent."""
     chunks: list[dict[str, Any]] = []
-    for feed in _chunks(ctx, request):
+    for feed in fed:
         try:
-            word, reply = ctx.upstream.send_sms(ctx.credentials, feed)
+            word, reply = send(ctx.credentials, feed)
         except ConnectorError as error:
             if chunks:
-                raise _partial(error, chunks, len(request.recipients)) from None
+                raise _partial(error, chunks, total) from None
             raise
-        chunks.append(feeds.sent_chunk(reply, word, request.send_at is not None))
+        chunks.append(feeds.sent_chunk(reply, word, scheduled))
         if ctx.sent is not None:
             ctx.sent(chunks[-1]["campaign_id"], chunks[-1]["sms_ids"])
-    return feeds.sms_result(request, chunks)
+    return chunks
 
 
 def _partial(error: ConnectorError, chunks: list[dict[str, Any]], total: int) -> ConnectorError:
@@ -129,10 +149,9 @@ def get_account(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
 def send_mms(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     request = messages.mms_request(payload, ctx.rules, ctx.now())
     del payload
-    chunks: list[dict[str, Any]] = []
     size = ctx.recipients_per_feed
-    for start in range(0, len(request.recipients), size):
-        feed = feeds.mms_data(
+    fed = (
+        feeds.mms_data(
             [r.e164 for r in request.recipients[start : start + size]],
             ctx.feed_format,
             message=request.message,
@@ -142,16 +161,12 @@ def send_mms(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
             send_at_local=request.send_at.local_text if request.send_at else None,
             client_reference=request.client_reference or None,
         )
-        try:
-            word, reply = ctx.upstream.send_mms(ctx.credentials, feed)
-        except ConnectorError as error:
-            if chunks:
-                raise _partial(error, chunks, len(request.recipients)) from None
-            raise
-        chunks.append(feeds.sent_chunk(reply, word, request.send_at is not None))
-        if ctx.sent is not None:
-            ctx.sent(chunks[-1]["campaign_id"], chunks[-1]["sms_ids"])
-    return _mms_result(request, chunks)
+        for start in range(0, len(request.recipients), size)
+    )
+    sent = _sent_in_turn(
+        ctx, fed, ctx.upstream.send_mms, len(request.recipients), scheduled=request.send_at is not None
+    )
+    return _mms_result(request, sent)
 
 
 def _mms_result(request: messages.MmsRequest, chunks: list[dict[str, Any]]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from connector.description.validation import invalid_input
 from connector.errors import FieldError
-from connector.sending.messages import Rules, SendTime, send_time
+from connector.sending.messages import Rules, SendTime, optional_send_time
 
 MAX_RECIPIENTS = 100
 _LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
@@ -120,10 +120,8 @@ def email_request(payload: dict[str, Any], rules: Rules, now: datetime) -> Email
         problems += _forbidden("body", name, payload.get(name, ""))
     if not payload["html"].strip():
         problems.append(FieldError("html", "Give the body of the e-mail."))
-    send_at = None
-    if payload.get("send_at"):
-        send_at, time_problems = send_time(payload["send_at"], rules.zone, now)
-        problems += time_problems
+    send_at, time_problems = optional_send_time(payload, rules, now)
+    problems += time_problems
     if problems:
         raise invalid_input(problems)
     return EmailRequest(

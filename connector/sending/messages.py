@@ -172,14 +172,32 @@ def sms_request(payload: dict[str, Any], rules: Rules, now: datetime, *, schedul
     )
 
 
-def voice_request(payload: dict[str, Any], rules: Rules, now: datetime) -> VoiceRequest:
+def optional_send_time(
+    payload: dict[str, Any], rules: Rules, now: datetime
+) -> tuple[SendTime | None, list[FieldError]]:
+    """The ``send_at`` of a send that may be scheduled (None: now), and what is wrong with it."""
+    if not payload.get("send_at"):
+        return None, []
+    return send_time(payload["send_at"], rules.zone, now)
+
+
+def _unpersonalised_recipients(
+    payload: dict[str, Any], rules: Rules, what_cannot: str
+) -> tuple[list[Recipient], list[InvalidNumber], list[FieldError]]:
+    """The recipients of a send that takes no #param_n# values (voice, MMS): read as an SMS's are, with what
+    is wrong with them."""
     problems: list[FieldError] = []
     entries = _entries(payload["recipients"])
     if any(params for _, params in entries):
-        problems.append(FieldError("recipients", "Voice messages cannot be personalised: give phone numbers only."))
+        problems.append(FieldError("recipients", f"{what_cannot} be personalised: give phone numbers only."))
     recipients, invalid, recipient_problems = _read_recipients(entries, rules, 0)
     problems += recipient_problems
     problems += _invalid_number_problems(invalid, payload.get("invalid_numbers", "reject"), len(recipients))
+    return recipients, invalid, problems
+
+
+def voice_request(payload: dict[str, Any], rules: Rules, now: datetime) -> VoiceRequest:
+    recipients, invalid, problems = _unpersonalised_recipients(payload, rules, "Voice messages cannot")
     text = payload.get("text", "")
     problems += _text_problems("text", text)
     problems += _text_problems("campaign_name", payload.get("campaign_name", ""))
@@ -191,10 +209,8 @@ def voice_request(payload: dict[str, Any], rules: Rules, now: datetime) -> Voice
 
         if reason:
             problems.append(FieldError("sender", f"The caller number is {reason}."))
-    send_at = None
-    if payload.get("send_at"):
-        send_at, time_problems = send_time(payload["send_at"], rules.zone, now)
-        problems += time_problems
+    send_at, time_problems = optional_send_time(payload, rules, now)
+    problems += time_problems
     if problems:
         raise invalid_input(problems)
     return VoiceRequest(
@@ -210,21 +226,13 @@ def voice_request(payload: dict[str, Any], rules: Rules, now: datetime) -> Voice
 
 def mms_request(payload: dict[str, Any], rules: Rules, now: datetime) -> MmsRequest:
     """Raises InvalidInput listing every problem; ``payload`` already matches its JSON Schema."""
-    problems: list[FieldError] = []
-    entries = _entries(payload["recipients"])
-    if any(params for _, params in entries):
-        problems.append(FieldError("recipients", "An MMS cannot be personalised: give phone numbers only."))
-    recipients, invalid, recipient_problems = _read_recipients(entries, rules, 0)
-    problems += recipient_problems
-    problems += _invalid_number_problems(invalid, payload.get("invalid_numbers", "reject"), len(recipients))
+    recipients, invalid, problems = _unpersonalised_recipients(payload, rules, "An MMS cannot")
     kind, message, media_url = payload["kind"], payload.get("message", ""), payload.get("media_url", "").strip()
     problems += _text_problems("message", message)
     problems += _text_problems("campaign_name", payload.get("campaign_name", ""))
     problems += _mms_content_problems(kind, message, media_url)
-    send_at = None
-    if payload.get("send_at"):
-        send_at, time_problems = send_time(payload["send_at"], rules.zone, now)
-        problems += time_problems
+    send_at, time_problems = optional_send_time(payload, rules, now)
+    problems += time_problems
     if problems:
         raise invalid_input(problems)
     return MmsRequest(

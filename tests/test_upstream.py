@@ -9,7 +9,7 @@ import time
 import pytest
 
 from connector import create_app
-from tests.conftest import Scripted, connector_settings, free_port
+from tests.conftest import Scripted, connector_settings
 
 SEND = {"message": "Hi", "recipients": ["0611111111"]}
 SUCCESS_FIELDS = {
@@ -90,8 +90,13 @@ def test_an_xml_reply_is_read_when_allmysms_ignores_returnformat(scripted, throu
 
 
 def test_connection_refused_is_retried_then_reported_as_safe_to_retry(serve):
-    api = serve(create_app(connector_settings(f"http://127.0.0.1:{free_port()}", ALLMYSMS_CONNECT_RETRIES=1)))
-    response = api.action("send_sms", SEND)
+    # A port bound and never listened on refuses connections, and no other test can take it meanwhile (a port
+    # only found free could be, by a test running beside this one).
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        api = serve(create_app(connector_settings(f"http://127.0.0.1:{port}", ALLMYSMS_CONNECT_RETRIES=1)))
+        response = api.action("send_sms", SEND)
     assert response.status_code == 502
     error = response.json()["error"]
     assert error["code"] == "upstream_unavailable" and error["retryable"] is True

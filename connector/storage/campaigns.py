@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
 
+from connector.storage.batching import GroupWriter
 from connector.storage.database import Database
 from connector.storage.tables import campaigns, upstream_reads
 
@@ -29,6 +31,9 @@ class CampaignStore:
 
     def __init__(self, database: Database):
         self.database = database
+        # Sends ending at the same moment share one commit: a transaction per send cost a third of the
+        # throughput of send_sms.
+        self._writer: GroupWriter[list[dict[str, Any]], None] = GroupWriter(self._write)
 
     def record(self, account_id: int, sent: Iterable[tuple[str, dict[str, str]]], now: float) -> None:
         """Keep the campaigns of a send, each with its numbers' SMS ids; a campaign already kept keeps its row."""
@@ -43,13 +48,16 @@ class CampaignStore:
             for campaign_id, messages in sent
             if campaign_id
         ]
-        if not rows:
-            return
+        if rows:
+            self._writer.submit(rows)
+
+    def _write(self, jobs: list[list[dict[str, Any]]]) -> list[None]:
         with self.database.writing() as db:
             db.execute(
                 self.database.insert(campaigns).on_conflict_do_nothing(index_elements=["account_id", "campaign_id"]),
-                rows,
+                [row for rows in jobs for row in rows],
             )
+        return [None] * len(jobs)
 
     def due(self, account_id: int, since: float, limit: int) -> list[Campaign]:
         """The account's campaigns sent since ``since`` and not yet settled, newest first, at most ``limit``."""

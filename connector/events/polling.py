@@ -64,7 +64,9 @@ def record_sends(
     except Exception as error:
         if not outage.unavailable(error):
             raise
-        log.warning("the campaigns of a send could not be kept (database away): their receipts come by push only")
+        # Not logged: the store says once that the database is away, and a line per send would flood the
+        # log during an outage. These campaigns' receipts then come by push only.
+        services.store.outage.failed(error)
 
 
 def receipts(services: Services, credentials: Credentials, account: Account, now: float) -> int:

@@ -14,7 +14,7 @@ from flask import Flask
 
 from connector import config
 from connector.description import manifest
-from connector.sending import feeds, messages
+from connector.sending import actions, feeds, messages
 from connector.sending.upstream import AllMySMS, Credentials
 
 MESSAGE = "Hello #param_1#, your code is #param_2#."
@@ -49,6 +49,7 @@ class Steps:
             max_recipients=s["CONNECTOR_MAX_RECIPIENTS"],
         )
         self.chunk = s["ALLMYSMS_RECIPIENTS_PER_FEED"]
+        self.at_once = s["ALLMYSMS_CONCURRENT_FEEDS"]
         self.upstream = AllMySMS(upstream_url, read_timeout=s["ALLMYSMS_READ_TIMEOUT"])
         self.credentials = credentials
 
@@ -58,6 +59,20 @@ class Steps:
     def sms_request(self, payload: dict) -> messages.SmsRequest:
         return messages.sms_request(payload, self.rules, datetime.now(UTC))
 
+    def sent(self, request: messages.SmsRequest, at_once: int) -> list[dict]:
+        """The feeds written and sent as the connector sends them, ``at_once`` at a time (1: in turn)."""
+        ctx = actions.Context(
+            upstream=self.upstream,
+            credentials=self.credentials,
+            rules=self.rules,
+            feed_format=self.settings["ALLMYSMS_FEED_FORMAT"],
+            recipients_per_feed=self.chunk,
+            credits_per_sms_fr=self.settings["ALLMYSMS_CREDITS_PER_SMS_FR"],
+            concurrent_feeds=at_once,
+        )
+        fed = actions._chunks(ctx, request, list(request.recipients))
+        return actions._sent(ctx, fed, self.upstream.send_sms, len(request.recipients), False)
+
     def feeds(self, request: messages.SmsRequest, fmt: str) -> list[str]:
         return [
             feeds.sms_data(request, start, start + self.chunk, fmt)
@@ -66,15 +81,25 @@ class Steps:
 
 
 def measure(count: int, upstream_url: str, credentials: Credentials) -> list[dict]:
-    """Each step of one send to `count` recipients, in order, with its duration in seconds."""
+    """Each step of one send to `count` recipients, in order, with its duration in seconds, wall (``seconds``)
+    and CPU of this process (``cpu_s``). A step marked ``alternative`` does again what another did, another way
+    (the round trips in turn, then as the connector makes them): it is not part of the total."""
     steps = Steps(upstream_url, credentials)
     body = json.dumps(personalised_payload(count)).encode()
     timings: list[dict] = []
 
-    def step(name: str, what: str, func, *args):
-        started = time.perf_counter()
+    def step(name: str, what: str, func, *args, alternative: bool = False):
+        started, cpu = time.perf_counter(), time.process_time()
         value = func(*args)
-        timings.append({"step": name, "what": what, "seconds": time.perf_counter() - started})
+        timings.append(
+            {
+                "step": name,
+                "what": what,
+                "seconds": time.perf_counter() - started,
+                "cpu_s": time.process_time() - cpu,
+                "alternative": alternative,
+            }
+        )
         return value
 
     payload = step("parse body", "json.loads of the request body (stdlib, no duplicate-key hook)", json.loads, body)
@@ -84,17 +109,33 @@ def measure(count: int, upstream_url: str, credentials: Credentials) -> list[dic
     if problems:
         raise RuntimeError(f"the benchmark payload does not validate: {problems[:3]}")
     request = step("sms_request", "messages.sms_request: numbers, params, texts, segments", steps.sms_request, payload)
-    fed = step("feeds JSON", f"feeds.sms_data, JSON, all chunks of {steps.chunk}", steps.feeds, request, "json")
-    step("feeds XML", f"feeds.sms_data, XML, all chunks of {steps.chunk}", steps.feeds, request, "xml")
-    if steps.settings["ALLMYSMS_FEED_FORMAT"] != "json":
-        fed = steps.feeds(request, steps.settings["ALLMYSMS_FEED_FORMAT"])
+    # Written again, and sent, in the step of the round trips: these two show what writing alone costs.
+    step(
+        "feeds JSON",
+        f"feeds.sms_data, JSON, all chunks of {steps.chunk}",
+        steps.feeds,
+        request,
+        "json",
+        alternative=True,
+    )
+    step(
+        "feeds XML", f"feeds.sms_data, XML, all chunks of {steps.chunk}", steps.feeds, request, "xml", alternative=True
+    )
+    feeds_count = -(-count // steps.chunk)
+    step(
+        "feeds + round trips in turn",
+        f"{feeds_count} feeds written and sent one after the other, replies read",
+        steps.sent,
+        request,
+        1,
+        alternative=True,
+    )
     chunks = step(
-        "upstream round trips",
-        f"{len(fed)} sendSms POSTs to the sandbox, replies read",
-        lambda: [
-            feeds.sent_chunk(reply, word, False)
-            for word, reply in (steps.upstream.send_sms(credentials, feed) for feed in fed)
-        ],
+        f"feeds + round trips, {steps.at_once} at once",
+        f"{feeds_count} feeds written and sent as the connector sends them (ALLMYSMS_CONCURRENT_FEEDS)",
+        steps.sent,
+        request,
+        steps.at_once,
     )
     result = step("sms_result", "feeds.sms_result over all chunks", feeds.sms_result, request, chunks)
     step("serialise result", "Flask JSON response of the result", _flask_json, result)

@@ -1,13 +1,21 @@
-"""Benchmark of the connector's triggers on 127.0.0.1: callback ingest, end-to-end latency, worker throughput.
+"""Benchmark of the connector's triggers on 127.0.0.1: callback ingest, end-to-end latency, worker throughput,
+and the service at rest; on SQLite and on PostgreSQL.
 
-Callbacks in (ingest), callback to subscriber (end-to-end latency), and what one delivery worker sends.
+Callbacks in (ingest), callback to subscriber (end-to-end latency), what one delivery worker sends, and what
+`connector serve` costs with nothing to do (idle).
 
 Usage (from the repository root):
 
-    .venv/bin/python bench/triggers.py            # full run, at most about 3 minutes
-    .venv/bin/python bench/triggers.py --quick    # smoke run, about 20 seconds
-    .venv/bin/python bench/triggers.py --postgres # the same on PostgreSQL (a schema per phase)
+    .venv/bin/python bench/triggers.py              # full run on both databases, at most about 8 minutes
+    .venv/bin/python bench/triggers.py --quick      # smoke run on both, about 1.5 minutes
+    .venv/bin/python bench/triggers.py --sqlite-only   # SQLite only
+    .venv/bin/python bench/triggers.py --postgres      # PostgreSQL only (BENCH_POSTGRES_URL; a schema per phase)
+    .venv/bin/python bench/triggers.py --only idle     # one phase (may be repeated)
     .venv/bin/python bench/triggers.py --py-spy /tmp/pyspy/bin/py-spy   # also profile the delivery worker
+
+Every phase runs once per database, SQLite first; each row of the table names its database. Beside each rate
+is its CPU cost per item (CPU-µs: CPU seconds of the processes named / items), the figure that survives a
+change of machine; all CPU is user + system time of whole processes, read from /proc by psutil.
 
 Everything runs on loopback, with servers started here and always stopped on exit (even on Ctrl-C). The
 AllMySMS sandbox runs under gunicorn (2 workers x 8 threads, an account with 10**12 credits); it only
@@ -21,22 +29,32 @@ so each starts on an empty SQLite database.
    delivery worker processes on) by N client threads for S seconds (closed loop), with no subscription, so
    nothing is delivered. The same load goes to bench/echo.py, a bare Flask app answering the form
    back as JSON under gunicorn with the same workers, threads and access log. After a warm-up each is
-   driven in turn (A B A B); the better round of each counts. Target: connector >= 0.4 x echo. The
-   number of events in the database must equal the number of callbacks answered 200.
+   driven in turn (A B A B); the better round of each counts. Target: connector >= 0.6 x echo. The
+   number of events in the database must equal the number of callbacks answered 200. CPU-µs per callback:
+   the server's processes (connector: web workers, master and delivery workers; echo: its gunicorn).
 2. End-to-end latency. 10 subscriptions on the receipt trigger point at the receivers (no delay); the
    connector runs 2 web workers and delivers from its default delivery worker processes. Receipts are POSTed open
    loop at 300/s for 10 s (each starts on schedule whether or not earlier ones were answered, from 32
    sender threads: when all 32 wait for answers the next one starts late, and that lag is reported);
    for each of the 3,000 x 10 deliveries, latency = arrival at the subscriber - the moment its callback
    was POSTed (also reported from the moment it was due, when senders were held up).
-   Target: p99 <= 200 ms with nothing lost. When 300/s misses it, lower rates are tried (200, 100, 50,
-   each on a fresh connector) and the highest that meets it is reported.
+   Target: p99 <= 200 ms with nothing lost (and nothing delivered twice: a receiver records each delivery;
+   an (event, subscription) that arrived twice is a duplicate). When 300/s misses it, lower rates are tried
+   (each on a fresh connector, halving the ladder of rates) and the highest that meets it is reported.
+   CPU-µs per callback delivered to the 10 subscribers: all of the connector's processes, from the first
+   callback until the last delivery.
 3. Delivery throughput. `connector serve` with CONNECTOR_WORKERS=1 and CONNECTOR_DELIVERY_WORKER=off
    stores M receipts x 10 subscriptions while no worker runs (the events wait in the fan-out queue);
    then ONE `connector worker` process starts, turns them into deliveries and sends them to subscribers
    that take 50 ms to answer. deliveries/s = deliveries / (last arrival - first arrival), so the
    worker's start-up is not counted (it is reported apart). Run with CONNECTOR_DELIVERY_CONCURRENCY 64
-   and 128 (the default is 256). Target: >= 500/s.
+   and 128 (the default is 256). Target: >= 500/s. CPU-µs per delivery: the worker process.
+4. Idle. A fresh `connector serve` as deployed by default (2 web workers, its delivery worker processes),
+   with nothing to do: once its start-up is over (the CPU of its processes has settled), the CPU of the
+   whole process tree over 60 s (10 s with --quick). Target: <= 1 % of a core. The connectors of both
+   databases are started first and measured side by side, over the same seconds, while the other phases
+   run: they are given nothing to do, and only their own processes' CPU time counts (their databases, data
+   folders and PostgreSQL channels are their own).
 
 Prints one table (measure, value, baseline/target, verdict) and writes everything measured to
 bench/results/triggers-latest.json; the servers' logs are in bench/results/logs/triggers/.
@@ -51,6 +69,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,8 +105,16 @@ RECEIPT_REST = "&" + urlencode(
     }
 )
 
-PHASES = ("ingest", "latency", "throughput")
-TARGETS = {"ingest_ratio": 0.4, "e2e_rate": 300, "e2e_p99_ms": 200.0, "deliveries_per_s": 500.0}
+PHASES = ("ingest", "latency", "throughput", "idle")
+BACKENDS = ("sqlite", "postgresql")
+NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+TARGETS = {
+    "ingest_ratio": 0.6,
+    "e2e_rate": 300,
+    "e2e_p99_ms": 200.0,
+    "deliveries_per_s": 500.0,
+    "idle_cpu_percent": 1.0,
+}
 
 FULL = {
     "clients": 16,
@@ -106,6 +133,8 @@ FULL = {
     "delay_ms": 50,
     "delivery_timeout_s": 40.0,
     "profile_events": 600,
+    "idle_seconds": 60.0,
+    "idle_settle_max_s": 30.0,
 }
 QUICK = {
     "clients": 16,
@@ -124,6 +153,8 @@ QUICK = {
     "delay_ms": 50,
     "delivery_timeout_s": 15.0,
     "profile_events": 200,
+    "idle_seconds": 10.0,
+    "idle_settle_max_s": 15.0,
 }
 
 
@@ -135,11 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PATH",
         help="py-spy executable: profile the delivery worker of phase 3 (what holds the GIL) into bench/results/",
     )
-    parser.add_argument(
+    narrow = parser.add_mutually_exclusive_group()
+    narrow.add_argument(
         "--postgres",
         action="store_true",
-        help="run the connector on PostgreSQL (BENCH_POSTGRES_URL; a schema per phase) instead of SQLite",
+        help="run on PostgreSQL only (BENCH_POSTGRES_URL; a schema per phase); by default both databases",
     )
+    narrow.add_argument("--sqlite-only", action="store_true", help="run on SQLite only")
     parser.add_argument(
         "--only",
         choices=PHASES,
@@ -149,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = dict(QUICK if args.quick else FULL)
     phases = args.only or list(PHASES)
+    backends = ["postgresql"] if args.postgres else ["sqlite"] if args.sqlite_only else list(BACKENDS)
     signal.signal(signal.SIGTERM, report.exit_on_sigterm)
 
     started = time.perf_counter()
@@ -164,24 +198,45 @@ def main(argv: list[str] | None = None) -> int:
     with servers.Fleet(LOGS) as fleet, tempfile.TemporaryDirectory(prefix="bench-triggers-") as scratch:
         results["machine"]["data_dir_filesystem"] = _filesystem(scratch)
         results["machine"]["connector_uncommitted"] = _uncommitted("connector", "manifest.yaml", "schemas")
-        results["machine"]["database"] = "postgresql" if args.postgres else "sqlite"
-        bench = _Bench(fleet, Path(scratch), plan, args.py_spy, databases.Schemas() if args.postgres else None)
+        results["machine"]["databases"] = backends
+        results["machine"]["load_average_at_start"] = [round(x, 2) for x in psutil.getloadavg()]
+        schemas = databases.Schemas() if "postgresql" in backends else None
+        bench = _Bench(fleet, Path(scratch), plan, args.py_spy, schemas)
         try:
-            for phase in PHASES:
-                if phase in phases:
-                    begun = time.perf_counter()
-                    results[phase] = getattr(bench, phase)()
-                    results[phase]["phase_s"] = round(time.perf_counter() - begun, 1)
+            idle = None
+            if "idle" in phases:
+                # First, and measured while the other phases run: at rest, what others do costs them nothing.
+                say(f"--- {', '.join(NAMES[b] for b in backends)}: idle, side by side, measured from now on")
+                begun = time.perf_counter()
+                idle = bench.idle(backends)
+                idle_start_s = round(time.perf_counter() - begun, 1)
+            for backend in backends:
+                results[backend] = {}
+                bench.backend = backend
+                for phase in PHASES:
+                    if phase in phases and phase != "idle":
+                        say(f"--- {NAMES[backend]}: {phase}")
+                        begun = time.perf_counter()
+                        results[backend][phase] = getattr(bench, phase)()
+                        results[backend][phase]["phase_s"] = round(time.perf_counter() - begun, 1)
+            if idle is not None:
+                for backend, measured in idle.results().items():
+                    results[backend]["idle"] = {**measured, "phase_s": idle_start_s}
         finally:
-            if bench.schemas is not None:
-                bench.schemas.drop_all()
+            if schemas is not None:
+                schemas.drop_all()
+        results["machine"]["load_average_at_end"] = [round(x, 2) for x in psutil.getloadavg()]
     results["total_s"] = round(time.perf_counter() - started, 1)
     report.publish(
         results,
         _rows(results),
         RESULTS / "triggers-latest.json",
         LOGS,
-        notes=[_profile_text(p) for p in results.get("throughput", {}).get("profiles", [])],
+        notes=[
+            _profile_text(p)
+            for backend in backends
+            for p in results.get(backend, {}).get("throughput", {}).get("profiles", [])
+        ],
     )
     return 0
 
@@ -191,6 +246,7 @@ class _Bench:
         self, fleet: servers.Fleet, scratch: Path, plan: dict, py_spy: str | None, schemas: databases.Schemas | None
     ):
         self.schemas = schemas
+        self.backend = "sqlite"
         self.fleet = fleet
         self.scratch = scratch
         self.plan = plan
@@ -216,14 +272,15 @@ class _Bench:
         targets = {"connector": connector, "echo": echo}
         counter = iter(range(10**9))
 
-        def drive(name: str, seconds: float) -> tuple[loadgen.LoadResult, float]:
+        def drive(name: str, seconds: float) -> tuple[loadgen.LoadResult, _Meter]:
             # next() on a range iterator is atomic under the GIL: every callback gets its own smsId.
             def body() -> bytes:
                 return _receipt(f"in-{next(counter)}")
 
-            meter = servers.CpuMeter(targets[name].processes()).start()
+            meter = _Meter(targets[name].processes())
             result = loadgen.drive(targets[name].port, path, body, FORM, clients=plan["clients"], seconds=seconds)
-            return result, meter.stop()
+            meter.stop()
+            return result, meter
 
         for name in targets:
             warm, _ = drive(name, plan["ingest_warmup"])
@@ -235,14 +292,22 @@ class _Bench:
         rounds = []
         for number in range(1, plan["ingest_rounds"] + 1):
             for name in targets:
-                result, cores = drive(name, plan["ingest_seconds"])
+                result, meter = drive(name, plan["ingest_seconds"])
+                per_callback = meter.us_per(result.ok)
                 say(
                     f"round {number} {name}: {result.rate:.0f} callbacks/s, p50 {result.percentile(50) * 1000:.1f} "
                     f"ms, p99 {result.percentile(99) * 1000:.1f} ms, {result.errors} errors, server "
-                    f"{cores:.2f} cores, client {result.client_cpu:.2f} cores"
+                    f"{meter.cores:.2f} cores ({_text_us(per_callback)} per callback), client "
+                    f"{result.client_cpu:.2f} cores"
                 )
                 rounds.append(
-                    {"round": number, "target": name, **result.summary(), "server_cpu_cores": round(cores, 2)}
+                    {
+                        "round": number,
+                        "target": name,
+                        **result.summary(),
+                        "server_cpu_cores": round(meter.cores, 2),
+                        "server_cpu_us_per_callback": per_callback,
+                    }
                 )
         accepted = _count_requests_answered(rounds, "connector")
         self.fleet.stop(echo)
@@ -270,12 +335,14 @@ class _Bench:
         plan = self.plan
         runs = [self._latency_run(plan["rate"], plan["latency_seconds"])]
         if not runs[0]["meets_target"]:
-            # Upwards from the lowest, until one misses: a run that keeps up is short, one that does not
-            # is long (its backlog drains after the last callback), so only one of those is paid for.
-            for rate in sorted(r for r in plan["ladder"] if r < plan["rate"]):
-                runs.append(self._latency_run(rate, plan["ladder_seconds"]))
-                if not runs[-1]["meets_target"]:
-                    break
+            # The highest rate of the ladder that meets it, by halving the ladder (three runs for five rates):
+            # a run that misses is long (its backlog drains after the last callback), so few of them are paid for.
+            ladder = sorted(r for r in plan["ladder"] if r < plan["rate"])
+            low, high = -1, len(ladder)  # the highest known to pass, the lowest known to miss
+            while low + 1 < high:
+                middle = (low + high) // 2
+                runs.append(self._latency_run(ladder[middle], plan["ladder_seconds"]))
+                low, high = (middle, high) if runs[-1]["meets_target"] else (low, middle)
         passing = [r["rate"] for r in runs if r["meets_target"]]
         return {
             "runs": runs,
@@ -328,7 +395,9 @@ class _Bench:
             f"{run['lost']} lost), e2e p50 {_text_ms(e2e['p50_ms'])}, p99 {_text_ms(e2e['p99_ms'])}, max "
             f"{_text_ms(e2e['max_ms'])}; {run['deliveries_per_s']:.0f} deliveries/s; callbacks: "
             f"{run['callbacks']['achieved_rate']:.0f}/s, p99 {run['callbacks']['p99_ms']:.0f} ms, max lag "
-            f"{run['callbacks']['max_lag_ms']:.0f} ms; cores: connector {run['cpu_cores']['connector']:.2f} "
+            f"{run['callbacks']['max_lag_ms']:.0f} ms; {run['duplicates']} duplicates; connector "
+            f"{_text_us(run['cpu_us_per_callback'])} per callback; cores: connector "
+            f"{run['cpu_cores']['connector']:.2f} "
             f"(web {run['cpu_cores']['web']:.2f}, worker {run['cpu_cores']['worker']:.2f}), "
             f"receivers {run['cpu_cores']['receivers']:.2f}, client {run['cpu_cores']['client']:.2f}"
         )
@@ -340,17 +409,15 @@ class _Bench:
         """POST `count` receipts at `rate`/s, wait for every delivery, and measure what arrived."""
         subscribers = self.plan["subscribers"]
         starts = self.receivers.counts()
-        processes = connector.observe.processes()
+        processes = connector.processes()
         worker = [p for p in processes if "worker" in " ".join(_cmdline(p))]
         meters = {
-            "connector": servers.CpuMeter(processes),
-            "web": servers.CpuMeter([p for p in processes if p not in worker]),
-            "worker": servers.CpuMeter(worker),
-            "receivers": servers.CpuMeter([p for r in self.receivers.servers for p in r.processes()]),
-            "client": servers.CpuMeter([psutil.Process()]),
+            "connector": _Meter(processes),
+            "web": _Meter([p for p in processes if p not in worker]),
+            "worker": _Meter(worker),
+            "receivers": _Meter([p for r in self.receivers.servers for p in r.processes()]),
+            "client": _Meter([psutil.Process()]),
         }
-        for meter in meters.values():
-            meter.start()
         sent = loadgen.paced(
             connector.port,
             path,
@@ -365,10 +432,16 @@ class _Bench:
         self.receivers.wait(starts, expected, deadline=time.monotonic() + drain_s)
         cores = {name: round(meter.stop(), 2) for name, meter in meters.items()}
         records = self.receivers.records_since(starts)
+        arrivals = _arrivals(records, tag, sent.ok * subscribers, sent)
         return {
-            **_arrivals(records, tag, sent.ok * subscribers, sent),
+            **arrivals,
             "callbacks": sent.summary(),
             "cpu_cores": cores,
+            # Per callback answered and delivered to every subscriber (all of the connector's processes), and per
+            # delivery (the delivery workers alone).
+            "cpu_us_per_callback": meters["connector"].us_per(sent.ok),
+            "web_cpu_us_per_callback": meters["web"].us_per(sent.ok),
+            "worker_cpu_us_per_delivery": meters["worker"].us_per(arrivals["delivered"]),
             "drain_after_last_post_s": None if not records else round(max(r[3] for r in records) - posted, 2),
         }
 
@@ -423,17 +496,20 @@ class _Bench:
             connector.port, database, workers=1, delivery="off", CONNECTOR_DELIVERY_CONCURRENCY=str(concurrency)
         )
         launched = time.time()
-        worker = self.fleet.spawn(f"worker-{name}", [sys.executable, "-m", "connector.ops.cli", "worker"], env)
+        worker = self.fleet.spawn(
+            f"worker-{self.backend}-{name}", [sys.executable, "-m", "connector.ops.cli", "worker"], env
+        )
         spy = _start_py_spy(self.py_spy, worker.process.pid, profile_to) if profile_to else None
         profile = None
         try:
-            meter = servers.CpuMeter([psutil.Process(worker.process.pid)]).start()
-            self.receivers.wait(
-                starts,
-                expected,
-                deadline=time.monotonic() + plan["delivery_timeout_s"],
-                alive=lambda: worker.process.poll() is None,
-            )
+            meter = _Meter([psutil.Process(worker.process.pid)])
+            deadline = time.monotonic() + plan["delivery_timeout_s"]
+            alive = lambda: worker.process.poll() is None  # noqa: E731
+            # From the first arrival on, the worker's CPU is its deliveries' (its start-up is done).
+            head = self.receivers.wait(starts, 1, deadline=deadline, alive=alive)
+            busy = _Meter([psutil.Process(worker.process.pid)])
+            self.receivers.wait(starts, expected, deadline=deadline, alive=alive)
+            busy.stop()
             cores = meter.stop()
         finally:
             self.fleet.stop(worker)
@@ -460,6 +536,8 @@ class _Bench:
             "start_to_first_arrival_s": round(first - launched, 3),
             "start_to_last_arrival_s": round(last - launched, 3),
             "worker_cpu_cores": round(cores, 2),
+            # From the first arrival: the start-up (imports, the first connections) is not counted.
+            "worker_cpu_us_per_delivery": busy.us_per(len(records) - head),
             "statuses_after": final["by_status"],
             "attempts_recorded": final["attempts"],
             "preload_per_s": round(preload.rate, 1),
@@ -467,11 +545,40 @@ class _Bench:
         say(
             f"one worker, concurrency {concurrency}: {run['delivered']}/{expected} delivered, "
             f"{rate:.0f} deliveries/s (first to last arrival {span:.2f} s; start-up {first - launched:.2f} s), "
-            f"worker {cores:.2f} cores"
+            f"worker {cores:.2f} cores ({_text_us(run['worker_cpu_us_per_delivery'])} per delivery), "
+            f"{arrived['duplicates']} duplicates"
         )
         if profile is not None:
             run["profile"] = profile
         return run
+
+    # 4. At rest
+
+    def idle(self, backends: list[str]) -> _Idle:
+        """A fresh `connector serve` per database, side by side, with nothing to do, once their start-up is over:
+        the CPU of each process tree is measured from now on, over idle_seconds (see _Idle.results)."""
+        connectors = {}
+        for backend in backends:
+            self.backend = backend
+            connectors[backend], _ = self._connector("idle", workers=SERVER_WORKERS, delivery="process")
+        settled = {backend: self._settle(server) for backend, server in connectors.items()}
+        return _Idle(self.fleet, connectors, settled, self.plan["idle_seconds"])
+
+    def _settle(self, server: servers.Server) -> float:
+        """Wait until the start-up of `server` is over: its delivery workers started and two seconds in a row of its
+        process tree costing under 5 % of a core (or idle_settle_max_s); how long that took."""
+        begun = time.perf_counter()
+        deadline = time.monotonic() + self.plan["idle_settle_max_s"]
+        quiet = 0
+        while time.monotonic() < deadline and quiet < 2:
+            tree = _tree(server)
+            if any(_kind(p, server) == "delivery workers" for p in tree):
+                meter = _Meter(tree)
+                time.sleep(1.0)
+                quiet = quiet + 1 if meter.stop() < 0.05 else 0
+            else:
+                time.sleep(0.2)
+        return round(time.perf_counter() - begun, 1)
 
     # Servers
 
@@ -492,16 +599,20 @@ class _Bench:
     def _connector(self, name: str, *, workers: int, delivery: str) -> tuple[servers.Server, str]:
         """A connector on a database of its own: (server, its DATABASE_URL)."""
         self.phases += 1
-        if self.schemas is not None:
+        if self.backend == "postgresql":
+            assert self.schemas is not None
             database = self.schemas.new()
         else:
             database = f"sqlite:///{self.scratch / f'{self.phases}-{name}' / 'connector.db'}"
             (self.scratch / f"{self.phases}-{name}").mkdir()
         port = servers.free_port()
         env = self._connector_env(port, database, workers=workers, delivery=delivery)
-        say(f"{name}: connector serve {workers}x{SERVER_THREADS}, delivery worker {delivery}, port {port}")
+        say(
+            f"{name}: connector serve {workers}x{SERVER_THREADS} on {NAMES[self.backend]}, delivery worker "
+            f"{delivery}, port {port}"
+        )
         server = self.fleet.start(
-            f"connector-{name}",
+            f"connector-{self.backend}-{name}",
             [sys.executable, "-m", "connector.ops.cli", "serve"],
             env,
             port,
@@ -607,6 +718,93 @@ def _ms(seconds: float) -> float | None:
 
 def _text_ms(ms: float | None) -> str:
     return "never (some did not arrive)" if ms is None else f"{ms:.0f} ms"
+
+
+class _Idle:
+    """Connectors at rest, their CPU measured from when this is made: other phases may run meanwhile, as
+    these connectors are given nothing to do and only their own processes' CPU time is counted."""
+
+    def __init__(self, fleet: servers.Fleet, connectors: dict, settled: dict, seconds: float):
+        self.fleet, self.connectors, self.settled, self.seconds = fleet, connectors, settled, seconds
+        self.trees = {backend: _tree(server) for backend, server in connectors.items()}
+        self.meters = {backend: {p.pid: _Meter([p]) for p in tree} for backend, tree in self.trees.items()}
+        self.ended: dict[str, list[int]] = {}
+        self._timer = threading.Timer(seconds, self._stop)
+        self._timer.start()
+
+    def _stop(self) -> None:
+        for backend, by_pid in self.meters.items():
+            for meter in by_pid.values():
+                meter.stop()
+            self.ended[backend] = sorted(p.pid for p in _tree(self.connectors[backend]))
+
+    def results(self) -> dict[str, dict]:
+        """Once the measure is over (waiting for its end if need be): what each connector used; then they stop."""
+        self._timer.join()
+        try:
+            out = {}
+            for backend, by_pid in self.meters.items():
+                wall = max(m.wall for m in by_pid.values())
+                kinds: dict[str, float] = collections.defaultdict(float)
+                for process in self.trees[backend]:
+                    kinds[_kind(process, self.connectors[backend])] += by_pid[process.pid].cpu_s
+                out[backend] = {
+                    "seconds": round(wall, 1),
+                    "settled_after_s": self.settled[backend],
+                    "processes": len(self.trees[backend]),
+                    "cpu_percent": round(100 * sum(kinds.values()) / wall, 3),
+                    "cpu_us_per_s": round(1e6 * sum(kinds.values()) / wall),
+                    "cpu_percent_by_kind": {kind: round(100 * cpu / wall, 3) for kind, cpu in sorted(kinds.items())},
+                    # A process that began or ended during the measure would be missing from it.
+                    "same_processes_at_end": self.ended[backend] == sorted(p.pid for p in self.trees[backend]),
+                }
+                say(
+                    f"idle {NAMES[backend]}: {out[backend]['cpu_percent']:.2f} % of a core over {wall:.0f} s "
+                    f"({', '.join(f'{k} {v:.2f} %' for k, v in out[backend]['cpu_percent_by_kind'].items())}); "
+                    f"start-up settled after {self.settled[backend]:.1f} s"
+                )
+            return out
+        finally:
+            for server in self.connectors.values():
+                self.fleet.stop(server)
+
+
+class _Meter(servers.CpuMeter):
+    """servers.CpuMeter, started at once, that also keeps the CPU seconds and the wall time it measured."""
+
+    def __init__(self, processes: list[psutil.Process]):
+        super().__init__(processes)
+        self.cpu_s = self.wall = 0.0
+        self.start()
+
+    def stop(self) -> float:
+        self.wall = time.perf_counter() - self._started
+        cores = super().stop()
+        self.cpu_s = cores * self.wall
+        return cores
+
+    def us_per(self, items: int) -> float | None:
+        """CPU-µs per item: CPU seconds measured / items."""
+        return round(self.cpu_s / items * 1e6, 1) if items else None
+
+
+def _text_us(us: float | None) -> str:
+    return "n/a" if us is None else f"{us:,.0f} CPU-µs"
+
+
+def _tree(server: servers.Server) -> list[psutil.Process]:
+    """The process started and all its descendants (the delivery workers are the master's children too)."""
+    try:
+        master = psutil.Process(server.process.pid)
+        return [master, *master.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _kind(process: psutil.Process, server: servers.Server) -> str:
+    if process.pid == server.process.pid:
+        return "master"
+    return "delivery workers" if "worker" in _cmdline(process) else "web workers"
 
 
 def _count_requests_answered(rounds: list[dict], target: str) -> int:
@@ -724,17 +922,35 @@ def _frame_name(frame: str) -> str:
 
 
 def _rows(results: dict) -> list[dict]:
-    rows = report.Rows()
-    if "ingest" in results:
-        _ingest_rows(rows, results["ingest"])
-    if "latency" in results:
-        _latency_rows(rows, results["latency"])
-    if "throughput" in results:
-        _throughput_rows(rows, results["throughput"])
-    return rows.rows
+    table = report.Rows()
+    for backend in BACKENDS:
+        measured = results.get(backend, {})
+        rows = _Labelled(table, NAMES[backend] + ": ")
+        if "ingest" in measured:
+            _ingest_rows(rows, measured["ingest"])
+        if "latency" in measured:
+            _latency_rows(rows, measured["latency"])
+        if "throughput" in measured:
+            _throughput_rows(rows, measured["throughput"])
+        if "idle" in measured:
+            _idle_rows(rows, measured["idle"])
+    return table.rows
 
 
-def _ingest_rows(rows: report.Rows, ingest: dict) -> None:
+class _Labelled:
+    """report.Rows, each measure named after its database."""
+
+    def __init__(self, rows: report.Rows, label: str):
+        self._rows, self._label = rows, label
+
+    def info(self, measure: str, value: str, baseline: str = "") -> None:
+        self._rows.info(self._label + measure, value, baseline)
+
+    def judged(self, measure: str, value: str, target: str, ok: bool) -> None:
+        self._rows.judged(self._label + measure, value, target, ok)
+
+
+def _ingest_rows(rows: _Labelled, ingest: dict) -> None:
     c, e = ingest["best"]["connector"], ingest["best"]["echo"]
     load = f"{ingest['clients']} clients, best of {len(ingest['rounds']) // 2} x {ingest['seconds_per_round']:g} s"
     rows.info(
@@ -752,6 +968,11 @@ def _ingest_rows(rows: report.Rows, ingest: dict) -> None:
     rows.info("ingest p50 latency, connector", f"{c['p50_ms']:.1f} ms", f"echo {e['p50_ms']:.1f} ms")
     rows.info("ingest p99 latency, connector", f"{c['p99_ms']:.1f} ms", f"echo {e['p99_ms']:.1f} ms")
     rows.info("ingest server CPU, connector", f"{c['server_cpu_cores']:.2f} cores", f"echo {e['server_cpu_cores']:.2f}")
+    rows.info(
+        "ingest CPU per callback, connector (all its processes)",
+        _text_us(c.get("server_cpu_us_per_callback")),
+        f"echo {_text_us(e.get('server_cpu_us_per_callback'))}",
+    )
     errors = sum(r["errors"] for r in ingest["rounds"])
     rows.judged("ingest: failed callbacks", str(errors), "0", errors == 0)
     rows.judged(
@@ -762,7 +983,7 @@ def _ingest_rows(rows: report.Rows, ingest: dict) -> None:
     )
 
 
-def _latency_rows(rows: report.Rows, latency: dict) -> None:
+def _latency_rows(rows: _Labelled, latency: dict) -> None:
     subscribers = latency["subscribers"]
     limit = TARGETS["e2e_p99_ms"]
     for run in latency["runs"]:
@@ -783,12 +1004,23 @@ def _latency_rows(rows: report.Rows, latency: dict) -> None:
                 "senders were held up",
             )
         rows.judged(f"{label}: lost deliveries", f"{run['lost']} of {run['expected']}", "0", run["lost"] == 0)
+        rows.judged(
+            f"{label}: duplicated deliveries (an event twice to a subscription)",
+            str(run["duplicates"]),
+            "0",
+            run["duplicates"] == 0,
+        )
         if run["late"]:
             rows.judged(f"{label}: still queued after {run['drain_s']:g} s", f"{run['late']}", "0", False)
         rows.info(
             f"{label}: deliveries/s achieved",
             f"{run['deliveries_per_s']:.0f}/s",
             f"offered {run['rate'] * subscribers}/s",
+        )
+        rows.info(
+            f"{label}: connector CPU per callback delivered to {subscribers} (web / worker per delivery)",
+            _text_us(run.get("cpu_us_per_callback")),
+            f"{_text_us(run.get('web_cpu_us_per_callback'))} / {_text_us(run.get('worker_cpu_us_per_delivery'))}",
         )
         rows.info(
             f"{label}: callbacks answered/s, p99, max lag",
@@ -810,7 +1042,7 @@ def _latency_rows(rows: report.Rows, latency: dict) -> None:
     )
 
 
-def _throughput_rows(rows: report.Rows, throughput: dict) -> None:
+def _throughput_rows(rows: _Labelled, throughput: dict) -> None:
     for run in throughput["runs"]:
         label = (
             f"one worker, concurrency {run['concurrency']}, {run['events']} x {run['subscribers']} "
@@ -823,10 +1055,31 @@ def _throughput_rows(rows: report.Rows, throughput: dict) -> None:
             run["deliveries_per_s"] >= TARGETS["deliveries_per_s"],
         )
         rows.judged(f"{label}: lost", f"{run['lost']} of {run['expected']}", "0", run["lost"] == 0)
+        rows.judged(f"{label}: duplicated", str(run["duplicates"]), "0", run["duplicates"] == 0)
+        rows.info(
+            f"{label}: worker CPU per delivery",
+            _text_us(run.get("worker_cpu_us_per_delivery")),
+            "from the first arrival",
+        )
         rows.info(
             f"{label}: worker CPU / start-up",
             f"{run['worker_cpu_cores']:.2f} cores / {run['start_to_first_arrival_s']:.1f} s",
         )
+
+
+def _idle_rows(rows: _Labelled, idle: dict) -> None:
+    limit = TARGETS["idle_cpu_percent"]
+    rows.judged(
+        f"idle connector serve, nothing to do: CPU of its {idle['processes']} processes over {idle['seconds']:g} s",
+        f"{idle['cpu_percent']:.2f} % of a core",
+        f"<= {limit:g} %",
+        idle["cpu_percent"] <= limit,
+    )
+    rows.info(
+        "idle: by process kind",
+        ", ".join(f"{kind} {cpu:.2f} %" for kind, cpu in idle["cpu_percent_by_kind"].items()),
+        f"start-up excluded ({idle['settled_after_s']:g} s)",
+    )
 
 
 def _profile_text(profile: dict) -> str:

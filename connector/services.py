@@ -48,6 +48,7 @@ class Services:
     journal: Journal
     replayer: Replayer
     prices: Prices = field(default_factory=Prices)
+    concurrent_feeds: int = 1
 
     def context(self, credentials: Credentials) -> Context:
         """What an action handler needs, for these credentials."""
@@ -58,6 +59,7 @@ class Services:
             feed_format=self.feed_format,
             recipients_per_feed=self.recipients_per_feed,
             credits_per_sms_fr=self.credits_per_sms_fr,
+            concurrent_feeds=self.concurrent_feeds,
             prices=self.prices,
         )
 
@@ -81,7 +83,7 @@ def build(settings: Mapping[str, Any], *, store: Store | None = None, replayable
     # A delivery worker or `connector migrate` never calls AllMySMS: they run without its URL.
     upstream = AllMySMS(
         settings["ALLMYSMS_BASE_URL"] or "",
-        session=new_session(settings["CONNECTOR_THREADS"] * 2),
+        session=new_session(settings["CONNECTOR_THREADS"] * 2, settings["ALLMYSMS_BASE_URL"] or ""),
         connect_timeout=settings["ALLMYSMS_CONNECT_TIMEOUT"],
         read_timeout=settings["ALLMYSMS_READ_TIMEOUT"],
         connect_retries=settings["ALLMYSMS_CONNECT_RETRIES"],
@@ -124,6 +126,7 @@ def build(settings: Mapping[str, Any], *, store: Store | None = None, replayable
             ),
             journal=journal,
             replayer=replayer,
+            concurrent_feeds=settings["ALLMYSMS_CONCURRENT_FEEDS"],
         )
     )
     return built[0]

@@ -13,10 +13,17 @@ from typing import Any
 from connector.events.fairness import Shares
 from connector.events.policy import Policy, next_step
 from connector.observe import metrics
+from connector.storage import outbox
 from connector.storage.store import Store
 from connector.storage.tables import Due
 
 log = logging.getLogger("connector.events.delivery")
+
+#: How soon the database is looked at again while deliveries are due that the worker may not take yet
+#: (their hosts have had their share for the moment), or after a turn that failed (seconds).
+RECHECK = 0.025
+#: How often the database is looked at while the worker cannot hear the doorbell (seconds).
+DEAF_POLL = 0.25
 
 
 class Books:
@@ -64,6 +71,25 @@ class Books:
         # Counted once committed: a turn undone is made again, and would count its attempts twice.
         metrics.deliveries([o for o in outcomes if not o.get("postponed")])
         return claimed
+
+    def rest(self, held_back: bool, hearing: bool, longest: float) -> float:
+        """In the database thread, after a turn that left the worker nothing to do: how long it may sleep unless
+        rung (see storage/doorbell.py), ``longest`` at most. ``held_back``: due deliveries wait for their hosts'
+        turn, which no ring announces; ``hearing``: whether the worker hears the doorbell."""
+        if held_back:
+            return RECHECK
+        if not hearing:
+            return min(longest, DEAF_POLL)
+        now = self.clock()
+        try:
+            due = outbox.next_due(self._store.database, now)
+        except Exception as exc:  # the next turn finds out, and says so if need be
+            self._store.outage.failed(exc)
+            return RECHECK
+        if due is None:
+            return longest
+        # Due already, yet not taken by the turn just made (it came due meanwhile): looked at again shortly.
+        return RECHECK if due <= now else min(longest, due - now)
 
     def _record(self, results: list[dict[str, Any]]) -> None:
         if results:

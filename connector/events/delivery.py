@@ -12,12 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from connector.events import signing, targets
-from connector.events.books import Books, ok
+from connector.events.books import RECHECK, Books, ok
 from connector.events.fairness import Shares
 from connector.events.pacing import HostBudget, Pacing
 from connector.events.policy import Policy
 from connector.events.transport import DeliveryFailed, Transport
 from connector.sending.retry import retry_after_seconds
+from connector.storage.doorbell import Listener
 from connector.storage.outage import Backoff
 from connector.storage.store import Store
 from connector.storage.tables import PENDING, Due
@@ -55,6 +56,9 @@ class Worker:
     Runs as its own process (`connector worker`) or as a thread; any number of them can share one
     store, since a delivery is leased to one worker at a time. The database is used from one thread of
     its own, so a slow commit never stalls the connections in flight.
+
+    At rest it sleeps until the store's doorbell rings (work made due elsewhere: see storage/doorbell.py) or
+    its next retry is due; ``poll_interval`` is only a safety net (leases that ran out, a ring missed).
     """
 
     def __init__(
@@ -65,7 +69,7 @@ class Worker:
         allowed: targets.AllowList,
         concurrency: int = 256,
         lease_seconds: float = 60.0,
-        poll_interval: float = 0.025,
+        poll_interval: float = 5.0,
         retention_seconds: float = 30 * 86400,
         keys_kept_for: float = 86400,
         clock: Callable[[], float] = time.time,
@@ -104,6 +108,9 @@ class Worker:
         self._started = threading.Event()
         self._thread: threading.Thread | None = None
         self._pruned_at = 0.0
+        self._rang = False  # a ring heard since the current turn began
+        self._ring_pending = False  # a ring on its way from the doorbell's thread to the loop
+        self.listener: Listener | None = None  # the doorbell's, while the worker runs
 
     def start(self) -> Worker:
         self._thread = threading.Thread(target=self.run, name="delivery-worker", daemon=True)
@@ -132,17 +139,22 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         database = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delivery-db")
+        # Its first ring comes once it listens, and starts a turn.
+        self.listener = doorbell = self.store.database.doorbell.listener(self._heard).start()
         self._started.set()
         try:
             while not self._stopping:
                 results = self._take_results()
+                self._rang = False
                 try:
+                    room = self._full()
                     busy = await self._loop.run_in_executor(
-                        database, self.books.turn, results, self._full(), self.shares.later()
+                        database, self.books.turn, results, room, self.shares.later()
                     )
                     for due in busy:
                         self._begin(due)
                     more = len(busy) >= max(1, self.concurrency // 4)
+                    rest = BATCH_WINDOW
                 except Exception as exc:  # a database hiccup must not end deliveries for good
                     if self.store.outage.failed(exc):
                         # The database is away, which the store has said once: nothing more to log. Every
@@ -156,13 +168,22 @@ class Worker:
                     # their deliveries would be sent again once the lease ran out). Once only: outcomes
                     # that fail a turn twice would otherwise stop this worker for good.
                     self._results[:0] = [{**r, "again": True} for r in results if not r.get("again")]
-                    more = False
+                    more, rest = False, BATCH_WINDOW if self._tasks else RECHECK
                 else:
                     self._backoff.reset()
-                if not more:
-                    # While deliveries are out, outcomes are gathered for a short while and recorded
-                    # together: one transaction per outcome cost most of the worker's time.
-                    await self._sleep(BATCH_WINDOW if self._tasks else self.poll_interval)
+                    if not more and not self._tasks and not self._results:
+                        rest = await self._loop.run_in_executor(
+                            database, self.books.rest, bool(room[1]), doorbell.hearing, self.poll_interval
+                        )
+                if not more and self._tasks:
+                    # While deliveries are out: until one comes back or a ring, then outcomes are gathered for a
+                    # short while and recorded together (one transaction per outcome cost most of the worker's
+                    # time); not a turn every BATCH_WINDOW for nothing while slow subscribers answer.
+                    if not self._results and not self._rang:
+                        await self._sleep(self.poll_interval)
+                    await self._sleep(BATCH_WINDOW)
+                elif not more:  # at rest, until a ring or what is due next (a ring during the turn: at once)
+                    await self._sleep(0.0 if self._rang else rest)
             # Stopping: deliveries waiting for their host's turn are not begun; those out may finish within
             # the grace. What is left goes back to the queue, untried (another worker sends it, with the
             # same webhook-id, at once rather than after our lease).
@@ -179,8 +200,23 @@ class Worker:
                 database, self.books.settle, self._take_results(), list(self._out.values())
             )
         finally:
+            doorbell.stop()
             self.transport.close()
             database.shutdown(wait=True)
+
+    def _heard(self) -> None:
+        """In the doorbell's thread: a ring. Passed to the loop once, however many come before it runs."""
+        if not self._ring_pending and self._loop is not None:
+            self._ring_pending = True
+            self._loop.call_soon_threadsafe(self._rung)
+
+    def _rung(self) -> None:
+        self._ring_pending = False
+        # With deliveries out, only the first ring since the turn began wakes the loop: the next ones must not
+        # cut short the gathering of their outcomes.
+        if not self._rang or not self._tasks:
+            self._wake.set()
+        self._rang = True
 
     async def _pause(self, seconds: float) -> None:
         """Wait ``seconds``, or less if told to stop: outcomes coming in do not end this wait."""
@@ -259,6 +295,7 @@ class Worker:
             }
         )
         del self._out[due.seq]
-        # Early only when many slots are free again: they are worth filling now.
-        if len(self._results) >= self.concurrency // 2:
+        # The first outcome starts the gathering (see _main); early only when many slots are free again: they
+        # are worth filling now.
+        if len(self._results) == 1 or len(self._results) >= self.concurrency // 2:
             self._wake.set()

@@ -56,17 +56,10 @@ class Account(Protocol):
 def record_sends(
     services: Services, account_id: int, sent: Iterable[tuple[str, list[dict[str, Any]]]], now: float
 ) -> None:
-    """Keep the campaigns a send made, with each number's SMS id, for their receipts to be read later. The
-    send is done whatever happens here: a database away only means these receipts are not polled for."""
+    """Keep the campaigns a send made, with each number's SMS id, for their receipts to be read later. They are
+    written after the send is answered; a database away only means these receipts are not polled for."""
     kept = [(campaign, {m["phone_number"]: m["sms_id"] for m in messages}) for campaign, messages in sent]
-    try:
-        services.store.campaigns.record(account_id, kept, now)
-    except Exception as error:
-        if not outage.unavailable(error):
-            raise
-        # Not logged: the store says once that the database is away, and a line per send would flood the
-        # log during an outage. These campaigns' receipts then come by push only.
-        services.store.outage.failed(error)
+    services.store.campaigns.record(account_id, kept, now)
 
 
 def receipts(services: Services, credentials: Credentials, account: Account, now: float) -> int:

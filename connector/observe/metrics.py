@@ -185,10 +185,22 @@ def _made() -> SimpleNamespace:
 # Counting, called where things happen.
 
 
+_children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def _labelled(metric, *values: str):
+    # labels() takes a lock and builds its key at every call: each child is made once (labels come from
+    # closed sets) and kept. Two threads making one at once get the same child from the library.
+    child = _children.get((metric, values))
+    if child is None:
+        child = _children[(metric, values)] = metric.labels(*values)
+    return child
+
+
 def action(key: str, outcome: str, seconds: float) -> None:
     counts = _instruments()
-    counts.actions.labels(key, outcome).inc()
-    counts.action_seconds.labels(key).observe(seconds)
+    _labelled(counts.actions, key, outcome).inc()
+    _labelled(counts.action_seconds, key).observe(seconds)
 
 
 @contextmanager
@@ -200,9 +212,9 @@ def upstream_request(method: str):
         yield seen
     finally:
         counts = _instruments()
-        counts.upstream_seconds.labels(method).observe(time.perf_counter() - started)
-        counts.upstream.labels(
-            method, str(seen.http_status) if seen.http_status else "none", _allmysms_status(seen.reply)
+        _labelled(counts.upstream_seconds, method).observe(time.perf_counter() - started)
+        _labelled(
+            counts.upstream, method, str(seen.http_status) if seen.http_status else "none", _allmysms_status(seen.reply)
         ).inc()
 
 
@@ -230,10 +242,10 @@ def callback(
         counts.records.labels("journalled").inc(new)
         new = 0
     if rejected:
-        counts.rejected.labels(rejected).inc()
+        _labelled(counts.rejected, rejected).inc()
     for result, number in (("new", new), ("duplicate", duplicates), ("refused", refused)):
         if number:
-            counts.records.labels(result).inc(number)
+            _labelled(counts.records, result).inc(number)
 
 
 def journal_replayed(entries: int) -> None:

@@ -127,7 +127,8 @@ def start_sandbox(port: int = 0, host: str = "127.0.0.1"):
 
     state = SandboxState()
     server = make_sandbox_server(create_sandbox_app(state), host, port)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox", daemon=True)
+    # Told to stop, it does within poll_interval; until then, each is a wake-up for nothing.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 1.0}, name="sandbox", daemon=True)
     thread.start()
     return f"http://{host}:{server.server_port}", server.shutdown, state
 

@@ -7,8 +7,9 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from json.encoder import encode_basestring as _quoted  # what json.dumps writes a text as, without ensure_ascii
 from typing import Any
 from xml.etree import ElementTree
 from zoneinfo import ZoneInfo
@@ -17,7 +18,7 @@ from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
 from connector.sending import phones
-from connector.sending.messages import SmsRequest, VoiceRequest
+from connector.sending.messages import Recipient, SmsRequest, VoiceRequest
 from connector.sending.outcomes import status_of
 
 FORMATS = ("json", "xml")
@@ -42,15 +43,7 @@ def sms_data(request: SmsRequest, start: int, stop: int, fmt: str) -> str:
     """The smsData feed for recipients[start:stop] of ``request``."""
     head = _head(request)
     if fmt == "json":
-        recipients = request.recipients[start:stop]
-        if request.dynamic:
-            sms = [
-                {"MOBILEPHONE": phones.upstream(r.e164), **{f"PARAM_{i + 1}": p for i, p in enumerate(r.params)}}
-                for r in recipients
-            ]
-        else:
-            sms = [{"MOBILEPHONE": phones.upstream(r.e164)} for r in recipients]
-        return json.dumps({"DATA": {**head, "SMS": sms}}, ensure_ascii=False, separators=(",", ":"))
+        return _json_sms_data(head, request.recipients[start:stop], request.dynamic)
     if fmt == "xml":
         rows = [
             {"MOBILEPHONE": phones.upstream(r.e164), **{f"PARAM_{i + 1}": p for i, p in enumerate(r.params)}}
@@ -58,6 +51,33 @@ def sms_data(request: SmsRequest, start: int, stop: int, fmt: str) -> str:
         ]
         return _xml(head, "SMS", rows)
     raise ValueError(f"unknown feed format {fmt!r}")
+
+
+def _json_sms_data(head: dict[str, Any], recipients: Sequence[Recipient], dynamic: int) -> str:
+    """json.dumps({"DATA": {**head, "SMS": rows}}) in the compact form, each row MOBILEPHONE and, when the message
+    is personalised, the recipient's values as PARAM_1…: the same text, written without a dict for each of a
+    large send's recipients (three times faster). A recipient whose values are not as many as the message
+    uses, which a request never holds, is written the slow way."""
+    opening = json.dumps(head, ensure_ascii=False, separators=(",", ":"))[:-1]
+    if dynamic:
+        row = '{"MOBILEPHONE":%s' + "".join(f',"PARAM_{i + 1}":%s' for i in range(dynamic)) + "}"
+        rows = [
+            row % (_quoted(phones.upstream(r.e164)), *map(_quoted, r.params))
+            if len(r.params) == dynamic
+            else _json_row(r)
+            for r in recipients
+        ]
+    else:
+        rows = [f'{{"MOBILEPHONE":{_quoted(phones.upstream(r.e164))}}}' for r in recipients]
+    return f'{{"DATA":{opening}{"," if head else ""}"SMS":[{",".join(rows)}]}}}}'
+
+
+def _json_row(recipient: Recipient) -> str:
+    row = {
+        "MOBILEPHONE": phones.upstream(recipient.e164),
+        **{f"PARAM_{i + 1}": p for i, p in enumerate(recipient.params)},
+    }
+    return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
 
 
 def mms_data(
@@ -253,16 +273,22 @@ def as_list(value: Any) -> list[Any]:
     return [value]
 
 
-def sent_messages(reply: dict[str, Any], key: str = "smsIds") -> list[dict[str, Any]]:
+def sent_messages(
+    reply: dict[str, Any], key: str = "smsIds", numbers: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Each message of the reply as ``{phone_number (E.164), sms_id}``. ``numbers`` maps numbers as AllMySMS
+    writes them (33612345678) to their E.164 form: the feed's recipients, whose strings are then shared by
+    the result rather than made again for each message of a large send."""
+    known = numbers or {}
     out = []
     for item in as_list(reply.get(key)):
-        if isinstance(item, dict) and item.get("phoneNumber"):
-            out.append(
-                {
-                    "phone_number": phones.from_upstream(item.get("phoneNumber", "")),
-                    "sms_id": str(item.get("smsId", "")),
-                }
-            )
+        if isinstance(item, dict):
+            number = item.get("phoneNumber")
+            if number:
+                phone = known.get(number) if isinstance(number, str) else None
+                out.append(
+                    {"phone_number": phone or phones.from_upstream(number), "sms_id": str(item.get("smsId", ""))}
+                )
     return out
 
 
@@ -276,11 +302,14 @@ def upstream_invalid_numbers(reply: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def sent_chunk(reply: dict[str, Any], word: str, scheduled_asked: bool) -> dict[str, Any]:
+def sent_chunk(
+    reply: dict[str, Any], word: str, scheduled_asked: bool, numbers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """What one sendSms reply says, in our terms; the raw reply (its 2,000 smsIds as AllMySMS wrote
     them) can then be let go before the next chunk is sent. ``word`` is the reply's success word; 113
-    (some numbers refused) says "sent" for a scheduled send too, so the request tells which it was."""
-    sent = sent_messages(reply)
+    (some numbers refused) says "sent" for a scheduled send too, so the request tells which it was.
+    ``numbers``: see sent_messages."""
+    sent = sent_messages(reply, numbers=numbers)
     scheduled = word == "scheduled" or (scheduled_asked and status_of(reply) == 113)
     return {
         "status": "scheduled" if scheduled else "sent",

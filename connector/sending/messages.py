@@ -106,8 +106,14 @@ class Rules:
     max_recipients: int = 100_000
 
 
-def sms_request(payload: dict[str, Any], rules: Rules, now: datetime, *, schedule: bool = False) -> SmsRequest:
-    """Raises InvalidInput listing every problem; ``payload`` already matches its JSON Schema."""
+def sms_request(
+    payload: dict[str, Any], rules: Rules, now: datetime, *, schedule: bool = False, taken: bool = False
+) -> SmsRequest:
+    """Raises InvalidInput listing every problem; ``payload`` already matches its JSON Schema.
+
+    ``taken``: the caller gives ``payload`` away (a handler owns its payload): each recipient is let go from
+    it once read, so that the request of a large send is built in the memory its input held, not beside it.
+    """
     problems: list[FieldError] = []
     message = payload["message"]
     if payload.get("add_stop_mention") and rules.stop_mention.lower() not in message.lower():
@@ -136,15 +142,16 @@ def sms_request(payload: dict[str, Any], rules: Rules, now: datetime, *, schedul
     dynamic = used[-1] if used else 0
     if used and used[0] < 1:
         problems.append(FieldError("message", "Placeholders start at #param_1#."))
-    entries = _entries(payload["recipients"])
-    if not used and any(params for _, params in entries):
+    recipients, invalid, recipient_problems, personalised = _read_recipients(
+        payload["recipients"], rules, dynamic, taken=taken
+    )
+    if not used and personalised:
         problems.append(
             FieldError(
                 "message",
                 "Recipients carry personalisation values but the message has no #param_1# placeholder to put them in.",
             )
         )
-    recipients, invalid, recipient_problems = _read_recipients(entries, rules, dynamic)
     problems += recipient_problems
     problems += _invalid_number_problems(invalid, payload.get("invalid_numbers", "reject"), len(recipients))
     send_at = None
@@ -154,9 +161,7 @@ def sms_request(payload: dict[str, Any], rules: Rules, now: datetime, *, schedul
     if problems:
         raise invalid_input(problems)
     text = segments.analyse(message)
-    parts_max = text.parts
-    if dynamic:
-        parts_max = max(segments.analyse(render(message, r.params)).parts for r in recipients)
+    parts_max = _parts_max(message, recipients) if dynamic else text.parts
     return SmsRequest(
         message=message,
         recipients=tuple(recipients),
@@ -187,10 +192,9 @@ def _unpersonalised_recipients(
     """The recipients of a send that takes no #param_n# values (voice, MMS): read as an SMS's are, with what
     is wrong with them."""
     problems: list[FieldError] = []
-    entries = _entries(payload["recipients"])
-    if any(params for _, params in entries):
+    recipients, invalid, recipient_problems, personalised = _read_recipients(payload["recipients"], rules, 0)
+    if personalised:
         problems.append(FieldError("recipients", f"{what_cannot} be personalised: give phone numbers only."))
-    recipients, invalid, recipient_problems = _read_recipients(entries, rules, 0)
     problems += recipient_problems
     problems += _invalid_number_problems(invalid, payload.get("invalid_numbers", "reject"), len(recipients))
     return recipients, invalid, problems
@@ -314,6 +318,28 @@ def render(message: str, params: tuple[str, ...]) -> str:
     )
 
 
+def _parts_max(message: str, recipients: list[Recipient]) -> int:
+    """The parts of the longest message once each recipient's values are in it. Each recipient's holds the
+    values the message uses, no fewer (sms_request refused the send otherwise)."""
+    if not recipients:
+        return segments.analyse(message).parts
+    if len(recipients) < 8:  # each counted costs less than what follows
+        return max(segments.analyse(render(message, r.params)).parts for r in recipients)
+    # When the text and every value are in the GSM-7 basic table, each character is one septet and parts
+    # grow with length alone: the longest message is the one to count. Otherwise every one is counted.
+    values = "".join(value for r in recipients for value in r.params)
+    basic = segments.analyse(_PLACEHOLDER.sub("", message) + values)
+    if basic.encoding != segments.GSM7 or basic.units != basic.characters:
+        return max(segments.analyse(render(message, r.params)).parts for r in recipients)
+    used = [int(n) for n in _PLACEHOLDER.findall(message)]
+    if sorted(used) == list(range(1, len(used) + 1)):
+        # Each value used once, in whatever order: the longest message has the longest values.
+        longest = max(recipients, key=lambda r: sum(map(len, r.params)))
+    else:
+        longest = max(recipients, key=lambda r: len(render(message, r.params)))
+    return segments.analyse(render(message, longest.params)).parts
+
+
 def send_time(value: str, zone_name: str, now: datetime) -> tuple[SendTime | None, list[FieldError]]:
     """An ISO 8601 time (naive ones read in the AllMySMS zone) as UTC and AllMySMS local time."""
     zone = ZoneInfo(zone_name)
@@ -368,19 +394,6 @@ def _send_time(
     return SendTime(utc=utc, local=utc.astimezone(zone).replace(tzinfo=None)), []
 
 
-def _entries(value: str | list[Any]) -> list[tuple[str, tuple[Any, ...]]]:
-    """(number as given, params) per recipient, whichever of the accepted shapes was used; an entry's
-    index is its place in the input, so its field path is ``recipients[index]``."""
-    if isinstance(value, str):
-        return [(number, ()) for number in phones.split(value)]
-    return [
-        (item, ())
-        if isinstance(item, str)
-        else (item["phone_number"], tuple(_param_text(p) for p in item.get("params", ())))
-        for item in value
-    ]
-
-
 def _param_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -388,23 +401,39 @@ def _param_text(value: object) -> str:
 
 
 def _read_recipients(
-    entries: list[tuple[str, tuple[Any, ...]]], rules: Rules, dynamic: int
-) -> tuple[list[Recipient], list[InvalidNumber], list[FieldError]]:
+    value: str | list[Any], rules: Rules, dynamic: int, *, taken: bool = False
+) -> tuple[list[Recipient], list[InvalidNumber], list[FieldError], bool]:
+    """The recipients, whichever of the accepted shapes was used (a text of numbers, a list of numbers or of
+    {phone_number, params}), the invalid numbers, the problems, and whether any recipient carries values. An
+    entry's index is its place in the input, so its field path is ``recipients[index]``. ``taken``: ``value``
+    is the caller's to give away, and each entry is dropped from it once read (see sms_request)."""
+    entries: list[Any] = phones.split(value) if isinstance(value, str) else value
+    count = len(entries)
     problems: list[FieldError] = []
     if not entries:
         problems.append(FieldError("recipients", "Give at least one phone number."))
-    if len(entries) > rules.max_recipients:
+    if count > rules.max_recipients:
         problems.append(
             FieldError(
                 "recipients",
-                f"{len(entries)} recipients is more than the "
-                f"{rules.max_recipients} one request accepts; split the list.",
+                f"{count} recipients is more than the {rules.max_recipients} one request accepts; split the list.",
             )
         )
-        return [], [], problems
+        return [], [], problems, any(not isinstance(item, str) and item.get("params") for item in entries)
     recipients: list[Recipient] = []
     invalid: list[InvalidNumber] = []
-    for i, (raw, params) in enumerate(entries):
+    personalised = False
+    for i in range(count):
+        item = entries[i]
+        params: tuple[str, ...]
+        if taken:
+            entries[i] = None
+        if isinstance(item, str):
+            raw, params = item, ()
+        else:
+            raw, params = item["phone_number"], tuple(item.get("params", ()))
+            personalised = personalised or bool(params)
+        del item
         e164, reason = phones.parse(raw, rules.region)
         if reason:
             invalid.append(InvalidNumber(f"recipients[{i}]", raw, reason))
@@ -418,11 +447,17 @@ def _read_recipients(
                 )
             )
         params = params[:dynamic]
-        for j, param in enumerate(params):
-            if _FORBIDDEN.search(param):  # the path is written only for the rare bad value
-                problems += _text_problems(f"recipients[{i}].params[{j}]", param)
+        if params:
+            try:
+                joined = "".join(params)  # texts, as JSON mostly gives them: kept as they are
+            except TypeError:
+                params = tuple(_param_text(p) for p in params)  # numbers
+                joined = "".join(params)
+            if _FORBIDDEN.search(joined):  # the paths are written only for the rare bad value
+                for j, param in enumerate(params):
+                    problems += _text_problems(f"recipients[{i}].params[{j}]", param)
         recipients.append(Recipient(cast(str, e164), params))  # parse gives a number whenever it gives no reason
-    return recipients, invalid, problems
+    return recipients, invalid, problems, personalised
 
 
 def _invalid_number_problems(invalid: list[InvalidNumber], mode: str, valid_count: int) -> list[FieldError]:

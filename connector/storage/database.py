@@ -19,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 from connector.storage import schema
+from connector.storage.doorbell import for_engine as doorbell_for
 from connector.storage.outage import Outage, unavailable
 
 
@@ -73,6 +74,8 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         # Whether the database answers, as this process last found it (see outage.py).
         self.outage = Outage(counted=_database_lost).attach(self.engine)
+        # Rung where deliveries become due, heard by the delivery workers (see doorbell.py).
+        self.doorbell = doorbell_for(self.engine, self.outage)
         self._gate = None
         if self.sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas_flushing_lazily if replayable else _sqlite_pragmas)

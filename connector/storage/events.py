@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import BigInteger, Float, String, bindparam, column, delete, func, insert, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from connector.storage.batching import GroupWriter
 from connector.storage.database import Database
@@ -51,27 +52,35 @@ class EventStore:
             lambda: (
                 # The unique event id decides, not a look-up first: two web processes receiving the same
                 # callback at the same moment still store one event.
-                self.database.insert(events).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.seq),
+                self.database.insert(events)
+                .on_conflict_do_nothing(index_elements=["id"])
+                .returning(events.c.id, events.c.seq),
                 insert(fanout),
             ),
         )
+        rows = [
+            {
+                "id": item["id"],
+                "account_id": account_id,
+                "type": item["type"],
+                "timestamp": item["timestamp"],
+                "received_at": now,
+                "data": json.dumps(item["data"], ensure_ascii=False),
+                "raw": json.dumps(item.get("raw", {}), ensure_ascii=False),
+            }
+            for account_id, items, now in jobs
+            for item in items
+        ]
         answers, queued = [], []
         with self.database.writing() as db:
+            # The whole group in one statement (one INSERT of many rows): a statement per event cost more than
+            # its share of the commit. Only the rows inserted come back; an id twice in the group is inserted
+            # once, and only its first occurrence is new.
+            inserted = dict(db.execute(add_event, rows).all()) if rows else {}
             for account_id, items, now in jobs:
                 fresh = []
                 for item in items:
-                    seq = db.execute(
-                        add_event,
-                        {
-                            "id": item["id"],
-                            "account_id": account_id,
-                            "type": item["type"],
-                            "timestamp": item["timestamp"],
-                            "received_at": now,
-                            "data": json.dumps(item["data"], ensure_ascii=False),
-                            "raw": json.dumps(item.get("raw", {}), ensure_ascii=False),
-                        },
-                    ).scalar()
+                    seq = inserted.pop(item["id"], None)
                     fresh.append(seq is not None)
                     if seq is not None:
                         queued.append(
@@ -80,6 +89,7 @@ class EventStore:
                 answers.append(fresh)
             if queued:
                 db.execute(queue, queued)
+                self.database.doorbell.ring(db)  # the delivery workers are woken once this commits
         return answers
 
     def fan_out(self, now: float, limit: int = FAN_OUT_BATCH) -> int:
@@ -93,18 +103,24 @@ class EventStore:
             "fan_out",
             lambda: {
                 "queued": self.database.skip_locked(
-                    select(fanout).order_by(fanout.c.event_seq).limit(bindparam("b_limit"))
+                    select(fanout, events.c.id)
+                    .join(events, events.c.seq == fanout.c.event_seq)
+                    .order_by(fanout.c.event_seq)
+                    .limit(bindparam("b_limit"))
                 ),
                 "active": select(subscriptions.c.id, subscriptions.c.account_id, subscriptions.c.event_type).where(
                     subscriptions.c.account_id.in_(bindparam("b_accounts", expanding=True)),
                     subscriptions.c.status == ACTIVE,
                 ),
                 # A replay may have made some already: one delivery per event and subscription, always.
-                "deliver": self.database.insert(deliveries).on_conflict_do_nothing(
-                    index_elements=["event_seq", "subscription_id"]
-                ),
+                "deliver": (
+                    self.database.insert(deliveries)
+                    if self.database.sqlite
+                    # PostgreSQL: the rows sent as one array per column, inserted by one statement (a
+                    # statement per row cost a worker's turn more than all the rest).
+                    else self.database.insert(deliveries).from_select(*_unnested_deliveries())
+                ).on_conflict_do_nothing(index_elements=["event_seq", "subscription_id"]),
                 "done": delete(fanout).where(fanout.c.event_seq.in_(bindparam("b_seqs", expanding=True))),
-                "ids": select(events.c.seq, events.c.id).where(events.c.seq.in_(bindparam("b_seqs", expanding=True))),
             },
         )
         queued = db.execute(statements["queued"], {"b_limit": limit}).all()
@@ -114,12 +130,9 @@ class EventStore:
         for sub in db.execute(statements["active"], {"b_accounts": sorted({q.account_id for q in queued})}):
             active.setdefault((sub.account_id, sub.event_type), []).append(sub.id)
         wanted = [q for q in queued if (q.account_id, q.event_type) in active]
-        event_ids = (
-            dict(db.execute(statements["ids"], {"b_seqs": [q.event_seq for q in wanted]}).all()) if wanted else {}
-        )
         rows = [
             {
-                "id": delivery_id(event_ids[q.event_seq], sub),
+                "id": delivery_id(q.id, sub),
                 "event_seq": q.event_seq,
                 "subscription_id": sub,
                 "status": PENDING,
@@ -131,8 +144,19 @@ class EventStore:
             for q in wanted
             for sub in active[(q.account_id, q.event_type)]
         ]
-        if rows:
+        if rows and self.database.sqlite:
             db.execute(statements["deliver"], rows)
+        elif rows:
+            db.execute(
+                statements["deliver"],
+                {
+                    "b_ids": [row["id"] for row in rows],
+                    "b_event_seqs": [row["event_seq"] for row in rows],
+                    "b_subscriptions": [row["subscription_id"] for row in rows],
+                    "b_nexts": [row["next_attempt_at"] for row in rows],
+                    "b_now": now,
+                },
+            )
         db.execute(statements["done"], {"b_seqs": [q.event_seq for q in queued]})
         return len(queued)
 
@@ -205,3 +229,30 @@ def _text(value: str) -> str:
     """Text any backend can keep: PostgreSQL refuses NUL characters, which a rejected callback may hold;
     they are shown as the replacement character, like bytes that are not UTF-8."""
     return value.replace("\x00", "\ufffd")
+
+
+def _unnested_deliveries() -> tuple[list[str], object]:
+    """New pending deliveries from arrays of their ids, events, subscriptions and due times (PostgreSQL):
+    the columns and the SELECT of an INSERT ... SELECT, in the arrays' order."""
+    given = (
+        func.unnest(
+            bindparam("b_ids", type_=ARRAY(String)),
+            bindparam("b_event_seqs", type_=ARRAY(BigInteger)),
+            bindparam("b_subscriptions", type_=ARRAY(String)),
+            bindparam("b_nexts", type_=ARRAY(Float)),
+        )
+        .table_valued(
+            column("id", String),
+            column("event_seq", BigInteger),
+            column("subscription_id", String),
+            column("next", Float),
+        )
+        .render_derived()
+    )
+    now = bindparam("b_now", type_=Float)
+    return (
+        ["id", "event_seq", "subscription_id", "status", "attempts", "next_attempt_at", "created_at", "updated_at"],
+        select(
+            given.c.id, given.c.event_seq, given.c.subscription_id, literal(PENDING), literal(0), given.c.next, now, now
+        ),
+    )

@@ -71,6 +71,7 @@ class History:
             ]
             if new:
                 db.execute(insert(deliveries), new)
+            self.database.doorbell.ring(db)
             return len(subs)
 
     def replay_failed(self, subscription_id: str, since: float, now: float, limit: int) -> tuple[int, bool]:
@@ -94,6 +95,7 @@ class History:
                     .where(deliveries.c.seq.in_(chosen), deliveries.c.status == FAILED)
                     .values(status=PENDING, next_attempt_at=now, lease=None, lease_until=None, updated_at=now)
                 )
+                self.database.doorbell.ring(db)
             return len(chosen), more
 
     def log(self, subscription_id: str, limit: int) -> list[dict]:

@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Float, String, Text, bindparam, case, func, insert, null, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    case,
+    column,
+    exists,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.expression import BindParameter
 
 from connector.storage.database import Database
@@ -52,8 +70,8 @@ class Outbox:
         Deliveries of ``later_accounts`` (those that have more than their share out) are claimed only with the
         room the other accounts' due deliveries leave: one account's backlog, however old and over however
         many subscriptions, does not keep every other account waiting behind it."""
+        statements = self.database.statements("claim", lambda: _claim_statements(self.database))
         if not outcomes:
-            statements = self.database.statements("claim", lambda: _claim_statements(self.database.skip_locked))
             with self.database.engine.connect() as db:
                 # A read first: an idle worker polling often must not take the write lock each time.
                 if db.execute(statements["any_queued"]).first() is None and (
@@ -75,20 +93,24 @@ class Outbox:
     def _claim_in(
         self, db, limit: int, now: float, lease_seconds: float, skip_subscriptions, other_than_accounts=()
     ) -> list[Due]:
-        statements = self.database.statements("claim", lambda: _claim_statements(self.database.skip_locked))
+        statements = self.database.statements("claim", lambda: _claim_statements(self.database))
         lease = new_id("lease")
         values = {"b_now": now, "b_limit": limit, "b_lease": lease, "b_until": now + lease_seconds}
-        # The conditions are checked again on each row: a row another worker took meanwhile is skipped.
+        # On PostgreSQL a row another worker holds is passed over, and the conditions are checked again on the
+        # rows locked: one another worker took meanwhile is skipped. On SQLite writers take turns.
         if other_than_accounts:
-            db.execute(
-                statements["lease_others"],
-                {**values, "b_skip": list(skip_subscriptions), "b_busy": list(other_than_accounts)},
-            )
+            name = "lease_others"
+            values.update(b_skip=list(skip_subscriptions), b_busy=list(other_than_accounts))
         elif skip_subscriptions:
-            db.execute(statements["lease_skipping"], {**values, "b_skip": list(skip_subscriptions)})
+            name = "lease_skipping"
+            values.update(b_skip=list(skip_subscriptions))
         else:
-            db.execute(statements["lease"], values)
-        rows = db.execute(statements["leased"], {"b_lease": lease}).all()
+            name = "lease"
+        if self.database.sqlite:
+            seqs = list(db.execute(statements[name], values).scalars())
+            rows = db.execute(statements["leased"], {"b_seqs": seqs}).all() if seqs else []
+        else:  # leased and read back in one statement
+            rows = db.execute(statements[name], values).all()
         secrets_of: dict[str, str] = {}
         for r in rows:
             if r.sub_id not in secrets_of:
@@ -129,16 +151,18 @@ class Outbox:
         for :meth:`_note_subscriptions` at the end of the transaction."""
         if not outcomes:
             return []
-        statements = self.database.statements("finish", _finish_statements)
-        # A delivery unsubscribed (or pruned) while it was out is gone, with its log: nothing to record.
-        still = set(db.execute(statements["existing"], {"b_seqs": [o["due"].seq for o in outcomes]}).scalars())
+        statements = self.database.statements("finish", lambda: _finish_statements(self.database))
         # Rows are always taken in the same order (by number, by id), so that workers finishing at the
         # same moment wait for each other instead of deadlocking.
-        outcomes = sorted((o for o in outcomes if o["due"].seq in still), key=lambda o: o["due"].seq)
+        outcomes = sorted(outcomes, key=lambda o: o["due"].seq)
+        if self.database.sqlite:
+            # A delivery unsubscribed (or pruned) while it was out is gone, with its log: nothing to record.
+            still = set(db.execute(statements["existing"], {"b_seqs": [o["due"].seq for o in outcomes]}).scalars())
+            outcomes = [o for o in outcomes if o["due"].seq in still]
         postponed = [o for o in outcomes if o.get("postponed")]
         if postponed:
             # Held back by the worker (its host had had enough for the moment), not tried: no attempt, the
-            # same count, due again later.
+            # same count, due again later. (A delivery gone meanwhile matches no row.)
             db.execute(
                 statements["postpone"],
                 [
@@ -149,34 +173,55 @@ class Outbox:
             outcomes = [o for o in outcomes if not o.get("postponed")]
         if not outcomes:
             return []
-        db.execute(
-            statements["attempt"],
-            [
-                {
-                    "delivery_seq": o["due"].seq,
-                    "attempted_at": o["attempted_at"],
-                    "status_code": o["status_code"],
-                    "latency_ms": o["latency_ms"],
-                    "error": o["error"],
-                }
-                for o in outcomes
-            ],
-        )
-        db.execute(
-            statements["move_on"],
-            [
-                {
-                    "b_seq": o["due"].seq,
-                    "b_lease": o["due"].lease,
-                    "b_status": o["status"],
-                    "b_next": o["next_attempt_at"],
-                    "b_code": o["status_code"],
-                    "b_error": o["error"],
-                    "b_now": now,
-                }
-                for o in outcomes
-            ],
-        )
+        if self.database.sqlite:
+            db.execute(
+                statements["attempt"],
+                [
+                    {
+                        "delivery_seq": o["due"].seq,
+                        "attempted_at": o["attempted_at"],
+                        "status_code": o["status_code"],
+                        "latency_ms": o["latency_ms"],
+                        "error": o["error"],
+                    }
+                    for o in outcomes
+                ],
+            )
+            db.execute(
+                statements["move_on"],
+                [
+                    {
+                        "b_seq": o["due"].seq,
+                        "b_lease": o["due"].lease,
+                        "b_status": o["status"],
+                        "b_next": o["next_attempt_at"],
+                        "b_code": o["status_code"],
+                        "b_error": o["error"],
+                        "b_now": now,
+                    }
+                    for o in outcomes
+                ],
+            )
+        else:
+            # One statement for the lot (a statement per row cost more than the rows): attempts recorded for the
+            # deliveries still there, which it answers, and those still leased to this worker moved on.
+            still = set(
+                db.execute(
+                    statements["record"],
+                    {
+                        "b_seqs": [o["due"].seq for o in outcomes],
+                        "b_leases": [o["due"].lease for o in outcomes],
+                        "b_statuses": [o["status"] for o in outcomes],
+                        "b_nexts": [o["next_attempt_at"] for o in outcomes],
+                        "b_codes": [o["status_code"] for o in outcomes],
+                        "b_errors": [o["error"] for o in outcomes],
+                        "b_ats": [o["attempted_at"] for o in outcomes],
+                        "b_latencies": [o["latency_ms"] for o in outcomes],
+                        "b_now": now,
+                    },
+                ).scalars()
+            )
+            outcomes = [o for o in outcomes if o["due"].seq in still]
         by_subscription: dict[str, list[dict]] = {}
         for o in outcomes:
             by_subscription.setdefault(o["due"].subscription_id, []).append(o)
@@ -202,8 +247,27 @@ class Outbox:
         return changes
 
     def _note_subscriptions(self, db, changes: list[dict]) -> None:
-        if changes:
-            db.execute(self.database.statements("finish", _finish_statements)["subscription"], changes)
+        if not changes:
+            return
+        statements = self.database.statements("finish", lambda: _finish_statements(self.database))
+        if self.database.sqlite:
+            db.execute(statements["subscription"], changes)
+        else:  # one statement, the rows locked in the order of their ids
+            db.execute(
+                statements["subscriptions"],
+                {
+                    arrays: [change[name] for change in changes]
+                    for arrays, name in (
+                        ("b_ids", "b_id"),
+                        ("b_ats", "b_at"),
+                        ("b_codes", "b_code"),
+                        ("b_oks", "b_ok"),
+                        ("b_firsts", "b_first"),
+                        ("b_statuses", "b_status"),
+                        ("b_reasons", "b_reason"),
+                    )
+                },
+            )
 
     def give_back(self, unfinished: list[Due], now: float) -> int:
         """Give back deliveries a stopping worker claimed and did not finish: due as they were, for any worker
@@ -213,6 +277,7 @@ class Outbox:
             return 0
         # A lease id belongs to one claim of one worker: a row holding one of these is one of these rows.
         with self.database.writing() as db:
+            self.database.doorbell.ring(db)  # due at once: the other workers are woken
             return db.execute(
                 update(deliveries)
                 .where(
@@ -224,33 +289,40 @@ class Outbox:
             ).rowcount
 
 
-def _claim_statements(skip_locked) -> dict:
+def _claim_statements(database: Database) -> dict:
     now: BindParameter[float] = bindparam("b_now")
     free = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
+    active = select(subscriptions.c.id).where(subscriptions.c.status == ACTIVE)
     due = select(deliveries.c.seq).where(
         deliveries.c.status == PENDING,
         deliveries.c.next_attempt_at <= now,
         free,
-        deliveries.c.subscription_id.in_(select(subscriptions.c.id).where(subscriptions.c.status == ACTIVE)),
+        deliveries.c.subscription_id.in_(active),
     )
     skipping = due.where(deliveries.c.subscription_id.not_in(bindparam("b_skip", expanding=True)))
+    not_busy = subscriptions.c.account_id.not_in(bindparam("b_busy", expanding=True))
     others = skipping.where(
-        deliveries.c.subscription_id.in_(
-            select(subscriptions.c.id).where(subscriptions.c.account_id.not_in(bindparam("b_busy", expanding=True)))
-        )
+        deliveries.c.subscription_id.in_(select(subscriptions.c.id).where(not_busy)),
+        # Asked once, before any delivery is read (PostgreSQL plans it as a one-time filter): without it, a
+        # claim would read through the busy accounts' whole backlog, first in due order, to learn that no
+        # other account has anything to send.
+        exists(active.where(not_busy, subscriptions.c.id.not_in(bindparam("b_skip", expanding=True)))),
     )
+    taking = update(deliveries).values(lease=bindparam("b_lease"), lease_until=bindparam("b_until"))
 
     def lease(chosen):
-        # By due time, then in the order the deliveries were made (an event's to every subscription together).
+        # By due time, then in the order the deliveries were made (an event's to every subscription together):
+        # the order of the index deliveries_due_in_order, read from its start.
         chosen = chosen.order_by(deliveries.c.next_attempt_at, deliveries.c.seq).limit(bindparam("b_limit"))
-        taking = update(deliveries).values(lease=bindparam("b_lease"), lease_until=bindparam("b_until"))
-        locked = skip_locked(chosen)
-        if locked is not chosen:
-            # PostgreSQL may run a subquery under IN more than once, each run locking rows of its own, and
-            # so lease more than the limit; a CTE is run once.
-            chosen = locked.cte("chosen")
-            return taking.where(deliveries.c.seq == chosen.c.seq)
-        return taking.where(deliveries.c.seq.in_(chosen.scalar_subquery()), deliveries.c.status == PENDING, free)
+        if database.sqlite:
+            # One writer at a time: what the subquery chose is still free when taken. (Said again here, the
+            # conditions made SQLite read every pending row rather than the chosen ones by number.)
+            return taking.where(deliveries.c.seq.in_(chosen.scalar_subquery())).returning(deliveries.c.seq)
+        # PostgreSQL may run a subquery under IN more than once, each run locking rows of its own, and so lease
+        # more than the limit; a CTE is run once. What it leased is read back in the same statement.
+        chosen = database.skip_locked(chosen).cte("chosen")
+        taken = taking.where(deliveries.c.seq == chosen.c.seq).returning(*_taken_columns(deliveries)).cte("taken")
+        return _leased(taken)
 
     return {
         "any_due": select(deliveries.c.seq)
@@ -260,11 +332,33 @@ def _claim_statements(skip_locked) -> dict:
         "lease": lease(due),
         "lease_skipping": lease(skipping),
         "lease_others": lease(others),
-        "leased": select(
-            deliveries.c.seq,
-            deliveries.c.id,
-            deliveries.c.attempts,
-            deliveries.c.next_attempt_at,
+        "leased": _leased(
+            select(*_taken_columns(deliveries))
+            .where(deliveries.c.seq.in_(bindparam("b_seqs", expanding=True)))
+            .subquery("taken")
+        ),
+    }
+
+
+def _taken_columns(table) -> list:
+    return [
+        table.c.seq,
+        table.c.id,
+        table.c.attempts,
+        table.c.next_attempt_at,
+        table.c.event_seq,
+        table.c.subscription_id,
+    ]
+
+
+def _leased(taken):
+    """The deliveries ``taken`` with what sending them needs, in the order they were claimed."""
+    return (
+        select(
+            taken.c.seq,
+            taken.c.id,
+            taken.c.attempts,
+            taken.c.next_attempt_at,
             events.c.id.label("event_id"),
             events.c.type,
             events.c.timestamp,
@@ -274,14 +368,15 @@ def _claim_statements(skip_locked) -> dict:
             subscriptions.c.secret,
             subscriptions.c.account_id,
         )
-        .join(events, events.c.seq == deliveries.c.event_seq)
-        .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
-        .where(deliveries.c.lease == bindparam("b_lease")),
-    }
+        .join_from(taken, events, events.c.seq == taken.c.event_seq)
+        .join(subscriptions, subscriptions.c.id == taken.c.subscription_id)
+        .order_by(taken.c.next_attempt_at, taken.c.seq)
+    )
 
 
-def _finish_statements() -> dict:
+def _finish_statements(database: Database) -> dict:
     return {
+        **({} if database.sqlite else {"record": _record_statement(), "subscriptions": _notes_statement()}),
         "existing": select(deliveries.c.seq).where(deliveries.c.seq.in_(bindparam("b_seqs", expanding=True))),
         "attempt": insert(attempts),
         # Only a worker still holding the lease may move a delivery on.
@@ -300,21 +395,152 @@ def _finish_statements() -> dict:
         "postpone": update(deliveries)
         .where(deliveries.c.seq == bindparam("b_seq"), deliveries.c.lease == bindparam("b_lease"))
         .values(next_attempt_at=bindparam("b_next"), lease=None, lease_until=None, updated_at=bindparam("b_now")),
-        # What the subscription shows of its latest attempts: since when it has been failing (kept from
-        # the first failure until a success), and whether it was disabled.
         "subscription": update(subscriptions)
         .where(subscriptions.c.id == bindparam("b_id"))
         .values(
-            last_attempt_at=bindparam("b_at"),
-            last_status_code=bindparam("b_code"),
-            failing_since=case(
-                (bindparam("b_ok", type_=Boolean), null()),
-                else_=func.coalesce(subscriptions.c.failing_since, bindparam("b_first", type_=Float)),
-            ),
-            status=func.coalesce(bindparam("b_status", type_=String), subscriptions.c.status),
-            status_reason=case(
-                (bindparam("b_status", type_=String).is_(None), subscriptions.c.status_reason),
-                else_=bindparam("b_reason", type_=Text),
-            ),
+            _noted(
+                bindparam("b_at", type_=Float),
+                bindparam("b_code", type_=Integer),
+                bindparam("b_ok", type_=Boolean),
+                bindparam("b_first", type_=Float),
+                bindparam("b_status", type_=String),
+                bindparam("b_reason", type_=Text),
+            )
         ),
     }
+
+
+def _record_statement():
+    """PostgreSQL: a turn's outcomes, sent as one array per field, recorded in one statement. Attempts are kept
+    for the deliveries still there (their numbers are the answer); only those still leased to the worker are
+    moved on, locked first in the order of their numbers, as everywhere."""
+    tried = (
+        func.unnest(
+            bindparam("b_seqs", type_=ARRAY(BigInteger)),
+            bindparam("b_leases", type_=ARRAY(String)),
+            bindparam("b_statuses", type_=ARRAY(String)),
+            bindparam("b_nexts", type_=ARRAY(Float)),
+            bindparam("b_codes", type_=ARRAY(Integer)),
+            bindparam("b_errors", type_=ARRAY(Text)),
+            bindparam("b_ats", type_=ARRAY(Float)),
+            bindparam("b_latencies", type_=ARRAY(Integer)),
+        )
+        .table_valued(
+            column("seq", BigInteger),
+            column("lease", String),
+            column("status", String),
+            column("next", Float),
+            column("code", Integer),
+            column("error", Text),
+            column("at", Float),
+            column("latency", Integer),
+        )
+        .render_derived()
+    )
+    # The rows to move on, with what to write in them. A generic plan (the statement is prepared) cannot know
+    # how many outcomes there are: the update is driven by these rows, never by the arrays again.
+    locked = (
+        select(deliveries.c.seq, tried.c.status, tried.c.next, tried.c.code, tried.c.error)
+        .join(tried, (tried.c.seq == deliveries.c.seq) & (tried.c.lease == deliveries.c.lease))
+        .order_by(deliveries.c.seq)
+        .with_for_update(key_share=True, of=deliveries)
+        .cte("locked")
+    )
+    moved = (
+        update(deliveries)
+        .where(deliveries.c.seq == locked.c.seq)
+        .values(
+            status=locked.c.status,
+            attempts=deliveries.c.attempts + 1,
+            next_attempt_at=locked.c.next,
+            lease=None,
+            lease_until=None,
+            updated_at=bindparam("b_now"),
+            last_status_code=locked.c.code,
+            last_error=locked.c.error,
+        )
+        .cte("moved")
+    )
+    recorded = (
+        insert(attempts)
+        .from_select(
+            ["delivery_seq", "attempted_at", "status_code", "latency_ms", "error"],
+            select(tried.c.seq, tried.c.at, tried.c.code, tried.c.latency, tried.c.error).join(
+                deliveries, deliveries.c.seq == tried.c.seq
+            ),
+        )
+        .returning(attempts.c.delivery_seq)
+        .cte("recorded")
+    )
+    return select(recorded.c.delivery_seq).add_cte(moved)
+
+
+def _noted(at, code, ok, first, status, reason) -> dict:
+    """What a subscription shows of its latest attempts: since when it has been failing (kept from the first
+    failure until a success), and whether it was disabled."""
+    return {
+        subscriptions.c.last_attempt_at: at,
+        subscriptions.c.last_status_code: code,
+        subscriptions.c.failing_since: case((ok, null()), else_=func.coalesce(subscriptions.c.failing_since, first)),
+        subscriptions.c.status: func.coalesce(status, subscriptions.c.status),
+        subscriptions.c.status_reason: case((status.is_(None), subscriptions.c.status_reason), else_=reason),
+    }
+
+
+def _notes_statement():
+    """PostgreSQL: what a turn notes on its subscriptions, sent as one array per field, in one statement."""
+    given = (
+        func.unnest(
+            bindparam("b_ids", type_=ARRAY(String)),
+            bindparam("b_ats", type_=ARRAY(Float)),
+            bindparam("b_codes", type_=ARRAY(Integer)),
+            bindparam("b_oks", type_=ARRAY(Boolean)),
+            bindparam("b_firsts", type_=ARRAY(Float)),
+            bindparam("b_statuses", type_=ARRAY(String)),
+            bindparam("b_reasons", type_=ARRAY(Text)),
+        )
+        .table_valued(
+            column("id", String),
+            column("at", Float),
+            column("code", Integer),
+            column("ok", Boolean),
+            column("first", Float),
+            column("status", String),
+            column("reason", Text),
+        )
+        .render_derived()
+    )
+    # Every worker writes these rows each turn: locked in the order of their ids, as with one statement each.
+    locked = (
+        select(subscriptions.c.id, *(given.c[name] for name in ("at", "code", "ok", "first", "status", "reason")))
+        .join(given, given.c.id == subscriptions.c.id)
+        .order_by(subscriptions.c.id)
+        .with_for_update(key_share=True, of=subscriptions)
+        .cte("noted")
+    )
+    return (
+        update(subscriptions)
+        .where(subscriptions.c.id == locked.c.id)
+        .values(_noted(locked.c.at, locked.c.code, locked.c.ok, locked.c.first, locked.c.status, locked.c.reason))
+    )
+
+
+def next_due(database: Database, now: float) -> float | None:
+    """When the first delivery no worker holds is due (or was: then at once) to an active subscription, if any:
+    a worker at rest sleeps until then."""
+    with database.engine.connect() as db:
+        return db.execute(database.statements("next_due", _next_due_statement), {"b_now": now}).scalar()
+
+
+def _next_due_statement():
+    now: BindParameter[float] = bindparam("b_now")
+    return (
+        select(deliveries.c.next_attempt_at)
+        .where(
+            deliveries.c.status == PENDING,
+            or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+            deliveries.c.subscription_id.in_(select(subscriptions.c.id).where(subscriptions.c.status == ACTIVE)),
+        )
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(1)
+    )

@@ -42,4 +42,5 @@ class Store:
         self.database.probe_write()
 
     def close(self) -> None:
+        self.campaigns.flush()
         self.database.close()

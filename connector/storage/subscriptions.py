@@ -50,6 +50,7 @@ class SubscriptionStore:
                         .where(subscriptions.c.id == same["id"])
                         .values(status=ACTIVE, status_reason=None, failing_since=None)
                     )
+                    self.database.doorbell.ring(db)  # its deliveries waiting are due again
                     same.update(status=ACTIVE, status_reason=None, failing_since=None)
                 return self._signing(same), False
             if limit is not None and len(mine) >= limit:
@@ -116,6 +117,8 @@ class SubscriptionStore:
                     failing_since=None if status == ACTIVE else subscriptions.c.failing_since,
                 )
             )
+            if status == ACTIVE:
+                self.database.doorbell.ring(db)  # its deliveries waiting are due again
 
     def failing_since(self, subscription_ids) -> dict[str, float]:
         """Since when each of these subscriptions has been failing, for those that are."""

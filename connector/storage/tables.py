@@ -91,7 +91,8 @@ deliveries = Table(
     Column("last_status_code", Integer),
     Column("last_error", Text),
     UniqueConstraint("event_seq", "subscription_id", name="one_delivery_per_event_and_subscription"),
-    Index("deliveries_due", "status", "next_attempt_at"),
+    # In the order workers claim them (outbox.py): a claim reads the first rows, never sorts the backlog.
+    Index("deliveries_due_in_order", "status", "next_attempt_at", "seq"),
     Index("deliveries_by_subscription", "subscription_id", "seq"),
 )
 

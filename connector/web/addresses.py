@@ -30,8 +30,10 @@ def client_address(remote_addr: str | None, forwarded_for: str | None, trusted: 
     X-Forwarded-For from the right (the entries the trusted proxies added), the first that is not one.
     Entries left of that were written by the client and may be anything: never believed."""
     address = remote_addr or "-"
-    hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]
-    while _is_trusted(address, trusted) and hops:
+    if not trusted or not forwarded_for:  # the peer, without parsing its address (every request asks)
+        return address
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    while hops and _is_trusted(address, trusted):
         address = hops.pop()
     return address
 

@@ -277,9 +277,12 @@ class _Bench:
             def body() -> bytes:
                 return _receipt(f"in-{next(counter)}")
 
-            meter = _Meter(targets[name].processes())
+            processes = targets[name].processes()
+            meter = _Meter(processes)
+            meter.workers = _Meter([p for p in processes if "connector.ops.cli worker" in " ".join(_cmdline(p))])
             result = loadgen.drive(targets[name].port, path, body, FORM, clients=plan["clients"], seconds=seconds)
             meter.stop()
+            meter.workers.stop()
             return result, meter
 
         for name in targets:
@@ -294,11 +297,12 @@ class _Bench:
             for name in targets:
                 result, meter = drive(name, plan["ingest_seconds"])
                 per_callback = meter.us_per(result.ok)
+                by_workers = meter.workers.us_per(result.ok)
                 say(
                     f"round {number} {name}: {result.rate:.0f} callbacks/s, p50 {result.percentile(50) * 1000:.1f} "
                     f"ms, p99 {result.percentile(99) * 1000:.1f} ms, {result.errors} errors, server "
-                    f"{meter.cores:.2f} cores ({_text_us(per_callback)} per callback), client "
-                    f"{result.client_cpu:.2f} cores"
+                    f"{meter.cores:.2f} cores ({_text_us(per_callback)} per callback, of which delivery workers "
+                    f"{_text_us(by_workers)}), client {result.client_cpu:.2f} cores"
                 )
                 rounds.append(
                     {
@@ -307,6 +311,7 @@ class _Bench:
                         **result.summary(),
                         "server_cpu_cores": round(meter.cores, 2),
                         "server_cpu_us_per_callback": per_callback,
+                        "workers_cpu_us_per_callback": by_workers,
                     }
                 )
         accepted = _count_requests_answered(rounds, "connector")
@@ -775,6 +780,7 @@ class _Meter(servers.CpuMeter):
     def __init__(self, processes: list[psutil.Process]):
         super().__init__(processes)
         self.cpu_s = self.wall = 0.0
+        self.workers: _Meter | None = None  # the share of the delivery workers, where it is measured apart
         self.start()
 
     def stop(self) -> float:

@@ -27,6 +27,14 @@ def receipt(event_id: str) -> dict:
     }
 
 
+def subscribed(store: Store, account: int) -> int:
+    """The account with a subscription to receipts: its events are queued for the delivery workers."""
+    store.subscriptions.add(
+        account, "delivery_receipt", "sms.delivery_receipt", f"https://hooks.example.com/{account}", 1.0
+    )
+    return account
+
+
 def _queued(store: Store) -> list[tuple[int, str]]:
     with store.engine.connect() as db:
         return db.execute(
@@ -35,8 +43,8 @@ def _queued(store: Store) -> list[tuple[int, str]]:
 
 
 def test_a_group_of_callbacks_tells_each_caller_which_of_its_events_were_new(store):
-    mine = store.accounts.ensure("mine", "a" * 64)
-    other = store.accounts.ensure("other", "b" * 64)
+    mine = subscribed(store, store.accounts.ensure("mine", "a" * 64))
+    other = subscribed(store, store.accounts.ensure("other", "b" * 64))
     store.events.add(mine, [receipt("evt_old")], 1.0)
     # As the group writer hands them over when callbacks arrive at the same moment.
     answers = store.events._write(
@@ -56,7 +64,27 @@ def test_a_group_of_callbacks_tells_each_caller_which_of_its_events_were_new(sto
 
 
 def test_a_group_of_only_duplicates_queues_nothing(store):
-    mine = store.accounts.ensure("mine", "a" * 64)
+    mine = subscribed(store, store.accounts.ensure("mine", "a" * 64))
     store.events.add(mine, [receipt("evt_1"), receipt("evt_2")], 1.0)
     assert store.events._write([(mine, [receipt("evt_2")], 2.0), (mine, [receipt("evt_1")], 2.0)]) == [[False], [False]]
     assert len(_queued(store)) == 2
+
+
+def test_events_nobody_subscribes_to_are_stored_and_not_queued(store):
+    """An account whose platforms poll has no subscription: its events are kept, to be read, and the delivery
+    workers are not given them (nor woken) for nothing; an account subscribed to replies only likewise."""
+    polled = store.accounts.ensure("polled", "a" * 64)
+    replies_only = store.accounts.ensure("replies", "b" * 64)
+    store.subscriptions.add(replies_only, "reply", "sms.reply", "https://hooks.example.com/replies", 1.0)
+    pushed = subscribed(store, store.accounts.ensure("pushed", "c" * 64))
+    answers = store.events._write(
+        [
+            (polled, [receipt("evt_polled")], 2.0),
+            (replies_only, [receipt("evt_replies")], 2.0),
+            (pushed, [receipt("evt_pushed")], 2.0),
+        ]
+    )
+    assert answers == [[True], [True], [True]]
+    assert [event_id for _, event_id in _queued(store)] == ["evt_pushed"]
+    assert [e["id"] for e in store.events.recent(polled, "sms.delivery_receipt", 10)] == ["evt_polled"]
+    assert [e["id"] for e in store.events.recent(replies_only, "sms.delivery_receipt", 10)] == ["evt_replies"]

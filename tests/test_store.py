@@ -125,8 +125,9 @@ def test_the_same_callback_stored_by_two_processes_at_once_is_one_event(backend)
     the unique event id lets exactly one of them have it, however the two transactions interleave."""
     import threading
 
-    stores = [Store(backend), Store(backend)]
+    stores = [Store(backend, secret_key=KEY), Store(backend, secret_key=KEY)]
     account = stores[0].accounts.ensure("mine", "a" * 64)
+    stores[0].subscriptions.add(account, "delivery_receipt", "sms.delivery_receipt", "https://hooks.example.com/", 1.0)
     for attempt in range(20):
         start, answers = threading.Barrier(2), []
 

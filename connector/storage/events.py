@@ -47,7 +47,7 @@ class EventStore:
         return self._writer.submit((account_id, items, now))
 
     def _write(self, jobs: list[tuple[int, list[dict], float]]) -> list[list[bool]]:
-        add_event, queue = self.database.statements(
+        add_event, queue, wanted = self.database.statements(
             "events",
             lambda: (
                 # The unique event id decides, not a look-up first: two web processes receiving the same
@@ -56,6 +56,12 @@ class EventStore:
                 .on_conflict_do_nothing(index_elements=["id"])
                 .returning(events.c.id, events.c.seq),
                 insert(fanout),
+                select(subscriptions.c.account_id, subscriptions.c.event_type)
+                .where(
+                    subscriptions.c.account_id.in_(bindparam("b_accounts", expanding=True)),
+                    subscriptions.c.status == ACTIVE,
+                )
+                .distinct(),
             ),
         )
         rows = [
@@ -77,12 +83,20 @@ class EventStore:
             # its share of the commit. Only the rows inserted come back; an id twice in the group is inserted
             # once, and only its first occurrence is new.
             inserted = dict(db.execute(add_event, rows).all()) if rows else {}
+            # Queued for the delivery workers only where a subscription wants it: an event nobody subscribes to
+            # (an account whose platforms poll) would wake them for nothing. A subscription made meanwhile,
+            # in a transaction committing after this one, gets the events that follow.
+            subscribed = (
+                set(map(tuple, db.execute(wanted, {"b_accounts": sorted({job[0] for job in jobs})}).all()))
+                if inserted
+                else set()
+            )
             for account_id, items, now in jobs:
                 fresh = []
                 for item in items:
                     seq = inserted.pop(item["id"], None)
                     fresh.append(seq is not None)
-                    if seq is not None:
+                    if seq is not None and (account_id, item["type"]) in subscribed:
                         queued.append(
                             {"event_seq": seq, "account_id": account_id, "event_type": item["type"], "received_at": now}
                         )

@@ -13,7 +13,8 @@ import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, update
+from sqlalchemy import bindparam, column, create_engine, event, func, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -132,6 +133,16 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def unnested(*fields):
+    """PostgreSQL: rows made of one array parameter per column, each field ``(column, parameter, type)``, as a
+    table to select from: a turn's many rows go in a handful of arrays, one statement, not one per row."""
+    return (
+        func.unnest(*(bindparam(parameter, type_=ARRAY(kind)) for _, parameter, kind in fields))
+        .table_valued(*(column(name, kind) for name, _, kind in fields))
+        .render_derived()
+    )
 
 
 def _database_lost() -> None:

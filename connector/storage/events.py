@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import BigInteger, Float, String, bindparam, column, delete, func, insert, literal, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import BigInteger, Float, String, bindparam, delete, insert, literal, select
 
 from connector.storage.batching import GroupWriter
-from connector.storage.database import Database
+from connector.storage.database import Database, unnested
 from connector.storage.tables import (
     ACTIVE,
     PENDING,
@@ -248,20 +247,11 @@ def _text(value: str) -> str:
 def _unnested_deliveries() -> tuple[list[str], object]:
     """New pending deliveries from arrays of their ids, events, subscriptions and due times (PostgreSQL):
     the columns and the SELECT of an INSERT ... SELECT, in the arrays' order."""
-    given = (
-        func.unnest(
-            bindparam("b_ids", type_=ARRAY(String)),
-            bindparam("b_event_seqs", type_=ARRAY(BigInteger)),
-            bindparam("b_subscriptions", type_=ARRAY(String)),
-            bindparam("b_nexts", type_=ARRAY(Float)),
-        )
-        .table_valued(
-            column("id", String),
-            column("event_seq", BigInteger),
-            column("subscription_id", String),
-            column("next", Float),
-        )
-        .render_derived()
+    given = unnested(
+        ("id", "b_ids", String),
+        ("event_seq", "b_event_seqs", BigInteger),
+        ("subscription_id", "b_subscriptions", String),
+        ("next", "b_nexts", Float),
     )
     now = bindparam("b_now", type_=Float)
     return (

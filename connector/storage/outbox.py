@@ -11,7 +11,6 @@ from sqlalchemy import (
     Text,
     bindparam,
     case,
-    column,
     exists,
     func,
     insert,
@@ -20,10 +19,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.expression import BindParameter
 
-from connector.storage.database import Database
+from connector.storage.database import Database, unnested
 from connector.storage.events import EventStore
 from connector.storage.subscriptions import SubscriptionStore
 from connector.storage.tables import (
@@ -414,28 +412,15 @@ def _record_statement():
     """PostgreSQL: a turn's outcomes, sent as one array per field, recorded in one statement. Attempts are kept
     for the deliveries still there (their numbers are the answer); only those still leased to the worker are
     moved on, locked first in the order of their numbers, as everywhere."""
-    tried = (
-        func.unnest(
-            bindparam("b_seqs", type_=ARRAY(BigInteger)),
-            bindparam("b_leases", type_=ARRAY(String)),
-            bindparam("b_statuses", type_=ARRAY(String)),
-            bindparam("b_nexts", type_=ARRAY(Float)),
-            bindparam("b_codes", type_=ARRAY(Integer)),
-            bindparam("b_errors", type_=ARRAY(Text)),
-            bindparam("b_ats", type_=ARRAY(Float)),
-            bindparam("b_latencies", type_=ARRAY(Integer)),
-        )
-        .table_valued(
-            column("seq", BigInteger),
-            column("lease", String),
-            column("status", String),
-            column("next", Float),
-            column("code", Integer),
-            column("error", Text),
-            column("at", Float),
-            column("latency", Integer),
-        )
-        .render_derived()
+    tried = unnested(
+        ("seq", "b_seqs", BigInteger),
+        ("lease", "b_leases", String),
+        ("status", "b_statuses", String),
+        ("next", "b_nexts", Float),
+        ("code", "b_codes", Integer),
+        ("error", "b_errors", Text),
+        ("at", "b_ats", Float),
+        ("latency", "b_latencies", Integer),
     )
     # The rows to move on, with what to write in them. A generic plan (the statement is prepared) cannot know
     # how many outcomes there are: the update is driven by these rows, never by the arrays again.
@@ -489,26 +474,14 @@ def _noted(at, code, ok, first, status, reason) -> dict:
 
 def _notes_statement():
     """PostgreSQL: what a turn notes on its subscriptions, sent as one array per field, in one statement."""
-    given = (
-        func.unnest(
-            bindparam("b_ids", type_=ARRAY(String)),
-            bindparam("b_ats", type_=ARRAY(Float)),
-            bindparam("b_codes", type_=ARRAY(Integer)),
-            bindparam("b_oks", type_=ARRAY(Boolean)),
-            bindparam("b_firsts", type_=ARRAY(Float)),
-            bindparam("b_statuses", type_=ARRAY(String)),
-            bindparam("b_reasons", type_=ARRAY(Text)),
-        )
-        .table_valued(
-            column("id", String),
-            column("at", Float),
-            column("code", Integer),
-            column("ok", Boolean),
-            column("first", Float),
-            column("status", String),
-            column("reason", Text),
-        )
-        .render_derived()
+    given = unnested(
+        ("id", "b_ids", String),
+        ("at", "b_ats", Float),
+        ("code", "b_codes", Integer),
+        ("ok", "b_oks", Boolean),
+        ("first", "b_firsts", Float),
+        ("status", "b_statuses", String),
+        ("reason", "b_reasons", Text),
     )
     # Every worker writes these rows each turn: locked in the order of their ids, as with one statement each.
     locked = (

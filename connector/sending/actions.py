@@ -292,22 +292,34 @@ def _mms_feed(ctx: Context, request: messages.MmsRequest, numbers: list[str]) ->
 
 
 def _mms_result(request: messages.MmsRequest, chunks: list[dict[str, Any]]) -> dict[str, Any]:
-    campaigns = [c["campaign_id"] for c in chunks]
     # What AllMySMS did, not what was asked, as for an SMS: 101 is scheduled, 100 went out now.
-    scheduled = all(c["status"] == "scheduled" for c in chunks)
-    when = request.send_at if scheduled else None
+    return _campaigns_result(
+        [c["campaign_id"] for c in chunks],
+        all(c["status"] == "scheduled" for c in chunks),
+        chunks[-1]["status_text"],
+        request.send_at,
+        kind=request.kind,
+        recipients=sum(c["recipients"] for c in chunks),
+        sms_ids=[m for c in chunks for m in c["sms_ids"]],
+        invalid_numbers=[n.as_json() for n in request.invalid] + [n for c in chunks for n in c["invalid_numbers"]],
+        credits_used=sum(c["credits_used"] for c in chunks),
+        credits_left=chunks[-1]["credits_left"],
+    )
+
+
+def _campaigns_result(
+    campaigns: list[str], scheduled: bool, status_text: str, send_at: messages.SendTime | None, **details: Any
+) -> dict[str, Any]:
+    """The result of a send made of campaigns: which, whether AllMySMS scheduled them (and for when), and the
+    send's own ``details`` between."""
+    when = send_at if scheduled else None
     return {
         "id": campaigns[0],
         "campaign_id": campaigns[0],
         "campaign_ids": campaigns,
         "status": "scheduled" if scheduled else "sent",
-        "status_text": chunks[-1]["status_text"],
-        "kind": request.kind,
-        "recipients": sum(c["recipients"] for c in chunks),
-        "sms_ids": [m for c in chunks for m in c["sms_ids"]],
-        "invalid_numbers": [n.as_json() for n in request.invalid] + [n for c in chunks for n in c["invalid_numbers"]],
-        "credits_used": sum(c["credits_used"] for c in chunks),
-        "credits_left": chunks[-1]["credits_left"],
+        "status_text": status_text,
+        **details,
         "scheduled_at": when.utc_text if when else None,
         "scheduled_at_local": when.local_text if when else None,
     }
@@ -339,20 +351,14 @@ def send_email(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
                 done = [str(reply.get("campaignId", "")) for _, reply in sent]
                 raise _partly_sent(error, done, len(sent), len(request.to)) from None
             raise
-    campaigns = [str(reply.get("campaignId", "")) for _, reply in sent]
-    scheduled = all(word == "scheduled" for word, _ in sent)
-    when = request.send_at if scheduled else None
-    return {
-        "id": campaigns[0],
-        "campaign_id": campaigns[0],
-        "campaign_ids": campaigns,
-        "status": "scheduled" if scheduled else "sent",
-        "status_text": str(sent[-1][1].get("statusText", "")),
-        "recipients": len(request.to),
-        "to": list(request.to),
-        "scheduled_at": when.utc_text if when else None,
-        "scheduled_at_local": when.local_text if when else None,
-    }
+    return _campaigns_result(
+        [str(reply.get("campaignId", "")) for _, reply in sent],
+        all(word == "scheduled" for word, _ in sent),
+        str(sent[-1][1].get("statusText", "")),
+        request.send_at,
+        recipients=len(request.to),
+        to=list(request.to),
+    )
 
 
 def list_names(ctx: Context) -> list[str]:

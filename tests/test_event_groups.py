@@ -3,11 +3,14 @@ each caller told which of its events were new, duplicates within the group inclu
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from sqlalchemy import select
 
+from connector.storage import database, outage
 from connector.storage.store import Store
 from connector.storage.tables import events, fanout
+from tests.conftest import POSTGRES_URL
 
 
 @pytest.fixture
@@ -88,3 +91,57 @@ def test_events_nobody_subscribes_to_are_stored_and_not_queued(store):
     assert [event_id for _, event_id in _queued(store)] == ["evt_pushed"]
     assert [e["id"] for e in store.events.recent(polled, "sms.delivery_receipt", 10)] == ["evt_polled"]
     assert [e["id"] for e in store.events.recent(replies_only, "sms.delivery_receipt", 10)] == ["evt_replies"]
+
+
+def test_a_group_larger_than_one_statement_takes_is_stored_and_queued_whole(store):
+    """SQLite takes at most 32,766 parameters in one statement: a large group goes in several, still in
+    one transaction."""
+    mine = subscribed(store, store.accounts.ensure("mine", "a" * 64))
+    answers = store.events._write([(mine, [receipt(f"evt_{n:05}") for n in range(2500)], 1.0)])
+    assert answers == [[True] * 2500]
+    queued = _queued(store)
+    assert sorted(event_id for _, event_id in queued) == [f"evt_{n:05}" for n in range(2500)]
+    assert len({seq for seq, _ in queued}) == 2500
+
+
+@pytest.fixture
+def pg_store(postgres):
+    made = Store(postgres, secret_key="k" * 64)
+    yield made
+    made.close()
+
+
+def _end_pooled_connection(store: Store) -> None:
+    """What a database restart does to a pooled connection: the server ends it. Used one call at a time, the
+    pool holds just the one."""
+    with store.engine.connect() as db:
+        pid = db.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+
+
+def test_a_connection_the_server_ended_while_it_rested_is_replaced_before_it_is_lent(pg_store, monkeypatch):
+    account = pg_store.accounts.ensure("mine", "a" * 64)
+    pg_store.events.add(account, [receipt("evt_before")], 1.0)
+    _end_pooled_connection(pg_store)
+    monkeypatch.setattr(database, "IDLE_BEFORE_PING", 0.0)  # every connection has rested long enough
+    assert pg_store.events.add(account, [receipt("evt_after")], 2.0) == [True]
+    assert not pg_store.database.outage.down
+    assert [e["id"] for e in pg_store.events.recent(account, "sms.delivery_receipt", 10)] == ["evt_after", "evt_before"]
+
+
+def test_a_connection_ended_just_after_its_last_use_fails_one_write_as_the_database_away_then_is_gone(
+    pg_store, monkeypatch
+):
+    """Not checked before it is lent (it has not rested): the write finds out, fails as the database being
+    away (a callback then goes to the journal), and the pool lends a new connection for the next one."""
+    account = pg_store.accounts.ensure("mine", "a" * 64)
+    pg_store.events.add(account, [receipt("evt_before")], 1.0)
+    monkeypatch.setattr(database, "IDLE_BEFORE_PING", 3600.0)
+    _end_pooled_connection(pg_store)
+    with pytest.raises(Exception) as failed:
+        pg_store.events.add(account, [receipt("evt_lost")], 2.0)
+    assert outage.unavailable(failed.value)
+    assert pg_store.database.outage.down
+    assert pg_store.events.add(account, [receipt("evt_again")], 3.0) == [True]
+    assert [e["id"] for e in pg_store.events.recent(account, "sms.delivery_receipt", 10)] == ["evt_again", "evt_before"]

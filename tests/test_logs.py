@@ -25,6 +25,10 @@ TOKEN = "Zq3" * 10 + "x9"  # 32 characters, as an inbound URL token
         ("Authorization: Bearer abcdefgh12345678", "Authorization: Bearer [masked]"),
         ("login=demo&apiKey=demo-api-key&returnformat=json", "login=demo&apiKey=[masked]&returnformat=json"),
         ('{"apiKey": "k-123", "login": "demo"}', '{"apiKey": "[masked]", "login": "demo"}'),
+        ("TOKEN: k-123", "TOKEN: [masked]"),
+        # Read without regard to case, the Kelvin sign is a "k" (the quick look for key words is in ASCII).
+        ("api_\u212aey=k-123 sent", "api_\u212aey=[masked] sent"),
+        ("BEARER abcdefgh12345678 \u212a", "BEARER [masked]"),
         ("secret whsec_c2VjcmV0LXNpZ25pbmcta2V5", "secret whsec_[masked]"),
         ("to 0611111111: ok", "to 061…11: ok"),
         ("to 06 11 11 11 11.", "to 061…11."),

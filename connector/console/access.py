@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from flask import session
+from flask.sessions import SecureCookieSessionInterface
 
 from connector.web.accounts import kept_secret
 
@@ -42,6 +43,16 @@ def operator_token(settings: dict) -> str | None:
     if settings["ALLMYSMS_SANDBOX"]:
         return kept_secret(token_path(settings["CONNECTOR_DATA_DIR"]))
     return None
+
+
+class ConsoleSessions(SecureCookieSessionInterface):
+    """Flask's signed cookie, opened on the console's own pages only: the API and the inbound URL never
+    carry it, and opening it (building its signer) cost every one of their requests a few per cent."""
+
+    def open_session(self, app, request):
+        if request.path.startswith(app.config["SESSION_COOKIE_PATH"]):
+            return super().open_session(app, request)
+        return self.make_null_session(app)
 
 
 def session_key(secret_key: str, token: str) -> bytes:

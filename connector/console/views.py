@@ -46,6 +46,7 @@ def register(bp: Blueprint, token: str, settings: dict) -> None:
     def _sessions(state):
         app = state.app
         app.secret_key = access.session_key(app.extensions["connector"].accounts.secret, token)
+        app.session_interface = access.ConsoleSessions()
         app.config.update(
             SESSION_COOKIE_NAME="connector_console",
             SESSION_COOKIE_PATH="/console",

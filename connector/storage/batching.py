@@ -17,19 +17,30 @@ Result = TypeVar("Result")
 
 
 class _Slot(Generic[Job, Result]):
-    __slots__ = ("job", "done", "result", "error")
+    __slots__ = ("job", "done", "result", "error", "_woken")
 
     def __init__(self, job: Job):
         self.job = job
         self.done = False
         self.result: Result | None = None
         self.error: BaseException | None = None
+        # Held from the start and released once to wake its thread: a lock is the cheapest signal there is.
+        self._woken = threading.Lock()
+        self._woken.acquire()
+
+    def wake(self) -> None:
+        self._woken.release()
+
+    def wait(self) -> None:
+        self._woken.acquire()
 
 
 class GroupWriter(Generic[Job, Result]):
     """Calls ``write(jobs)`` (one transaction, one result per job) for whatever was queued together.
 
     If a group fails, each of its jobs is written again alone, so one bad job fails only its own caller.
+    Each waiting thread is woken once: when its job is written, or when it is its turn to write the next
+    group (waking them all at each group, to find out which, cost more than a small group's write).
     """
 
     def __init__(self, write: Callable[[list[Job]], list[Result]], max_group: int = 256):
@@ -37,26 +48,30 @@ class GroupWriter(Generic[Job, Result]):
         self._max_group = max_group
         self._queue: list[_Slot] = []
         self._writing = False
-        self._turn = threading.Condition()
+        self._lock = threading.Lock()
 
     def submit(self, job: Job) -> Result:
         slot: _Slot[Job, Result] = _Slot(job)
-        with self._turn:
+        with self._lock:
             self._queue.append(slot)
-        while True:
-            with self._turn:
-                while not slot.done and self._writing:
-                    self._turn.wait()
-                if slot.done:
-                    break
-                self._writing = True
+            waiting, self._writing = self._writing, True
+        if waiting:
+            slot.wait()  # written by the writer of its group, or handed the turn to write
+        if not slot.done:
+            # Its turn: it is first in the queue, so in the group it writes.
+            with self._lock:
                 group, self._queue = self._queue[: self._max_group], self._queue[self._max_group :]
             try:
                 self._write_group(group)
             finally:
-                with self._turn:
-                    self._writing = False
-                    self._turn.notify_all()
+                with self._lock:
+                    if self._queue:
+                        self._queue[0].wake()  # the turn passes on; _writing stays set
+                    else:
+                        self._writing = False
+                for other in group:
+                    if other is not slot:
+                        other.wake()
         if slot.error is not None:
             raise slot.error
         return cast(Result, slot.result)  # done without an error: its result is set
@@ -81,6 +96,6 @@ class GroupWriter(Generic[Job, Result]):
         for slot, result in zip(group, results):
             self._settle(slot, result, None)
 
-    def _settle(self, slot: _Slot, result, error) -> None:
-        with self._turn:
-            slot.result, slot.error, slot.done = result, error, True
+    @staticmethod
+    def _settle(slot: _Slot, result, error) -> None:
+        slot.result, slot.error, slot.done = result, error, True

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from connector.storage.outage import Backoff, Outage, reason
 
@@ -34,7 +35,9 @@ log = logging.getLogger(__name__)
 #: The PostgreSQL channels rings go to: one per schema (services sharing a database do not wake each other),
 #: named after the schema's md5, as a channel name is at most 63 bytes.
 CHANNEL = "connector_due_"
-_NOTIFY = f"SELECT pg_notify('{CHANNEL}' || md5(coalesce(current_schema(), '')), '')"
+#: The channel of the schema a PostgreSQL connection writes to, as SQL (statements that ring by themselves).
+CHANNEL_SQL = f"'{CHANNEL}' || md5(coalesce(current_schema(), ''))"
+_NOTIFY = f"SELECT pg_notify({CHANNEL_SQL}, '')"
 #: Marks a pooled SQLite connection whose transaction rang, for when it is back in the pool.
 _RANG = "connector_doorbell_rang"
 
@@ -43,8 +46,9 @@ class Doorbell:
     """Rings (``ring``) and listening (``listener``) for one database; this base class never rings, and its
     listeners never hear: a database only this process sees (SQLite in memory)."""
 
-    def ring(self, db: Connection) -> None:
-        """Called in the write transaction that makes work due: heard once it commits."""
+    def ring(self, db: Connection | PoolProxiedConnection) -> None:
+        """Called in the write transaction that makes work due (on its connection, or on the pooled connection
+        of a write through the driver): heard once it commits."""
 
     def listener(self, on_ring: Callable[[], None]) -> Listener:
         """A listener calling ``on_ring`` (from a thread of its own) after each ring heard, and after it starts
@@ -161,11 +165,11 @@ class Notifications(Doorbell):
         self.engine = engine
         self.outage = outage
 
-    def ring(self, db: Connection) -> None:
+    def ring(self, db: Connection | PoolProxiedConnection) -> None:
         # Through the driver: SQLAlchemy's own path cost twice the statement's CPU. A ring costs a round trip,
         # and transactions that notify commit one at a time (PostgreSQL holds a lock from queueing their
         # notifications to their commit): only transactions that make deliveries due ring.
-        driver = db.connection.driver_connection
+        driver = (db.connection if isinstance(db, Connection) else db).driver_connection
         assert driver is not None  # a connection in a transaction has its driver's
         driver.execute(_NOTIFY)
 
@@ -234,7 +238,7 @@ class Datagrams(Doorbell):
         self._listed_stamp: int | None = None
         event.listen(engine, "checkin", self._checked_in)
 
-    def ring(self, db: Connection) -> None:
+    def ring(self, db: Connection | PoolProxiedConnection) -> None:
         db.info[_RANG] = True
 
     def _checked_in(self, _dbapi_connection, record) -> None:

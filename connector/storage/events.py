@@ -11,6 +11,7 @@ import json
 
 from sqlalchemy import BigInteger, Float, String, bindparam, delete, insert, literal, select
 
+from connector.storage import intake
 from connector.storage.batching import GroupWriter
 from connector.storage.database import Database, unnested
 from connector.storage.tables import (
@@ -46,63 +47,37 @@ class EventStore:
         return self._writer.submit((account_id, items, now))
 
     def _write(self, jobs: list[tuple[int, list[dict], float]]) -> list[list[bool]]:
-        add_event, queue, wanted = self.database.statements(
-            "events",
-            lambda: (
-                # The unique event id decides, not a look-up first: two web processes receiving the same
-                # callback at the same moment still store one event.
-                self.database.insert(events)
-                .on_conflict_do_nothing(index_elements=["id"])
-                .returning(events.c.id, events.c.seq),
-                insert(fanout),
-                select(subscriptions.c.account_id, subscriptions.c.event_type)
-                .where(
-                    subscriptions.c.account_id.in_(bindparam("b_accounts", expanding=True)),
-                    subscriptions.c.status == ACTIVE,
-                )
-                .distinct(),
-            ),
-        )
         rows = [
-            {
-                "id": item["id"],
-                "account_id": account_id,
-                "type": item["type"],
-                "timestamp": item["timestamp"],
-                "received_at": now,
-                "data": json.dumps(item["data"], ensure_ascii=False),
-                "raw": json.dumps(item.get("raw", {}), ensure_ascii=False),
-            }
+            (
+                item["id"],
+                account_id,
+                item["type"],
+                item["timestamp"],
+                now,
+                json.dumps(item["data"], ensure_ascii=False),
+                json.dumps(item.get("raw", {}), ensure_ascii=False),
+            )
             for account_id, items, now in jobs
             for item in items
         ]
-        answers, queued = [], []
-        with self.database.writing() as db:
-            # The whole group in one statement (one INSERT of many rows): a statement per event cost more than
-            # its share of the commit. Only the rows inserted come back; an id twice in the group is inserted
-            # once, and only its first occurrence is new.
-            inserted = dict(db.execute(add_event, rows).all()) if rows else {}
-            # Queued for the delivery workers only where a subscription wants it: an event nobody subscribes to
-            # (an account whose platforms poll) would wake them for nothing. A subscription made meanwhile,
-            # in a transaction committing after this one, gets the events that follow.
-            subscribed = (
-                set(map(tuple, db.execute(wanted, {"b_accounts": sorted({job[0] for job in jobs})}).all()))
-                if inserted
-                else set()
-            )
-            for account_id, items, now in jobs:
-                fresh = []
-                for item in items:
-                    seq = inserted.pop(item["id"], None)
-                    fresh.append(seq is not None)
-                    if seq is not None and (account_id, item["type"]) in subscribed:
-                        queued.append(
-                            {"event_seq": seq, "account_id": account_id, "event_type": item["type"], "received_at": now}
-                        )
-                answers.append(fresh)
-            if queued:
-                db.execute(queue, queued)
-                self.database.doorbell.ring(db)  # the delivery workers are woken once this commits
+        # The whole group in one statement, through the driver (intake.py). The unique event id decides, not a
+        # look-up first: two web processes receiving the same callback at the same moment still store one
+        # event. An event is queued for the delivery workers only where a subscription wants it: one nobody
+        # subscribes to (an account whose platforms poll) would wake them for nothing; a subscription made
+        # meanwhile, in a transaction committing after this one, gets the events that follow.
+        inserted: dict[str, int] = {}
+        if rows:
+            with self.database.driving() as pooled:
+                if self.database.sqlite:
+                    inserted, queued = intake.write_sqlite(pooled.driver_connection, rows)
+                    if queued:
+                        self.database.doorbell.ring(pooled)  # the delivery workers are woken once this commits
+                else:  # the statement rings by itself
+                    inserted = intake.write_postgresql(pooled.driver_connection, rows)
+        answers = []
+        for _, items, _ in jobs:
+            # An id twice in the group is inserted once, and only its first occurrence is new.
+            answers.append([inserted.pop(item["id"], None) is not None for item in items])
         return answers
 
     def fan_out(self, now: float, limit: int = FAN_OUT_BATCH) -> int:

@@ -72,3 +72,46 @@ def test_groups_are_never_larger_than_the_limit():
         _, rest = behind_a_held_group(writer, write, pool, 0, list(range(1, 11)))
         assert [f.result(5) for f in rest] == [n * 2 for n in range(1, 11)]
     assert [len(g) for g in write.groups] == [1, 4, 4, 2]
+
+
+def _groups_written(writer_linger: float, second_submits: bool) -> list[list]:
+    """Two callers say they are coming; the first submits at once, the second a moment later (or leaves
+    without submitting): the groups written."""
+    groups: list[list] = []
+
+    def write(jobs: list) -> list:
+        groups.append(list(jobs))
+        return jobs
+
+    writer: GroupWriter = GroupWriter(write, linger=writer_linger)
+    second_in, first_done = threading.Event(), threading.Event()
+
+    def first():
+        with writer.coming():
+            assert second_in.wait(5)
+            writer.submit("first")
+        first_done.set()
+
+    def second():
+        with writer.coming():
+            second_in.set()
+            # On its way while the first one's writer waits for it.
+            wait_for(lambda: writer._lingering is not None, what="the writer to wait for the second caller")
+            if second_submits:
+                writer.submit("second")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert first_done.is_set() and not any(thread.is_alive() for thread in threads)
+    return groups
+
+
+def test_a_writer_waits_for_a_caller_on_its_way_and_writes_both_in_one_group():
+    assert _groups_written(3600.0, second_submits=True) == [["first", "second"]]
+
+
+def test_a_caller_that_leaves_without_submitting_lets_the_waiting_writer_go_on():
+    assert _groups_written(3600.0, second_submits=False) == [["first"]]

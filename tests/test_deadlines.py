@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from connector.sending.deadlines import Deadlines
 from tests.conftest import wait_for
@@ -36,3 +37,21 @@ def test_a_failing_action_does_not_stop_the_others():
     deadlines.after(0.01, broken)
     deadlines.after(0.02, fired.set)
     assert fired.wait(5)
+
+
+def test_cancelled_deadlines_do_not_wake_the_keeping_thread_one_by_one():
+    """A busy worker arms and cancels a deadline per request, each later than the last: the thread that
+    keeps them must not wake for each (a thread switch per request)."""
+    wakes = []
+
+    def clock():
+        if threading.current_thread().name == "deadlines":
+            wakes.append(1)
+        return time.monotonic()
+
+    deadlines, fired = Deadlines(clock), threading.Event()
+    deadlines.after(0.3, fired.set)
+    for _ in range(1000):
+        deadlines.after(0.05, lambda: None).cancel()
+    assert fired.wait(30)
+    assert len(wakes) <= 10  # one per wait; cancelled deadlines woke it once each before

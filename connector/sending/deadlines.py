@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import os
 import threading
 import time
@@ -24,7 +25,7 @@ class Deadline:
         return (self.when, self.order) < (other.when, other.order)
 
     def cancel(self) -> None:
-        self.action = None  # left in the heap; dropped when its time comes
+        self.action = None  # left in the heap; dropped once it comes first
 
 
 class Deadlines:
@@ -34,6 +35,7 @@ class Deadlines:
         self._order = itertools.count()
         self._changed = threading.Condition()
         self._owner: int | None = None  # the process whose thread keeps them: a forked child starts its own
+        self._waking_at = math.inf  # when the keeping thread wakes next, unless told of an earlier deadline
 
     def after(self, seconds: float, action: Callable[[], object]) -> Deadline:
         """Call ``action()`` in ``seconds`` unless the returned deadline is cancelled first."""
@@ -43,7 +45,7 @@ class Deadlines:
                 self._owner = os.getpid()
                 threading.Thread(target=self._keep, name="deadlines", daemon=True).start()
             heapq.heappush(self._heap, deadline)
-            if self._heap[0] is deadline:
+            if deadline.when < self._waking_at:
                 self._changed.notify()
         return deadline
 
@@ -54,10 +56,16 @@ class Deadlines:
             with self._changed:
                 while not due:
                     now = self.clock()
-                    while self._heap and self._heap[0].when <= now:
-                        due.append(heapq.heappop(self._heap))
+                    # Cancelled deadlines go as soon as they come first, whatever their time: nearly every
+                    # deadline is cancelled well before it is due, and waking for each of them at its time
+                    # cost a busy worker a thread switch per request.
+                    while self._heap and (self._heap[0].action is None or self._heap[0].when <= now):
+                        deadline = heapq.heappop(self._heap)
+                        if deadline.action is not None:
+                            due.append(deadline)
                     if not due:
-                        self._changed.wait(self._heap[0].when - now if self._heap else None)
+                        self._waking_at = self._heap[0].when if self._heap else math.inf
+                        self._changed.wait(self._waking_at - now if self._heap else None)
             for deadline in due:
                 action = deadline.action
                 if action is not None:

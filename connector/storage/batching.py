@@ -4,12 +4,18 @@ A commit costs a disk flush (about 1 ms on the machines measured), and a web pro
 callbacks at once. The first thread to arrive writes everything queued so far in one transaction while
 the others wait; whoever is still waiting when it is done writes the next group. Nobody is answered
 before its own write is committed.
+
+Callers may say they are coming (``coming()``, from the moment a request starts to be read): a writer whose
+group is smaller than the callers on their way waits for them a little (``linger``). Each transaction, and
+each thread woken, cost more than reading a callback: under load, fuller groups answered more callbacks with
+the same processor.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar, cast
 
 Job = TypeVar("Job")
@@ -31,8 +37,8 @@ class _Slot(Generic[Job, Result]):
     def wake(self) -> None:
         self._woken.release()
 
-    def wait(self) -> None:
-        self._woken.acquire()
+    def wait(self, timeout: float = -1) -> bool:
+        return self._woken.acquire(timeout=timeout)
 
 
 class GroupWriter(Generic[Job, Result]):
@@ -43,22 +49,55 @@ class GroupWriter(Generic[Job, Result]):
     group (waking them all at each group, to find out which, cost more than a small group's write).
     """
 
-    def __init__(self, write: Callable[[list[Job]], list[Result]], max_group: int = 256):
+    def __init__(self, write: Callable[[list[Job]], list[Result]], max_group: int = 256, linger: float = 0.0):
         self._write = write
         self._max_group = max_group
+        self._linger = linger
         self._queue: list[_Slot] = []
         self._writing = False
         self._lock = threading.Lock()
+        self._coming = 0  # callers between coming() and the end of their submit
+        self._lingering: _Slot | None = None  # the writer waiting for the callers on their way
+
+    @contextmanager
+    def coming(self) -> Iterator[None]:
+        """A caller that is about to submit (or not, if it finds nothing to write): the writer of the group
+        it would join waits for it, up to ``linger`` seconds."""
+        with self._lock:
+            self._coming += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._coming -= 1
+                self._wake_lingering()
+
+    def _wake_lingering(self) -> None:
+        # Under the lock: the writer lingers no more once everybody on their way is queued.
+        if self._lingering is not None and len(self._queue) >= min(self._coming, self._max_group):
+            self._lingering.wake()
+            self._lingering = None
 
     def submit(self, job: Job) -> Result:
         slot: _Slot[Job, Result] = _Slot(job)
         with self._lock:
             self._queue.append(slot)
             waiting, self._writing = self._writing, True
+            self._wake_lingering()
         if waiting:
             slot.wait()  # written by the writer of its group, or handed the turn to write
         if not slot.done:
             # Its turn: it is first in the queue, so in the group it writes.
+            if self._linger:
+                with self._lock:
+                    if len(self._queue) < min(self._coming, self._max_group):
+                        self._lingering = slot
+                if self._lingering is slot and not slot.wait(self._linger):
+                    with self._lock:
+                        if self._lingering is slot:
+                            self._lingering = None
+                        else:  # woken at the moment it gave up: the wake is spent here
+                            slot.wait()
             with self._lock:
                 group, self._queue = self._queue[: self._max_group], self._queue[self._max_group :]
             try:

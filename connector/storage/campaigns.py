@@ -71,13 +71,17 @@ class CampaignStore:
         if not rows:
             return
         with self._changed:
+            first = not self._pending
             self._pending += rows
             if self._writer is None:
                 # Started here rather than with the store: gunicorn forks web processes after the app is made.
                 self._writer = threading.Thread(target=self._keep_writing, name="campaigns", daemon=True)
                 self._writer.start()
                 _open.add(self)
-            self._changed.notify_all()
+            # The writer is woken for the first rows and for a full group only: gathering, it would otherwise
+            # wake at each send just to find it should wait on.
+            if first or len(self._pending) >= GATHER_ROWS > len(self._pending) - len(rows):
+                self._changed.notify_all()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every campaign recorded so far is written (or given up with the database away); whether

@@ -8,6 +8,7 @@ Answering a callback writes two rows, not one per subscriber: a worker turns que
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 
 from sqlalchemy import BigInteger, Float, String, bindparam, delete, insert, literal, select
 
@@ -26,6 +27,8 @@ from connector.storage.tables import (
     subscriptions,
 )
 
+#: Seconds a group of callbacks waits, at most, for callbacks being read in the same process to join it.
+LINGER = 0.002
 #: Events turned into deliveries per transaction, at most.
 FAN_OUT_BATCH = 1000
 
@@ -35,7 +38,12 @@ class EventStore:
 
     def __init__(self, database: Database):
         self.database = database
-        self._writer = GroupWriter(self._write)
+        self._writer = GroupWriter(self._write, linger=LINGER)
+
+    def arriving(self) -> AbstractContextManager[None]:
+        """Around the reading of a callback whose events ``add`` is likely to store: the group they would join
+        waits for them (batching.py)."""
+        return self._writer.coming()
 
     def add(self, account_id: int, items: list[dict], now: float) -> list[bool]:
         """Store events, each with its place in the fan-out queue, in one transaction.

@@ -103,6 +103,8 @@ def drain_unread() -> None:
         return
     try:
         stream = request.stream
+        if getattr(stream, "is_exhausted", False):  # read whole already: the usual case
+            return
         while stream.read(1 << 16):
             pass
     except (OSError, HTTPException):

@@ -25,6 +25,11 @@ def blueprint(table: tuple[Operation, ...], routed: set[str]) -> Blueprint:
 def receive(token: str) -> ResponseReturnValue:
     """What AllMySMS pushes to an account's inbound URL: kept once, answered at once, delivered later."""
     services = current_services()
+    with services.store.events.arriving():
+        return _receive(services, token)
+
+
+def _receive(services: inbound.Services, token: str) -> ResponseReturnValue:
     found: tuple[int | None, str] | None
     try:
         found = services.accounts.by_token(token)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from connector.storage import batching
+from connector import bells
 from connector.storage.batching import GroupWriter
 from tests.conftest import wait_for
 
@@ -121,7 +121,7 @@ def test_a_caller_that_leaves_without_submitting_lets_the_waiting_writer_go_on()
 
 
 def test_the_lock_kept_where_there_is_no_eventfd_groups_and_wakes_alike(monkeypatch):
-    monkeypatch.setattr(batching, "_EVENTFD", False)
+    monkeypatch.setattr(bells, "EVENTFD", False)
     assert _groups_written(3600.0, second_submits=True) == [["first", "second"]]
     write = Recorder()
     writer = GroupWriter(write)

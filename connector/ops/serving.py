@@ -27,6 +27,7 @@ from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker 
 
 from connector import services
 from connector.observe import processes
+from connector.ops.handoff import RequestThreads
 
 log = logging.getLogger(__name__)
 
@@ -327,6 +328,10 @@ class ReadingWorker(ThreadWorker):
         grace = cfg.graceful_timeout
         self._read_while_stopping = max(grace / 2, grace - 1.0)
         super().init_process()
+
+    def get_thread_pool(self):
+        # Requests are handed to threads without stalling the event loop (handoff.py).
+        return RequestThreads(self.cfg.threads)
 
     def handle_exit(self, sig, frame):
         processes.stop_taking_work()  # SIGTERM: /readyz says so from now on

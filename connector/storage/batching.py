@@ -13,60 +13,40 @@ the same processor.
 
 from __future__ import annotations
 
-import os
-import select
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar, cast
+
+from connector.bells import Bell
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
 
 
 class _Slot(Generic[Job, Result]):
-    __slots__ = ("job", "done", "result", "error", "_bell", "_woken")
+    __slots__ = ("job", "done", "result", "error", "bell")
 
     def __init__(self, job: Job):
         self.job = job
         self.done = False
         self.result: Result | None = None
         self.error: BaseException | None = None
-        self._bell: int | None = None
-        self._woken: threading.Lock | None = None
+        self.bell: Bell | None = None  # made when it may have to wait (bells.py: woken without a stall)
 
     def arm(self) -> None:
-        """Ready to be woken (before anybody may wake it). On Linux an eventfd, written with the interpreter's
-        lock let go: a thread woken by a lock's release took the processor from its waker while the waker
-        still held the interpreter's lock, and then nobody in the process could run until the waker came
-        back (a tenth of a web process's time under load went there). Elsewhere a lock."""
-        if _EVENTFD:
-            self._bell = os.eventfd(0, os.EFD_CLOEXEC)
-        else:
-            self._woken = threading.Lock()
-            self._woken.acquire()
+        if self.bell is None:
+            self.bell = Bell()
 
     def wake(self) -> None:
-        if self._bell is not None:
-            os.eventfd_write(self._bell, 1)
-        else:
-            cast(threading.Lock, self._woken).release()
+        cast(Bell, self.bell).ring()
 
     def wait(self, timeout: float | None = None) -> bool:
-        if self._bell is None:
-            return cast(threading.Lock, self._woken).acquire(timeout=-1 if timeout is None else timeout)
-        if timeout is not None and not select.select([self._bell], [], [], timeout)[0]:
-            return False
-        os.eventfd_read(self._bell)
-        return True
+        return cast(Bell, self.bell).wait(timeout)
 
     def disarm(self) -> None:
-        if self._bell is not None:
-            os.close(self._bell)
-            self._bell = None
-
-
-_EVENTFD = hasattr(os, "eventfd")
+        if self.bell is not None:
+            self.bell.close()
 
 
 class GroupWriter(Generic[Job, Result]):
@@ -122,7 +102,7 @@ class GroupWriter(Generic[Job, Result]):
         if self._writing or self._linger:
             slot.arm()  # it may wait: armed before it is queued, where others may wake it
         with self._lock:
-            if slot._bell is None and slot._woken is None and self._writing:
+            if self._writing:
                 slot.arm()  # somebody began writing meanwhile: it waits after all
             self._queue.append(slot)
             waiting, self._writing = self._writing, True

@@ -35,7 +35,7 @@ def _options_view(operation: Operation, listers: dict[str, Lister]) -> View:
 
     def view() -> ResponseReturnValue:
         found = listed(current_services().context(credentials()))
-        log.info("options %s: %d choice(s)", name, len(found))
+        log.debug("options %s: %d choice(s)", name, len(found))
         return jsonify(found)
 
     view.__name__ = f"options_{name}"

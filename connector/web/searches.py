@@ -56,7 +56,7 @@ def _search_view(manifest: Manifest, operation: Operation, find: searches.Finder
             raise
         finally:
             metrics.action(search.key, outcome, time.perf_counter() - started)
-        log.info("search %s found %d item(s)", search.key, len(found))
+        log.debug("search %s found %d item(s)", search.key, len(found))
         if current_app.config["CONNECTOR_VALIDATE_OUTPUT"]:
             _check_items(search, item, found)
         return jsonify(found)

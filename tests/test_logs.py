@@ -293,3 +293,51 @@ def test_a_record_masked_on_its_logger_is_masked_again_by_a_handler_that_knows_m
     logger.warning('"GET /http/9.0/getInfo/?apiKey=alice-key&login=alice HTTP/1.1" 200 with %s', secret_key)
     assert len([f for f in logger.filters if isinstance(f, logs.Masking)]) == 1
     assert out.getvalue().endswith('"GET /http/9.0/getInfo/?[redacted] HTTP/1.1" 200 with [masked]\n')
+
+
+def test_a_line_handler_writes_whole_lines_from_many_threads_without_a_lock(tmp_path):
+    import threading
+
+    path = tmp_path / "access.log"
+    with open(path, "w") as stream:
+        plain = logging.StreamHandler(stream)
+        plain.setFormatter(logging.Formatter("%(name)s %(message)s"))
+        plain.addFilter(logs.Masking())
+        handler = logs.LineHandler.replacing(plain)
+        assert isinstance(handler, logs.LineHandler) and handler.lock is None
+        assert handler.formatter is plain.formatter and handler.filters == plain.filters
+        logger = logging.getLogger("test.lines")
+        logger.propagate = False
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        try:
+            stream.write("written before\n")  # through the stream's buffer: flushed first
+
+            def write(n: int) -> None:
+                for k in range(200):
+                    logger.info("thread %d line %d %s to 0611111111", n, k, "x" * 300)
+
+            threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            logger.removeHandler(handler)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "written before" and len(lines) == 1 + 8 * 200
+    for line in lines[1:]:
+        assert line.startswith("test.lines thread ") and line.endswith(" to 061…11") and "x" * 300 in line
+    assert len(set(lines)) == len(lines)
+
+
+def test_only_a_plain_stream_handler_with_a_file_descriptor_is_replaced(tmp_path):
+    import io
+
+    in_memory = logging.StreamHandler(io.StringIO())
+    assert logs.LineHandler.replacing(in_memory) is in_memory
+    to_file = logging.FileHandler(tmp_path / "app.log")
+    try:
+        assert logs.LineHandler.replacing(to_file) is to_file  # it reopens, rotates: left as it is
+    finally:
+        to_file.close()

@@ -80,6 +80,8 @@ def served(tmp_path, log_format):
         CONNECTOR_THREADS="4",
         CONNECTOR_ALLOWED_TARGETS="127.0.0.1",
         CONNECTOR_LOG_FORMAT=log_format,
+        # Every line the service may write, those of each action included, goes through the masking here.
+        CONNECTOR_LOG_LEVEL="DEBUG",
     )
     url, log, process = start([sys.executable, "-m", "connector.ops.cli", "serve"], env, tmp_path)
     yield url, log

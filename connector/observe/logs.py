@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from typing import Any
@@ -224,6 +225,53 @@ def secrets_of(settings: dict) -> tuple[str, ...]:
         for name, prop in config.schema()["properties"].items()
         if prop.get("x-secret") and settings.get(name)
     )
+
+
+class LineHandler(logging.StreamHandler):
+    """A stream handler that writes each record's whole line with one system call and takes no lock.
+
+    Every request writes an access line: with the usual handler's lock, a thread writing held it across the
+    system call, the next ones queued on it, and each release woke one with the interpreter's lock held
+    (connector/bells.py tells what that costs). One ``os.write`` per line needs no lock: the kernel keeps a
+    line whole (a pipe up to 4 KB at once, a file under its own lock), only their order among threads is
+    the order they were written in."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self._fd = stream.fileno()
+
+    def createLock(self) -> None:  # noqa: N802 (logging's name)
+        self.lock = None  # Handler.acquire and release skip a handler without one
+
+    def _at_fork_reinit(self) -> None:
+        pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = (self.format(record) + self.terminator).encode("utf-8", "backslashreplace")
+            self.flush()  # what others wrote through the stream's buffer goes first
+            while line:
+                line = line[os.write(self._fd, line) :]
+        except Exception:
+            self.handleError(record)
+
+    @staticmethod
+    def replacing(handler: logging.Handler) -> logging.Handler:
+        """``handler`` as a LineHandler when it writes to a stream with a file descriptor, with its level,
+        formatter and filters; else ``handler`` itself."""
+        stream = getattr(handler, "stream", None)
+        if type(handler) is not logging.StreamHandler or stream is None:
+            return handler
+        try:
+            stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            return handler
+        line = LineHandler(stream)
+        line.setLevel(handler.level)
+        line.setFormatter(handler.formatter)
+        for kept in handler.filters:
+            line.addFilter(kept)
+        return line
 
 
 def equip(handler: logging.Handler, settings: dict, *, keep_format: bool = False) -> None:

@@ -548,6 +548,12 @@ class AccessLog(glogging.Logger):
         super().setup(cfg)
         settings = config.load()
         self._json = settings["CONNECTOR_LOG_FORMAT"] == "json"
+        # A line per request: written without a lock (logs.LineHandler).
+        for handler in list(self.access_log.handlers):
+            line = logs.LineHandler.replacing(handler)
+            if line is not handler:
+                self.access_log.removeHandler(handler)
+                self.access_log.addHandler(line)
         for handler in self.error_log.handlers + self.access_log.handlers:
             logs.equip(handler, settings, keep_format=not self._json)
         # The application's own lines go to the root logger; under plain gunicorn nobody else sets it up.

@@ -13,11 +13,15 @@ from connector.storage.tables import events, fanout
 from tests.conftest import POSTGRES_URL
 
 
-@pytest.fixture
-def store(backend):
-    made = Store(backend, secret_key="k" * 64)
+def _opened(url: str):
+    made = Store(url, secret_key="k" * 64)
     yield made
     made.close()
+
+
+@pytest.fixture
+def store(backend):
+    yield from _opened(backend)
 
 
 def receipt(event_id: str) -> dict:
@@ -106,9 +110,8 @@ def test_a_group_larger_than_one_statement_takes_is_stored_and_queued_whole(stor
 
 @pytest.fixture
 def pg_store(postgres):
-    made = Store(postgres, secret_key="k" * 64)
-    yield made
-    made.close()
+    """PostgreSQL only: what its pooled connections do when the server ends them."""
+    yield from _opened(postgres)
 
 
 def _end_pooled_connection(store: Store) -> None:

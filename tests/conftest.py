@@ -131,6 +131,16 @@ def backend(request, monkeypatch, tmp_path):
         yield url
 
 
+@pytest.fixture
+def store(backend):
+    """The store on each backend; a test module may define its own (a replayable one, say)."""
+    from connector.storage.store import Store
+
+    made = Store(backend, secret_key="k" * 64)
+    yield made
+    made.close()
+
+
 @dataclass
 class Sandbox:
     url: str
@@ -311,6 +321,17 @@ def subscriber():
     receiver = Subscriber()
     yield receiver
     receiver.server.stop()
+
+
+def stored_receipt(event_id: str, **more) -> dict:
+    """A delivery receipt as the store takes it (EventStore.add), with ``more`` of its fields (``raw``)."""
+    return {
+        "id": event_id,
+        "type": "sms.delivery_receipt",
+        "timestamp": "2026-12-01T08:30:03Z",
+        "data": {"sms_id": event_id},
+        **more,
+    }
 
 
 def wait_for(condition, timeout: float = 10.0, what: str = "condition"):

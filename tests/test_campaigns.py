@@ -8,18 +8,9 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from connector.storage.store import Store
 
 KEY = "k" * 64
-
-
-@pytest.fixture
-def store(backend):
-    made = Store(backend, secret_key=KEY)
-    yield made
-    made.close()
 
 
 def _synchronous_levels(store: Store) -> list[int]:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from connector.storage import database, outage
 from connector.storage.store import Store
 from connector.storage.tables import events, fanout
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, stored_receipt
 
 
 def _opened(url: str):
@@ -25,13 +25,7 @@ def store(backend):
 
 
 def receipt(event_id: str) -> dict:
-    return {
-        "id": event_id,
-        "type": "sms.delivery_receipt",
-        "timestamp": "2026-12-01T08:30:03Z",
-        "data": {"sms_id": event_id},
-        "raw": {"smsId": event_id},
-    }
+    return stored_receipt(event_id, raw={"smsId": event_id})
 
 
 def subscribed(store: Store, account: int) -> int:

@@ -18,6 +18,7 @@ from connector.errors import ConfigError
 from connector.storage import schema
 from connector.storage.database import engine_url
 from connector.storage.store import Store
+from tests.conftest import stored_receipt as receipt
 
 KEY = "k" * 64
 
@@ -100,15 +101,6 @@ def revision_and_row(engine) -> tuple[str, list[tuple]]:
 
 def columns(engine, table: str) -> set[str]:
     return {column["name"] for column in inspect(engine).get_columns(table)}
-
-
-def receipt(event_id: str) -> dict:
-    return {
-        "id": event_id,
-        "type": "sms.delivery_receipt",
-        "timestamp": "2026-12-01T08:30:03Z",
-        "data": {"sms_id": event_id},
-    }
 
 
 def test_a_migration_writes_which_versions_can_run_on_the_schema_it_leaves(database):

@@ -4,29 +4,13 @@ from __future__ import annotations
 
 import secrets
 
-import pytest
 from sqlalchemy import select
 
 from connector.storage.store import Store
 from connector.storage.tables import DISABLED, deliveries, fanout
+from tests.conftest import stored_receipt as receipt
 
 KEY = "k" * 64
-
-
-@pytest.fixture
-def store(backend):
-    made = Store(backend, secret_key=KEY)
-    yield made
-    made.close()
-
-
-def receipt(event_id: str) -> dict:
-    return {
-        "id": event_id,
-        "type": "sms.delivery_receipt",
-        "timestamp": "2026-12-01T08:30:03Z",
-        "data": {"sms_id": event_id},
-    }
 
 
 def delivered_to(store: Store) -> list[tuple[int, str]]:

@@ -73,15 +73,7 @@ class EventStore:
         # event. An event is queued for the delivery workers only where a subscription wants it: one nobody
         # subscribes to (an account whose platforms poll) would wake them for nothing; a subscription made
         # meanwhile, in a transaction committing after this one, gets the events that follow.
-        inserted: dict[str, int] = {}
-        if rows:
-            with self.database.driving() as pooled:
-                if self.database.sqlite:
-                    inserted, queued = intake.write_sqlite(pooled.driver_connection, rows)
-                    if queued:
-                        self.database.doorbell.ring(pooled)  # the delivery workers are woken once this commits
-                else:  # the statement rings by itself
-                    inserted = intake.write_postgresql(pooled.driver_connection, rows)
+        inserted = intake.write(self.database, rows) if rows else {}
         answers = []
         for _, items, _ in jobs:
             # An id twice in the group is inserted once, and only its first occurrence is new.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
+from connector.storage.database import Database
 from connector.storage.doorbell import CHANNEL_SQL
 from connector.storage.tables import ACTIVE
 
@@ -53,17 +54,28 @@ SELECT added.id, added.seq FROM added LEFT JOIN rung ON true
 _SQLITE_QUEUE = "INSERT INTO fanout (event_seq, account_id, event_type, received_at) VALUES (?, ?, ?, ?)"
 
 
-def write_postgresql(driver, rows: list[tuple]) -> dict[str, int]:
-    """Store ``rows`` (tuples in COLUMNS' order) on a psycopg connection in autocommit (the statement is its
-    own transaction): the new events' ``{id: seq}``. An id already stored, or met earlier in ``rows``, is
-    not new."""
+def write(database: Database, rows: list[tuple]) -> dict[str, int]:
+    """Store ``rows`` (tuples in COLUMNS' order) in one transaction, and wake the delivery workers when any
+    was queued: the new events' ``{id: seq}``. An id already stored, or met earlier in ``rows``, is not
+    new."""
+    with database.driving() as pooled:
+        if not database.sqlite:
+            return _postgresql(pooled.driver_connection, rows)  # the statement rings by itself
+        inserted, queued = _sqlite(pooled.driver_connection, rows)
+        if queued:
+            database.doorbell.ring(pooled)  # heard once this commits
+        return inserted
+
+
+def _postgresql(driver, rows: list[tuple]) -> dict[str, int]:
+    """On a psycopg connection in autocommit: the statement is its own transaction."""
     return dict(driver.execute(_POSTGRESQL, {"rows": json.dumps(rows, ensure_ascii=False)}).fetchall())
 
 
-def write_sqlite(driver, rows: list[tuple]) -> tuple[dict[str, int], bool]:
-    """Store ``rows`` on a sqlite3 connection, in its transaction (committed by the caller): the new events'
-    ``{id: seq}``, and whether any was queued for delivery. The insert itself says which new events a
-    subscription wants; a second statement queues those, when there are any."""
+def _sqlite(driver, rows: list[tuple]) -> tuple[dict[str, int], bool]:
+    """On a sqlite3 connection, in its transaction (committed by the caller); also whether any event was
+    queued. The insert itself says which new events a subscription wants; a second statement queues those,
+    when there are any."""
     cursor = driver.cursor()
     try:
         inserted: dict[str, int] = {}

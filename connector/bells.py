@@ -21,7 +21,8 @@ EVENTFD = hasattr(os, "eventfd")
 
 class Bell:
     """Rung by one thread, waited for by another. A ring that comes before the wait is not lost; rings
-    before one wait count as one. ``close()`` once it is no longer needed (a file descriptor on Linux)."""
+    before one wait count as one. ``close()`` once it is no longer needed (a file descriptor on Linux), or
+    let it be collected."""
 
     __slots__ = ("_fd", "_lock")
 
@@ -57,3 +58,28 @@ class Bell:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # at interpreter exit, os may be gone already
+            pass
+
+
+_mine = threading.local()
+
+
+def own() -> Bell:
+    """This thread's bell, made at its first use and closed when the thread ends: a thread that waits for
+    one ring at a time, each rung once, needs no new bell each time (two system calls fewer per wait). A
+    caller whose wait is cut short by an exception must :func:`disown` it: its ring may still come."""
+    bell = getattr(_mine, "bell", None)
+    if bell is None or (bell._fd is not None) != EVENTFD:
+        bell = _mine.bell = Bell()
+    return bell
+
+
+def disown(bell: Bell) -> None:
+    """Stop reusing ``bell`` in this thread (it closes once nobody can ring it any more)."""
+    if getattr(_mine, "bell", None) is bell:
+        del _mine.bell

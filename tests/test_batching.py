@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from connector import bells
+from connector.storage import batching
 from connector.storage.batching import GroupWriter
 from tests.conftest import wait_for
 
@@ -140,3 +141,34 @@ def test_no_wake_up_file_is_left_open():
         assert [f.result(5) for f in [held, *queued]] == [2, 4, 6, 8]
     if before is not None:
         assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_thread_waits_on_one_bell_of_its_own_and_a_wait_cut_short_gives_it_up(monkeypatch):
+    write = Recorder()
+    writer = GroupWriter(write)
+    seen: list[bells.Bell] = []
+
+    def waiting_twice():
+        for job in (2, 3):
+            assert writer.submit(job) == job * 2
+            seen.append(bells.own())
+
+    with ThreadPoolExecutor(2) as pool:
+        held = pool.submit(writer.submit, 1)
+        assert write.first_started.wait(5)
+        caller = threading.Thread(target=waiting_twice)
+        caller.start()
+        wait_for(lambda: len(writer._queue) == 1, what="the second job to wait")
+        write.release.set()
+        caller.join(5)
+        assert held.result(5) == 2
+    assert len(seen) == 2 and seen[0] is seen[1]
+
+    # A wait interrupted (its ring may still come) leaves the thread with a new bell for its next wait.
+    mine = bells.own()
+    slot = batching._Slot("job")
+    slot.arm()
+    monkeypatch.setattr(bells.Bell, "wait", lambda self, timeout=None: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        slot.wait()
+    assert slot.bell is mine and bells.own() is not mine

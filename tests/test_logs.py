@@ -190,6 +190,51 @@ def test_a_request_path_with_a_line_break_and_an_escape_is_one_access_log_line_w
     assert '"GET /v1/x\\x0a127.0.0.1 \\"GET /v1/forged\\" 200\\x1b[2K" 404' in message
 
 
+def test_the_access_fields_are_gunicorns_each_worked_out_when_asked():
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+    from gunicorn.glogging import SafeAtoms
+
+    from connector.ops.access import AccessLog, Atoms
+
+    logger = AccessLog(Config())
+    logger.now = lambda: "[30/Nov/2026:08:00:00 +0000]"  # type: ignore[method-assign]
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": '/v1/x?a="b"',
+        "PATH_INFO": '/v1/x"',
+        "QUERY_STRING": 'a="b"',
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_USER_AGENT": 'curl "8"',
+        "wsgi.url_scheme": "http",
+    }
+    request = SimpleNamespace(headers=[("USER-AGENT", 'curl "8"'), ("X-Twice", "1"), ("X-TWICE", "2")])
+    answer = SimpleNamespace(status="201 CREATED", headers=[("X-Request-Id", "req_1"), ("Content-Type", "a/b")], sent=7)
+    took = timedelta(seconds=2, microseconds=3456)
+    everything = logger.atoms(answer, request, environ, took)
+    expected = SafeAtoms(everything)
+    lazy = Atoms(logger, answer, request, environ, took)
+    asked = [
+        *everything,
+        "{X-Request-ID}o",
+        "{x-twice}i",
+        "{REMOTE_ADDR}e",
+        "{absent}i",
+        "{x}",
+        "Z",
+        "{wsgi.url_scheme}e",
+    ]
+    assert len(asked) > 30
+    for key in asked:
+        assert lazy[key] == expected[key], key
+    assert dict(lazy) == dict(expected) and lazy
+    line = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms %({x-request-id}o)s %({x-twice}i)s'
+    assert line % lazy == line % expected == '127.0.0.1 "POST /v1/x?a=\\"b\\" HTTP/1.1" 201 7 2003ms req_1 2'
+
+
 # One filter, every log: the application's, gunicorn's access log and the sandbox's.
 
 BASIC_KEY = "ZGVtbzpkZW1vLWFwaS1rZXk="  # demo:demo-api-key

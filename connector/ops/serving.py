@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import cast
 
-from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from gunicorn.sock import BaseSocket
 
@@ -27,6 +26,7 @@ from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker 
 
 from connector import services
 from connector.observe import processes
+from connector.ops.access import AccessLog
 from connector.ops.handoff import RequestThreads
 
 log = logging.getLogger(__name__)
@@ -532,61 +532,6 @@ def _child_exit(_server, worker) -> None:
     from connector.observe.metrics import process_ended
 
     process_ended(worker.pid)
-
-
-class AccessLog(glogging.Logger):
-    """gunicorn's logger, every line of its access and error logs masked (logs.Masking: inbound URL tokens,
-    credentials, shown as fingerprints, the access fields of JSON lines included), and JSON lines when
-    CONNECTOR_LOG_FORMAT is json."""
-
-    _json = False
-
-    def setup(self, cfg):
-        from connector import config
-        from connector.observe import logs
-
-        super().setup(cfg)
-        settings = config.load()
-        self._json = settings["CONNECTOR_LOG_FORMAT"] == "json"
-        # A line per request: written without a lock (logs.LineHandler).
-        for handler in list(self.access_log.handlers):
-            line = logs.LineHandler.replacing(handler)
-            if line is not handler:
-                self.access_log.removeHandler(handler)
-                self.access_log.addHandler(line)
-        for handler in self.error_log.handlers + self.access_log.handlers:
-            logs.equip(handler, settings, keep_format=not self._json)
-        # The application's own lines go to the root logger; under plain gunicorn nobody else sets it up.
-        logs.configure(settings)
-
-    def access(self, resp, req, environ, request_time):
-        if not self._json:
-            return super().access(resp, req, environ, request_time)
-        if not self.access_log_enabled:
-            return
-        # The stubs type atoms() as a TypedDict, which SafeAtoms (a dict) is not declared to take.
-        atoms = self.atoms_wrapper_class(self.atoms(resp, req, environ, request_time))  # type: ignore[arg-type]
-        http = {
-            "remote": atoms["h"],
-            "method": atoms["m"],
-            "path": atoms["U"],
-            "status": _number(atoms["s"]),
-            "bytes": _number(atoms["B"]),
-            "duration_ms": _number(atoms["M"]),
-        }
-        request_id = atoms["{x-request-id}o"]
-        try:
-            self.access_log.info(
-                self.cfg.access_log_format,
-                atoms,
-                extra={"http": http, "request_id": None if request_id == "-" else request_id},
-            )
-        except Exception:
-            self.exception("the access log line could not be written")
-
-
-def _number(text):
-    return int(text) if isinstance(text, str) and text.isdigit() else text
 
 
 class WorkerProcess:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar, cast
 
+from connector import bells
 from connector.bells import Bell
 
 Job = TypeVar("Job")
@@ -32,21 +33,23 @@ class _Slot(Generic[Job, Result]):
         self.done = False
         self.result: Result | None = None
         self.error: BaseException | None = None
-        self.bell: Bell | None = None  # made when it may have to wait (bells.py: woken without a stall)
+        self.bell: Bell | None = None  # the caller's thread's, when it may have to wait (bells.py)
 
     def arm(self) -> None:
         if self.bell is None:
-            self.bell = Bell()
+            self.bell = bells.own()
 
     def wake(self) -> None:
         cast(Bell, self.bell).ring()
 
     def wait(self, timeout: float | None = None) -> bool:
-        return cast(Bell, self.bell).wait(timeout)
-
-    def disarm(self) -> None:
-        if self.bell is not None:
-            self.bell.close()
+        # Each wait here is for one ring that comes once, so the bell is clear again when it returns.
+        bell = cast(Bell, self.bell)
+        try:
+            return bell.wait(timeout)
+        except BaseException:
+            bells.disown(bell)  # interrupted: its ring may come later
+            raise
 
 
 class GroupWriter(Generic[Job, Result]):
@@ -92,11 +95,7 @@ class GroupWriter(Generic[Job, Result]):
         return None
 
     def submit(self, job: Job) -> Result:
-        slot: _Slot[Job, Result] = _Slot(job)
-        try:
-            return self._submitted(slot)
-        finally:
-            slot.disarm()
+        return self._submitted(_Slot(job))
 
     def _submitted(self, slot: _Slot[Job, Result]) -> Result:
         if self._writing or self._linger:

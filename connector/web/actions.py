@@ -317,7 +317,11 @@ def _context() -> Context:
 
 
 def new_request_id() -> str:
-    incoming = request.headers.get("X-Request-Id", "")
+    return request_id(request.headers.get("X-Request-Id", ""))
+
+
+def request_id(incoming: str) -> str:
+    """A request's id: the caller's own X-Request-Id when it is a sensible one, else a new one."""
     if 8 <= len(incoming) <= 64 and incoming.replace("-", "").isalnum():
         return incoming
     return secrets.token_hex(8)

@@ -256,6 +256,27 @@ def test_a_claim_reads_the_due_deliveries_in_index_order_instead_of_sorting_the_
             assert "deliveries_due_in_order" in chosen and "Sort" not in chosen.split("CTE chosen")[1], plan
 
 
+def test_a_claim_reads_in_due_order_even_where_the_statistics_say_the_queue_is_empty(pg_store):
+    store = pg_store
+    account, _ = account_with(store, "mine", 10)
+    for start in range(0, 1000, 200):  # 10,000 due deliveries, never analysed
+        receive(store, account, [f"evt_{n}" for n in range(start, start + 200)], 10.0)
+    in_flight = store.outbox.claim(256, now=11.0, lease_seconds=LEASE)
+    statement = store.database.statements("claim", lambda: outbox._claim_statements(store.database))["lease"]
+    with store.engine.begin() as db:
+        outbox.in_due_order(db)
+        compiled = statement.compile(dialect=db.dialect)
+        values = compiled.construct_params({"b_now": 12.0, "b_limit": 20, "b_lease": "l", "b_until": 50.0})
+        explained = db.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF) " + compiled.string, values)
+        chosen = "\n".join(row[0] for row in explained).split("CTE taken")[0]
+        db.rollback()
+    assert "Index Scan using deliveries_due_in_order" in chosen and "Sort" not in chosen.split("CTE chosen")[1], chosen
+    assert "rows=20 " in chosen.split("Index Scan using deliveries_due_in_order")[1].splitlines()[0], chosen
+    claimed = store.outbox.claim(20, now=12.0, lease_seconds=LEASE)
+    assert len(claimed) == 20 and not {d.seq for d in claimed} & {d.seq for d in in_flight}
+    assert [d.seq for d in claimed] == sorted(d.seq for d in claimed) and claimed[0].seq > max(d.seq for d in in_flight)
+
+
 def test_a_turn_notes_on_each_subscription_its_last_attempt_since_when_it_fails_and_whether_it_was_disabled(store):
     account, (steady, flaky, doomed) = account_with(store, "mine", 3)
     receive(store, account, ["evt_1", "evt_2"], 10.0)

@@ -108,6 +108,7 @@ class Outbox:
             seqs = list(db.execute(statements[name], values).scalars())
             rows = db.execute(statements["leased"], {"b_seqs": seqs}).all() if seqs else []
         else:  # leased and read back in one statement
+            in_due_order(db)
             rows = db.execute(statements[name], values).all()
         secrets_of: dict[str, str] = {}
         for r in rows:
@@ -285,6 +286,14 @@ class Outbox:
                 )
                 .values(lease=None, lease_until=None, updated_at=now)
             ).rowcount
+
+
+def in_due_order(db) -> None:
+    """PostgreSQL, in the claim's transaction: the claim reads the due-order index from its start and stops at
+    its limit. A queue's statistics are seldom fresh (a burst, a new table: autovacuum analyses it within a
+    minute), and a planner that believes the backlog small fetches all of it by bitmap and sorts it instead:
+    13 ms a claim for 10,000 due deliveries, against 0.4 ms, every turn, while the backlog lasts."""
+    db.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
 
 
 def _claim_statements(database: Database) -> dict:

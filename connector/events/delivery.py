@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from typing import Any
 
 from connector.events import signing, targets
@@ -38,13 +39,14 @@ MAX_HELD = 0.5
 
 def body_of(due: Due) -> bytes:
     """The exact bytes sent and signed: the canonical event."""
+    return _body(due.event_id, due.event_type, due.event_timestamp, due.event_data)
+
+
+# An event goes to each of its subscriptions, usually in the same turn: its body is made once for them all.
+@lru_cache(maxsize=1024)
+def _body(event_id: str, event_type: str, timestamp: str, data: str) -> bytes:
     return json.dumps(
-        {
-            "id": due.event_id,
-            "type": due.event_type,
-            "timestamp": due.event_timestamp,
-            "data": json.loads(due.event_data),
-        },
+        {"id": event_id, "type": event_type, "timestamp": timestamp, "data": json.loads(data)},
         ensure_ascii=False,
         separators=(",", ":"),
     ).encode()

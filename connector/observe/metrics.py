@@ -13,6 +13,7 @@ classes): never a login, a phone number, a URL or a token.
 
 from __future__ import annotations
 
+import collections
 import glob
 import hashlib
 import hmac
@@ -261,14 +262,18 @@ def deliveries(outcomes: list[dict]) -> None:
     if not outcomes:
         return
     counts = _instruments()
+    attempts: collections.Counter[tuple[str, str]] = collections.Counter()
     for o in outcomes:
         code = o["status_code"]
         status_class = f"{code // 100}xx" if code and 100 <= code < 600 else "none"
         outcome = "gone" if o.get("subscription") == "gone" else {"pending": "retrying"}.get(o["status"], o["status"])
-        counts.attempts.labels(outcome, status_class).inc()
+        attempts[outcome, status_class] += 1
         due_at = getattr(o["due"], "due_at", None)
         if due_at is not None:
             counts.lag.observe(max(0.0, o["attempted_at"] - due_at))
+    # Added once a kind: each addition to a counter shared between processes takes a lock and a file write.
+    for labels, number in attempts.items():
+        counts.attempts.labels(*labels).inc(number)
 
 
 # The scrape.

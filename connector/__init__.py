@@ -78,6 +78,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     errors.register(app)
     # Plain callbacks are answered before Flask (web/callbacks.py), once the first request has been Flask's.
     app.wsgi_app = callbacks.Lane(  # type: ignore[method-assign]
-        app.wsgi_app, services, settings, app.json.dumps, ready=lambda: bool(replay_found)
+        app.wsgi_app, table, services, settings, app.json.dumps, ready=lambda: bool(replay_found)
     )
     return app

@@ -112,6 +112,7 @@ class Lane:
     def __init__(
         self,
         app: WSGIApp,
+        table: tuple[Operation, ...],
         services: inbound.Services,
         settings: dict[str, Any],
         dumps: Callable[..., str],
@@ -122,8 +123,13 @@ class Lane:
         self._limit = settings["CONNECTOR_MAX_CALLBACK_BYTES"]
         self._dumps = dumps  # the app's JSON, so the body is the route's to the byte
         self._ready = ready
-        self._prefix, _, after = inbound.PATH.partition("<token>")
-        assert not after, "the token ends the inbound path"
+        # The route's own path and methods (the ``callback`` operations of the table, web/operations.py).
+        routes = [op for op in table if op.view == "callback"]
+        (path,) = {op.path for op in routes}
+        self._methods = frozenset(op.method for op in routes)
+        self._prefix, _, after = path.partition("<token>")
+        if after or "<" in self._prefix:
+            raise ValueError(f"the inbound path must end with its token: {path}")
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
@@ -146,7 +152,7 @@ class Lane:
     def _answer(self, environ: Environ, token: str) -> dict[str, Any] | None:
         """The answer's body; None for the route to answer (and ``environ`` made ready for it)."""
         method = environ.get("REQUEST_METHOD", "GET").upper()
-        if method not in ("GET", "POST") or not token or "/" in token or "HTTP_TRANSFER_ENCODING" in environ:
+        if method not in self._methods or not token or "/" in token or "HTTP_TRANSFER_ENCODING" in environ:
             return None
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)

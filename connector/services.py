@@ -18,7 +18,7 @@ from connector.sending.actions import Context
 from connector.sending.messages import Rules
 from connector.sending.prices import Prices
 from connector.sending.ratelimit import RateLimit, Refusals
-from connector.sending.upstream import AllMySMS, Credentials, new_session
+from connector.sending.upstream import AllMySMS, Credentials, Transport
 from connector.storage import recovery, schema
 from connector.storage.database import data_folder, default_url, engine_url
 from connector.storage.journal import Journal, Replayer, folder_of
@@ -83,7 +83,7 @@ def build(settings: Mapping[str, Any], *, store: Store | None = None, replayable
     # A delivery worker or `connector migrate` never calls AllMySMS: they run without its URL.
     upstream = AllMySMS(
         settings["ALLMYSMS_BASE_URL"] or "",
-        session=new_session(settings["CONNECTOR_THREADS"] * 2, settings["ALLMYSMS_BASE_URL"] or ""),
+        transport=Transport(settings["ALLMYSMS_BASE_URL"] or "", settings["CONNECTOR_THREADS"] * 2),
         connect_timeout=settings["ALLMYSMS_CONNECT_TIMEOUT"],
         read_timeout=settings["ALLMYSMS_READ_TIMEOUT"],
         connect_retries=settings["ALLMYSMS_CONNECT_RETRIES"],

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import socket
+import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
+from requests import utils as environment
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from connector.errors import AuthenticationFailed, InvalidInput, UpstreamUnavailable
+from connector.errors import AuthenticationFailed, ConfigError, InvalidInput, UpstreamUnavailable
 from connector.observe import metrics
 from connector.sending import feeds, outcomes
 from connector.sending.deadlines import Deadlines
@@ -23,6 +28,7 @@ from connector.sending.retry import retry_after_seconds
 FEED_PATH = "/http/9.0/{method}/"
 VOICE_PATH = "/voice/send/bulk"
 SANDBOX_REPLY_PATH = "/sandbox/replies"
+USER_AGENT = "AllMySMS-Connector/0.1"
 
 
 @dataclass(frozen=True)
@@ -31,20 +37,87 @@ class Credentials:
     api_key: str = field(repr=False)
 
 
-def new_session(pool_size: int = 16, base_url: str = "") -> requests.Session:
-    session = requests.Session()
-    # Retries are decided here, knowing whether a send may have gone out; urllib3 must not retry on its own.
-    adapter = HTTPAdapter(max_retries=0, pool_connections=pool_size, pool_maxsize=pool_size)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    if base_url:
-        # What the environment says of this address (proxy and NO_PROXY, CA bundle, .netrc) is read once, here:
-        # requests would read it again at every call, a walk of os.environ costing a send over a tenth of its CPU.
-        found = session.merge_environment_settings(base_url, {}, None, None, None)
-        session.proxies, session.verify = found["proxies"], found["verify"]
-        session.auth = requests.utils.get_netrc_auth(base_url)
-        session.trust_env = False
-    return session
+class Transport:
+    """Kept-open connections to AllMySMS's one address, through urllib3's pool. requests' layers above that
+    pool (sessions, hooks, cookies, adapters) cost a one-recipient send as much CPU as the call itself.
+
+    What the environment says of the address is read once, here, with requests' own rules: a proxy from
+    HTTP(S)_PROXY unless NO_PROXY names the host, a CA bundle from REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
+    (certifi's otherwise), and a login from .netrc."""
+
+    def __init__(self, base_url: str, pool_size: int = 16) -> None:
+        parts = urlsplit(base_url or "http://allmysms.invalid")
+        self.prefix = parts.path.rstrip("/")
+        self.headers = {"User-Agent": USER_AGENT, "Accept": "*/*", "Accept-Encoding": "gzip, deflate"}
+        tls: dict[str, Any] = {}
+        if parts.scheme == "https":
+            bundle = _ca_bundle()
+            tls = {"cert_reqs": "CERT_REQUIRED", "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs": bundle}
+        netrc = environment.get_netrc_auth(base_url) if base_url else None
+        if netrc:
+            self.headers["Authorization"] = _basic(*netrc)
+        proxy = environment.select_proxy(base_url, environment.get_environ_proxies(base_url)) if base_url else None
+        origin = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        # Through a proxy the request line carries the whole URL; directly, only the path.
+        self._pool: urllib3.PoolManager | urllib3.HTTPConnectionPool
+        if proxy:
+            self._origin, self._pool = origin, _proxied(proxy, pool_size, tls)
+        else:
+            self._origin, self._pool = "", urllib3.connection_from_url(origin, maxsize=pool_size, **tls)
+
+    def post(
+        self,
+        path: str,
+        *,
+        timeout: urllib3.Timeout,
+        form: Mapping[str, str] | None = None,
+        body: Any = None,
+        auth: tuple[str, str] | None = None,
+    ) -> urllib3.BaseHTTPResponse:
+        """POST ``form`` (url-encoded) or ``body`` (JSON); the answer is left unread, for the caller to read
+        within its own bounds. Never retried, never redirected: the caller decides, knowing what a send is."""
+        headers = dict(self.headers)
+        if form is not None:
+            payload = urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        else:
+            payload = json.dumps(body, allow_nan=False).encode()
+            headers["Content-Type"] = "application/json"
+        if auth is not None:
+            headers["Authorization"] = _basic(*auth)
+        return self._pool.urlopen(
+            "POST",
+            self._origin + self.prefix + path,
+            body=payload,
+            headers=headers,
+            timeout=timeout,
+            retries=False,
+            redirect=False,
+            preload_content=False,
+        )
+
+
+def _proxied(proxy: str, pool_size: int, tls: dict[str, Any]) -> urllib3.PoolManager:
+    parts = urlsplit(proxy)
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(
+            "The proxy to AllMySMS cannot be used",
+            [f"HTTPS_PROXY, HTTP_PROXY or ALL_PROXY names a {parts.scheme}:// proxy; http:// or https:// are accepted"],
+        )
+    login, password = environment.get_auth_from_url(proxy)
+    headers = {"Proxy-Authorization": _basic(login, password)} if login else None
+    bare = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], "", "", ""))
+    return urllib3.ProxyManager(bare, num_pools=1, maxsize=pool_size, proxy_headers=headers, **tls)
+
+
+def _ca_bundle() -> str:
+    return (
+        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or environment.DEFAULT_CA_BUNDLE_PATH
+    )
+
+
+def _basic(login: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
 
 
 class _Ended(Exception):
@@ -61,7 +134,7 @@ class AllMySMS:
         self,
         base_url: str,
         *,
-        session: requests.Session | None = None,
+        transport: Transport | None = None,
         connect_timeout: float = 5,
         read_timeout: float = 60,
         connect_retries: int = 2,
@@ -69,8 +142,9 @@ class AllMySMS:
         max_concurrent: int = 16,
     ):
         self.base_url = base_url.rstrip("/")
-        self.session = session or new_session()
         self.timeout = (connect_timeout, read_timeout)
+        self.transport = transport or Transport(base_url)
+        self._urllib3_timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         self.connect_retries = connect_retries
         self.max_reply_bytes = max_reply_bytes
         self.max_concurrent = max_concurrent
@@ -137,31 +211,28 @@ class AllMySMS:
         self, method: outcomes.Method, credentials: Credentials, params: dict[str, Any]
     ) -> tuple[str, dict[str, Any]]:
         data = {"login": credentials.login, "apiKey": credentials.api_key, "returnformat": "json", **params}
-        return self._call(method, FEED_PATH.format(method=method.feed_name), data=data)
+        return self._call(method, FEED_PATH.format(method=method.feed_name), form=data)
 
     # REST API.
 
     def send_voice(self, credentials: Credentials, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         method = outcomes.SIMULATE_VOICE if body.get("simulate") else outcomes.SEND_VOICE
-        return self._call(method, VOICE_PATH, json=body, auth=(credentials.login, credentials.api_key))
+        return self._call(method, VOICE_PATH, body=body, auth=(credentials.login, credentials.api_key))
 
     def sandbox_reply(self, credentials: Credentials, body: dict[str, Any]) -> dict[str, Any]:
         """The built-in sandbox only: play a phone answering an SMS."""
         try:
             with self._slot():
-                response = self._request(
-                    self.base_url + SANDBOX_REPLY_PATH, json=body, auth=(credentials.login, credentials.api_key)
-                )
-                with response:
-                    raw = _read_bounded(response, 1 << 20, self.timeout[1])
+                response = self._request(SANDBOX_REPLY_PATH, body=body, auth=(credentials.login, credentials.api_key))
+                raw = _read_bounded(response, 1 << 20, self.timeout[1])
             answer = feeds.read_reply(raw, response.headers.get("Content-Type", ""))
         except (_Ended, feeds.Unreadable) as failed:
             raise UpstreamUnavailable(
                 "The sandbox did not answer as expected; try again.", log_detail=f"sandbox reply: {failed}"
             ) from None
-        if response.status_code == 201:
+        if response.status == 201:
             return answer
-        if response.status_code == 401:
+        if response.status == 401:
             raise AuthenticationFailed("The sandbox does not know this login and API key.")
         raise InvalidInput(f"The sandbox refused the reply: {answer.get('description', 'no reason given')}")
 
@@ -171,10 +242,9 @@ class AllMySMS:
         reply, retry_after = None, None
         with self._slot(), metrics.upstream_request(method.name) as seen:
             try:
-                response = self._request(self.base_url + path, **kwargs)
-                with response:
-                    body = _read_bounded(response, self.max_reply_bytes, self.timeout[1])
-                seen.http_status = status = response.status_code
+                response = self._request(path, **kwargs)
+                body = _read_bounded(response, self.max_reply_bytes, self.timeout[1])
+                seen.http_status = status = response.status
                 detail = f"HTTP {status} from {path}"
                 try:
                     reply = seen.reply = feeds.read_reply(body, response.headers.get("Content-Type", ""))
@@ -210,15 +280,13 @@ class AllMySMS:
         finally:
             self._slots.release()
 
-    def _request(self, url: str, **kwargs: Any) -> requests.Response:
+    def _request(self, path: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
         attempt = 0
         while True:
             attempt += 1
             try:
-                return self.session.request(
-                    "POST", url, timeout=self.timeout, allow_redirects=False, stream=True, **kwargs
-                )
-            except requests.exceptions.RequestException as exc:
+                return self.transport.post(path, timeout=self._urllib3_timeout, **kwargs)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
                 if not _never_connected(exc):
                     raise _Ended("no_answer", f"{type(exc).__name__} after the request was sent") from None
                 if attempt > self.connect_retries:
@@ -229,30 +297,33 @@ class AllMySMS:
 _DEADLINES = Deadlines()
 
 
-def _read_bounded(response: requests.Response, limit: int, seconds: float) -> bytes:
+def _read_bounded(response: urllib3.BaseHTTPResponse, limit: int, seconds: float) -> bytes:
     """The body, at most ``limit`` bytes, all of it within ``seconds``: the read timeout bounds each wait
     for data, and an answer trickling a byte at a time would otherwise hold the request for as long as
-    it likes. Past the deadline the connection is cut, and the answer counts as lost."""
+    it likes. Past the deadline the connection is cut, and the answer counts as lost. The connection goes
+    back to the pool only once its answer was read to the end."""
     chunks, size = [], 0
     cut = _DEADLINES.after(seconds, lambda: _cut(response))
     try:
-        for chunk in response.iter_content(chunk_size=65536):
+        for chunk in response.stream(65536):
             size += len(chunk)
             if size > limit:
                 raise _Ended("too_large", f"reply over {limit} bytes")
             chunks.append(chunk)
     except _Ended:
+        response.close()
         raise
     except Exception as exc:  # the cut shows as whatever the socket raised mid-read
+        response.close()
         raise _Ended("no_answer", f"{type(exc).__name__} while reading the answer") from None
     finally:
         cut.cancel()
+        response.release_conn()
     return b"".join(chunks)
 
 
-def _cut(response: requests.Response) -> None:
-    connection = getattr(response.raw, "connection", None)
-    sock = getattr(connection, "sock", None)
+def _cut(response: urllib3.BaseHTTPResponse) -> None:
+    sock = getattr(response.connection, "sock", None)
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
@@ -261,21 +332,21 @@ def _cut(response: requests.Response) -> None:
 
 
 def _never_connected(exc: BaseException | None) -> bool:
-    """True when the request provably never left: refused or timed out while connecting."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
+    """True when the request provably never left: refused or timed out while connecting (to AllMySMS or
+    to the proxy in between)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, (NewConnectionError, ConnectTimeoutError)):
+        # A certificate is checked before the request is written.
+        if isinstance(exc, (NewConnectionError, ConnectTimeoutError, ssl.SSLCertVerificationError)):
             return True
-        inner = getattr(exc, "reason", None)
+        inner = getattr(exc, "original_error", None) or getattr(exc, "reason", None)
         if inner is None and exc.args and isinstance(exc.args[0], BaseException):
             inner = exc.args[0]
         exc = inner or exc.__cause__ or exc.__context__
     return False
 
 
-def _retry_after(response: requests.Response) -> int:
+def _retry_after(response: urllib3.BaseHTTPResponse) -> int:
     seconds = retry_after_seconds(response.headers.get("Retry-After"), time.time())
     return 30 if seconds is None else max(1, min(int(seconds), 3600))

@@ -1,0 +1,154 @@
+"""How the AllMySMS client reaches its address: what the environment says of it (proxy, NO_PROXY, proxy login,
+CA bundle) is read once, when the service starts, then used by every call; certificates are checked."""
+
+from __future__ import annotations
+
+import base64
+import ssl
+import threading
+
+import pytest
+import trustme
+import urllib3
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from connector.errors import ConfigError, UpstreamUnavailable
+from connector.sending.upstream import AllMySMS, Credentials, Transport
+from tests.conftest import LoopbackServer
+
+ACCOUNT = b'{"status": "Active Account", "credits": "12"}'
+FEED = '{"DATA":{"MESSAGE":"Hi","SMS":[{"MOBILEPHONE":"33611111111"}]}}'
+TIMEOUT = urllib3.Timeout(connect=5, read=10)
+
+
+class _Recorder:
+    """A WSGI app answering an account reply and keeping each request line's target (a proxy sees the whole
+    URL) and the headers that matter here."""
+
+    def __init__(self):
+        self.targets: list[str] = []
+        self.proxy_logins: list[str | None] = []
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        self.targets.append(environ.get("REQUEST_URI") or request.full_path)
+        self.proxy_logins.append(request.headers.get("Proxy-Authorization"))
+        return Response(ACCOUNT, mimetype="application/json")(environ, start_response)
+
+
+@pytest.fixture
+def recorders():
+    started = []
+
+    def start(count):
+        for _ in range(count):
+            recorder = _Recorder()
+            started.append(LoopbackServer(recorder))
+            yield recorder, started[-1].url
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_of_the_machine(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def _posted(transport: Transport, path: str = "/http/9.0/getInfo/") -> bytes:
+    response = transport.post(path, timeout=TIMEOUT, form={"login": "demo", "apiKey": "k"})
+    try:
+        return response.read()
+    finally:
+        response.release_conn()
+
+
+def test_a_proxy_the_environment_names_at_start_carries_every_call(monkeypatch, recorders):
+    [(proxy, proxy_url)] = recorders(1)
+    monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    transport = Transport("http://allmysms.invalid/base", 2)
+    monkeypatch.delenv("HTTP_PROXY")  # read at start: a change later is not seen
+    for _ in range(2):
+        assert _posted(transport) == ACCOUNT
+    assert proxy.targets == ["http://allmysms.invalid/base/http/9.0/getInfo/"] * 2
+    assert proxy.proxy_logins == [None, None]
+
+
+def test_a_proxy_login_in_its_url_is_sent_to_the_proxy_only(monkeypatch, recorders):
+    [(proxy, proxy_url)] = recorders(1)
+    monkeypatch.setenv("HTTP_PROXY", proxy_url.replace("http://", "http://agency:s%40cret@"))
+    assert _posted(Transport("http://allmysms.invalid", 2)) == ACCOUNT
+    assert proxy.proxy_logins == ["Basic " + base64.b64encode(b"agency:s@cret").decode()]
+    assert proxy.targets == ["http://allmysms.invalid/http/9.0/getInfo/"]  # no login in the request line
+
+
+def test_an_address_no_proxy_names_is_called_directly(monkeypatch, recorders):
+    (upstream, upstream_url), (proxy, proxy_url) = recorders(2)
+    monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert _posted(Transport(upstream_url, 2)) == ACCOUNT
+    assert upstream.targets == ["/http/9.0/getInfo/"] and proxy.targets == []
+
+
+def test_a_proxy_that_is_not_http_is_refused_at_start(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://127.0.0.1:1080")
+    with pytest.raises(ConfigError, match="names a socks5:// proxy; http:// or https:// are accepted"):
+        Transport("https://api.allmysms.com", 2)
+
+
+def test_a_proxy_that_refuses_connections_means_nothing_was_sent(monkeypatch):
+    import socket
+
+    with socket.socket() as closed:  # bound, never listening: connections to it are refused
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        client = AllMySMS("http://allmysms.invalid", transport=Transport("http://allmysms.invalid"), connect_retries=0)
+        with pytest.raises(UpstreamUnavailable) as refused:
+            client.send_sms(Credentials("demo", "k"), FEED)
+    assert refused.value.code == "upstream_unavailable" and "Nothing was sent" in refused.value.message
+
+
+class _TlsUpstream:
+    """AllMySMS over HTTPS on 127.0.0.1, with a certificate for 127.0.0.1 from a CA of the test's own."""
+
+    def __init__(self, tmp_path):
+        self.ca = trustme.CA()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ca.issue_cert("127.0.0.1").configure_cert(context)
+        self.recorder = _Recorder()
+        self._server = make_server("127.0.0.1", 0, self.recorder, threaded=True, ssl_context=context)
+        self.url = f"https://127.0.0.1:{self._server.server_port}"
+        self.bundle = tmp_path / "ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.bundle))
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def tls_upstream(tmp_path):
+    upstream = _TlsUpstream(tmp_path)
+    yield upstream
+    upstream.stop()
+
+
+def test_https_with_the_ca_bundle_the_environment_names(monkeypatch, tls_upstream):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_upstream.bundle))
+    client = AllMySMS(tls_upstream.url, transport=Transport(tls_upstream.url))
+    assert client.account(Credentials("demo", "k")) == {"status": "Active Account", "credits": "12"}
+    assert tls_upstream.recorder.targets == ["/http/9.0/getInfo/"]
+
+
+def test_a_certificate_no_trusted_ca_signed_is_refused_before_anything_is_sent(tls_upstream):
+    client = AllMySMS(tls_upstream.url, transport=Transport(tls_upstream.url), connect_retries=0)
+    with pytest.raises(UpstreamUnavailable) as refused:
+        client.send_sms(Credentials("demo", "k"), FEED)
+    assert refused.value.code == "upstream_unavailable" and "Nothing was sent" in refused.value.message
+    assert tls_upstream.recorder.targets == []

@@ -1,7 +1,8 @@
 """Baselines: a bare Flask app that forwards a send to the AllMySMS sandbox and does nothing else.
 
 No validation and no translation: the JSON body is read and ignored, the smsData feeds were built before
-the run, and the sandbox's replies are returned as JSON. What the connector does beyond this is what the
+the run, posted with requests (what a bare integration would use), and the sandbox's replies are returned
+as JSON. What the connector does beyond this is what the
 benchmark's ratios measure. bench/run.py serves it with gunicorn exactly like `connector serve`:
 
     PASSTHROUGH_UPSTREAM=http://127.0.0.1:8100 .venv/bin/gunicorn -k gthread -w 2 --threads 8 \\

@@ -11,7 +11,8 @@ What it does, all on loopback, with servers started here and always stopped on e
 1. Throughput. The AllMySMS sandbox runs under gunicorn (2 workers x 8 threads, one account with 10**12
    credits in each worker's own in-memory state). `connector serve` runs with ALLMYSMS_BASE_URL pointing
    at it (CONNECTOR_WORKERS=2, CONNECTOR_THREADS=8), and bench/passthrough.py, a bare Flask app that
-   forwards a prebuilt feed to the same sandbox, runs under gunicorn with the same workers, threads and
+   forwards a prebuilt feed to the same sandbox with requests (as a bare integration would; the connector
+   calls AllMySMS through urllib3's pool), runs under gunicorn with the same workers, threads and
    access log. After a warm-up, each is driven in turn (A B A B) by the same closed-loop load: N client
    threads posting a single-recipient send_sms body for S seconds. The better round of each is kept:
    requests/s, p50 and p99 latency, the CPU each server's processes spent per request (CPU-us, the figure

@@ -32,13 +32,11 @@ def personalised(count: int) -> dict[str, Any]:
 class _Upstream:
     """Answers each smsData feed as AllMySMS does: one smsId per recipient."""
 
-    def __init__(self):
-        self.campaigns = 0
-
     def send_sms(self, credentials: Credentials, feed: str) -> tuple[str, dict[str, Any]]:
         rows = json.loads(feed)["DATA"]["SMS"]
-        self.campaigns += 1
-        campaign = str(self.campaigns)
+        # Numbered by the feed's place in the send (its first number's, 2,000 a feed), not by arrival: feeds
+        # sent at once arrive in any order, and results are compared across runs.
+        campaign = str(int(rows[0]["MOBILEPHONE"][-7:]) // 2000 + 1)
         ids = [{"phoneNumber": row["MOBILEPHONE"], "smsId": f"{campaign}-{i}"} for i, row in enumerate(rows)]
         return "sent", {"status": 100, "campaignId": campaign, "nbContacts": len(rows), "smsIds": ids}
 

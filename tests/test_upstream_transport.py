@@ -6,15 +6,18 @@ from __future__ import annotations
 import base64
 import ssl
 import threading
+from urllib.parse import urlencode
 
 import pytest
 import trustme
 import urllib3
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from connector.errors import ConfigError, UpstreamUnavailable
-from connector.sending.upstream import AllMySMS, Credentials, Transport
+from connector.sending.upstream import AllMySMS, Credentials, Transport, form_encoded
 from tests.conftest import LoopbackServer
 
 ACCOUNT = b'{"status": "Active Account", "credits": "12"}'
@@ -57,6 +60,27 @@ def _no_proxy_of_the_machine(monkeypatch):
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+
+
+# The characters whose escapes interact, often together, as in feeds; and any text at all.
+_FORM_TEXT = st.text(st.sampled_from('%+ &="{}:,aZ9~é€😀\n'), max_size=40) | st.text(
+    st.characters(codec="utf-8"), max_size=40
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(_FORM_TEXT, _FORM_TEXT, max_size=4), st.integers(0, 3000))
+@example({"smsData": '{"MESSAGE":"100% + 1"}'}, 2)
+def test_a_form_is_encoded_to_the_bytes_urlencode_gives(fields, repeat):
+    """Short fields, and long ones (a feed of many recipients) where every escape applies many times over."""
+    assert form_encoded(fields) == urlencode(fields).encode()
+    long = {key: value * repeat for key, value in fields.items()}
+    assert form_encoded(long) == urlencode(long).encode()
+
+
+def test_a_feed_in_another_script_is_encoded_as_urlencode_does():
+    feed = '{"DATA":{"MESSAGE":"' + "".join(chr(c) for c in range(0x4E00, 0x4F00)) * 20 + '% +"}}'
+    assert form_encoded({"smsData": feed}) == urlencode({"smsData": feed}).encode()
 
 
 def _posted(transport: Transport, path: str = "/http/9.0/getInfo/") -> bytes:

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import quote_plus, urlsplit, urlunsplit
 
 import urllib3
 from requests import utils as environment
@@ -78,7 +78,7 @@ class Transport:
         within its own bounds. Never retried, never redirected: the caller decides, knowing what a send is."""
         headers = dict(self.headers)
         if form is not None:
-            payload = urlencode(form).encode()
+            payload = form_encoded(form)
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         else:
             payload = json.dumps(body, allow_nan=False).encode()
@@ -95,6 +95,34 @@ class Transport:
             redirect=False,
             preload_content=False,
         )
+
+
+#: The bytes a form value keeps as they are (urllib's quote_plus's own); any other is %XX, and a space +.
+_KEPT = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+_ESCAPES = {byte: "+" if byte == 32 else f"%{byte:02X}" for byte in range(256)}
+#: '%' is escaped first and '+' next: the escapes of the others bring both in.
+_ESCAPE_ORDER = {ord("%"): 0, ord("+"): 1}
+
+
+def form_encoded(fields: Mapping[str, str]) -> bytes:
+    """The bytes ``urlencode(fields)`` gives, for a quarter of its CPU on a feed: a 2,000-recipient smsData is
+    some 145 KB, which urllib quotes a byte at a time in Python, and here in one pass a distinct byte."""
+    return "&".join(f"{_quoted(key)}={_quoted(value)}" for key, value in fields.items()).encode("ascii")
+
+
+def _quoted(text: str) -> str:
+    data = text.encode()
+    if len(data) - len(text) > len(text) // 8:  # much text in another script: byte by byte is then the cheaper
+        return quote_plus(text)
+    escaped = set(data.translate(None, _KEPT))
+    if not escaped:
+        return text
+    if len(escaped) > 24:
+        return quote_plus(text)
+    quoted = data.decode("latin-1")
+    for byte in sorted(escaped, key=lambda byte: _ESCAPE_ORDER.get(byte, 2)):
+        quoted = quoted.replace(chr(byte), _ESCAPES[byte])
+    return quoted
 
 
 def _proxied(proxy: str, pool_size: int, tls: dict[str, Any]) -> urllib3.PoolManager:

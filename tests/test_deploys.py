@@ -32,7 +32,7 @@ from connector.storage.outage import Backoff
 from connector.storage.store import Store
 from connector.storage.tables import attempts, deliveries, events, subscriptions
 from tests.conftest import Scripted, wait_for
-from tests.test_serve import clean_env, start, stop
+from tests.test_serve import clean_env, start, stop, written
 
 KEY = "d" * 64
 
@@ -187,8 +187,7 @@ def test_sigterm_to_serve_answers_every_request_it_accepted_then_refuses_connect
     # Each client ended on a refused connection: nothing was left waiting on a socket nobody reads.
     last = {o["client"]: o["result"] for o in outcomes}
     assert list(last.values()) == ["refused"] * 5, last
-    log.seek(0)
-    assert "Traceback" not in log.read()
+    assert "Traceback" not in written(log)
 
     store = Store(default_url(str(tmp_path / "var")))
     try:

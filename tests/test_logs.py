@@ -166,7 +166,7 @@ def test_a_request_path_with_a_line_break_and_an_escape_is_one_access_log_line_w
     import requests
 
     from tests.conftest import wait_for
-    from tests.test_serve import clean_env, start, stop
+    from tests.test_serve import clean_env, start, stop, written
 
     env = clean_env(tmp_path, CONNECTOR_WORKERS="1", CONNECTOR_THREADS="2", CONNECTOR_LOG_FORMAT=log_format)
     url, log, process = start([sys.executable, "-m", "connector.ops.cli", "serve"], env, tmp_path)
@@ -176,8 +176,7 @@ def test_a_request_path_with_a_line_break_and_an_escape_is_one_access_log_line_w
         request_id = answer.headers["X-Request-Id"]
 
         def logged():
-            log.seek(0)
-            so_far = log.read()
+            so_far = written(log)
             return so_far if request_id in so_far else None
 
         text = wait_for(logged, what="the access log line")

@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def start(argv: list[str], env: dict, tmp_path, ready: str = "/v1/manifest"):
     """Start a server process in a session of its own; (url, log, process) once ``ready`` answers. Any
     failure to start stops the whole process tree (gunicorn's workers, the delivery workers) before failing."""
-    # Appending: the server shares this file's offset, which reading it here moves back to the start; without
-    # O_APPEND its next lines would be written over the first ones.
+    # Appending: the server shares this file's offset; without O_APPEND its lines would be written over each
+    # other. Read it with written(), through a file of its own: seeking this one would race the server's writes.
     log = (tmp_path / "serve.log").open("a+")
     process = subprocess.Popen(
         argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -41,12 +41,16 @@ def start(argv: list[str], env: dict, tmp_path, ready: str = "/v1/manifest"):
                 return url, log, process
             except requests.RequestException:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    pytest.fail(f"{argv} did not start:\n{log.read()}")
+                    pytest.fail(f"{argv} did not start:\n{written(log)}")
                 time.sleep(0.05)  # polling for the port to open
     finally:
         if not started:
             stop(process)
+
+
+def written(log) -> str:
+    """Everything the server wrote to ``log`` so far, read at an offset of this call's own."""
+    return Path(log.name).read_text()
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -102,8 +106,7 @@ def test_gunicorn_runs_the_app_with_the_shipped_config(tmp_path, sandbox):
         assert requests.post(f"{url}/v1/inbound/allmysms/{token}", data={"smsId": "1"}, timeout=10).status_code == 404
     finally:
         stop(process)
-    log.seek(0)
-    text = log.read()
+    text = written(log)
     assert text.count("Booting worker") == max(2, os.cpu_count() or 1)
     assert "POST /v1/inbound/allmysms/" in text and token not in text
 
@@ -111,8 +114,7 @@ def test_gunicorn_runs_the_app_with_the_shipped_config(tmp_path, sandbox):
 def logged(log, log_format: str) -> str:
     """Everything the service wrote so far. In JSON, each line must be one object with the time, level,
     logger and message, and each access line the request's method, path, status and request id."""
-    log.seek(0)
-    text = log.read()
+    text = written(log)
     if log_format == "json":
         for line in text.splitlines():
             entry = json.loads(line)  # a line that is not JSON fails here

@@ -2,7 +2,7 @@
 
 Usage (from the repository root):
 
-    .venv/bin/python bench/run.py            # full run, at most about 3 minutes
+    .venv/bin/python bench/run.py            # full run, about 100 seconds
     .venv/bin/python bench/run.py --quick    # smoke run, about 20 seconds
     .venv/bin/python bench/run.py --seconds 5 --clients 32
 
@@ -13,8 +13,8 @@ What it does, all on loopback, with servers started here and always stopped on e
    at it (CONNECTOR_WORKERS=2, CONNECTOR_THREADS=8), and bench/passthrough.py, a bare Flask app that
    forwards a prebuilt feed to the same sandbox with requests (as a bare integration would; the connector
    calls AllMySMS through urllib3's pool), runs under gunicorn with the same workers, threads and
-   access log. After a warm-up, each is driven in turn (A B A B) by the same closed-loop load: N client
-   threads posting a single-recipient send_sms body for S seconds. The better round of each is kept:
+   access log. After a warm-up, each is driven in turn (A B A B A B; quick: A B A B) by the same closed-loop
+   load: N client threads posting a single-recipient send_sms body for S seconds. The best round of each is kept:
    requests/s, p50 and p99 latency, the CPU each server's processes spent per request (CPU-us, the figure
    that survives a change of machine), and the ratio connector/passthrough (target >= 0.9).
 2. Large personalised sends, against a bare bulk passthrough. One send_sms with 10,000 then 100,000
@@ -73,7 +73,8 @@ TARGETS = {"ratio": 0.9, "large_ratio": 1.3, "rss_growth_mb": 100.0}
 FULL = {
     "seconds": 10.0,
     "warmup": 3.0,
-    "rounds": 2,
+    # The machine's share of its cores moves from one 10 s round to the next: three rounds each, taking turns.
+    "rounds": 3,
     "sizes": (10_000, 100_000),
     "repeats": 2,
     "in_process": 100_000,

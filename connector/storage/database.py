@@ -19,12 +19,12 @@ from sqlalchemy import bindparam, column, create_engine, event, func, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DisconnectionError
 
 from connector.storage import schema
 from connector.storage.doorbell import for_engine as doorbell_for
-from connector.storage.outage import Outage, unavailable
+from connector.storage.outage import Outage, liveness, unavailable
 
 
 def engine_url(url: str) -> str:
@@ -73,7 +73,7 @@ class Database:
         kwargs = (
             {"connect_args": {"timeout": 30, "check_same_thread": False}}
             if self.sqlite
-            else {"pool_size": 10, "max_overflow": 20}
+            else {"pool_size": 10, "max_overflow": 20, "connect_args": liveness(make_url(url).query)}
         )
         self.engine: Engine = create_engine(url, **kwargs)
         if not self.sqlite:

@@ -28,7 +28,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
-from connector.storage.outage import Backoff, Outage, reason
+from connector.storage.outage import Backoff, Outage, liveness, reason
 
 log = logging.getLogger(__name__)
 
@@ -189,10 +189,7 @@ class _Listening(Listener):
         cargs, cparams = self.bell.engine.dialect.create_connect_args(self.bell.engine.url)
         cparams.pop("context", None)
         # A connection that only waits must still learn that the server is gone: keepalives do the asking.
-        for name, value in (("connect_timeout", 10), ("keepalives", 1), ("keepalives_idle", 30)):
-            cparams.setdefault(name, value)
-        cparams.setdefault("keepalives_interval", 10)
-        cparams.setdefault("keepalives_count", 3)
+        cparams.update(liveness(cparams))
         connection = psycopg.connect(*cargs, **cparams, autocommit=True)
         try:
             [schema] = connection.execute("SELECT coalesce(current_schema(), '')").fetchone() or [""]

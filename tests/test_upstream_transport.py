@@ -4,6 +4,7 @@ CA bundle) is read once, when the service starts, then used by every call; certi
 from __future__ import annotations
 
 import base64
+import socket
 import ssl
 import threading
 from urllib.parse import urlencode
@@ -125,8 +126,6 @@ def test_a_proxy_that_is_not_http_is_refused_at_start(monkeypatch):
 
 
 def test_a_proxy_that_refuses_connections_means_nothing_was_sent(monkeypatch):
-    import socket
-
     with socket.socket() as closed:  # bound, never listening: connections to it are refused
         closed.bind(("127.0.0.1", 0))
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed.getsockname()[1]}")
@@ -176,3 +175,70 @@ def test_a_certificate_no_trusted_ca_signed_is_refused_before_anything_is_sent(t
         client.send_sms(Credentials("demo", "k"), FEED)
     assert refused.value.code == "upstream_unavailable" and "Nothing was sent" in refused.value.message
     assert tls_upstream.recorder.targets == []
+
+
+class _Tunnel:
+    """An HTTP proxy that answers CONNECT only, as one in front of AllMySMS over HTTPS does, and relays the
+    bytes both ways; it keeps each CONNECT's target and Proxy-Authorization."""
+
+    def __init__(self):
+        self.connects: list[tuple[str, str | None]] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client):
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ")
+            headers = dict(line.split(": ", 1) for line in lines[1:])
+            self.connects.append((f"{method} {target}", headers.get("Proxy-Authorization")))
+            host, port = target.rsplit(":", 1)
+            with socket.create_connection((host, int(port))) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                threading.Thread(target=_relay, args=(upstream, client), daemon=True).start()
+                _relay(client, upstream)
+
+    def stop(self):
+        self._listener.close()
+
+
+def _relay(source, sink):
+    try:
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def test_https_through_a_proxy_goes_in_a_tunnel_the_proxy_login_opens(monkeypatch, tls_upstream):
+    tunnel = _Tunnel()
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", tunnel.url.replace("http://", "http://agency:s3cret@"))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_upstream.bundle))
+        client = AllMySMS(tls_upstream.url, transport=Transport(tls_upstream.url))
+        for _ in range(2):
+            assert client.account(Credentials("demo", "k")) == {"status": "Active Account", "credits": "12"}
+    finally:
+        tunnel.stop()
+    # A tunnel a call (the test upstream closes each connection), each opened with the proxy's login; inside,
+    # the certificate was checked and only the path was sent.
+    login = "Basic " + base64.b64encode(b"agency:s3cret").decode()
+    assert tunnel.connects == [(f"CONNECT {tls_upstream.url.removeprefix('https://')}", login)] * 2
+    assert tls_upstream.recorder.targets == ["/http/9.0/getInfo/"] * 2
+    assert tls_upstream.recorder.proxy_logins == [None, None]  # the proxy's login never reaches AllMySMS

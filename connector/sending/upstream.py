@@ -170,9 +170,9 @@ class AllMySMS:
         max_concurrent: int = 16,
     ):
         self.base_url = base_url.rstrip("/")
-        self.timeout = (connect_timeout, read_timeout)
+        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self.transport = transport or Transport(base_url)
-        self._urllib3_timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         self.connect_retries = connect_retries
         self.max_reply_bytes = max_reply_bytes
         self.max_concurrent = max_concurrent
@@ -252,7 +252,7 @@ class AllMySMS:
         try:
             with self._slot():
                 response = self._request(SANDBOX_REPLY_PATH, body=body, auth=(credentials.login, credentials.api_key))
-                raw = _read_bounded(response, 1 << 20, self.timeout[1])
+                raw = _read_bounded(response, 1 << 20, self.read_timeout)
             answer = feeds.read_reply(raw, response.headers.get("Content-Type", ""))
         except (_Ended, feeds.Unreadable) as failed:
             raise UpstreamUnavailable(
@@ -271,7 +271,7 @@ class AllMySMS:
         with self._slot(), metrics.upstream_request(method.name) as seen:
             try:
                 response = self._request(path, **kwargs)
-                body = _read_bounded(response, self.max_reply_bytes, self.timeout[1])
+                body = _read_bounded(response, self.max_reply_bytes, self.read_timeout)
                 seen.http_status = status = response.status
                 detail = f"HTTP {status} from {path}"
                 try:
@@ -294,7 +294,7 @@ class AllMySMS:
         """One of ``max_concurrent`` calls at once. Waiting for a slot is waiting to connect: past the connect
         timeout the caller is told to come back, rather than every thread of the service queueing here
         while AllMySMS is slow (and AllMySMS seeing a flood from one address)."""
-        if not self._slots.acquire(timeout=self.timeout[0]):
+        if not self._slots.acquire(timeout=self.connect_timeout):
             raise UpstreamUnavailable(
                 "The service is waiting on AllMySMS for too many requests at once. Nothing was sent; try again "
                 "in a few seconds.",
@@ -313,7 +313,7 @@ class AllMySMS:
         while True:
             attempt += 1
             try:
-                return self.transport.post(path, timeout=self._urllib3_timeout, **kwargs)
+                return self.transport.post(path, timeout=self._timeout, **kwargs)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 if not _never_connected(exc):
                     raise _Ended("no_answer", f"{type(exc).__name__} after the request was sent") from None
